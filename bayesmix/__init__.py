@@ -1,0 +1,44 @@
+"""bayesmix: Bayesian mixture models on PyMC, with exact EM and ArviZ results.
+
+Examples
+--------
+>>> import bayesmix as bm
+>>> X = bm.datasets.load_faithful()
+>>> gm = bm.GaussianMixture(n_components=2, random_state=0).fit(X, method="em")
+>>> gm.idata.attrs["inference_method"]
+'em'
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from bayesmix import datasets
+from bayesmix._gaussian import GaussianMixture
+from bayesmix.exceptions import (
+    ConvergenceWarning,
+    DataError,
+    NotFittedError,
+    PriorError,
+    SamplerWarning,
+)
+from bayesmix.priors import Prior
+
+try:
+    __version__ = version("bayesmix")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+unknown"
+
+__all__ = [
+    # errors and warnings
+    "ConvergenceWarning",
+    "DataError",
+    # models
+    "GaussianMixture",
+    "NotFittedError",
+    # priors
+    "Prior",
+    "PriorError",
+    "SamplerWarning",
+    "__version__",
+    # data
+    "datasets",
+]

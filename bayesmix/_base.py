@@ -1,0 +1,597 @@
+"""The shared machinery of every mixture family: fit dispatch, results, prediction.
+
+A family subclass supplies the specification hooks (default priors, the PyMC model,
+EM, the conversion of an EM estimate into posterior variables); this class runs
+validation, EM, NUTS started at the EM solution, relabelling, diagnostics, and
+packages every result in one ``xarray.DataTree`` layout.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import warnings
+from abc import ABC, abstractmethod
+from typing import Any, Literal, Self
+
+import arviz_base as azb
+import arviz_stats as azs
+import numpy as np
+import pandas as pd
+import pymc as pm
+import xarray as xr
+from threadpoolctl import threadpool_limits
+
+from bayesmix._validation import MixtureData, check_data, check_option, check_positive_int
+from bayesmix.em import EMResult
+from bayesmix.exceptions import ConvergenceWarning, DataError, NotFittedError, SamplerWarning
+from bayesmix.priors import Prior, resolve_priors
+from bayesmix.stats import (
+    draw_log_prob,
+    log_responsibilities,
+    mixture_log_density,
+    pointwise_log_likelihood,
+    relabel_permutations,
+)
+
+__all__ = ["MixtureModel"]
+
+_log = logging.getLogger("bayesmix")
+
+METHODS = ("nuts", "em")
+NUTS_SAMPLERS = ("nutpie", "pymc")
+# A chain whose mean weight for some component is below this fraction of the median
+# over chains has collapsed that component (an empty-component mode).
+_COLLAPSE_RATIO = 0.25
+_RHAT_MAX = 1.01
+_ESS_PER_CHAIN_MIN = 100
+
+
+class MixtureModel(ABC):
+    """Base class of the bayesmix mixture families (not instantiated directly)."""
+
+    _family: str = ""
+
+    # -- hooks a family implements ---------------------------------------------------------
+
+    @abstractmethod
+    def _rv_shapes(self, n_features: int) -> dict[str, tuple[str, ...]]: ...
+
+    @abstractmethod
+    def _default_priors(self, data: MixtureData) -> dict[str, Prior]: ...
+
+    @abstractmethod
+    def _allowed_priors(self) -> dict[str, frozenset[str]]: ...
+
+    @abstractmethod
+    def _build(self, data: MixtureData, priors: dict[str, Prior]) -> pm.Model: ...
+
+    @abstractmethod
+    def _run_em(self, data: MixtureData, rng: np.random.Generator) -> EMResult: ...
+
+    @abstractmethod
+    def _point_from_em(self, em: EMResult, n_features: int) -> dict[str, np.ndarray]: ...
+
+    @abstractmethod
+    def _sklearn_covariances(self, cov: np.ndarray) -> np.ndarray: ...
+
+    @abstractmethod
+    def _n_parameters(self, n_features: int) -> int: ...
+
+    # -- specification -------------------------------------------------------------------
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        return [name for name in inspect.signature(cls.__init__).parameters if name != "self"]
+
+    def get_params(self) -> dict[str, Any]:
+        """Return the constructor arguments, as scikit-learn estimators do."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{key}={value!r}" for key, value in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    def _check_params(self) -> None:
+        check_positive_int(self.n_components, "n_components")
+        check_positive_int(self.n_init, "n_init")
+        check_positive_int(self.max_iter, "max_iter")
+        for name in ("tol", "reg_covar"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and np.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0; got {value!r}.")
+
+    def _prepare(self, X: Any) -> tuple[MixtureData, dict[str, Prior]]:
+        """Validate parameters and data and resolve the priors; no side effects."""
+        self._check_params()
+        data = check_data(X, n_components=self.n_components)
+        defaults = self._default_priors(data)
+        priors = resolve_priors(defaults, self.priors, self._allowed_priors())
+        return data, priors
+
+    def build_model(self, X: Any) -> pm.Model:
+        """Build the PyMC model for data ``X`` without fitting anything.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples,)
+
+        Returns
+        -------
+        pymc.Model
+            The model with the component labels marginalised out; its observed
+            variable ``x`` has one log-likelihood term per observation.
+        """
+        data, priors = self._prepare(X)
+        return self._build(data, priors)
+
+    # -- fitting -------------------------------------------------------------------------
+
+    def fit(
+        self,
+        X: Any,
+        method: Literal["nuts", "em"] = "nuts",
+        *,
+        draws: int = 1000,
+        tune: int = 1000,
+        chains: int = 4,
+        cores: int | None = None,
+        target_accept: float = 0.9,
+        nuts_sampler: Literal["nutpie", "pymc"] = "nutpie",
+        random_seed: int | None = None,
+        progressbar: bool = True,
+    ) -> Self:
+        """Fit the mixture to ``X`` by NUTS (the posterior) or by EM (a point estimate).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples,)
+            NumPy array, pandas DataFrame or Series. Column names and the index become
+            the ``feature`` and ``obs`` coordinates of the result.
+        method : {"nuts", "em"}, default="nuts"
+            ``"nuts"`` samples the posterior, every chain starting at the EM solution;
+            ``"em"`` stores the EM estimate as a one-chain, one-draw posterior.
+        draws, tune, chains : int, default=1000, 1000, 4
+            Posterior draws and tuning steps per chain, and the number of chains.
+        cores : int, optional
+            Chains run in parallel; defaults to ``min(chains, number of CPUs)``.
+        target_accept : float, default=0.9
+            NUTS target acceptance rate; raise it if there are divergences.
+        nuts_sampler : {"nutpie", "pymc"}, default="nutpie"
+            NUTS implementation. nutpie starts every chain exactly at the EM estimate;
+            PyMC's sampler starts each chain at a jittered copy of it.
+        random_seed : int, optional
+            Seed of the sampler; defaults to one derived from ``random_state``.
+        progressbar : bool, default=True
+            Show sampling progress.
+
+        Returns
+        -------
+        self
+            The fitted model.
+        """
+        check_option(method, "method", METHODS)
+        if method == "nuts":
+            for name, value in (("draws", draws), ("tune", tune), ("chains", chains)):
+                check_positive_int(value, name)
+            check_option(nuts_sampler, "nuts_sampler", NUTS_SAMPLERS)
+            if not 0 < target_accept < 1:
+                raise ValueError(f"target_accept must be in (0, 1); got {target_accept!r}.")
+        data, priors = self._prepare(X)
+        rng = np.random.default_rng(self.random_state)
+        em = self._run_em(data, rng)
+        if method == "em":
+            idata = self._em_datatree(data, em)
+            settings: dict[str, Any] = {}
+        else:
+            seed = int(rng.integers(2**31 - 1)) if random_seed is None else random_seed
+            settings = {
+                "draws": draws,
+                "tune": tune,
+                "chains": chains,
+                "target_accept": target_accept,
+                "nuts_sampler": nuts_sampler,
+                "random_seed": seed,
+            }
+            idata = self._sample_nuts(
+                data, priors, em, cores=cores, progressbar=progressbar, **settings
+            )
+        idata.attrs.update(self._root_attrs(priors, method, settings))
+        self._set_fitted(data, priors, em, idata)
+        return self
+
+    def _root_attrs(
+        self, priors: dict[str, Prior], method: str, settings: dict[str, Any]
+    ) -> dict[str, Any]:
+        from bayesmix import __version__
+
+        params = self.get_params()
+        params["priors"] = (
+            None
+            if params["priors"] is None
+            else {
+                key: (p.to_dict() if isinstance(p, Prior) else dict(p))
+                for key, p in params["priors"].items()
+            }
+        )
+        return {
+            "bayesmix_version": __version__,
+            "model_class": type(self).__name__,
+            "params": json.dumps(params),
+            "priors": json.dumps({key: p.to_dict() for key, p in priors.items()}),
+            "inference_method": method,
+            "sampler_settings": json.dumps(settings),
+        }
+
+    def _set_fitted(
+        self, data: MixtureData, priors: dict[str, Prior], em: EMResult, idata: xr.DataTree
+    ) -> None:
+        post = idata["posterior"]
+        self.idata = idata
+        self.em_ = em
+        self.priors_ = priors
+        self.n_features_in_ = data.n_features
+        self.feature_names_in_ = list(data.features)
+        self.weights_ = post["weights"].mean(("chain", "draw")).to_numpy()
+        self.means_ = post["means"].mean(("chain", "draw")).to_numpy()
+        self.covariances_ = self._sklearn_covariances(
+            post["covariances"].mean(("chain", "draw")).to_numpy()
+        )
+
+    # -- EM result -----------------------------------------------------------------------
+
+    def _coords(self, data: MixtureData) -> dict[str, Any]:
+        return {
+            "component": np.arange(self.n_components),
+            "feature": list(data.features),
+            "feature_bis": list(data.features),
+            "obs": data.obs,
+        }
+
+    def _var_dims(self, n_features: int) -> dict[str, list[str]]:
+        dims = {name: list(d) for name, d in self._rv_shapes(n_features).items()}
+        dims["covariances"] = ["component", "feature", "feature_bis"]
+        dims["x"] = ["obs", "feature"]
+        return dims
+
+    def _em_datatree(self, data: MixtureData, em: EMResult) -> xr.DataTree:
+        point = self._point_from_em(em, data.n_features)
+        pointwise = pointwise_log_likelihood(
+            data.values, point["weights"][None], point["means"][None], point["covariances"][None]
+        )[0]
+        idata = azb.from_dict(
+            {
+                "posterior": {key: value[None, None] for key, value in point.items()},
+                "log_likelihood": {"x": pointwise[None, None]},
+                "observed_data": {"x": data.values},
+            },
+            coords=self._coords(data),
+            dims=self._var_dims(data.n_features),
+        )
+        idata["em_stats"] = xr.Dataset(
+            {
+                "lower_bound": ("iteration", np.asarray(em.lower_bounds)),
+                "init_log_likelihood": ("restart", np.asarray(em.init_log_likelihoods)),
+            },
+            attrs={
+                "n_iter": int(em.n_iter),
+                "converged": int(bool(em.converged)),
+                "log_likelihood": float(em.log_likelihood),
+                "best_init": int(em.best_init),
+                "n_init": len(em.init_log_likelihoods),
+            },
+        )
+        return idata
+
+    # -- NUTS ----------------------------------------------------------------------------
+
+    def _sample_nuts(
+        self,
+        data: MixtureData,
+        priors: dict[str, Prior],
+        em: EMResult,
+        *,
+        draws: int,
+        tune: int,
+        chains: int,
+        cores: int | None,
+        target_accept: float,
+        nuts_sampler: str,
+        random_seed: int,
+        progressbar: bool,
+    ) -> xr.DataTree:
+        model = self._build(data, priors)
+        start = self._point_from_em(em, data.n_features)
+        free = {rv.name for rv in model.free_RVs}
+        start = {key: value for key, value in start.items() if key in free}
+        kwargs: dict[str, Any] = {}
+        if nuts_sampler == "nutpie":
+            # nutpie takes one start for all chains; its default U(-1, 1) jitter on the
+            # unconstrained scale is not scale aware, so chains start exactly at EM.
+            kwargs["initvals"] = start
+            kwargs["compile_kwargs"] = {"jitter_rvs": set()}
+        else:
+            jitter_rng = np.random.default_rng(random_seed)
+            kwargs["initvals"] = [
+                self._jitter_start(start, data, em, jitter_rng) for _ in range(chains)
+            ]
+            kwargs["init"] = "adapt_diag"
+        _log.info(
+            "NUTS (%s): %d chains x %d draws (+%d tune), started at the EM estimate "
+            "(log-likelihood %.4f per sample)",
+            nuts_sampler,
+            chains,
+            draws,
+            tune,
+            em.log_likelihood,
+        )
+        with threadpool_limits(limits=1, user_api="blas"):
+            idata = pm.sample(
+                draws=draws,
+                tune=tune,
+                chains=chains,
+                cores=cores,
+                model=model,
+                nuts_sampler=nuts_sampler,
+                target_accept=target_accept,
+                random_seed=random_seed,
+                progressbar=progressbar,
+                compute_convergence_checks=False,
+                **kwargs,
+            )
+        if "observed_data" not in idata.children:
+            idata["observed_data"] = xr.Dataset(
+                {"x": (("obs", "feature"), data.values)},
+                coords={"obs": data.obs, "feature": data.features},
+            )
+        self._relabel(idata, em, data)
+        idata["log_likelihood"] = self._log_likelihood_group(idata, data)
+        self._check_chains(idata)
+        return idata
+
+    def _log_likelihood_group(self, idata: xr.DataTree, data: MixtureData) -> xr.Dataset:
+        """Pointwise log-likelihood of every posterior draw (dims chain, draw, obs)."""
+        post = idata["posterior"]
+        n_chains, n_draws = post.sizes["chain"], post.sizes["draw"]
+
+        def flat(name: str, *core: str) -> np.ndarray:
+            values = post[name].transpose("chain", "draw", *core).to_numpy()
+            return values.reshape(n_chains * n_draws, *values.shape[2:])
+
+        pointwise = pointwise_log_likelihood(
+            data.values,
+            flat("weights", "component"),
+            flat("means", "component", "feature"),
+            flat("covariances", "component", "feature", "feature_bis"),
+        )
+        return xr.Dataset(
+            {"x": (("chain", "draw", "obs"), pointwise.reshape(n_chains, n_draws, -1))},
+            coords={"chain": post["chain"], "draw": post["draw"], "obs": data.obs},
+        )
+
+    def _jitter_start(
+        self,
+        start: dict[str, np.ndarray],
+        data: MixtureData,
+        em: EMResult,
+        rng: np.random.Generator,
+    ) -> dict[str, np.ndarray]:
+        """Return a start near the EM estimate, moved by about one posterior sd of the means."""
+        counts = np.maximum(em.weights * data.n_samples, 1.0)
+        sd = data.values.std(axis=0)
+        means = start["means"] + rng.uniform(-1, 1, start["means"].shape) * sd / np.sqrt(
+            counts[:, None]
+        )
+        if data.n_features == 1:
+            means = np.sort(means, axis=0)
+        jittered = dict(start)
+        jittered["means"] = means
+        weights = start["weights"] * np.exp(rng.uniform(-0.05, 0.05, start["weights"].shape))
+        jittered["weights"] = weights / weights.sum()
+        jittered["sigma"] = start["sigma"] * np.exp(rng.uniform(-0.05, 0.05, start["sigma"].shape))
+        return jittered
+
+    def _relabel(self, idata: xr.DataTree, em: EMResult, data: MixtureData) -> None:
+        """Put every draw in the EM labelling, in place; keep the permutations."""
+        post = idata["posterior"].to_dataset()
+        means = post["means"].transpose("chain", "draw", "component", "feature").to_numpy()
+        n_chains, n_draws = means.shape[:2]
+        flat = means.reshape(n_chains * n_draws, *means.shape[2:])
+        perms = relabel_permutations(flat, em.means, data.values.std(axis=0))
+        perms = perms.reshape(n_chains, n_draws, -1)
+        moved = int(np.any(perms != np.arange(self.n_components), axis=-1).sum())
+        relabelled = {}
+        for name, da in post.data_vars.items():
+            if "component" not in da.dims:
+                continue
+            other = [dim for dim in da.dims if dim not in ("chain", "draw", "component")]
+            ordered = da.transpose("chain", "draw", "component", *other)
+            index = perms.reshape(perms.shape + (1,) * len(other))
+            values = np.take_along_axis(ordered.to_numpy(), index, axis=2)
+            relabelled[name] = ordered.copy(data=values).transpose(*da.dims)
+        idata["posterior"] = post.assign(relabelled)
+        stats = idata["sample_stats"].to_dataset() if "sample_stats" in idata.children else None
+        perm_da = xr.DataArray(
+            perms,
+            dims=("chain", "draw", "component"),
+            coords={"chain": post["chain"], "draw": post["draw"], "component": post["component"]},
+        )
+        idata["sample_stats"] = (
+            xr.Dataset({"relabel_permutation": perm_da})
+            if stats is None
+            else stats.assign(relabel_permutation=perm_da)
+        )
+        idata.attrs["relabelled_draws"] = moved
+        idata.attrs["relabel_reference"] = "em"
+        if moved:
+            _log.info("relabelled %d of %d draws to the EM labelling", moved, n_chains * n_draws)
+
+    def _check_chains(self, idata: xr.DataTree) -> None:
+        """Warn about divergences, R-hat, low ESS and chains that collapsed a component."""
+        post = idata["posterior"]
+        n_chains = post.sizes["chain"]
+        weights = post["weights"].mean("draw").to_numpy()  # (chain, component)
+        if n_chains > 1:
+            median = np.median(weights, axis=0)
+            collapsed = np.flatnonzero(np.any(weights < _COLLAPSE_RATIO * median, axis=1))
+            if collapsed.size:
+                warnings.warn(
+                    f"chain(s) {collapsed.tolist()} put a component's weight far below the "
+                    "other chains' (an empty-component mode): their draws are not from the "
+                    "same mode. Try fewer components, a different random_seed, or compare "
+                    "K with bayesmix's model selection.",
+                    ConvergenceWarning,
+                    stacklevel=3,
+                )
+        stats = idata["sample_stats"]
+        if "diverging" in stats:
+            n_div = int(stats["diverging"].sum())
+            idata.attrs["divergences"] = n_div
+            if n_div:
+                warnings.warn(
+                    f"{n_div} divergent transitions after tuning. Increase target_accept "
+                    "(e.g. fit(..., target_accept=0.95)) or tune, or use fewer components.",
+                    SamplerWarning,
+                    stacklevel=3,
+                )
+        if n_chains > 1:
+            with np.errstate(invalid="ignore", divide="ignore"):  # constant draws give NaN
+                diag = _summary(idata, "diagnostics")
+            worst = float(diag["r_hat"].max())
+            low = float(diag["ess_bulk"].min())
+            idata.attrs["max_rhat"] = worst
+            idata.attrs["min_ess_bulk"] = low
+            if worst > _RHAT_MAX:
+                warnings.warn(
+                    f"max R-hat is {worst:.3f} (> {_RHAT_MAX}): the chains disagree. Run "
+                    "longer (more tune and draws) or reconsider the number of components.",
+                    SamplerWarning,
+                    stacklevel=3,
+                )
+            if low < _ESS_PER_CHAIN_MIN * n_chains:
+                warnings.warn(
+                    f"min bulk ESS is {low:.0f} (< {_ESS_PER_CHAIN_MIN} per chain): "
+                    "estimates are noisy. Draw more samples or raise target_accept.",
+                    SamplerWarning,
+                    stacklevel=3,
+                )
+
+    # -- fitted accessors ----------------------------------------------------------------
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "idata"):
+            raise NotFittedError(
+                f"this {type(self).__name__} is not fitted yet; call fit(X) first."
+            )
+
+    def summary(self, kind: Literal["all", "stats", "diagnostics"] = "all") -> pd.DataFrame:
+        """Summarise the posterior of the weights, means and covariances with arviz-stats.
+
+        Parameters
+        ----------
+        kind : {"all", "stats", "diagnostics"}, default="all"
+            Passed to :func:`arviz_stats.summary`.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per scalar parameter: mean, sd, HDI, R-hat, ESS. For an EM fit,
+            the estimate is the ``mean`` column (sd 0).
+        """
+        self._check_fitted()
+        return _summary(self.idata, kind)
+
+    def _posterior_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        post = self.idata["posterior"]
+        stacked = post.to_dataset()[["weights", "means", "covariances"]].stack(
+            sample=("chain", "draw")
+        )
+        return (
+            stacked["weights"].transpose("sample", "component").to_numpy(),
+            stacked["means"].transpose("sample", "component", "feature").to_numpy(),
+            stacked["covariances"]
+            .transpose("sample", "component", "feature", "feature_bis")
+            .to_numpy(),
+        )
+
+    def _weighted_log_prob(self, X: Any, max_draws: int | None = None) -> np.ndarray:
+        self._check_fitted()
+        data = check_data(X)
+        if data.n_features != self.n_features_in_:
+            raise DataError(
+                f"X has {data.n_features} features but the model was fitted with "
+                f"{self.n_features_in_} ({self.feature_names_in_}). Pass the same columns."
+            )
+        weights, means, cov = self._posterior_arrays()
+        if max_draws is not None and weights.shape[0] > max_draws:
+            keep = np.linspace(0, weights.shape[0] - 1, max_draws).round().astype(int)
+            weights, means, cov = weights[keep], means[keep], cov[keep]
+        return draw_log_prob(data.values, weights, means, cov)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Return the posterior probability of each component for each sample.
+
+        The responsibilities ``p(z_n = k | x_n, theta)`` averaged over posterior draws
+        (at most 1000, evenly thinned); for an EM fit, at the estimate.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_components)
+            Rows sum to one.
+        """
+        log_resp = log_responsibilities(self._weighted_log_prob(X, max_draws=1000))
+        return np.exp(log_resp).mean(axis=0)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Return the most probable component of each sample, shape (n_samples,)."""
+        return self.predict_proba(X).argmax(axis=1)
+
+    def score_samples(self, X: Any) -> np.ndarray:
+        """Return the log predictive density of each sample, shape (n_samples,).
+
+        For NUTS, ``log mean_s p(x_n | theta_s)`` over posterior draws (at most 1000,
+        evenly thinned); for EM, ``log p(x_n | theta_hat)``.
+        """
+        return mixture_log_density(self._weighted_log_prob(X, max_draws=1000))
+
+    def _plugin_log_likelihood(self, X: Any) -> tuple[float, int]:
+        self._check_fitted()
+        data = check_data(X)
+        cov = self.idata["posterior"]["covariances"].mean(("chain", "draw")).to_numpy()
+        weighted = draw_log_prob(data.values, self.weights_[None], self.means_[None], cov[None])
+        return float(mixture_log_density(weighted).sum()), data.n_samples
+
+    def bic(self, X: Any) -> float:
+        """Bayesian information criterion at the point estimate (lower is better).
+
+        ``-2 log L(theta_hat) + p log n`` with scikit-learn's parameter count; for a NUTS
+        fit, ``theta_hat`` is the posterior mean.
+        """
+        loglik, n = self._plugin_log_likelihood(X)
+        return -2.0 * loglik + self._n_parameters(self.n_features_in_) * np.log(n)
+
+    def aic(self, X: Any) -> float:
+        """Akaike information criterion at the point estimate (lower is better)."""
+        loglik, _ = self._plugin_log_likelihood(X)
+        return -2.0 * loglik + 2.0 * self._n_parameters(self.n_features_in_)
+
+
+def _summary(idata: xr.DataTree, kind: str) -> pd.DataFrame:
+    """Summary table of the weights, means and covariances of ``idata``."""
+    var_names = ["weights", "means", "covariances"]
+    if idata["posterior"].sizes["chain"] * idata["posterior"].sizes["draw"] == 1:
+        rows = {}
+        for name in var_names:
+            da = idata["posterior"][name].isel(chain=0, draw=0)
+            for index in np.ndindex(da.shape):
+                labels = ", ".join(
+                    str(da[dim].values[i]) for dim, i in zip(da.dims, index, strict=True)
+                )
+                rows[f"{name}[{labels}]"] = float(da.values[index])
+        return pd.DataFrame({"mean": pd.Series(rows), "sd": 0.0})
+    return azs.summary(idata, var_names=var_names, kind=kind)

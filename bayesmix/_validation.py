@@ -1,0 +1,122 @@
+"""Validation of user input, done in ``fit`` before any model is built or sampled."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bayesmix.exceptions import DataError
+
+__all__ = ["MixtureData", "check_data", "check_option", "check_positive_int"]
+
+
+@dataclass(frozen=True)
+class MixtureData:
+    """Validated data: a float64 copy of the values plus the labels of both axes."""
+
+    values: np.ndarray  # (n_samples, n_features), float64, a copy
+    obs: np.ndarray  # (n_samples,) labels of the rows (the DataFrame index or 0..n-1)
+    features: list[str]  # column names (or "x0", "x1", ... for arrays)
+
+    @property
+    def n_samples(self) -> int:
+        """Number of rows."""
+        return self.values.shape[0]
+
+    @property
+    def n_features(self) -> int:
+        """Number of columns."""
+        return self.values.shape[1]
+
+
+def check_positive_int(value: Any, name: str) -> int:
+    """Return ``value`` as an int, raising a ``ValueError`` unless it is an integer >= 1."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{name} must be a positive integer; got {value!r}. Try {name}=2.")
+    return int(value)
+
+
+def check_option(value: Any, name: str, options: tuple[str, ...]) -> str:
+    """Return ``value`` if it is one of ``options``, else raise a ``ValueError`` listing them."""
+    if value not in options:
+        raise ValueError(f"{name} must be one of {list(options)}; got {value!r}.")
+    return value
+
+
+def check_data(X: Any, *, n_components: int | None = None) -> MixtureData:
+    """Validate ``X`` and return a float64 copy with its axis labels.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features) or (n_samples,)
+        NumPy array, pandas DataFrame or Series, or nested lists. A vector is one
+        feature.
+    n_components : int, optional
+        When given, at least this many samples are required.
+
+    Returns
+    -------
+    MixtureData
+
+    Raises
+    ------
+    bayesmix.exceptions.DataError
+        On non-numeric columns, wrong dimensionality, empty input, NaN or inf,
+        constant columns, or fewer samples than components.
+    """
+    if isinstance(X, pd.Series):
+        X = X.to_frame()
+    if isinstance(X, pd.DataFrame):
+        bad = [
+            str(c)
+            for c in X.columns
+            if not pd.api.types.is_numeric_dtype(X[c]) or pd.api.types.is_bool_dtype(X[c])
+        ]
+        if bad:
+            raise DataError(
+                f"columns {bad} are not numeric; a Gaussian mixture needs real-valued "
+                "features. Drop them or encode them as numbers first."
+            )
+        features = [str(c) for c in X.columns]
+        obs = np.asarray(X.index)
+        values = X.to_numpy(dtype=np.float64, copy=True)
+    else:
+        try:
+            values = np.array(X, dtype=np.float64, copy=True)
+        except (TypeError, ValueError) as err:
+            raise DataError(
+                f"X must be numeric array-like; could not convert {type(X).__name__} to float "
+                f"({err}). Pass a numeric NumPy array or DataFrame."
+            ) from None
+        if values.ndim == 1:
+            values = values[:, None]
+        features = [f"x{i}" for i in range(values.shape[1])] if values.ndim == 2 else []
+        obs = np.arange(values.shape[0]) if values.ndim >= 1 else np.arange(0)
+    if values.ndim != 2:
+        raise DataError(
+            f"X must be 1-D or 2-D (n_samples, n_features); got an array with {values.ndim} "
+            "dimensions. Reshape it, e.g. X.reshape(len(X), -1)."
+        )
+    if values.size == 0:
+        raise DataError(f"X is empty (shape {values.shape}); pass at least one sample.")
+    if not np.all(np.isfinite(values)):
+        rows = np.flatnonzero(~np.all(np.isfinite(values), axis=1))
+        raise DataError(
+            f"X contains NaN or infinite values in {rows.size} row(s) (first at position "
+            f"{rows[0]}). Drop or impute them before fitting."
+        )
+    if n_components is not None and values.shape[0] < n_components:
+        raise DataError(
+            f"X has {values.shape[0]} samples but n_components={n_components}; a mixture "
+            "needs at least one sample per component. Use fewer components or more data."
+        )
+    constant = [features[j] for j in np.flatnonzero(np.ptp(values, axis=0) == 0)]
+    if constant and values.shape[0] > 1:
+        raise DataError(
+            f"columns {constant} are constant (zero variance); they carry no information "
+            "about the components and make the covariance singular. Drop them."
+        )
+    return MixtureData(values=values, obs=obs, features=features)

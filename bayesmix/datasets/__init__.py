@@ -1,0 +1,9 @@
+"""Data sets shipped with bayesmix, and the generative story of a finite mixture.
+
+Nothing here touches the network: every data set is a file inside the package.
+"""
+
+from bayesmix.datasets._loaders import load_faithful
+from bayesmix.datasets._simulate import make_mixture
+
+__all__ = ["load_faithful", "make_mixture"]

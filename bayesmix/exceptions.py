@@ -1,0 +1,49 @@
+"""Exceptions and warnings raised by bayesmix.
+
+Every error message says what was received, what was expected and what to try.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BayesmixDeprecationWarning",
+    "BayesmixError",
+    "ConvergenceWarning",
+    "DataError",
+    "FitError",
+    "NotFittedError",
+    "PriorError",
+    "SamplerWarning",
+]
+
+
+class BayesmixError(Exception):
+    """Base class of every error raised by bayesmix."""
+
+
+class DataError(BayesmixError, ValueError):
+    """The data passed to a model cannot be used (shape, missing values, dtype, size)."""
+
+
+class PriorError(BayesmixError, ValueError):
+    """A prior specification is invalid; the message lists every bad key at once."""
+
+
+class FitError(BayesmixError, RuntimeError):
+    """A fit failed numerically (e.g. a singular covariance); the message says what to change."""
+
+
+class NotFittedError(BayesmixError, AttributeError):
+    """A fitted quantity was requested from a model that has not been fitted: call ``fit`` first."""
+
+
+class ConvergenceWarning(UserWarning):
+    """EM stopped before its tolerance was reached, or a chain collapsed a component."""
+
+
+class SamplerWarning(UserWarning):
+    """MCMC diagnostics (divergences, R-hat, ESS) say the posterior draws need attention."""
+
+
+class BayesmixDeprecationWarning(DeprecationWarning):
+    """A bayesmix feature is deprecated."""

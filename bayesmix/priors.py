@@ -1,0 +1,222 @@
+"""Prior specifications for the random variables of a mixture model.
+
+A :class:`Prior` names a PyMC distribution and its parameters. Models merge the
+priors a user passes over data-scaled, weakly-informative defaults; the merged
+result is what the model uses and is stored on the fitted model as ``priors_``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import pymc as pm
+
+from bayesmix.exceptions import PriorError
+
+__all__ = ["Prior", "resolve_priors"]
+
+# Parameters that must be strictly positive wherever they appear.
+_POSITIVE_PARAMS = frozenset({"sigma", "tau", "eta", "a", "lam", "alpha", "beta", "nu"})
+# Parameters that the model sets from its own structure; a user may not pass them.
+_STRUCTURAL_PARAMS = frozenset({"n", "shape", "size", "dims", "observed", "transform", "initval"})
+
+
+def _jsonable(value: Any) -> Any:
+    array = np.asarray(value, dtype=np.float64)
+    return float(array) if array.ndim == 0 else array.tolist()
+
+
+class Prior:
+    """A prior distribution for one random variable of a mixture model.
+
+    Parameters
+    ----------
+    distribution : str
+        Name of a PyMC distribution, for example ``"Normal"`` or ``"HalfNormal"``.
+    **params : float or array-like
+        The distribution's parameters. Arrays must broadcast against the shape of
+        the variable they are used for (for ``means``: ``(n_components,
+        n_features)``).
+
+    See Also
+    --------
+    bayesmix.GaussianMixture : lists the random variables whose priors can be set.
+
+    Examples
+    --------
+    >>> import bayesmix as bm
+    >>> p = bm.Prior("Normal", mu=0.0, sigma=5.0)
+    >>> p
+    Prior('Normal', mu=0.0, sigma=5.0)
+    >>> bm.Prior.from_dict(p.to_dict()) == p
+    True
+    """
+
+    __slots__ = ("_distribution", "_params")
+
+    def __init__(self, distribution: str, /, **params: Any) -> None:
+        object.__setattr__(self, "_distribution", distribution)
+        object.__setattr__(self, "_params", MappingProxyType(dict(params)))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("Prior is immutable; build a new Prior instead.")
+
+    @property
+    def distribution(self) -> str:
+        """Name of the PyMC distribution."""
+        return self._distribution
+
+    @property
+    def params(self) -> Mapping[str, Any]:
+        """Read-only mapping of the distribution's parameters."""
+        return self._params
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{key}={value!r}" for key, value in self._params.items())
+        return f"Prior({self._distribution!r}{', ' if args else ''}{args})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Prior):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    __hash__ = None  # type: ignore[assignment]  # parameters may be arrays
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-serialisable description, the inverse of :meth:`from_dict`."""
+        return {
+            "distribution": self._distribution,
+            "params": {key: _jsonable(value) for key, value in self._params.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Prior:
+        """Rebuild a prior from the output of :meth:`to_dict`."""
+        return cls(data["distribution"], **dict(data["params"]))
+
+    def problems(self, allowed: frozenset[str]) -> list[str]:
+        """List what is wrong with this prior for a variable allowing ``allowed`` distributions."""
+        if self._distribution not in allowed:
+            return [
+                f"distribution {self._distribution!r} is not supported here; "
+                f"expected one of {sorted(allowed)}"
+            ]
+        signature = inspect.signature(getattr(pm, self._distribution).dist)
+        known = (
+            {
+                name
+                for name, par in signature.parameters.items()
+                if par.kind in (par.POSITIONAL_OR_KEYWORD, par.KEYWORD_ONLY)
+            }
+            - _STRUCTURAL_PARAMS
+            - {"cls"}
+        )
+        found = []
+        for key, value in self._params.items():
+            if key not in known:
+                found.append(
+                    f"unknown parameter {key!r} for {self._distribution}; "
+                    f"expected some of {sorted(known)}"
+                )
+                continue
+            try:
+                array = np.asarray(value, dtype=np.float64)
+            except (TypeError, ValueError):
+                found.append(f"parameter {key!r} must be numeric; got {value!r}")
+                continue
+            if not np.all(np.isfinite(array)):
+                found.append(f"parameter {key!r} must be finite; got {value!r}")
+            elif key in _POSITIVE_PARAMS and not np.all(array > 0):
+                found.append(f"parameter {key!r} must be > 0; got {value!r}")
+        return found
+
+    def create_variable(self, name: str, *, shape: tuple[int, ...], **kwargs: Any) -> Any:
+        """Register this prior as the PyMC random variable ``name`` in the current model.
+
+        Parameters
+        ----------
+        name : str
+            Name of the random variable.
+        shape : tuple of int
+            Shape of the variable. Parameters are broadcast to it (for a Dirichlet, the
+            concentration ``a`` is broadcast to ``shape``).
+        **kwargs
+            Passed on to the PyMC distribution (``dims``, ``transform``, ``initval``,
+            structural parameters such as ``n`` for ``LKJCorr``).
+
+        Returns
+        -------
+        pytensor.tensor.TensorVariable
+            The random variable.
+        """
+        params = {key: np.asarray(value, dtype=np.float64) for key, value in self._params.items()}
+        if self._distribution == "Dirichlet":
+            params["a"] = np.broadcast_to(params.get("a", 1.0), shape).copy()
+        try:
+            return getattr(pm, self._distribution)(name, **params, shape=shape, **kwargs)
+        except ValueError as err:
+            raise PriorError(
+                f"prior for {name!r} ({self!r}) does not fit a variable of shape {shape}: {err}. "
+                "Pass scalar parameters or arrays that broadcast to that shape."
+            ) from err
+
+
+def resolve_priors(
+    defaults: Mapping[str, Prior],
+    user: Mapping[str, Prior | Mapping[str, Any]] | None,
+    allowed: Mapping[str, frozenset[str]],
+) -> dict[str, Prior]:
+    """Merge user priors over defaults, reporting every bad key in one :class:`PriorError`.
+
+    Parameters
+    ----------
+    defaults : mapping of str to Prior
+        The model's default prior for each random variable.
+    user : mapping of str to Prior or dict, or None
+        The user's priors; dicts in the :meth:`Prior.to_dict` form are accepted. Not
+        modified.
+    allowed : mapping of str to frozenset of str
+        The distributions allowed for each random variable.
+
+    Returns
+    -------
+    dict of str to Prior
+        A new dict: the defaults with the user's priors laid over them.
+
+    Raises
+    ------
+    bayesmix.exceptions.PriorError
+        Listing every unknown key and every invalid prior at once.
+    """
+    if user is None:
+        user = {}
+    if not isinstance(user, Mapping):
+        raise PriorError(
+            f"priors must be a dict mapping variable names to bayesmix.Prior; got "
+            f"{type(user).__name__}. Valid names: {sorted(defaults)}."
+        )
+    problems = []
+    merged = dict(defaults)
+    for key, value in user.items():
+        if key not in defaults:
+            close = [name for name in defaults if name.startswith(str(key)[:3])]
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(f"{key!r}: not a random variable of this model{hint}")
+            continue
+        prior = Prior.from_dict(value) if isinstance(value, Mapping) else value
+        if not isinstance(prior, Prior):
+            problems.append(f"{key!r}: expected a bayesmix.Prior, got {type(value).__name__}")
+            continue
+        problems.extend(f"{key!r}: {text}" for text in prior.problems(allowed[key]))
+        merged[key] = prior
+    if problems:
+        raise PriorError(
+            "invalid priors:\n  - "
+            + "\n  - ".join(problems)
+            + f"\nValid variable names for this model: {sorted(defaults)}."
+        )
+    return merged

@@ -1,0 +1,38 @@
+"""Shared test configuration: the slow statistical suite is opt-in with --run-slow."""
+
+import os
+
+# Unit tests compile many small PyTensor graphs on tiny data: PyTensor's Python
+# implementations are fast enough there and skip minutes of cold C compilation.
+# Sampling (nutpie) compiles with numba and is unaffected.
+os.environ.setdefault("PYTENSOR_FLAGS", "cxx=")
+
+import matplotlib
+import numpy as np
+import pytest
+
+matplotlib.use("Agg")
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--run-slow",
+        action="store_true",
+        default=False,
+        help="also run tests marked slow (statistical tests that sample for real)",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--run-slow"):
+        return
+    slow = [item for item in items if "slow" in item.keywords]
+    if slow:
+        # Deselect rather than skip: the slow suite is a separate run (see .ci/run).
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if "slow" not in item.keywords]
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(20261124)

@@ -1,0 +1,476 @@
+"""Tests of bayesmix.em, with scipy and scikit-learn as independent oracles."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+from scipy import stats
+from scipy.special import logsumexp
+from sklearn.metrics import adjusted_rand_score
+from sklearn.mixture import GaussianMixture
+
+from bayesmix.em import (
+    COVARIANCE_TYPES,
+    EMResult,
+    compute_precision_cholesky,
+    e_step,
+    estimate_log_gaussian_prob,
+    fit_em,
+    full_covariances,
+    kmeans_plusplus,
+    m_step,
+)
+from bayesmix.exceptions import ConvergenceWarning, FitError
+
+K, D, N = 3, 2, 300
+
+
+# ---------------------------------------------------------------------------------------
+# Helpers
+
+
+def _true_params(covariance_type: str, rng: np.random.Generator, separation: float = 8.0):
+    """Weights, means and covariances (sklearn shape) of a well-separated K=3, D=2 mixture."""
+    weights = np.array([0.5, 0.3, 0.2])
+    means = separation * np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]) + rng.normal(size=(K, D))
+    if covariance_type == "full":
+        a = rng.normal(scale=0.5, size=(K, D, D))
+        covariances = a @ np.swapaxes(a, 1, 2) + 0.5 * np.eye(D)
+    elif covariance_type == "tied":
+        a = rng.normal(scale=0.5, size=(D, D))
+        covariances = a @ a.T + 0.5 * np.eye(D)
+    elif covariance_type == "diag":
+        covariances = rng.uniform(0.4, 1.5, size=(K, D))
+    else:
+        covariances = rng.uniform(0.4, 1.5, size=K)
+    return weights, means, covariances
+
+
+def _sample(weights, means, covariances, covariance_type, n, rng):
+    """Draw n samples and their labels from a mixture given in sklearn parameter shapes."""
+    full = full_covariances(covariances, covariance_type, len(weights), means.shape[1])
+    labels = rng.choice(len(weights), size=n, p=weights)
+    chol = np.linalg.cholesky(full)
+    z = rng.standard_normal(size=(n, means.shape[1]))
+    X = means[labels] + np.einsum("nij,nj->ni", chol[labels], z)
+    return X, labels
+
+
+def _make_mixture(covariance_type: str, rng: np.random.Generator, n: int = N, **kwargs):
+    """Return X, labels and the true (weights, means, covariances) of a synthetic mixture."""
+    weights, means, covariances = _true_params(covariance_type, rng, **kwargs)
+    X, labels = _sample(weights, means, covariances, covariance_type, n, rng)
+    return X, labels, (weights, means, covariances)
+
+
+def _perturb(params, rng):
+    """Move parameters away from the truth so that EM needs several iterations."""
+    weights, means, covariances = params
+    weights = 0.5 * weights + 0.5 / len(weights)
+    means = means + rng.normal(scale=0.8, size=means.shape)
+    covariances = 1.8 * covariances
+    return weights, means, covariances
+
+
+def _precisions(covariances, covariance_type):
+    """Inverse covariances in sklearn's ``precisions_init`` shape (no bayesmix code)."""
+    if covariance_type == "full":
+        eye = np.eye(covariances.shape[-1])
+        return np.stack([np.linalg.solve(c, eye) for c in covariances])
+    if covariance_type == "tied":
+        return np.linalg.solve(covariances, np.eye(covariances.shape[0]))
+    return 1.0 / covariances
+
+
+def _full_from_type(array, covariance_type, n_components, n_features):
+    """Expand an sklearn-shaped array to (K, D, D) without bayesmix code."""
+    if covariance_type == "full":
+        return np.asarray(array)
+    if covariance_type == "tied":
+        return np.broadcast_to(array, (n_components, n_features, n_features))
+    if covariance_type == "diag":
+        return np.stack([np.diag(v) for v in array])
+    return np.stack([v * np.eye(n_features) for v in array])
+
+
+def _scipy_log_prob(X, means, covariances, covariance_type):
+    """Reference (N, K) log densities from scipy.stats.multivariate_normal."""
+    n_components, n_features = means.shape
+    full = _full_from_type(covariances, covariance_type, n_components, n_features)
+    return np.column_stack(
+        [
+            stats.multivariate_normal(mean=means[k], cov=full[k]).logpdf(X)
+            for k in range(n_components)
+        ]
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# 1. Agreement with scikit-learn from the same starting parameters
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_fit_em_matches_sklearn_from_same_start(covariance_type):
+    rng = np.random.default_rng(101)
+    X, _, params = _make_mixture(covariance_type, rng, separation=5.0)
+    weights0, means0, covariances0 = _perturb(params, rng)
+    tol, reg_covar, max_iter = 1e-7, 1e-6, 500
+
+    result = fit_em(
+        X,
+        K,
+        covariance_type=covariance_type,
+        tol=tol,
+        reg_covar=reg_covar,
+        max_iter=max_iter,
+        init_params={"weights": weights0, "means": means0, "covariances": covariances0},
+    )
+    gm = GaussianMixture(
+        n_components=K,
+        covariance_type=covariance_type,
+        weights_init=weights0,
+        means_init=means0,
+        precisions_init=_precisions(covariances0, covariance_type),
+        tol=tol,
+        reg_covar=reg_covar,
+        max_iter=max_iter,
+    ).fit(X)
+
+    assert result.n_iter >= 4  # the comparison covers several iterations
+    assert result.n_iter == gm.n_iter_
+    assert result.converged is True
+    assert gm.converged_
+    np.testing.assert_allclose(result.weights, gm.weights_, rtol=1e-6, atol=1e-10)
+    np.testing.assert_allclose(result.means, gm.means_, rtol=1e-6, atol=1e-10)
+    np.testing.assert_allclose(result.covariances, gm.covariances_, rtol=1e-6, atol=1e-10)
+    np.testing.assert_allclose(
+        result.precisions_cholesky, gm.precisions_cholesky_, rtol=1e-6, atol=1e-10
+    )
+    np.testing.assert_allclose(result.lower_bounds, gm.lower_bounds_, rtol=1e-8)
+    np.testing.assert_allclose(result.log_likelihood, gm.score(X), rtol=1e-8)
+    assert result.covariances.shape == gm.covariances_.shape
+    assert result.covariance_type == covariance_type
+
+
+# ---------------------------------------------------------------------------------------
+# 2. Monotone lower bound
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_lower_bound_never_decreases(covariance_type):
+    rng = np.random.default_rng(202)
+    # Overlapping clusters and K=4 > 3 true clusters: a slow, long EM path.
+    X, _, _ = _make_mixture(covariance_type, rng, separation=3.0)
+    with pytest.warns(ConvergenceWarning):
+        result = fit_em(X, 4, covariance_type=covariance_type, tol=0.0, max_iter=60, random_state=3)
+    assert result.lower_bounds.shape == (60,)
+    assert result.n_iter == 60
+    assert not result.converged
+    assert np.all(np.diff(result.lower_bounds) >= -1e-10)
+    assert result.lower_bounds[-1] - result.lower_bounds[0] > 1e-3  # EM did make progress
+    assert result.log_likelihood >= result.lower_bounds[-1] - 1e-10
+
+
+# ---------------------------------------------------------------------------------------
+# 3. Log densities against scipy
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_estimate_log_gaussian_prob_matches_scipy(covariance_type):
+    rng = np.random.default_rng(303)
+    X, _, (_, means, covariances) = _make_mixture(covariance_type, rng, n=50)
+    precisions_cholesky = compute_precision_cholesky(covariances, covariance_type)
+    log_prob = estimate_log_gaussian_prob(X, means, precisions_cholesky, covariance_type)
+
+    full = full_covariances(covariances, covariance_type, K, D)
+    expected = np.column_stack(
+        [stats.multivariate_normal(mean=means[k], cov=full[k]).logpdf(X) for k in range(K)]
+    )
+    assert log_prob.shape == (50, K)
+    np.testing.assert_allclose(log_prob, expected, rtol=1e-10)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_full_covariances_expands_every_type(covariance_type):
+    rng = np.random.default_rng(304)
+    _, _, covariances = _true_params(covariance_type, rng)
+    full = full_covariances(covariances, covariance_type, K, D)
+    assert full.shape == (K, D, D)
+    np.testing.assert_array_equal(full, _full_from_type(covariances, covariance_type, K, D))
+    assert not np.shares_memory(full, covariances)
+    with pytest.raises(ValueError, match="must have shape"):
+        full_covariances(covariances, covariance_type, K + 1, D + 1)
+
+
+# ---------------------------------------------------------------------------------------
+# 4. Precision Cholesky factors
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_compute_precision_cholesky_inverts_covariance(covariance_type):
+    rng = np.random.default_rng(404)
+    _, _, covariances = _true_params(covariance_type, rng)
+    prec_chol = compute_precision_cholesky(covariances, covariance_type)
+    assert prec_chol.shape == covariances.shape
+
+    full_cov = _full_from_type(covariances, covariance_type, K, D)
+    full_chol = _full_from_type(prec_chol, covariance_type, K, D)
+    for k in range(K):
+        precision = full_chol[k] @ full_chol[k].T
+        expected = np.linalg.solve(full_cov[k], np.eye(D))
+        np.testing.assert_allclose(precision, expected, rtol=1e-10, atol=1e-12)
+        # sklearn's convention: the factor is upper triangular with a positive diagonal.
+        np.testing.assert_array_equal(np.tril(full_chol[k], -1), 0.0)
+        assert np.all(np.diag(full_chol[k]) > 0)
+
+
+# ---------------------------------------------------------------------------------------
+# 5. E-step
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_e_step_normalised_and_matches_scipy(covariance_type):
+    rng = np.random.default_rng(505)
+    X, _, (weights, means, covariances) = _make_mixture(covariance_type, rng, separation=3.0)
+    precisions_cholesky = compute_precision_cholesky(covariances, covariance_type)
+    log_prob_norm, log_resp = e_step(X, weights, means, precisions_cholesky, covariance_type)
+
+    assert isinstance(log_prob_norm, float)
+    assert log_resp.shape == (N, K)
+    np.testing.assert_allclose(np.exp(log_resp).sum(axis=1), 1.0, rtol=0, atol=1e-12)
+    reference = np.log(weights) + _scipy_log_prob(X, means, covariances, covariance_type)
+    np.testing.assert_allclose(log_prob_norm, np.mean(logsumexp(reference, axis=1)), rtol=1e-10)
+    np.testing.assert_allclose(
+        log_resp, reference - logsumexp(reference, axis=1, keepdims=True), rtol=1e-8, atol=1e-8
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# 6. M-step
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_m_step_with_hard_assignments(covariance_type):
+    rng = np.random.default_rng(606)
+    X, labels, _ = _make_mixture("full", rng)
+    reg_covar = 1e-3
+    resp = np.zeros((N, K))
+    resp[np.arange(N), labels] = 1.0
+
+    weights, means, covariances = m_step(X, resp, covariance_type, reg_covar)
+
+    counts = np.bincount(labels, minlength=K)
+    cluster_means = np.stack([X[labels == k].mean(axis=0) for k in range(K)])
+    cluster_covs = np.stack([np.cov(X[labels == k].T, bias=True) for k in range(K)])
+    np.testing.assert_allclose(weights, counts / N, rtol=1e-12)
+    np.testing.assert_allclose(means, cluster_means, rtol=1e-10, atol=1e-12)
+    if covariance_type == "full":
+        expected = cluster_covs + reg_covar * np.eye(D)
+    elif covariance_type == "tied":
+        expected = np.einsum("k,kij->ij", counts / N, cluster_covs) + reg_covar * np.eye(D)
+    elif covariance_type == "diag":
+        expected = np.diagonal(cluster_covs, axis1=1, axis2=2) + reg_covar
+    else:
+        expected = np.diagonal(cluster_covs, axis1=1, axis2=2).mean(axis=1) + reg_covar
+    np.testing.assert_allclose(covariances, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_m_step_empty_component_is_floored():
+    rng = np.random.default_rng(607)
+    X = rng.normal(size=(20, D))
+    resp = np.zeros((20, 2))
+    resp[:, 0] = 1.0
+    weights, means, covariances = m_step(X, resp, "full", 1e-6)
+    assert np.all(np.isfinite(means))
+    np.testing.assert_allclose(means[1], 0.0)
+    np.testing.assert_allclose(covariances[1], 1e-6 * np.eye(D))
+    assert weights[1] > 0
+    np.testing.assert_allclose(weights.sum(), 1.0, rtol=1e-15)
+
+
+# ---------------------------------------------------------------------------------------
+# 7. Convergence warning
+
+
+def test_convergence_warning_with_max_iter_one():
+    rng = np.random.default_rng(707)
+    X, _, _ = _make_mixture("full", rng)
+    with pytest.warns(ConvergenceWarning, match="max_iter") as record:
+        result = fit_em(X, K, max_iter=1, random_state=0)
+    assert len(record) == 1
+    message = str(record[0].message)
+    assert "tol" in message
+    assert "n_init" in message
+    assert record[0].filename == __file__  # stacklevel points at the caller
+    assert result.n_iter == 1
+    assert not result.converged
+    assert result.lower_bounds.shape == (1,)
+
+
+def test_no_warning_when_converged(recwarn):
+    rng = np.random.default_rng(708)
+    X, _, _ = _make_mixture("diag", rng)
+    result = fit_em(X, K, covariance_type="diag", random_state=0)
+    assert result.converged
+    assert not [w for w in recwarn if issubclass(w.category, ConvergenceWarning)]
+
+
+# ---------------------------------------------------------------------------------------
+# 8. Restarts, reproducibility, no mutation
+
+
+def test_n_init_returns_best_restart_reproducibly():
+    rng = np.random.default_rng(808)
+    X, _, _ = _make_mixture("full", rng, separation=4.0)
+    X.flags.writeable = False  # any in-place write would raise
+    X_before = X.copy()
+
+    result = fit_em(X, 5, n_init=4, random_state=11)
+    again = fit_em(X, 5, n_init=4, random_state=11)
+    from_generator = fit_em(X, 5, n_init=4, random_state=np.random.default_rng(11))
+
+    assert isinstance(result, EMResult)
+    np.testing.assert_array_equal(X, X_before)
+    assert result.init_log_likelihoods.shape == (4,)
+    # the restarts really differ, otherwise this test checks nothing
+    assert np.ptp(result.init_log_likelihoods) > 1e-6
+    assert result.best_init == int(np.argmax(result.init_log_likelihoods))
+    assert result.log_likelihood >= np.max(result.init_log_likelihoods) - 1e-12
+    assert result.lower_bounds[-1] == result.init_log_likelihoods[result.best_init]
+    for other in (again, from_generator):
+        for name in ("weights", "means", "covariances", "precisions_cholesky", "lower_bounds"):
+            np.testing.assert_array_equal(getattr(result, name), getattr(other, name))
+        assert other.log_likelihood == result.log_likelihood
+        assert other.best_init == result.best_init
+    np.testing.assert_allclose(
+        result.precisions_cholesky, compute_precision_cholesky(result.covariances, "full")
+    )
+
+
+def test_init_params_are_not_mutated_and_max_iter_zero_returns_them():
+    rng = np.random.default_rng(809)
+    X, _, params = _make_mixture("tied", rng)
+    init = dict(zip(("weights", "means", "covariances"), _perturb(params, rng), strict=True))
+    init_before = {key: value.copy() for key, value in init.items()}
+
+    result = fit_em(X, K, covariance_type="tied", max_iter=0, n_init=2, init_params=init)
+    for key in init:
+        np.testing.assert_array_equal(init[key], init_before[key])
+        np.testing.assert_array_equal(getattr(result, key), init[key])
+        assert not np.shares_memory(getattr(result, key), init[key])
+    assert result.n_iter == 0
+    assert result.lower_bounds.shape == (0,)
+    assert result.best_init == 0
+    reference = np.log(init["weights"]) + _scipy_log_prob(
+        X, init["means"], init["covariances"], "tied"
+    )
+    np.testing.assert_allclose(
+        result.log_likelihood, np.mean(logsumexp(reference, axis=1)), rtol=1e-10
+    )
+
+
+def test_info_logging(caplog):
+    rng = np.random.default_rng(810)
+    X, _, _ = _make_mixture("spherical", rng, n=60)
+    with caplog.at_level(logging.INFO, logger="bayesmix"):
+        fit_em(X, K, covariance_type="spherical", n_init=2, random_state=0)
+    messages = [r.getMessage() for r in caplog.records if r.name == "bayesmix"]
+    assert any("restart 1/2" in m for m in messages)
+    assert any("restart 2/2" in m for m in messages)
+
+
+def test_invalid_init_params_raise():
+    rng = np.random.default_rng(811)
+    X, _, (weights, means, covariances) = _make_mixture("full", rng, n=30)
+    with pytest.raises(ValueError, match="shape"):
+        fit_em(
+            X,
+            K,
+            init_params={"weights": weights, "means": means[:2], "covariances": covariances},
+        )
+    with pytest.raises(ValueError, match="sum to 1"):
+        fit_em(
+            X, K, init_params={"weights": 2 * weights, "means": means, "covariances": covariances}
+        )
+    with pytest.raises(ValueError, match="covariance_type"):
+        fit_em(X, K, covariance_type="banana")
+    with pytest.raises(ValueError, match="n_components"):
+        fit_em(X, 31)
+
+
+# ---------------------------------------------------------------------------------------
+# 9. Recovery from the default k-means++ initialisation
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_recovers_separated_clusters(covariance_type):
+    rng = np.random.default_rng(909)
+    X, labels, _ = _make_mixture(covariance_type, rng)
+    result = fit_em(X, K, covariance_type=covariance_type, n_init=3, random_state=rng)
+    _, log_resp = e_step(
+        X, result.weights, result.means, result.precisions_cholesky, covariance_type
+    )
+    assert adjusted_rand_score(labels, log_resp.argmax(axis=1)) > 0.95
+    assert result.converged
+
+
+def test_kmeans_plusplus_picks_distinct_data_points():
+    rng = np.random.default_rng(910)
+    X, labels, _ = _make_mixture("full", rng)
+    centres = kmeans_plusplus(X, K, np.random.default_rng(0))
+    assert centres.shape == (K, D)
+    rows = [np.flatnonzero(np.linalg.norm(X - c, axis=1) == 0.0) for c in centres]
+    assert all(len(r) == 1 for r in rows)
+    # on well-separated data, greedy k-means++ puts one seed in each cluster
+    assert sorted(labels[r[0]] for r in rows) == [0, 1, 2]
+    np.testing.assert_array_equal(centres, kmeans_plusplus(X, K, np.random.default_rng(0)))
+
+
+# ---------------------------------------------------------------------------------------
+# 10. Singular covariances
+
+
+def test_collapsed_component_raises_fit_error_during_em():
+    rng = np.random.default_rng(1010)
+    # 10 copies of the origin and a cluster far away: after the first E-step component 0
+    # owns exactly the duplicated points, so with reg_covar=0 its covariance is exactly 0.
+    X = np.vstack([np.zeros((10, D)), rng.normal(loc=50.0, size=(30, D))])
+    init = {
+        "weights": np.array([0.25, 0.75]),
+        "means": np.array([[0.0, 0.0], [50.0, 50.0]]),
+        "covariances": np.stack([np.eye(D), np.eye(D)]),
+    }
+    with pytest.raises(FitError, match="reg_covar") as excinfo:
+        fit_em(X, 2, covariance_type="full", reg_covar=0.0, init_params=init)
+    message = str(excinfo.value)
+    assert "component 0" in message
+    assert "'full'" in message
+    assert "iteration 1" in message
+
+
+def test_duplicated_data_raises_fit_error_at_initialisation():
+    X = np.zeros((20, D))
+    with pytest.raises(FitError, match="reg_covar"):
+        fit_em(X, 1, covariance_type="full", reg_covar=0.0, random_state=0)
+    # the default ridge rescues the same data
+    result = fit_em(X, 1, covariance_type="full", random_state=0)
+    np.testing.assert_allclose(result.covariances[0], 1e-6 * np.eye(D))
+
+
+@pytest.mark.parametrize(
+    ("covariance_type", "covariances", "component"),
+    [
+        ("full", np.array([np.eye(2), [[1.0, 1.0], [1.0, 1.0]]]), "component 1"),
+        ("tied", np.array([[1.0, 1.0], [1.0, 1.0]]), "tied"),
+        ("diag", np.array([[1.0, 1.0], [1.0, 0.0]]), "[1]"),
+        ("spherical", np.array([0.0, 1.0]), "[0]"),
+    ],
+)
+def test_compute_precision_cholesky_singular_raises(covariance_type, covariances, component):
+    with pytest.raises(FitError, match="reg_covar") as excinfo:
+        compute_precision_cholesky(covariances, covariance_type)
+    assert component in str(excinfo.value)
+    assert covariance_type in str(excinfo.value)
+    assert isinstance(excinfo.value, RuntimeError)
