@@ -496,8 +496,10 @@ class MixtureModel(ABC):
         Returns
         -------
         pandas.DataFrame
-            One row per scalar parameter: mean, sd, HDI, R-hat, ESS. For an EM fit,
-            the estimate is the ``mean`` column (sd 0).
+            One row per scalar parameter (``weights[k]``, ``means[k, feature]``,
+            ``covariances[k, feature, feature]``), unrounded: mean, sd, 94% HDI
+            (``hdi94_lb``, ``hdi94_ub``), ESS, R-hat and MCSE. For an EM fit, the
+            estimate is the ``mean`` column and ``sd`` is 0.
         """
         self._check_fitted()
         return _summary(self.idata, kind)
@@ -594,4 +596,6 @@ def _summary(idata: xr.DataTree, kind: str) -> pd.DataFrame:
                 )
                 rows[f"{name}[{labels}]"] = float(da.values[index])
         return pd.DataFrame({"mean": pd.Series(rows), "sd": 0.0})
-    return azs.summary(idata, var_names=var_names, kind=kind)
+    return azs.summary(
+        idata, var_names=var_names, kind=kind, ci_prob=0.94, ci_kind="hdi", round_to="none"
+    )

@@ -15,11 +15,24 @@ from bayesmix.exceptions import BayesmixError
 __all__ = ["main"]
 
 
-def _side_by_side(em_summary: pd.DataFrame, nuts_summary: pd.DataFrame) -> pd.DataFrame:
-    """Join the EM estimates to the posterior summary, one row per scalar parameter."""
+_DEMO_COLUMNS = ["em", "mean", "sd", "hdi94_lb", "hdi94_ub", "ess_bulk", "r_hat"]
+
+
+def _side_by_side(
+    em_summary: pd.DataFrame, nuts_summary: pd.DataFrame, features: Sequence[str]
+) -> pd.DataFrame:
+    """Join the EM estimates to the posterior summary, one row per distinct scalar.
+
+    Covariance matrices are symmetric: entries above the diagonal are dropped.
+    """
     table = nuts_summary.copy()
     table.insert(0, "em", em_summary["mean"].reindex(table.index))
-    return table
+    upper = {f"{a}, {b}]" for i, a in enumerate(features) for b in features[i + 1 :]}
+    keep = [
+        not (name.startswith("covariances[") and any(name.endswith(end) for end in upper))
+        for name in table.index
+    ]
+    return table.loc[keep, [column for column in _DEMO_COLUMNS if column in table.columns]]
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -29,6 +42,8 @@ def _demo(args: argparse.Namespace) -> int:
     import bayesmix as bm
 
     console = Console()
+    if not console.is_terminal:  # piped or captured: do not squeeze the table to 80 columns
+        console = Console(width=120)
     X = bm.datasets.load_faithful()
     console.print(f"[bold]Old Faithful[/bold]: {X.shape[0]} eruptions, columns {list(X.columns)}")
     spec = {"n_components": 2, "covariance_type": "full", "random_state": args.seed}
@@ -54,7 +69,7 @@ def _demo(args: argparse.Namespace) -> int:
         f"relabelled draws {attrs['relabelled_draws']}"
     )
 
-    table = _side_by_side(em.summary(), nuts.summary())
+    table = _side_by_side(em.summary(), nuts.summary(), list(X.columns))
     rich_table = Table(title="EM estimate vs posterior (Old Faithful, K=2, full covariance)")
     rich_table.add_column("parameter")
     for column in table.columns:

@@ -42,7 +42,7 @@ def _truth_in_em_labels(em):
 
 def test_chains_converge_without_divergences(fitted):
     _, _, gm, _ = fitted
-    diag = azs.summary(gm.idata, var_names=VAR_NAMES, kind="diagnostics")
+    diag = azs.summary(gm.idata, var_names=VAR_NAMES, kind="diagnostics", round_to="none")
     # The covariances' diagonal-symmetric duplicates are deterministic copies: fine for R-hat.
     assert diag["r_hat"].max() <= 1.01, diag.sort_values("r_hat").tail()
     assert diag["ess_bulk"].min() >= 400, diag.sort_values("ess_bulk").head()
@@ -51,7 +51,7 @@ def test_chains_converge_without_divergences(fitted):
 
 def test_chains_agree_on_the_labelling(fitted):
     _, _, gm, _ = fitted
-    # Per-chain posterior means of the weights within 0.02 of each other (no label switching,
+    # Per-chain posterior means of the weights within 0.05 of each other (no label switching,
     # no chain in an empty-component mode); the posterior sd of each weight is about 0.015.
     per_chain = gm.idata["posterior"]["weights"].mean("draw").to_numpy()
     assert np.ptp(per_chain, axis=0).max() < 0.05
@@ -65,7 +65,7 @@ def test_truth_inside_94_hdi(fitted):
     post = gm.idata["posterior"]
     inside, total = 0, 0
     for name, truth in (("weights", w), ("means", mu), ("covariances", cov)):
-        hdi = azs.hdi(post[name], prob=0.94, dims=("chain", "draw"))
+        hdi = azs.hdi(post[name], prob=0.94, dim=("chain", "draw"))
         low = hdi.sel(ci_bound="lower").to_numpy()
         high = hdi.sel(ci_bound="upper").to_numpy()
         if name == "covariances":  # count each free entry once (lower triangle)
