@@ -20,6 +20,7 @@ from bayesmix.exceptions import (
     PriorError,
     SamplerWarning,
 )
+from bayesmix.io import load
 from bayesmix.priors import Prior
 
 try:
@@ -41,4 +42,6 @@ __all__ = [
     "__version__",
     # data
     "datasets",
+    # persistence
+    "load",
 ]

@@ -11,8 +11,10 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import os
 import warnings
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import Any, Literal, Self
 
 import arviz_base as azb
@@ -23,9 +25,24 @@ import pymc as pm
 import xarray as xr
 from threadpoolctl import threadpool_limits
 
-from bayesmix._validation import MixtureData, check_data, check_option, check_positive_int
+from bayesmix._validation import (
+    MixtureData,
+    check_data,
+    check_enough_samples,
+    check_nonnegative,
+    check_option,
+    check_positive_int,
+    check_seed,
+)
 from bayesmix.em import EMResult
-from bayesmix.exceptions import ConvergenceWarning, DataError, NotFittedError, SamplerWarning
+from bayesmix.exceptions import (
+    ConvergenceWarning,
+    DataError,
+    InvalidParameterError,
+    NotFittedError,
+    SamplerWarning,
+)
+from bayesmix.io import load, save_datatree
 from bayesmix.priors import Prior, resolve_priors
 from bayesmix.stats import (
     draw_log_prob,
@@ -35,7 +52,7 @@ from bayesmix.stats import (
     relabel_permutations,
 )
 
-__all__ = ["MixtureModel"]
+__all__ = ["MixtureModel", "sampler_problems"]
 
 _log = logging.getLogger("bayesmix")
 
@@ -93,19 +110,32 @@ class MixtureModel(ABC):
         args = ", ".join(f"{key}={value!r}" for key, value in self.get_params().items())
         return f"{type(self).__name__}({args})"
 
+    def _min_samples(self, n_features: int) -> tuple[int, str]:
+        """Fewest samples the model can be fitted to, and why (families may override)."""
+        return self.n_components, "at least one sample per component"
+
     def _check_params(self) -> None:
         check_positive_int(self.n_components, "n_components")
         check_positive_int(self.n_init, "n_init")
         check_positive_int(self.max_iter, "max_iter")
-        for name in ("tol", "reg_covar"):
-            value = getattr(self, name)
-            if not (isinstance(value, int | float) and np.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0; got {value!r}.")
+        check_nonnegative(self.tol, "tol")
+        check_nonnegative(self.reg_covar, "reg_covar")
+        check_seed(self.random_state, "random_state")
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called when normal lookup fails: fitted attributes before ``fit``.
+        if name == "idata" or (name.endswith("_") and not name.startswith("__")):
+            raise NotFittedError(
+                f"this {type(self).__name__} has no {name!r} yet because it is not fitted; "
+                "call fit(X) first (or bayesmix.load a saved fit)."
+            )
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def _prepare(self, X: Any) -> tuple[MixtureData, dict[str, Prior]]:
         """Validate parameters and data and resolve the priors; no side effects."""
         self._check_params()
         data = check_data(X, n_components=self.n_components)
+        check_enough_samples(data, *self._min_samples(data.n_features))
         defaults = self._default_priors(data)
         priors = resolve_priors(defaults, self.priors, self._allowed_priors())
         return data, priors
@@ -176,8 +206,14 @@ class MixtureModel(ABC):
             for name, value in (("draws", draws), ("tune", tune), ("chains", chains)):
                 check_positive_int(value, name)
             check_option(nuts_sampler, "nuts_sampler", NUTS_SAMPLERS)
-            if not 0 < target_accept < 1:
-                raise ValueError(f"target_accept must be in (0, 1); got {target_accept!r}.")
+            if not (isinstance(target_accept, float | int) and 0 < target_accept < 1):
+                raise InvalidParameterError(
+                    f"target_accept must be a number in (0, 1); got {target_accept!r}. "
+                    "Try 0.9, or 0.95-0.99 when there are divergences."
+                )
+            check_seed(random_seed, "random_seed")
+            if cores is not None:
+                check_positive_int(cores, "cores")
         data, priors = self._prepare(X)
         rng = np.random.default_rng(self.random_state)
         em = self._run_em(data, rng)
@@ -197,12 +233,12 @@ class MixtureModel(ABC):
             idata = self._sample_nuts(
                 data, priors, em, cores=cores, progressbar=progressbar, **settings
             )
-        idata.attrs.update(self._root_attrs(priors, method, settings))
+        idata.attrs.update(self._root_attrs(priors, em, method, settings))
         self._set_fitted(data, priors, em, idata)
         return self
 
     def _root_attrs(
-        self, priors: dict[str, Prior], method: str, settings: dict[str, Any]
+        self, priors: dict[str, Prior], em: EMResult, method: str, settings: dict[str, Any]
     ) -> dict[str, Any]:
         from bayesmix import __version__
 
@@ -221,8 +257,54 @@ class MixtureModel(ABC):
             "params": json.dumps(params),
             "priors": json.dumps({key: p.to_dict() for key, p in priors.items()}),
             "inference_method": method,
+            "em_result": json.dumps(em.to_dict()),
             "sampler_settings": json.dumps(settings),
         }
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Save the fit (its ``idata`` with everything needed to rebuild it) to ``path``.
+
+        The file is netCDF4 (HDF5), readable by :func:`xarray.open_datatree` and by
+        :func:`bayesmix.load`, which restores the estimator. It is written to a
+        temporary file and renamed, so a failed save leaves no truncated file.
+
+        Parameters
+        ----------
+        path : str or path-like
+            Usually ending in ``.nc``.
+
+        Returns
+        -------
+        pathlib.Path
+            The path written.
+        """
+        self._check_fitted()
+        return save_datatree(self.idata, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Self:
+        """Load a fit of this class saved with :meth:`save` (see :func:`bayesmix.load`)."""
+        return load(path, expected=cls)
+
+    @classmethod
+    def _from_datatree(cls, idata: xr.DataTree, params: dict[str, Any]) -> Self:
+        """Rebuild a fitted estimator from a saved ``idata`` and its constructor arguments."""
+        params = dict(params)
+        if params.get("priors") is not None:
+            params["priors"] = {key: Prior.from_dict(p) for key, p in params["priors"].items()}
+        model = cls(**params)
+        observed = idata["observed_data"]["x"].transpose("obs", "feature")
+        data = MixtureData(
+            values=np.asarray(observed.to_numpy(), dtype=np.float64),
+            obs=observed["obs"].to_numpy(),
+            features=[str(name) for name in observed["feature"].to_numpy()],
+        )
+        priors = {
+            key: Prior.from_dict(value) for key, value in json.loads(idata.attrs["priors"]).items()
+        }
+        em = EMResult.from_dict(json.loads(idata.attrs["em_result"]))
+        model._set_fitted(data, priors, em, idata)
+        return model
 
     def _set_fitted(
         self, data: MixtureData, priors: dict[str, Prior], em: EMResult, idata: xr.DataTree
@@ -428,54 +510,12 @@ class MixtureModel(ABC):
             _log.info("relabelled %d of %d draws to the EM labelling", moved, n_chains * n_draws)
 
     def _check_chains(self, idata: xr.DataTree) -> None:
-        """Warn about divergences, R-hat, low ESS and chains that collapsed a component."""
-        post = idata["posterior"]
-        n_chains = post.sizes["chain"]
-        weights = post["weights"].mean("draw").to_numpy()  # (chain, component)
-        if n_chains > 1:
-            median = np.median(weights, axis=0)
-            collapsed = np.flatnonzero(np.any(weights < _COLLAPSE_RATIO * median, axis=1))
-            if collapsed.size:
-                warnings.warn(
-                    f"chain(s) {collapsed.tolist()} put a component's weight far below the "
-                    "other chains' (an empty-component mode): their draws are not from the "
-                    "same mode. Try fewer components, a different random_seed, or compare "
-                    "K with bayesmix's model selection.",
-                    ConvergenceWarning,
-                    stacklevel=3,
-                )
-        stats = idata["sample_stats"]
-        if "diverging" in stats:
-            n_div = int(stats["diverging"].sum())
-            idata.attrs["divergences"] = n_div
-            if n_div:
-                warnings.warn(
-                    f"{n_div} divergent transitions after tuning. Increase target_accept "
-                    "(e.g. fit(..., target_accept=0.95)) or tune, or use fewer components.",
-                    SamplerWarning,
-                    stacklevel=3,
-                )
-        if n_chains > 1:
-            with np.errstate(invalid="ignore", divide="ignore"):  # constant draws give NaN
-                diag = _summary(idata, "diagnostics")
-            worst = float(diag["r_hat"].max())
-            low = float(diag["ess_bulk"].min())
-            idata.attrs["max_rhat"] = worst
-            idata.attrs["min_ess_bulk"] = low
-            if worst > _RHAT_MAX:
-                warnings.warn(
-                    f"max R-hat is {worst:.3f} (> {_RHAT_MAX}): the chains disagree. Run "
-                    "longer (more tune and draws) or reconsider the number of components.",
-                    SamplerWarning,
-                    stacklevel=3,
-                )
-            if low < _ESS_PER_CHAIN_MIN * n_chains:
-                warnings.warn(
-                    f"min bulk ESS is {low:.0f} (< {_ESS_PER_CHAIN_MIN} per chain): "
-                    "estimates are noisy. Draw more samples or raise target_accept.",
-                    SamplerWarning,
-                    stacklevel=3,
-                )
+        """Record the sampler diagnostics in ``idata.attrs`` and warn once per problem."""
+        figures, problems = sampler_problems(idata)
+        idata.attrs.update(figures)
+        idata.attrs["warnings"] = json.dumps([message for _, message in problems])
+        for category, message in problems:
+            warnings.warn(message, category, stacklevel=4)
 
     # -- fitted accessors ----------------------------------------------------------------
 
@@ -499,10 +539,13 @@ class MixtureModel(ABC):
             One row per scalar parameter (``weights[k]``, ``means[k, feature]``,
             ``covariances[k, feature, feature]``), unrounded: mean, sd, 94% HDI
             (``hdi94_lb``, ``hdi94_ub``), ESS, R-hat and MCSE. For an EM fit, the
-            estimate is the ``mean`` column and ``sd`` is 0.
+            estimate is the ``mean`` column and ``sd`` is 0. ``table.attrs["warnings"]``
+            lists the sampler's diagnostic warnings (empty when all is well).
         """
         self._check_fitted()
-        return _summary(self.idata, kind)
+        table = _summary(self.idata, kind)
+        table.attrs["warnings"] = json.loads(self.idata.attrs.get("warnings", "[]"))
+        return table
 
     def _posterior_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         post = self.idata["posterior"]
@@ -517,14 +560,19 @@ class MixtureModel(ABC):
             .to_numpy(),
         )
 
-    def _weighted_log_prob(self, X: Any, max_draws: int | None = None) -> np.ndarray:
+    def _check_X(self, X: Any) -> MixtureData:
+        """Validate data for prediction: fitted model, finite values, the fitted features."""
         self._check_fitted()
-        data = check_data(X)
+        data = check_data(X, for_fit=False)
         if data.n_features != self.n_features_in_:
             raise DataError(
                 f"X has {data.n_features} features but the model was fitted with "
                 f"{self.n_features_in_} ({self.feature_names_in_}). Pass the same columns."
             )
+        return data
+
+    def _weighted_log_prob(self, X: Any, max_draws: int | None = None) -> np.ndarray:
+        data = self._check_X(X)
         weights, means, cov = self._posterior_arrays()
         if max_draws is not None and weights.shape[0] > max_draws:
             keep = np.linspace(0, weights.shape[0] - 1, max_draws).round().astype(int)
@@ -562,8 +610,7 @@ class MixtureModel(ABC):
         return mixture_log_density(self._weighted_log_prob(X, max_draws=1000))
 
     def _plugin_log_likelihood(self, X: Any) -> tuple[float, int]:
-        self._check_fitted()
-        data = check_data(X)
+        data = self._check_X(X)
         cov = self.idata["posterior"]["covariances"].mean(("chain", "draw")).to_numpy()
         weighted = draw_log_prob(data.values, self.weights_[None], self.means_[None], cov[None])
         return float(mixture_log_density(weighted).sum()), data.n_samples
@@ -581,6 +628,72 @@ class MixtureModel(ABC):
         """Akaike information criterion at the point estimate (lower is better)."""
         loglik, _ = self._plugin_log_likelihood(X)
         return -2.0 * loglik + 2.0 * self._n_parameters(self.n_features_in_)
+
+
+def sampler_problems(
+    idata: xr.DataTree,
+) -> tuple[dict[str, float], list[tuple[type[Warning], str]]]:
+    """Diagnose a NUTS result: figures for ``attrs`` and one message per problem.
+
+    Checks divergences after tuning, max R-hat (> 1.01), min bulk and tail ESS (below
+    100 per chain) over the weights, means and covariances, and chains that collapsed
+    a component (a chain whose mean weight for a component is below a quarter of the
+    median over chains: an empty-component mode). Each message names the remedy.
+
+    Returns
+    -------
+    figures : dict
+        ``divergences``, ``max_rhat``, ``min_ess_bulk``, ``min_ess_tail``.
+    problems : list of (warning class, message)
+    """
+    post = idata["posterior"]
+    n_chains = post.sizes["chain"]
+    figures: dict[str, float] = {}
+    problems: list[tuple[type[Warning], str]] = []
+    stats = idata["sample_stats"] if "sample_stats" in idata.children else {}
+    if "diverging" in stats:
+        figures["divergences"] = n_div = int(stats["diverging"].sum())
+        if n_div:
+            message = (
+                f"{n_div} divergent transitions after tuning: the posterior has regions "
+                "the sampler cannot explore. Raise target_accept (e.g. fit(..., "
+                "target_accept=0.95)) and tune, or use fewer components."
+            )
+            problems.append((SamplerWarning, message))
+    with np.errstate(invalid="ignore", divide="ignore"):  # constant draws give NaN
+        diag = _summary(idata, "diagnostics")
+    figures["min_ess_bulk"] = float(diag["ess_bulk"].min())
+    figures["min_ess_tail"] = float(diag["ess_tail"].min())
+    needed = _ESS_PER_CHAIN_MIN * n_chains
+    for kind in ("bulk", "tail"):
+        low = figures[f"min_ess_{kind}"]
+        if not low >= needed:  # also NaN
+            message = (
+                f"min {kind} ESS is {low:.0f} (< {_ESS_PER_CHAIN_MIN} per chain x "
+                f"{n_chains} chains): posterior estimates are noisy. Draw more (draws, "
+                "tune), raise target_accept, or try fewer components / a different K."
+            )
+            problems.append((SamplerWarning, message))
+    if n_chains > 1:
+        figures["max_rhat"] = worst = float(diag["r_hat"].max())
+        if not worst <= _RHAT_MAX:
+            message = (
+                f"max R-hat is {worst:.3f} (> {_RHAT_MAX}): the chains disagree. Run "
+                "longer (more tune and draws), or reconsider the number of components "
+                "(a different K)."
+            )
+            problems.append((SamplerWarning, message))
+        weights = post["weights"].mean("draw").to_numpy()  # (chain, component)
+        median = np.median(weights, axis=0)
+        collapsed = np.flatnonzero(np.any(weights < _COLLAPSE_RATIO * median, axis=1))
+        if collapsed.size:
+            message = (
+                f"chain(s) {collapsed.tolist()} put a component's weight far below the "
+                "other chains' (an empty-component mode): their draws are not from the "
+                "same mode. Try fewer components, a different random_seed, or compare K."
+            )
+            problems.append((ConvergenceWarning, message))
+    return figures, problems
 
 
 def _summary(idata: xr.DataTree, kind: str) -> pd.DataFrame:

@@ -249,6 +249,15 @@ class GaussianMixture(MixtureModel):
         super()._check_params()
         check_option(self.covariance_type, "covariance_type", COVARIANCE_TYPES)
 
+    def _min_samples(self, n_features: int) -> tuple[int, str]:
+        if self.covariance_type == "full" and n_features > 1:
+            return (
+                self.n_components * (n_features + 1),
+                "n_components x (n_features + 1) for full covariances, so that every "
+                "component's covariance can be estimated",
+            )
+        return super()._min_samples(n_features)
+
     def _rv_shapes(self, n_features: int) -> dict[str, tuple[str, ...]]:
         """Dims of every free random variable, by name (the prior keys of this model)."""
         sigma = {

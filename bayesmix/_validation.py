@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from bayesmix.exceptions import DataError
+from bayesmix.exceptions import DataError, InvalidParameterError
 
-__all__ = ["MixtureData", "check_data", "check_option", "check_positive_int"]
+__all__ = [
+    "MixtureData",
+    "check_data",
+    "check_enough_samples",
+    "check_nonnegative",
+    "check_option",
+    "check_positive_int",
+    "check_seed",
+]
 
 
 @dataclass(frozen=True)
@@ -33,20 +42,53 @@ class MixtureData:
 
 
 def check_positive_int(value: Any, name: str) -> int:
-    """Return ``value`` as an int, raising a ``ValueError`` unless it is an integer >= 1."""
+    """Return ``value`` as an int; raise ``InvalidParameterError`` unless it is an int >= 1."""
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name} must be a positive integer; got {value!r}. Try {name}=2.")
+        raise InvalidParameterError(
+            f"{name} must be a positive integer; got {value!r} ({type(value).__name__}). "
+            f"Pass an int >= 1, e.g. {name}=2."
+        )
     return int(value)
 
 
 def check_option(value: Any, name: str, options: tuple[str, ...]) -> str:
-    """Return ``value`` if it is one of ``options``, else raise a ``ValueError`` listing them."""
-    if value not in options:
-        raise ValueError(f"{name} must be one of {list(options)}; got {value!r}.")
+    """Return ``value`` if it is one of ``options``; else raise ``InvalidParameterError``."""
+    if not isinstance(value, str) or value not in options:
+        hint = ""
+        if isinstance(value, str):
+            close = difflib.get_close_matches(value, options, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise InvalidParameterError(f"{name} must be one of {list(options)}; got {value!r}.{hint}")
     return value
 
 
-def check_data(X: Any, *, n_components: int | None = None) -> MixtureData:
+def check_nonnegative(value: Any, name: str) -> float:
+    """Return ``value`` as a float; raise ``InvalidParameterError`` unless finite and >= 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+        ok = False
+    else:
+        ok = bool(np.isfinite(value) and value >= 0)
+    if not ok:
+        raise InvalidParameterError(
+            f"{name} must be a finite number >= 0; got {value!r}. Try the default."
+        )
+    return float(value)
+
+
+def check_seed(value: Any, name: str) -> int | None:
+    """Return ``value`` if it is None or a non-negative int (a reproducible, saveable seed)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
+        raise InvalidParameterError(
+            f"{name} must be None or a non-negative int; got {value!r} "
+            f"({type(value).__name__}). Pass an int such as {name}=0 to make fits "
+            "reproducible (seeds are saved with the fit, so generators are not accepted)."
+        )
+    return int(value)
+
+
+def check_data(X: Any, *, n_components: int | None = None, for_fit: bool = True) -> MixtureData:
     """Validate ``X`` and return a float64 copy with its axis labels.
 
     Parameters
@@ -56,6 +98,9 @@ def check_data(X: Any, *, n_components: int | None = None) -> MixtureData:
         feature.
     n_components : int, optional
         When given, at least this many samples are required.
+    for_fit : bool, default=True
+        Reject constant columns (they make a fitted covariance singular); data passed to
+        ``predict`` may have any number of rows, constant or not.
 
     Returns
     -------
@@ -114,9 +159,19 @@ def check_data(X: Any, *, n_components: int | None = None) -> MixtureData:
             "needs at least one sample per component. Use fewer components or more data."
         )
     constant = [features[j] for j in np.flatnonzero(np.ptp(values, axis=0) == 0)]
-    if constant and values.shape[0] > 1:
+    if for_fit and constant and values.shape[0] > 1:
         raise DataError(
             f"columns {constant} are constant (zero variance); they carry no information "
             "about the components and make the covariance singular. Drop them."
         )
     return MixtureData(values=values, obs=obs, features=features)
+
+
+def check_enough_samples(data: MixtureData, needed: int, reason: str) -> None:
+    """Raise ``DataError`` when ``data`` has fewer than ``needed`` samples, saying why."""
+    if data.n_samples < needed:
+        raise DataError(
+            f"X has {data.n_samples} samples but this model needs at least {needed} "
+            f"({reason}). Use fewer components, a simpler covariance_type ('diag' or "
+            "'spherical'), or more data."
+        )

@@ -48,7 +48,7 @@ import logging
 import math
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 from scipy import linalg
@@ -125,6 +125,37 @@ class EMResult:
     converged: bool
     best_init: int
     init_log_likelihoods: np.ndarray
+
+    def to_dict(self) -> dict:
+        """Return the result as plain Python lists and scalars (JSON-serialisable, exact)."""
+        return {
+            field.name: (
+                value.tolist()
+                if isinstance(value := getattr(self, field.name), np.ndarray)
+                else value.item()
+                if isinstance(value, np.generic)
+                else value
+            )
+            for field in fields(self)
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> EMResult:
+        """Rebuild a result written by :meth:`to_dict`."""
+        arrays = {
+            "weights",
+            "means",
+            "covariances",
+            "precisions_cholesky",
+            "lower_bounds",
+            "init_log_likelihoods",
+        }
+        return cls(
+            **{
+                key: np.asarray(value, dtype=np.float64) if key in arrays else value
+                for key, value in data.items()
+            }
+        )
 
 
 # ---------------------------------------------------------------------------------------

@@ -11,6 +11,8 @@ __all__ = [
     "ConvergenceWarning",
     "DataError",
     "FitError",
+    "InvalidParameterError",
+    "LoadError",
     "NotFittedError",
     "PriorError",
     "SamplerWarning",
@@ -23,6 +25,14 @@ class BayesmixError(Exception):
 
 class DataError(BayesmixError, ValueError):
     """The data passed to a model cannot be used (shape, missing values, dtype, size)."""
+
+
+class InvalidParameterError(BayesmixError, ValueError):
+    """A constructor or ``fit`` argument has an invalid value or an unknown option."""
+
+
+class LoadError(BayesmixError, ValueError):
+    """A file cannot be loaded as a bayesmix fit (not a fit, or a fit of another class)."""
 
 
 class PriorError(BayesmixError, ValueError):

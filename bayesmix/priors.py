@@ -86,6 +86,10 @@ class Prior:
 
     __hash__ = None  # type: ignore[assignment]  # parameters may be arrays
 
+    def __reduce__(self) -> tuple[Any, tuple[str, dict[str, Any]]]:
+        # Pickling and copy.deepcopy rebuild through the constructor (slots, read-only).
+        return (_rebuild_prior, (self._distribution, dict(self._params)))
+
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-serialisable description, the inverse of :meth:`from_dict`."""
         return {
@@ -220,3 +224,7 @@ def resolve_priors(
             + f"\nValid variable names for this model: {sorted(defaults)}."
         )
     return merged
+
+
+def _rebuild_prior(distribution: str, params: dict[str, Any]) -> Prior:
+    return Prior(distribution, **params)

@@ -9,7 +9,9 @@ os.environ.setdefault("PYTENSOR_FLAGS", "cxx=")
 
 import matplotlib
 import numpy as np
+import pymc as pm
 import pytest
+from pymc.testing import mock_sample
 
 matplotlib.use("Agg")
 
@@ -36,3 +38,15 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture
 def rng():
     return np.random.default_rng(20261124)
+
+
+@pytest.fixture
+def mocked_sample(monkeypatch):
+    """Replace pm.sample with prior draws shaped as a posterior, with NUTS sample stats."""
+
+    def fake(*args, **kwargs):
+        kwargs.pop("initvals", None)
+        stats = {"diverging": lambda size: np.zeros(size, dtype=bool)}
+        return mock_sample(sample_stats=stats, **kwargs)
+
+    monkeypatch.setattr(pm, "sample", fake)

@@ -4,9 +4,7 @@ import json
 
 import numpy as np
 import pandas as pd
-import pymc as pm
 import pytest
-from pymc.testing import mock_sample
 
 import bayesmix as bm
 from bayesmix.datasets import make_mixture
@@ -20,18 +18,6 @@ COVS = np.stack([np.eye(2), [[1.0, 0.5], [0.5, 1.0]], [[1.0, -0.3], [-0.3, 0.5]]
 def X3():
     X, _ = make_mixture(300, [0.3, 0.3, 0.4], MEANS, COVS, random_state=1)
     return X
-
-
-@pytest.fixture
-def mocked_sample(monkeypatch):
-    """Replace pm.sample with prior draws shaped as a posterior, with NUTS sample stats."""
-
-    def fake(*args, **kwargs):
-        kwargs.pop("initvals", None)
-        stats = {"diverging": lambda size: np.zeros(size, dtype=bool)}
-        return mock_sample(sample_stats=stats, **kwargs)
-
-    monkeypatch.setattr(pm, "sample", fake)
 
 
 POSTERIOR_VARS = {
