@@ -293,12 +293,7 @@ class MixtureModel(ABC):
         if params.get("priors") is not None:
             params["priors"] = {key: Prior.from_dict(p) for key, p in params["priors"].items()}
         model = cls(**params)
-        observed = idata["observed_data"]["x"].transpose("obs", "feature")
-        data = MixtureData(
-            values=np.asarray(observed.to_numpy(), dtype=np.float64),
-            obs=observed["obs"].to_numpy(),
-            features=[str(name) for name in observed["feature"].to_numpy()],
-        )
+        data = _observed_data(idata)
         priors = {
             key: Prior.from_dict(value) for key, value in json.loads(idata.attrs["priors"]).items()
         }
@@ -525,6 +520,71 @@ class MixtureModel(ABC):
                 f"this {type(self).__name__} is not fitted yet; call fit(X) first."
             )
 
+    def sample_prior_predictive(
+        self, X: Any, *, draws: int = 500, random_seed: int | None = None
+    ) -> xr.DataTree:
+        """Draw parameters and data sets from the prior (no fitting needed).
+
+        The priors are resolved against ``X`` (data-scaled defaults), so the simulated
+        data sets show what the model believes before seeing the data, on its scale.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Sets the default priors, the number of observations and the coordinates.
+        draws : int, default=500
+        random_seed : int, optional
+
+        Returns
+        -------
+        xarray.DataTree
+            Groups ``prior`` (weights, means, covariances, ...) and
+            ``prior_predictive`` (``x`` with dims chain, draw, obs, feature).
+        """
+        check_positive_int(draws, "draws")
+        check_seed(random_seed, "random_seed")
+        data, priors = self._prepare(X)
+        model = self._build(data, priors)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Numba will use object mode", UserWarning)
+            return pm.sample_prior_predictive(draws, model=model, random_seed=random_seed)
+
+    def sample_posterior_predictive(
+        self, *, random_seed: int | None = None, extend_idata: bool = True
+    ) -> xr.DataTree:
+        """Simulate replicated data sets from the posterior (or the EM estimate).
+
+        One data set of the training size per posterior draw, by the generative story:
+        a component label from the weights, then a draw from that component.
+
+        Parameters
+        ----------
+        random_seed : int, optional
+        extend_idata : bool, default=True
+            Add the ``posterior_predictive`` group to ``self.idata``.
+
+        Returns
+        -------
+        xarray.DataTree
+            With a ``posterior_predictive`` group: ``x`` (chain, draw, obs, feature).
+        """
+        self._check_fitted()
+        check_seed(random_seed, "random_seed")
+        model = self._build(_observed_data(self.idata), self.priors_)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Numba will use object mode", UserWarning)
+            result = pm.sample_posterior_predictive(
+                self.idata,
+                model=model,
+                var_names=["x"],
+                random_seed=random_seed,
+                progressbar=False,
+                extend_inferencedata=False,
+            )
+        if extend_idata:
+            self.idata["posterior_predictive"] = result["posterior_predictive"]
+        return result
+
     def summary(self, kind: Literal["all", "stats", "diagnostics"] = "all") -> pd.DataFrame:
         """Summarise the posterior of the weights, means and covariances with arviz-stats.
 
@@ -628,6 +688,16 @@ class MixtureModel(ABC):
         """Akaike information criterion at the point estimate (lower is better)."""
         loglik, _ = self._plugin_log_likelihood(X)
         return -2.0 * loglik + 2.0 * self._n_parameters(self.n_features_in_)
+
+
+def _observed_data(idata: xr.DataTree) -> MixtureData:
+    """Return the training data of a fit, from its ``observed_data`` group."""
+    observed = idata["observed_data"]["x"].transpose("obs", "feature")
+    return MixtureData(
+        values=np.asarray(observed.to_numpy(), dtype=np.float64),
+        obs=observed["obs"].to_numpy(),
+        features=[str(name) for name in observed["feature"].to_numpy()],
+    )
 
 
 def sampler_problems(
