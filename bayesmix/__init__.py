@@ -22,6 +22,7 @@ from bayesmix.exceptions import (
 )
 from bayesmix.io import load
 from bayesmix.priors import Prior
+from bayesmix.selection import plot_select_k, select_k
 
 try:
     __version__ = version("bayesmix")
@@ -44,4 +45,7 @@ __all__ = [
     "datasets",
     # persistence
     "load",
+    # choosing K
+    "plot_select_k",
+    "select_k",
 ]

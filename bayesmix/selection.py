@@ -1,0 +1,208 @@
+"""Choosing the number of components: BIC and ICL of EM fits, LOO of NUTS fits."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterable
+from typing import Any, Literal
+
+import arviz_stats as azs
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from bayesmix._gaussian import GaussianMixture
+from bayesmix._validation import check_data, check_option, check_positive_int
+from bayesmix.exceptions import InvalidParameterError, SamplerWarning
+
+__all__ = ["classification_entropy", "elpd_difference", "plot_select_k", "select_k"]
+
+_log = logging.getLogger("bayesmix")
+
+SELECT_METHODS = ("both", "em", "nuts")
+
+
+def classification_entropy(responsibilities: np.ndarray) -> float:
+    """Return ``-sum_n sum_k r_nk log r_nk``, the entropy of a soft classification (>= 0)."""
+    r = np.asarray(responsibilities, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(r > 0, r * np.log(r), 0.0)
+    return float(-terms.sum())
+
+
+def elpd_difference(elpd_i: np.ndarray, reference_i: np.ndarray) -> tuple[float, float]:
+    """Return the difference in summed pointwise elpd to a reference, and its standard error.
+
+    ``sum_n (elpd_n - ref_n)`` with standard error ``sqrt(N var(elpd_n - ref_n))``
+    (Vehtari, Gelman & Gabry 2017, eq. 24).
+    """
+    diff = np.asarray(elpd_i, dtype=np.float64) - np.asarray(reference_i, dtype=np.float64)
+    return float(diff.sum()), float(np.sqrt(diff.size * diff.var(ddof=1)))
+
+
+def select_k(
+    X: Any,
+    ks: Iterable[int] = range(1, 7),
+    *,
+    method: Literal["both", "em", "nuts"] = "both",
+    covariance_type: Literal["full", "tied", "diag", "spherical"] = "full",
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 4,
+    random_state: int | None = None,
+    progressbar: bool = True,
+    **model_kwargs: Any,
+) -> pd.DataFrame:
+    """Fit a Gaussian mixture for every K and rank the K by BIC, ICL and LOO.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    ks : iterable of int, default=range(1, 7)
+        Numbers of components to compare.
+    method : {"both", "em", "nuts"}, default="both"
+        ``"em"``: BIC and ICL of the EM fits only (fast); ``"nuts"`` or ``"both"``: also
+        the PSIS-LOO expected log predictive density of NUTS fits (arviz-stats).
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+    draws, tune, chains : int
+        Sampler settings of the NUTS fits.
+    random_state : int, optional
+        Seeds every fit.
+    progressbar : bool, default=True
+        Show the sampler's progress.
+    **model_kwargs
+        Further :class:`GaussianMixture` arguments (``priors``, ``n_init``, ...).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per K (column ``n_components``): ``log_likelihood`` (EM, summed),
+        ``n_parameters``, ``bic`` and ``icl`` (lower is better; ICL = BIC + 2 x the
+        classification entropy, Biernacki, Celeux & Govaert 2000), and with NUTS
+        ``elpd_loo``, ``se``, ``p_loo``, ``elpd_diff`` and ``dse`` (difference to the best
+        K and its standard error), ``max_pareto_k`` and ``n_bad_pareto_k``; a
+        ``rank_<criterion>`` column per criterion (1 = best). ``df.attrs["best"]`` maps
+        each criterion to its chosen K.
+
+    Warns
+    -----
+    SamplerWarning
+        When some Pareto k of a LOO exceed the reliability threshold: that LOO estimate
+        is unreliable (try more draws, or K-fold cross-validation).
+
+    Examples
+    --------
+    >>> import bayesmix as bm
+    >>> X = bm.datasets.load_faithful()
+    >>> table = bm.select_k(X, ks=[1, 2, 3], method="em", random_state=0)
+    >>> table.attrs["best"]["bic"]
+    2
+    """
+    check_option(method, "method", SELECT_METHODS)
+    ks = [check_positive_int(k, "every K in ks") for k in ks]
+    if not ks or len(set(ks)) != len(ks):
+        raise InvalidParameterError(
+            f"ks must be distinct positive integers; got {ks}. Try ks=range(1, 7)."
+        )
+    data = check_data(X, n_components=max(ks))
+    rows, pointwise = [], {}
+    for k in ks:
+        spec = {"n_components": k, "covariance_type": covariance_type, "random_state": random_state}
+        em = GaussianMixture(**spec, **model_kwargs).fit(data.values, method="em")
+        loglik = float(em.em_.log_likelihood * data.n_samples)
+        n_params = em._n_parameters(data.n_features)
+        bic = em.bic(data.values)
+        row: dict[str, Any] = {
+            "n_components": k,
+            "log_likelihood": loglik,
+            "n_parameters": n_params,
+            "bic": bic,
+            "icl": bic + 2.0 * classification_entropy(em.predict_proba(data.values)),
+        }
+        _log.info("K=%d: EM log-likelihood %.3f, BIC %.2f", k, loglik, bic)
+        if method != "em":
+            nuts = GaussianMixture(**spec, **model_kwargs).fit(
+                data.values, draws=draws, tune=tune, chains=chains, progressbar=progressbar
+            )
+            loo = azs.loo(nuts.idata)
+            pareto_k = np.asarray(loo.pareto_k).ravel()
+            n_bad = int((~(pareto_k <= loo.good_k)).sum())  # NaN k: not estimable, bad
+            row |= {
+                "elpd_loo": float(loo.elpd),
+                "se": float(loo.se),
+                "p_loo": float(loo.p),
+                "max_pareto_k": float(np.nanmax(pareto_k)),
+                "n_bad_pareto_k": n_bad,
+            }
+            pointwise[k] = np.asarray(loo.elpd_i).ravel()
+            if n_bad:
+                warnings.warn(
+                    f"K={k}: {n_bad} of {pareto_k.size} observations have Pareto k above "
+                    f"{loo.good_k:.2f}, so the LOO estimate for this K is unreliable. Draw "
+                    "more samples, or compare the K by BIC / K-fold cross-validation.",
+                    SamplerWarning,
+                    stacklevel=2,
+                )
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    best = {
+        "bic": int(table.loc[table["bic"].idxmin(), "n_components"]),
+        "icl": int(table.loc[table["icl"].idxmin(), "n_components"]),
+    }
+    table["rank_bic"] = table["bic"].rank(method="min").astype(int)
+    table["rank_icl"] = table["icl"].rank(method="min").astype(int)
+    if pointwise:
+        best["loo"] = int(table.loc[table["elpd_loo"].idxmax(), "n_components"])
+        diffs = [
+            elpd_difference(pointwise[k], pointwise[best["loo"]]) for k in table["n_components"]
+        ]
+        table["elpd_diff"] = [d for d, _ in diffs]
+        table["dse"] = [s for _, s in diffs]
+        table["rank_loo"] = table["elpd_loo"].rank(ascending=False, method="min").astype(int)
+    table.attrs["best"] = best
+    table.attrs["covariance_type"] = covariance_type
+    return table
+
+
+def plot_select_k(table: pd.DataFrame, *, fig: Figure | None = None) -> Figure:
+    """Plot the criteria of :func:`select_k` against K.
+
+    Left: BIC and ICL (lower is better). Right, when present: LOO elpd with two
+    standard errors (higher is better). The chosen K of each criterion is circled.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        The output of :func:`select_k`.
+    fig : matplotlib.figure.Figure, optional
+        Figure to draw in (cleared); a new one by default.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    has_loo = "elpd_loo" in table
+    if fig is None:
+        fig = Figure(figsize=(9.0 if has_loo else 5.0, 3.6), layout="constrained")
+    else:
+        fig.clear()
+    axes = fig.subplots(1, 2 if has_loo else 1, squeeze=False)[0]
+    k = table["n_components"].to_numpy()
+    best = table.attrs.get("best", {})
+    ax = axes[0]
+    for name, marker in (("bic", "o"), ("icl", "s")):
+        ax.plot(k, table[name], marker=marker, label=name.upper())
+        if name in best:
+            chosen = table.loc[table["n_components"] == best[name], name]
+            ax.plot([best[name]], chosen, marker="o", ms=14, mfc="none", mec="k")
+    ax.set(xlabel="number of components K", ylabel="criterion (lower is better)", xticks=k)
+    ax.legend()
+    if has_loo:
+        ax = axes[1]
+        ax.errorbar(k, table["elpd_loo"], yerr=2 * table["se"], marker="o", capsize=3)
+        if "loo" in best:
+            chosen = table.loc[table["n_components"] == best["loo"], "elpd_loo"]
+            ax.plot([best["loo"]], chosen, marker="o", ms=14, mfc="none", mec="k")
+        ax.set(xlabel="number of components K", ylabel="LOO elpd (higher is better)", xticks=k)
+    return fig
