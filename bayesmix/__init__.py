@@ -13,6 +13,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from bayesmix import datasets
 from bayesmix._gaussian import GaussianMixture
+from bayesmix.compare import compare_fits
 from bayesmix.exceptions import (
     ConvergenceWarning,
     DataError,
@@ -21,7 +22,15 @@ from bayesmix.exceptions import (
     SamplerWarning,
 )
 from bayesmix.io import load
+from bayesmix.plots import (
+    plot_compare,
+    plot_components,
+    plot_rank,
+    plot_responsibilities,
+    plot_trace,
+)
 from bayesmix.priors import Prior
+from bayesmix.report import write_report
 from bayesmix.selection import plot_select_k, select_k
 
 try:
@@ -30,22 +39,23 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
 __all__ = [
-    # errors and warnings
     "ConvergenceWarning",
     "DataError",
-    # models
     "GaussianMixture",
     "NotFittedError",
-    # priors
     "Prior",
     "PriorError",
     "SamplerWarning",
     "__version__",
-    # data
+    "compare_fits",
     "datasets",
-    # persistence
     "load",
-    # choosing K
+    "plot_compare",
+    "plot_components",
+    "plot_rank",
+    "plot_responsibilities",
     "plot_select_k",
+    "plot_trace",
     "select_k",
+    "write_report",
 ]

@@ -25,6 +25,8 @@ import pymc as pm
 import xarray as xr
 from threadpoolctl import threadpool_limits
 
+from bayesmix import _nutpie
+from bayesmix._threads import single_blas_thread
 from bayesmix._validation import (
     MixtureData,
     check_data,
@@ -158,6 +160,7 @@ class MixtureModel(ABC):
 
     # -- fitting -------------------------------------------------------------------------
 
+    @single_blas_thread
     def fit(
         self,
         X: Any,
@@ -382,18 +385,6 @@ class MixtureModel(ABC):
         start = self._point_from_em(em, data.n_features)
         free = {rv.name for rv in model.free_RVs}
         start = {key: value for key, value in start.items() if key in free}
-        kwargs: dict[str, Any] = {}
-        if nuts_sampler == "nutpie":
-            # nutpie takes one start for all chains; its default U(-1, 1) jitter on the
-            # unconstrained scale is not scale aware, so chains start exactly at EM.
-            kwargs["initvals"] = start
-            kwargs["compile_kwargs"] = {"jitter_rvs": set()}
-        else:
-            jitter_rng = np.random.default_rng(random_seed)
-            kwargs["initvals"] = [
-                self._jitter_start(start, data, em, jitter_rng) for _ in range(chains)
-            ]
-            kwargs["init"] = "adapt_diag"
         _log.info(
             "NUTS (%s): %d chains x %d draws (+%d tune), started at the EM estimate "
             "(log-likelihood %.4f per sample)",
@@ -403,20 +394,36 @@ class MixtureModel(ABC):
             tune,
             em.log_likelihood,
         )
+        settings = {"draws": draws, "tune": tune, "chains": chains, "cores": cores}
         with threadpool_limits(limits=1, user_api="blas"):
-            idata = pm.sample(
-                draws=draws,
-                tune=tune,
-                chains=chains,
-                cores=cores,
-                model=model,
-                nuts_sampler=nuts_sampler,
-                target_accept=target_accept,
-                random_seed=random_seed,
-                progressbar=progressbar,
-                compute_convergence_checks=False,
-                **kwargs,
-            )
+            if nuts_sampler == "nutpie":
+                # One start for all chains, exactly the EM estimate: nutpie's default
+                # U(-1, 1) jitter on the unconstrained scale is not scale aware.
+                idata = _nutpie.sample_nutpie(
+                    model,
+                    key=self._structure_key(data, priors),
+                    data={"x_data": data.values},
+                    start=start,
+                    target_accept=target_accept,
+                    random_seed=random_seed,
+                    progressbar=progressbar,
+                    **settings,
+                )
+            else:
+                jitter_rng = np.random.default_rng(random_seed)
+                idata = pm.sample(
+                    model=model,
+                    nuts_sampler="pymc",
+                    initvals=[
+                        self._jitter_start(start, data, em, jitter_rng) for _ in range(chains)
+                    ],
+                    init="adapt_diag",
+                    target_accept=target_accept,
+                    random_seed=random_seed,
+                    progressbar=progressbar,
+                    compute_convergence_checks=False,
+                    **settings,
+                )
         if "observed_data" not in idata.children:
             idata["observed_data"] = xr.Dataset(
                 {"x": (("obs", "feature"), data.values)},
@@ -426,6 +433,19 @@ class MixtureModel(ABC):
         idata["log_likelihood"] = self._log_likelihood_group(idata, data)
         self._check_chains(idata)
         return idata
+
+    def _structure_key(self, data: MixtureData, priors: dict[str, Prior]) -> tuple:
+        """Everything a compiled model depends on except the data values."""
+        resolved = json.dumps({key: p.to_dict() for key, p in priors.items()}, sort_keys=True)
+        shapes = tuple(sorted(self._rv_shapes(data.n_features).items()))
+        return (
+            type(self).__module__,
+            type(self).__qualname__,
+            self.n_components,
+            shapes,
+            tuple(data.features),
+            resolved,
+        )
 
     def _log_likelihood_group(self, idata: xr.DataTree, data: MixtureData) -> xr.Dataset:
         """Pointwise log-likelihood of every posterior draw (dims chain, draw, obs)."""
@@ -510,7 +530,9 @@ class MixtureModel(ABC):
         idata.attrs.update(figures)
         idata.attrs["warnings"] = json.dumps([message for _, message in problems])
         for category, message in problems:
-            warnings.warn(message, category, stacklevel=4)
+            warnings.warn(
+                message, category, stacklevel=5
+            )  # _check_chains < _sample_nuts < fit < blas wrapper
 
     # -- fitted accessors ----------------------------------------------------------------
 
@@ -549,6 +571,7 @@ class MixtureModel(ABC):
             warnings.filterwarnings("ignore", "Numba will use object mode", UserWarning)
             return pm.sample_prior_predictive(draws, model=model, random_seed=random_seed)
 
+    @single_blas_thread
     def sample_posterior_predictive(
         self, *, random_seed: int | None = None, extend_idata: bool = True
     ) -> xr.DataTree:
@@ -639,6 +662,7 @@ class MixtureModel(ABC):
             weights, means, cov = weights[keep], means[keep], cov[keep]
         return draw_log_prob(data.values, weights, means, cov)
 
+    @single_blas_thread
     def predict_proba(self, X: Any) -> np.ndarray:
         """Return the posterior probability of each component for each sample.
 
@@ -661,6 +685,7 @@ class MixtureModel(ABC):
         """Return the most probable component of each sample, shape (n_samples,)."""
         return self.predict_proba(X).argmax(axis=1)
 
+    @single_blas_thread
     def score_samples(self, X: Any) -> np.ndarray:
         """Return the log predictive density of each sample, shape (n_samples,).
 
@@ -675,6 +700,7 @@ class MixtureModel(ABC):
         weighted = draw_log_prob(data.values, self.weights_[None], self.means_[None], cov[None])
         return float(mixture_log_density(weighted).sum()), data.n_samples
 
+    @single_blas_thread
     def bic(self, X: Any) -> float:
         """Bayesian information criterion at the point estimate (lower is better).
 
@@ -684,6 +710,7 @@ class MixtureModel(ABC):
         loglik, n = self._plugin_log_likelihood(X)
         return -2.0 * loglik + self._n_parameters(self.n_features_in_) * np.log(n)
 
+    @single_blas_thread
     def aic(self, X: Any) -> float:
         """Akaike information criterion at the point estimate (lower is better)."""
         loglik, _ = self._plugin_log_likelihood(X)

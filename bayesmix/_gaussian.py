@@ -26,7 +26,7 @@ from pymc.distributions.transforms import Ordered, Transform
 
 from bayesmix._base import MixtureModel
 from bayesmix._validation import MixtureData, check_option
-from bayesmix.em import COVARIANCE_TYPES, EMResult, fit_em, full_covariances
+from bayesmix.em import COVARIANCE_TYPES, OBJECTIVES, EMResult, fit_em, full_covariances
 from bayesmix.priors import Prior
 from bayesmix.stats import n_parameters
 
@@ -177,6 +177,11 @@ class GaussianMixture(MixtureModel):
         Added to the diagonal of EM covariance estimates to keep them positive definite.
     random_state : int or None, default=None
         Seeds EM and, unless ``fit`` gets ``random_seed``, the sampler.
+    objective : {"ml", "map"}, default="ml"
+        What EM maximises: the likelihood (as scikit-learn), or the posterior under
+        mclust's conjugate regularising prior (Fraley & Raftery 2007), which keeps
+        covariances positive definite on degenerate data. For ``method="nuts"`` it
+        only changes the EM start and reference labelling.
 
     Attributes
     ----------
@@ -233,6 +238,7 @@ class GaussianMixture(MixtureModel):
         tol: float = 1e-6,
         reg_covar: float = 1e-6,
         random_state: int | None = None,
+        objective: Literal["ml", "map"] = "ml",
     ) -> None:
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -242,12 +248,14 @@ class GaussianMixture(MixtureModel):
         self.tol = tol
         self.reg_covar = reg_covar
         self.random_state = random_state
+        self.objective = objective
 
     # -- specification -------------------------------------------------------------------
 
     def _check_params(self) -> None:
         super()._check_params()
         check_option(self.covariance_type, "covariance_type", COVARIANCE_TYPES)
+        check_option(self.objective, "objective", OBJECTIVES)
 
     def _min_samples(self, n_features: int) -> tuple[int, str]:
         if self.covariance_type == "full" and n_features > 1:
@@ -327,7 +335,7 @@ class GaussianMixture(MixtureModel):
                 logp=mixture_logp,
                 random=mixture_random,
                 signature="(k),(k,d),(k,d,d)->(d)",
-                observed=data.values,
+                observed=pm.Data("x_data", data.values, dims=("obs", "feature")),
                 dims=("obs", "feature"),
             )
         return model
@@ -357,6 +365,7 @@ class GaussianMixture(MixtureModel):
             tol=self.tol,
             reg_covar=self.reg_covar,
             random_state=rng,
+            objective=self.objective,
         )
         # A canonical labelling: components by increasing mean of the first feature
         # (the ordering constraint of the 1-D model, and the reference of relabelling).

@@ -1,83 +1,260 @@
-"""The ``bayesmix`` command line: ``bayesmix demo`` runs the main job on Old Faithful."""
+"""The ``bayesmix`` command line: ``demo``, ``fit``, ``select`` and ``simulate``.
+
+Every command writes its results to a folder (``--out``) with a self-contained
+``report.html``. Bad input (a missing file or column, a non-numeric column, a bad
+option) is one line on stderr and exit code 2, never a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from bayesmix.exceptions import BayesmixError
+from bayesmix.exceptions import BayesmixError, DataError
 
-__all__ = ["main"]
+__all__ = ["main", "parse_components"]
+
+_SUMMARY_COLUMNS = ["em", "mean", "sd", "hdi_low", "hdi_high", "em_in_hdi", "z_score"]
 
 
-_DEMO_COLUMNS = ["em", "mean", "sd", "hdi94_lb", "hdi94_ub", "ess_bulk", "r_hat"]
+def parse_components(text: str) -> list[int]:
+    """Parse ``"3"``, ``"1..6"``, ``"1-6"`` or ``"2,3,5"`` into a list of K."""
+    try:
+        for sep in ("..", "-"):
+            if sep in text:
+                low, high = (int(part) for part in text.split(sep))
+                return list(range(low, high + 1))
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--components must be an int, a range like 1..6, or a list like 2,3,5; got {text!r}"
+        ) from None
 
 
-def _side_by_side(
-    em_summary: pd.DataFrame, nuts_summary: pd.DataFrame, features: Sequence[str]
-) -> pd.DataFrame:
-    """Join the EM estimates to the posterior summary, one row per distinct scalar.
+def _read_csv(path: str, columns: str | None) -> pd.DataFrame:
+    """Read the data columns of a CSV file, with one-line errors for the usual mistakes."""
+    file = Path(path)
+    if not file.is_file():
+        raise DataError(f"no such file: {path!r}. Pass the path of a CSV file with a header.")
+    try:
+        frame = pd.read_csv(file)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise DataError(f"could not read {path!r} as CSV ({reason}).") from None
+    if columns:
+        wanted = [name.strip() for name in columns.split(",") if name.strip()]
+        missing = [name for name in wanted if name not in frame.columns]
+        if missing:
+            raise DataError(
+                f"column(s) {missing} not in {path!r}; its columns are {list(frame.columns)}."
+            )
+        frame = frame[wanted]
+    return frame
 
-    Covariance matrices are symmetric: entries above the diagonal are dropped.
-    """
-    table = nuts_summary.copy()
-    table.insert(0, "em", em_summary["mean"].reindex(table.index))
-    upper = {f"{a}, {b}]" for i, a in enumerate(features) for b in features[i + 1 :]}
-    keep = [
-        not (name.startswith("covariances[") and any(name.endswith(end) for end in upper))
-        for name in table.index
-    ]
-    return table.loc[keep, [column for column in _DEMO_COLUMNS if column in table.columns]]
+
+def _sampler_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    return {"draws": args.draws, "tune": args.tune, "chains": args.chains, "progressbar": True}
+
+
+def _fit_both(
+    X: pd.DataFrame, k: int, covariance: str, method: str, args: argparse.Namespace, console: Any
+) -> tuple[Any, Any]:
+    import bayesmix as bm
+
+    spec = {"n_components": k, "covariance_type": covariance, "random_state": args.seed}
+    em = nuts = None
+    if method in ("em", "both"):
+        start = time.perf_counter()
+        em = bm.GaussianMixture(**spec).fit(X, method="em")
+        stats = em.idata["em_stats"].attrs
+        console.print(
+            f"EM: log-likelihood {stats['log_likelihood'] * len(X):.2f} after "
+            f"{stats['n_iter']} iterations, best of {stats['n_init']} restarts "
+            f"({time.perf_counter() - start:.2f} s)"
+        )
+    if method in ("nuts", "both"):
+        console.print(
+            f"NUTS: {args.chains} chains x {args.draws} draws (+{args.tune} tune), "
+            "every chain started at the EM estimate ..."
+        )
+        start = time.perf_counter()
+        nuts = bm.GaussianMixture(**spec).fit(X, method="nuts", **_sampler_kwargs(args))
+        attrs = nuts.idata.attrs
+        console.print(
+            f"NUTS: {time.perf_counter() - start:.1f} s (compile + sample); max R-hat "
+            f"{attrs['max_rhat']:.3f}, min bulk ESS {attrs['min_ess_bulk']:.0f}, "
+            f"divergences {attrs['divergences']}, relabelled draws {attrs['relabelled_draws']}"
+        )
+    return em, nuts
+
+
+def _print_table(console: Any, frame: pd.DataFrame, title: str) -> None:
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column(frame.index.name or "")
+    for column in frame.columns:
+        table.add_column(str(column), justify="right")
+    for name, row in frame.iterrows():
+        cells = [
+            f"{value:.4g}" if isinstance(value, float | np.floating) else str(value)
+            for value in row.to_numpy()
+        ]
+        table.add_row(str(name), *cells)
+    console.print(table)
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    console = Console()
+    # Piped or captured output: do not squeeze tables to 80 columns.
+    return console if console.is_terminal else Console(width=130)
+
+
+def _finish(console: Any, report: Path) -> int:
+    console.print(f"Report: [bold]{report}[/bold] (figures, summary.csv, fit.nc beside it)")
+    return 0
+
+
+def _show_fits(console: Any, em: Any, nuts: Any, title: str) -> None:
+    import bayesmix as bm
+
+    if em is not None and nuts is not None:
+        table = bm.compare_fits(em, nuts)
+        _print_table(console, table[_SUMMARY_COLUMNS], f"EM estimate vs posterior: {title}")
+    else:
+        fit = em if em is not None else nuts
+        _print_table(console, fit.summary(), title)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
     import bayesmix as bm
 
-    console = Console()
-    if not console.is_terminal:  # piped or captured: do not squeeze the table to 80 columns
-        console = Console(width=120)
+    console = _console()
     X = bm.datasets.load_faithful()
-    console.print(f"[bold]Old Faithful[/bold]: {X.shape[0]} eruptions, columns {list(X.columns)}")
-    spec = {"n_components": 2, "covariance_type": "full", "random_state": args.seed}
-
-    start = time.perf_counter()
-    em = bm.GaussianMixture(**spec).fit(X, method="em")
-    em_seconds = time.perf_counter() - start
     console.print(
-        f"EM: log-likelihood {em.em_.log_likelihood * X.shape[0]:.2f} after {em.em_.n_iter} "
-        f"iterations ({em_seconds:.2f} s)"
+        f"[bold]Old Faithful[/bold]: {X.shape[0]} eruptions, columns {list(X.columns)}; "
+        "a two-component Gaussian mixture with full covariances."
     )
+    em, nuts = _fit_both(X, 2, "full", "both", args, console)
+    _show_fits(console, em, nuts, "Old Faithful, K=2, full covariance")
+    report = bm.write_report(
+        args.out,
+        em_fit=em,
+        nuts_fit=nuts,
+        title="bayesmix demo: Old Faithful, K=2",
+        description=(
+            "Eruption duration (minutes) and waiting time to the next eruption (minutes) of "
+            "272 eruptions of the Old Faithful geyser (R datasets::faithful; Hardle 1991, "
+            "Azzalini & Bowman 1990), fitted by EM and by NUTS."
+        ),
+    )
+    return _finish(console, report)
 
-    console.print(f"NUTS: {args.chains} chains x {args.draws} draws (+{args.tune} tune) ...")
-    start = time.perf_counter()
-    nuts = bm.GaussianMixture(**spec).fit(
-        X, method="nuts", draws=args.draws, tune=args.tune, chains=args.chains, progressbar=True
-    )
-    nuts_seconds = time.perf_counter() - start
-    attrs = nuts.idata.attrs
-    console.print(
-        f"NUTS: {nuts_seconds:.1f} s (compile + sample); max R-hat {attrs['max_rhat']:.3f}, "
-        f"min bulk ESS {attrs['min_ess_bulk']:.0f}, divergences {attrs['divergences']}, "
-        f"relabelled draws {attrs['relabelled_draws']}"
-    )
 
-    table = _side_by_side(em.summary(), nuts.summary(), list(X.columns))
-    rich_table = Table(title="EM estimate vs posterior (Old Faithful, K=2, full covariance)")
-    rich_table.add_column("parameter")
-    for column in table.columns:
-        rich_table.add_column(str(column), justify="right")
-    for name, row in table.iterrows():
-        rich_table.add_row(str(name), *(f"{value:.4g}" for value in row.to_numpy()))
-    console.print(rich_table)
+def _fit(args: argparse.Namespace) -> int:
+    import bayesmix as bm
+
+    console = _console()
+    X = _read_csv(args.data, args.columns)
+    if len(args.components) != 1:
+        raise DataError(
+            f"fit takes one --components value; got {args.components}. "
+            "Use `bayesmix select` to compare several K."
+        )
+    k = args.components[0]
+    em, nuts = _fit_both(X, k, args.covariance, args.method, args, console)
+    _show_fits(console, em, nuts, f"{Path(args.data).name}, K={k}, {args.covariance}")
+    report = bm.write_report(
+        args.out,
+        em_fit=em,
+        nuts_fit=nuts,
+        title=f"bayesmix fit: {Path(args.data).name}, K={k}",
+        description=f"Gaussian mixture ({args.covariance} covariances) fitted to {args.data}.",
+    )
+    return _finish(console, report)
+
+
+def _select(args: argparse.Namespace) -> int:
+    import bayesmix as bm
+
+    console = _console()
+    X = _read_csv(args.data, args.columns)
+    console.print(f"Comparing K in {args.components} ({args.method}) ...")
+    table = bm.select_k(
+        X,
+        ks=args.components,
+        method=args.method,
+        covariance_type=args.covariance,
+        random_state=args.seed,
+        **({} if args.method == "em" else _sampler_kwargs(args)),
+    )
+    _print_table(console, table.set_index("n_components"), "Choosing K")
+    best = table.attrs["best"]
+    chosen = best.get("loo", best["bic"])
+    console.print(f"Chosen K: {best}; the report shows the fits for K={chosen}.")
+    em, nuts = _fit_both(X, chosen, args.covariance, args.method, args, console)
+    report = bm.write_report(
+        args.out,
+        em_fit=em,
+        nuts_fit=nuts,
+        k_table=table,
+        title=f"bayesmix select: {Path(args.data).name}",
+        description=f"Choosing the number of components of {args.data}.",
+    )
+    return _finish(console, report)
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    import bayesmix as bm
+
+    rng = np.random.default_rng(args.seed)
+    k, d = args.components[0], args.features
+    weights = rng.dirichlet(np.full(k, 5.0))
+    means = rng.normal(0.0, args.separation, size=(k, d))
+    factors = rng.normal(size=(k, d, d)) / np.sqrt(d)
+    covariances = factors @ np.swapaxes(factors, 1, 2) + 0.3 * np.eye(d)
+    X, z = bm.datasets.make_mixture(args.n_samples, weights, means, covariances, random_state=rng)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(d)]).assign(z=z)
+    frame.to_csv(out, index=False)
+    truth = {"weights": weights, "means": means, "covariances": covariances}
+    truth_path = out.with_suffix(".truth.json")
+    truth_path.write_text(json.dumps({key: value.tolist() for key, value in truth.items()}))
+    print(f"wrote {len(frame)} rows to {out} (labels in column z) and the truth to {truth_path}")
     return 0
+
+
+def _add_sampler_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--draws", type=int, default=1000, help="posterior draws per chain")
+    parser.add_argument("--tune", type=int, default=1000, help="tuning steps per chain")
+    parser.add_argument("--chains", type=int, default=4, help="number of chains")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of EM and NUTS")
+
+
+def _add_data_options(parser: argparse.ArgumentParser, components_help: str) -> None:
+    parser.add_argument("data", help="CSV file with a header row, one row per observation")
+    parser.add_argument(
+        "--components", "-k", type=parse_components, required=True, help=components_help
+    )
+    parser.add_argument("--columns", help="comma-separated columns to use (default: all)")
+    parser.add_argument(
+        "--covariance",
+        default="full",
+        choices=["full", "tied", "diag", "spherical"],
+        help="covariance type (default: full)",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -86,19 +263,45 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log what bayesmix does")
     commands = parser.add_subparsers(dest="command", required=True)
+
     demo = commands.add_parser(
-        "demo", help="fit Old Faithful with EM and NUTS (K=2) and compare the two"
+        "demo", help="Old Faithful: EM and NUTS (K=2), compared, with a report"
     )
-    demo.add_argument("--draws", type=int, default=1000, help="posterior draws per chain")
-    demo.add_argument("--tune", type=int, default=1000, help="tuning steps per chain")
-    demo.add_argument("--chains", type=int, default=4, help="number of chains")
-    demo.add_argument("--seed", type=int, default=0, help="random seed of EM and NUTS")
+    _add_sampler_options(demo)
+    demo.add_argument("--out", default="bayesmix-demo", help="report folder (bayesmix-demo)")
     demo.set_defaults(run=_demo)
+
+    fit = commands.add_parser("fit", help="fit a Gaussian mixture to a CSV file")
+    _add_data_options(fit, "number of components K")
+    fit.add_argument("--method", default="both", choices=["nuts", "em", "both"])
+    _add_sampler_options(fit)
+    fit.add_argument("--out", required=True, help="report folder")
+    fit.set_defaults(run=_fit)
+
+    select = commands.add_parser("select", help="choose K by BIC, ICL and LOO")
+    _add_data_options(select, "the K to compare: 1..6, 1-6 or 2,3,5")
+    select.add_argument("--method", default="both", choices=["nuts", "em", "both"])
+    _add_sampler_options(select)
+    select.add_argument("--out", required=True, help="report folder")
+    select.set_defaults(run=_select)
+
+    simulate = commands.add_parser(
+        "simulate", help="draw data from a random Gaussian mixture (the generative story)"
+    )
+    simulate.add_argument("--n-samples", "-n", type=int, default=500)
+    simulate.add_argument("--components", "-k", type=parse_components, default=[3])
+    simulate.add_argument("--features", "-d", type=int, default=2)
+    simulate.add_argument(
+        "--separation", type=float, default=4.0, help="sd of the component means (default 4)"
+    )
+    simulate.add_argument("--seed", type=int, default=0)
+    simulate.add_argument("--out", required=True, help="CSV file to write")
+    simulate.set_defaults(run=_simulate)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``bayesmix`` command; returns the exit code (2 for bad input)."""
+    """Run the ``bayesmix`` command; return the exit code (2 for bad input)."""
     args = _parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s"
@@ -106,7 +309,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.run(args)
     except (BayesmixError, ValueError, OSError) as err:
-        print(f"bayesmix: error: {err}", file=sys.stderr)
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        print(f"bayesmix: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -1,6 +1,7 @@
 r"""Exact expectation-maximisation (EM) for Gaussian mixture models.
 
-This module computes maximum-likelihood point estimates of a finite Gaussian mixture
+This module computes maximum-likelihood (``objective="ml"``) or maximum a posteriori
+(``objective="map"``) point estimates of a finite Gaussian mixture
 
 .. math::
 
@@ -13,23 +14,43 @@ Bishop (2006), chapter 9.2. Each iteration alternates two exact steps:
   :math:`r_{nk} = \pi_k \mathcal{N}(x_n \mid \mu_k, \Sigma_k) / p(x_n)` are computed in
   log space (``scipy.special.logsumexp``), together with the mean log-likelihood
   :math:`N^{-1} \sum_n \log p(x_n)` of the current parameters.
-* **M-step** -- the weights, means and covariances are the responsibility-weighted
-  counts, averages and scatter matrices. A small ridge ``reg_covar`` is added to the
-  diagonal of every covariance so that it stays positive definite, and the counts are
-  floored at ``10 * eps`` so that an empty component does not divide by zero.
+* **M-step** -- for ``"ml"`` the weights, means and covariances are the
+  responsibility-weighted counts, averages and scatter matrices. A small ridge
+  ``reg_covar`` is added to the diagonal of every covariance so that it stays positive
+  definite, and the counts are floored at ``10 * eps`` so that an empty component does not
+  divide by zero. For ``"map"`` the means and covariances are the posterior mode under the
+  conjugate prior of Fraley & Raftery (2007), see :func:`default_prior` and :func:`m_step`.
 
-The mean log-likelihood never decreases from one iteration to the next (up to the tiny
-effect of ``reg_covar``), and the loop stops when it changes by less than ``tol``. EM only
-finds a local maximum, so the fit is restarted ``n_init`` times from k-means++ seeds
-(Arthur & Vassilvitskii, 2007) and the restart with the highest log-likelihood is kept.
+The objective -- the mean log-likelihood for ``"ml"``, the mean log posterior
+``(log-likelihood + log prior) / N`` for ``"map"`` -- never decreases from one iteration to
+the next (exactly for ``"map"`` with ``reg_covar=0``; up to the tiny effect of ``reg_covar``
+otherwise), and the loop stops when it changes by less than ``tol``. EM only finds a local
+maximum, so the fit is restarted ``n_init`` times from k-means++ seeds (Arthur &
+Vassilvitskii, 2007) and the restart with the highest objective is kept.
+
+Degenerate data are handled as follows:
+
+* a component whose total responsibility drops below ``1e-8`` samples (it is *empty*) is
+  re-initialised at the sample with the lowest likelihood, with weight ``1 / N`` and the
+  covariance ``cov(X) / K^(2/D)`` (the prior scale of the ``"map"`` objective), and the
+  event is logged on the ``"bayesmix"`` logger. After ``n_components`` re-initialisations
+  in one restart an empty component keeps its previous parameters and a vanishing weight,
+  and :func:`fit_em` warns (:class:`~bayesmix.exceptions.ConvergenceWarning`);
+* a maximum-likelihood component that collapses onto duplicated points or a
+  lower-dimensional subspace either stays positive definite thanks to ``reg_covar``, and
+  :func:`fit_em` then warns that the estimate is degenerate, or (``reg_covar=0``) raises a
+  :class:`~bayesmix.exceptions.FitError` naming what to change; the ``"map"`` objective
+  keeps every covariance positive definite without ``reg_covar``;
+* a restart that fails is skipped with a warning when another restart succeeded.
 
 Parameters are stored exactly as in scikit-learn's ``GaussianMixture``: the four
 covariance types ``"full"`` (``(K, D, D)``), ``"tied"`` (``(D, D)``), ``"diag"``
 (``(K, D)``) and ``"spherical"`` (``(K,)``), and densities are evaluated through the
 Cholesky factor ``U`` of each precision matrix (``Sigma^-1 = U U^T``, ``U`` upper
 triangular), which is obtained from the Cholesky factor of the covariance by a triangular
-solve, never by an explicit inverse. Started from the same parameters, :func:`fit_em`
-follows scikit-learn's iteration exactly.
+solve, never by an explicit inverse. Started from the same parameters, :func:`fit_em` with
+``objective="ml"`` follows scikit-learn's iteration exactly (as long as no component
+empties).
 
 References
 ----------
@@ -40,6 +61,8 @@ References
    chapter 9.
 .. [3] D. Arthur and S. Vassilvitskii, "k-means++: the advantages of careful seeding",
    *Proceedings of the 18th ACM-SIAM Symposium on Discrete Algorithms*, 1027-1035, 2007.
+.. [4] C. Fraley and A. E. Raftery, "Bayesian regularization for normal mixture estimation
+   and model-based clustering", *Journal of Classification*, 24, 155-181, 2007.
 """
 
 from __future__ import annotations
@@ -52,30 +75,42 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 from scipy import linalg
-from scipy.special import logsumexp
+from scipy.special import gammaln, logsumexp, multigammaln
 
 from bayesmix.exceptions import ConvergenceWarning, FitError
 
 __all__ = [
     "COVARIANCE_TYPES",
+    "OBJECTIVES",
+    "ConjugatePrior",
     "EMResult",
     "compute_precision_cholesky",
+    "default_prior",
     "e_step",
     "estimate_log_gaussian_prob",
     "fit_em",
     "full_covariances",
     "kmeans_plusplus",
+    "log_prior",
     "m_step",
 ]
 
 logger = logging.getLogger("bayesmix")
 
 COVARIANCE_TYPES: tuple[str, ...] = ("full", "tied", "diag", "spherical")
+OBJECTIVES: tuple[str, ...] = ("ml", "map")
 
 _EPS = np.finfo(np.float64).eps
 
+# A component whose total responsibility is below this many samples is empty.
+_EMPTY_MASS = 1e-8
+# A maximum-likelihood covariance whose data part (covariance minus reg_covar), relative to
+# the data covariance, has an eigenvalue below this has collapsed (std ratio 1e-6).
+_COLLAPSE_RTOL = 1e-12
+
 _FIT_ADVICE = (
-    "Try increasing reg_covar, using fewer components, standardising the data or using "
+    'Try objective="map" (a conjugate prior that keeps every covariance positive definite), '
+    "increasing reg_covar, using fewer components, standardising the data or using "
     'covariance_type="diag".'
 )
 
@@ -100,10 +135,12 @@ class EMResult:
     covariance_type : str
         One of :data:`COVARIANCE_TYPES`.
     log_likelihood : float
-        Mean log-likelihood per sample, ``mean_n log p(x_n)``, at the returned parameters.
+        Mean log-likelihood per sample, ``mean_n log p(x_n)``, at the returned parameters
+        (without the log prior, also for ``objective="map"``).
     lower_bounds : numpy.ndarray of shape (n_iter,)
-        Mean log-likelihood computed in the E-step of every iteration of the best restart
-        (scikit-learn's ``lower_bounds_``).
+        Objective computed in the E-step of every iteration of the best restart: the mean
+        log-likelihood for ``"ml"`` (scikit-learn's ``lower_bounds_``), the mean log
+        posterior ``(log-likelihood + log prior) / N`` for ``"map"``.
     n_iter : int
         Number of EM iterations run by the best restart.
     converged : bool
@@ -111,7 +148,11 @@ class EMResult:
     best_init : int
         Index of the winning restart.
     init_log_likelihoods : numpy.ndarray of shape (n_init,)
-        Final mean log-likelihood (last lower bound) of every restart.
+        Final objective (last lower bound) of every restart; ``-inf`` for a restart that
+        failed.
+    objective : str, default="ml"
+        ``"ml"`` (maximum likelihood) or ``"map"`` (maximum a posteriori); one of
+        :data:`OBJECTIVES`.
     """
 
     weights: np.ndarray
@@ -125,6 +166,7 @@ class EMResult:
     converged: bool
     best_init: int
     init_log_likelihoods: np.ndarray
+    objective: str = "ml"
 
     def to_dict(self) -> dict:
         """Return the result as plain Python lists and scalars (JSON-serialisable, exact)."""
@@ -141,7 +183,11 @@ class EMResult:
 
     @classmethod
     def from_dict(cls, data: dict) -> EMResult:
-        """Rebuild a result written by :meth:`to_dict`."""
+        """Rebuild a result written by :meth:`to_dict`.
+
+        A dictionary written before the ``objective`` field existed has no such key and is
+        read as ``objective="ml"``.
+        """
         arrays = {
             "weights",
             "means",
@@ -408,7 +454,288 @@ def estimate_log_gaussian_prob(
 
 
 # ---------------------------------------------------------------------------------------
+# Conjugate prior of the MAP objective
+
+
+@dataclass(frozen=True, eq=False)
+class ConjugatePrior:
+    r"""Conjugate prior on the component means and covariances (``objective="map"``).
+
+    For ``"full"`` and ``"tied"`` covariances this is the normal-inverse-Wishart prior
+
+    .. math::
+
+        \mu_k \mid \Sigma_k \sim \mathcal{N}(\mu_P, \Sigma_k / \kappa_P), \qquad
+        \Sigma_k \sim \mathcal{W}^{-1}(\nu_P, \Lambda_P),
+
+    with density :math:`\propto |\Sigma|^{-(\nu_P + D + 1)/2}
+    \exp(-\operatorname{tr}(\Lambda_P \Sigma^{-1}) / 2)`; ``"tied"`` has one
+    :math:`\Sigma` with this prior and a normal prior for every mean. For ``"diag"`` every
+    variance :math:`\sigma^2_{kj}` has an inverse-gamma prior
+    :math:`\mathcal{IG}(\nu_P / 2, \lambda_j / 2)` and
+    :math:`\mu_{kj} \mid \sigma^2_{kj} \sim \mathcal{N}(\mu_{P,j}, \sigma^2_{kj} / \kappa_P)`;
+    for ``"spherical"`` the single variance :math:`\sigma^2_k` of a component has the prior
+    :math:`\mathcal{IG}(\nu_P / 2, \lambda / 2)` and
+    :math:`\mu_k \mid \sigma^2_k \sim \mathcal{N}(\mu_P, \sigma^2_k I / \kappa_P)`. The
+    mixing weights have no prior. This is the prior of Fraley & Raftery (2007) and of R
+    mclust's ``priorControl()``; build the default with :func:`default_prior`.
+
+    Attributes
+    ----------
+    mean : numpy.ndarray of shape (n_features,)
+        Prior mean :math:`\mu_P` of the component means.
+    shrinkage : float
+        :math:`\kappa_P > 0`, the number of observations the mean prior is worth.
+    dof : float
+        Degrees of freedom :math:`\nu_P > D - 1` (``"full"``/``"tied"``) or twice the
+        inverse-gamma shape :math:`\nu_P > 0` (``"diag"``/``"spherical"``).
+    scale : numpy.ndarray
+        :math:`\Lambda_P`: a positive-definite (D, D) matrix for ``"full"`` and ``"tied"``,
+        positive per-feature scales (D,) for ``"diag"``, a positive 0-d array for
+        ``"spherical"``.
+    covariance_type : str
+        The covariance type the prior is for; one of :data:`COVARIANCE_TYPES`.
+    """
+
+    mean: np.ndarray
+    shrinkage: float
+    dof: float
+    scale: np.ndarray
+    covariance_type: str
+
+
+def _prior_scale(X: np.ndarray, n_components: int, covariance_type: str) -> np.ndarray:
+    """Return ``cov(X) / K^(2/D)`` in the shape of a :class:`ConjugatePrior` scale."""
+    n_samples, n_features = X.shape
+    diff = X - X.mean(axis=0)
+    cov = (diff.T @ diff) / max(n_samples - 1, 1)
+    cov /= float(n_components) ** (2.0 / n_features)
+    if covariance_type in ("full", "tied"):
+        return cov
+    if covariance_type == "diag":
+        return np.diag(cov).copy()
+    return np.asarray(np.trace(cov) / n_features)
+
+
+def _scale_is_positive_definite(scale: np.ndarray, covariance_type: str) -> bool:
+    """Whether a prior scale (in :class:`ConjugatePrior` shape) is finite and positive definite."""
+    if not np.all(np.isfinite(scale)):
+        return False
+    if covariance_type in ("full", "tied"):
+        try:
+            linalg.cholesky(scale, lower=True, check_finite=False)
+        except linalg.LinAlgError:
+            return False
+        return True
+    return bool(np.all(scale > 0.0))
+
+
+def default_prior(
+    X: np.ndarray,
+    n_components: int,
+    covariance_type: str,
+    *,
+    shrinkage: float = 0.01,
+    dof: float | None = None,
+) -> ConjugatePrior:
+    r"""Build the default conjugate prior of Fraley & Raftery (2007) for the data ``X``.
+
+    As R mclust's ``priorControl()``: the mean prior is centred at the data mean
+    :math:`\bar{x}` with shrinkage :math:`\kappa_P = 0.01`, the degrees of freedom are
+    :math:`\nu_P = D + 2` and the scale is :math:`\Lambda_P = S / K^{2/D}` with :math:`S`
+    the sample covariance of ``X`` (denominator ``N - 1``) for ``"full"`` and ``"tied"``, its
+    diagonal for ``"diag"`` and its mean variance :math:`\operatorname{tr}(S) / D` for
+    ``"spherical"`` (mclust uses the mean variance for every diagonal model; the per-feature
+    diagonal keeps the ``"diag"`` estimate equivariant to rescaling each feature).
+
+    Parameters
+    ----------
+    X : numpy.ndarray of shape (n_samples, n_features)
+        Data (at least 2 samples).
+    n_components : int
+        Number of mixture components ``K``.
+    covariance_type : {"full", "tied", "diag", "spherical"}
+        Covariance parameterisation.
+    shrinkage : float, default=0.01
+        :math:`\kappa_P`.
+    dof : float or None, default=None
+        :math:`\nu_P`; ``None`` means ``n_features + 2``.
+
+    Returns
+    -------
+    ConjugatePrior
+        The prior.
+
+    Raises
+    ------
+    FitError
+        If the scale is not positive definite: ``X`` has a constant feature, collinear
+        features or (``"spherical"``) identical rows.
+    ValueError
+        If ``X`` has fewer than 2 rows, or an argument is invalid.
+    """
+    _check_covariance_type(covariance_type)
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2 or X.shape[0] < 2:
+        raise ValueError(
+            "The MAP prior is centred and scaled by the sample mean and covariance of X, "
+            f"which need a 2-D X with at least 2 rows; got shape {X.shape}. Use "
+            'objective="ml" for a single sample.'
+        )
+    if n_components < 1:
+        raise ValueError(f"n_components must be at least 1, got {n_components}.")
+    n_features = X.shape[1]
+    dof = n_features + 2.0 if dof is None else float(dof)
+    min_dof = n_features - 1.0 if covariance_type in ("full", "tied") else 0.0
+    if not shrinkage > 0.0 or not dof > min_dof:
+        raise ValueError(
+            f"The prior needs shrinkage > 0 and dof > {min_dof:g} for "
+            f"covariance_type={covariance_type!r}; got shrinkage={shrinkage} and dof={dof}."
+        )
+    scale = _prior_scale(X, n_components, covariance_type)
+    if not _scale_is_positive_definite(scale, covariance_type):
+        raise FitError(
+            f"The MAP prior scale cov(X) / K^(2/D) for covariance_type={covariance_type!r} is "
+            "not positive definite: X has a constant feature, collinear features or identical "
+            "rows, so its sample covariance is singular. Remove or combine the redundant "
+            'features, use covariance_type="diag" or "spherical" if only some features are '
+            'collinear, or use objective="ml" with reg_covar > 0.'
+        )
+    return ConjugatePrior(
+        mean=X.mean(axis=0),
+        shrinkage=float(shrinkage),
+        dof=dof,
+        scale=scale,
+        covariance_type=covariance_type,
+    )
+
+
+def _check_prior(prior: ConjugatePrior, covariance_type: str, n_features: int) -> None:
+    """Raise ``ValueError`` if ``prior`` does not fit ``covariance_type`` and ``n_features``."""
+    if prior.covariance_type != covariance_type:
+        raise ValueError(
+            f"The prior was built for covariance_type={prior.covariance_type!r} but the "
+            f"parameters have covariance_type={covariance_type!r}; build it with "
+            f"default_prior(X, n_components, {covariance_type!r})."
+        )
+    expected = {
+        "full": (n_features, n_features),
+        "tied": (n_features, n_features),
+        "diag": (n_features,),
+        "spherical": (),
+    }[covariance_type]
+    if np.shape(prior.mean) != (n_features,) or np.shape(prior.scale) != expected:
+        raise ValueError(
+            f"The prior has a mean of shape {np.shape(prior.mean)} and a scale of shape "
+            f"{np.shape(prior.scale)}; for {n_features} features and covariance_type="
+            f"{covariance_type!r} they must have shapes {(n_features,)} and {expected}."
+        )
+
+
+def log_prior(prior: ConjugatePrior, means: np.ndarray, precisions_cholesky: np.ndarray) -> float:
+    """Evaluate the normalised log density of the conjugate prior at the given parameters.
+
+    The sum over components of ``log N(mu_k | mu_P, Sigma_k / kappa_P)`` and of the
+    inverse-Wishart (``"full"``; once for ``"tied"``) or inverse-gamma (``"diag"``,
+    ``"spherical"``) log density of the covariances (see :class:`ConjugatePrior`). It is
+    computed from the precision Cholesky factors: ``log |Sigma| = -2 log det U``,
+    ``tr(Lambda Sigma^-1) = tr(U^T Lambda U)``, without inverting a matrix.
+
+    Parameters
+    ----------
+    prior : ConjugatePrior
+        The prior; its ``covariance_type`` gives the parameterisation.
+    means : numpy.ndarray of shape (n_components, n_features)
+        Component means.
+    precisions_cholesky : numpy.ndarray
+        Precision Cholesky factors in the shape for ``prior.covariance_type`` (see
+        :func:`compute_precision_cholesky`).
+
+    Returns
+    -------
+    float
+        The log prior density (not divided by the number of samples).
+    """
+    covariance_type = prior.covariance_type
+    means = np.asarray(means, dtype=np.float64)
+    precisions_cholesky = np.asarray(precisions_cholesky, dtype=np.float64)
+    n_components, n_features = means.shape
+    _check_prior(prior, covariance_type, n_features)
+    kappa, nu = prior.shrinkage, prior.dof
+    scale = np.asarray(prior.scale, dtype=np.float64)
+    centred = means - prior.mean
+    log_2pi = math.log(2.0 * math.pi)
+
+    if covariance_type in ("full", "tied"):
+        scale_chol = linalg.cholesky(scale, lower=True, check_finite=False)
+        log_det_scale = 2.0 * float(np.sum(np.log(np.diag(scale_chol))))
+        log_iw_norm = (
+            0.5 * nu * log_det_scale
+            - 0.5 * nu * n_features * math.log(2.0)
+            - float(multigammaln(0.5 * nu, n_features))
+        )
+        factors = (
+            precisions_cholesky
+            if covariance_type == "full"
+            else np.broadcast_to(precisions_cholesky, (n_components, n_features, n_features))
+        )
+        log_det_u = np.sum(np.log(np.diagonal(factors, axis1=1, axis2=2)), axis=1)  # (K,)
+        y = np.einsum("kd,kde->ke", centred, factors)  # U_k^T (mu_k - mu_P)
+        log_mean_prior = (
+            -0.5 * n_features * (log_2pi - math.log(kappa))
+            + log_det_u
+            - 0.5 * kappa * np.sum(y * y, axis=1)
+        )
+        n_wisharts = n_components if covariance_type == "full" else 1
+        u = factors[:n_wisharts]
+        trace = np.einsum("kde,df,kfe->k", u, scale, u)  # tr(U^T Lambda U)
+        log_cov_prior = log_iw_norm + (nu + n_features + 1.0) * log_det_u[:n_wisharts]
+        log_cov_prior -= 0.5 * trace
+        return float(np.sum(log_mean_prior) + np.sum(log_cov_prior))
+
+    # Independent normal-inverse-gamma priors on every (mean, variance) pair; p = 1 / sigma.
+    half_scale = 0.5 * scale
+    a = 0.5 * nu
+    p = precisions_cholesky if covariance_type == "diag" else precisions_cholesky[:, None]
+    log_p = np.log(p)
+    sq = (centred * p) ** 2  # (K, D): (mu - mu_P)^2 / sigma^2
+    log_mean_prior = -0.5 * (log_2pi - math.log(kappa)) + log_p - 0.5 * kappa * sq
+    if covariance_type == "diag":
+        # log IG(sigma^2 | a, b) = a log b - lgamma(a) + 2 (a + 1) log p - b p^2
+        log_cov_prior = (
+            a * np.log(half_scale) - float(gammaln(a)) + 2.0 * (a + 1.0) * log_p - half_scale * p**2
+        )
+    else:
+        q = precisions_cholesky
+        log_cov_prior = (
+            a * math.log(float(half_scale))
+            - float(gammaln(a))
+            + 2.0 * (a + 1.0) * np.log(q)
+            - float(half_scale) * q**2
+        )
+    return float(np.sum(log_mean_prior) + np.sum(log_cov_prior))
+
+
+# ---------------------------------------------------------------------------------------
 # E- and M-steps
+
+
+def _e_step_samples(
+    X: np.ndarray,
+    weights: np.ndarray,
+    means: np.ndarray,
+    precisions_cholesky: np.ndarray,
+    covariance_type: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return the per-sample log-likelihoods ``log p(x_n)`` (N,) and the log responsibilities."""
+    log_prob = estimate_log_gaussian_prob(X, means, precisions_cholesky, covariance_type)
+    with np.errstate(divide="ignore"):
+        log_weights = np.log(np.asarray(weights, dtype=np.float64))
+    weighted_log_prob = log_prob + log_weights
+    log_prob_norm = logsumexp(weighted_log_prob, axis=1)
+    with np.errstate(under="ignore"):
+        log_resp = weighted_log_prob - log_prob_norm[:, np.newaxis]
+    return log_prob_norm, log_resp
 
 
 def e_step(
@@ -440,13 +767,9 @@ def e_step(
     log_resp : numpy.ndarray of shape (n_samples, n_components)
         Log responsibilities ``log r_nk``; each row of ``exp(log_resp)`` sums to one.
     """
-    log_prob = estimate_log_gaussian_prob(X, means, precisions_cholesky, covariance_type)
-    with np.errstate(divide="ignore"):
-        log_weights = np.log(np.asarray(weights, dtype=np.float64))
-    weighted_log_prob = log_prob + log_weights
-    log_prob_norm = logsumexp(weighted_log_prob, axis=1)
-    with np.errstate(under="ignore"):
-        log_resp = weighted_log_prob - log_prob_norm[:, np.newaxis]
+    log_prob_norm, log_resp = _e_step_samples(
+        X, weights, means, precisions_cholesky, covariance_type
+    )
     return float(np.mean(log_prob_norm)), log_resp
 
 
@@ -456,16 +779,90 @@ def _scatter(X: np.ndarray, resp_k: np.ndarray, mean_k: np.ndarray) -> np.ndarra
     return (resp_k[:, np.newaxis] * diff).T @ diff
 
 
-def m_step(
-    X: np.ndarray, resp: np.ndarray, covariance_type: str, reg_covar: float
+def _m_step_map(
+    X: np.ndarray,
+    resp: np.ndarray,
+    covariance_type: str,
+    reg_covar: float,
+    prior: ConjugatePrior,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Estimate the mixture parameters from the responsibilities (M-step).
+    """Posterior-mode M-step under the conjugate prior (see :func:`m_step`)."""
+    n_features = X.shape[1]
+    n_components = resp.shape[1]
+    kappa, nu = prior.shrinkage, prior.dof
+    scale = np.asarray(prior.scale, dtype=np.float64)
+    nk = resp.sum(axis=0)
+    means = (resp.T @ X + kappa * prior.mean) / (nk + kappa)[:, np.newaxis]
+    shift = means - prior.mean
 
-    With ``N_k = sum_n r_nk + 10 eps``, the weights are ``N_k / sum_j N_j``, the means
-    ``sum_n r_nk x_n / N_k`` and the covariances the weighted scatter divided by ``N_k``
-    plus ``reg_covar`` on the diagonal. ``"tied"`` pools the scatter of all components and
-    divides by ``sum_k N_k``, ``"diag"`` keeps the diagonal of each component's covariance
-    and ``"spherical"`` its average over features.
+    # The scatter about the new mean plus kappa (mu_k - mu_P)(mu_k - mu_P)^T equals
+    # W_k + kappa n_k / (kappa + n_k) (xbar_k - mu_P)(xbar_k - mu_P)^T, without dividing
+    # by n_k (an empty component gets the prior mode).
+    if covariance_type == "full":
+        covariances = np.empty((n_components, n_features, n_features), dtype=np.float64)
+        for k in range(n_components):
+            numerator = scale + _scatter(X, resp[:, k], means[k])
+            numerator += kappa * np.outer(shift[k], shift[k])
+            covariances[k] = numerator / (nu + nk[k] + n_features + 2.0)
+            covariances[k].flat[:: n_features + 1] += reg_covar
+    elif covariance_type == "tied":
+        numerator = scale.copy()
+        for k in range(n_components):
+            numerator += _scatter(X, resp[:, k], means[k])
+            numerator += kappa * np.outer(shift[k], shift[k])
+        covariances = numerator / (nu + nk.sum() + n_components + n_features + 1.0)
+        covariances.flat[:: n_features + 1] += reg_covar
+    else:
+        sums = np.empty((n_components, n_features), dtype=np.float64)
+        for k in range(n_components):
+            diff = X - means[k]
+            sums[k] = resp[:, k] @ (diff * diff) + kappa * shift[k] ** 2
+        if covariance_type == "diag":
+            covariances = (scale + sums) / (nu + nk + 3.0)[:, np.newaxis] + reg_covar
+        else:
+            covariances = (float(scale) + sums.sum(axis=1)) / (
+                nu + (nk + 1.0) * n_features + 2.0
+            ) + reg_covar
+
+    floored = nk + 10.0 * _EPS
+    return floored / floored.sum(), means, covariances
+
+
+def m_step(
+    X: np.ndarray,
+    resp: np.ndarray,
+    covariance_type: str,
+    reg_covar: float,
+    *,
+    prior: ConjugatePrior | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r"""Estimate the mixture parameters from the responsibilities (M-step).
+
+    **Maximum likelihood** (``prior=None``). With ``N_k = sum_n r_nk + 10 eps``, the
+    weights are ``N_k / sum_j N_j``, the means ``sum_n r_nk x_n / N_k`` and the covariances
+    the weighted scatter divided by ``N_k`` plus ``reg_covar`` on the diagonal. ``"tied"``
+    pools the scatter of all components and divides by ``sum_k N_k``, ``"diag"`` keeps the
+    diagonal of each component's covariance and ``"spherical"`` its average over features.
+
+    **Posterior mode** (``prior`` given, see :class:`ConjugatePrior`). With
+    :math:`n_k = \sum_n r_{nk}`, :math:`\bar{x}_k` the weighted mean,
+    :math:`W_k = \sum_n r_{nk} (x_n - \bar{x}_k)(x_n - \bar{x}_k)^T` and
+    :math:`B_k = W_k + \frac{\kappa_P n_k}{\kappa_P + n_k}
+    (\bar{x}_k - \mu_P)(\bar{x}_k - \mu_P)^T`, the weights are as above and
+
+    * :math:`\mu_k = (n_k \bar{x}_k + \kappa_P \mu_P) / (\kappa_P + n_k)`;
+    * ``"full"``: :math:`\Sigma_k = (\Lambda_P + B_k) / (\nu_P + n_k + D + 2)`
+      (Fraley & Raftery 2007, model VVV);
+    * ``"tied"``: :math:`\Sigma = (\Lambda_P + \sum_k B_k) / (\nu_P + N + K + D + 1)`
+      (model EEE; ``K`` mean priors and one inverse-Wishart prior);
+    * ``"diag"``: :math:`\sigma^2_{kj} = (\lambda_j + [B_k]_{jj}) / (\nu_P + n_k + 3)`
+      (model VVI with an inverse-gamma prior on every variance);
+    * ``"spherical"``: :math:`\sigma^2_k = (\lambda + \operatorname{tr} B_k) /
+      (\nu_P + (n_k + 1) D + 2)` (model VII).
+
+    These are the joint maximisers of the expected complete-data log posterior, so EM on
+    the log posterior is monotone. ``reg_covar`` is still added to the diagonal (use 0 to
+    get the exact posterior mode).
 
     Parameters
     ----------
@@ -477,6 +874,8 @@ def m_step(
         Covariance parameterisation.
     reg_covar : float
         Non-negative ridge added to the diagonal of every covariance.
+    prior : ConjugatePrior or None, default=None
+        Conjugate prior for the posterior-mode M-step; ``None`` for maximum likelihood.
 
     Returns
     -------
@@ -492,6 +891,9 @@ def m_step(
     resp = np.asarray(resp, dtype=np.float64)
     n_features = X.shape[1]
     n_components = resp.shape[1]
+    if prior is not None:
+        _check_prior(prior, covariance_type, n_features)
+        return _m_step_map(X, resp, covariance_type, reg_covar, prior)
 
     nk = resp.sum(axis=0) + 10.0 * _EPS
     means = (resp.T @ X) / nk[:, np.newaxis]
@@ -587,15 +989,116 @@ def kmeans_plusplus(X: np.ndarray, n_components: int, rng: np.random.Generator) 
     return X[indices].copy()
 
 
+@dataclass(frozen=True)
+class _Reinit:
+    """What an empty component is re-initialised with (internal).
+
+    ``covariance`` is one component's covariance in the scikit-learn shape for the
+    covariance type (unused for ``"tied"``), or None when ``cov(X) / K^(2/D)`` plus
+    ``reg_covar`` is not positive definite, in which case empty components are not moved.
+    """
+
+    covariance: np.ndarray | None
+    budget: int
+
+
+def _make_reinit(
+    X: np.ndarray,
+    n_components: int,
+    covariance_type: str,
+    reg_covar: float,
+    prior: ConjugatePrior | None,
+) -> _Reinit:
+    """Return the re-initialisation settings of a fit: covariance ``cov(X) / K^(2/D)``."""
+    scale = (
+        np.array(prior.scale, dtype=np.float64)
+        if prior is not None
+        else _prior_scale(X, n_components, covariance_type)
+    )
+    if covariance_type in ("full", "tied"):
+        scale.flat[:: scale.shape[0] + 1] += reg_covar
+    else:
+        scale = scale + reg_covar
+    usable = covariance_type == "tied" or _scale_is_positive_definite(scale, covariance_type)
+    return _Reinit(covariance=scale if usable else None, budget=n_components)
+
+
+def _pick_locations(X: np.ndarray, scores: np.ndarray, count: int) -> list[int]:
+    """Return up to ``count`` indices of distinct rows of ``X`` with the lowest ``scores``."""
+    chosen: list[int] = []
+    for index in np.argsort(scores, kind="stable"):
+        if len(chosen) == count:
+            break
+        if not any(np.array_equal(X[index], X[other]) for other in chosen):
+            chosen.append(int(index))
+    return chosen
+
+
+def _move_components(
+    X: np.ndarray,
+    weights: np.ndarray,
+    means: np.ndarray,
+    covariances: np.ndarray,
+    components: list[int],
+    locations: list[int],
+    covariance: np.ndarray | None,
+    covariance_type: str,
+) -> np.ndarray:
+    """Place ``components`` at the rows ``locations`` with weight ``1 / N`` each (in place).
+
+    Returns the renormalised weights: the other components share ``1 - m / N``
+    proportionally to their previous weights.
+    """
+    n_samples = X.shape[0]
+    for k, index in zip(components, locations, strict=True):
+        means[k] = X[index]
+        if covariance_type != "tied":
+            covariances[k] = covariance
+    share = 1.0 / n_samples
+    others = np.ones(weights.shape[0], dtype=bool)
+    others[components] = False
+    new_weights = weights.copy()
+    new_weights[others] *= (1.0 - share * len(components)) / weights[others].sum()
+    new_weights[components] = share
+    return new_weights
+
+
 def _kmeans_plusplus_parameters(
-    X: np.ndarray, n_components: int, covariance_type: str, reg_covar: float, rng
+    X: np.ndarray,
+    n_components: int,
+    covariance_type: str,
+    reg_covar: float,
+    rng: np.random.Generator,
+    prior: ConjugatePrior | None,
+    reinit: _Reinit,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Start from k-means++ centres: hard-assign samples to them, then run the M-step."""
+    """Start from k-means++ centres: hard-assign samples to them, then run the M-step.
+
+    A centre that receives no sample (possible only when ``X`` has fewer distinct rows than
+    components) is moved to the sample farthest from every centre, as an empty component is
+    during the iterations.
+    """
     centres = kmeans_plusplus(X, n_components, rng)
-    labels = np.argmin(_squared_distances(X, centres), axis=1)
+    sq_distances = _squared_distances(X, centres)
+    labels = np.argmin(sq_distances, axis=1)
     resp = np.zeros((X.shape[0], n_components), dtype=np.float64)
     resp[np.arange(X.shape[0]), labels] = 1.0
-    return m_step(X, resp, covariance_type, reg_covar)
+    weights, means, covariances = m_step(X, resp, covariance_type, reg_covar, prior=prior)
+    empty = np.flatnonzero(np.bincount(labels, minlength=n_components) == 0).tolist()
+    if empty and (covariance_type == "tied" or reinit.covariance is not None):
+        locations = _pick_locations(X, -sq_distances.min(axis=1), len(empty))
+        empty = empty[: len(locations)]
+        weights = _move_components(
+            X, weights, means, covariances, empty, locations, reinit.covariance, covariance_type
+        )
+        logger.warning(
+            "k-means++ initialisation: component(s) %s received no sample (X has fewer "
+            "distinct rows than n_components=%d?); placed at sample(s) %s with weight 1/N.",
+            empty,
+            n_components,
+            locations,
+        )
+    return weights, means, covariances
 
 
 def _check_init_params(
@@ -656,6 +1159,87 @@ class _RestartResult:
     last_change: float
 
 
+def _objective(
+    X: np.ndarray,
+    weights: np.ndarray,
+    means: np.ndarray,
+    precisions_cholesky: np.ndarray,
+    covariance_type: str,
+    prior: ConjugatePrior | None,
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """Return the objective, the per-sample log-likelihoods and the log responsibilities."""
+    log_prob_samples, log_resp = _e_step_samples(
+        X, weights, means, precisions_cholesky, covariance_type
+    )
+    objective = float(np.mean(log_prob_samples))
+    if prior is not None:
+        objective += log_prior(prior, means, precisions_cholesky) / X.shape[0]
+    return objective, log_prob_samples, log_resp
+
+
+def _handle_empty_components(
+    X: np.ndarray,
+    empty: list[int],
+    nk: np.ndarray,
+    log_prob_samples: np.ndarray,
+    previous: tuple[np.ndarray, np.ndarray, np.ndarray],
+    new: tuple[np.ndarray, np.ndarray, np.ndarray],
+    *,
+    covariance_type: str,
+    prior: ConjugatePrior | None,
+    reinit: _Reinit,
+    n_reinit: int,
+    dropped: set[int],
+    where: str,
+) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], int]:
+    """Re-initialise or drop the empty components after an M-step.
+
+    Returns the parameters to use and the updated number of re-initialisations. A dropped
+    component keeps its previous mean and covariance (maximum likelihood; the posterior
+    mode is already the prior mode) and its vanishing weight.
+    """
+    weights, means, covariances = (array.copy() for array in new)
+    can_move = covariance_type == "tied" or reinit.covariance is not None
+    n_move = min(len(empty), reinit.budget - n_reinit) if can_move else 0
+    locations = _pick_locations(X, log_prob_samples, n_move) if n_move > 0 else []
+    moved = empty[: len(locations)]
+    if moved:
+        weights = _move_components(
+            X, weights, means, covariances, moved, locations, reinit.covariance, covariance_type
+        )
+        for k, index in zip(moved, locations, strict=True):
+            logger.warning(
+                "%s: component %d is empty (total responsibility %.3g); re-initialised at "
+                "sample %d, the one with the lowest likelihood (log p = %.6g), with weight "
+                "1/N and covariance cov(X) / K^(2/D).",
+                where,
+                k,
+                nk[k],
+                index,
+                log_prob_samples[index],
+            )
+            dropped.discard(k)
+    for k in empty[len(locations) :]:
+        if prior is None:
+            means[k] = previous[1][k]
+            if covariance_type != "tied":
+                covariances[k] = previous[2][k]
+        if k not in dropped:
+            dropped.add(k)
+            logger.warning(
+                "%s: component %d is empty (total responsibility %.3g) and is not "
+                "re-initialised (%s); it keeps a vanishing weight.",
+                where,
+                k,
+                nk[k],
+                "the re-initialisation budget of n_components re-initialisations per "
+                "restart is spent"
+                if can_move
+                else "cov(X) / K^(2/D) + reg_covar is not positive definite",
+            )
+    return (weights, means, covariances), n_reinit + len(moved)
+
+
 def _run_em(
     X: np.ndarray,
     weights: np.ndarray,
@@ -667,30 +1251,74 @@ def _run_em(
     max_iter: int,
     tol: float,
     reg_covar: float,
+    prior: ConjugatePrior | None = None,
+    reinit: _Reinit | None = None,
+    restart_name: str = "EM",
 ) -> _RestartResult:
-    """Iterate E- and M-steps from the given parameters exactly as scikit-learn does."""
+    """Iterate E- and M-steps from the given parameters.
+
+    Without empty components and with ``prior=None`` this is exactly scikit-learn's loop.
+    The convergence test is skipped at the iteration of a re-initialisation and at the next
+    one, since the change of the objective there is not an EM step.
+    """
+    if reinit is None:
+        reinit = _make_reinit(X, weights.shape[0], covariance_type, reg_covar, prior)
     lower_bound = -np.inf
     lower_bounds: list[float] = []
     change = np.inf
     converged = False
     n_iter = 0
+    n_reinit = 0
+    dropped: set[int] = set()
+    reinitialised_before = False
     if max_iter == 0:
-        lower_bound, _ = e_step(X, weights, means, precisions_cholesky, covariance_type)
+        lower_bound, _, _ = _objective(
+            X, weights, means, precisions_cholesky, covariance_type, prior
+        )
     for n_iter in range(1, max_iter + 1):
         prev_lower_bound = lower_bound
-        log_prob_norm, log_resp = e_step(X, weights, means, precisions_cholesky, covariance_type)
-        weights, means, covariances = m_step(X, np.exp(log_resp), covariance_type, reg_covar)
+        lower_bound, log_prob_samples, log_resp = _objective(
+            X, weights, means, precisions_cholesky, covariance_type, prior
+        )
+        if not np.isfinite(lower_bound):
+            raise FitError(
+                f"EM iteration {n_iter}: the objective is not finite ({lower_bound}) for "
+                f"covariance_type={covariance_type!r}; a covariance is numerically singular "
+                f"or the data are too large in magnitude. {_FIT_ADVICE}"
+            )
+        resp = np.exp(log_resp)
+        nk = resp.sum(axis=0)
+        new = m_step(X, resp, covariance_type, reg_covar, prior=prior)
+        empty = np.flatnonzero(nk < _EMPTY_MASS).tolist()
+        n_reinit_before = n_reinit
+        if empty:
+            new, n_reinit = _handle_empty_components(
+                X,
+                empty,
+                nk,
+                log_prob_samples,
+                (weights, means, covariances),
+                new,
+                covariance_type=covariance_type,
+                prior=prior,
+                reinit=reinit,
+                n_reinit=n_reinit,
+                dropped=dropped,
+                where=f"{restart_name}, iteration {n_iter}",
+            )
+        weights, means, covariances = new
         try:
             precisions_cholesky = compute_precision_cholesky(covariances, covariance_type)
         except FitError as err:
             raise FitError(f"EM iteration {n_iter}: {err}") from err
-        lower_bound = log_prob_norm
         lower_bounds.append(lower_bound)
         change = lower_bound - prev_lower_bound
-        logger.debug("EM iteration %d: mean log-likelihood %.10g", n_iter, lower_bound)
-        if abs(change) < tol:
+        logger.debug("EM iteration %d: objective %.10g", n_iter, lower_bound)
+        reinitialised = n_reinit > n_reinit_before
+        if not (reinitialised or reinitialised_before) and abs(change) < tol:
             converged = True
             break
+        reinitialised_before = reinitialised
     return _RestartResult(
         weights=weights,
         means=means,
@@ -704,6 +1332,44 @@ def _run_em(
     )
 
 
+def _collapsed_components(
+    X: np.ndarray, covariances: np.ndarray, covariance_type: str, reg_covar: float
+) -> list[int]:
+    """Return the components whose covariance minus ``reg_covar`` is (nearly) singular.
+
+    "Nearly" is relative to the covariance ``C`` of the data: for ``"full"`` and ``"tied"``
+    the smallest eigenvalue of ``L^-1 (Sigma - reg_covar I) L^-T`` (``C = L L^T``) is compared
+    with :data:`_COLLAPSE_RTOL`, for ``"diag"`` every variance with the data variance of its
+    feature, for ``"spherical"`` with the mean data variance. This is affine invariant.
+    For ``"tied"`` the list is ``[0]`` when the shared covariance collapsed.
+    """
+    n_samples, n_features = X.shape
+    diff = X - X.mean(axis=0)
+    data_cov = (diff.T @ diff) / n_samples
+    if covariance_type in ("full", "tied"):
+        matrices = covariances[np.newaxis] if covariance_type == "tied" else covariances
+        try:
+            data_chol = linalg.cholesky(data_cov, lower=True, check_finite=False)
+        except linalg.LinAlgError:
+            # The data span a lower-dimensional subspace: every covariance is degenerate.
+            collapsed = list(range(matrices.shape[0]))
+        else:
+            collapsed = []
+            for k, matrix in enumerate(matrices):
+                data_part = matrix - reg_covar * np.eye(n_features)
+                half = linalg.solve_triangular(data_chol, data_part, lower=True)
+                whitened = linalg.solve_triangular(data_chol, half.T, lower=True)
+                eigenvalues = linalg.eigvalsh(0.5 * (whitened + whitened.T))
+                if eigenvalues[0] <= _COLLAPSE_RTOL:
+                    collapsed.append(k)
+        return collapsed
+    if covariance_type == "diag":
+        bad = (covariances - reg_covar) <= _COLLAPSE_RTOL * np.diag(data_cov)
+        return np.flatnonzero(bad.any(axis=1)).tolist()
+    mean_variance = np.trace(data_cov) / n_features
+    return np.flatnonzero((covariances - reg_covar) <= _COLLAPSE_RTOL * mean_variance).tolist()
+
+
 def _check_fit_arguments(
     X: np.ndarray,
     n_components: int,
@@ -712,11 +1378,14 @@ def _check_fit_arguments(
     max_iter: int,
     tol: float,
     reg_covar: float,
+    objective: str,
 ) -> None:
     """Raise ``ValueError`` for arguments :func:`fit_em` cannot use."""
     if X.ndim != 2:
         raise ValueError(f"X must be a 2-D array (n_samples, n_features), got shape {X.shape}.")
     _check_covariance_type(covariance_type)
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}.")
     n_samples = X.shape[0]
     if not 1 <= n_components <= n_samples:
         raise ValueError(
@@ -733,6 +1402,46 @@ def _check_fit_arguments(
         raise ValueError(f"reg_covar must be non-negative, got {reg_covar}.")
 
 
+def _warn_degenerate(
+    X: np.ndarray,
+    best: _RestartResult,
+    covariance_type: str,
+    reg_covar: float,
+    objective: str,
+) -> None:
+    """Warn about empty components and (maximum likelihood) collapsed covariances."""
+    n_samples, n_components = X.shape[0], best.weights.shape[0]
+    empty = np.flatnonzero(best.weights * n_samples < _EMPTY_MASS).tolist()
+    if empty:
+        warnings.warn(
+            f"Component(s) {empty} of the returned fit are empty: their total responsibility "
+            f"is below {_EMPTY_MASS:g} samples even after re-initialisation, so the data "
+            f"support fewer than n_components={n_components} components. Try "
+            f"n_components={max(n_components - len(empty), 1)}.",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    if objective != "ml":
+        return
+    collapsed = _collapsed_components(X, best.covariances, covariance_type, reg_covar)
+    if collapsed:
+        what = (
+            "The tied covariance"
+            if covariance_type == "tied"
+            else f"The covariance of component(s) {collapsed}"
+        )
+        warnings.warn(
+            f"{what} (covariance_type={covariance_type!r}) collapsed onto duplicated points or "
+            f"a lower-dimensional subspace and is positive definite only through "
+            f"reg_covar={reg_covar:g}: the likelihood is unbounded there and this "
+            'maximum-likelihood estimate is degenerate. Use objective="map", fewer '
+            'components, covariance_type="diag" (for points on a line that is not parallel '
+            "to an axis) or a larger reg_covar.",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+
+
 def fit_em(
     X: np.ndarray,
     n_components: int,
@@ -744,13 +1453,16 @@ def fit_em(
     reg_covar: float = 1e-6,
     random_state: int | np.random.Generator | None = None,
     init_params: Mapping[str, np.ndarray] | None = None,
+    objective: str = "ml",
 ) -> EMResult:
-    """Fit a Gaussian mixture by maximum likelihood with the EM algorithm.
+    """Fit a Gaussian mixture by maximum likelihood or maximum a posteriori with EM.
 
-    Each of the ``n_init`` restarts iterates E- and M-steps until the mean log-likelihood
-    changes by less than ``tol`` or ``max_iter`` iterations have run, exactly as
-    scikit-learn's ``GaussianMixture``; the restart with the highest final mean
-    log-likelihood is returned (the first one on ties).
+    Each of the ``n_init`` restarts iterates E- and M-steps until the objective changes by
+    less than ``tol`` or ``max_iter`` iterations have run; with ``objective="ml"`` this is
+    exactly scikit-learn's ``GaussianMixture``. The restart with the highest final objective
+    is returned (the first one on ties). A restart that fails with a
+    :class:`~bayesmix.exceptions.FitError` is skipped, with a warning, if another one
+    succeeds.
 
     Parameters
     ----------
@@ -766,9 +1478,11 @@ def fit_em(
         Maximum number of EM iterations per restart. With ``max_iter=0`` the starting
         parameters are returned.
     tol : float, default=1e-3
-        Convergence threshold on the change of the mean log-likelihood.
+        Convergence threshold on the change of the objective (per sample).
     reg_covar : float, default=1e-6
-        Non-negative ridge added to the diagonal of every covariance in the M-step.
+        Non-negative ridge added to the diagonal of every covariance in the M-step. With
+        ``objective="map"`` it is not needed (``reg_covar=0`` gives the exact posterior mode
+        and an exactly monotone objective).
     random_state : int, numpy.random.Generator or None, default=None
         Seed for the k-means++ initialisation; a ``Generator`` is used as is.
     init_params : mapping or None, default=None
@@ -776,6 +1490,13 @@ def fit_em(
         ``"covariances"`` (scikit-learn shape for ``covariance_type``). Every restart then
         starts from them. If None, each restart hard-assigns every sample to its nearest
         k-means++ centre and starts from the M-step of that assignment.
+    objective : {"ml", "map"}, default="ml"
+        ``"ml"`` maximises the likelihood. ``"map"`` maximises the posterior density under
+        the conjugate prior :func:`default_prior` of Fraley & Raftery (2007) -- mean prior
+        centred at the data mean with shrinkage 0.01, ``D + 2`` degrees of freedom and
+        scale ``cov(X) / K^(2/D)`` -- whose M-step (see :func:`m_step`) keeps every
+        covariance positive definite on degenerate data; the monitored objective
+        (``lower_bounds``) is then ``(log-likelihood + log prior) / N``.
 
     Returns
     -------
@@ -785,19 +1506,28 @@ def fit_em(
     Raises
     ------
     FitError
-        If a covariance becomes singular during the fit.
+        If every restart failed, e.g. because a covariance became singular (maximum
+        likelihood with ``reg_covar=0``), or if ``objective="map"`` and the data covariance
+        is singular; the message says what to change.
     ValueError
         If an argument or ``init_params`` is invalid.
 
     Warns
     -----
     ConvergenceWarning
-        If the best restart stopped at ``max_iter`` before reaching ``tol``.
+        If the best restart stopped at ``max_iter`` before reaching ``tol``; if a restart
+        failed but another succeeded; if a component of the result is empty; or if a
+        maximum-likelihood covariance collapsed onto duplicated points or a subspace and is
+        positive definite only through ``reg_covar``.
     """
     X = np.asarray(X, dtype=np.float64)
-    _check_fit_arguments(X, n_components, covariance_type, n_init, max_iter, tol, reg_covar)
+    _check_fit_arguments(
+        X, n_components, covariance_type, n_init, max_iter, tol, reg_covar, objective
+    )
     n_features = X.shape[1]
     rng = np.random.default_rng(random_state)
+    prior = default_prior(X, n_components, covariance_type) if objective == "map" else None
+    reinit = _make_reinit(X, n_components, covariance_type, reg_covar, prior)
 
     if init_params is not None:
         start = _check_init_params(init_params, n_components, n_features, covariance_type)
@@ -808,23 +1538,22 @@ def fit_em(
                 f"init_params['covariances'] is not a valid set of covariances: {err}"
             ) from err
 
-    restarts: list[_RestartResult] = []
-    best_init = 0
-    init_log_likelihoods = np.empty(n_init, dtype=np.float64)
+    restarts: dict[int, _RestartResult] = {}
+    failures: dict[int, FitError] = {}
+    init_log_likelihoods = np.full(n_init, -np.inf, dtype=np.float64)
     for init in range(n_init):
-        if init_params is None:
-            weights, means, covariances = _kmeans_plusplus_parameters(
-                X, n_components, covariance_type, reg_covar, rng
-            )
-            try:
-                precisions_cholesky = compute_precision_cholesky(covariances, covariance_type)
-            except FitError as err:
-                raise FitError(f"k-means++ initialisation: {err}") from err
-        else:
-            weights, means, covariances = (a.copy() for a in start)
-            precisions_cholesky = start_precisions_cholesky.copy()
-
         try:
+            if init_params is None:
+                weights, means, covariances = _kmeans_plusplus_parameters(
+                    X, n_components, covariance_type, reg_covar, rng, prior, reinit
+                )
+                try:
+                    precisions_cholesky = compute_precision_cholesky(covariances, covariance_type)
+                except FitError as err:
+                    raise FitError(f"k-means++ initialisation: {err}") from err
+            else:
+                weights, means, covariances = (a.copy() for a in start)
+                precisions_cholesky = start_precisions_cholesky.copy()
             restart = _run_em(
                 X,
                 weights,
@@ -835,34 +1564,59 @@ def fit_em(
                 max_iter=max_iter,
                 tol=tol,
                 reg_covar=reg_covar,
+                prior=prior,
+                reinit=reinit,
+                restart_name=f"EM restart {init + 1}/{n_init}",
             )
         except FitError as err:
-            raise FitError(f"EM restart {init + 1}/{n_init}, {err}") from err
+            failures[init] = err
+            logger.warning("EM restart %d/%d failed: %s", init + 1, n_init, err)
+            continue
 
         init_log_likelihoods[init] = restart.lower_bound
         logger.info(
-            "EM restart %d/%d: final mean log-likelihood %.10g after %d iteration(s), %s",
+            "EM restart %d/%d: final objective %.10g after %d iteration(s), %s",
             init + 1,
             n_init,
             restart.lower_bound,
             restart.n_iter,
             "converged" if restart.converged else "not converged",
         )
-        restarts.append(restart)
-        # Strict comparison as in scikit-learn: the first restart wins ties.
+        restarts[init] = restart
+
+    if not restarts:
+        first, err = next(iter(failures.items()))
+        prefix = (
+            f"EM restart 1/{n_init}, "
+            if n_init == 1
+            else f"All {n_init} EM restarts failed; restart {first + 1}/{n_init}: "
+        )
+        raise FitError(f"{prefix}{err}") from err
+    # Strict comparison as in scikit-learn: the first restart wins ties.
+    best_init = next(iter(restarts))
+    for init, restart in restarts.items():
         if restart.lower_bound > restarts[best_init].lower_bound:
             best_init = init
-
     best = restarts[best_init]
+
+    if failures:
+        failed = [init + 1 for init in failures]
+        warnings.warn(
+            f"EM restart(s) {failed} of {n_init} failed and were skipped; the first failure: "
+            f"{next(iter(failures.values()))}",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
     if not best.converged and max_iter > 0:
         warnings.warn(
             f"EM did not converge: the best restart (restart {best_init + 1} of {n_init}) ran "
-            f"max_iter={max_iter} iterations and the last change of the mean log-likelihood "
-            f"was {best.last_change:.3g}, not below tol={tol:.3g}. Try increasing max_iter, "
+            f"max_iter={max_iter} iterations and the last change of the objective was "
+            f"{best.last_change:.3g}, not below tol={tol:.3g}. Try increasing max_iter, "
             "loosening tol, raising n_init, standardising the data or using fewer components.",
             ConvergenceWarning,
             stacklevel=2,
         )
+    _warn_degenerate(X, best, covariance_type, reg_covar, objective)
 
     log_likelihood, _ = e_step(
         X, best.weights, best.means, best.precisions_cholesky, covariance_type
@@ -886,4 +1640,5 @@ def fit_em(
         converged=best.converged,
         best_init=best_init,
         init_log_likelihoods=init_log_likelihoods,
+        objective=objective,
     )

@@ -41,12 +41,19 @@ def save_datatree(idata: xr.DataTree, path: str | os.PathLike) -> Path:
     os.close(fd)
     try:
         idata.to_netcdf(tmp, engine=_ENGINE)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     _log.info("saved the fit to %s", path)
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _model_classes() -> dict[str, type[MixtureModel]]:

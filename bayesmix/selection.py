@@ -13,6 +13,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from bayesmix._gaussian import GaussianMixture
+from bayesmix._threads import single_blas_thread
 from bayesmix._validation import check_data, check_option, check_positive_int
 from bayesmix.exceptions import InvalidParameterError, SamplerWarning
 
@@ -41,6 +42,7 @@ def elpd_difference(elpd_i: np.ndarray, reference_i: np.ndarray) -> tuple[float,
     return float(diff.sum()), float(np.sqrt(diff.size * diff.var(ddof=1)))
 
 
+@single_blas_thread
 def select_k(
     X: Any,
     ks: Iterable[int] = range(1, 7),

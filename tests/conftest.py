@@ -13,6 +13,8 @@ import pymc as pm
 import pytest
 from pymc.testing import mock_sample
 
+from bayesmix import _nutpie
+
 matplotlib.use("Agg")
 
 
@@ -49,4 +51,8 @@ def mocked_sample(monkeypatch):
         stats = {"diverging": lambda size: np.zeros(size, dtype=bool)}
         return mock_sample(sample_stats=stats, **kwargs)
 
+    def fake_nutpie(model, *, draws, chains, random_seed, **kwargs):
+        return fake(model=model, draws=draws, chains=chains, random_seed=random_seed)
+
     monkeypatch.setattr(pm, "sample", fake)
+    monkeypatch.setattr(_nutpie, "sample_nutpie", fake_nutpie)

@@ -27,6 +27,7 @@ NON_DEFAULT = {
     "tol": 1e-5,
     "reg_covar": 1e-4,
     "random_state": 7,
+    "objective": "map",
 }
 
 

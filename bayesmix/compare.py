@@ -1,0 +1,452 @@
+"""Comparing an EM point estimate with an MCMC posterior of the same mixture.
+
+:func:`compare_fits` puts both fits on the same component labels and tabulates, for
+every scalar parameter, the EM estimate against the posterior mean, sd and HDI. The
+maths (the adjusted Rand index, the choice of the free covariance entries, the
+flattening of the parameters to scalars) lives in small pure functions that
+:mod:`bayesmix.plots` reuses.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import arviz_stats as azs
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from bayesmix._threads import single_blas_thread
+from bayesmix.em import EMResult, full_covariances
+from bayesmix.exceptions import InvalidParameterError, NotFittedError
+from bayesmix.stats import n_parameters, relabel_permutations
+
+__all__ = ["adjusted_rand_index", "compare_fits", "free_covariance_entries", "scalar_parameters"]
+
+_log = logging.getLogger("bayesmix")
+
+COLUMNS = ("em", "mean", "sd", "hdi_low", "hdi_high", "em_in_hdi", "z_score")
+PARAMETER_NAMES = ("weights", "means", "covariances")
+
+# A point estimate of a Gaussian mixture with every covariance as a full matrix:
+# weights (K,), means (K, D), covariances (K, D, D).
+Point = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+# -- pure maths -----------------------------------------------------------------------------
+
+
+def adjusted_rand_index(labels_a: Any, labels_b: Any) -> float:
+    """Return the adjusted Rand index of two partitions of the same samples.
+
+    The Rand index corrected for chance (Hubert & Arabie 1985), from the contingency
+    table ``n_ij`` of the two labellings::
+
+        ARI = (sum_ij C(n_ij) - E) / ((sum_i C(a_i) + sum_j C(b_j)) / 2 - E),
+        E = sum_i C(a_i) * sum_j C(b_j) / C(n),     C(m) = m (m - 1) / 2
+
+    where ``a_i`` and ``b_j`` are the row and column sums. It is 1 for identical
+    partitions (whatever the label names), about 0 for independent ones, and does not
+    depend on how the clusters are numbered.
+
+    Parameters
+    ----------
+    labels_a, labels_b : array-like of shape (n_samples,)
+        Cluster labels of each sample (any hashable values).
+
+    Returns
+    -------
+    float
+        In [-1, 1]; 1.0 when both partitions are identical, including the degenerate
+        cases (fewer than two samples, a single cluster, all singletons).
+
+    Examples
+    --------
+    >>> from bayesmix.compare import adjusted_rand_index
+    >>> adjusted_rand_index([0, 0, 1, 1], [1, 1, 0, 0])
+    1.0
+    >>> round(adjusted_rand_index([0, 0, 1, 1], [0, 1, 0, 1]), 12)
+    -0.5
+    """
+    a = np.asarray(labels_a).ravel()
+    b = np.asarray(labels_b).ravel()
+    if a.shape != b.shape:
+        raise InvalidParameterError(
+            f"adjusted_rand_index needs two labellings of the same samples; got "
+            f"{a.size} and {b.size} labels. Pass one label per sample in both."
+        )
+    _, row = np.unique(a, return_inverse=True)
+    _, col = np.unique(b, return_inverse=True)
+    table = np.zeros((row.max(initial=-1) + 1, col.max(initial=-1) + 1), dtype=np.int64)
+    np.add.at(table, (row, col), 1)
+
+    def pairs(counts: np.ndarray) -> float:
+        return float((counts * (counts - 1) // 2).sum())
+
+    together = pairs(table)
+    sum_a = pairs(table.sum(axis=1))
+    sum_b = pairs(table.sum(axis=0))
+    n_pairs = a.size * (a.size - 1) / 2
+    expected = sum_a * sum_b / n_pairs if n_pairs else 0.0
+    maximum = (sum_a + sum_b) / 2
+    if maximum == expected:  # both partitions trivial (one cluster, or all singletons)
+        return 1.0
+    return (together - expected) / (maximum - expected)
+
+
+def free_covariance_entries(
+    covariance_type: str, n_components: int, n_features: int
+) -> list[tuple[int, int, int]]:
+    """Return the ``(component, row, column)`` indices of the free covariance entries.
+
+    ``full``: every entry on and below the diagonal of every component; ``tied``: those
+    of the one shared matrix (component 0); ``diag``: the diagonals; ``spherical``: one
+    variance per component (the first diagonal entry).
+
+    Examples
+    --------
+    >>> from bayesmix.compare import free_covariance_entries
+    >>> free_covariance_entries("tied", 2, 2)
+    [(0, 0, 0), (0, 1, 0), (0, 1, 1)]
+    >>> free_covariance_entries("spherical", 2, 3)
+    [(0, 0, 0), (1, 0, 0)]
+    """
+    components = range(1 if covariance_type == "tied" else n_components)
+    match covariance_type:
+        case "full" | "tied":
+            return [(k, i, j) for k in components for i in range(n_features) for j in range(i + 1)]
+        case "diag":
+            return [(k, i, i) for k in components for i in range(n_features)]
+        case "spherical":
+            return [(k, 0, 0) for k in components]
+    raise InvalidParameterError(
+        f"covariance_type must be one of 'full', 'tied', 'diag', 'spherical'; got "
+        f"{covariance_type!r}."
+    )
+
+
+def scalar_parameters(
+    weights: np.ndarray,
+    means: np.ndarray,
+    covariances: np.ndarray,
+    *,
+    covariance_type: str,
+    components: list[Any],
+    features: list[Any],
+) -> tuple[list[str], list[str], np.ndarray]:
+    """Flatten mixture parameters to the distinct scalar parameters of the model.
+
+    Parameters
+    ----------
+    weights : ndarray of shape (n_draws, n_components)
+    means : ndarray of shape (n_draws, n_components, n_features)
+    covariances : ndarray of shape (n_draws, n_components, n_features, n_features)
+        Full matrices; only the free entries for ``covariance_type`` are kept
+        (see :func:`free_covariance_entries`).
+    covariance_type : {"full", "tied", "diag", "spherical"}
+    components, features : list
+        Coordinate labels of the components and features, used in the labels.
+
+    Returns
+    -------
+    variables : list of str
+        The variable of each scalar (``"weights"``, ``"means"`` or ``"covariances"``).
+    labels : list of str
+        ArviZ-style labels: ``"weights[0]"``, ``"means[0, x]"``, ``"covariances[0, y, x]"``.
+    values : ndarray of shape (n_draws, n_scalars)
+    """
+    k, d = means.shape[-2:]
+    variables, labels, columns = [], [], []
+    for c in range(k):
+        variables.append("weights")
+        labels.append(f"weights[{components[c]}]")
+        columns.append(weights[:, c])
+    for c in range(k):
+        for f in range(d):
+            variables.append("means")
+            labels.append(f"means[{components[c]}, {features[f]}]")
+            columns.append(means[:, c, f])
+    for c, i, j in free_covariance_entries(covariance_type, k, d):
+        variables.append("covariances")
+        labels.append(f"covariances[{components[c]}, {features[i]}, {features[j]}]")
+        columns.append(covariances[:, c, i, j])
+    return variables, labels, np.stack(columns, axis=-1)
+
+
+def _permute_point(point: Point, perm: np.ndarray) -> Point:
+    """Return a point estimate with its components taken in the order ``perm``."""
+    weights, means, covariances = point
+    return weights[perm], means[perm], covariances[perm]
+
+
+# -- fits -----------------------------------------------------------------------------------
+
+
+def _check_fitted(fit: Any, name: str) -> None:
+    """Raise :class:`NotFittedError` unless ``fit`` is a fitted bayesmix model."""
+    if not hasattr(fit, "idata"):
+        raise NotFittedError(
+            f"{name} is not a fitted bayesmix model (got {type(fit).__name__}); call "
+            f"fit(X) on it first, or pass a fitted model."
+        )
+
+
+def _inference_method(fit: Any) -> str:
+    """Return ``"em"`` or ``"nuts"``: how ``fit`` was fitted."""
+    return str(fit.idata.attrs.get("inference_method", "unknown"))
+
+
+def _check_mcmc(fit: Any, name: str, what: str) -> None:
+    """Raise unless ``fit`` is a fitted model with more than one posterior draw."""
+    _check_fitted(fit, name)
+    post = fit.idata["posterior"]
+    if post.sizes["chain"] * post.sizes["draw"] < 2:
+        raise InvalidParameterError(
+            f"{what} needs posterior draws, but {name} has {post.sizes['chain']} chain x "
+            f"{post.sizes['draw']} draw (inference_method={_inference_method(fit)!r}). Fit "
+            "it with fit(X, method='nuts') first."
+        )
+
+
+def _training_data(fit: Any) -> np.ndarray:
+    """Return the data ``fit`` was fitted to, shape (n_samples, n_features)."""
+    return fit.idata["observed_data"]["x"].transpose("obs", "feature").to_numpy()
+
+
+def _point_from_fit(fit: Any) -> Point:
+    """Return the first draw of a fit's posterior (the EM estimate for an EM fit)."""
+    post = fit.idata["posterior"].isel(chain=0, draw=0)
+    return (
+        post["weights"].transpose("component").to_numpy(),
+        post["means"].transpose("component", "feature").to_numpy(),
+        post["covariances"].transpose("component", "feature", "feature_bis").to_numpy(),
+    )
+
+
+def _point_from_em(em: EMResult) -> Point:
+    """Return an :class:`~bayesmix.em.EMResult` as weights, means and full covariances."""
+    k, d = em.means.shape
+    return em.weights, em.means, full_covariances(em.covariances, em.covariance_type, k, d)
+
+
+def _posterior_draws(fit: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return the posterior weights, means and covariances, dims (chain, draw, ...)."""
+    post = fit.idata["posterior"]
+    return (
+        post["weights"].transpose("chain", "draw", "component").to_numpy(),
+        post["means"].transpose("chain", "draw", "component", "feature").to_numpy(),
+        post["covariances"]
+        .transpose("chain", "draw", "component", "feature", "feature_bis")
+        .to_numpy(),
+    )
+
+
+def _check_comparable(em_fit: Any, mcmc_fit: Any) -> None:
+    """Raise unless ``em_fit`` is an EM fit and ``mcmc_fit`` a NUTS fit of the same model."""
+    _check_fitted(em_fit, "em_fit")
+    _check_fitted(mcmc_fit, "mcmc_fit")
+    for name, fit, expected in (("em_fit", em_fit, "em"), ("mcmc_fit", mcmc_fit, "nuts")):
+        received = _inference_method(fit)
+        if received != expected:
+            raise InvalidParameterError(
+                f"{name} must be fitted with method={expected!r}, but it was fitted with "
+                f"method={received!r}. Pass the EM fit first and the NUTS fit second: "
+                "compare_fits(model.fit(X, method='em'), other.fit(X, method='nuts'))."
+            )
+    for attr in ("n_components", "covariance_type", "n_features_in_"):
+        a, b = getattr(em_fit, attr, None), getattr(mcmc_fit, attr, None)
+        if a != b:
+            raise InvalidParameterError(
+                f"the fits are of different models: em_fit has {attr}={a!r} but mcmc_fit has "
+                f"{attr}={b!r}. Fit both with the same model settings and data."
+            )
+    x_em, x_mcmc = _training_data(em_fit), _training_data(mcmc_fit)
+    if x_em.shape != x_mcmc.shape or not np.allclose(x_em, x_mcmc, equal_nan=True):
+        raise InvalidParameterError(
+            f"the fits are of different data: em_fit was fitted to {x_em.shape[0]} x "
+            f"{x_em.shape[1]} values and mcmc_fit to {x_mcmc.shape[0]} x {x_mcmc.shape[1]}, "
+            "which differ. Fit both to the same X (same rows and column order)."
+        )
+
+
+def _align_point(point: Point, mcmc_fit: Any) -> tuple[Point, np.ndarray]:
+    """Put a point estimate on the labelling of an MCMC fit.
+
+    The reference is the posterior mean of the component means; components are matched
+    by :func:`bayesmix.stats.relabel_permutations` with the data standard deviation as
+    the scale.
+
+    Returns
+    -------
+    point : (weights, means, covariances) in the MCMC labelling
+    perm : ndarray of int of shape (n_components,)
+        ``perm[k]`` is the component of the input that takes MCMC label ``k``.
+    """
+    reference = (
+        mcmc_fit.idata["posterior"]["means"]
+        .mean(("chain", "draw"))
+        .transpose("component", "feature")
+        .to_numpy()
+    )
+    scale = _training_data(mcmc_fit).std(axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
+    perm = relabel_permutations(point[1][None], reference, scale)[0]
+    return _permute_point(point, perm), perm
+
+
+def _aligned_parameters(
+    mcmc_fit: Any, point: Point
+) -> tuple[list[str], list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """Return the MCMC draws and a point estimate as scalars in the same labelling.
+
+    Returns
+    -------
+    variables, labels : list of str
+        As in :func:`scalar_parameters`.
+    draws : ndarray of shape (n_chains, n_draws, n_scalars)
+    estimate : ndarray of shape (n_scalars,)
+        ``point`` relabelled to the MCMC labelling.
+    perm : ndarray of int of shape (n_components,)
+        The permutation applied to ``point`` (see :func:`_align_point`).
+    """
+    post = mcmc_fit.idata["posterior"]
+    names = {
+        "covariance_type": mcmc_fit.covariance_type,
+        "components": post["component"].to_numpy().tolist(),
+        "features": [str(f) for f in post["feature"].to_numpy()],
+    }
+    weights, means, covariances = _posterior_draws(mcmc_fit)
+    n_chains, n_draws = weights.shape[:2]
+
+    def flat(a: np.ndarray) -> np.ndarray:
+        return a.reshape(n_chains * n_draws, *a.shape[2:])
+
+    variables, labels, values = scalar_parameters(
+        flat(weights), flat(means), flat(covariances), **names
+    )
+    aligned, perm = _align_point(point, mcmc_fit)
+    _, _, estimate = scalar_parameters(*(a[None] for a in aligned), **names)
+    return variables, labels, values.reshape(n_chains, n_draws, -1), estimate[0], perm
+
+
+def _check_prob(value: Any, name: str) -> float:
+    if not (isinstance(value, float | int) and not isinstance(value, bool) and 0 < value < 1):
+        raise InvalidParameterError(
+            f"{name} must be a number in (0, 1); got {value!r}. Try 0.94 (the ArviZ default)."
+        )
+    return float(value)
+
+
+@single_blas_thread
+def compare_fits(em_fit: Any, mcmc_fit: Any, *, hdi_prob: float = 0.94) -> pd.DataFrame:
+    """Compare an EM point estimate with the NUTS posterior of the same mixture.
+
+    Both fits are put on the same component labels first: the EM estimate is permuted
+    to the labelling of the MCMC fit by matching its component means to the posterior
+    mean of the means (:func:`bayesmix.stats.relabel_permutations`), so fits whose
+    labels differ are still compared component by component.
+
+    Parameters
+    ----------
+    em_fit : fitted model
+        A model fitted with ``fit(X, method="em")``.
+    mcmc_fit : fitted model
+        The same model (same ``n_components`` and ``covariance_type``) fitted to the
+        same ``X`` with ``fit(X, method="nuts")``.
+    hdi_prob : float, default=0.94
+        Probability mass of the highest-density interval.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per distinct scalar parameter, indexed like :func:`arviz_stats.summary`
+        (``"weights[0]"``, ``"means[0, waiting]"``, ``"covariances[0, waiting,
+        eruptions]"``; covariance entries on and below the diagonal for ``full``, of
+        component 0 only for ``tied``, the diagonal for ``diag`` and one variance per
+        component for ``spherical``), with columns
+
+        - ``em``: the EM estimate, in the MCMC labelling;
+        - ``mean``, ``sd``: posterior mean and standard deviation;
+        - ``hdi_low``, ``hdi_high``: the ``hdi_prob`` highest-density interval;
+        - ``em_in_hdi``: whether ``hdi_low <= em <= hdi_high``;
+        - ``z_score``: ``(em - mean) / sd``.
+
+        ``df.attrs["fit"]`` is a dict of fit-level figures: ``adjusted_rand_index``
+        (agreement of the two fits' hard assignments of the training data),
+        ``mean_lpd_em`` and ``mean_lpd_mcmc`` (mean log predictive density of the
+        training data, :meth:`score_samples`), ``n_parameters`` (free parameters of the
+        model), ``n_em_in_hdi``, ``n_parameters_compared`` (rows of the table),
+        ``hdi_prob`` and ``em_permutation`` (``em_permutation[k]`` is the EM component
+        given the MCMC label ``k``).
+
+    Raises
+    ------
+    bayesmix.exceptions.NotFittedError
+        If either model is not fitted.
+    bayesmix.exceptions.InvalidParameterError
+        If ``em_fit`` is not an EM fit, ``mcmc_fit`` not a NUTS fit, or the fits differ
+        in components, covariance type, features or training data.
+
+    Examples
+    --------
+    >>> import bayesmix as bm
+    >>> from bayesmix.compare import compare_fits
+    >>> X = bm.datasets.load_faithful()
+    >>> em = bm.GaussianMixture(n_components=2, random_state=0).fit(X, method="em")
+    >>> nuts = bm.GaussianMixture(n_components=2, random_state=0).fit(
+    ...     X, method="nuts", chains=2, draws=300, progressbar=False
+    ... )  # doctest: +SKIP
+    >>> table = compare_fits(em, nuts)  # doctest: +SKIP
+    >>> table.loc["weights[0]", ["em", "mean", "hdi_low", "hdi_high"]]  # doctest: +SKIP
+    >>> table.attrs["fit"]["adjusted_rand_index"]  # doctest: +SKIP
+    """
+    hdi_prob = _check_prob(hdi_prob, "hdi_prob")
+    _check_comparable(em_fit, mcmc_fit)
+    _, labels, draws, estimate, perm = _aligned_parameters(mcmc_fit, _point_from_fit(em_fit))
+    da = xr.DataArray(draws, dims=("chain", "draw", "parameter"))
+    interval = azs.hdi(da, prob=hdi_prob, dim=("chain", "draw"))
+    low = interval.sel(ci_bound="lower").to_numpy()
+    high = interval.sel(ci_bound="upper").to_numpy()
+    flat = draws.reshape(-1, draws.shape[-1])
+    mean = flat.mean(axis=0)
+    sd = flat.std(axis=0, ddof=1)  # as arviz_stats.summary
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z_score = (estimate - mean) / sd
+    table = pd.DataFrame(
+        {
+            "em": estimate,
+            "mean": mean,
+            "sd": sd,
+            "hdi_low": low,
+            "hdi_high": high,
+            "em_in_hdi": (low <= estimate) & (estimate <= high),
+            "z_score": z_score,
+        },
+        index=pd.Index(labels, name="parameter"),
+        columns=list(COLUMNS),
+    )
+    X = _training_data(mcmc_fit)
+    ari = adjusted_rand_index(em_fit.predict(X), mcmc_fit.predict(X))
+    lpd_em = float(np.mean(em_fit.score_samples(X)))
+    lpd_mcmc = float(np.mean(mcmc_fit.score_samples(X)))
+    n_in = int(table["em_in_hdi"].sum())
+    table.attrs["fit"] = {
+        "adjusted_rand_index": ari,
+        "mean_lpd_em": lpd_em,
+        "mean_lpd_mcmc": lpd_mcmc,
+        "n_parameters": n_parameters(
+            mcmc_fit.n_components, mcmc_fit.n_features_in_, mcmc_fit.covariance_type
+        ),
+        "n_em_in_hdi": n_in,
+        "n_parameters_compared": len(table),
+        "hdi_prob": hdi_prob,
+        "em_permutation": perm.tolist(),
+    }
+    _log.info(
+        "compare_fits: EM inside the %.0f%% HDI for %d of %d parameters",
+        100 * hdi_prob,
+        n_in,
+        len(table),
+    )
+    return table

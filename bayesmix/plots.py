@@ -1,0 +1,592 @@
+"""Plots of fitted mixtures on matplotlib (and arviz-plots for MCMC diagnostics).
+
+Every ``plot_<thing>(fit, *, ax=None, ...)`` draws on ``ax`` when given, otherwise on a
+new figure, and returns the matplotlib :class:`~matplotlib.figure.Figure` (it never
+calls ``plt.show()``). ``plot_trace`` and ``plot_rank`` return the arviz-plots
+``PlotCollection``. Artists a reader may want to find again carry a ``gid``:
+``"bayesmix-em"`` (EM estimate), ``"bayesmix-draw"`` (posterior draws),
+``"bayesmix-mean"`` (posterior mean density) and ``"bayesmix-band"`` (its pointwise
+HDI band).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import arviz_plots as azp
+import arviz_stats as azs
+import matplotlib.pyplot as plt
+import numpy as np
+import xarray as xr
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Ellipse
+from scipy.special import logsumexp
+
+from bayesmix._threads import single_blas_thread
+from bayesmix.compare import (
+    PARAMETER_NAMES,
+    Point,
+    _aligned_parameters,
+    _check_comparable,
+    _check_fitted,
+    _check_mcmc,
+    _check_prob,
+    _point_from_em,
+    _point_from_fit,
+    _posterior_draws,
+    _training_data,
+)
+from bayesmix.exceptions import InvalidParameterError
+from bayesmix.stats import draw_log_prob
+
+__all__ = [
+    "plot_compare",
+    "plot_components",
+    "plot_rank",
+    "plot_responsibilities",
+    "plot_trace",
+]
+
+
+GID_EM = "bayesmix-em"
+GID_DRAW = "bayesmix-draw"
+GID_MEAN = "bayesmix-mean"
+GID_BAND = "bayesmix-band"
+N_SIGMA = 2.0
+_GRID_SIZE = 300
+
+# Posterior draws as flat arrays: weights (S, K), means (S, K, D), covariances (S, K, D, D).
+Draws = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+# -- pure helpers ---------------------------------------------------------------------------
+
+
+def ellipse_geometry(
+    covariance: np.ndarray, n_sigma: float = N_SIGMA
+) -> tuple[float, float, float]:
+    """Return ``(width, height, angle)`` of the ``n_sigma`` contour of a 2-D Gaussian.
+
+    The contour ``(x - mu)^T Sigma^-1 (x - mu) = n_sigma^2`` is an ellipse whose axes are
+    the eigenvectors of ``Sigma`` with half-lengths ``n_sigma * sqrt(eigenvalue)``.
+
+    Parameters
+    ----------
+    covariance : ndarray of shape (2, 2)
+    n_sigma : float, default=2.0
+
+    Returns
+    -------
+    width, height : float
+        Full lengths of the major and minor axes (matplotlib's ``Ellipse`` arguments).
+    angle : float
+        Angle of the major axis from the x axis, in degrees.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bayesmix.plots import ellipse_geometry
+    >>> ellipse_geometry(np.diag([4.0, 1.0]))
+    (8.0, 4.0, 0.0)
+    """
+    eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+    major = eigenvectors[:, 1]
+    angle = float(np.degrees(np.arctan2(major[1], major[0]))) % 180.0
+    half = n_sigma * np.sqrt(np.clip(eigenvalues, 0.0, None))
+    return float(2 * half[1]), float(2 * half[0]), angle
+
+
+def mixture_densities(grid: np.ndarray, draws: Draws) -> np.ndarray:
+    """Return the mixture density of every draw on a 1-D grid, shape (n_draws, n_grid).
+
+    ``draws`` hold one feature: means (S, K, 1) and covariances (S, K, 1, 1).
+    """
+    return np.exp(logsumexp(draw_log_prob(grid[:, None], *draws), axis=2))
+
+
+def marginal(draws: Draws, features: Sequence[int]) -> Draws:
+    """Return the mixture of the marginals on ``features`` (a Gaussian mixture again)."""
+    weights, means, covariances = draws
+    idx = np.asarray(features)
+    return weights, means[..., idx], covariances[..., idx[:, None], idx[None, :]]
+
+
+def thin_indices(n_total: int, n_keep: int) -> np.ndarray:
+    """Return ``min(n_total, n_keep)`` evenly spaced indices into ``range(n_total)``."""
+    if n_keep >= n_total:
+        return np.arange(n_total)
+    return np.linspace(0, n_total - 1, n_keep).round().astype(int)
+
+
+def component_color(k: int) -> str:
+    """Return the colour of component ``k`` (matplotlib's default cycle)."""
+    return f"C{k % 10}"
+
+
+# -- fit plumbing ---------------------------------------------------------------------------
+
+
+def _has_draws(fit: Any) -> bool:
+    post = fit.idata["posterior"]
+    return post.sizes["chain"] * post.sizes["draw"] > 1
+
+
+def _thinned_draws(fit: Any, n_draws: int) -> Draws | None:
+    """Up to ``n_draws`` evenly spaced posterior draws, or None for a fit without draws."""
+    if not _has_draws(fit) or n_draws == 0:
+        return None
+    arrays = _posterior_draws(fit)
+    n_total = arrays[0].shape[0] * arrays[0].shape[1]
+    keep = thin_indices(n_total, n_draws)
+    return tuple(a.reshape(n_total, *a.shape[2:])[keep] for a in arrays)  # type: ignore[return-value]
+
+
+def _data(fit: Any, X: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Return the data to plot (training data when X is None) and its responsibilities."""
+    values = _training_data(fit) if X is None else X
+    proba = fit.predict_proba(values)  # validates X
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim == 1:
+        values = values[:, None]
+    return values, proba
+
+
+def _feature_names(fit: Any) -> list[str]:
+    return [str(f) for f in fit.idata["posterior"]["feature"].to_numpy()]
+
+
+def _new_axes(ax: Axes | None, **subplots: Any) -> tuple[Figure, Axes]:
+    if ax is None:
+        fig, ax = plt.subplots(**subplots)
+        return fig, ax
+    return ax.get_figure(), ax
+
+
+def _check_n_draws(n_draws: Any) -> int:
+    if isinstance(n_draws, bool) or not isinstance(n_draws, int | np.integer) or n_draws < 0:
+        raise InvalidParameterError(
+            f"n_draws must be an integer >= 0; got {n_draws!r}. Try 100, or 0 to draw no "
+            "posterior draws."
+        )
+    return int(n_draws)
+
+
+# -- panels ---------------------------------------------------------------------------------
+
+
+def _density_panel(
+    ax: Axes,
+    x: np.ndarray,
+    draws: Draws | None,
+    em: Point,
+    hdi_prob: float,
+) -> None:
+    """Histogram of one feature, posterior mean density with its band, EM density dashed."""
+    lo, hi = float(x.min()), float(x.max())
+    pad = 0.1 * (hi - lo) if hi > lo else 1.0
+    grid = np.linspace(lo - pad, hi + pad, _GRID_SIZE)
+    ax.hist(x, bins="auto", density=True, color="0.75", edgecolor="0.6", label="data")
+    if draws is not None:
+        dens = mixture_densities(grid, draws)
+        band = azs.hdi(xr.DataArray(dens, dims=("sample", "grid")), prob=hdi_prob, dim="sample")
+        ax.fill_between(
+            grid,
+            band.sel(ci_bound="lower").to_numpy(),
+            band.sel(ci_bound="upper").to_numpy(),
+            color="C0",
+            alpha=0.3,
+            linewidth=0,
+            label=f"{hdi_prob:.0%} band",
+            gid=GID_BAND,
+        )
+        ax.plot(grid, dens.mean(axis=0), color="C0", label="posterior mean", gid=GID_MEAN)
+    em_dens = mixture_densities(grid, tuple(a[None] for a in em))  # type: ignore[arg-type]
+    ax.plot(grid, em_dens[0], color="k", linestyle="--", label="EM", gid=GID_EM)
+
+
+def _ellipse_panel(
+    ax: Axes,
+    xy: np.ndarray,
+    labels: np.ndarray,
+    draws: Draws | None,
+    em: Point,
+) -> None:
+    """Points coloured by component, faint 2-sigma ellipses of draws, EM ellipses black dashed."""
+    colors = [component_color(k) for k in labels]
+    ax.scatter(xy[:, 0], xy[:, 1], c=colors, s=6, alpha=0.5, linewidths=0, zorder=1)
+    if draws is not None:
+        weights, means, covariances = draws
+        for s in range(weights.shape[0]):
+            for k in range(weights.shape[1]):
+                width, height, angle = ellipse_geometry(covariances[s, k])
+                ax.add_patch(
+                    Ellipse(
+                        means[s, k],
+                        width,
+                        height,
+                        angle=angle,
+                        fill=False,
+                        edgecolor=component_color(k),
+                        alpha=0.1,
+                        linewidth=0.6,
+                        zorder=2,
+                        gid=GID_DRAW,
+                    )
+                )
+    for k in range(em[0].shape[0]):
+        width, height, angle = ellipse_geometry(em[2][k])
+        ax.add_patch(
+            Ellipse(
+                em[1][k],
+                width,
+                height,
+                angle=angle,
+                fill=False,
+                edgecolor="k",
+                linestyle="--",
+                linewidth=1.8,
+                zorder=3,
+                gid=GID_EM,
+            )
+        )
+    ax.autoscale_view()
+
+
+def _ellipse_legend(ax: Axes, n_components: int, with_draws: bool) -> None:
+    handles = [
+        Line2D([], [], marker="o", linestyle="", color=component_color(k), label=f"component {k}")
+        for k in range(n_components)
+    ]
+    handles.append(Line2D([], [], color="k", linestyle="--", label=f"EM ({N_SIGMA:g}σ)"))
+    if with_draws:
+        handles.append(
+            Line2D([], [], color="k", alpha=0.3, label=f"posterior draws ({N_SIGMA:g}σ)")
+        )
+    ax.legend(handles=handles, fontsize="small", loc="best")
+
+
+def _pairs_axes(ax: Any, n_features: int) -> tuple[Figure, np.ndarray]:
+    if ax is None:
+        size = 2.4 * n_features
+        fig, axes = plt.subplots(n_features, n_features, figsize=(size, size), squeeze=False)
+        return fig, axes
+    axes = np.asarray(ax, dtype=object)
+    if axes.shape != (n_features, n_features):
+        raise InvalidParameterError(
+            f"with {n_features} features plot_components draws a {n_features} x {n_features} "
+            f"pairs grid, so ax must be None or an array of axes of that shape; got an array "
+            f"of shape {axes.shape}. Pass ax=None to create the grid."
+        )
+    return axes[0, 0].get_figure(), axes
+
+
+# -- public plots ---------------------------------------------------------------------------
+
+
+@single_blas_thread
+def plot_components(
+    fit: Any,
+    X: Any = None,
+    *,
+    ax: Axes | np.ndarray | None = None,
+    n_draws: int = 100,
+    hdi_prob: float = 0.94,
+) -> Figure:
+    """Draw the data with the fitted mixture: densities (1-D) or component ellipses (2-D).
+
+    - One feature: a density histogram of the data, the posterior mean predictive
+      density with its pointwise ``hdi_prob`` band over draws, and the EM density
+      (``fit.em_``) dashed.
+    - Two features: the points coloured by :meth:`predict`, the 2-sigma ellipse of every
+      component for up to ``n_draws`` posterior draws (faint) and the EM ellipses
+      (dashed).
+    - More features: a pairs grid, 2-D panels of every pair of features in the lower
+      triangle and 1-D panels of every feature on the diagonal (the marginals of the
+      mixture are again Gaussian mixtures).
+
+    For an EM fit there are no draws: only the EM density or ellipses are drawn.
+
+    Parameters
+    ----------
+    fit : fitted model
+        A fitted :class:`bayesmix.GaussianMixture` (``method="em"`` or ``"nuts"``).
+    X : array-like of shape (n_samples, n_features), optional
+        Data to draw; defaults to the training data (``fit.idata.observed_data``).
+    ax : matplotlib Axes, optional
+        Axes to draw on; for more than two features, a ``(D, D)`` array of axes.
+    n_draws : int, default=100
+        Posterior draws whose densities (1-D) or ellipses (2-D) are drawn, evenly thinned.
+    hdi_prob : float, default=0.94
+        Mass of the pointwise band of the 1-D posterior density.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import bayesmix as bm
+    >>> from bayesmix.plots import plot_components
+    >>> X = bm.datasets.load_faithful()
+    >>> gm = bm.GaussianMixture(n_components=2, random_state=0).fit(X, method="em")
+    >>> fig = plot_components(gm)
+    >>> len(fig.axes[0].patches)  # one dashed EM ellipse per component
+    2
+    """
+    _check_fitted(fit, "fit")
+    n_draws = _check_n_draws(n_draws)
+    hdi_prob = _check_prob(hdi_prob, "hdi_prob")
+    values, proba = _data(fit, X)
+    labels = proba.argmax(axis=1)
+    draws = _thinned_draws(fit, n_draws)
+    em = _point_from_em(fit.em_)
+    names = _feature_names(fit)
+    n_features = values.shape[1]
+    title = f"{fit.n_components}-component mixture ({fit.idata.attrs.get('inference_method')})"
+    if n_features == 1:
+        fig, axis = _new_axes(ax)
+        _density_panel(axis, values[:, 0], draws, em, hdi_prob)
+        axis.set(xlabel=names[0], ylabel="density", title=title)
+        axis.legend(fontsize="small")
+        return fig
+    if n_features == 2:
+        fig, axis = _new_axes(ax)
+        _ellipse_panel(axis, values, labels, draws, em)
+        axis.set(xlabel=names[0], ylabel=names[1], title=title)
+        _ellipse_legend(axis, fit.n_components, draws is not None)
+        return fig
+    fig, axes = _pairs_axes(ax, n_features)
+    for i in range(n_features):
+        for j in range(n_features):
+            axis = axes[i, j]
+            if i == j:
+                _density_panel(
+                    axis,
+                    values[:, i],
+                    None if draws is None else marginal(draws, [i]),
+                    marginal(em, [i]),
+                    hdi_prob,
+                )
+            elif i > j:
+                _ellipse_panel(
+                    axis,
+                    values[:, [j, i]],
+                    labels,
+                    None if draws is None else marginal(draws, [j, i]),
+                    marginal(em, [j, i]),
+                )
+            else:
+                axis.set_axis_off()
+                continue
+            if i == n_features - 1:
+                axis.set_xlabel(names[j])
+            if j == 0 and i > 0:
+                axis.set_ylabel(names[i])
+    _ellipse_legend(axes[0, n_features - 1], fit.n_components, draws is not None)
+    fig.suptitle(title)
+    return fig
+
+
+@single_blas_thread
+def plot_compare(
+    fit_mcmc: Any,
+    fit_em: Any = None,
+    *,
+    var_names: Sequence[str] = PARAMETER_NAMES,
+) -> Figure:
+    """Draw the posterior of every scalar parameter with the EM estimate marked.
+
+    One panel per scalar parameter (the rows of :func:`bayesmix.compare.compare_fits`),
+    a density histogram of its posterior draws and a vertical dashed line at the EM
+    estimate, relabelled to the MCMC labelling as in ``compare_fits``.
+
+    Parameters
+    ----------
+    fit_mcmc : fitted model
+        A model fitted with ``method="nuts"``.
+    fit_em : fitted model, optional
+        The same model fitted with ``method="em"``; defaults to the EM solution that
+        started the sampler (``fit_mcmc.em_``).
+    var_names : sequence of str, default=("weights", "means", "covariances")
+        Which parameters to draw.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import bayesmix as bm
+    >>> from bayesmix.plots import plot_compare
+    >>> X = bm.datasets.load_faithful()
+    >>> nuts = bm.GaussianMixture(n_components=2, random_state=0).fit(
+    ...     X, method="nuts", chains=2, draws=300, progressbar=False
+    ... )  # doctest: +SKIP
+    >>> fig = plot_compare(nuts)  # doctest: +SKIP
+    """
+    _check_mcmc(fit_mcmc, "fit_mcmc", "plot_compare")
+    unknown = [name for name in var_names if name not in PARAMETER_NAMES]
+    if isinstance(var_names, str) or unknown or not var_names:
+        raise InvalidParameterError(
+            f"var_names must be a non-empty sequence of {list(PARAMETER_NAMES)}; got "
+            f"{var_names!r}. Try var_names=('weights', 'means')."
+        )
+    if fit_em is None:
+        point = _point_from_em(fit_mcmc.em_)
+    else:
+        _check_comparable(fit_em, fit_mcmc)
+        point = _point_from_fit(fit_em)
+    variables, labels, draws, estimate, _ = _aligned_parameters(fit_mcmc, point)
+    keep = [p for p, name in enumerate(variables) if name in var_names]
+    n_cols = min(4, len(keep))
+    n_rows = math.ceil(len(keep) / n_cols)
+    fig, axes = plt.subplots(
+        n_rows, n_cols, figsize=(3.0 * n_cols, 2.2 * n_rows), squeeze=False, layout="constrained"
+    )
+    flat_axes = axes.ravel()
+    for axis, p in zip(flat_axes, keep, strict=False):
+        axis.hist(draws[..., p].ravel(), bins=30, density=True, color="C0", alpha=0.6, gid=GID_DRAW)
+        axis.axvline(estimate[p], color="C3", linestyle="--", linewidth=1.5, gid=GID_EM)
+        axis.set_title(labels[p], fontsize="small")
+        axis.tick_params(labelsize="small")
+        axis.set_yticks([])
+    for axis in flat_axes[len(keep) :]:
+        axis.set_axis_off()
+    flat_axes[0].legend(
+        handles=[
+            Line2D([], [], color="C0", alpha=0.6, linewidth=6, label="posterior"),
+            Line2D([], [], color="C3", linestyle="--", label="EM"),
+        ],
+        fontsize="x-small",
+    )
+    return fig
+
+
+@single_blas_thread
+def plot_responsibilities(fit: Any, X: Any = None, *, ax: Axes | None = None) -> Figure:
+    """Draw the classification uncertainty of every observation, sorted.
+
+    For each observation, ``1 - max_k p(z = k | x)`` (0 for a certain assignment, at
+    most ``1 - 1/K``) from :meth:`predict_proba` (posterior-averaged for NUTS), sorted
+    increasingly and coloured by the assigned component.
+
+    Parameters
+    ----------
+    fit : fitted model
+    X : array-like of shape (n_samples, n_features), optional
+        Defaults to the training data.
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import bayesmix as bm
+    >>> from bayesmix.plots import plot_responsibilities
+    >>> X = bm.datasets.load_faithful()
+    >>> gm = bm.GaussianMixture(n_components=2, random_state=0).fit(X, method="em")
+    >>> fig = plot_responsibilities(gm)
+    >>> len(fig.axes[0].collections)  # one set of points per component
+    2
+    """
+    _check_fitted(fit, "fit")
+    _, proba = _data(fit, X)
+    assigned = proba.argmax(axis=1)
+    uncertainty = 1.0 - proba.max(axis=1)
+    order = np.argsort(uncertainty, kind="stable")
+    rank = np.arange(order.size)
+    fig, axis = _new_axes(ax)
+    for k in range(proba.shape[1]):
+        mine = assigned[order] == k
+        axis.scatter(
+            rank[mine],
+            uncertainty[order][mine],
+            s=10,
+            color=component_color(k),
+            label=f"component {k}",
+            gid=f"bayesmix-component-{k}",
+        )
+    axis.axhline(1.0 - 1.0 / proba.shape[1], color="0.5", linestyle=":", linewidth=1)
+    axis.set(
+        xlabel="observation (sorted by uncertainty)",
+        ylabel="1 − max posterior membership probability",
+        title=f"classification uncertainty ({fit.idata.attrs.get('inference_method')})",
+    )
+    axis.legend(fontsize="small", loc="upper left")
+    return fig
+
+
+def _diagnostic_data(fit: Any, var_names: Sequence[str], what: str) -> xr.DataTree:
+    _check_mcmc(fit, "fit", what)
+    available = list(fit.idata["posterior"].data_vars)
+    unknown = [name for name in var_names if name not in available]
+    if isinstance(var_names, str) or unknown or not var_names:
+        raise InvalidParameterError(
+            f"var_names must be a non-empty sequence of posterior variables {available}; got "
+            f"{var_names!r}. Try var_names=('weights', 'means')."
+        )
+    return fit.idata
+
+
+def plot_trace(
+    fit: Any, *, var_names: Sequence[str] = ("weights", "means", "sigma"), **kwargs: Any
+) -> Any:
+    """Draw trace and marginal density of posterior variables (arviz-plots).
+
+    Parameters
+    ----------
+    fit : fitted model
+        A model fitted with ``method="nuts"``.
+    var_names : sequence of str, default=("weights", "means", "sigma")
+        Posterior variables to draw (``covariances`` and ``corr_chol`` are available too).
+    **kwargs
+        Passed to :func:`arviz_plots.plot_trace_dist` (e.g. ``compact=False``,
+        ``backend=...``).
+
+    Returns
+    -------
+    arviz_plots.PlotCollection
+        Save with ``.savefig(path)``.
+
+    Raises
+    ------
+    bayesmix.exceptions.InvalidParameterError
+        For a fit without posterior draws (``method="em"``).
+    """
+    idata = _diagnostic_data(fit, var_names, "plot_trace")
+    return azp.plot_trace_dist(idata, var_names=list(var_names), **kwargs)
+
+
+def plot_rank(
+    fit: Any, *, var_names: Sequence[str] = ("weights", "means", "sigma"), **kwargs: Any
+) -> Any:
+    """Draw rank plots of posterior variables, per chain (arviz-plots).
+
+    Uniform ranks in every chain mean the chains explore the same distribution.
+
+    Parameters
+    ----------
+    fit : fitted model
+        A model fitted with ``method="nuts"``.
+    var_names : sequence of str, default=("weights", "means", "sigma")
+        Posterior variables to draw.
+    **kwargs
+        Passed to :func:`arviz_plots.plot_rank`.
+
+    Returns
+    -------
+    arviz_plots.PlotCollection
+
+    Raises
+    ------
+    bayesmix.exceptions.InvalidParameterError
+        For a fit without posterior draws (``method="em"``).
+    """
+    idata = _diagnostic_data(fit, var_names, "plot_rank")
+    return azp.plot_rank(idata, var_names=list(var_names), **kwargs)

@@ -1,0 +1,210 @@
+"""A report folder a person can read: one self-contained HTML page plus its parts.
+
+``write_report`` writes, into one folder: ``report.html`` (no external resources: the
+figures are embedded as data URIs, the style is inline), the figures as PNG files,
+``summary.csv`` (posterior summary with R-hat and ESS), ``compare.csv`` (EM against
+the posterior), ``select_k.csv`` when K was chosen, and the saved fits (``fit.nc``,
+loadable with :func:`bayesmix.load`; ``fit_em.nc`` when both were run).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from bayesmix.compare import compare_fits
+from bayesmix.plots import (
+    plot_compare,
+    plot_components,
+    plot_rank,
+    plot_responsibilities,
+    plot_trace,
+)
+from bayesmix.selection import plot_select_k
+
+__all__ = ["write_report"]
+
+_log = logging.getLogger("bayesmix")
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222;
+       padding: 0 1em; line-height: 1.45; }
+h1 { font-size: 1.6em; } h2 { font-size: 1.25em; margin-top: 2em; border-bottom: 1px solid #ccc; }
+table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0 1em; }
+th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: right; }
+th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
+img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }
+.warn { background: #fff4e5; border-left: 4px solid #f0a020; padding: 0.5em 1em; }
+.ok { background: #eef8ee; border-left: 4px solid #3a3; padding: 0.5em 1em; }
+.meta { color: #666; font-size: 0.9em; }
+"""
+
+
+def _save_figure(figure: Any, path: Path) -> Path:
+    """Save a matplotlib Figure or an arviz-plots PlotCollection as PNG, then close it."""
+    figure.savefig(path, dpi=110)
+    is_collection = hasattr(figure, "get_viz")
+    plt.close(figure.get_viz("figure") if is_collection else figure)
+    return path
+
+
+def _img(path: Path, caption: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return (
+        f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+    )
+
+
+def _table(frame: pd.DataFrame, digits: int = 4) -> str:
+    return frame.to_html(
+        float_format=lambda value: f"{value:.{digits}g}", border=0, na_rep="", escape=True
+    )
+
+
+def _warnings_block(fit: Any) -> str:
+    messages = json.loads(fit.idata.attrs.get("warnings", "[]"))
+    if not messages:
+        return '<p class="ok">No sampler warnings: no divergences, R-hat &le; 1.01, ESS OK.</p>'
+    items = "".join(f"<li>{html.escape(m)}</li>" for m in messages)
+    return f'<div class="warn"><b>Sampler warnings</b><ul>{items}</ul></div>'
+
+
+def _diagnostics(fit: Any) -> pd.DataFrame:
+    attrs = fit.idata.attrs
+    settings = json.loads(attrs.get("sampler_settings", "{}"))
+    rows = {
+        "chains x draws (tune)": (
+            f"{settings.get('chains')} x {settings.get('draws')} ({settings.get('tune')})"
+        ),
+        "sampler": settings.get("nuts_sampler"),
+        "divergences": attrs.get("divergences"),
+        "max R-hat": attrs.get("max_rhat"),
+        "min bulk ESS": attrs.get("min_ess_bulk"),
+        "min tail ESS": attrs.get("min_ess_tail"),
+        "relabelled draws": attrs.get("relabelled_draws"),
+    }
+    return pd.DataFrame({"value": pd.Series(rows, dtype=object)})
+
+
+def write_report(
+    out_dir: str | Path,
+    *,
+    em_fit: Any = None,
+    nuts_fit: Any = None,
+    k_table: pd.DataFrame | None = None,
+    title: str = "bayesmix report",
+    description: str = "",
+) -> Path:
+    """Write the report folder for EM and/or NUTS fits (and a K selection table).
+
+    Parameters
+    ----------
+    out_dir : str or path-like
+        Created if needed; files in it with the same names are replaced.
+    em_fit, nuts_fit : fitted models, optional
+        At least one. With both, the EM-vs-MCMC comparison is included.
+    k_table : pandas.DataFrame, optional
+        The output of :func:`bayesmix.select_k`.
+    title, description : str
+        Shown at the top of the page.
+
+    Returns
+    -------
+    pathlib.Path
+        The path of ``report.html``.
+    """
+    if em_fit is None and nuts_fit is None:
+        raise ValueError("write_report needs em_fit, nuts_fit or both; got neither.")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    main = nuts_fit if nuts_fit is not None else em_fit
+    body: list[str] = [f"<h1>{html.escape(title)}</h1>"]
+    if description:
+        body.append(f"<p>{html.escape(description)}</p>")
+    n_obs = main.idata["observed_data"].sizes["obs"]
+    body.append(
+        f'<p class="meta">{type(main).__name__}({html.escape(_params(main))}); '
+        f"{n_obs} observations of {main.n_features_in_} feature(s) "
+        f"{html.escape(str(main.feature_names_in_))}. Written "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC by bayesmix "
+        f"{html.escape(main.idata.attrs.get('bayesmix_version', '?'))}.</p>"
+    )
+
+    body.append("<h2>Data and fitted components</h2>")
+    path = _save_figure(plot_components(main), out / "components.png")
+    body.append(_img(path, "Data with the fitted mixture (posterior draws faint, EM dashed)."))
+    path = _save_figure(plot_responsibilities(main), out / "responsibilities.png")
+    body.append(_img(path, "Classification uncertainty of every observation."))
+
+    if nuts_fit is not None:
+        body.append("<h2>Posterior summary</h2>")
+        body.append(_warnings_block(nuts_fit))
+        summary = nuts_fit.summary()
+        summary.to_csv(out / "summary.csv")
+        body.append(_table(summary))
+        body.append("<h2>Sampler diagnostics</h2>")
+        body.append(_table(_diagnostics(nuts_fit)))
+        for name, plot, caption in (
+            ("trace", plot_trace, "Trace and marginal posterior of every chain."),
+            ("rank", plot_rank, "Rank plots: uniform bars in every chain mean the chains agree."),
+        ):
+            path = _save_figure(plot(nuts_fit), out / f"{name}.png")
+            body.append(_img(path, caption))
+        nuts_fit.save(out / "fit.nc")
+    else:
+        summary = em_fit.summary()
+        summary.to_csv(out / "summary.csv")
+        body.append("<h2>EM estimate</h2>")
+        body.append(_table(summary[["mean"]].rename(columns={"mean": "estimate"})))
+
+    if em_fit is not None:
+        em_fit.save(out / ("fit_em.nc" if nuts_fit is not None else "fit.nc"))
+        stats = em_fit.idata["em_stats"].attrs
+        body.append(
+            f'<p class="meta">EM: log-likelihood {stats["log_likelihood"] * n_obs:.3f} after '
+            f"{stats['n_iter']} iterations (converged: {bool(stats['converged'])}), best of "
+            f"{stats['n_init']} restarts.</p>"
+        )
+
+    if em_fit is not None and nuts_fit is not None:
+        body.append("<h2>EM against MCMC</h2>")
+        table = compare_fits(em_fit, nuts_fit)
+        table.to_csv(out / "compare.csv")
+        fit_level = pd.DataFrame({"value": pd.Series(table.attrs.get("fit", {}), dtype=object)})
+        body.append(_table(fit_level))
+        body.append(_table(table))
+        path = _save_figure(plot_compare(nuts_fit, em_fit), out / "compare.png")
+        body.append(_img(path, "Posterior of every parameter, EM estimate marked."))
+
+    if k_table is not None:
+        body.append("<h2>Choosing the number of components</h2>")
+        k_table.to_csv(out / "select_k.csv", index=False)
+        body.append(f"<p>Chosen K: {html.escape(str(k_table.attrs.get('best', {})))}</p>")
+        body.append(_table(k_table.set_index("n_components")))
+        path = _save_figure(plot_select_k(k_table), out / "select_k.png")
+        body.append(_img(path, "BIC and ICL (lower is better), LOO elpd (higher is better)."))
+
+    page = (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>"
+        + "\n".join(body)
+        + "</body></html>"
+    )
+    report = out / "report.html"
+    report.write_text(page, encoding="utf-8")
+    _log.info("wrote the report to %s", report)
+    return report
+
+
+def _params(fit: Any) -> str:
+    params = fit.get_params()
+    return ", ".join(f"{key}={value!r}" for key, value in params.items() if key != "priors")

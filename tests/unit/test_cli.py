@@ -1,0 +1,173 @@
+"""The command line end to end in a temporary folder (sampler mocked), and its errors."""
+
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayesmix as bm
+from bayesmix.cli import main, parse_components
+
+pytestmark = pytest.mark.filterwarnings("ignore::bayesmix.exceptions.SamplerWarning")
+
+
+@pytest.fixture
+def data_csv(tmp_path):
+    path = tmp_path / "data.csv"
+    assert (
+        main(["simulate", "-n", "150", "-k", "2", "-d", "2", "--seed", "3", "--out", str(path)])
+        == 0
+    )
+    return path
+
+
+def _assert_self_contained_report(folder):
+    page = (folder / "report.html").read_text()
+    assert page.startswith("<!DOCTYPE html>")
+    # No external resources: every image is embedded, no scripts or stylesheets are linked.
+    assert not re.search(r'(src|href)="(?!data:)', page)
+    assert page.count('src="data:image/png;base64,') >= 2
+    return page
+
+
+def test_simulate_writes_data_and_truth(data_csv):
+    frame = pd.read_csv(data_csv)
+    assert list(frame.columns) == ["x0", "x1", "z"]
+    assert len(frame) == 150
+    truth = json.loads(data_csv.with_suffix(".truth.json").read_text())
+    assert np.isclose(sum(truth["weights"]), 1.0)
+    assert np.array(truth["covariances"]).shape == (2, 2, 2)
+
+
+def test_fit_em_writes_a_report_and_a_loadable_fit(data_csv, tmp_path, capsys):
+    out = tmp_path / "em"
+    code = main(
+        ["fit", str(data_csv), "-k", "2", "--columns", "x0,x1", "--method", "em", "--out", str(out)]
+    )
+    assert code == 0
+    page = _assert_self_contained_report(out)
+    assert "EM estimate" in page
+    fit = bm.load(out / "fit.nc")
+    assert fit.idata.attrs["inference_method"] == "em"
+    assert fit.feature_names_in_ == ["x0", "x1"]
+    assert (out / "summary.csv").stat().st_size > 0
+    assert "Report:" in capsys.readouterr().out
+
+
+def test_fit_both_with_mocked_sampler(data_csv, tmp_path, mocked_sample):
+    out = tmp_path / "both"
+    code = main(
+        [
+            "fit",
+            str(data_csv),
+            "-k",
+            "2",
+            "--columns",
+            "x0,x1",
+            "--draws",
+            "20",
+            "--tune",
+            "20",
+            "--chains",
+            "2",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    page = _assert_self_contained_report(out)
+    for section in ("Posterior summary", "Sampler diagnostics", "EM against MCMC"):
+        assert section in page
+    for name in ("components", "responsibilities", "trace", "rank", "compare"):
+        assert (out / f"{name}.png").stat().st_size > 1000
+    compare = pd.read_csv(out / "compare.csv", index_col=0)
+    assert {"em", "mean", "sd", "hdi_low", "hdi_high", "em_in_hdi", "z_score"} <= set(compare)
+    assert bm.load(out / "fit.nc").idata.attrs["inference_method"] == "nuts"
+    assert bm.load(out / "fit_em.nc").idata.attrs["inference_method"] == "em"
+
+
+def test_select_em_reports_the_k_table(data_csv, tmp_path):
+    out = tmp_path / "select"
+    code = main(
+        [
+            "select",
+            str(data_csv),
+            "-k",
+            "1..3",
+            "--columns",
+            "x0,x1",
+            "--method",
+            "em",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    page = _assert_self_contained_report(out)
+    assert "Choosing the number of components" in page
+    table = pd.read_csv(out / "select_k.csv")
+    assert list(table["n_components"]) == [1, 2, 3]
+
+
+def test_demo_runs_end_to_end(tmp_path, mocked_sample, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--draws", "20", "--tune", "20", "--chains", "2", "--out", str(out)]) == 0
+    _assert_self_contained_report(out)
+    printed = capsys.readouterr().out
+    assert "Old Faithful" in printed
+    assert "means[0, eruptions]" in printed
+
+
+@pytest.mark.parametrize(
+    ("make", "args", "message"),
+    [
+        (None, ["fit", "{dir}/missing.csv", "-k", "2", "--out", "{dir}/o"], "no such file"),
+        (
+            "a,b\n1,2\n3,4\n5,7\n",
+            ["fit", "{csv}", "-k", "2", "--columns", "a,c", "--out", "{dir}/o"],
+            "column(s) ['c'] not in",
+        ),
+        (
+            "a,b\n1,x\n3,y\n5,z\n",
+            ["fit", "{csv}", "-k", "1", "--method", "em", "--out", "{dir}/o"],
+            "columns ['b'] are not numeric",
+        ),
+        ("", ["fit", "{csv}", "-k", "2", "--out", "{dir}/o"], "could not read"),
+        ("a\n1\n2\n", ["fit", "{csv}", "-k", "2,3", "--out", "{dir}/o"], "one --components"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_code_2(make, args, message, tmp_path, capsys):
+    csv = tmp_path / "bad.csv"
+    if make is not None:
+        csv.write_text(make)
+    argv = [a.format(dir=tmp_path, csv=csv) for a in args]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bayesmix: error: ")
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", [[], ["demo"], ["fit"], ["select"], ["simulate"]])
+def test_help_for_every_command(command, capsys):
+    with pytest.raises(SystemExit) as info:
+        main([*command, "--help"])
+    assert info.value.code == 0
+    assert "usage: bayesmix" in capsys.readouterr().out
+
+
+def test_bad_option_values_exit_2(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["select", "x.csv", "-k", "one..six", "--out", "o"])
+    assert info.value.code == 2
+    assert "--components must be" in capsys.readouterr().err
+
+
+def test_parse_components():
+    assert parse_components("3") == [3]
+    assert parse_components("1..4") == [1, 2, 3, 4]
+    assert parse_components("2-3") == [2, 3]
+    assert parse_components("2,5") == [2, 5]

@@ -1,0 +1,333 @@
+"""Plots: every function runs on 1-D, 2-D and 4-D fits, and draws what it says it draws."""
+
+import arviz_plots as azp
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from matplotlib.collections import FillBetweenPolyCollection
+from matplotlib.patches import Ellipse
+from scipy.stats import multivariate_normal, norm
+
+import bayesmix as bm
+from bayesmix.compare import compare_fits
+from bayesmix.exceptions import InvalidParameterError
+from bayesmix.plots import (
+    GID_BAND,
+    GID_DRAW,
+    GID_EM,
+    GID_MEAN,
+    ellipse_geometry,
+    plot_compare,
+    plot_components,
+    plot_rank,
+    plot_responsibilities,
+    plot_trace,
+)
+
+N_DRAWS_TOTAL = 400  # 2 chains x 200 draws (tests/unit/conftest.py)
+DIMS = (1, 2, 4)  # 4-D: covariance_type="diag"
+METHODS = ("em", "nuts")
+
+
+@pytest.fixture(scope="module")
+def fit(fitted_mixture):
+    """``fit(n_features, method)``: shared fits, each sampled once per session."""
+    return fitted_mixture
+
+
+@pytest.fixture(scope="module")
+def data(mixture):
+    return lambda n_features: mixture(n_features)[0]
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def _is_png(path):
+    data = path.read_bytes()
+    return len(data) > 1000 and data[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _ellipses(ax, gid):
+    return [p for p in ax.patches if isinstance(p, Ellipse) and p.get_gid() == gid]
+
+
+def _lines(ax, gid):
+    return [line for line in ax.get_lines() if line.get_gid() == gid]
+
+
+def _mahalanobis_of_outline(ellipse, mean, cov):
+    """Mahalanobis distance of points on a drawn ellipse from (mean, cov)."""
+    unit = ellipse.get_path().vertices  # the unit circle: Bezier end and control points
+    on_curve = unit[np.isclose(np.hypot(unit[:, 0], unit[:, 1]), 1.0)]
+    assert len(on_curve) >= 8
+    points = ellipse.get_patch_transform().transform(on_curve)
+    diff = points - mean
+    return np.sqrt(np.einsum("ni,ij,nj->n", diff, np.linalg.inv(cov), diff))
+
+
+# -- every plot runs and saves --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("n_features", DIMS)
+def test_every_plot_saves_a_png(fit, n_features, method, tmp_path):
+    gm = fit(n_features, method)
+    figures = {
+        "components": plot_components(gm, n_draws=20),
+        "responsibilities": plot_responsibilities(gm),
+    }
+    if method == "nuts":
+        figures["compare"] = plot_compare(gm, var_names=("weights", "means"))
+        trace = plot_trace(gm, var_names=("weights",))
+        rank = plot_rank(gm, var_names=("weights",))
+        for name, collection in (("trace", trace), ("rank", rank)):
+            assert isinstance(collection, azp.PlotCollection)
+            collection.savefig(tmp_path / f"{name}.png")
+            assert _is_png(tmp_path / f"{name}.png")
+    for name, figure in figures.items():
+        assert isinstance(figure, plt.Figure)
+        figure.savefig(tmp_path / f"{name}.png")
+        assert _is_png(tmp_path / f"{name}.png"), name
+
+
+@pytest.mark.parametrize("n_features", DIMS)
+def test_em_fits_have_no_draws_to_trace(fit, n_features):
+    gm = fit(n_features, "em")
+    for plot in (plot_trace, plot_rank, plot_compare):
+        with pytest.raises(InvalidParameterError, match=r"1 chain x 1 draw.*method='nuts'"):
+            plot(gm)
+
+
+# -- plot_components ------------------------------------------------------------------------
+
+
+def test_1d_posterior_density_band_and_em_density(fit):
+    gm = fit(1, "nuts")
+    assert (
+        gm.idata["posterior"].sizes["chain"] * gm.idata["posterior"].sizes["draw"] == N_DRAWS_TOTAL
+    )
+    fig = plot_components(gm, n_draws=N_DRAWS_TOTAL)  # every draw: an exact reference
+    (ax,) = fig.axes
+    (mean_line,) = _lines(ax, GID_MEAN)
+    (em_line,) = _lines(ax, GID_EM)
+    grid, mean = mean_line.get_data()
+    assert em_line.get_linestyle() == "--"
+    # posterior mean density against scipy over every posterior draw
+    post = gm.idata["posterior"]
+    weights = post["weights"].to_numpy().reshape(N_DRAWS_TOTAL, 2)
+    means = post["means"].to_numpy().reshape(N_DRAWS_TOTAL, 2)
+    sds = np.sqrt(post["covariances"].to_numpy().reshape(N_DRAWS_TOTAL, 2))
+    per_draw = (weights[:, None] * norm.pdf(grid[None, :, None], means[:, None], sds[:, None])).sum(
+        axis=-1
+    )
+    np.testing.assert_allclose(mean, per_draw.mean(axis=0), rtol=1e-10)
+    # EM density against scipy at the EM estimate
+    em = gm.em_
+    em_pdf = em.weights * norm.pdf(grid[:, None], em.means[:, 0], np.sqrt(em.covariances[:, 0, 0]))
+    np.testing.assert_allclose(em_line.get_ydata(), em_pdf.sum(axis=1), rtol=1e-10)
+    # the band contains the posterior mean curve and is not degenerate
+    (band,) = [c for c in ax.collections if c.get_gid() == GID_BAND]
+    assert isinstance(band, FillBetweenPolyCollection)
+    vertices = band.get_paths()[0].vertices
+    lower = np.array([vertices[vertices[:, 0] == x, 1].min() for x in grid])
+    upper = np.array([vertices[vertices[:, 0] == x, 1].max() for x in grid])
+    assert np.all(lower <= mean + 1e-12)
+    assert np.all(mean <= upper + 1e-12)
+    assert (upper - lower).max() > 0.01
+    # the histogram is a density: its bars integrate to one
+    bars = [p for p in ax.patches if p.get_gid() is None]
+    assert sum(p.get_width() * p.get_height() for p in bars) == pytest.approx(1.0)
+
+
+def test_1d_em_fit_draws_only_the_em_density(fit):
+    ax = plot_components(fit(1, "em")).axes[0]
+    assert len(_lines(ax, GID_EM)) == 1
+    assert _lines(ax, GID_MEAN) == []
+    assert [c for c in ax.collections if c.get_gid() == GID_BAND] == []
+
+
+@pytest.mark.parametrize(("method", "n_draws"), [("em", 100), ("nuts", 30), ("nuts", 0)])
+def test_2d_ellipses(fit, method, n_draws):
+    gm = fit(2, method)
+    fig, ax = plt.subplots()
+    assert plot_components(gm, ax=ax, n_draws=n_draws) is fig
+    n_drawn = n_draws if method == "nuts" else 0
+    draws = _ellipses(ax, GID_DRAW)
+    em_ellipses = _ellipses(ax, GID_EM)
+    assert len(draws) == gm.n_components * n_drawn
+    assert len(em_ellipses) == gm.n_components
+    # the EM ellipses are the 2-sigma contours of the EM components
+    cov = gm.em_.covariances
+    for k, ellipse in enumerate(em_ellipses):
+        assert ellipse.get_linestyle() == "--"
+        distance = _mahalanobis_of_outline(ellipse, gm.em_.means[k], cov[k])
+        np.testing.assert_allclose(distance, 2.0, rtol=1e-8)
+    # each posterior ellipse is the 2-sigma contour of one component in one posterior draw
+    if n_drawn:
+        post = gm.idata["posterior"]
+        means = post["means"].to_numpy().reshape(-1, 2, 2)
+        covs = post["covariances"].to_numpy().reshape(-1, 2, 2, 2)
+        centres = np.array([e.center for e in draws]).reshape(n_drawn, 2, 2)
+        matches = np.isclose(centres[:, None], means[None]).all(axis=(2, 3))  # (drawn, all)
+        assert matches.any(axis=1).all()
+        for i, s in enumerate(matches.argmax(axis=1)):
+            for k in range(2):
+                distance = _mahalanobis_of_outline(draws[2 * i + k], means[s, k], covs[s, k])
+                np.testing.assert_allclose(distance, 2.0, rtol=1e-8)
+    (points,) = ax.collections
+    assert points.get_offsets().shape == (gm.idata["observed_data"].sizes["obs"], 2)
+    if method == "em":  # points coloured by the predicted component (cheap with one draw)
+        colours = points.get_facecolors()[:, :3]
+        predicted = gm.predict(gm.idata["observed_data"]["x"].to_numpy())
+        for k in range(2):
+            assert np.allclose(colours[predicted == k], colours[predicted == k][0])
+        assert not np.allclose(colours[predicted == 0][0], colours[predicted == 1][0])
+
+
+def test_components_on_new_data(fit, data):
+    gm = fit(2, "em")
+    X_new = data(2)[:50] + 0.1
+    ax = plot_components(gm, X_new).axes[0]
+    np.testing.assert_array_equal(ax.collections[0].get_offsets(), X_new.to_numpy())
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_4d_pairs_grid(fit, method):
+    gm = fit(4, method)
+    n_draws = 10
+    fig = plot_components(gm, n_draws=n_draws)
+    axes = np.array(fig.axes[:16]).reshape(4, 4)
+    assert gm.covariance_type == "diag"
+    cov = np.stack([np.diag(c) for c in gm.em_.covariances])
+    for i in range(4):
+        for j in range(4):
+            ax = axes[i, j]
+            if i < j:
+                assert not ax.axison
+            elif i == j:  # EM marginal density of feature i
+                (em_line,) = _lines(ax, GID_EM)
+                x, y = em_line.get_data()
+                pdf = gm.em_.weights * norm.pdf(
+                    x[:, None], gm.em_.means[:, i], np.sqrt(cov[:, i, i])
+                )
+                np.testing.assert_allclose(y, pdf.sum(axis=1), rtol=1e-10)
+                assert len(_lines(ax, GID_MEAN)) == (method == "nuts")
+            else:  # EM ellipses of the (j, i) marginal
+                n_drawn = n_draws if method == "nuts" else 0
+                assert len(_ellipses(ax, GID_DRAW)) == 2 * n_drawn
+                for k, ellipse in enumerate(_ellipses(ax, GID_EM)):
+                    idx = [j, i]
+                    distance = _mahalanobis_of_outline(
+                        ellipse, gm.em_.means[k, idx], cov[k][np.ix_(idx, idx)]
+                    )
+                    np.testing.assert_allclose(distance, 2.0, rtol=1e-8)
+
+
+def test_4d_pairs_grid_needs_a_grid_of_axes(fit):
+    gm = fit(4, "em")
+    _, ax = plt.subplots()
+    with pytest.raises(InvalidParameterError, match=r"4 x 4 pairs grid"):
+        plot_components(gm, ax=ax)
+    fig, axes = plt.subplots(4, 4)
+    assert plot_components(gm, ax=axes) is fig
+
+
+def test_components_rejects_bad_options(fit):
+    gm = fit(2, "em")
+    with pytest.raises(InvalidParameterError, match="n_draws"):
+        plot_components(gm, n_draws=-1)
+    with pytest.raises(InvalidParameterError, match="hdi_prob"):
+        plot_components(gm, hdi_prob=94)
+    with pytest.raises(bm.NotFittedError):
+        plot_components(bm.GaussianMixture())
+
+
+@pytest.mark.parametrize(
+    ("covariance", "expected"),
+    [
+        (np.diag([4.0, 1.0]), (8.0, 4.0, 0.0)),
+        (np.diag([1.0, 9.0]), (12.0, 4.0, 90.0)),
+        (np.array([[2.0, 1.0], [1.0, 2.0]]), (4 * np.sqrt(3.0), 4.0, 45.0)),
+    ],
+)
+def test_ellipse_geometry(covariance, expected):
+    np.testing.assert_allclose(ellipse_geometry(covariance), expected, atol=1e-12)
+
+
+# -- plot_responsibilities ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n_features", DIMS)
+def test_responsibilities_are_sorted_uncertainties(fit, n_features):
+    gm = fit(n_features, "em")
+    X = gm.idata["observed_data"]["x"].to_numpy()
+    # responsibilities at the EM estimate, from scipy
+    em = gm.em_
+    cov = gm.idata["posterior"]["covariances"].to_numpy()[0, 0]
+    dens = np.column_stack(
+        [
+            w * multivariate_normal(m, c).pdf(X)
+            for w, m, c in zip(em.weights, em.means, cov, strict=True)
+        ]
+    )
+    proba = dens / dens.sum(axis=1, keepdims=True)
+    _, ax = plt.subplots()
+    plot_responsibilities(gm, ax=ax)
+    ranks, values, components = [], [], []
+    for k, collection in enumerate(ax.collections):
+        offsets = collection.get_offsets()
+        ranks.append(offsets[:, 0])
+        values.append(offsets[:, 1])
+        components.append(np.full(len(offsets), k))
+    order = np.argsort(np.concatenate(ranks))
+    values = np.concatenate(values)[order]
+    np.testing.assert_allclose(values, np.sort(1 - proba.max(axis=1)), atol=1e-10)
+    assert np.all(np.diff(values) >= 0)
+    counts = np.bincount(np.concatenate(components), minlength=2)
+    np.testing.assert_array_equal(counts, np.bincount(proba.argmax(axis=1), minlength=2))
+
+
+# -- plot_compare ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("with_em_fit", [False, True])
+def test_compare_marks_the_relabelled_em_estimate(fit, with_em_fit):
+    em, nuts = fit(2, "em"), fit(2, "nuts")
+    table = compare_fits(em, nuts)
+    fig = plot_compare(nuts, em if with_em_fit else None)
+    panels = [ax for ax in fig.axes if ax.axison]
+    assert [ax.get_title() for ax in panels] == list(table.index)
+    for ax, (label, row) in zip(panels, table.iterrows(), strict=True):
+        (line,) = _lines(ax, GID_EM)
+        assert line.get_xdata()[0] == pytest.approx(row["em"], rel=1e-12), label
+        heights = [p.get_height() for p in ax.patches]
+        widths = [p.get_width() for p in ax.patches]
+        assert np.dot(heights, widths) == pytest.approx(1.0)  # a posterior density
+
+
+def test_compare_selects_variables_and_rejects_bad_ones(fit, data):
+    nuts = fit(1, "nuts")
+    fig = plot_compare(nuts, var_names=("weights",))
+    assert [ax.get_title() for ax in fig.axes if ax.axison] == ["weights[0]", "weights[1]"]
+    for bad in (("sigma",), "weights", ()):
+        with pytest.raises(InvalidParameterError, match="var_names"):
+            plot_compare(nuts, var_names=bad)
+    with pytest.raises(InvalidParameterError, match="n_components"):
+        plot_compare(nuts, bm.GaussianMixture(n_components=3).fit(data(1), method="em"))
+
+
+# -- arviz-plots diagnostics ----------------------------------------------------------------
+
+
+def test_trace_and_rank_show_the_posterior_variables(fit):
+    nuts = fit(2, "nuts")
+    trace = plot_trace(nuts)
+    assert set(trace.data.data_vars) == {"weights", "means", "sigma"}
+    rank = plot_rank(nuts, var_names=("covariances",))
+    assert set(rank.data.data_vars) == {"covariances"}
+    with pytest.raises(InvalidParameterError, match="posterior variables"):
+        plot_trace(nuts, var_names=("nope",))
