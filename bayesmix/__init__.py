@@ -25,6 +25,7 @@ from bayesmix.io import load
 from bayesmix.plots import (
     plot_compare,
     plot_components,
+    plot_ppc,
     plot_rank,
     plot_responsibilities,
     plot_trace,
@@ -52,6 +53,7 @@ __all__ = [
     "load",
     "plot_compare",
     "plot_components",
+    "plot_ppc",
     "plot_rank",
     "plot_responsibilities",
     "plot_select_k",

@@ -571,6 +571,16 @@ class MixtureModel(ABC):
             warnings.filterwarnings("ignore", "Numba will use object mode", UserWarning)
             return pm.sample_prior_predictive(draws, model=model, random_seed=random_seed)
 
+    @property
+    def plot(self) -> Any:
+        """Plots of this fit: ``fit.plot.components()``, ``.compare()``, ``.ppc()``, ...
+
+        Each is ``bayesmix.plot_<name>(fit, ...)``; see :mod:`bayesmix.plots`.
+        """
+        from bayesmix.plots import PlotAccessor
+
+        return PlotAccessor(self)
+
     @single_blas_thread
     def sample_posterior_predictive(
         self, *, random_seed: int | None = None, extend_idata: bool = True

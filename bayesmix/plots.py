@@ -11,6 +11,7 @@ HDI band).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -44,8 +45,10 @@ from bayesmix.exceptions import InvalidParameterError
 from bayesmix.stats import draw_log_prob
 
 __all__ = [
+    "PlotAccessor",
     "plot_compare",
     "plot_components",
+    "plot_ppc",
     "plot_rank",
     "plot_responsibilities",
     "plot_trace",
@@ -590,3 +593,68 @@ def plot_rank(
     """
     idata = _diagnostic_data(fit, var_names, "plot_rank")
     return azp.plot_rank(idata, var_names=list(var_names), **kwargs)
+
+
+def plot_ppc(fit: Any, *, n_draws: int = 50, random_seed: int | None = None, **kwargs: Any) -> Any:
+    """Posterior predictive check: the density of replicated data against the data.
+
+    One panel per feature: the kernel density of the observed data (black) over those
+    of up to ``n_draws`` data sets simulated from the posterior (for an EM fit, from
+    the estimate). Posterior predictive draws are sampled first if ``fit.idata`` has
+    none.
+
+    Parameters
+    ----------
+    fit : fitted model
+    n_draws : int, default=50
+        Replicated data sets to draw.
+    random_seed : int, optional
+        Seed of the posterior predictive sampling, when it is needed.
+    **kwargs
+        Passed to :func:`arviz_plots.plot_ppc_dist`.
+
+    Returns
+    -------
+    arviz_plots.PlotCollection
+        Save with ``.savefig(path)``.
+    """
+    _check_fitted(fit, "fit")
+    n_draws = _check_n_draws(n_draws)
+    if "posterior_predictive" not in fit.idata.children:
+        fit.sample_posterior_predictive(random_seed=random_seed)
+    sizes = fit.idata["posterior_predictive"].sizes
+    available = sizes["chain"] * sizes["draw"]
+    kwargs.setdefault("cols", ["feature"])
+    return azp.plot_ppc_dist(
+        fit.idata, var_names=["x"], num_samples=min(n_draws, available), **kwargs
+    )
+
+
+class PlotAccessor:
+    """``fit.plot.<thing>(...)`` calls ``bayesmix.plot_<thing>(fit, ...)``.
+
+    Examples
+    --------
+    >>> import bayesmix as bm
+    >>> gm = bm.GaussianMixture(random_state=0).fit(bm.datasets.load_faithful(), method="em")
+    >>> fig = gm.plot.components()
+    >>> sorted(name for name in dir(gm.plot) if not name.startswith("_"))[:3]
+    ['compare', 'components', 'ppc']
+    """
+
+    def __init__(self, fit: Any) -> None:
+        self._fit = fit
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or f"plot_{name}" not in __all__:
+            raise AttributeError(f"no plot named {name!r}; available: {self.__dir__()}")
+        function = globals()[f"plot_{name}"]
+
+        @functools.wraps(function)
+        def bound(*args: Any, **kwargs: Any) -> Any:
+            return function(self._fit, *args, **kwargs)
+
+        return bound
+
+    def __dir__(self) -> list[str]:
+        return sorted(name.removeprefix("plot_") for name in __all__ if name.startswith("plot_"))

@@ -24,6 +24,7 @@ from bayesmix.compare import compare_fits
 from bayesmix.plots import (
     plot_compare,
     plot_components,
+    plot_ppc,
     plot_rank,
     plot_responsibilities,
     plot_trace,
@@ -144,6 +145,10 @@ def write_report(
     body.append(_img(path, "Data with the fitted mixture (posterior draws faint, EM dashed)."))
     path = _save_figure(plot_responsibilities(main), out / "responsibilities.png")
     body.append(_img(path, "Classification uncertainty of every observation."))
+    path = _save_figure(plot_ppc(main, random_seed=0), out / "ppc.png")
+    body.append(
+        _img(path, "Posterior predictive check: density of the data (black) and replicates.")
+    )
 
     if nuts_fit is not None:
         body.append("<h2>Posterior summary</h2>")

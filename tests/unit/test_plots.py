@@ -1,5 +1,7 @@
 """Plots: every function runs on 1-D, 2-D and 4-D fits, and draws what it says it draws."""
 
+import copy
+
 import arviz_plots as azp
 import matplotlib.pyplot as plt
 import numpy as np
@@ -331,3 +333,29 @@ def test_trace_and_rank_show_the_posterior_variables(fit):
     assert set(rank.data.data_vars) == {"covariances"}
     with pytest.raises(InvalidParameterError, match="posterior variables"):
         plot_trace(nuts, var_names=("nope",))
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("n_features", [1, 2])
+def test_ppc_compares_replicates_with_the_data(fit, n_features, method, tmp_path):
+    gm = copy.deepcopy(fit(n_features, method))
+    assert "posterior_predictive" not in gm.idata.children
+    collection = bm.plot_ppc(gm, n_draws=10, random_seed=0)
+    assert isinstance(collection, azp.PlotCollection)
+    replicated = gm.idata["posterior_predictive"]["x"]
+    assert replicated.sizes["obs"] == gm.idata["observed_data"].sizes["obs"]
+    assert replicated.sizes["feature"] == n_features
+    collection.savefig(tmp_path / "ppc.png")
+    assert _is_png(tmp_path / "ppc.png")
+    # One panel per feature.
+    figure = collection.get_viz("figure")
+    assert len([ax for ax in figure.axes if ax.has_data()]) == n_features
+
+
+def test_fit_plot_accessor_is_the_plot_functions(fit):
+    gm = fit(2, "em")
+    assert isinstance(gm.plot.components(n_draws=5), plt.Figure)
+    assert gm.plot.responsibilities.__wrapped__ is plot_responsibilities
+    assert "ppc" in dir(gm.plot)
+    with pytest.raises(AttributeError, match="no plot named 'nothing'"):
+        _ = gm.plot.nothing
