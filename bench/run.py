@@ -1,0 +1,293 @@
+"""Side-by-side benchmark of bayesmix against its peers, each fit in a fresh process.
+
+Usage::
+
+    python bench/run.py            # every workload, results in bench/results/latest.*
+    python bench/run.py --quick    # two small workloads, short chains (checks the harness)
+
+Peers on the same data (standardised, separated components, fixed seed) and the same
+priors (Dirichlet(1) weights, Normal(mean, 3 sd) means, HalfNormal(2 sd) scales, LKJ(2)):
+
+- ``bayesmix``: ``GaussianMixture().fit(X)`` (nutpie, EM start, relabelling), timed whole;
+- ``pymc-plain``: the formulation users write by hand, ``pm.Mixture`` of ``pm.MvNormal``
+  with ``LKJCholeskyCov`` and the first mean coordinate ordered, PyMC's default start,
+  nutpie with one BLAS thread; build, compile and sampling timed separately;
+- ``bayesmix-em`` and ``sklearn-em``: EM to the same tolerance, seconds and final
+  log-likelihood.
+
+Metrics: seconds, min bulk ESS over weights, means and covariances, ESS per total second,
+max R-hat, divergences, whether chains agree (R-hat <= 1.01 and per-chain mean weights
+within 0.05). Results: ``bench/results/latest.json`` and ``latest.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+
+WORKLOADS = {
+    "1d-k2-n1e3": {"n_features": 1, "n_components": 2, "n_samples": 1_000},
+    "2d-k3-n1e3": {"n_features": 2, "n_components": 3, "n_samples": 1_000},
+    "2d-k3-n1e4": {"n_features": 2, "n_components": 3, "n_samples": 10_000},
+    "2d-k3-n1e5": {"n_features": 2, "n_components": 3, "n_samples": 100_000},
+    "5d-k4-n5e3": {"n_features": 5, "n_components": 4, "n_samples": 5_000},
+}
+QUICK = ["1d-k2-n1e3", "2d-k3-n1e3"]
+PEERS = ["bayesmix", "pymc-plain", "bayesmix-em", "sklearn-em"]
+
+
+def make_data(n_features: int, n_components: int, n_samples: int, seed: int = 0) -> np.ndarray:
+    """Standardised data from separated components (means 4 sd apart on a random simplex)."""
+    from bayesmix.datasets import make_mixture
+
+    rng = np.random.default_rng(seed)
+    means = rng.normal(0.0, 4.0, size=(n_components, n_features))
+    factors = rng.normal(size=(n_components, n_features, n_features)) * 0.4
+    covariances = factors @ np.swapaxes(factors, 1, 2) + 0.5 * np.eye(n_features)
+    weights = np.full(n_components, 1.0 / n_components)
+    X, _ = make_mixture(n_samples, weights, means, covariances, random_state=rng)
+    return (X - X.mean(0)) / X.std(0)
+
+
+def _diagnostics(posterior, weights_name: str = "weights") -> dict:
+    import arviz_stats as azs
+
+    posterior = posterior.to_dataset() if hasattr(posterior, "to_dataset") else posterior
+    names = [name for name in ("weights", "means", "covariances") if name in posterior]
+    ess = azs.ess(posterior[names], method="bulk")
+    rhat = azs.rhat(posterior[names])
+    min_ess = float(min(float(ess[name].min()) for name in names))
+    max_rhat = float(max(float(rhat[name].max()) for name in names))
+    per_chain = posterior[weights_name].mean("draw").to_numpy()
+    spread = float(np.ptp(per_chain, axis=0).max())
+    return {
+        "min_ess_bulk": min_ess,
+        "max_rhat": max_rhat,
+        "weights_chain_spread": spread,
+        "chains_agree": bool(max_rhat <= 1.01 and spread < 0.05),
+    }
+
+
+def run_bayesmix(X: np.ndarray, k: int, settings: dict) -> dict:
+    import bayesmix as bm
+
+    start = time.perf_counter()
+    gm = bm.GaussianMixture(n_components=k, random_state=0)
+    gm.fit(X, progressbar=False, **settings)
+    total = time.perf_counter() - start
+    result = {"total_s": total}
+    result |= _diagnostics(gm.idata["posterior"])
+    result["divergences"] = int(gm.idata["sample_stats"]["diverging"].sum())
+    return result
+
+
+def plain_pymc_model(X: np.ndarray, k: int):
+    """Build the formulation users write by hand, with bayesmix's default priors."""
+    import pymc as pm
+    import pytensor.tensor as pt
+    from pymc.distributions.transforms import ordered
+
+    d = X.shape[1]
+    loc, scale = X.mean(0), X.std(0)
+    with pm.Model() as model:
+        weights = pm.Dirichlet("weights", a=np.ones(k))
+        first = pm.Normal(
+            "means_first",
+            mu=loc[0],
+            sigma=3 * scale[0],
+            shape=k,
+            transform=ordered,
+            initval=np.linspace(-1, 1, k) * scale[0] + loc[0],
+        )
+        columns = [first[:, None]]
+        if d > 1:
+            columns.append(
+                pm.Normal("means_rest", mu=loc[1:], sigma=3 * scale[1:], shape=(k, d - 1))
+            )
+        means = pm.Deterministic("means", pt.concatenate(columns, axis=1))
+        chols, covs = [], []
+        for j in range(k):
+            if d > 1:
+                chol, _, _ = pm.LKJCholeskyCov(
+                    f"chol_cov_{j}",
+                    n=d,
+                    eta=2.0,
+                    sd_dist=pm.HalfNormal.dist(sigma=2 * scale, shape=d),
+                    compute_corr=True,
+                )
+            else:
+                chol = pm.HalfNormal(f"sigma_{j}", sigma=2 * scale[0])[None, None]
+            chols.append(chol)
+            covs.append(chol @ chol.T)
+        pm.Deterministic("covariances", pt.stack(covs))
+        components = [pm.MvNormal.dist(mu=means[j], chol=chols[j]) for j in range(k)]
+        pm.Mixture("x", w=weights, comp_dists=components, observed=X)
+    return model
+
+
+def run_plain(X: np.ndarray, k: int, settings: dict) -> dict:
+    import nutpie
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        start = time.perf_counter()
+        model = plain_pymc_model(X, k)
+        build = time.perf_counter() - start
+        start = time.perf_counter()
+        compiled = nutpie.compile_pymc_model(model, backend="numba")
+        compile_s = time.perf_counter() - start
+        start = time.perf_counter()
+        idata = nutpie.sample(
+            compiled,
+            draws=settings["draws"],
+            tune=settings["tune"],
+            chains=settings["chains"],
+            seed=0,
+            progress_bar=False,
+        )
+        sample = time.perf_counter() - start
+    result = {"build_s": build, "compile_s": compile_s, "sample_s": sample}
+    result["total_s"] = build + compile_s + sample
+    result |= _diagnostics(idata["posterior"])
+    result["divergences"] = int(idata["sample_stats"]["diverging"].sum())
+    return result
+
+
+def run_em(X: np.ndarray, k: int, which: str) -> dict:
+    from sklearn.mixture import GaussianMixture
+
+    import bayesmix as bm
+
+    spec = {"n_components": k, "n_init": 1, "tol": 1e-6, "max_iter": 2000, "random_state": 0}
+    start = time.perf_counter()
+    if which == "bayesmix-em":
+        gm = bm.GaussianMixture(**spec).fit(X, method="em")
+        loglik, n_iter = gm.em_.log_likelihood * len(X), gm.em_.n_iter
+    else:
+        sk = GaussianMixture(**spec).fit(X)
+        loglik, n_iter = sk.score(X) * len(X), sk.n_iter_
+    seconds = time.perf_counter() - start
+    return {"total_s": seconds, "log_likelihood": float(loglik), "n_iter": int(n_iter)}
+
+
+def worker(spec: dict) -> dict:
+    """Run one (workload, peer) fit in this process and return its metrics."""
+    X = make_data(**WORKLOADS[spec["workload"]])
+    k = WORKLOADS[spec["workload"]]["n_components"]
+    settings = spec["settings"]
+    if spec["peer"] == "bayesmix":
+        return run_bayesmix(X, k, settings)
+    if spec["peer"] == "pymc-plain":
+        return run_plain(X, k, settings)
+    return run_em(X, k, spec["peer"])
+
+
+def machine() -> dict:
+    packages = ["bayesmix", "pymc", "pytensor", "nutpie", "numpy", "arviz-stats", "scikit-learn"]
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "packages": {name: version(name) for name in packages},
+    }
+
+
+def markdown(results: dict) -> str:
+    lines = [
+        f"# bayesmix benchmark ({results['mode']})",
+        "",
+        f"Machine: {results['machine']['platform']}, {results['machine']['cpus']} CPUs, "
+        f"Python {results['machine']['python']}; "
+        + ", ".join(f"{k} {v}" for k, v in results["machine"]["packages"].items()),
+        f"NUTS settings: {results['settings']}. Command: `{results['command']}`.",
+        "",
+        "| workload | peer | total s | compile s | min bulk ESS | ESS/s | max R-hat | "
+        "divergences | chains agree | EM log-lik |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in results["rows"]:
+        m = row["metrics"]
+        if "error" in m:
+            lines.append(f"| {row['workload']} | {row['peer']} | failed: {m['error']} |||||||||")
+            continue
+        ess = m.get("min_ess_bulk")
+        lines.append(
+            "| {w} | {p} | {t:.1f} | {c} | {e} | {r} | {h} | {d} | {a} | {l} |".format(
+                w=row["workload"],
+                p=row["peer"],
+                t=m["total_s"],
+                c=f"{m['compile_s']:.1f}" if "compile_s" in m else "",
+                e=f"{ess:.0f}" if ess is not None else "",
+                r=f"{ess / m['total_s']:.1f}" if ess is not None else "",
+                h=f"{m['max_rhat']:.3f}" if "max_rhat" in m else "",
+                d=m.get("divergences", ""),
+                a=m.get("chains_agree", ""),
+                l=f"{m['log_likelihood']:.2f}" if "log_likelihood" in m else "",
+            )
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="two small workloads, short chains")
+    parser.add_argument("--out", default=str(HERE / "results"), help="results folder")
+    parser.add_argument("--workloads", help="comma-separated subset of " + ",".join(WORKLOADS))
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(json.loads(args.worker))))
+        return 0
+    names = QUICK if args.quick else list(WORKLOADS)
+    if args.workloads:
+        names = args.workloads.split(",")
+    settings = (
+        {"draws": 200, "tune": 200, "chains": 2}
+        if args.quick
+        else {"draws": 1000, "tune": 1000, "chains": 2}
+    )
+    rows = []
+    for name in names:
+        for peer in PEERS:
+            spec = {"workload": name, "peer": peer, "settings": settings}
+            done = subprocess.run(
+                [sys.executable, __file__, "--worker", json.dumps(spec)],
+                capture_output=True,
+                text=True,
+                env={**os.environ, "PYTHONWARNINGS": "ignore"},
+            )
+            if done.returncode == 0:
+                metrics = json.loads(done.stdout.strip().splitlines()[-1])
+            else:
+                metrics = {"error": (done.stderr.strip().splitlines() or ["?"])[-1][:200]}
+            rows.append({"workload": name, "peer": peer, "metrics": metrics})
+            print(name, peer, metrics, flush=True)
+    results = {
+        "mode": "quick" if args.quick else "full",
+        "command": "python bench/run.py" + (" --quick" if args.quick else ""),
+        "settings": settings,
+        "machine": machine(),
+        "workloads": {name: WORKLOADS[name] for name in names},
+        "rows": rows,
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "latest.json").write_text(json.dumps(results, indent=2))
+    (out / "latest.md").write_text(markdown(results))
+    failed = [row for row in rows if "error" in row["metrics"]]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
