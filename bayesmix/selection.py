@@ -72,7 +72,7 @@ def select_k(
     random_state : int, optional
         Seeds every fit.
     progressbar : bool, default=True
-        Show the sampler's progress.
+        Show the progress over K and the sampler's progress.
     **model_kwargs
         Further :class:`GaussianMixture` arguments (``priors``, ``n_init``, ...).
 
@@ -109,7 +109,9 @@ def select_k(
         )
     data = check_data(X, n_components=max(ks))
     rows, pointwise = [], {}
-    for k in ks:
+    from rich.progress import track
+
+    for k in track(ks, description="select_k: fitting K", disable=not progressbar, transient=True):
         spec = {"n_components": k, "covariance_type": covariance_type, "random_state": random_state}
         em = GaussianMixture(**spec, **model_kwargs).fit(data.values, method="em")
         loglik = float(em.em_.log_likelihood * data.n_samples)

@@ -3,7 +3,7 @@
 Nothing here touches the network: every data set is a file inside the package.
 """
 
-from bayesmix.datasets._loaders import load_faithful
+from bayesmix.datasets._loaders import load_faithful, load_galaxies, load_iris
 from bayesmix.datasets._simulate import make_mixture
 
-__all__ = ["load_faithful", "make_mixture"]
+__all__ = ["load_faithful", "load_galaxies", "load_iris", "make_mixture"]
