@@ -47,10 +47,9 @@ from bayesmix.exceptions import (
 from bayesmix.io import load, save_datatree
 from bayesmix.priors import Prior, resolve_priors
 from bayesmix.stats import (
-    draw_log_prob,
-    log_responsibilities,
-    mixture_log_density,
     pointwise_log_likelihood,
+    posterior_log_density,
+    posterior_responsibilities,
     relabel_permutations,
 )
 
@@ -664,13 +663,16 @@ class MixtureModel(ABC):
             )
         return data
 
-    def _weighted_log_prob(self, X: Any, max_draws: int | None = None) -> np.ndarray:
+    def _draws_for(
+        self, X: Any, max_draws: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Return validated ``X`` and the posterior draws (evenly thinned to ``max_draws``)."""
         data = self._check_X(X)
         weights, means, cov = self._posterior_arrays()
         if max_draws is not None and weights.shape[0] > max_draws:
             keep = np.linspace(0, weights.shape[0] - 1, max_draws).round().astype(int)
             weights, means, cov = weights[keep], means[keep], cov[keep]
-        return draw_log_prob(data.values, weights, means, cov)
+        return data.values, weights, means, cov
 
     @single_blas_thread
     def predict_proba(self, X: Any) -> np.ndarray:
@@ -688,8 +690,7 @@ class MixtureModel(ABC):
         ndarray of shape (n_samples, n_components)
             Rows sum to one.
         """
-        log_resp = log_responsibilities(self._weighted_log_prob(X, max_draws=1000))
-        return np.exp(log_resp).mean(axis=0)
+        return posterior_responsibilities(*self._draws_for(X, max_draws=1000))
 
     def predict(self, X: Any) -> np.ndarray:
         """Return the most probable component of each sample, shape (n_samples,)."""
@@ -702,13 +703,13 @@ class MixtureModel(ABC):
         For NUTS, ``log mean_s p(x_n | theta_s)`` over posterior draws (at most 1000,
         evenly thinned); for EM, ``log p(x_n | theta_hat)``.
         """
-        return mixture_log_density(self._weighted_log_prob(X, max_draws=1000))
+        return posterior_log_density(*self._draws_for(X, max_draws=1000))
 
     def _plugin_log_likelihood(self, X: Any) -> tuple[float, int]:
         data = self._check_X(X)
         cov = self.idata["posterior"]["covariances"].mean(("chain", "draw")).to_numpy()
-        weighted = draw_log_prob(data.values, self.weights_[None], self.means_[None], cov[None])
-        return float(mixture_log_density(weighted).sum()), data.n_samples
+        point = (self.weights_[None], self.means_[None], cov[None])
+        return float(posterior_log_density(data.values, *point).sum()), data.n_samples
 
     @single_blas_thread
     def bic(self, X: Any) -> float:

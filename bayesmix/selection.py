@@ -97,7 +97,7 @@ def select_k(
     --------
     >>> import bayesmix as bm
     >>> X = bm.datasets.load_faithful()
-    >>> table = bm.select_k(X, ks=[1, 2, 3], method="em", random_state=0)
+    >>> table = bm.select_k(X, ks=[1, 2, 3], method="em", random_state=0, progressbar=False)
     >>> table.attrs["best"]["bic"]
     2
     """

@@ -10,22 +10,31 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from scipy.special import logsumexp
 
-from bayesmix.em import compute_precision_cholesky, estimate_log_gaussian_prob
-
 __all__ = [
     "draw_log_prob",
     "log_responsibilities",
     "mixture_log_density",
     "n_parameters",
     "pointwise_log_likelihood",
+    "posterior_log_density",
+    "posterior_responsibilities",
     "relabel_permutations",
 ]
+
+
+_LOG_2PI = float(np.log(2.0 * np.pi))
+# Largest (draws x samples x components x features) block evaluated at once (32 MiB).
+_BLOCK_ELEMENTS = 2**22
 
 
 def draw_log_prob(
     X: np.ndarray, weights: np.ndarray, means: np.ndarray, covariances: np.ndarray
 ) -> np.ndarray:
     """Return ``log pi_k + log N(x_n | mu_k, Sigma_k)`` for every draw.
+
+    Vectorised over draws, samples and components: one batched Cholesky factorisation
+    of the covariances, then forward substitution ``L z = x - mu`` unrolled over the
+    features (the same computation as the model's PyTensor likelihood), no inverse.
 
     Parameters
     ----------
@@ -38,13 +47,55 @@ def draw_log_prob(
     -------
     ndarray of shape (n_draws, n_samples, n_components)
     """
-    out = np.empty((weights.shape[0], X.shape[0], weights.shape[1]))
+    chol = np.linalg.cholesky(covariances)  # (S, K, D, D)
+    n_features = X.shape[1]
+    diff = X[None, :, None, :] - means[:, None, :, :]  # (S, N, K, D)
+    z = np.empty_like(diff)
+    for i in range(n_features):
+        residual = diff[..., i] - np.einsum("skj,snkj->snk", chol[:, :, i, :i], z[..., :i])
+        z[..., i] = residual / chol[:, None, :, i, i]
+    mahalanobis = np.einsum("snkd,snkd->snk", z, z)
+    log_det = np.log(np.diagonal(chol, axis1=-2, axis2=-1)).sum(axis=-1)  # (S, K)
     with np.errstate(divide="ignore"):
         log_w = np.log(weights)
-    for s in range(weights.shape[0]):
-        prec_chol = compute_precision_cholesky(covariances[s], "full")
-        out[s] = log_w[s] + estimate_log_gaussian_prob(X, means[s], prec_chol, "full")
-    return out
+    component = -0.5 * n_features * _LOG_2PI - log_det[:, None, :] - 0.5 * mahalanobis
+    return log_w[:, None, :] + component
+
+
+def _draw_blocks(X: np.ndarray, means: np.ndarray) -> tuple[range, int]:
+    """Start indices of blocks of draws small enough to evaluate at once."""
+    n_draws, n_components, n_features = means.shape
+    size = max(1, _BLOCK_ELEMENTS // (X.shape[0] * n_components * n_features))
+    return range(0, n_draws, size), size
+
+
+def posterior_responsibilities(
+    X: np.ndarray, weights: np.ndarray, means: np.ndarray, covariances: np.ndarray
+) -> np.ndarray:
+    """Return ``p(z_n = k | x_n)`` averaged over draws, shape ``(n_samples, n_components)``.
+
+    Draws are processed in blocks, so memory does not grow with the number of draws.
+    Arguments as in :func:`draw_log_prob`.
+    """
+    starts, size = _draw_blocks(X, means)
+    total = np.zeros((X.shape[0], weights.shape[1]))
+    for start in starts:
+        block = slice(start, start + size)
+        weighted = draw_log_prob(X, weights[block], means[block], covariances[block])
+        total += np.exp(log_responsibilities(weighted)).sum(axis=0)
+    return total / weights.shape[0]
+
+
+def posterior_log_density(
+    X: np.ndarray, weights: np.ndarray, means: np.ndarray, covariances: np.ndarray
+) -> np.ndarray:
+    """Return ``log (1/S) sum_s p(x_n | theta^s)``, shape ``(n_samples,)``, in blocks of draws.
+
+    With one draw this is the plug-in log density of a point estimate. Arguments as in
+    :func:`draw_log_prob`.
+    """
+    per_draw = pointwise_log_likelihood(X, weights, means, covariances)  # (S, N)
+    return logsumexp(per_draw, axis=0) - np.log(per_draw.shape[0])
 
 
 def mixture_log_density(weighted_log_prob: np.ndarray) -> np.ndarray:
@@ -63,19 +114,18 @@ def pointwise_log_likelihood(
     weights: np.ndarray,
     means: np.ndarray,
     covariances: np.ndarray,
-    *,
-    chunk_size: int = 256,
 ) -> np.ndarray:
     """Return ``log p(x_n | theta^s)`` for every draw and sample, shape ``(n_draws, n_samples)``.
 
     The marginal (label-summed) log-density of each observation under each draw: the
-    ``log_likelihood`` group that LOO and WAIC use. Draws are processed in chunks so the
-    ``(draws, samples, components)`` intermediate stays small. Arguments as in
+    ``log_likelihood`` group that LOO and WAIC use. Draws are processed in blocks so the
+    ``(draws, samples, components, features)`` intermediates stay small. Arguments as in
     :func:`draw_log_prob`.
     """
     out = np.empty((weights.shape[0], X.shape[0]))
-    for start in range(0, weights.shape[0], chunk_size):
-        block = slice(start, start + chunk_size)
+    starts, size = _draw_blocks(X, means)
+    for start in starts:
+        block = slice(start, start + size)
         weighted = draw_log_prob(X, weights[block], means[block], covariances[block])
         out[block] = logsumexp(weighted, axis=2)
     return out
