@@ -450,17 +450,8 @@ class MixtureModel(ABC):
         """Pointwise log-likelihood of every posterior draw (dims chain, draw, obs)."""
         post = idata["posterior"]
         n_chains, n_draws = post.sizes["chain"], post.sizes["draw"]
-
-        def flat(name: str, *core: str) -> np.ndarray:
-            values = post[name].transpose("chain", "draw", *core).to_numpy()
-            return values.reshape(n_chains * n_draws, *values.shape[2:])
-
-        pointwise = pointwise_log_likelihood(
-            data.values,
-            flat("weights", "component"),
-            flat("means", "component", "feature"),
-            flat("covariances", "component", "feature", "feature_bis"),
-        )
+        draws = (a.reshape(n_chains * n_draws, *a.shape[2:]) for a in posterior_draws(idata))
+        pointwise = pointwise_log_likelihood(data.values, *draws)
         return xr.Dataset(
             {"x": (("chain", "draw", "obs"), pointwise.reshape(n_chains, n_draws, -1))},
             coords={"chain": post["chain"], "draw": post["draw"], "obs": data.obs},
@@ -640,17 +631,8 @@ class MixtureModel(ABC):
         return table
 
     def _posterior_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        post = self.idata["posterior"]
-        stacked = post.to_dataset()[["weights", "means", "covariances"]].stack(
-            sample=("chain", "draw")
-        )
-        return (
-            stacked["weights"].transpose("sample", "component").to_numpy(),
-            stacked["means"].transpose("sample", "component", "feature").to_numpy(),
-            stacked["covariances"]
-            .transpose("sample", "component", "feature", "feature_bis")
-            .to_numpy(),
-        )
+        """Return the posterior weights, means and covariances with (chain, draw) flattened."""
+        return tuple(a.reshape(-1, *a.shape[2:]) for a in posterior_draws(self.idata))
 
     def _check_X(self, X: Any) -> MixtureData:
         """Validate data for prediction: fitted model, finite values, the fitted features."""
@@ -726,6 +708,18 @@ class MixtureModel(ABC):
         """Akaike information criterion at the point estimate (lower is better)."""
         loglik, _ = self._plugin_log_likelihood(X)
         return -2.0 * loglik + 2.0 * self._n_parameters(self.n_features_in_)
+
+
+def posterior_draws(idata: xr.DataTree) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return the posterior weights, means and covariances as arrays, dims (chain, draw, ...)."""
+    post = idata["posterior"]
+    return (
+        post["weights"].transpose("chain", "draw", "component").to_numpy(),
+        post["means"].transpose("chain", "draw", "component", "feature").to_numpy(),
+        post["covariances"]
+        .transpose("chain", "draw", "component", "feature", "feature_bis")
+        .to_numpy(),
+    )
 
 
 def _observed_data(idata: xr.DataTree) -> MixtureData:

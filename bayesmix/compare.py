@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from bayesmix._base import _observed_data, posterior_draws
 from bayesmix._threads import single_blas_thread
 from bayesmix.em import EMResult, full_covariances
 from bayesmix.exceptions import InvalidParameterError, NotFittedError
@@ -211,7 +212,7 @@ def _check_mcmc(fit: Any, name: str, what: str) -> None:
 
 def _training_data(fit: Any) -> np.ndarray:
     """Return the data ``fit`` was fitted to, shape (n_samples, n_features)."""
-    return fit.idata["observed_data"]["x"].transpose("obs", "feature").to_numpy()
+    return _observed_data(fit.idata).values
 
 
 def _point_from_fit(fit: Any) -> Point:
@@ -232,14 +233,7 @@ def _point_from_em(em: EMResult) -> Point:
 
 def _posterior_draws(fit: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Return the posterior weights, means and covariances, dims (chain, draw, ...)."""
-    post = fit.idata["posterior"]
-    return (
-        post["weights"].transpose("chain", "draw", "component").to_numpy(),
-        post["means"].transpose("chain", "draw", "component", "feature").to_numpy(),
-        post["covariances"]
-        .transpose("chain", "draw", "component", "feature", "feature_bis")
-        .to_numpy(),
-    )
+    return posterior_draws(fit.idata)
 
 
 def _check_comparable(em_fit: Any, mcmc_fit: Any) -> None:

@@ -13,7 +13,6 @@ from scipy.special import logsumexp
 __all__ = [
     "draw_log_prob",
     "log_responsibilities",
-    "mixture_log_density",
     "n_parameters",
     "pointwise_log_likelihood",
     "posterior_log_density",
@@ -95,17 +94,6 @@ def posterior_log_density(
     :func:`draw_log_prob`.
     """
     per_draw = pointwise_log_likelihood(X, weights, means, covariances)  # (S, N)
-    return logsumexp(per_draw, axis=0) - np.log(per_draw.shape[0])
-
-
-def mixture_log_density(weighted_log_prob: np.ndarray) -> np.ndarray:
-    """Return the posterior predictive log density of every sample.
-
-    ``log (1/S) sum_s sum_k pi_k^s N(x_n | theta_k^s)`` from the output of
-    :func:`draw_log_prob`, shape ``(n_samples,)``. With one draw this is the plug-in
-    log density of a point estimate.
-    """
-    per_draw = logsumexp(weighted_log_prob, axis=2)  # (S, N)
     return logsumexp(per_draw, axis=0) - np.log(per_draw.shape[0])
 
 
