@@ -12,7 +12,9 @@ Examples
 from importlib.metadata import PackageNotFoundError, version
 
 from bayesmix import datasets
+from bayesmix._discrete import BernoulliMixture, PoissonMixture
 from bayesmix._gaussian import GaussianMixture
+from bayesmix._student_t import StudentTMixture
 from bayesmix.compare import compare_fits
 from bayesmix.exceptions import (
     ConvergenceWarning,
@@ -32,7 +34,12 @@ from bayesmix.plots import (
 )
 from bayesmix.priors import Prior
 from bayesmix.report import write_report
-from bayesmix.selection import plot_select_k, select_k
+from bayesmix.selection import (
+    nonempty_components,
+    overfitted_mixture,
+    plot_select_k,
+    select_k,
+)
 
 try:
     __version__ = version("bayesmix")
@@ -40,17 +47,22 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
 __all__ = [
+    "BernoulliMixture",
     "ConvergenceWarning",
     "DataError",
     "GaussianMixture",
     "NotFittedError",
+    "PoissonMixture",
     "Prior",
     "PriorError",
     "SamplerWarning",
+    "StudentTMixture",
     "__version__",
     "compare_fits",
     "datasets",
     "load",
+    "nonempty_components",
+    "overfitted_mixture",
     "plot_compare",
     "plot_components",
     "plot_ppc",

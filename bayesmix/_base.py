@@ -37,6 +37,7 @@ from bayesmix._validation import (
     check_seed,
 )
 from bayesmix.em import EMResult
+from bayesmix.em_families import MixtureEMResult
 from bayesmix.exceptions import (
     ConvergenceWarning,
     DataError,
@@ -47,6 +48,7 @@ from bayesmix.exceptions import (
 from bayesmix.io import load, save_datatree
 from bayesmix.priors import Prior, resolve_priors
 from bayesmix.stats import (
+    draw_log_prob,
     pointwise_log_likelihood,
     posterior_log_density,
     posterior_responsibilities,
@@ -56,6 +58,9 @@ from bayesmix.stats import (
 __all__ = ["MixtureModel", "sampler_problems"]
 
 _log = logging.getLogger("bayesmix")
+
+# The EM result of any family.
+AnyEMResult = EMResult | MixtureEMResult
 
 METHODS = ("nuts", "em")
 NUTS_SAMPLERS = ("nutpie", "pymc")
@@ -70,8 +75,31 @@ class MixtureModel(ABC):
     """Base class of the bayesmix mixture families (not instantiated directly)."""
 
     _family: str = ""
+    # Posterior variables that parameterise each component's density, in the order that
+    # ``_component_log_prob`` takes them (component axis first after chain and draw).
+    _component_vars: tuple[str, ...] = ()
+    # Whether boolean DataFrame columns are data (binary families) or an encoding mistake.
+    _accepts_bool = False
 
     # -- hooks a family implements ---------------------------------------------------------
+
+    @staticmethod
+    @abstractmethod
+    def _component_log_prob(X: np.ndarray, *params: np.ndarray) -> np.ndarray:
+        """``log p(x_n | theta_k)`` of shape (n_draws, n_samples, n_components)."""
+
+    @abstractmethod
+    def _relabel_locations(self, params: dict[str, np.ndarray], data: MixtureData) -> np.ndarray:
+        """Component summaries (n_draws, K, F) on a common scale, matched when relabelling."""
+
+    @abstractmethod
+    def _fitted_attributes(self, point: dict[str, np.ndarray]) -> None:
+        """Set the family's fitted attributes from the posterior means of ``_component_vars``."""
+
+    @classmethod
+    @abstractmethod
+    def _em_from_dict(cls, data: dict) -> Any:
+        """Rebuild the family's EM result from its ``to_dict`` form."""
 
     @abstractmethod
     def _rv_shapes(self, n_features: int) -> dict[str, tuple[str, ...]]: ...
@@ -86,16 +114,61 @@ class MixtureModel(ABC):
     def _build(self, data: MixtureData, priors: dict[str, Prior]) -> pm.Model: ...
 
     @abstractmethod
-    def _run_em(self, data: MixtureData, rng: np.random.Generator) -> EMResult: ...
+    def _run_em(
+        self, data: MixtureData, rng: np.random.Generator, priors: dict[str, Prior]
+    ) -> AnyEMResult: ...
 
     @abstractmethod
-    def _point_from_em(self, em: EMResult, n_features: int) -> dict[str, np.ndarray]: ...
-
-    @abstractmethod
-    def _sklearn_covariances(self, cov: np.ndarray) -> np.ndarray: ...
+    def _point_from_em(self, em: AnyEMResult, n_features: int) -> dict[str, np.ndarray]: ...
 
     @abstractmethod
     def _n_parameters(self, n_features: int) -> int: ...
+
+    def _start_from_em(self, em: AnyEMResult, n_features: int) -> dict[str, np.ndarray]:
+        """Return the NUTS start: the EM point, moved inside the support if on its edge."""
+        return self._point_from_em(em, n_features)
+
+    @property
+    def _summary_vars(self) -> tuple[str, ...]:
+        """Posterior variables in summaries, comparisons and diagnostics."""
+        return ("weights", *self._component_vars)
+
+    @property
+    def _diagnostic_vars(self) -> tuple[str, ...]:
+        """Free variables shown by trace and rank plots (not correlation factors)."""
+        shapes = self._rv_shapes(self.n_features_in_)
+        return tuple(name for name, dims in shapes.items() if "feature_bis" not in dims)
+
+    def _scalar_parameters(
+        self, draws: tuple[np.ndarray, ...], *, components: list[Any], features: list[Any]
+    ) -> tuple[list[str], list[str], np.ndarray]:
+        """Flatten flat draws (weights, *component params) to labelled scalar columns.
+
+        Every entry of every variable, labelled as :func:`arviz_stats.summary` does
+        (``"weights[0]"``, ``"rates[1, count]"``); families with redundant entries
+        (symmetric matrices) override this.
+        """
+        dims = self._posterior_dims(len(features))
+        labels_of = {"component": components, "feature": features, "feature_bis": features}
+        variables, labels, columns = [], [], []
+        for name, values in zip(self._summary_vars, draws, strict=True):
+            var_dims = dims.get(name, ["component"])
+            for index in np.ndindex(values.shape[1:]):
+                text = ", ".join(
+                    str(labels_of[dim][i]) for dim, i in zip(var_dims, index, strict=True)
+                )
+                variables.append(name)
+                labels.append(f"{name}[{text}]")
+                columns.append(values[(slice(None), *index)])
+        return variables, labels, np.stack(columns, axis=-1)
+
+    def _posterior_dims(self, n_features: int) -> dict[str, list[str]]:
+        """Dims of every posterior variable (free and deterministic)."""
+        return {name: list(d) for name, d in self._rv_shapes(n_features).items()}
+
+    def _check_data(self, data: MixtureData) -> None:
+        """Run family-specific checks of the training data (counts, binary values, ...)."""
+        return None
 
     # -- specification -------------------------------------------------------------------
 
@@ -120,7 +193,6 @@ class MixtureModel(ABC):
         check_positive_int(self.n_init, "n_init")
         check_positive_int(self.max_iter, "max_iter")
         check_nonnegative(self.tol, "tol")
-        check_nonnegative(self.reg_covar, "reg_covar")
         check_seed(self.random_state, "random_state")
 
     def __getattr__(self, name: str) -> Any:
@@ -135,7 +207,8 @@ class MixtureModel(ABC):
     def _prepare(self, X: Any) -> tuple[MixtureData, dict[str, Prior]]:
         """Validate parameters and data and resolve the priors; no side effects."""
         self._check_params()
-        data = check_data(X, n_components=self.n_components)
+        data = check_data(X, n_components=self.n_components, allow_bool=self._accepts_bool)
+        self._check_data(data)
         check_enough_samples(data, *self._min_samples(data.n_features))
         defaults = self._default_priors(data)
         priors = resolve_priors(defaults, self.priors, self._allowed_priors())
@@ -218,7 +291,7 @@ class MixtureModel(ABC):
                 check_positive_int(cores, "cores")
         data, priors = self._prepare(X)
         rng = np.random.default_rng(self.random_state)
-        em = self._run_em(data, rng)
+        em = self._run_em(data, rng, priors)
         if method == "em":
             idata = self._em_datatree(data, em)
             settings: dict[str, Any] = {}
@@ -240,7 +313,7 @@ class MixtureModel(ABC):
         return self
 
     def _root_attrs(
-        self, priors: dict[str, Prior], em: EMResult, method: str, settings: dict[str, Any]
+        self, priors: dict[str, Prior], em: AnyEMResult, method: str, settings: dict[str, Any]
     ) -> dict[str, Any]:
         from bayesmix import __version__
 
@@ -299,24 +372,29 @@ class MixtureModel(ABC):
         priors = {
             key: Prior.from_dict(value) for key, value in json.loads(idata.attrs["priors"]).items()
         }
-        em = EMResult.from_dict(json.loads(idata.attrs["em_result"]))
+        em = cls._em_from_dict(json.loads(idata.attrs["em_result"]))
         model._set_fitted(data, priors, em, idata)
         return model
 
     def _set_fitted(
-        self, data: MixtureData, priors: dict[str, Prior], em: EMResult, idata: xr.DataTree
+        self, data: MixtureData, priors: dict[str, Prior], em: AnyEMResult, idata: xr.DataTree
     ) -> None:
-        post = idata["posterior"]
         self.idata = idata
         self.em_ = em
         self.priors_ = priors
         self.n_features_in_ = data.n_features
         self.feature_names_in_ = list(data.features)
-        self.weights_ = post["weights"].mean(("chain", "draw")).to_numpy()
-        self.means_ = post["means"].mean(("chain", "draw")).to_numpy()
-        self.covariances_ = self._sklearn_covariances(
-            post["covariances"].mean(("chain", "draw")).to_numpy()
-        )
+        weights, *params = self._posterior_mean()
+        self.weights_ = weights
+        self._fitted_attributes(dict(zip(self._component_vars, params, strict=True)))
+
+    def _posterior_mean(self) -> list[np.ndarray]:
+        """Posterior means of the weights and the component parameters."""
+        return [a.mean(axis=(0, 1)) for a in self._param_draws(self.idata)]
+
+    def _param_draws(self, idata: xr.DataTree) -> tuple[np.ndarray, ...]:
+        """Return the weights and component parameters, dims (chain, draw, component, ...)."""
+        return posterior_draws(idata, ("weights", *self._component_vars))
 
     # -- EM result -----------------------------------------------------------------------
 
@@ -329,16 +407,22 @@ class MixtureModel(ABC):
         }
 
     def _var_dims(self, n_features: int) -> dict[str, list[str]]:
-        dims = {name: list(d) for name, d in self._rv_shapes(n_features).items()}
-        dims["covariances"] = ["component", "feature", "feature_bis"]
+        dims = self._posterior_dims(n_features)
         dims["x"] = ["obs", "feature"]
         return dims
 
-    def _em_datatree(self, data: MixtureData, em: EMResult) -> xr.DataTree:
+    def _pointwise(self, X: np.ndarray, draws: tuple[np.ndarray, ...]) -> np.ndarray:
+        """``log p(x_n | theta^s)`` of flat draws (weights, *component params)."""
+        return pointwise_log_likelihood(X, *draws, component_log_prob=self._component_log_prob)
+
+    def _pointwise_components(self, X: np.ndarray, draws: tuple[np.ndarray, ...]) -> np.ndarray:
+        """``log pi_k + log p(x_n | theta_k)`` of flat draws, shape (n_draws, N, K)."""
+        return draw_log_prob(X, *draws, component_log_prob=self._component_log_prob)
+
+    def _em_datatree(self, data: MixtureData, em: AnyEMResult) -> xr.DataTree:
         point = self._point_from_em(em, data.n_features)
-        pointwise = pointwise_log_likelihood(
-            data.values, point["weights"][None], point["means"][None], point["covariances"][None]
-        )[0]
+        names = ("weights", *self._component_vars)
+        pointwise = self._pointwise(data.values, tuple(point[name][None] for name in names))[0]
         idata = azb.from_dict(
             {
                 "posterior": {key: value[None, None] for key, value in point.items()},
@@ -369,7 +453,7 @@ class MixtureModel(ABC):
         self,
         data: MixtureData,
         priors: dict[str, Prior],
-        em: EMResult,
+        em: AnyEMResult,
         *,
         draws: int,
         tune: int,
@@ -381,7 +465,7 @@ class MixtureModel(ABC):
         progressbar: bool,
     ) -> xr.DataTree:
         model = self._build(data, priors)
-        start = self._point_from_em(em, data.n_features)
+        start = self._start_from_em(em, data.n_features)
         free = {rv.name for rv in model.free_RVs}
         start = {key: value for key, value in start.items() if key in free}
         _log.info(
@@ -450,8 +534,8 @@ class MixtureModel(ABC):
         """Pointwise log-likelihood of every posterior draw (dims chain, draw, obs)."""
         post = idata["posterior"]
         n_chains, n_draws = post.sizes["chain"], post.sizes["draw"]
-        draws = (a.reshape(n_chains * n_draws, *a.shape[2:]) for a in posterior_draws(idata))
-        pointwise = pointwise_log_likelihood(data.values, *draws)
+        draws = tuple(a.reshape(n_chains * n_draws, *a.shape[2:]) for a in self._param_draws(idata))
+        pointwise = self._pointwise(data.values, draws)
         return xr.Dataset(
             {"x": (("chain", "draw", "obs"), pointwise.reshape(n_chains, n_draws, -1))},
             coords={"chain": post["chain"], "draw": post["draw"], "obs": data.obs},
@@ -461,31 +545,28 @@ class MixtureModel(ABC):
         self,
         start: dict[str, np.ndarray],
         data: MixtureData,
-        em: EMResult,
+        em: Any,
         rng: np.random.Generator,
     ) -> dict[str, np.ndarray]:
-        """Return a start near the EM estimate, moved by about one posterior sd of the means."""
-        counts = np.maximum(em.weights * data.n_samples, 1.0)
-        sd = data.values.std(axis=0)
-        means = start["means"] + rng.uniform(-1, 1, start["means"].shape) * sd / np.sqrt(
-            counts[:, None]
-        )
-        if data.n_features == 1:
-            means = np.sort(means, axis=0)
-        jittered = dict(start)
-        jittered["means"] = means
-        weights = start["weights"] * np.exp(rng.uniform(-0.05, 0.05, start["weights"].shape))
-        jittered["weights"] = weights / weights.sum()
-        jittered["sigma"] = start["sigma"] * np.exp(rng.uniform(-0.05, 0.05, start["sigma"].shape))
-        return jittered
+        """Return a per-chain start for PyMC's sampler near the EM estimate (families override)."""
+        return dict(start)
 
-    def _relabel(self, idata: xr.DataTree, em: EMResult, data: MixtureData) -> None:
+    def _relabel(self, idata: xr.DataTree, em: AnyEMResult, data: MixtureData) -> None:
         """Put every draw in the EM labelling, in place; keep the permutations."""
         post = idata["posterior"].to_dataset()
-        means = post["means"].transpose("chain", "draw", "component", "feature").to_numpy()
-        n_chains, n_draws = means.shape[:2]
-        flat = means.reshape(n_chains * n_draws, *means.shape[2:])
-        perms = relabel_permutations(flat, em.means, data.values.std(axis=0))
+        draws = posterior_draws(idata, self._component_vars)
+        n_chains, n_draws = draws[0].shape[:2]
+        flat = {
+            name: a.reshape(n_chains * n_draws, *a.shape[2:])
+            for name, a in zip(self._component_vars, draws, strict=True)
+        }
+        point = self._point_from_em(em, data.n_features)
+        reference = {name: point[name][None] for name in self._component_vars}
+        perms = relabel_permutations(
+            self._relabel_locations(flat, data),
+            self._relabel_locations(reference, data)[0],
+            np.ones(1),
+        )
         perms = perms.reshape(n_chains, n_draws, -1)
         moved = int(np.any(perms != np.arange(self.n_components), axis=-1).sum())
         relabelled = {}
@@ -516,7 +597,7 @@ class MixtureModel(ABC):
 
     def _check_chains(self, idata: xr.DataTree) -> None:
         """Record the sampler diagnostics in ``idata.attrs`` and warn once per problem."""
-        figures, problems = sampler_problems(idata)
+        figures, problems = sampler_problems(idata, var_names=self._summary_vars)
         idata.attrs.update(figures)
         idata.attrs["warnings"] = json.dumps([message for _, message in problems])
         for category, message in problems:
@@ -626,13 +707,13 @@ class MixtureModel(ABC):
             lists the sampler's diagnostic warnings (empty when all is well).
         """
         self._check_fitted()
-        table = _summary(self.idata, kind)
+        table = _summary(self.idata, kind, self._summary_vars)
         table.attrs["warnings"] = json.loads(self.idata.attrs.get("warnings", "[]"))
         return table
 
-    def _posterior_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Return the posterior weights, means and covariances with (chain, draw) flattened."""
-        return tuple(a.reshape(-1, *a.shape[2:]) for a in posterior_draws(self.idata))
+    def _posterior_arrays(self) -> tuple[np.ndarray, ...]:
+        """Return the posterior weights and component parameters, (chain, draw) flattened."""
+        return tuple(a.reshape(-1, *a.shape[2:]) for a in self._param_draws(self.idata))
 
     def _check_X(self, X: Any) -> MixtureData:
         """Validate data for prediction: fitted model, finite values, the fitted features."""
@@ -643,18 +724,20 @@ class MixtureModel(ABC):
                 f"X has {data.n_features} features but the model was fitted with "
                 f"{self.n_features_in_} ({self.feature_names_in_}). Pass the same columns."
             )
+        self._check_data(data)
         return data
 
     def _draws_for(
         self, X: Any, max_draws: int | None = None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
         """Return validated ``X`` and the posterior draws (evenly thinned to ``max_draws``)."""
         data = self._check_X(X)
-        weights, means, cov = self._posterior_arrays()
-        if max_draws is not None and weights.shape[0] > max_draws:
-            keep = np.linspace(0, weights.shape[0] - 1, max_draws).round().astype(int)
-            weights, means, cov = weights[keep], means[keep], cov[keep]
-        return data.values, weights, means, cov
+        draws = self._posterior_arrays()
+        n_draws = draws[0].shape[0]
+        if max_draws is not None and n_draws > max_draws:
+            keep = np.linspace(0, n_draws - 1, max_draws).round().astype(int)
+            draws = tuple(a[keep] for a in draws)
+        return data.values, draws
 
     @single_blas_thread
     def predict_proba(self, X: Any) -> np.ndarray:
@@ -672,7 +755,8 @@ class MixtureModel(ABC):
         ndarray of shape (n_samples, n_components)
             Rows sum to one.
         """
-        return posterior_responsibilities(*self._draws_for(X, max_draws=1000))
+        X, draws = self._draws_for(X, max_draws=1000)
+        return posterior_responsibilities(X, *draws, component_log_prob=self._component_log_prob)
 
     def predict(self, X: Any) -> np.ndarray:
         """Return the most probable component of each sample, shape (n_samples,)."""
@@ -685,13 +769,13 @@ class MixtureModel(ABC):
         For NUTS, ``log mean_s p(x_n | theta_s)`` over posterior draws (at most 1000,
         evenly thinned); for EM, ``log p(x_n | theta_hat)``.
         """
-        return posterior_log_density(*self._draws_for(X, max_draws=1000))
+        X, draws = self._draws_for(X, max_draws=1000)
+        return posterior_log_density(X, *draws, component_log_prob=self._component_log_prob)
 
     def _plugin_log_likelihood(self, X: Any) -> tuple[float, int]:
         data = self._check_X(X)
-        cov = self.idata["posterior"]["covariances"].mean(("chain", "draw")).to_numpy()
-        point = (self.weights_[None], self.means_[None], cov[None])
-        return float(posterior_log_density(data.values, *point).sum()), data.n_samples
+        point = tuple(a[None] for a in self._posterior_mean())
+        return float(self._pointwise(data.values, point).sum()), data.n_samples
 
     @single_blas_thread
     def bic(self, X: Any) -> float:
@@ -710,16 +794,24 @@ class MixtureModel(ABC):
         return -2.0 * loglik + 2.0 * self._n_parameters(self.n_features_in_)
 
 
-def posterior_draws(idata: xr.DataTree) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Return the posterior weights, means and covariances as arrays, dims (chain, draw, ...)."""
+_GAUSSIAN_VARS = ("weights", "means", "covariances")
+
+
+def posterior_draws(
+    idata: xr.DataTree, names: tuple[str, ...] = _GAUSSIAN_VARS
+) -> tuple[np.ndarray, ...]:
+    """Return posterior variables as arrays with dims (chain, draw, component, ...).
+
+    The default names are the Gaussian family's weights, means and covariances.
+    """
     post = idata["posterior"]
-    return (
-        post["weights"].transpose("chain", "draw", "component").to_numpy(),
-        post["means"].transpose("chain", "draw", "component", "feature").to_numpy(),
-        post["covariances"]
-        .transpose("chain", "draw", "component", "feature", "feature_bis")
-        .to_numpy(),
-    )
+    out = []
+    for name in names:
+        da = post[name]
+        rest = [dim for dim in da.dims if dim not in ("chain", "draw", "component")]
+        order = ["chain", "draw"] + (["component"] if "component" in da.dims else []) + rest
+        out.append(da.transpose(*order).to_numpy())
+    return tuple(out)
 
 
 def _observed_data(idata: xr.DataTree) -> MixtureData:
@@ -733,12 +825,13 @@ def _observed_data(idata: xr.DataTree) -> MixtureData:
 
 
 def sampler_problems(
-    idata: xr.DataTree,
+    idata: xr.DataTree, var_names: tuple[str, ...] = _GAUSSIAN_VARS
 ) -> tuple[dict[str, float], list[tuple[type[Warning], str]]]:
     """Diagnose a NUTS result: figures for ``attrs`` and one message per problem.
 
     Checks divergences after tuning, max R-hat (> 1.01), min bulk and tail ESS (below
-    100 per chain) over the weights, means and covariances, and chains that collapsed
+    100 per chain) over ``var_names`` (default: the Gaussian weights, means and
+    covariances), and chains that collapsed
     a component (a chain whose mean weight for a component is below a quarter of the
     median over chains: an empty-component mode). Each message names the remedy.
 
@@ -763,7 +856,7 @@ def sampler_problems(
             )
             problems.append((SamplerWarning, message))
     with np.errstate(invalid="ignore", divide="ignore"):  # constant draws give NaN
-        diag = _summary(idata, "diagnostics")
+        diag = _summary(idata, "diagnostics", var_names)
     figures["min_ess_bulk"] = float(diag["ess_bulk"].min())
     figures["min_ess_tail"] = float(diag["ess_tail"].min())
     needed = _ESS_PER_CHAIN_MIN * n_chains
@@ -798,9 +891,9 @@ def sampler_problems(
     return figures, problems
 
 
-def _summary(idata: xr.DataTree, kind: str) -> pd.DataFrame:
-    """Summary table of the weights, means and covariances of ``idata``."""
-    var_names = ["weights", "means", "covariances"]
+def _summary(idata: xr.DataTree, kind: str, var_names: tuple[str, ...]) -> pd.DataFrame:
+    """Summary table of the variables ``var_names`` of ``idata``."""
+    var_names = list(var_names)
     if idata["posterior"].sizes["chain"] * idata["posterior"].sizes["draw"] == 1:
         rows = {}
         for name in var_names:

@@ -25,12 +25,12 @@ import pytensor.tensor as pt
 from pymc.distributions.transforms import Ordered, Transform
 
 from bayesmix._base import MixtureModel
-from bayesmix._validation import MixtureData, check_option
+from bayesmix._validation import MixtureData, check_nonnegative, check_option
 from bayesmix.em import COVARIANCE_TYPES, OBJECTIVES, EMResult, fit_em, full_covariances
 from bayesmix.priors import Prior
-from bayesmix.stats import n_parameters
+from bayesmix.stats import gaussian_log_prob, n_parameters
 
-__all__ = ["GaussianMixture", "mixture_logp", "mixture_random"]
+__all__ = ["GaussianMixture", "mahalanobis_terms", "mixture_logp", "mixture_random"]
 
 _LOG_2PI = float(np.log(2.0 * np.pi))
 
@@ -76,9 +76,21 @@ def mixture_logp(value: Any, weights: Any, means: Any, chol: Any) -> Any:
     -------
     TensorVariable of shape ``value.shape[:-1]``
     """
+    n_features, mahalanobis, log_det = mahalanobis_terms(value, means, chol)
+    component = -0.5 * n_features * _LOG_2PI - log_det - 0.5 * mahalanobis
+    return pt.logsumexp(pt.log(weights) + component, axis=-1)
+
+
+def mahalanobis_terms(value: Any, means: Any, chol: Any) -> tuple[int, Any, Any]:
+    """Return D, the squared Mahalanobis distances and ``log|L|`` per (observation, component).
+
+    Forward substitution ``L_k z = x_n - mu_k`` unrolled over the static number of
+    features (PyTensor); shapes as in :func:`mixture_logp`, results of shape
+    ``(..., N, K)`` and ``(..., K)``.
+    """
     n_features = value.type.shape[-1] or means.type.shape[-1]
     if n_features is None:
-        raise ValueError("mixture_logp needs a static number of features.")
+        raise ValueError("the mixture likelihood needs a static number of features.")
     x = value[..., None, :]  # (..., N, 1, D) against parameters (..., K, ...)
     z: list[Any] = []
     mahalanobis = 0.0
@@ -90,8 +102,7 @@ def mixture_logp(value: Any, weights: Any, means: Any, chol: Any) -> Any:
         z.append(residual / chol[..., i, i])
         mahalanobis = mahalanobis + z[i] ** 2
         log_det = log_det + pt.log(chol[..., i, i])
-    component = -0.5 * n_features * _LOG_2PI - log_det - 0.5 * mahalanobis
-    return pt.logsumexp(pt.log(weights) + component, axis=-1)
+    return n_features, mahalanobis, log_det
 
 
 def mixture_random(
@@ -226,6 +237,10 @@ class GaussianMixture(MixtureModel):
     """
 
     _family = "gaussian"
+    _component_vars = ("means", "covariances")
+    _component_log_prob = staticmethod(gaussian_log_prob)
+    # Name of the deterministic (K, D, D) matrices built from ``sigma`` and ``corr_chol``.
+    _matrix_var = "covariances"
 
     def __init__(
         self,
@@ -254,6 +269,7 @@ class GaussianMixture(MixtureModel):
 
     def _check_params(self) -> None:
         super()._check_params()
+        check_nonnegative(self.reg_covar, "reg_covar")
         check_option(self.covariance_type, "covariance_type", COVARIANCE_TYPES)
         check_option(self.objective, "objective", OBJECTIVES)
 
@@ -290,10 +306,51 @@ class GaussianMixture(MixtureModel):
             "sigma": Prior("HalfNormal", sigma=np.asarray(sigma_scale).tolist()),
             "corr_chol": Prior("LKJCorr", eta=2.0),
         }
-        return {name: priors[name] for name in self._rv_shapes(data.n_features)}
+        return {name: priors[name] for name in self._rv_shapes(data.n_features) if name in priors}
 
     def _allowed_priors(self) -> dict[str, frozenset[str]]:
         return _ALLOWED_PRIORS
+
+    def _posterior_dims(self, n_features: int) -> dict[str, list[str]]:
+        dims = super()._posterior_dims(n_features)
+        dims[self._matrix_var] = ["component", "feature", "feature_bis"]
+        return dims
+
+    def _scalar_parameters(
+        self, draws: tuple[np.ndarray, ...], *, components: list[Any], features: list[Any]
+    ) -> tuple[list[str], list[str], np.ndarray]:
+        """Weights, means and the free covariance entries of this covariance type."""
+        from bayesmix.compare import scalar_parameters
+
+        weights, means, matrices, *rest = draws
+        variables, labels, values = scalar_parameters(
+            weights,
+            means,
+            matrices,
+            covariance_type=self.covariance_type,
+            components=components,
+            features=features,
+            matrix_name=self._matrix_var,
+        )
+        for name, extra in zip(self._component_vars[2:], rest, strict=True):
+            for c in range(extra.shape[1]):
+                variables.append(name)
+                labels.append(f"{name}[{components[c]}]")
+            values = np.concatenate([values, extra], axis=-1)
+        return variables, labels, values
+
+    def _relabel_locations(self, params: dict[str, np.ndarray], data: MixtureData) -> np.ndarray:
+        """Component means in units of the data standard deviation of each feature."""
+        scale = data.values.std(axis=0)
+        return params["means"] / np.where(scale > 0, scale, 1.0)
+
+    def _fitted_attributes(self, point: dict[str, np.ndarray]) -> None:
+        self.means_ = point["means"]
+        self.covariances_ = self._sklearn_covariances(point["covariances"])
+
+    @classmethod
+    def _em_from_dict(cls, data: dict) -> EMResult:
+        return EMResult.from_dict(data)
 
     def _n_parameters(self, n_features: int) -> int:
         return n_parameters(self.n_components, n_features, self.covariance_type)
@@ -325,20 +382,24 @@ class GaussianMixture(MixtureModel):
                 rvs[name] = priors[name].create_variable(name, shape=shape, dims=rv_dims, **extra)
             chol = self._cholesky(rvs, k, d)
             pm.Deterministic(
-                "covariances", chol @ chol.mT, dims=("component", "feature", "feature_bis")
+                self._matrix_var, chol @ chol.mT, dims=("component", "feature", "feature_bis")
             )
-            pm.CustomDist(
-                "x",
-                rvs["weights"],
-                rvs["means"],
-                chol,
-                logp=mixture_logp,
-                random=mixture_random,
-                signature="(k),(k,d),(k,d,d)->(d)",
-                observed=pm.Data("x_data", data.values, dims=("obs", "feature")),
-                dims=("obs", "feature"),
-            )
+            self._likelihood(rvs, chol, pm.Data("x_data", data.values, dims=("obs", "feature")))
         return model
+
+    def _likelihood(self, rvs: dict[str, Any], chol: Any, observed: Any) -> Any:
+        """Add the observed variable ``x``: the mixture with the labels summed out."""
+        return pm.CustomDist(
+            "x",
+            rvs["weights"],
+            rvs["means"],
+            chol,
+            logp=mixture_logp,
+            random=mixture_random,
+            signature="(k),(k,d),(k,d,d)->(d)",
+            observed=observed,
+            dims=("obs", "feature"),
+        )
 
     def _cholesky(self, rvs: dict[str, Any], k: int, d: int) -> Any:
         """Cholesky factors (K, D, D) of the component covariances from the free variables."""
@@ -355,7 +416,9 @@ class GaussianMixture(MixtureModel):
 
     # -- EM ------------------------------------------------------------------------------
 
-    def _run_em(self, data: MixtureData, rng: np.random.Generator) -> EMResult:
+    def _run_em(
+        self, data: MixtureData, rng: np.random.Generator, priors: dict[str, Prior]
+    ) -> EMResult:
         result = fit_em(
             data.values,
             self.n_components,
@@ -375,20 +438,48 @@ class GaussianMixture(MixtureModel):
     def _point_from_em(self, em: EMResult, n_features: int) -> dict[str, np.ndarray]:
         """Every posterior variable at the EM estimate (constrained space)."""
         cov = full_covariances(em.covariances, em.covariance_type, self.n_components, n_features)
-        sd = np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1))  # (K, D)
+        return self._matrix_point(em.weights, em.means, cov, n_features)
+
+    def _matrix_point(
+        self, weights: np.ndarray, means: np.ndarray, matrices: np.ndarray, n_features: int
+    ) -> dict[str, np.ndarray]:
+        """Weights, means, the (K, D, D) matrices and their ``sigma`` / ``corr_chol``."""
+        sd = np.sqrt(np.diagonal(matrices, axis1=-2, axis2=-1))  # (K, D)
         sigma = sd[0] if self.covariance_type == "tied" else sd
         if self.covariance_type == "spherical":
             sigma = sd[:, 0]
         point = {
-            "weights": em.weights,
-            "means": em.means,
+            "weights": weights,
+            "means": means,
             "sigma": sigma,
-            "covariances": cov,
+            self._matrix_var: matrices,
         }
         if "corr_chol" in self._rv_shapes(n_features):
-            corr = _correlation_cholesky(cov)
+            corr = _correlation_cholesky(matrices)
             point["corr_chol"] = corr if self.covariance_type == "full" else corr[0]
         return point
+
+    def _jitter_start(
+        self,
+        start: dict[str, np.ndarray],
+        data: MixtureData,
+        em: EMResult,
+        rng: np.random.Generator,
+    ) -> dict[str, np.ndarray]:
+        """Return a start near the EM estimate, moved by about one posterior sd of the means."""
+        counts = np.maximum(em.weights * data.n_samples, 1.0)
+        sd = data.values.std(axis=0)
+        means = start["means"] + rng.uniform(-1, 1, start["means"].shape) * sd / np.sqrt(
+            counts[:, None]
+        )
+        if data.n_features == 1:
+            means = np.sort(means, axis=0)
+        jittered = dict(start)
+        jittered["means"] = means
+        weights = start["weights"] * np.exp(rng.uniform(-0.05, 0.05, start["weights"].shape))
+        jittered["weights"] = weights / weights.sum()
+        jittered["sigma"] = start["sigma"] * np.exp(rng.uniform(-0.05, 0.05, start["sigma"].shape))
+        return jittered
 
     def _sklearn_covariances(self, cov: np.ndarray) -> np.ndarray:
         """Convert full (K, D, D) covariances to scikit-learn's shape for this type."""
@@ -417,3 +508,19 @@ def _reorder_em(result: EMResult, order: np.ndarray) -> EMResult:
             result.precisions_cholesky[order] if per_component else result.precisions_cholesky
         ),
     )
+
+
+def _reorder_components(result: Any, order: np.ndarray) -> Any:
+    """Return a family EM result (``weights`` and ``params``) with its components in ``order``.
+
+    Every parameter is permuted on its first axis, except the tied scale matrix.
+    """
+    from dataclasses import replace
+
+    params = {
+        name: value
+        if (name == "covariances" and result.covariance_type == "tied")
+        else np.asarray(value)[order]
+        for name, value in result.params.items()
+    }
+    return replace(result, weights=result.weights[order], params=params)

@@ -88,7 +88,13 @@ def check_seed(value: Any, name: str) -> int | None:
     return int(value)
 
 
-def check_data(X: Any, *, n_components: int | None = None, for_fit: bool = True) -> MixtureData:
+def check_data(
+    X: Any,
+    *,
+    n_components: int | None = None,
+    for_fit: bool = True,
+    allow_bool: bool = False,
+) -> MixtureData:
     """Validate ``X`` and return a float64 copy with its axis labels.
 
     Parameters
@@ -101,6 +107,8 @@ def check_data(X: Any, *, n_components: int | None = None, for_fit: bool = True)
     for_fit : bool, default=True
         Reject constant columns (they make a fitted covariance singular); data passed to
         ``predict`` may have any number of rows, constant or not.
+    allow_bool : bool, default=False
+        Accept boolean DataFrame columns (binary data, read as 0 and 1).
 
     Returns
     -------
@@ -118,12 +126,13 @@ def check_data(X: Any, *, n_components: int | None = None, for_fit: bool = True)
         bad = [
             str(c)
             for c in X.columns
-            if not pd.api.types.is_numeric_dtype(X[c]) or pd.api.types.is_bool_dtype(X[c])
+            if not pd.api.types.is_numeric_dtype(X[c])
+            or (pd.api.types.is_bool_dtype(X[c]) and not allow_bool)
         ]
         if bad:
             raise DataError(
-                f"columns {bad} are not numeric; a Gaussian mixture needs real-valued "
-                "features. Drop them or encode them as numbers first."
+                f"columns {bad} are not numeric; this mixture needs numeric features. "
+                "Drop them or encode them as numbers first."
             )
         features = [str(c) for c in X.columns]
         obs = np.asarray(X.index)

@@ -17,11 +17,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayesmix._base import _observed_data, posterior_draws
+from bayesmix._base import _observed_data
 from bayesmix._threads import single_blas_thread
-from bayesmix.em import EMResult, full_covariances
 from bayesmix.exceptions import InvalidParameterError, NotFittedError
-from bayesmix.stats import n_parameters, relabel_permutations
+from bayesmix.stats import relabel_permutations
 
 __all__ = ["adjusted_rand_index", "compare_fits", "free_covariance_entries", "scalar_parameters"]
 
@@ -30,9 +29,9 @@ _log = logging.getLogger("bayesmix")
 COLUMNS = ("em", "mean", "sd", "hdi_low", "hdi_high", "em_in_hdi", "z_score")
 PARAMETER_NAMES = ("weights", "means", "covariances")
 
-# A point estimate of a Gaussian mixture with every covariance as a full matrix:
-# weights (K,), means (K, D), covariances (K, D, D).
-Point = tuple[np.ndarray, np.ndarray, np.ndarray]
+# A point estimate of a mixture: the weights (K,) and then the family's component
+# parameters, component axis first (Gaussian: means (K, D), full covariances (K, D, D)).
+Point = tuple[np.ndarray, ...]
 
 
 # -- pure maths -----------------------------------------------------------------------------
@@ -135,6 +134,7 @@ def scalar_parameters(
     covariance_type: str,
     components: list[Any],
     features: list[Any],
+    matrix_name: str = "covariances",
 ) -> tuple[list[str], list[str], np.ndarray]:
     """Flatten mixture parameters to the distinct scalar parameters of the model.
 
@@ -148,6 +148,8 @@ def scalar_parameters(
     covariance_type : {"full", "tied", "diag", "spherical"}
     components, features : list
         Coordinate labels of the components and features, used in the labels.
+    matrix_name : str, default="covariances"
+        Name of the matrix variable in the labels (``"scales"`` for Student-t).
 
     Returns
     -------
@@ -169,16 +171,15 @@ def scalar_parameters(
             labels.append(f"means[{components[c]}, {features[f]}]")
             columns.append(means[:, c, f])
     for c, i, j in free_covariance_entries(covariance_type, k, d):
-        variables.append("covariances")
-        labels.append(f"covariances[{components[c]}, {features[i]}, {features[j]}]")
+        variables.append(matrix_name)
+        labels.append(f"{matrix_name}[{components[c]}, {features[i]}, {features[j]}]")
         columns.append(covariances[:, c, i, j])
     return variables, labels, np.stack(columns, axis=-1)
 
 
 def _permute_point(point: Point, perm: np.ndarray) -> Point:
     """Return a point estimate with its components taken in the order ``perm``."""
-    weights, means, covariances = point
-    return weights[perm], means[perm], covariances[perm]
+    return tuple(a[perm] for a in point)
 
 
 # -- fits -----------------------------------------------------------------------------------
@@ -186,7 +187,7 @@ def _permute_point(point: Point, perm: np.ndarray) -> Point:
 
 def _check_fitted(fit: Any, name: str) -> None:
     """Raise :class:`NotFittedError` unless ``fit`` is a fitted bayesmix model."""
-    if not hasattr(fit, "idata"):
+    if not hasattr(fit, "_param_draws") or not hasattr(fit, "idata"):
         raise NotFittedError(
             f"{name} is not a fitted bayesmix model (got {type(fit).__name__}); call "
             f"fit(X) on it first, or pass a fitted model."
@@ -217,23 +218,18 @@ def _training_data(fit: Any) -> np.ndarray:
 
 def _point_from_fit(fit: Any) -> Point:
     """Return the first draw of a fit's posterior (the EM estimate for an EM fit)."""
-    post = fit.idata["posterior"].isel(chain=0, draw=0)
-    return (
-        post["weights"].transpose("component").to_numpy(),
-        post["means"].transpose("component", "feature").to_numpy(),
-        post["covariances"].transpose("component", "feature", "feature_bis").to_numpy(),
-    )
+    return tuple(a[0, 0] for a in fit._param_draws(fit.idata))
 
 
-def _point_from_em(em: EMResult) -> Point:
-    """Return an :class:`~bayesmix.em.EMResult` as weights, means and full covariances."""
-    k, d = em.means.shape
-    return em.weights, em.means, full_covariances(em.covariances, em.covariance_type, k, d)
+def _point_from_em(fit: Any) -> Point:
+    """Return the EM solution stored on a fit (``fit.em_``) as a point estimate."""
+    point = fit._point_from_em(fit.em_, fit.n_features_in_)
+    return tuple(point[name] for name in ("weights", *fit._component_vars))
 
 
-def _posterior_draws(fit: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Return the posterior weights, means and covariances, dims (chain, draw, ...)."""
-    return posterior_draws(fit.idata)
+def _posterior_draws(fit: Any) -> tuple[np.ndarray, ...]:
+    """Return the posterior weights and component parameters, dims (chain, draw, ...)."""
+    return fit._param_draws(fit.idata)
 
 
 def _check_comparable(em_fit: Any, mcmc_fit: Any) -> None:
@@ -248,6 +244,11 @@ def _check_comparable(em_fit: Any, mcmc_fit: Any) -> None:
                 f"method={received!r}. Pass the EM fit first and the NUTS fit second: "
                 "compare_fits(model.fit(X, method='em'), other.fit(X, method='nuts'))."
             )
+    if type(em_fit) is not type(mcmc_fit):
+        raise InvalidParameterError(
+            f"the fits are of different model classes: em_fit is a {type(em_fit).__name__} "
+            f"and mcmc_fit a {type(mcmc_fit).__name__}. Fit the same model both ways."
+        )
     for attr in ("n_components", "covariance_type", "n_features_in_"):
         a, b = getattr(em_fit, attr, None), getattr(mcmc_fit, attr, None)
         if a != b:
@@ -267,25 +268,26 @@ def _check_comparable(em_fit: Any, mcmc_fit: Any) -> None:
 def _align_point(point: Point, mcmc_fit: Any) -> tuple[Point, np.ndarray]:
     """Put a point estimate on the labelling of an MCMC fit.
 
-    The reference is the posterior mean of the component means; components are matched
-    by :func:`bayesmix.stats.relabel_permutations` with the data standard deviation as
-    the scale.
+    The reference is the posterior mean of the component parameters; components are
+    matched on the family's relabelling summaries (Gaussian: the means in units of the
+    data standard deviation) by :func:`bayesmix.stats.relabel_permutations`.
 
     Returns
     -------
-    point : (weights, means, covariances) in the MCMC labelling
+    point : (weights, *component parameters) in the MCMC labelling
     perm : ndarray of int of shape (n_components,)
         ``perm[k]`` is the component of the input that takes MCMC label ``k``.
     """
-    reference = (
-        mcmc_fit.idata["posterior"]["means"]
-        .mean(("chain", "draw"))
-        .transpose("component", "feature")
-        .to_numpy()
+    names = mcmc_fit._component_vars
+    data = _observed_data(mcmc_fit.idata)
+    posterior_mean = mcmc_fit._posterior_mean()[1:]
+    reference = mcmc_fit._relabel_locations(
+        {name: a[None] for name, a in zip(names, posterior_mean, strict=True)}, data
+    )[0]
+    locations = mcmc_fit._relabel_locations(
+        {name: a[None] for name, a in zip(names, point[1:], strict=True)}, data
     )
-    scale = _training_data(mcmc_fit).std(axis=0)
-    scale = np.where(scale > 0, scale, 1.0)
-    perm = relabel_permutations(point[1][None], reference, scale)[0]
+    perm = relabel_permutations(locations, reference, np.ones(1))[0]
     return _permute_point(point, perm), perm
 
 
@@ -306,21 +308,15 @@ def _aligned_parameters(
     """
     post = mcmc_fit.idata["posterior"]
     names = {
-        "covariance_type": mcmc_fit.covariance_type,
         "components": post["component"].to_numpy().tolist(),
         "features": [str(f) for f in post["feature"].to_numpy()],
     }
-    weights, means, covariances = _posterior_draws(mcmc_fit)
-    n_chains, n_draws = weights.shape[:2]
-
-    def flat(a: np.ndarray) -> np.ndarray:
-        return a.reshape(n_chains * n_draws, *a.shape[2:])
-
-    variables, labels, values = scalar_parameters(
-        flat(weights), flat(means), flat(covariances), **names
-    )
+    draws = _posterior_draws(mcmc_fit)
+    n_chains, n_draws = draws[0].shape[:2]
+    flat = tuple(a.reshape(n_chains * n_draws, *a.shape[2:]) for a in draws)
+    variables, labels, values = mcmc_fit._scalar_parameters(flat, **names)
     aligned, perm = _align_point(point, mcmc_fit)
-    _, _, estimate = scalar_parameters(*(a[None] for a in aligned), **names)
+    _, _, estimate = mcmc_fit._scalar_parameters(tuple(a[None] for a in aligned), **names)
     return variables, labels, values.reshape(n_chains, n_draws, -1), estimate[0], perm
 
 
@@ -429,9 +425,7 @@ def compare_fits(em_fit: Any, mcmc_fit: Any, *, hdi_prob: float = 0.94) -> pd.Da
         "adjusted_rand_index": ari,
         "mean_lpd_em": lpd_em,
         "mean_lpd_mcmc": lpd_mcmc,
-        "n_parameters": n_parameters(
-            mcmc_fit.n_components, mcmc_fit.n_features_in_, mcmc_fit.covariance_type
-        ),
+        "n_parameters": mcmc_fit._n_parameters(mcmc_fit.n_features_in_),
         "n_em_in_hdi": n_in,
         "n_parameters_compared": len(table),
         "hdi_prob": hdi_prob,

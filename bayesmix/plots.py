@@ -29,7 +29,6 @@ from scipy.special import logsumexp
 
 from bayesmix._threads import single_blas_thread
 from bayesmix.compare import (
-    PARAMETER_NAMES,
     Point,
     _aligned_parameters,
     _check_comparable,
@@ -42,7 +41,7 @@ from bayesmix.compare import (
     _training_data,
 )
 from bayesmix.exceptions import InvalidParameterError
-from bayesmix.stats import draw_log_prob
+from bayesmix.stats import draw_log_prob, gaussian_log_prob
 
 __all__ = [
     "PlotAccessor",
@@ -62,8 +61,9 @@ GID_BAND = "bayesmix-band"
 N_SIGMA = 2.0
 _GRID_SIZE = 300
 
-# Posterior draws as flat arrays: weights (S, K), means (S, K, D), covariances (S, K, D, D).
-Draws = tuple[np.ndarray, np.ndarray, np.ndarray]
+# Posterior draws as flat arrays: weights (S, K), means (S, K, D), covariances (S, K, D, D)
+# (Student-t: the scale matrices, then the degrees of freedom (S, K)).
+Draws = tuple[np.ndarray, ...]
 
 
 # -- pure helpers ---------------------------------------------------------------------------
@@ -103,19 +103,27 @@ def ellipse_geometry(
     return float(2 * half[1]), float(2 * half[0]), angle
 
 
-def mixture_densities(grid: np.ndarray, draws: Draws) -> np.ndarray:
+def mixture_densities(
+    grid: np.ndarray, draws: Draws, component_log_prob: Any = gaussian_log_prob
+) -> np.ndarray:
     """Return the mixture density of every draw on a 1-D grid, shape (n_draws, n_grid).
 
-    ``draws`` hold one feature: means (S, K, 1) and covariances (S, K, 1, 1).
+    ``draws`` hold one feature: means (S, K, 1) and covariances (S, K, 1, 1), and any
+    further component parameters of ``component_log_prob`` (Student-t: dof (S, K)).
     """
-    return np.exp(logsumexp(draw_log_prob(grid[:, None], *draws), axis=2))
+    log_prob = draw_log_prob(grid[:, None], *draws, component_log_prob=component_log_prob)
+    return np.exp(logsumexp(log_prob, axis=2))
 
 
 def marginal(draws: Draws, features: Sequence[int]) -> Draws:
-    """Return the mixture of the marginals on ``features`` (a Gaussian mixture again)."""
-    weights, means, covariances = draws
+    """Return the mixture of the marginals on ``features``.
+
+    A Gaussian (or Student-t, same degrees of freedom) mixture again: the sub-vector of
+    the means and the sub-matrix of the covariance (scale) matrices.
+    """
+    weights, means, covariances, *rest = draws
     idx = np.asarray(features)
-    return weights, means[..., idx], covariances[..., idx[:, None], idx[None, :]]
+    return (weights, means[..., idx], covariances[..., idx[:, None], idx[None, :]], *rest)
 
 
 def thin_indices(n_total: int, n_keep: int) -> np.ndarray:
@@ -187,6 +195,7 @@ def _density_panel(
     draws: Draws | None,
     em: Point,
     hdi_prob: float,
+    component_log_prob: Any = gaussian_log_prob,
 ) -> None:
     """Histogram of one feature, posterior mean density with its band, EM density dashed."""
     lo, hi = float(x.min()), float(x.max())
@@ -194,7 +203,7 @@ def _density_panel(
     grid = np.linspace(lo - pad, hi + pad, _GRID_SIZE)
     ax.hist(x, bins="auto", density=True, color="0.75", edgecolor="0.6", label="data")
     if draws is not None:
-        dens = mixture_densities(grid, draws)
+        dens = mixture_densities(grid, draws, component_log_prob)
         band = azs.hdi(xr.DataArray(dens, dims=("sample", "grid")), prob=hdi_prob, dim="sample")
         ax.fill_between(
             grid,
@@ -207,7 +216,7 @@ def _density_panel(
             gid=GID_BAND,
         )
         ax.plot(grid, dens.mean(axis=0), color="C0", label="posterior mean", gid=GID_MEAN)
-    em_dens = mixture_densities(grid, tuple(a[None] for a in em))  # type: ignore[arg-type]
+    em_dens = mixture_densities(grid, tuple(a[None] for a in em), component_log_prob)
     ax.plot(grid, em_dens[0], color="k", linestyle="--", label="EM", gid=GID_EM)
 
 
@@ -222,7 +231,7 @@ def _ellipse_panel(
     colors = [component_color(k) for k in labels]
     ax.scatter(xy[:, 0], xy[:, 1], c=colors, s=6, alpha=0.5, linewidths=0, zorder=1)
     if draws is not None:
-        weights, means, covariances = draws
+        weights, means, covariances = draws[:3]
         for s in range(weights.shape[0]):
             for k in range(weights.shape[1]):
                 width, height, angle = ellipse_geometry(covariances[s, k])
@@ -270,6 +279,126 @@ def _ellipse_legend(ax: Axes, n_components: int, with_draws: bool) -> None:
             Line2D([], [], color="k", alpha=0.3, label=f"posterior draws ({N_SIGMA:g}σ)")
         )
     ax.legend(handles=handles, fontsize="small", loc="best")
+
+
+def _discrete_components(fit: Any, X: Any, *, ax: Any, n_draws: int, hdi_prob: float) -> Figure:
+    """Draw the count (Poisson) or item-profile (Bernoulli) view of a discrete mixture."""
+    values, _ = _data(fit, X)
+    draws = _thinned_draws(fit, n_draws)
+    em = _point_from_em(fit)
+    names = _feature_names(fit)
+    title = f"{fit.n_components}-component mixture ({fit.idata.attrs.get('inference_method')})"
+    if fit._family == "bernoulli":
+        fig, axis = _new_axes(ax, figsize=(max(5.0, 0.6 * len(names) + 2), 4), layout="constrained")
+        _profile_panel(axis, values, draws, em, hdi_prob, names)
+        axis.set_title(title)
+        return fig
+    n_features = values.shape[1]
+    if ax is None:
+        fig, axes = plt.subplots(
+            1, n_features, figsize=(4.5 * n_features, 3.8), squeeze=False, layout="constrained"
+        )
+        axes = axes[0]
+    else:
+        axes = np.atleast_1d(np.asarray(ax, dtype=object))
+        if axes.size != n_features:
+            raise InvalidParameterError(
+                f"a Poisson mixture of {n_features} features is drawn in {n_features} panels, "
+                f"so ax must be None or {n_features} axes; got {axes.size}."
+            )
+        fig = axes[0].get_figure()
+    for d, axis in enumerate(axes):
+        one = None if draws is None else (draws[0], draws[1][..., [d]])
+        _count_panel(axis, values[:, d], one, (em[0], em[1][:, [d]]), hdi_prob)
+        axis.set(xlabel=names[d], ylabel="probability")
+    axes[0].legend(fontsize="small")
+    fig.suptitle(title)
+    return fig
+
+
+def _count_panel(ax: Axes, x: np.ndarray, draws: Draws | None, em: Point, hdi_prob: float) -> None:
+    """Observed count frequencies, the mixture pmf (posterior mean, band) and EM components."""
+    from bayesmix.stats import poisson_log_prob
+
+    grid = np.arange(0, int(x.max()) + 2, dtype=np.float64)
+    observed = np.bincount(x.astype(np.int64), minlength=grid.size)[: grid.size] / x.size
+    ax.bar(grid, observed, color="0.75", edgecolor="0.6", label="data", width=0.8)
+    if draws is not None:
+        pmf = mixture_densities(grid, draws, poisson_log_prob)
+        band = azs.hdi(xr.DataArray(pmf, dims=("sample", "grid")), prob=hdi_prob, dim="sample")
+        ax.fill_between(
+            grid,
+            band.sel(ci_bound="lower").to_numpy(),
+            band.sel(ci_bound="upper").to_numpy(),
+            color="C0",
+            alpha=0.3,
+            linewidth=0,
+            step=None,
+            label=f"{hdi_prob:.0%} band",
+            gid=GID_BAND,
+        )
+        ax.plot(
+            grid, pmf.mean(axis=0), "o-", color="C0", ms=3, label="posterior mean", gid=GID_MEAN
+        )
+    weights, rates = em
+    em_pmf = mixture_densities(grid, (weights[None], rates[None]), poisson_log_prob)[0]
+    ax.plot(grid, em_pmf, color="k", linestyle="--", label="EM", gid=GID_EM)
+    for k in range(weights.size):
+        component = weights[k] * np.exp(poisson_log_prob(grid[:, None], rates[None, [k]])[0, :, 0])
+        ax.plot(
+            grid,
+            component,
+            color=component_color(k),
+            linestyle=":",
+            linewidth=1.2,
+            label=f"EM component {k}",
+        )
+
+
+def _profile_panel(
+    ax: Axes,
+    values: np.ndarray,
+    draws: Draws | None,
+    em: Point,
+    hdi_prob: float,
+    names: list[str],
+) -> None:
+    """Item-response profile: P(item = 1 | class) per class, posterior HDI bars, EM crosses."""
+    items = np.arange(values.shape[1])
+    ax.bar(items, values.mean(axis=0), color="0.85", edgecolor="0.7", label="data (all)")
+    weights, probs = em
+    for k in range(weights.size):
+        color = component_color(k)
+        if draws is not None:
+            mean = draws[1][:, k, :].mean(axis=0)
+            band = azs.hdi(
+                xr.DataArray(draws[1][:, k, :], dims=("sample", "item")),
+                prob=hdi_prob,
+                dim="sample",
+            )
+            low, high = band.sel(ci_bound="lower").to_numpy(), band.sel(ci_bound="upper").to_numpy()
+            ax.errorbar(
+                items,
+                mean,
+                yerr=np.stack([mean - low, high - mean]),
+                color=color,
+                marker="o",
+                capsize=3,
+                label=f"class {k} (weight {draws[0][:, k].mean():.2f})",
+                gid=GID_MEAN,
+            )
+        ax.plot(
+            items,
+            probs[k],
+            "x--",
+            color=color if draws is None else "k",
+            linewidth=0.8,
+            label=f"EM class {k} (weight {weights[k]:.2f})",
+            gid=GID_EM,
+        )
+    ax.set(xticks=items, ylim=(-0.02, 1.02), ylabel="P(item = 1 | class)", xlabel="item")
+    ax.set_xticklabels(names, rotation=0 if len(names) < 10 else 90)
+    ax.legend(fontsize="small", loc="best")
 
 
 def _pairs_axes(ax: Any, n_features: int) -> tuple[Figure, np.ndarray]:
@@ -343,16 +472,19 @@ def plot_components(
     _check_fitted(fit, "fit")
     n_draws = _check_n_draws(n_draws)
     hdi_prob = _check_prob(hdi_prob, "hdi_prob")
+    if fit._family in ("poisson", "bernoulli"):
+        return _discrete_components(fit, X, ax=ax, n_draws=n_draws, hdi_prob=hdi_prob)
+    density = fit._component_log_prob
     values, proba = _data(fit, X)
     labels = proba.argmax(axis=1)
     draws = _thinned_draws(fit, n_draws)
-    em = _point_from_em(fit.em_)
+    em = _point_from_em(fit)
     names = _feature_names(fit)
     n_features = values.shape[1]
     title = f"{fit.n_components}-component mixture ({fit.idata.attrs.get('inference_method')})"
     if n_features == 1:
         fig, axis = _new_axes(ax)
-        _density_panel(axis, values[:, 0], draws, em, hdi_prob)
+        _density_panel(axis, values[:, 0], draws, em, hdi_prob, density)
         axis.set(xlabel=names[0], ylabel="density", title=title)
         axis.legend(fontsize="small")
         return fig
@@ -373,6 +505,7 @@ def plot_components(
                     None if draws is None else marginal(draws, [i]),
                     marginal(em, [i]),
                     hdi_prob,
+                    density,
                 )
             elif i > j:
                 _ellipse_panel(
@@ -399,7 +532,7 @@ def plot_compare(
     fit_mcmc: Any,
     fit_em: Any = None,
     *,
-    var_names: Sequence[str] = PARAMETER_NAMES,
+    var_names: Sequence[str] | None = None,
 ) -> Figure:
     """Draw the posterior of every scalar parameter with the EM estimate marked.
 
@@ -414,8 +547,9 @@ def plot_compare(
     fit_em : fitted model, optional
         The same model fitted with ``method="em"``; defaults to the EM solution that
         started the sampler (``fit_mcmc.em_``).
-    var_names : sequence of str, default=("weights", "means", "covariances")
-        Which parameters to draw.
+    var_names : sequence of str, optional
+        Which parameters to draw; defaults to the weights and the family's component
+        parameters (Gaussian: ``("weights", "means", "covariances")``).
 
     Returns
     -------
@@ -432,14 +566,17 @@ def plot_compare(
     >>> fig = plot_compare(nuts)  # doctest: +SKIP
     """
     _check_mcmc(fit_mcmc, "fit_mcmc", "plot_compare")
-    unknown = [name for name in var_names if name not in PARAMETER_NAMES]
+    available = fit_mcmc._summary_vars
+    if var_names is None:
+        var_names = available
+    unknown = [name for name in var_names if name not in available]
     if isinstance(var_names, str) or unknown or not var_names:
         raise InvalidParameterError(
-            f"var_names must be a non-empty sequence of {list(PARAMETER_NAMES)}; got "
+            f"var_names must be a non-empty sequence of {list(available)}; got "
             f"{var_names!r}. Try var_names=('weights', 'means')."
         )
     if fit_em is None:
-        point = _point_from_em(fit_mcmc.em_)
+        point = _point_from_em(fit_mcmc)
     else:
         _check_comparable(fit_em, fit_mcmc)
         point = _point_from_fit(fit_em)
@@ -525,8 +662,12 @@ def plot_responsibilities(fit: Any, X: Any = None, *, ax: Axes | None = None) ->
     return fig
 
 
-def _diagnostic_data(fit: Any, var_names: Sequence[str], what: str) -> xr.DataTree:
+def _diagnostic_data(
+    fit: Any, var_names: Sequence[str] | None, what: str
+) -> tuple[xr.DataTree, list[str]]:
     _check_mcmc(fit, "fit", what)
+    if var_names is None:
+        var_names = fit._diagnostic_vars
     available = list(fit.idata["posterior"].data_vars)
     unknown = [name for name in var_names if name not in available]
     if isinstance(var_names, str) or unknown or not var_names:
@@ -534,19 +675,19 @@ def _diagnostic_data(fit: Any, var_names: Sequence[str], what: str) -> xr.DataTr
             f"var_names must be a non-empty sequence of posterior variables {available}; got "
             f"{var_names!r}. Try var_names=('weights', 'means')."
         )
-    return fit.idata
+    return fit.idata, list(var_names)
 
 
-def plot_trace(
-    fit: Any, *, var_names: Sequence[str] = ("weights", "means", "sigma"), **kwargs: Any
-) -> Any:
+def plot_trace(fit: Any, *, var_names: Sequence[str] | None = None, **kwargs: Any) -> Any:
     """Draw trace and marginal density of posterior variables (arviz-plots).
 
     Parameters
     ----------
     fit : fitted model
         A model fitted with ``method="nuts"``.
-    var_names : sequence of str, default=("weights", "means", "sigma")
+    var_names : sequence of str, optional
+        Defaults to the free variables other than correlation factors (Gaussian:
+        ``("weights", "means", "sigma")``).
         Posterior variables to draw (``covariances`` and ``corr_chol`` are available too).
     **kwargs
         Passed to :func:`arviz_plots.plot_trace_dist` (e.g. ``compact=False``,
@@ -562,13 +703,11 @@ def plot_trace(
     bayesmix.exceptions.InvalidParameterError
         For a fit without posterior draws (``method="em"``).
     """
-    idata = _diagnostic_data(fit, var_names, "plot_trace")
-    return azp.plot_trace_dist(idata, var_names=list(var_names), **kwargs)
+    idata, names = _diagnostic_data(fit, var_names, "plot_trace")
+    return azp.plot_trace_dist(idata, var_names=names, **kwargs)
 
 
-def plot_rank(
-    fit: Any, *, var_names: Sequence[str] = ("weights", "means", "sigma"), **kwargs: Any
-) -> Any:
+def plot_rank(fit: Any, *, var_names: Sequence[str] | None = None, **kwargs: Any) -> Any:
     """Draw rank plots of posterior variables, per chain (arviz-plots).
 
     Uniform ranks in every chain mean the chains explore the same distribution.
@@ -577,7 +716,9 @@ def plot_rank(
     ----------
     fit : fitted model
         A model fitted with ``method="nuts"``.
-    var_names : sequence of str, default=("weights", "means", "sigma")
+    var_names : sequence of str, optional
+        Defaults to the free variables other than correlation factors (Gaussian:
+        ``("weights", "means", "sigma")``).
         Posterior variables to draw.
     **kwargs
         Passed to :func:`arviz_plots.plot_rank`.
@@ -591,8 +732,8 @@ def plot_rank(
     bayesmix.exceptions.InvalidParameterError
         For a fit without posterior draws (``method="em"``).
     """
-    idata = _diagnostic_data(fit, var_names, "plot_rank")
-    return azp.plot_rank(idata, var_names=list(var_names), **kwargs)
+    idata, names = _diagnostic_data(fit, var_names, "plot_rank")
+    return azp.plot_rank(idata, var_names=names, **kwargs)
 
 
 def plot_ppc(fit: Any, *, n_draws: int = 50, random_seed: int | None = None, **kwargs: Any) -> Any:

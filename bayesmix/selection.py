@@ -12,12 +12,20 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from bayesmix._base import MixtureModel
 from bayesmix._gaussian import GaussianMixture
 from bayesmix._threads import single_blas_thread
 from bayesmix._validation import check_data, check_option, check_positive_int
 from bayesmix.exceptions import InvalidParameterError, SamplerWarning
 
-__all__ = ["classification_entropy", "elpd_difference", "plot_select_k", "select_k"]
+__all__ = [
+    "classification_entropy",
+    "elpd_difference",
+    "nonempty_components",
+    "overfitted_mixture",
+    "plot_select_k",
+    "select_k",
+]
 
 _log = logging.getLogger("bayesmix")
 
@@ -49,6 +57,7 @@ def select_k(
     *,
     method: Literal["both", "em", "nuts"] = "both",
     covariance_type: Literal["full", "tied", "diag", "spherical"] = "full",
+    model: type[MixtureModel] = GaussianMixture,
     draws: int = 1000,
     tune: int = 1000,
     chains: int = 4,
@@ -56,7 +65,7 @@ def select_k(
     progressbar: bool = True,
     **model_kwargs: Any,
 ) -> pd.DataFrame:
-    """Fit a Gaussian mixture for every K and rank the K by BIC, ICL and LOO.
+    """Fit a mixture for every K and rank the K by BIC, ICL and LOO.
 
     Parameters
     ----------
@@ -67,6 +76,9 @@ def select_k(
         ``"em"``: BIC and ICL of the EM fits only (fast); ``"nuts"`` or ``"both"``: also
         the PSIS-LOO expected log predictive density of NUTS fits (arviz-stats).
     covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+        For the Gaussian and Student-t families.
+    model : class, default=GaussianMixture
+        The mixture family: any bayesmix model class (``PoissonMixture``, ...).
     draws, tune, chains : int
         Sampler settings of the NUTS fits.
     random_state : int, optional
@@ -74,7 +86,7 @@ def select_k(
     progressbar : bool, default=True
         Show the progress over K and the sampler's progress.
     **model_kwargs
-        Further :class:`GaussianMixture` arguments (``priors``, ``n_init``, ...).
+        Further arguments of ``model`` (``priors``, ``n_init``, ...).
 
     Returns
     -------
@@ -83,7 +95,9 @@ def select_k(
         ``n_parameters``, ``bic`` and ``icl`` (lower is better; ICL = BIC + 2 x the
         classification entropy, Biernacki, Celeux & Govaert 2000), and with NUTS
         ``elpd_loo``, ``se``, ``p_loo``, ``elpd_diff`` and ``dse`` (difference to the best
-        K and its standard error), ``max_pareto_k`` and ``n_bad_pareto_k``; a
+        K and its standard error), ``max_pareto_k`` and ``n_bad_pareto_k``, and the
+        sampler's ``divergences``, ``max_rhat`` and ``min_ess_bulk`` (a LOO winner whose
+        chains disagree is not a winner); a
         ``rank_<criterion>`` column per criterion (1 = best). ``df.attrs["best"]`` maps
         each criterion to its chosen K.
 
@@ -102,18 +116,24 @@ def select_k(
     2
     """
     check_option(method, "method", SELECT_METHODS)
+    if not (isinstance(model, type) and issubclass(model, MixtureModel)):
+        raise InvalidParameterError(
+            f"model must be a bayesmix mixture class such as bm.GaussianMixture; got {model!r}."
+        )
     ks = [check_positive_int(k, "every K in ks") for k in ks]
     if not ks or len(set(ks)) != len(ks):
         raise InvalidParameterError(
             f"ks must be distinct positive integers; got {ks}. Try ks=range(1, 7)."
         )
-    data = check_data(X, n_components=max(ks))
+    data = check_data(X, n_components=max(ks), allow_bool=model._accepts_bool)
     rows, pointwise = [], {}
     from rich.progress import track
 
     for k in track(ks, description="select_k: fitting K", disable=not progressbar, transient=True):
-        spec = {"n_components": k, "covariance_type": covariance_type, "random_state": random_state}
-        em = GaussianMixture(**spec, **model_kwargs).fit(data.values, method="em")
+        spec = {"n_components": k, "random_state": random_state}
+        if "covariance_type" in model._param_names():
+            spec["covariance_type"] = covariance_type
+        em = model(**spec, **model_kwargs).fit(data.values, method="em")
         loglik = float(em.em_.log_likelihood * data.n_samples)
         n_params = em._n_parameters(data.n_features)
         bic = em.bic(data.values)
@@ -126,9 +146,12 @@ def select_k(
         }
         _log.info("K=%d: EM log-likelihood %.3f, BIC %.2f", k, loglik, bic)
         if method != "em":
-            nuts = GaussianMixture(**spec, **model_kwargs).fit(
-                data.values, draws=draws, tune=tune, chains=chains, progressbar=progressbar
-            )
+            with warnings.catch_warnings():
+                # Sampler problems are reported per K in the table, not once per fit.
+                warnings.simplefilter("ignore", SamplerWarning)
+                nuts = model(**spec, **model_kwargs).fit(
+                    data.values, draws=draws, tune=tune, chains=chains, progressbar=progressbar
+                )
             loo = azs.loo(nuts.idata)
             pareto_k = np.asarray(loo.pareto_k).ravel()
             n_bad = int((~(pareto_k <= loo.good_k)).sum())  # NaN k: not estimable, bad
@@ -138,6 +161,9 @@ def select_k(
                 "p_loo": float(loo.p),
                 "max_pareto_k": float(np.nanmax(pareto_k)),
                 "n_bad_pareto_k": n_bad,
+                "divergences": int(nuts.idata.attrs.get("divergences", 0)),
+                "max_rhat": float(nuts.idata.attrs.get("max_rhat", np.nan)),
+                "min_ess_bulk": float(nuts.idata.attrs.get("min_ess_bulk", np.nan)),
             }
             pointwise[k] = np.asarray(loo.elpd_i).ravel()
             if n_bad:
@@ -210,3 +236,127 @@ def plot_select_k(table: pd.DataFrame, *, fig: Figure | None = None) -> Figure:
             ax.plot([best["loo"]], chosen, marker="o", ms=14, mfc="none", mec="k")
         ax.set(xlabel="number of components K", ylabel="LOO elpd (higher is better)", xticks=k)
     return fig
+
+
+def overfitted_mixture(
+    k_max: int = 8,
+    *,
+    concentration: float = 0.01,
+    model: type[MixtureModel] = GaussianMixture,
+    **params: Any,
+) -> MixtureModel:
+    """Return an overfitted ("sparse finite") mixture for inferring the number of clusters.
+
+    ``k_max`` components, more than the data need, with a small symmetric Dirichlet
+    concentration ``e0`` on the weights. When ``e0`` is below half the number of
+    parameters of a component, the posterior empties the superfluous components
+    instead of splitting clusters (Rousseau & Mengersen 2011); Malsiner-Walli,
+    Frühwirth-Schnatter & Grün (2016) recommend ``e0 = 0.01``. The number of
+    non-empty components in the posterior, :func:`nonempty_components`, estimates the
+    number of clusters.
+
+    Parameters
+    ----------
+    k_max : int, default=8
+        Number of components of the overfitted model.
+    concentration : float, default=0.01
+        Dirichlet concentration ``e0`` of every weight.
+    model : class, default=GaussianMixture
+        The mixture family.
+    **params
+        Further arguments of ``model``; a ``priors`` dict is kept, with ``weights``
+        replaced.
+
+    Returns
+    -------
+    MixtureModel
+        An unfitted model; fit it with ``method="nuts"``.
+
+    References
+    ----------
+    J. Rousseau and K. Mengersen, "Asymptotic behaviour of the posterior distribution
+    in overfitted mixture models", *JRSS B* 73, 689-710, 2011.
+    G. Malsiner-Walli, S. Frühwirth-Schnatter and B. Grün, "Model-based clustering
+    based on sparse finite Gaussian mixtures", *Statistics and Computing* 26, 303-324,
+    2016.
+
+    Examples
+    --------
+    >>> import bayesmix as bm
+    >>> sparse = bm.overfitted_mixture(k_max=6, random_state=0)
+    >>> sparse.n_components, sparse.priors["weights"]
+    (6, Prior('Dirichlet', a=0.01))
+    """
+    check_positive_int(k_max, "k_max")
+    if not (isinstance(concentration, float | int) and 0 < concentration < np.inf):
+        raise InvalidParameterError(
+            f"concentration must be a positive number; got {concentration!r}. Try 0.01."
+        )
+    from bayesmix.priors import Prior
+
+    priors = dict(params.pop("priors", None) or {})
+    priors["weights"] = Prior("Dirichlet", a=float(concentration))
+    return model(n_components=k_max, priors=priors, **params)
+
+
+@single_blas_thread
+def nonempty_components(
+    fit: MixtureModel, *, max_draws: int = 1000, random_seed: int | None = None
+) -> pd.Series:
+    """Posterior distribution of the number of non-empty components ``K+``.
+
+    For each posterior draw (at most ``max_draws``, evenly thinned), a label is drawn
+    for every training observation from its responsibilities under that draw, and the
+    distinct labels are counted: a draw of ``K+`` from its posterior, as the
+    allocations of a Gibbs sampler would give it (Malsiner-Walli et al. 2016).
+
+    Parameters
+    ----------
+    fit : fitted model
+        Usually an :func:`overfitted_mixture` fitted with NUTS.
+    max_draws : int, default=1000
+    random_seed : int, optional
+        Seeds the allocation draws.
+
+    Returns
+    -------
+    pandas.Series
+        Posterior probability of each value of ``K+`` (index ``1..n_components``,
+        name ``"probability"``); ``series.attrs["draws"]`` holds the per-draw counts
+        and ``series.attrs["mode"]`` the most probable ``K+``.
+
+    Examples
+    --------
+    >>> import bayesmix as bm
+    >>> X = bm.datasets.load_faithful()
+    >>> gm = bm.GaussianMixture(n_components=2, random_state=0).fit(X, method="em")
+    >>> bm.nonempty_components(gm, random_seed=0).attrs["mode"]
+    2
+    """
+    from bayesmix._validation import check_seed
+    from bayesmix.compare import _check_fitted, _training_data
+    from bayesmix.stats import log_responsibilities
+
+    _check_fitted(fit, "fit")
+    check_positive_int(max_draws, "max_draws")
+    check_seed(random_seed, "random_seed")
+    rng = np.random.default_rng(random_seed)
+    X, draws = fit._draws_for(_training_data(fit), max_draws=max_draws)
+    n_draws = draws[0].shape[0]
+    counts = np.empty(n_draws, dtype=np.int64)
+    for s in range(n_draws):
+        one = tuple(a[s : s + 1] for a in draws)
+        weighted = fit._pointwise_components(X, one)
+        proba = np.exp(log_responsibilities(weighted))[0]  # (N, K)
+        cdf = np.cumsum(proba, axis=1)
+        labels = (rng.random((X.shape[0], 1)) > cdf).sum(axis=1)
+        counts[s] = np.unique(np.minimum(labels, fit.n_components - 1)).size
+    index = pd.RangeIndex(1, fit.n_components + 1, name="nonempty_components")
+    table = pd.Series(
+        np.bincount(counts, minlength=fit.n_components + 1)[1:] / n_draws,
+        index=index,
+        name="probability",
+    )
+    table.attrs["draws"] = counts
+    table.attrs["mode"] = int(index[np.argmax(table.to_numpy())])
+    return table

@@ -3,7 +3,20 @@
 Nothing here touches the network: every data set is a file inside the package.
 """
 
-from bayesmix.datasets._loaders import load_faithful, load_galaxies, load_iris
+from bayesmix.datasets._loaders import (
+    load_carcinoma,
+    load_discoveries,
+    load_faithful,
+    load_galaxies,
+    load_iris,
+)
 from bayesmix.datasets._simulate import make_mixture
 
-__all__ = ["load_faithful", "load_galaxies", "load_iris", "make_mixture"]
+__all__ = [
+    "load_carcinoma",
+    "load_discoveries",
+    "load_faithful",
+    "load_galaxies",
+    "load_iris",
+    "make_mixture",
+]

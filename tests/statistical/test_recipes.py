@@ -29,7 +29,10 @@ NUTS_REPORT = [*REPORT, "compare.csv", "compare.png", "trace.png", "rank.png", "
 RECIPES = {
     "generative_story": [*NUTS_REPORT, "data.csv", "recovery.csv"],
     "old_faithful": NUTS_REPORT,
-    "galaxies": [*NUTS_REPORT, "select_k.csv", "select_k.png"],
+    "galaxies": [*NUTS_REPORT, "select_k.csv", "select_k.png", "nonempty_components.csv"],
+    "robust_clustering": [*NUTS_REPORT, "shifts.csv", "data.csv"],
+    "counts": [*NUTS_REPORT, "select_k.csv", "regimes.csv"],
+    "latent_classes": [*NUTS_REPORT, "select_k.csv", "profiles.csv"],
     "iris": [*REPORT, "covariance_types.csv", "bic_grid.csv", "bic_grid.png", "confusion.csv"],
 }
 
@@ -74,6 +77,16 @@ def test_recipe_runs_in_smoke_mode(name, tmp_path):
         table = pd.read_csv(out / "select_k.csv")
         assert table["n_components"].tolist() == [2, 3]
         assert table["elpd_loo"].notna().all()
+    if name == "galaxies":
+        k_plus = pd.read_csv(out / "nonempty_components.csv", index_col=0)["probability"]
+        assert list(k_plus.index) == list(range(1, 9))
+        assert abs(k_plus.sum() - 1) < 1e-9
+    if name == "robust_clustering":
+        shifts = pd.read_csv(out / "shifts.csv", index_col=0)
+        assert list(shifts.index) == ["gaussian", "student_t"]
+    if name in ("counts", "latent_classes"):
+        table = pd.read_csv(out / "select_k.csv")
+        assert table["bic"].notna().all()
     if name == "iris":
         table = pd.read_csv(out / "covariance_types.csv", index_col=0)
         assert list(table.index) == ["full", "tied", "diag", "spherical"]

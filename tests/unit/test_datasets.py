@@ -1,7 +1,8 @@
 """The shipped data sets: shape, columns, dtypes and known summary statistics.
 
 The reference figures are those of the same data sets in R (``MASS::galaxies``,
-``datasets::iris``, ``datasets::faithful``), so a corrupted or re-ordered file fails.
+``datasets::iris``, ``datasets::faithful``, ``datasets::discoveries``,
+``poLCA::carcinoma``), so a corrupted or re-ordered file fails.
 """
 
 import numpy as np
@@ -10,12 +11,14 @@ import pytest
 
 import bayesmix as bm
 
+LOADERS = ["load_carcinoma", "load_discoveries", "load_faithful", "load_galaxies", "load_iris"]
+
 
 def test_every_loader_is_exported():
-    assert {"load_faithful", "load_galaxies", "load_iris"} <= set(bm.datasets.__all__)
+    assert set(LOADERS) <= set(bm.datasets.__all__)
 
 
-@pytest.mark.parametrize("name", ["load_faithful", "load_galaxies", "load_iris"])
+@pytest.mark.parametrize("name", LOADERS)
 def test_loaders_return_fresh_frames_without_missing_values(name):
     loader = getattr(bm.datasets, name)
     first = loader()
@@ -81,3 +84,112 @@ def test_iris_measurements_fit_a_mixture_directly():
     X = bm.datasets.load_iris().drop(columns="species")
     gm = bm.GaussianMixture(n_components=3, random_state=0).fit(X, method="em")
     assert gm.feature_names_in_ == list(X.columns)
+
+
+def test_discoveries():
+    X = bm.datasets.load_discoveries()
+    assert X.shape == (100, 2)
+    assert list(X.columns) == ["year", "discoveries"]
+    assert (X.dtypes == np.int64).all()
+    np.testing.assert_array_equal(X["year"], np.arange(1860, 1960))
+    y = X["discoveries"].to_numpy()
+    assert y.min() >= 0
+    # R: sum(discoveries) 310, mean 3.1, var 5.080808, range 0 12 (12 in 1885)
+    assert y.sum() == 310
+    np.testing.assert_allclose(y.mean(), 3.1, atol=1e-12)
+    np.testing.assert_allclose(y.var(ddof=1), 5.080808, atol=1e-6)
+    assert y.max() == 12
+    assert X.loc[X["discoveries"].idxmax(), "year"] == 1885
+    # R: table(discoveries)
+    counts = X["discoveries"].value_counts().sort_index()
+    assert counts.to_dict() == {
+        0: 9,
+        1: 12,
+        2: 26,
+        3: 20,
+        4: 12,
+        5: 7,
+        6: 6,
+        7: 4,
+        8: 1,
+        9: 1,
+        10: 1,
+        12: 1,
+    }
+    # R: head(discoveries) and tail(discoveries), so a reordered file fails too
+    assert y[:6].tolist() == [5, 3, 0, 2, 0, 3]
+    assert y[-6:].tolist() == [1, 1, 0, 0, 2, 0]
+
+
+# Response patterns of the 118 slides (raters A..G, 1 = carcinoma) with their
+# frequencies: poLCA::carcinoma, i.e. Agresti (2002), Table 13.1 (20 observed patterns,
+# as poLCA's documentation says). The same table comes out of the five-point ratings of
+# Landis & Koch (1977) cut at 3 (carcinoma in situ or worse), checked on a separate copy.
+CARCINOMA_PATTERNS = {
+    "0000000": 34,
+    "0000100": 2,
+    "0100000": 6,
+    "0100001": 1,
+    "0100100": 4,
+    "0100101": 5,
+    "1000000": 2,
+    "1010101": 1,
+    "1100000": 2,
+    "1100001": 1,
+    "1100100": 2,
+    "1100101": 7,
+    "1100111": 1,
+    "1101001": 1,
+    "1101101": 2,
+    "1101111": 3,
+    "1110101": 13,
+    "1110111": 5,
+    "1111101": 10,
+    "1111111": 16,
+}
+
+
+def test_carcinoma():
+    X = bm.datasets.load_carcinoma()
+    assert X.shape == (118, 7)
+    assert list(X.columns) == ["A", "B", "C", "D", "E", "F", "G"]
+    assert (X.dtypes == np.int64).all()
+    assert set(np.unique(X.to_numpy())) == {0, 1}
+    # R: colSums(carcinoma == 2)
+    assert X.sum().tolist() == [66, 79, 45, 32, 71, 25, 66]
+    patterns = X.astype(str).agg("".join, axis=1)
+    assert patterns.value_counts().to_dict() == CARCINOMA_PATTERNS
+    assert sum(CARCINOMA_PATTERNS.values()) == 118
+    # poLCA's row order: all-negative slides first, all-positive slides last
+    assert (patterns.iloc[:34] == "0000000").all()
+    assert (patterns.iloc[-16:] == "1111111").all()
+
+
+def _latent_class_log_likelihood(X, n_classes, n_init=10, max_iter=5000, tol=1e-10):
+    """Best maximum log-likelihood of a latent class model over seeded EM restarts."""
+    best = -np.inf
+    for seed in range(n_init):
+        rng = np.random.default_rng(seed)
+        weights = np.full(n_classes, 1.0 / n_classes)
+        probs = rng.uniform(0.2, 0.8, size=(n_classes, X.shape[1]))
+        previous = -np.inf
+        for _ in range(max_iter):
+            log_joint = np.log(weights) + X @ np.log(probs).T + (1 - X) @ np.log1p(-probs).T
+            top = log_joint.max(axis=1, keepdims=True)
+            resp = np.exp(log_joint - top)
+            log_lik = float((top[:, 0] + np.log(resp.sum(axis=1))).sum())
+            if log_lik - previous < tol:
+                break
+            previous = log_lik
+            resp /= resp.sum(axis=1, keepdims=True)
+            weights = resp.mean(axis=0)
+            probs = np.clip(resp.T @ X / resp.sum(axis=0)[:, None], 1e-10, 1 - 1e-10)
+        best = max(best, log_lik)
+    return best
+
+
+def test_carcinoma_reproduces_polca_log_likelihoods():
+    X = bm.datasets.load_carcinoma().to_numpy(dtype=float)
+    # poLCA's ?carcinoma: log-likelihood -317.2568 (2 classes) and -293.705 (3 classes)
+    assert _latent_class_log_likelihood(X, 2) == pytest.approx(-317.2568, abs=1e-3)
+    assert _latent_class_log_likelihood(X, 3) == pytest.approx(-293.705, abs=1e-3)

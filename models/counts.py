@@ -1,0 +1,112 @@
+"""Counts: a Poisson mixture for over-dispersed yearly counts of great discoveries.
+
+Model
+    ``PoissonMixture(n_components=K)``: each year's count is Poisson with the rate of its
+    (latent) regime; Dirichlet(1) weights, Gamma(1, 1/mean) rates (an exponential prior
+    with the data's mean). K = 1, 2, 3 compared by BIC (EM) and PSIS-LOO (NUTS).
+
+Data
+    Numbers of "great" inventions and scientific discoveries in each year from 1860 to
+    1959 (:func:`bayesmix.datasets.load_discoveries`, R's ``datasets::discoveries``).
+    The variance (5.08) is well above the mean (3.1): one Poisson rate cannot describe
+    them.
+
+What it shows
+    A mixture of Poissons as a model of over-dispersion: the single Poisson (K=1) is
+    rejected by BIC and by LOO; two regimes (about 2.5 and 6 discoveries a year) describe
+    the counts, and the posterior probability of the high-rate regime per year shows
+    when it occurred. The report has the count histogram with the fitted mixture pmf,
+    the posterior of weights and rates against EM, and the diagnostics.
+
+Run::
+
+    python models/counts.py            # about a minute
+    python models/counts.py --smoke    # tiny settings, for the tests
+
+Outputs in ``--out`` (default ``models/out/counts``): ``select_k.csv``,
+``regimes.csv`` (per year: count and posterior probability of each regime),
+``report.html`` with its figures, ``summary.csv``, ``compare.csv`` and the saved fits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+from pathlib import Path
+
+import pandas as pd
+
+import bayesmix as bm
+
+NAME = "counts"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny settings (tests)")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out" / NAME)
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    settings = (
+        {"draws": 150, "tune": 150, "chains": 2}
+        if args.smoke
+        else {"draws": 1000, "tune": 1000, "chains": 4}
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    data = bm.datasets.load_discoveries()
+    X = data[["discoveries"]]
+    print(f"mean {X['discoveries'].mean():.2f}, variance {X['discoveries'].var():.2f}")
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", bm.SamplerWarning)
+        table = bm.select_k(
+            X,
+            [1, 2, 3],
+            model=bm.PoissonMixture,
+            random_state=args.seed,
+            progressbar=False,
+            **settings,
+        )
+    for warning in caught:
+        if issubclass(warning.category, bm.SamplerWarning):
+            print(f"warning: {warning.message}")
+    table.to_csv(args.out / "select_k.csv", index=False)
+    columns = ["n_components", "bic", "elpd_loo", "se", "elpd_diff", "dse", "max_rhat"]
+    with pd.option_context("display.width", 160, "display.float_format", "{:.2f}".format):
+        print(table[columns].to_string(index=False))
+    print(f"best K: {table.attrs['best']}")
+
+    k = table.attrs["best"]["bic"]
+    spec = {"n_components": k, "random_state": args.seed}
+    em = bm.PoissonMixture(**spec).fit(X, method="em")
+    nuts = bm.PoissonMixture(**spec).fit(X, progressbar=False, **settings)
+    print(
+        f"K={k}: weights {nuts.weights_.round(3).tolist()}, rates "
+        f"{nuts.rates_.ravel().round(2).tolist()} (EM {em.rates_.ravel().round(2).tolist()})"
+    )
+    regimes = data.copy()
+    proba = nuts.predict_proba(X)
+    for j in range(k):
+        regimes[f"p_regime_{j}"] = proba[:, j].round(4)
+    regimes.to_csv(args.out / "regimes.csv", index=False)
+    report = bm.write_report(
+        args.out,
+        em_fit=em,
+        nuts_fit=nuts,
+        k_table=table,
+        title=f"Counts: a {k}-regime Poisson mixture of yearly discoveries",
+        description=(
+            "Great inventions and discoveries per year, 1860-1959 (100 counts, mean 3.1, "
+            f"variance 5.1). Poisson mixtures with K = 1, 2, 3 compared; shown: K={k}."
+        ),
+    )
+    print(f"wrote {report}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
