@@ -20,11 +20,10 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from bayesmix import em_families
 from bayesmix._base import MixtureModel
 from bayesmix._validation import MixtureData, check_option
-from bayesmix.em_families import MixtureEMResult
-from bayesmix.exceptions import DataError
+from bayesmix.em_families import MixtureEMResult, fit_bernoulli_em, fit_poisson_em
+from bayesmix.exceptions import DataError, InvalidParameterError
 from bayesmix.priors import Prior
 from bayesmix.stats import bernoulli_log_prob, poisson_log_prob
 
@@ -99,7 +98,7 @@ class _IndependentFeaturesMixture(MixtureModel):
     """Shared machinery of the Poisson and Bernoulli mixtures (one parameter per feature)."""
 
     _param: str = ""  # the (K, D) component parameter: "rates" or "probs"
-    _em_name: str = ""  # its EM function in bayesmix.em_families
+    _em_function: Any = None  # its EM function in bayesmix.em_families
     _logp: Any = None
     _random: Any = None
 
@@ -171,7 +170,7 @@ class _IndependentFeaturesMixture(MixtureModel):
         self, data: MixtureData, rng: np.random.Generator, priors: dict[str, Prior]
     ) -> MixtureEMResult:
         prior = self._em_prior(priors) if self.objective == "map" else None
-        result = getattr(em_families, self._em_name)(
+        result = self._em_function(
             data.values,
             self.n_components,
             n_init=self.n_init,
@@ -182,10 +181,8 @@ class _IndependentFeaturesMixture(MixtureModel):
             prior=prior,
         )
         # Canonical labels: components by increasing parameter of the first feature.
-        from bayesmix._gaussian import _reorder_components
-
         order = np.lexsort(result.params[self._param].T[::-1])
-        return _reorder_components(result, order)
+        return result.reordered(order)
 
     def _point_from_em(self, em: MixtureEMResult, n_features: int) -> dict[str, np.ndarray]:
         return {"weights": em.weights, self._param: em.params[self._param]}
@@ -252,7 +249,7 @@ class PoissonMixture(_IndependentFeaturesMixture):
     _logp = staticmethod(poisson_mixture_logp)
     _random = staticmethod(poisson_mixture_random)
     _component_log_prob = staticmethod(poisson_log_prob)
-    _em_name = "fit_poisson_em"
+    _em_function = staticmethod(fit_poisson_em)
 
     def _check_data(self, data: MixtureData) -> None:
         values = data.values
@@ -281,8 +278,6 @@ class PoissonMixture(_IndependentFeaturesMixture):
     def _em_prior(self, priors: dict[str, Prior]) -> dict[str, Any]:
         rates = priors["rates"]
         if rates.distribution != "Gamma" or priors["weights"].distribution != "Dirichlet":
-            from bayesmix.exceptions import InvalidParameterError
-
             raise InvalidParameterError(
                 f"objective='map' needs the conjugate prior Gamma(alpha, beta) on rates; got "
                 f"{rates!r}. Use objective='ml' or a Gamma prior."
@@ -358,7 +353,7 @@ class BernoulliMixture(_IndependentFeaturesMixture):
     _logp = staticmethod(bernoulli_mixture_logp)
     _random = staticmethod(bernoulli_mixture_random)
     _component_log_prob = staticmethod(bernoulli_log_prob)
-    _em_name = "fit_bernoulli_em"
+    _em_function = staticmethod(fit_bernoulli_em)
 
     def _check_data(self, data: MixtureData) -> None:
         values = data.values

@@ -508,19 +508,3 @@ def _reorder_em(result: EMResult, order: np.ndarray) -> EMResult:
             result.precisions_cholesky[order] if per_component else result.precisions_cholesky
         ),
     )
-
-
-def _reorder_components(result: Any, order: np.ndarray) -> Any:
-    """Return a family EM result (``weights`` and ``params``) with its components in ``order``.
-
-    Every parameter is permuted on its first axis, except the tied scale matrix.
-    """
-    from dataclasses import replace
-
-    params = {
-        name: value
-        if (name == "covariances" and result.covariance_type == "tied")
-        else np.asarray(value)[order]
-        for name, value in result.params.items()
-    }
-    return replace(result, weights=result.weights[order], params=params)

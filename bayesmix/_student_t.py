@@ -24,12 +24,12 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from bayesmix import em_families
 from bayesmix._base import MixtureModel
-from bayesmix._gaussian import GaussianMixture, _reorder_components, mahalanobis_terms
+from bayesmix._gaussian import GaussianMixture, mahalanobis_terms
 from bayesmix._validation import MixtureData, check_nonnegative, check_option
 from bayesmix.em import COVARIANCE_TYPES, full_covariances
-from bayesmix.em_families import MixtureEMResult
+from bayesmix.em_families import MixtureEMResult, fit_student_t_em
+from bayesmix.exceptions import InvalidParameterError
 from bayesmix.priors import Prior
 from bayesmix.stats import n_parameters, student_t_log_prob
 
@@ -232,7 +232,7 @@ class StudentTMixture(GaussianMixture):
     def _run_em(
         self, data: MixtureData, rng: np.random.Generator, priors: dict[str, Prior]
     ) -> MixtureEMResult:
-        result = em_families.fit_student_t_em(
+        result = fit_student_t_em(
             data.values,
             self.n_components,
             covariance_type=self.covariance_type,
@@ -244,7 +244,7 @@ class StudentTMixture(GaussianMixture):
             dof_bounds=tuple(float(b) for b in self.dof_bounds),
         )
         order = np.lexsort(result.params["means"].T[::-1])
-        return _reorder_components(result, order)
+        return result.reordered(order)
 
     def _point_from_em(self, em: MixtureEMResult, n_features: int) -> dict[str, np.ndarray]:
         """Every posterior variable at the ECM estimate (constrained space)."""
@@ -257,8 +257,6 @@ class StudentTMixture(GaussianMixture):
 
 
 def _check_bounds(bounds: Any) -> tuple[float, float]:
-    from bayesmix.exceptions import InvalidParameterError
-
     try:
         low, high = (float(b) for b in bounds)
     except (TypeError, ValueError):

@@ -65,16 +65,42 @@ def _sampler_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return {"draws": args.draws, "tune": args.tune, "chains": args.chains, "progressbar": True}
 
 
-def _fit_both(
-    X: pd.DataFrame, k: int, covariance: str, method: str, args: argparse.Namespace, console: Any
-) -> tuple[Any, Any]:
+FAMILIES = {
+    "gaussian": "GaussianMixture",
+    "student-t": "StudentTMixture",
+    "poisson": "PoissonMixture",
+    "bernoulli": "BernoulliMixture",
+}
+
+
+def _family(args: argparse.Namespace) -> Any:
+    """Return the model class chosen with ``--family``."""
     import bayesmix as bm
 
-    spec = {"n_components": k, "covariance_type": covariance, "random_state": args.seed}
+    return getattr(bm, FAMILIES[args.family])
+
+
+def _spec(args: argparse.Namespace, k: int) -> dict[str, Any]:
+    spec: dict[str, Any] = {"n_components": k, "random_state": args.seed}
+    if "covariance_type" in _family(args)._param_names():
+        spec["covariance_type"] = args.covariance
+    return spec
+
+
+def _describe(args: argparse.Namespace) -> str:
+    if "covariance_type" in _family(args)._param_names():
+        return f"{args.family} mixture ({args.covariance} covariances)"
+    return f"{args.family} mixture"
+
+
+def _fit_both(
+    X: pd.DataFrame, k: int, method: str, args: argparse.Namespace, console: Any
+) -> tuple[Any, Any]:
+    family, spec = _family(args), _spec(args, k)
     em = nuts = None
     if method in ("em", "both"):
         start = time.perf_counter()
-        em = bm.GaussianMixture(**spec).fit(X, method="em")
+        em = family(**spec).fit(X, method="em")
         stats = em.idata["em_stats"].attrs
         console.print(
             f"EM: log-likelihood {stats['log_likelihood'] * len(X):.2f} after "
@@ -87,7 +113,7 @@ def _fit_both(
             "every chain started at the EM estimate ..."
         )
         start = time.perf_counter()
-        nuts = bm.GaussianMixture(**spec).fit(X, method="nuts", **_sampler_kwargs(args))
+        nuts = family(**spec).fit(X, method="nuts", **_sampler_kwargs(args))
         attrs = nuts.idata.attrs
         console.print(
             f"NUTS: {time.perf_counter() - start:.1f} s (compile + sample); max R-hat "
@@ -146,7 +172,8 @@ def _demo(args: argparse.Namespace) -> int:
         f"[bold]Old Faithful[/bold]: {X.shape[0]} eruptions, columns {list(X.columns)}; "
         "a two-component Gaussian mixture with full covariances."
     )
-    em, nuts = _fit_both(X, 2, "full", "both", args, console)
+    args.family, args.covariance = "gaussian", "full"
+    em, nuts = _fit_both(X, 2, "both", args, console)
     _show_fits(console, em, nuts, "Old Faithful, K=2, full covariance")
     report = bm.write_report(
         args.out,
@@ -173,14 +200,14 @@ def _fit(args: argparse.Namespace) -> int:
             "Use `bayesmix select` to compare several K."
         )
     k = args.components[0]
-    em, nuts = _fit_both(X, k, args.covariance, args.method, args, console)
-    _show_fits(console, em, nuts, f"{Path(args.data).name}, K={k}, {args.covariance}")
+    em, nuts = _fit_both(X, k, args.method, args, console)
+    _show_fits(console, em, nuts, f"{Path(args.data).name}, K={k}, {_describe(args)}")
     report = bm.write_report(
         args.out,
         em_fit=em,
         nuts_fit=nuts,
         title=f"bayesmix fit: {Path(args.data).name}, K={k}",
-        description=f"Gaussian mixture ({args.covariance} covariances) fitted to {args.data}.",
+        description=f"A {_describe(args)} fitted to {args.data}.",
     )
     return _finish(console, report)
 
@@ -196,6 +223,7 @@ def _select(args: argparse.Namespace) -> int:
         ks=args.components,
         method=args.method,
         covariance_type=args.covariance,
+        model=_family(args),
         random_state=args.seed,
         **({} if args.method == "em" else _sampler_kwargs(args)),
     )
@@ -203,14 +231,14 @@ def _select(args: argparse.Namespace) -> int:
     best = table.attrs["best"]
     chosen = best.get("loo", best["bic"])
     console.print(f"Chosen K: {best}; the report shows the fits for K={chosen}.")
-    em, nuts = _fit_both(X, chosen, args.covariance, args.method, args, console)
+    em, nuts = _fit_both(X, chosen, args.method, args, console)
     report = bm.write_report(
         args.out,
         em_fit=em,
         nuts_fit=nuts,
         k_table=table,
         title=f"bayesmix select: {Path(args.data).name}",
-        description=f"Choosing the number of components of {args.data}.",
+        description=f"Choosing the number of components of a {_describe(args)} of {args.data}.",
     )
     return _finish(console, report)
 
@@ -253,7 +281,13 @@ def _add_data_options(parser: argparse.ArgumentParser, components_help: str) -> 
         "--covariance",
         default="full",
         choices=["full", "tied", "diag", "spherical"],
-        help="covariance type (default: full)",
+        help="covariance type of the gaussian and student-t families (default: full)",
+    )
+    parser.add_argument(
+        "--family",
+        default="gaussian",
+        choices=list(FAMILIES),
+        help="mixture family (default: gaussian); poisson needs counts, bernoulli 0/1",
     )
 
 
@@ -271,7 +305,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="bayesmix-demo", help="report folder (bayesmix-demo)")
     demo.set_defaults(run=_demo)
 
-    fit = commands.add_parser("fit", help="fit a Gaussian mixture to a CSV file")
+    fit = commands.add_parser("fit", help="fit a mixture (--family) to a CSV file")
     _add_data_options(fit, "number of components K")
     fit.add_argument("--method", default="both", choices=["nuts", "em", "both"])
     _add_sampler_options(fit)

@@ -149,7 +149,7 @@ import logging
 import math
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 from scipy.optimize import brentq
@@ -244,6 +244,20 @@ class MixtureEMResult:
                 value = value.item()
             out[field.name] = value
         return out
+
+    def reordered(self, order: np.ndarray) -> MixtureEMResult:
+        """Return this result with its components in ``order``.
+
+        Every component parameter is permuted on its first axis, except a tied scale
+        matrix (``covariance_type="tied"``), which all components share.
+        """
+        params = {
+            name: value
+            if (name == "covariances" and self.covariance_type == "tied")
+            else np.asarray(value)[order]
+            for name, value in self.params.items()
+        }
+        return replace(self, weights=self.weights[order], params=params)
 
     @classmethod
     def from_dict(cls, data: dict) -> MixtureEMResult:

@@ -289,7 +289,9 @@ def _discrete_components(fit: Any, X: Any, *, ax: Any, n_draws: int, hdi_prob: f
     names = _feature_names(fit)
     title = f"{fit.n_components}-component mixture ({fit.idata.attrs.get('inference_method')})"
     if fit._family == "bernoulli":
-        fig, axis = _new_axes(ax, figsize=(max(5.0, 0.6 * len(names) + 2), 4), layout="constrained")
+        fig, axis = _new_axes(
+            ax, figsize=(max(5.0, 0.6 * len(names) + 2) + 3, 4), layout="constrained"
+        )
         _profile_panel(axis, values, draws, em, hdi_prob, names)
         axis.set_title(title)
         return fig
@@ -312,7 +314,10 @@ def _discrete_components(fit: Any, X: Any, *, ax: Any, n_draws: int, hdi_prob: f
         _count_panel(axis, values[:, d], one, (em[0], em[1][:, [d]]), hdi_prob)
         axis.set(xlabel=names[d], ylabel="probability")
     axes[0].legend(fontsize="small")
-    fig.suptitle(title)
+    if ax is None:
+        fig.suptitle(title)
+    else:
+        axes[0].set_title(title)
     return fig
 
 
@@ -398,7 +403,7 @@ def _profile_panel(
         )
     ax.set(xticks=items, ylim=(-0.02, 1.02), ylabel="P(item = 1 | class)", xlabel="item")
     ax.set_xticklabels(names, rotation=0 if len(names) < 10 else 90)
-    ax.legend(fontsize="small", loc="best")
+    ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))
 
 
 def _pairs_axes(ax: Any, n_features: int) -> tuple[Figure, np.ndarray]:
@@ -756,8 +761,12 @@ def plot_ppc(fit: Any, *, n_draws: int = 50, random_seed: int | None = None, **k
 
     Returns
     -------
-    arviz_plots.PlotCollection
-        Save with ``.savefig(path)``.
+    arviz_plots.PlotCollection or matplotlib.figure.Figure
+        For continuous families the collection of :func:`arviz_plots.plot_ppc_dist`
+        (save with ``.savefig(path)``); for counts (Poisson) and binary data (Bernoulli)
+        a figure of observed frequencies against the replicates' median and 94%
+        interval: of every count value per feature, and of the number of positive items
+        per observation (which a latent class model must reproduce).
     """
     _check_fitted(fit, "fit")
     n_draws = _check_n_draws(n_draws)
@@ -765,10 +774,52 @@ def plot_ppc(fit: Any, *, n_draws: int = 50, random_seed: int | None = None, **k
         fit.sample_posterior_predictive(random_seed=random_seed)
     sizes = fit.idata["posterior_predictive"].sizes
     available = sizes["chain"] * sizes["draw"]
+    if fit._family in ("poisson", "bernoulli"):
+        return _discrete_ppc(fit, min(n_draws, available))
     kwargs.setdefault("cols", ["feature"])
     return azp.plot_ppc_dist(
         fit.idata, var_names=["x"], num_samples=min(n_draws, available), **kwargs
     )
+
+
+def _discrete_ppc(fit: Any, n_draws: int) -> Figure:
+    """Observed frequencies against replicated ones (median, 94% interval), per statistic."""
+    observed = fit.idata["observed_data"]["x"].transpose("obs", "feature").to_numpy()
+    replicated = fit.idata["posterior_predictive"]["x"].transpose("chain", "draw", "obs", "feature")
+    replicated = replicated.to_numpy().reshape(-1, *observed.shape)
+    replicated = replicated[thin_indices(replicated.shape[0], n_draws)]
+    if fit._family == "bernoulli":
+        panels = [("positive items per observation", observed.sum(1), replicated.sum(2))]
+    else:
+        names = _feature_names(fit)
+        panels = [(names[d], observed[:, d], replicated[:, :, d]) for d in range(len(names))]
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(4.5 * len(panels), 3.6), squeeze=False, layout="constrained"
+    )
+    for axis, (label, obs, rep) in zip(axes[0], panels, strict=True):
+        top = int(max(obs.max(), np.quantile(rep, 0.99))) + 1
+        values = np.arange(top + 1)
+        freq_obs = np.bincount(obs.astype(np.int64), minlength=top + 1)[: top + 1] / obs.size
+        freq_rep = (
+            np.stack([np.bincount(r.astype(np.int64), minlength=top + 1)[: top + 1] for r in rep])
+            / rep.shape[1]
+        )
+        low, mid, high = np.quantile(freq_rep, [0.03, 0.5, 0.97], axis=0)
+        axis.bar(values, freq_obs, color="0.75", edgecolor="0.6", label="data")
+        axis.errorbar(
+            values,
+            mid,
+            yerr=np.stack([mid - low, high - mid]),
+            fmt="o",
+            color="C0",
+            capsize=3,
+            label=f"replicates (median, 94%; {rep.shape[0]} data sets)",
+            gid=GID_MEAN,
+        )
+        axis.set(xlabel=label, ylabel="frequency")
+    axes[0, 0].legend(fontsize="small")
+    fig.suptitle("posterior predictive check")
+    return fig
 
 
 class PlotAccessor:

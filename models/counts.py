@@ -12,11 +12,16 @@ Data
     them.
 
 What it shows
-    A mixture of Poissons as a model of over-dispersion: the single Poisson (K=1) is
-    rejected by BIC and by LOO; two regimes (about 2.5 and 6 discoveries a year) describe
-    the counts, and the posterior probability of the high-rate regime per year shows
-    when it occurred. The report has the count histogram with the fitted mixture pmf,
-    the posterior of weights and rates against EM, and the diagnostics.
+    A mixture of Poissons as a model of over-dispersion. BIC prefers two regimes
+    (434.3, against 438.3 for a single Poisson and 443.4 for three); LOO prefers two or
+    three regimes to one by 4.5 elpd with a standard error of 3.9, and cannot tell two
+    from three (0.04 +- 0.33). With 100 counts the regimes overlap and the posterior is
+    wide: weights 0.72 / 0.28 and rates 2.3 / 5.6 discoveries a year (posterior means,
+    4 x 1000 draws), against EM's 0.84 / 0.16 and 2.5 / 6.3 — EM is one point of a broad
+    posterior, which is the reason to sample it. ``regimes.csv`` has the posterior
+    probability of the high-rate regime for every year. The report has the count
+    histogram with the fitted mixture pmf, the posterior predictive check of the count
+    frequencies, the posterior of weights and rates against EM, and the diagnostics.
 
 Run::
 
@@ -83,7 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     k = table.attrs["best"]["bic"]
     spec = {"n_components": k, "random_state": args.seed}
     em = bm.PoissonMixture(**spec).fit(X, method="em")
-    nuts = bm.PoissonMixture(**spec).fit(X, progressbar=False, **settings)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", bm.SamplerWarning)
+        nuts = bm.PoissonMixture(**spec).fit(X, progressbar=False, **settings)
+    for warning in caught:
+        if issubclass(warning.category, bm.SamplerWarning):
+            print(f"warning (K={k}): {warning.message}")
     print(
         f"K={k}: weights {nuts.weights_.round(3).tolist()}, rates "
         f"{nuts.rates_.ravel().round(2).tolist()} (EM {em.rates_.ravel().round(2).tolist()})"

@@ -12,11 +12,17 @@ Data
 
 What it shows
     The classic latent class analysis: EM reproduces poLCA's maximum log-likelihoods
-    (-317.26 for two classes, -293.71 for three), BIC prefers three classes ("clearly
-    negative", "clearly positive" and an ambiguous class on which the pathologists
-    disagree). Maximum-likelihood item probabilities sit on 0 or 1 for some
-    pathologists; the posterior (NUTS, uniform prior) shows how uncertain those are.
-    The profile plot draws P(diagnosis | class) per pathologist with 94% HDIs.
+    (-317.26 for two classes, -293.71 for three). BIC (697.1) and LOO pick three classes
+    (LOO: two classes 15.7 +- 5.4 elpd worse, four 0.7 +- 0.2 worse): "clearly
+    negative" (38% of slides), "clearly positive" (44%) and a class of 17% on which the
+    pathologists disagree (B and E say yes, C, D and F say no). Maximum-likelihood item
+    probabilities sit on 0 or 1 for some pathologists; the posterior (NUTS, uniform
+    prior) shows how uncertain those are.
+    The profile plot draws P(diagnosis | class) per pathologist with 94% HDIs. The
+    posterior predictive check of the number of positive diagnoses per slide shows where
+    local independence strains: unanimous slides (none or all seven positive) sit at the
+    upper edge of what the model replicates, a hint of dependence between pathologists
+    beyond the three classes.
 
 Run::
 
@@ -82,7 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     k = table.attrs["best"]["bic"]
     spec = {"n_components": k, "n_init": 10, "random_state": args.seed}
     em = bm.BernoulliMixture(**spec).fit(X, method="em")
-    nuts = bm.BernoulliMixture(**spec).fit(X, progressbar=False, **settings)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", bm.SamplerWarning)
+        nuts = bm.BernoulliMixture(**spec).fit(X, progressbar=False, **settings)
+    for warning in caught:
+        if issubclass(warning.category, bm.SamplerWarning):
+            print(f"warning (K={k}): {warning.message}")
     print(f"K={k}: EM log-likelihood {em.em_.log_likelihood * len(X):.4f}")
     profiles = pd.DataFrame(nuts.probs_, columns=X.columns).round(3)
     profiles.insert(0, "weight", nuts.weights_.round(3))

@@ -12,12 +12,15 @@ Data
 
 What it shows
     On the clean data both families find the same two clusters. With the outliers, the
-    Gaussian components must cover them: their covariances inflate and their means move
-    (printed: the shift of each mean from the clean fit, in units of the clean posterior
-    sd). The t components absorb the outliers in their tails (small estimated degrees of
-    freedom), keep means and clusters close to the clean fit, and the posterior
-    predictive density is higher for the real eruptions (mean log predictive density of
-    the clean points). The report is the Student-t fit to the contaminated data.
+    Gaussian mixture spends a component on them: one broad component covers the outliers
+    and all 272 eruptions fall in the other (adjusted Rand index with the clean
+    clustering 0.0; the means move up to 53 posterior sd). The t components absorb the
+    outliers in their tails instead (posterior mean degrees of freedom 24 and 2.1: the
+    larger cluster takes the outliers), keep the clusters of the clean fit (ARI 0.96,
+    means within about 1 posterior sd) and predict the real eruptions better (mean log
+    predictive density of the clean points -4.23 against -4.79). Both NUTS fits converge
+    (max R-hat 1.003, no divergences; 4 x 1000 draws). The report is the Student-t fit
+    to the contaminated data.
 
 Run::
 

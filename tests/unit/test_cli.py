@@ -171,3 +171,33 @@ def test_parse_components():
     assert parse_components("1..4") == [1, 2, 3, 4]
     assert parse_components("2-3") == [2, 3]
     assert parse_components("2,5") == [2, 5]
+
+
+@pytest.mark.parametrize(
+    ("family", "loader", "cls"),
+    [
+        ("poisson", "load_discoveries", bm.PoissonMixture),
+        ("bernoulli", "load_carcinoma", bm.BernoulliMixture),
+    ],
+)
+def test_fit_other_families(family, loader, cls, tmp_path):
+    frame = getattr(bm.datasets, loader)()
+    if family == "poisson":
+        frame = frame[["discoveries"]]
+    path = tmp_path / "data.csv"
+    frame.to_csv(path, index=False)
+    out = tmp_path / family
+    code = main(
+        ["fit", str(path), "-k", "2", "--family", family, "--method", "em", "--out", str(out)]
+    )
+    assert code == 0
+    fit = bm.load(out / "fit.nc")
+    assert type(fit) is cls
+    direct = cls(n_components=2, random_state=0).fit(frame, method="em")
+    np.testing.assert_allclose(fit.weights_, direct.weights_)
+
+
+def test_a_family_rejects_data_it_cannot_model(data_csv, capsys):
+    code = main(["fit", str(data_csv), "-k", "2", "--family", "poisson", "--out", "unused"])
+    assert code == 2
+    assert "non-negative integer counts" in capsys.readouterr().err

@@ -132,6 +132,15 @@ def test_plots(name, rng, mocked_sample):
     for figure in (fit.plot.components(), fit.plot.compare(), fit.plot.responsibilities()):
         assert figure.axes
         plt.close(figure)
+    ppc = fit.plot.ppc(n_draws=10, random_seed=0)
+    assert fit.idata["posterior_predictive"]["x"].shape[-2:] == np.shape(X)
+    if name != "student_t":  # counts and binary data: observed frequencies as bars
+        values = np.asarray(X, dtype=int)
+        stat = values.sum(axis=1) if name == "bernoulli" else values[:, 0]
+        heights = [bar.get_height() for bar in ppc.axes[0].patches]
+        expected = np.bincount(stat) / len(stat)
+        np.testing.assert_allclose(heights[: expected.size], expected)
+        plt.close(ppc)
     em = cls(n_components=2, random_state=0).fit(X, method="em")
     figure = em.plot.components()
     artists = [a for ax in figure.axes for a in (*ax.lines, *ax.patches)]
