@@ -12,6 +12,7 @@ import inspect
 import json
 import logging
 import os
+import time
 import warnings
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -69,6 +70,9 @@ NUTS_SAMPLERS = ("nutpie", "pymc")
 _COLLAPSE_RATIO = 0.25
 _RHAT_MAX = 1.01
 _ESS_PER_CHAIN_MIN = 100
+# The pointwise log-likelihood (chains x draws x observations, float64) is stored with a
+# NUTS fit by default up to this many values (256 MiB); beyond, on request.
+_LOG_LIKELIHOOD_MAX_VALUES = 2**25
 
 
 class MixtureModel(ABC):
@@ -246,6 +250,7 @@ class MixtureModel(ABC):
         nuts_sampler: Literal["nutpie", "pymc"] = "nutpie",
         random_seed: int | None = None,
         progressbar: bool = True,
+        log_likelihood: bool | None = None,
     ) -> Self:
         """Fit the mixture to ``X`` by NUTS (the posterior) or by EM (a point estimate).
 
@@ -270,11 +275,19 @@ class MixtureModel(ABC):
             Seed of the sampler; defaults to one derived from ``random_state``.
         progressbar : bool, default=True
             Show sampling progress.
+        log_likelihood : bool, optional
+            Store the pointwise log-likelihood of every draw (the ``log_likelihood``
+            group, for LOO and WAIC) with a NUTS fit. By default it is stored when it
+            has at most 2**25 values (chains x draws x observations, 256 MiB); for
+            larger fits call :meth:`compute_log_likelihood` when it is needed.
 
         Returns
         -------
         self
-            The fitted model.
+            The fitted model. ``self.idata.attrs["timings"]`` (JSON) records the seconds
+            spent in each phase: ``em``, and for NUTS ``build`` (the PyMC model),
+            ``nuts`` (compilation, unless a compiled model is reused, and sampling) and
+            ``postprocess`` (relabelling, log-likelihood, diagnostics).
         """
         check_option(method, "method", METHODS)
         if method == "nuts":
@@ -289,9 +302,16 @@ class MixtureModel(ABC):
             check_seed(random_seed, "random_seed")
             if cores is not None:
                 check_positive_int(cores, "cores")
+            if log_likelihood not in (None, True, False):
+                raise InvalidParameterError(
+                    f"log_likelihood must be True, False or None (automatic); got "
+                    f"{log_likelihood!r}."
+                )
         data, priors = self._prepare(X)
         rng = np.random.default_rng(self.random_state)
+        started = time.perf_counter()
         em = self._run_em(data, rng, priors)
+        timings = {"em": time.perf_counter() - started}
         if method == "em":
             idata = self._em_datatree(data, em)
             settings: dict[str, Any] = {}
@@ -305,10 +325,20 @@ class MixtureModel(ABC):
                 "nuts_sampler": nuts_sampler,
                 "random_seed": seed,
             }
+            if log_likelihood is None:
+                log_likelihood = data.n_samples * draws * chains <= _LOG_LIKELIHOOD_MAX_VALUES
             idata = self._sample_nuts(
-                data, priors, em, cores=cores, progressbar=progressbar, **settings
+                data,
+                priors,
+                em,
+                cores=cores,
+                progressbar=progressbar,
+                log_likelihood=log_likelihood,
+                **settings,
             )
+        timings |= json.loads(idata.attrs.get("timings", "{}"))
         idata.attrs.update(self._root_attrs(priors, em, method, settings))
+        idata.attrs["timings"] = json.dumps({key: round(v, 4) for key, v in timings.items()})
         self._set_fitted(data, priors, em, idata)
         return self
 
@@ -463,8 +493,11 @@ class MixtureModel(ABC):
         nuts_sampler: str,
         random_seed: int,
         progressbar: bool,
+        log_likelihood: bool = True,
     ) -> xr.DataTree:
+        clock = time.perf_counter()
         model = self._build(data, priors)
+        timings = {"build": time.perf_counter() - clock}
         start = self._start_from_em(em, data.n_features)
         free = {rv.name for rv in model.free_RVs}
         start = {key: value for key, value in start.items() if key in free}
@@ -478,6 +511,7 @@ class MixtureModel(ABC):
             em.log_likelihood,
         )
         settings = {"draws": draws, "tune": tune, "chains": chains, "cores": cores}
+        clock = time.perf_counter()
         with threadpool_limits(limits=1, user_api="blas"):
             if nuts_sampler == "nutpie":
                 # One start for all chains, exactly the EM estimate: nutpie's default
@@ -507,14 +541,25 @@ class MixtureModel(ABC):
                     compute_convergence_checks=False,
                     **settings,
                 )
+        timings["nuts"] = time.perf_counter() - clock  # compile (unless cached) + sample
+        clock = time.perf_counter()
         if "observed_data" not in idata.children:
             idata["observed_data"] = xr.Dataset(
                 {"x": (("obs", "feature"), data.values)},
                 coords={"obs": data.obs, "feature": data.features},
             )
         self._relabel(idata, em, data)
-        idata["log_likelihood"] = self._log_likelihood_group(idata, data)
+        if log_likelihood:
+            idata["log_likelihood"] = self._log_likelihood_group(idata, data)
+        else:
+            _log.info(
+                "the pointwise log-likelihood (%d values) is not stored; "
+                "compute_log_likelihood() adds it",
+                data.n_samples * draws * chains,
+            )
         self._check_chains(idata)
+        timings["postprocess"] = time.perf_counter() - clock
+        idata.attrs["timings"] = json.dumps(timings)
         return idata
 
     def _structure_key(self, data: MixtureData, priors: dict[str, Prior]) -> tuple:
@@ -606,6 +651,26 @@ class MixtureModel(ABC):
             )  # _check_chains < _sample_nuts < fit < blas wrapper
 
     # -- fitted accessors ----------------------------------------------------------------
+
+    @single_blas_thread
+    def compute_log_likelihood(self) -> xr.Dataset:
+        """Add the pointwise log-likelihood of every draw to ``idata`` and return it.
+
+        ``log p(x_n | theta^s)`` with the labels summed out, dims (chain, draw, obs), as
+        :func:`arviz_stats.loo` needs. A NUTS fit stores it already unless it was too large
+        (see ``fit(log_likelihood=...)``); it is computed in blocks of draws, so only
+        the result has to fit in memory.
+
+        Returns
+        -------
+        xarray.Dataset
+            The ``log_likelihood`` group (variable ``x``).
+        """
+        self._check_fitted()
+        if "log_likelihood" not in self.idata.children:
+            data = _observed_data(self.idata)
+            self.idata["log_likelihood"] = self._log_likelihood_group(self.idata, data)
+        return self.idata["log_likelihood"].to_dataset()
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "idata"):

@@ -152,6 +152,7 @@ def select_k(
                 nuts = model(**spec, **model_kwargs).fit(
                     data.values, draws=draws, tune=tune, chains=chains, progressbar=progressbar
                 )
+            nuts.compute_log_likelihood()  # stored already unless the fit is large
             loo = azs.loo(nuts.idata)
             pareto_k = np.asarray(loo.pareto_k).ravel()
             n_bad = int((~(pareto_k <= loo.good_k)).sum())  # NaN k: not estimable, bad

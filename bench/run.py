@@ -42,9 +42,13 @@ WORKLOADS = {
     "2d-k3-n1e4": {"n_features": 2, "n_components": 3, "n_samples": 10_000},
     "2d-k3-n1e5": {"n_features": 2, "n_components": 3, "n_samples": 100_000},
     "5d-k4-n5e3": {"n_features": 5, "n_components": 4, "n_samples": 5_000},
+    "2d-k3-n1e6": {"n_features": 2, "n_components": 3, "n_samples": 1_000_000},
 }
 QUICK = ["1d-k2-n1e3", "2d-k3-n1e3"]
 PEERS = ["bayesmix", "pymc-plain", "bayesmix-em", "sklearn-em"]
+# At N = 10^6 the plain formulation is not run (hours); bayesmix's NUTS fit is there for
+# its memory and its cost per point.
+WORKLOAD_PEERS = {"2d-k3-n1e6": ["bayesmix", "bayesmix-em", "sklearn-em"]}
 
 
 def make_data(n_features: int, n_components: int, n_samples: int, seed: int = 0) -> np.ndarray:
@@ -87,6 +91,8 @@ def run_bayesmix(X: np.ndarray, k: int, settings: dict) -> dict:
     gm.fit(X, progressbar=False, **settings)
     total = time.perf_counter() - start
     result = {"total_s": total}
+    timings = json.loads(gm.idata.attrs.get("timings", "{}"))
+    result |= {f"{phase}_s": seconds for phase, seconds in timings.items()}
     result |= _diagnostics(gm.idata["posterior"])
     result["divergences"] = int(gm.idata["sample_stats"]["diverging"].sum())
     return result
@@ -178,19 +184,30 @@ def run_em(X: np.ndarray, k: int, which: str) -> dict:
         sk = GaussianMixture(**spec).fit(X)
         loglik, n_iter = sk.score(X) * len(X), sk.n_iter_
     seconds = time.perf_counter() - start
-    return {"total_s": seconds, "log_likelihood": float(loglik), "n_iter": int(n_iter)}
+    return {
+        "total_s": seconds,
+        "log_likelihood": float(loglik),
+        "n_iter": int(n_iter),
+        "ns_per_point_iter": 1e9 * seconds / (len(X) * max(int(n_iter), 1)),
+    }
 
 
 def worker(spec: dict) -> dict:
     """Run one (workload, peer) fit in this process and return its metrics."""
+    import resource
+
     X = make_data(**WORKLOADS[spec["workload"]])
     k = WORKLOADS[spec["workload"]]["n_components"]
     settings = spec["settings"]
     if spec["peer"] == "bayesmix":
-        return run_bayesmix(X, k, settings)
-    if spec["peer"] == "pymc-plain":
-        return run_plain(X, k, settings)
-    return run_em(X, k, spec["peer"])
+        metrics = run_bayesmix(X, k, settings)
+    elif spec["peer"] == "pymc-plain":
+        metrics = run_plain(X, k, settings)
+    else:
+        metrics = run_em(X, k, spec["peer"])
+    # Peak resident memory of this process (Linux reports KiB), data included.
+    metrics["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return metrics
 
 
 def machine() -> dict:
@@ -212,30 +229,49 @@ def markdown(results: dict) -> str:
         + ", ".join(f"{k} {v}" for k, v in results["machine"]["packages"].items()),
         f"NUTS settings: {results['settings']}. Command: `{results['command']}`.",
         "",
-        "| workload | peer | total s | compile s | min bulk ESS | ESS/s | max R-hat | "
-        "divergences | chains agree | EM log-lik |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| workload | peer | total s | compile s | sample s | min bulk ESS | ESS/s | "
+        "vs plain | max R-hat | divergences | chains agree | peak MiB | EM log-lik | "
+        "EM ns/pt/iter | vs sklearn |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    by_key = {(row["workload"], row["peer"]): row["metrics"] for row in results["rows"]}
+
+    def fmt(value: float | None, spec: str) -> str:
+        return "" if value is None else format(value, spec)
+
     for row in results["rows"]:
         m = row["metrics"]
         if "error" in m:
-            lines.append(f"| {row['workload']} | {row['peer']} | failed: {m['error']} |||||||||")
+            lines.append(f"| {row['workload']} | {row['peer']} | failed: {m['error']} |" + "|" * 13)
             continue
         ess = m.get("min_ess_bulk")
-        lines.append(
-            "| {w} | {p} | {t:.1f} | {c} | {e} | {r} | {h} | {d} | {a} | {l} |".format(
-                w=row["workload"],
-                p=row["peer"],
-                t=m["total_s"],
-                c=f"{m['compile_s']:.1f}" if "compile_s" in m else "",
-                e=f"{ess:.0f}" if ess is not None else "",
-                r=f"{ess / m['total_s']:.1f}" if ess is not None else "",
-                h=f"{m['max_rhat']:.3f}" if "max_rhat" in m else "",
-                d=m.get("divergences", ""),
-                a=m.get("chains_agree", ""),
-                l=f"{m['log_likelihood']:.2f}" if "log_likelihood" in m else "",
-            )
+        rate = ess / m["total_s"] if ess is not None else None
+        plain = by_key.get((row["workload"], "pymc-plain"), {})
+        plain_rate = plain["min_ess_bulk"] / plain["total_s"] if "min_ess_bulk" in plain else None
+        sklearn = by_key.get((row["workload"], "sklearn-em"), {})
+        speedup = (
+            sklearn["total_s"] / m["total_s"]
+            if row["peer"] == "bayesmix-em" and "total_s" in sklearn
+            else None
         )
+        cells = [
+            row["workload"],
+            row["peer"],
+            fmt(m["total_s"], ".2f"),
+            fmt(m.get("compile_s"), ".1f"),
+            fmt(m.get("sample_s"), ".1f"),
+            fmt(ess, ".0f"),
+            fmt(rate, ".1f"),
+            fmt(rate / plain_rate if rate and plain_rate else None, ".1f"),
+            fmt(m.get("max_rhat"), ".3f"),
+            str(m.get("divergences", "")),
+            str(m.get("chains_agree", "")),
+            fmt(m.get("peak_rss_mib"), ".0f"),
+            fmt(m.get("log_likelihood"), ".2f"),
+            fmt(m.get("ns_per_point_iter"), ".0f"),
+            fmt(speedup, ".1f"),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -259,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     rows = []
     for name in names:
-        for peer in PEERS:
+        for peer in WORKLOAD_PEERS.get(name, PEERS):
             spec = {"workload": name, "peer": peer, "settings": settings}
             done = subprocess.run(
                 [sys.executable, __file__, "--worker", json.dumps(spec)],

@@ -245,3 +245,26 @@ def test_bad_priors_are_reported_together(X3):
     assert "'sigma'" in text
     assert "not supported" in text
     assert "'a' must be > 0" in text
+
+
+@pytest.mark.filterwarnings("ignore::bayesmix.SamplerWarning")
+def test_log_likelihood_on_request(mocked_sample):
+    import scipy.stats as st
+    from scipy.special import logsumexp
+
+    X = bm.datasets.load_faithful().iloc[:60]
+    fit = bm.GaussianMixture(n_components=2, random_state=0)
+    fit.fit(X, draws=20, tune=10, chains=2, log_likelihood=False)
+    assert "log_likelihood" not in fit.idata.children
+    group = fit.compute_log_likelihood()
+    assert group["x"].dims == ("chain", "draw", "obs")
+    assert "log_likelihood" in fit.idata.children
+    draw = fit.idata["posterior"].isel(chain=1, draw=7)
+    w, mu, cov = (draw[name].to_numpy() for name in ("weights", "means", "covariances"))
+    reference = logsumexp(
+        [np.log(w[k]) + st.multivariate_normal(mu[k], cov[k]).logpdf(X) for k in range(2)],
+        axis=0,
+    )
+    np.testing.assert_allclose(group["x"].isel(chain=1, draw=7), reference, rtol=1e-10)
+    with pytest.raises(bm.exceptions.InvalidParameterError, match="log_likelihood"):
+        fit.fit(X, draws=20, tune=10, chains=2, log_likelihood="yes")
