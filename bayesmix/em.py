@@ -52,6 +52,17 @@ solve, never by an explicit inverse. Started from the same parameters, :func:`fi
 ``objective="ml"`` follows scikit-learn's iteration exactly (as long as no component
 empties).
 
+Inside :func:`fit_em` each iteration is, by default, one pass of a fused numba kernel
+(:mod:`bayesmix._em_kernels`, compiled on first use and cached on disk): per observation it
+evaluates the component log densities, their log-sum-exp and the responsibilities and
+accumulates the log-likelihood and the M-step sums (total responsibility, first and second
+moments about the current means), without forming an (N, K) array; the M-step and the new
+precision Cholesky factors are computed from these sums. It computes the same quantities as
+:func:`e_step` and :func:`m_step`, up to rounding (about 1e-12 relatively on
+well-conditioned data). An iteration with an empty or nearly empty component, a
+non-finite objective, or a covariance that is degenerate at the scale of rounding is done by
+:func:`e_step` and :func:`m_step` instead, so that the handling of these cases is unchanged.
+
 References
 ----------
 .. [1] A. P. Dempster, N. M. Laird and D. B. Rubin, "Maximum likelihood from incomplete
@@ -67,6 +78,7 @@ References
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import warnings
@@ -504,11 +516,23 @@ class ConjugatePrior:
     covariance_type: str
 
 
-def _prior_scale(X: np.ndarray, n_components: int, covariance_type: str) -> np.ndarray:
-    """Return ``cov(X) / K^(2/D)`` in the shape of a :class:`ConjugatePrior` scale."""
-    n_samples, n_features = X.shape
+def _data_scatter(X: np.ndarray) -> np.ndarray:
+    """Return the scatter matrix ``sum_n (x_n - xbar)(x_n - xbar)^T`` of the data."""
     diff = X - X.mean(axis=0)
-    cov = (diff.T @ diff) / max(n_samples - 1, 1)
+    return diff.T @ diff
+
+
+def _prior_scale(
+    X: np.ndarray, n_components: int, covariance_type: str, scatter: np.ndarray | None = None
+) -> np.ndarray:
+    """Return ``cov(X) / K^(2/D)`` in the shape of a :class:`ConjugatePrior` scale.
+
+    ``scatter`` is :func:`_data_scatter` of ``X`` if already computed.
+    """
+    n_samples, n_features = X.shape
+    if scatter is None:
+        scatter = _data_scatter(X)
+    cov = scatter / max(n_samples - 1, 1)
     cov /= float(n_components) ** (2.0 / n_features)
     if covariance_type in ("full", "tied"):
         return cov
@@ -922,6 +946,185 @@ def m_step(
 
 
 # ---------------------------------------------------------------------------------------
+# Fused E- and M-step (numba)
+
+# Inner loop of fit_em: "fused" (one pass over the data per iteration with the numba kernels
+# of bayesmix._em_kernels, no (N, K) arrays) or "numpy" (e_step / m_step with the explicit
+# responsibilities). A private switch, so that tests can compare the two.
+_ENGINE = "fused"
+
+# The fused M-step forms each scatter matrix from sums about the previous means,
+# ``s2 - s1 delta^T - delta s1^T + n delta delta^T``, which cancels when a component
+# degenerates. Its result is used only when, after scaling every feature by the size of
+# the terms of its scatter, the smallest eigenvalue of every covariance (a lower bound of it)
+# exceeds this fraction, so that rounding costs it at most about 1e-8 relatively (see
+# bayesmix._em_kernels.full_m_step); otherwise the iteration is redone with the NumPy E- and
+# M-step, which also handles empty components and non-finite objectives.
+_FUSED_RCOND = 1e-7
+# ... and only when every variance exceeds the square of this many rounding units of the
+# mean (the scale below which the NumPy and fused results are both dominated by rounding).
+_FUSED_RESOLUTION = 1e4
+
+
+@functools.cache
+def _kernels():
+    """Return the :mod:`bayesmix._em_kernels` module, or None if numba is not available."""
+    try:
+        from bayesmix import _em_kernels
+    except ImportError as err:  # pragma: no cover - numba is a dependency of PyTensor
+        logger.warning("numba is not available (%s); EM uses the NumPy implementation.", err)
+        return None
+    return _em_kernels
+
+
+def _kernel_data(X: np.ndarray) -> np.ndarray:
+    """Return ``X`` as the kernels take it: C-contiguous and writeable (a copy if needed)."""
+    if X.flags.c_contiguous and X.flags.writeable:
+        return X
+    return np.array(X, dtype=np.float64, order="C")
+
+
+def _fused_statistics(
+    X: np.ndarray,
+    weights: np.ndarray,
+    means: np.ndarray,
+    precisions_cholesky: np.ndarray,
+    covariance_type: str,
+) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+    """One pass of the fused kernel: ``sum_n log p(x_n)`` and the sums about ``means``.
+
+    Returns ``(total, nk, s1, s2)`` as described in :mod:`bayesmix._em_kernels`; ``s2`` is
+    (K, D, D) for ``"full"`` and ``"tied"``, (K, D) for ``"diag"`` and ``"spherical"``.
+    ``X`` must be C-contiguous and writeable (see :func:`_kernel_data`).
+    """
+    kernels = _kernels()
+    n_components, n_features = means.shape
+    with np.errstate(divide="ignore"):
+        log_weights = np.log(np.asarray(weights, dtype=np.float64))
+    log_det = _log_det_precision_cholesky(
+        precisions_cholesky, covariance_type, n_components, n_features
+    )
+    log_norm = log_weights + log_det - 0.5 * n_features * math.log(2.0 * math.pi)
+    log_norm = np.array(log_norm, dtype=np.float64, order="C")
+    centres = np.ascontiguousarray(means, dtype=np.float64)
+    if covariance_type in ("full", "tied"):
+        shape = (n_components, n_features, n_features)
+        factors = np.array(np.broadcast_to(precisions_cholesky, shape), order="C")
+        return kernels.full_pass(X, centres, factors, log_norm)
+    if covariance_type == "spherical":
+        precisions_cholesky = precisions_cholesky[:, np.newaxis]
+    factors = np.array(np.broadcast_to(precisions_cholesky, (n_components, n_features)), order="C")
+    return kernels.diag_pass(X, centres, factors, log_norm)
+
+
+def _fused_m_step(
+    nk: np.ndarray,
+    s1: np.ndarray,
+    s2: np.ndarray,
+    centres: np.ndarray,
+    covariance_type: str,
+    reg_covar: float,
+    prior: ConjugatePrior | None,
+) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None:
+    """Compute the M-step of :func:`m_step` from the sums of :func:`_fused_statistics`.
+
+    Returns ``((weights, means, covariances), precisions_cholesky)``, or None when
+    cancellation may spoil a covariance or it has no Cholesky factor (see
+    :data:`_FUSED_RCOND`, :data:`_FUSED_RESOLUTION` and
+    :func:`bayesmix._em_kernels.full_m_step`).
+    """
+    kernels = _kernels()
+    n_features = centres.shape[1]
+    if prior is None:
+        use_prior, kappa, nu = False, 0.0, 0.0
+        prior_mean = np.zeros(n_features)
+        prior_scale = np.zeros(
+            (n_features, n_features) if covariance_type in ("full", "tied") else 1
+        )
+    else:
+        use_prior, kappa, nu = True, float(prior.shrinkage), float(prior.dof)
+        prior_mean = np.array(prior.mean, dtype=np.float64)
+        prior_scale = np.array(prior.scale, dtype=np.float64, order="C", ndmin=1)
+    if covariance_type in ("full", "tied"):
+        m_step_kernel, flag = kernels.full_m_step, covariance_type == "tied"
+    else:
+        m_step_kernel, flag = kernels.diag_m_step, covariance_type == "spherical"
+    weights, means, covariances, precisions_cholesky, status = m_step_kernel(
+        nk,
+        s1,
+        s2,
+        centres,
+        flag,
+        float(reg_covar),
+        use_prior,
+        kappa,
+        nu,
+        prior_mean,
+        prior_scale,
+        _FUSED_RCOND,
+        _FUSED_RESOLUTION,
+    )
+    if status != kernels.OK:
+        return None
+    if flag:  # tied: (1, D, D) -> (D, D); spherical: (K, 1) -> (K,)
+        covariances = covariances[0] if covariance_type == "tied" else covariances[:, 0]
+        precisions_cholesky = (
+            precisions_cholesky[0] if covariance_type == "tied" else precisions_cholesky[:, 0]
+        )
+    return (weights, means, covariances), precisions_cholesky
+
+
+def _fused_iteration(
+    X: np.ndarray,
+    weights: np.ndarray,
+    means: np.ndarray,
+    precisions_cholesky: np.ndarray,
+    *,
+    covariance_type: str,
+    reg_covar: float,
+    prior: ConjugatePrior | None,
+) -> tuple[float, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None:
+    """One EM iteration in one pass over the data.
+
+    Returns the objective at the given parameters, the total responsibilities ``nk``, the
+    M-step ``(weights, means, covariances)`` and the new precision Cholesky factors; or None
+    when the iteration must be done by the NumPy E- and M-step instead: the objective is
+    not finite, a component is (nearly) empty, cancellation may spoil a covariance (see
+    :data:`_FUSED_RCOND`) or a covariance has no Cholesky factor.
+    """
+    centres = np.array(means, dtype=np.float64, order="C")
+    total, nk, s1, s2 = _fused_statistics(X, weights, centres, precisions_cholesky, covariance_type)
+    n_samples = X.shape[0]
+    objective = total / n_samples
+    if prior is not None:
+        objective += log_prior(prior, means, precisions_cholesky) / n_samples
+    # Twice the threshold: the NumPy path decides about components near it.
+    if not np.isfinite(objective) or np.any(nk < 2.0 * _EMPTY_MASS):
+        return None
+    update = _fused_m_step(nk, s1, s2, centres, covariance_type, reg_covar, prior)
+    if update is None:
+        return None
+    return float(objective), nk, *update
+
+
+def _mean_log_likelihood(
+    X: np.ndarray,
+    weights: np.ndarray,
+    means: np.ndarray,
+    precisions_cholesky: np.ndarray,
+    covariance_type: str,
+    engine: str,
+) -> float:
+    """``mean_n log p(x_n)``, with the fused kernel when ``engine="fused"``."""
+    if engine == "fused" and _kernels() is not None:
+        total = _fused_statistics(X, weights, means, precisions_cholesky, covariance_type)[0]
+        if np.isfinite(total):
+            return float(total / X.shape[0])
+    log_likelihood, _ = e_step(X, weights, means, precisions_cholesky, covariance_type)
+    return log_likelihood
+
+
+# ---------------------------------------------------------------------------------------
 # Initialisation
 
 
@@ -1008,12 +1211,16 @@ def _make_reinit(
     covariance_type: str,
     reg_covar: float,
     prior: ConjugatePrior | None,
+    scatter: np.ndarray | None = None,
 ) -> _Reinit:
-    """Return the re-initialisation settings of a fit: covariance ``cov(X) / K^(2/D)``."""
+    """Return the re-initialisation settings of a fit: covariance ``cov(X) / K^(2/D)``.
+
+    ``scatter`` is :func:`_data_scatter` of ``X`` if already computed.
+    """
     scale = (
         np.array(prior.scale, dtype=np.float64)
         if prior is not None
-        else _prior_scale(X, n_components, covariance_type)
+        else _prior_scale(X, n_components, covariance_type, scatter)
     )
     if covariance_type in ("full", "tied"):
         scale.flat[:: scale.shape[0] + 1] += reg_covar
@@ -1254,12 +1461,17 @@ def _run_em(
     prior: ConjugatePrior | None = None,
     reinit: _Reinit | None = None,
     restart_name: str = "EM",
+    engine: str = "numpy",
 ) -> _RestartResult:
     """Iterate E- and M-steps from the given parameters.
 
     Without empty components and with ``prior=None`` this is exactly scikit-learn's loop.
     The convergence test is skipped at the iteration of a re-initialisation and at the next
     one, since the change of the objective there is not an EM step.
+
+    With ``engine="fused"`` (``X`` C-contiguous and writeable) each iteration is one pass
+    of the numba kernel (:func:`_fused_iteration`); an iteration it does not apply to is
+    done by the NumPy E- and M-step from the same parameters.
     """
     if reinit is None:
         reinit = _make_reinit(X, weights.shape[0], covariance_type, reg_covar, prior)
@@ -1275,42 +1487,66 @@ def _run_em(
         lower_bound, _, _ = _objective(
             X, weights, means, precisions_cholesky, covariance_type, prior
         )
+    fused = engine == "fused" and _kernels() is not None
     for n_iter in range(1, max_iter + 1):
         prev_lower_bound = lower_bound
-        lower_bound, log_prob_samples, log_resp = _objective(
-            X, weights, means, precisions_cholesky, covariance_type, prior
-        )
-        if not np.isfinite(lower_bound):
-            raise FitError(
-                f"EM iteration {n_iter}: the objective is not finite ({lower_bound}) for "
-                f"covariance_type={covariance_type!r}; a covariance is numerically singular "
-                f"or the data are too large in magnitude. {_FIT_ADVICE}"
-            )
-        resp = np.exp(log_resp)
-        nk = resp.sum(axis=0)
-        new = m_step(X, resp, covariance_type, reg_covar, prior=prior)
-        empty = np.flatnonzero(nk < _EMPTY_MASS).tolist()
         n_reinit_before = n_reinit
-        if empty:
-            new, n_reinit = _handle_empty_components(
+        step = (
+            _fused_iteration(
                 X,
-                empty,
-                nk,
-                log_prob_samples,
-                (weights, means, covariances),
-                new,
+                weights,
+                means,
+                precisions_cholesky,
                 covariance_type=covariance_type,
+                reg_covar=reg_covar,
                 prior=prior,
-                reinit=reinit,
-                n_reinit=n_reinit,
-                dropped=dropped,
-                where=f"{restart_name}, iteration {n_iter}",
             )
-        weights, means, covariances = new
-        try:
-            precisions_cholesky = compute_precision_cholesky(covariances, covariance_type)
-        except FitError as err:
-            raise FitError(f"EM iteration {n_iter}: {err}") from err
+            if fused
+            else None
+        )
+        if step is not None:
+            lower_bound, _, (weights, means, covariances), precisions_cholesky = step
+        else:
+            if fused:
+                logger.debug(
+                    "%s, iteration %d: the fused step does not apply (empty or degenerate "
+                    "component, or non-finite objective); using the NumPy E- and M-step.",
+                    restart_name,
+                    n_iter,
+                )
+            lower_bound, log_prob_samples, log_resp = _objective(
+                X, weights, means, precisions_cholesky, covariance_type, prior
+            )
+            if not np.isfinite(lower_bound):
+                raise FitError(
+                    f"EM iteration {n_iter}: the objective is not finite ({lower_bound}) for "
+                    f"covariance_type={covariance_type!r}; a covariance is numerically "
+                    f"singular or the data are too large in magnitude. {_FIT_ADVICE}"
+                )
+            resp = np.exp(log_resp)
+            nk = resp.sum(axis=0)
+            new = m_step(X, resp, covariance_type, reg_covar, prior=prior)
+            empty = np.flatnonzero(nk < _EMPTY_MASS).tolist()
+            if empty:
+                new, n_reinit = _handle_empty_components(
+                    X,
+                    empty,
+                    nk,
+                    log_prob_samples,
+                    (weights, means, covariances),
+                    new,
+                    covariance_type=covariance_type,
+                    prior=prior,
+                    reinit=reinit,
+                    n_reinit=n_reinit,
+                    dropped=dropped,
+                    where=f"{restart_name}, iteration {n_iter}",
+                )
+            weights, means, covariances = new
+            try:
+                precisions_cholesky = compute_precision_cholesky(covariances, covariance_type)
+            except FitError as err:
+                raise FitError(f"EM iteration {n_iter}: {err}") from err
         lower_bounds.append(lower_bound)
         change = lower_bound - prev_lower_bound
         logger.debug("EM iteration %d: objective %.10g", n_iter, lower_bound)
@@ -1333,7 +1569,11 @@ def _run_em(
 
 
 def _collapsed_components(
-    X: np.ndarray, covariances: np.ndarray, covariance_type: str, reg_covar: float
+    X: np.ndarray,
+    covariances: np.ndarray,
+    covariance_type: str,
+    reg_covar: float,
+    scatter: np.ndarray | None = None,
 ) -> list[int]:
     """Return the components whose covariance minus ``reg_covar`` is (nearly) singular.
 
@@ -1341,11 +1581,13 @@ def _collapsed_components(
     the smallest eigenvalue of ``L^-1 (Sigma - reg_covar I) L^-T`` (``C = L L^T``) is compared
     with :data:`_COLLAPSE_RTOL`, for ``"diag"`` every variance with the data variance of its
     feature, for ``"spherical"`` with the mean data variance. This is affine invariant.
-    For ``"tied"`` the list is ``[0]`` when the shared covariance collapsed.
+    For ``"tied"`` the list is ``[0]`` when the shared covariance collapsed. ``scatter`` is
+    :func:`_data_scatter` of ``X`` if already computed.
     """
     n_samples, n_features = X.shape
-    diff = X - X.mean(axis=0)
-    data_cov = (diff.T @ diff) / n_samples
+    if scatter is None:
+        scatter = _data_scatter(X)
+    data_cov = scatter / n_samples
     if covariance_type in ("full", "tied"):
         matrices = covariances[np.newaxis] if covariance_type == "tied" else covariances
         try:
@@ -1408,6 +1650,7 @@ def _warn_degenerate(
     covariance_type: str,
     reg_covar: float,
     objective: str,
+    scatter: np.ndarray | None = None,
 ) -> None:
     """Warn about empty components and (maximum likelihood) collapsed covariances."""
     n_samples, n_components = X.shape[0], best.weights.shape[0]
@@ -1423,7 +1666,7 @@ def _warn_degenerate(
         )
     if objective != "ml":
         return
-    collapsed = _collapsed_components(X, best.covariances, covariance_type, reg_covar)
+    collapsed = _collapsed_components(X, best.covariances, covariance_type, reg_covar, scatter)
     if collapsed:
         what = (
             "The tied covariance"
@@ -1525,9 +1768,15 @@ def fit_em(
         X, n_components, covariance_type, n_init, max_iter, tol, reg_covar, objective
     )
     n_features = X.shape[1]
+    engine = _ENGINE if _kernels() is not None else "numpy"
+    if engine == "fused":
+        X = _kernel_data(X)
     rng = np.random.default_rng(random_state)
     prior = default_prior(X, n_components, covariance_type) if objective == "map" else None
-    reinit = _make_reinit(X, n_components, covariance_type, reg_covar, prior)
+    # The data scatter, computed once for the re-initialisation covariance and the collapse
+    # check of maximum likelihood.
+    scatter = _data_scatter(X) if prior is None else None
+    reinit = _make_reinit(X, n_components, covariance_type, reg_covar, prior, scatter)
 
     if init_params is not None:
         start = _check_init_params(init_params, n_components, n_features, covariance_type)
@@ -1567,6 +1816,7 @@ def fit_em(
                 prior=prior,
                 reinit=reinit,
                 restart_name=f"EM restart {init + 1}/{n_init}",
+                engine=engine,
             )
         except FitError as err:
             failures[init] = err
@@ -1616,10 +1866,10 @@ def fit_em(
             ConvergenceWarning,
             stacklevel=2,
         )
-    _warn_degenerate(X, best, covariance_type, reg_covar, objective)
+    _warn_degenerate(X, best, covariance_type, reg_covar, objective, scatter)
 
-    log_likelihood, _ = e_step(
-        X, best.weights, best.means, best.precisions_cholesky, covariance_type
+    log_likelihood = _mean_log_likelihood(
+        X, best.weights, best.means, best.precisions_cholesky, covariance_type, engine
     )
     logger.info(
         "EM best restart %d/%d: mean log-likelihood %.10g, %d iteration(s)",

@@ -11,6 +11,7 @@ from scipy.special import logsumexp
 from sklearn.metrics import adjusted_rand_score
 from sklearn.mixture import GaussianMixture
 
+import bayesmix.em as em
 from bayesmix.em import (
     COVARIANCE_TYPES,
     EMResult,
@@ -474,3 +475,245 @@ def test_compute_precision_cholesky_singular_raises(covariance_type, covariances
     assert component in str(excinfo.value)
     assert covariance_type in str(excinfo.value)
     assert isinstance(excinfo.value, RuntimeError)
+
+
+# ---------------------------------------------------------------------------------------
+# 11. The fused numba iteration (default) against the NumPy iteration
+
+ENGINE_CASES = [(1, 1), (1, 3), (2, 2), (2, 3), (3, 4), (4, 2), (5, 5)]
+
+
+def _general_mixture(n_features, n_components, covariance_type, rng, n=600):
+    """X and a perturbed start for K separated components in D dimensions."""
+    direction = rng.normal(size=n_features)
+    direction /= np.linalg.norm(direction)
+    means = 6.0 * np.arange(n_components)[:, None] * direction
+    means = means + rng.normal(scale=0.5, size=means.shape)
+    if covariance_type == "full":
+        a = rng.normal(scale=0.5, size=(n_components, n_features, n_features))
+        covariances = a @ np.swapaxes(a, 1, 2) + 0.4 * np.eye(n_features)
+    elif covariance_type == "tied":
+        a = rng.normal(scale=0.5, size=(n_features, n_features))
+        covariances = a @ a.T + 0.4 * np.eye(n_features)
+    elif covariance_type == "diag":
+        covariances = rng.uniform(0.4, 1.5, size=(n_components, n_features))
+    else:
+        covariances = rng.uniform(0.4, 1.5, size=n_components)
+    weights = rng.dirichlet(np.full(n_components, 4.0))
+    X, _ = _sample(weights, means, covariances, covariance_type, n, rng)
+    start = {
+        "weights": 0.5 * weights + 0.5 / n_components,
+        "means": means + rng.normal(scale=0.5, size=means.shape),
+        "covariances": 1.5 * covariances,
+    }
+    return X, start
+
+
+@pytest.fixture
+def numpy_steps(monkeypatch):
+    """Count the NumPy E-steps of the EM loop (em._objective calls)."""
+    calls = []
+    original = em._objective
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(em, "_objective", counting)
+    return calls
+
+
+def _fit_with_engine(monkeypatch, engine, *args, **kwargs):
+    with monkeypatch.context() as patch:
+        patch.setattr(em, "_ENGINE", engine)
+        return fit_em(*args, **kwargs)
+
+
+def _assert_same_fit(fused, reference, rtol, shift=0.0):
+    """Parameters agree to rtol; means (possibly shifted) relative to the component sd."""
+    assert fused.n_iter == reference.n_iter
+    assert fused.converged == reference.converged
+    sd = np.sqrt(np.abs(reference.covariances).max())
+    np.testing.assert_allclose(fused.weights, reference.weights, rtol=rtol, atol=0)
+    np.testing.assert_allclose(fused.means - shift, reference.means, rtol=0, atol=rtol * sd)
+    np.testing.assert_allclose(fused.covariances, reference.covariances, rtol=rtol, atol=0)
+    np.testing.assert_allclose(
+        fused.precisions_cholesky, reference.precisions_cholesky, rtol=rtol, atol=rtol / sd
+    )
+    np.testing.assert_allclose(fused.lower_bounds, reference.lower_bounds, rtol=rtol)
+    np.testing.assert_allclose(fused.log_likelihood, reference.log_likelihood, rtol=rtol)
+
+
+@pytest.mark.parametrize("objective", ["ml", "map"])
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize(("n_features", "n_components"), ENGINE_CASES)
+def test_fused_iteration_matches_numpy_iteration(
+    n_features, n_components, covariance_type, objective, monkeypatch, numpy_steps
+):
+    rng = np.random.default_rng(1000 * n_features + 10 * n_components)
+    X, start = _general_mixture(n_features, n_components, covariance_type, rng)
+    kwargs = {
+        "covariance_type": covariance_type,
+        "objective": objective,
+        "init_params": start,
+        "tol": 1e-6,
+        "max_iter": 300,
+    }
+    reference = _fit_with_engine(monkeypatch, "numpy", X, n_components, **kwargs)
+    assert len(numpy_steps) == reference.n_iter  # the counter sees the NumPy steps
+    numpy_steps.clear()
+    fused = fit_em(X, n_components, **kwargs)  # the default engine
+    assert not numpy_steps  # every iteration was fused
+    assert reference.n_iter >= 3
+    _assert_same_fit(fused, reference, rtol=1e-9)
+
+
+@pytest.mark.parametrize("objective", ["ml", "map"])
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize(("n_features", "n_components"), [(1, 3), (2, 3), (3, 4), (5, 5)])
+def test_fused_iteration_is_accurate_far_from_the_origin(
+    n_features, n_components, covariance_type, objective, monkeypatch, numpy_steps
+):
+    # Data offset by 1e6: x - mu must not cancel. X_off - offset is exact, so the fit of the
+    # centred data is the exact answer for the offset data, up to the rounding of the means
+    # (ulp(1e6) = 1.2e-10), which EM carries from one iteration to the next.
+    rng = np.random.default_rng(2000 * n_features + 10 * n_components)
+    X, start = _general_mixture(n_features, n_components, covariance_type, rng)
+    offset = 1e6
+    X_off = X + offset
+    kwargs = {"covariance_type": covariance_type, "objective": objective, "tol": 1e-6}
+    exact = _fit_with_engine(
+        monkeypatch, "numpy", X_off - offset, n_components, init_params=start, **kwargs
+    )
+    start_off = dict(start, means=start["means"] + offset)
+    numpy_off = _fit_with_engine(
+        monkeypatch, "numpy", X_off, n_components, init_params=start_off, **kwargs
+    )
+    numpy_steps.clear()
+    fused_off = fit_em(X_off, n_components, init_params=start_off, **kwargs)
+    assert not numpy_steps
+    # Fused: close to the exact answer; the NumPy path itself is only good to ~1e-8 here.
+    _assert_same_fit(fused_off, exact, rtol=2e-9, shift=offset)
+    _assert_same_fit(fused_off, numpy_off, rtol=2e-8)
+
+
+def test_fused_iteration_on_a_large_sample_and_non_contiguous_data(monkeypatch, numpy_steps):
+    rng = np.random.default_rng(1111)
+    X, start = _general_mixture(3, 4, "full", rng, n=30_000)
+    reference = _fit_with_engine(monkeypatch, "numpy", X, 4, init_params=start, tol=1e-8)
+    numpy_steps.clear()
+    fused = fit_em(X, 4, init_params=start, tol=1e-8)
+    assert not numpy_steps
+    _assert_same_fit(fused, reference, rtol=1e-9)
+    # Fortran-ordered and read-only data give exactly the same fit.
+    X_fortran = np.asfortranarray(X)
+    X_fortran.flags.writeable = False
+    other = fit_em(X_fortran, 4, init_params=start, tol=1e-8)
+    for name in ("weights", "means", "covariances", "precisions_cholesky", "lower_bounds"):
+        np.testing.assert_array_equal(getattr(other, name), getattr(fused, name))
+    assert not X_fortran.flags.writeable
+
+
+@pytest.mark.parametrize("objective", ["ml", "map"])
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_fused_iteration_hands_empty_components_to_the_numpy_step(
+    covariance_type, objective, monkeypatch, numpy_steps, caplog
+):
+    rng = np.random.default_rng(1212)
+    X = np.vstack([rng.normal(size=(100, 2)), rng.normal(loc=8.0, scale=0.7, size=(20, 2))])
+    init = {
+        "weights": np.array([0.5, 0.5]),
+        "means": np.array([[0.0, 0.0], [1e3, 1e3]]),  # component 1 gets nothing
+        "covariances": {
+            "full": np.stack([np.eye(2), np.eye(2)]),
+            "tied": np.eye(2),
+            "diag": np.ones((2, 2)),
+            "spherical": np.ones(2),
+        }[covariance_type],
+    }
+    kwargs = {
+        "covariance_type": covariance_type,
+        "objective": objective,
+        "init_params": init,
+        "tol": 1e-8,
+        "max_iter": 300,
+    }
+    with caplog.at_level(logging.WARNING, logger="bayesmix"):
+        reference = _fit_with_engine(monkeypatch, "numpy", X, 2, **kwargs)
+        numpy_messages = [r.getMessage() for r in caplog.records]
+        caplog.clear()
+        numpy_steps.clear()
+        fused = fit_em(X, 2, **kwargs)
+        fused_messages = [r.getMessage() for r in caplog.records]
+    assert any("component 1 is empty" in m for m in numpy_messages)
+    assert fused_messages == numpy_messages
+    # The empty iteration went to the NumPy step, the later ones were fused.
+    assert 1 <= len(numpy_steps) < fused.n_iter
+    _assert_same_fit(fused, reference, rtol=1e-9)
+
+
+def test_fused_iteration_keeps_the_degenerate_case_errors(monkeypatch):
+    # A component on 50 duplicated points collapses with reg_covar=0: the same FitError.
+    rng = np.random.default_rng(1313)
+    X = np.vstack([np.tile([[1.0, 2.0]], (50, 1)), 3.0 * rng.normal(size=(20, 2))])
+    init = {
+        "weights": np.array([0.7, 0.3]),
+        "means": np.array([[1.0, 2.0], [0.0, 0.0]]),
+        "covariances": np.array([[0.1, 0.1], [9.0, 9.0]]),
+    }
+    messages = []
+    for engine in ("numpy", "fused"):
+        with pytest.raises(FitError) as excinfo:
+            _fit_with_engine(
+                monkeypatch, engine, X, 2, covariance_type="diag", reg_covar=0.0, init_params=init
+            )
+        messages.append(str(excinfo.value))
+    assert messages[0] == messages[1]
+
+
+def test_without_numba_fit_em_uses_the_numpy_iteration(monkeypatch, numpy_steps):
+    rng = np.random.default_rng(1414)
+    X, start = _general_mixture(2, 3, "full", rng)
+    reference = _fit_with_engine(monkeypatch, "numpy", X, 3, init_params=start)
+    numpy_steps.clear()
+    monkeypatch.setattr(em, "_kernels", lambda: None)
+    result = fit_em(X, 3, init_params=start)
+    assert len(numpy_steps) == result.n_iter
+    for name in ("weights", "means", "covariances", "precisions_cholesky", "lower_bounds"):
+        np.testing.assert_array_equal(getattr(result, name), getattr(reference, name))
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag"])
+def test_fused_iteration_with_features_on_very_different_scales(
+    covariance_type, monkeypatch, numpy_steps
+):
+    # Unstandardised data (scales 1e4 and 1e-4, correlated unless diagonal): the fused step
+    # still applies, its cancellation check is per feature.
+    rng = np.random.default_rng(1515)
+    X, start = _general_mixture(3, 3, covariance_type, rng)
+    mix = np.diag([1e4, 1.0, 1e-4])
+    if covariance_type != "diag":
+        mix = mix @ np.linalg.qr(rng.normal(size=(3, 3)))[0]
+    full = full_covariances(start["covariances"], covariance_type, 3, 3)
+    mapped = np.einsum("ij,kjl,ml->kim", mix, full, mix)
+    start = {
+        "weights": start["weights"],
+        "means": start["means"] @ mix.T,
+        "covariances": {
+            "full": mapped,
+            "tied": mapped[0],
+            "diag": np.diagonal(mapped, axis1=1, axis2=2).copy(),
+        }[covariance_type],
+    }
+    X = X @ mix.T
+    kwargs = {"covariance_type": covariance_type, "init_params": start, "tol": 1e-6}
+    reference = _fit_with_engine(monkeypatch, "numpy", X, 3, **kwargs)
+    numpy_steps.clear()
+    fused = fit_em(X, 3, **kwargs)
+    assert not numpy_steps
+    assert reference.n_iter >= 3
+    smallest = 1e-9 * np.diag(mix @ mix.T).min()
+    np.testing.assert_allclose(fused.weights, reference.weights, rtol=1e-9)
+    np.testing.assert_allclose(fused.means, reference.means, rtol=1e-9, atol=smallest)
+    np.testing.assert_allclose(fused.covariances, reference.covariances, rtol=1e-9, atol=smallest)
+    np.testing.assert_allclose(fused.lower_bounds, reference.lower_bounds, rtol=1e-9)
