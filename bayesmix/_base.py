@@ -524,6 +524,7 @@ class MixtureModel(ABC):
                     target_accept=target_accept,
                     random_seed=random_seed,
                     progressbar=progressbar,
+                    fast_spec=self._fast_spec(data, priors),
                     **settings,
                 )
             else:
@@ -561,6 +562,23 @@ class MixtureModel(ABC):
         timings["postprocess"] = time.perf_counter() - clock
         idata.attrs["timings"] = json.dumps(timings)
         return idata
+
+    def _fast_spec(self, data: MixtureData, priors: dict[str, Prior]) -> dict[str, Any] | None:
+        """Describe the model for nutpie's fused Gaussian kernel (bayesmix._fast_gaussian).
+
+        Only the Gaussian family; the kernel returns None itself for priors it does not
+        implement, and sample_nutpie then compiles the PyMC model.
+        """
+        if self._family != "gaussian":
+            return None
+        return {
+            "covariance_type": self.covariance_type,
+            "n_components": self.n_components,
+            "n_features": data.n_features,
+            "priors": priors,
+            "features": list(data.features),
+            "obs": data.obs,
+        }
 
     def _structure_key(self, data: MixtureData, priors: dict[str, Prior]) -> tuple:
         """Everything a compiled model depends on except the data values."""

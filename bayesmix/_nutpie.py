@@ -1,11 +1,21 @@
 """NUTS with nutpie, reusing compiled models across fits of the same structure.
 
-Compiling a model (PyTensor -> numba) costs seconds to tens of seconds, sampling a
-small mixture well under one. The observations enter the model as ``pm.Data``, so a
-compiled model is reused for new data of the same structure (class, number of
-components and features, covariance type, feature names and resolved priors): only
-the data and the starting point change, through ``CompiledModel.with_data`` and the
-initial-point function.
+Two ways to get the log density and its gradient:
+
+* the fused kernel of :mod:`bayesmix._fast_gaussian` for a :class:`GaussianMixture` with
+  its default prior families (``fast_spec``): a hand-written numba function compiled
+  once (15-20 s, the first time ever) and then loaded from numba's on-disk cache, with
+  the observations and the prior parameters as data, so that a fresh process is ready to
+  sample well under a second after importing bayesmix;
+* otherwise the PyMC model compiled by nutpie (PyTensor -> numba), which costs seconds to
+  tens of seconds. The observations enter the model as ``pm.Data``, so a compiled model
+  is reused for new data of the same structure (class, number of components and
+  features, covariance type, feature names and resolved priors): only the data and the
+  starting point change, through ``CompiledModel.with_data`` and the initial-point
+  function.
+
+Both give the same unconstrained parametrisation, the same posterior variables and the
+same ``DataTree`` layout.
 """
 
 from __future__ import annotations
@@ -63,19 +73,60 @@ def _compiled(model: pm.Model, key: Hashable) -> Any:
 
     if key in _CACHE:
         _CACHE.move_to_end(key)
-        _log.info("reusing the compiled model")
+        _log.info("NUTS on the PyMC model: reusing the compiled model")
         return _CACHE[key]
     start = time.perf_counter()
     compiled = nutpie.compile_pymc_model(model, backend="numba", jitter_rvs=set())
-    _log.info("compiled the model with nutpie/numba in %.1f s", time.perf_counter() - start)
+    _log.info(
+        "NUTS on the PyMC model: compiled with nutpie/numba in %.1f s",
+        time.perf_counter() - start,
+    )
     _CACHE[key] = compiled
     while len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)
     return compiled
 
 
+def _fast_compiled(
+    fast_spec: dict[str, Any], data: dict[str, np.ndarray], start: dict[str, np.ndarray]
+) -> Any:
+    """Return nutpie's model on the fused kernel, or None if it does not cover the model."""
+    from bayesmix import _fast_gaussian
+
+    fast = _fast_gaussian.build(fast_spec)
+    if fast is None or "x_data" not in data:
+        priors = fast_spec.get("priors", {})
+        _log.info(
+            "the fused Gaussian-mixture kernel does not cover this model "
+            "(covariance_type=%r, priors %s); compiling the PyMC model instead",
+            fast_spec.get("covariance_type"),
+            {name: getattr(prior, "distribution", prior) for name, prior in priors.items()},
+        )
+        return None
+    clock = time.perf_counter()
+    flat = fast.unconstrain(start)
+    # Load the kernel from numba's cache (or compile it, the first time ever) before the
+    # sampler's threads need it.
+    shared = fast.shared_data(data["x_data"])
+    logp, _ = fast.logp_dlogp(flat, **shared)
+    compiled = fast.nutpie_model(shared, initial_point=_nudged(flat))
+    others = {name: value for name, value in data.items() if name != "x_data"}
+    if others:
+        compiled = compiled.with_data(**others)
+    _log.info(
+        "NUTS on the fused numba kernel (%s covariances, %d components, %d features): "
+        "ready in %.2f s, log density %.4g at the start",
+        fast.covariance_type,
+        fast.n_components,
+        fast.n_features,
+        time.perf_counter() - clock,
+        logp,
+    )
+    return compiled
+
+
 def sample_nutpie(
-    model: pm.Model,
+    model: pm.Model | None,
     *,
     key: Hashable,
     data: dict[str, np.ndarray],
@@ -87,19 +138,28 @@ def sample_nutpie(
     target_accept: float,
     random_seed: int,
     progressbar: bool,
+    fast_spec: dict[str, Any] | None = None,
 ) -> xr.DataTree:
     """Sample ``model`` with nutpie, every chain starting at ``start`` (see ``_nudged``).
 
     Parameters
     ----------
-    model : pymc.Model
-        Its ``pm.Data`` variables are set to ``data`` in the compiled model.
+    model : pymc.Model or None
+        Its ``pm.Data`` variables are set to ``data`` in the compiled model. May be None
+        only if ``fast_spec`` is given and covered by the fused kernel.
     key : hashable
         Identifies the model structure; equal keys share one compiled model.
     data : dict of str to ndarray
-        Values of the model's ``pm.Data`` variables.
+        Values of the model's ``pm.Data`` variables (``x_data``: the observations).
     start : dict of str to ndarray
         Values of the free random variables (constrained scale).
+    fast_spec : dict, optional
+        Describes a :class:`bayesmix.GaussianMixture` model (``covariance_type``,
+        ``n_components``, ``n_features``, ``priors``: the resolved priors, ``features``:
+        the feature names, ``obs``: the observation index). When the fused kernel of
+        :mod:`bayesmix._fast_gaussian` covers it (default prior families), nutpie
+        samples that kernel instead of compiling ``model``; the result has the same
+        layout. Otherwise, or when None, ``model`` is compiled.
 
     Returns
     -------
@@ -108,9 +168,13 @@ def sample_nutpie(
     """
     import nutpie
 
-    compiled = _compiled(model, key).with_data(**data)
-    flat = _flat_start(model, start)
-    compiled = dataclasses.replace(compiled, initial_point_func=_nudged(flat))
+    compiled = None if fast_spec is None else _fast_compiled(fast_spec, data, start)
+    if compiled is None:
+        if model is None:
+            raise ValueError("the fused kernel does not cover this model: pass the PyMC model")
+        compiled = _compiled(model, key).with_data(**data)
+        flat = _flat_start(model, start)
+        compiled = dataclasses.replace(compiled, initial_point_func=_nudged(flat))
     return nutpie.sample(
         compiled,
         draws=draws,

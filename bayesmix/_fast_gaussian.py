@@ -1,0 +1,984 @@
+"""A fused log-density and gradient of the Gaussian mixture model, for nutpie (internal).
+
+:meth:`bayesmix.GaussianMixture.build_model` builds a PyMC model; compiling it with
+nutpie's numba backend costs 10-25 s in every fresh process, and the generated code spends
+about 65 ns per observation on ``log p`` and its gradient (two features, three
+components). This module computes the same joint log density on the same unconstrained
+vector by hand: one numba kernel, compiled once (the numbers of components and features
+are array shapes at run time, the observations and the prior parameters are arguments)
+and loaded from numba's on-disk cache by later processes, and handed to nutpie through
+``nutpie.from_pyfunc``.
+
+What is computed, on the unconstrained vector laid out as nutpie lays out the PyMC model
+(``model.free_RVs`` in order, each value variable flattened in C order):
+
+* ``weights_simplex__`` (K - 1): PyMC's simplex transform, ``y = (v, -sum v)``,
+  ``log pi = y - logsumexp(y)``, log-Jacobian ``log K + sum_k log pi_k``; prior
+  ``Dirichlet(a)``.
+* ``means`` (K, D), or ``means_ordered_components__`` (K, 1) for one feature
+  (``mu_0 = u_0``, ``mu_k = mu_{k-1} + exp(u_k)``, log-Jacobian ``sum_{k>0} u_k``);
+  prior ``Normal(m, s)``.
+* ``sigma_log__``: ``sigma = exp(t)``, log-Jacobian ``sum t``; prior ``HalfNormal(tau)``.
+  Shape (K, D) for ``full`` and ``diag``, (D,) for ``tied``, (K,) for ``spherical``.
+* ``corr_chol_cholesky_corr__`` (``full``: (K, D(D-1)/2), ``tied``: (D(D-1)/2,), only
+  for D > 1): PyMC's ``CholeskyCorrTransform`` (the strictly lower triangle filled in
+  TFP's spiral order, unit diagonal, rows normalised), log-Jacobian
+  ``sum_i (i + 2) log L_ii`` (zero-based ``i``); prior ``LKJCorr(eta)`` on the factor.
+* the likelihood ``sum_n logsumexp_k [log pi_k + log N(x_n | mu_k, C_k C_k^T)]`` with
+  ``C_k = diag(sigma_k) L_k`` (``diag``: ``diag(sigma_k)``; ``tied``: one factor).
+
+The likelihood is one pass over the observations in blocks of ``_BLOCK``: per component a
+forward substitution ``C_k z = x_n - mu_k`` (multiplying by the reciprocal diagonal), the
+log-sum-exp over components with a vectorising exponential, and the responsibility
+weighted sums ``R_k = sum_n r_nk``, ``A_k = sum_n r_nk z_nk`` and
+``S_k = sum_n r_nk z_nk z_nk^T``. The gradient follows from them in O(K D^3):
+``d/d log pi_k = R_k``, ``d/d mu_k = C_k^-T A_k`` and
+``d/d C_k = tril(C_k^-T S_k) - diag(R_k / C_k,ii)``, then the chain rule through the
+transforms. Scratch memory is O(K D _BLOCK); nothing of size (N, K) or (N, K, D) is formed.
+
+The kernel runs on one thread and releases the GIL (nutpie runs chains in threads). It
+is compiled once per machine (15-20 s) and cached next to this file by numba; later
+processes load it in about 0.3 s.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numba
+import numpy as np
+
+__all__ = ["FastGaussian", "build", "logp_dlogp"]
+
+COVARIANCE_CODES = {"full": 0, "diag": 1, "spherical": 2, "tied": 3}
+
+_LOG_2PI = math.log(2.0 * math.pi)
+_LOG_PI = math.log(math.pi)
+_HALF_LOG_2_OVER_PI = 0.5 * math.log(2.0 / math.pi)
+
+# Only fused multiply-adds: no reassociation, no assumptions about NaN or infinities.
+_FASTMATH = {"contract"}
+
+# Observations per block.
+_BLOCK = 256
+
+# exp(x) = 2^n exp(r), n = round(x / ln 2), r = x - n ln 2 in [-ln 2 / 2, ln 2 / 2]
+# (Cody-Waite reduction, as in bayesmix._em_kernels; kept here so that this module's numba
+# cache depends on this file only).
+_LOG2E = 1.4426950408889634
+_LN2_HI = 6.93147180369123816490e-01  # ln 2 rounded to 32 significant bits: n * _LN2_HI exact
+_LN2_LO = 1.90821492927058770002e-10  # ln 2 - _LN2_HI
+_SHIFTER = 6755399441055744.0  # 1.5 * 2^52: adding it rounds to an integer in the low bits
+# Subtracted from the bits of t = x log2(e) + _SHIFTER, leaves n + 1023 (the biased exponent).
+_SCALE_OFFSET = int(np.array([_SHIFTER]).view(np.int64)[0]) - 1023
+# Arguments are raised to this floor: 2^n stays a normal number (n >= -1022).
+_EXP_FLOOR = -708.0
+# Taylor coefficients 1 / j!, j = 2..13 (|r|^14 / 14! < 2^-60 for |r| <= ln 2 / 2).
+_C2 = 1.0 / 2.0
+_C3 = 1.0 / 6.0
+_C4 = 1.0 / 24.0
+_C5 = 1.0 / 120.0
+_C6 = 1.0 / 720.0
+_C7 = 1.0 / 5040.0
+_C8 = 1.0 / 40320.0
+_C9 = 1.0 / 362880.0
+_C10 = 1.0 / 3628800.0
+_C11 = 1.0 / 39916800.0
+_C12 = 1.0 / 479001600.0
+_C13 = 1.0 / 6227020800.0
+
+
+# -- numba building blocks --------------------------------------------------------------
+
+
+@numba.njit(nogil=True, inline="always", fastmath=_FASTMATH)
+def _sum(a, n):  # pragma: no cover - compiled
+    """Return ``sum(a[:n])`` with four interleaved partial sums."""
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    m = n - n % 4
+    for b in range(0, m, 4):
+        s0 += a[b]
+        s1 += a[b + 1]
+        s2 += a[b + 2]
+        s3 += a[b + 3]
+    for b in range(m, n):
+        s0 += a[b]
+    return (s0 + s1) + (s2 + s3)
+
+
+@numba.njit(nogil=True, inline="always", fastmath=_FASTMATH)
+def _log_prod(a, n, chunk):  # pragma: no cover - compiled
+    """Return ``sum(log(a[:n]))`` as the log of products of ``chunk`` values (``a >= 1``)."""
+    total = 0.0
+    for start in range(0, n, chunk):
+        stop = min(start + chunk, n)
+        p0 = 1.0
+        p1 = 1.0
+        m = stop - (stop - start) % 2
+        for b in range(start, m, 2):
+            p0 *= a[b]
+            p1 *= a[b + 1]
+        for b in range(m, stop):
+            p0 *= a[b]
+        total += math.log(p0 * p1)
+    return total
+
+
+@numba.njit(nogil=True, inline="always", fastmath=_FASTMATH)
+def _finish_block(wlp, top, inv_norm, scale, n_components, n):  # pragma: no cover
+    """Exponentiate the weighted log densities of a block, shifted by their maximum.
+
+    On return ``wlp[k, b] = exp(wlp[k, b] - top[b])`` (unnormalised responsibilities)
+    and ``inv_norm[b]`` is the inverse of their sum over components; returns
+    ``sum_b logsumexp_k wlp[k, b]`` (NaN if a value is NaN). The exponential is a
+    Cody-Waite reduction and a degree-13 Taylor polynomial (about 1 ulp), written so that
+    LLVM vectorises it; arguments below -708 are raised to -708 (their exponentials,
+    below 4e-308, only meet sums of at least 1).
+    """
+    for b in range(n):
+        top[b] = wlp[0, b]
+    for k in range(1, n_components):
+        row = wlp[k]
+        for b in range(n):
+            v = row[b]
+            t = top[b]
+            top[b] = v if v > t else t
+    for b in range(n):
+        inv_norm[b] = 0.0
+    scale_bits = scale.view(np.int64)
+    for k in range(n_components):
+        row = wlp[k]
+        for b in range(n):
+            y = row[b] - top[b]
+            y = _EXP_FLOOR if y < _EXP_FLOOR else y  # keeps NaN
+            t = y * _LOG2E + _SHIFTER
+            nf = t - _SHIFTER
+            r = (y - nf * _LN2_HI) - nf * _LN2_LO
+            # Estrin's scheme: a shallow dependency chain.
+            r2 = r * r
+            r4 = r2 * r2
+            q0 = (1.0 + r) + (_C2 + _C3 * r) * r2
+            q1 = (_C4 + _C5 * r) + (_C6 + _C7 * r) * r2
+            q2 = (_C8 + _C9 * r) + (_C10 + _C11 * r) * r2
+            q3 = _C12 + _C13 * r
+            row[b] = (q0 + q1 * r4) + (q2 + q3 * r4) * (r4 * r4)
+            scale[b] = t
+        # 2^n as a bit pattern: n + 1023 sits in the low bits of t.
+        for b in range(n):
+            scale_bits[b] = (scale_bits[b] - _SCALE_OFFSET) << 52
+        for b in range(n):
+            e = row[b] * scale[b]
+            row[b] = e
+            inv_norm[b] += e
+    # The normaliser of an observation is in [1, K]: K^chunk stays below 2^1000.
+    chunk = n if n_components < 2 else max(1, min(n, int(690.0 / math.log(n_components))))
+    total = _sum(top, n) + _log_prod(inv_norm, n, chunk)
+    for b in range(n):
+        inv_norm[b] = 1.0 / inv_norm[b]
+    return total
+
+
+# Reductions over a block with reassociation allowed, so that LLVM vectorises them.
+@numba.njit(cache=True, nogil=True, fastmath={"contract", "reassoc"})
+def _accumulate_full(e, inv_norm, zk, rz, n, first, second, k):  # pragma: no cover
+    """Add a block's ``r z`` and ``r z z^T`` (upper) to ``first[k]``, ``second[k]``.
+
+    ``e * inv_norm`` are the responsibilities of component ``k`` (``e`` is overwritten
+    by them); returns their sum.
+    """
+    n_features = zk.shape[0]
+    s = 0.0
+    for b in range(n):
+        r = e[b] * inv_norm[b]
+        e[b] = r
+        s += r
+    for i in range(n_features):
+        zi = zk[i]
+        acc = 0.0
+        for b in range(n):
+            v = e[b] * zi[b]
+            rz[b] = v
+            acc += v
+        first[k, i] += acc
+        for j in range(i, n_features):
+            zj = zk[j]
+            acc = 0.0
+            for b in range(n):
+                acc += rz[b] * zj[b]
+            second[k, i, j] += acc
+    return s
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"contract", "reassoc"})
+def _accumulate_diag(e, inv_norm, zk, n, first, second, k):  # pragma: no cover
+    """Add a block's ``r z`` and ``r z**2`` to ``first[k]``, ``second[k]``; as above."""
+    n_features = zk.shape[0]
+    s = 0.0
+    for b in range(n):
+        r = e[b] * inv_norm[b]
+        e[b] = r
+        s += r
+    for i in range(n_features):
+        zi = zk[i]
+        a1 = 0.0
+        a2 = 0.0
+        for b in range(n):
+            v = e[b] * zi[b]
+            a1 += v
+            a2 += v * zi[b]
+        first[k, i] += a1
+        second[k, i] += a2
+    return s
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _full_pass(X, logc, means, chol, rdiag):  # pragma: no cover - compiled
+    """Likelihood pass for lower-triangular covariance factors ``chol`` (K, D, D).
+
+    ``logc[k] = log pi_k - sum_i log C_k,ii - D log(2 pi) / 2`` and
+    ``rdiag[k, i] = 1 / C_k,ii``. Returns ``sum_n log p(x_n)``, ``R`` (K,), ``A`` (K, D)
+    and the upper triangle of ``S`` (K, D, D), as in the module docstring.
+    """
+    n_samples, n_features = X.shape
+    n_components = means.shape[0]
+    resp_sum = np.zeros(n_components)
+    first = np.zeros((n_components, n_features))
+    second = np.zeros((n_components, n_features, n_features))
+    xb = np.empty((n_features, _BLOCK))
+    zb = np.empty((n_components, n_features, _BLOCK))
+    wlp = np.empty((n_components, _BLOCK))
+    rz = np.empty(_BLOCK)
+    top = np.empty(_BLOCK)
+    inv_norm = np.empty(_BLOCK)
+    scale = np.empty(_BLOCK)
+    total = 0.0
+    for start in range(0, n_samples, _BLOCK):
+        n = min(_BLOCK, n_samples - start)
+        for b in range(n):
+            for i in range(n_features):
+                xb[i, b] = X[start + b, i]
+        for k in range(n_components):
+            row = wlp[k]
+            c = logc[k]
+            for b in range(n):
+                row[b] = c
+            zk = zb[k]
+            for i in range(n_features):
+                m = means[k, i]
+                xi = xb[i]
+                zi = zk[i]
+                for b in range(n):
+                    zi[b] = xi[b] - m
+                for j in range(i):
+                    cij = chol[k, i, j]
+                    zj = zk[j]
+                    for b in range(n):
+                        zi[b] -= cij * zj[b]
+                r = rdiag[k, i]
+                for b in range(n):
+                    z = zi[b] * r
+                    zi[b] = z
+                    row[b] -= 0.5 * z * z
+        total += _finish_block(wlp, top, inv_norm, scale, n_components, n)
+        for k in range(n_components):
+            resp_sum[k] += _accumulate_full(wlp[k], inv_norm, zb[k], rz, n, first, second, k)
+    return total, resp_sum, first, second
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _diag_pass(X, logc, means, rsd):  # pragma: no cover - compiled
+    """Likelihood pass for diagonal factors; ``rsd[k, i] = 1 / sigma_ki``.
+
+    Returns ``sum_n log p(x_n)``, ``R`` (K,), ``A`` (K, D) and the diagonal of ``S``
+    (K, D).
+    """
+    n_samples, n_features = X.shape
+    n_components = means.shape[0]
+    resp_sum = np.zeros(n_components)
+    first = np.zeros((n_components, n_features))
+    second = np.zeros((n_components, n_features))
+    xb = np.empty((n_features, _BLOCK))
+    zb = np.empty((n_components, n_features, _BLOCK))
+    wlp = np.empty((n_components, _BLOCK))
+    top = np.empty(_BLOCK)
+    inv_norm = np.empty(_BLOCK)
+    scale = np.empty(_BLOCK)
+    total = 0.0
+    for start in range(0, n_samples, _BLOCK):
+        n = min(_BLOCK, n_samples - start)
+        for b in range(n):
+            for i in range(n_features):
+                xb[i, b] = X[start + b, i]
+        for k in range(n_components):
+            row = wlp[k]
+            c = logc[k]
+            for b in range(n):
+                row[b] = c
+            for i in range(n_features):
+                m = means[k, i]
+                r = rsd[k, i]
+                xi = xb[i]
+                zi = zb[k, i]
+                for b in range(n):
+                    z = (xi[b] - m) * r
+                    zi[b] = z
+                    row[b] -= 0.5 * z * z
+        total += _finish_block(wlp, top, inv_norm, scale, n_components, n)
+        for k in range(n_components):
+            resp_sum[k] += _accumulate_diag(wlp[k], inv_norm, zb[k], n, first, second, k)
+    return total, resp_sum, first, second
+
+
+@numba.njit(nogil=True, cache=True)
+def _spiral_index(n_features):  # pragma: no cover - compiled
+    """Position in the unconstrained vector of every strictly-lower entry of ``L``.
+
+    ``index[i, j]`` (``j < i``) is where PyMC's ``CholeskyCorrTransform`` (lower, unit
+    diagonal) reads ``L[i, j]`` from: the fill-triangular-spiral order of TFP.
+    """
+    index = -np.ones((n_features, n_features), dtype=np.int64)
+    n1 = n_features - 1
+    m = n1 * (n1 + 1) // 2
+    for i in range(n1):
+        for j in range(i + 1):
+            p = i * n1 + j
+            index[i + 1, j] = n1 + p if p < m - n1 else m - 1 - (p - (m - n1))
+    return index
+
+
+@numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
+def _layout(n_components, n_features, code):  # pragma: no cover - compiled
+    """Offsets of the unconstrained blocks and sizes: (o_mu, o_sig, n_sig, o_corr, n_corr)."""
+    o_mu = n_components - 1
+    o_sig = o_mu + n_components * n_features
+    if code == 0 or code == 1:
+        n_sig = n_components * n_features
+    elif code == 2:
+        n_sig = n_components
+    else:
+        n_sig = n_features
+    o_corr = o_sig + n_sig
+    if n_features > 1 and code == 0:
+        n_corr = n_components
+    elif n_features > 1 and code == 3:
+        n_corr = 1
+    else:
+        n_corr = 0
+    return o_mu, o_sig, n_sig, o_corr, n_corr
+
+
+@numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
+def _constrain(x, n_components, n_features, code):  # pragma: no cover - compiled
+    """Constrained values at the unconstrained point ``x``.
+
+    Returns ``log_weights`` (K,), ``weights`` (K,), ``means`` (K, D), ``sigma`` (flat, the
+    size of ``sigma_log__``), ``corr`` (n_corr, D, D; identity rows of unit norm) and the
+    row norms ``|q_i|`` of the unnormalised rows (n_corr, D).
+    """
+    k_, d_ = n_components, n_features
+    o_mu, o_sig, n_sig, o_corr, n_corr = _layout(k_, d_, code)
+    y = np.empty(k_)
+    s = 0.0
+    for j in range(k_ - 1):
+        y[j] = x[j]
+        s += x[j]
+    y[k_ - 1] = -s
+    top = y.max()
+    acc = 0.0
+    for j in range(k_):
+        acc += math.exp(y[j] - top)
+    lse = top + math.log(acc)
+    log_weights = np.empty(k_)
+    weights = np.empty(k_)
+    for j in range(k_):
+        log_weights[j] = y[j] - lse
+        weights[j] = math.exp(y[j] - top) / acc
+    means = np.empty((k_, d_))
+    if d_ == 1:
+        means[0, 0] = x[o_mu]
+        for k in range(1, k_):
+            means[k, 0] = means[k - 1, 0] + math.exp(x[o_mu + k])
+    else:
+        for k in range(k_):
+            for i in range(d_):
+                means[k, i] = x[o_mu + k * d_ + i]
+    sigma = np.empty(n_sig)
+    for j in range(n_sig):
+        sigma[j] = math.exp(x[o_sig + j])
+    m = d_ * (d_ - 1) // 2
+    index = _spiral_index(d_)
+    corr = np.zeros((n_corr, d_, d_))
+    norms = np.ones((n_corr, d_))
+    for c in range(n_corr):
+        corr[c, 0, 0] = 1.0
+        for i in range(1, d_):
+            ss = 1.0
+            for j in range(i):
+                w = x[o_corr + c * m + index[i, j]]
+                ss += w * w
+            r = math.sqrt(ss)
+            norms[c, i] = r
+            for j in range(i):
+                corr[c, i, j] = x[o_corr + c * m + index[i, j]] / r
+            corr[c, i, i] = 1.0 / r
+    return log_weights, weights, means, sigma, corr, norms
+
+
+@numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
+def _factors(sigma, corr, n_components, n_features, code):  # pragma: no cover - compiled
+    """Lower Cholesky factors (K, D, D) of the component covariances."""
+    k_, d_ = n_components, n_features
+    chol = np.zeros((k_, d_, d_))
+    for k in range(k_):
+        for i in range(d_):
+            if code == 0 or code == 1:
+                sd = sigma[k * d_ + i]
+            elif code == 2:
+                sd = sigma[k]
+            else:
+                sd = sigma[i]
+            if (code == 0 or code == 3) and d_ > 1:
+                c = k if code == 0 else 0
+                for j in range(i + 1):
+                    chol[k, i, j] = sd * corr[c, i, j]
+            else:
+                chol[k, i, i] = sd
+    return chol
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def logp_dlogp(x, X, a, mu0, s0, tau, eta, code):  # pragma: no cover - compiled
+    """Return the joint log density (with Jacobians) and its gradient at ``x``.
+
+    Parameters
+    ----------
+    x : ndarray of shape (n_dim,)
+        The unconstrained point, laid out as nutpie lays out the PyMC model.
+    X : ndarray of shape (N, D)
+        Observations (C-contiguous float64).
+    a : ndarray of shape (K,)
+        Dirichlet concentrations.
+    mu0, s0 : ndarray of shape (K, D)
+        Normal prior of the means.
+    tau : ndarray of shape (n_sigma,)
+        Half-normal scales, flattened to the shape of ``sigma``.
+    eta : float
+        LKJ shape (unused without correlation factors).
+    code : int
+        ``COVARIANCE_CODES[covariance_type]``.
+
+    Returns
+    -------
+    logp : float
+        ``-inf`` if the log density or a gradient entry is not finite.
+    grad : ndarray of shape (n_dim,)
+    """
+    d_ = X.shape[1]
+    k_ = a.shape[0]
+    o_mu, o_sig, n_sig, o_corr, n_corr = _layout(k_, d_, code)
+    m = d_ * (d_ - 1) // 2
+    grad = np.zeros(x.shape[0])
+    if x.shape[0] != o_corr + n_corr * m:
+        return -np.inf, grad
+    log_weights, weights, means, sigma, corr, norms = _constrain(x, k_, d_, code)
+    logp = 0.0
+
+    # Dirichlet prior and simplex Jacobian: sum_k a_k log pi_k + const + log K.
+    a_sum = 0.0
+    for k in range(k_):
+        a_sum += a[k]
+        logp += a[k] * log_weights[k] - math.lgamma(a[k])
+    logp += math.lgamma(a_sum) + math.log(k_)
+    g_logw = a.copy()
+
+    # Normal prior of the means (and the ordering Jacobian for one feature).
+    g_mu = np.empty((k_, d_))
+    for k in range(k_):
+        for i in range(d_):
+            z = (means[k, i] - mu0[k, i]) / s0[k, i]
+            logp += -0.5 * z * z - math.log(s0[k, i]) - 0.5 * _LOG_2PI
+            g_mu[k, i] = -z / s0[k, i]
+    if d_ == 1:
+        for k in range(1, k_):
+            logp += x[o_mu + k]
+
+    # Half-normal prior of the scales and the log Jacobian; g_sig is d/d sigma.
+    g_sig = np.empty(n_sig)
+    for j in range(n_sig):
+        u = sigma[j] / tau[j]
+        logp += _HALF_LOG_2_OVER_PI - math.log(tau[j]) - 0.5 * u * u + x[o_sig + j]
+        g_sig[j] = -u / tau[j]
+
+    # LKJ prior of the correlation factors and the transform's Jacobian; g_corr is d/d L.
+    g_corr = np.zeros((n_corr, d_, d_))
+    if n_corr > 0:
+        const = (d_ - 1) * math.lgamma(eta + 0.5 * (d_ - 1))
+        for j in range(1, d_):
+            const -= 0.5 * j * _LOG_PI + math.lgamma(eta + 0.5 * (d_ - 1 - j))
+        for c in range(n_corr):
+            logp += const
+            for i in range(d_):
+                coef = (2.0 * eta - 2.0 + d_ - (i + 1)) + (i + 2)
+                logp += coef * math.log(corr[c, i, i])
+                g_corr[c, i, i] = coef / corr[c, i, i]
+
+    # The likelihood.
+    chol = _factors(sigma, corr, k_, d_, code)
+    logc = np.empty(k_)
+    for k in range(k_):
+        v = log_weights[k] - 0.5 * d_ * _LOG_2PI
+        for i in range(d_):
+            v -= math.log(chol[k, i, i])
+        logc[k] = v
+    if code == 0 or code == 3:
+        rdiag = np.empty((k_, d_))
+        for k in range(k_):
+            for i in range(d_):
+                rdiag[k, i] = 1.0 / chol[k, i, i]
+        total, resp_sum, first, second = _full_pass(X, logc, means, chol, rdiag)
+        work = np.empty((d_, d_))
+        for k in range(k_):
+            # d/d mu_k = C^-T A_k (back substitution).
+            for i in range(d_ - 1, -1, -1):
+                v = first[k, i]
+                for j in range(i + 1, d_):
+                    v -= chol[k, j, i] * work[j, 0]
+                work[i, 0] = v * rdiag[k, i]
+            for i in range(d_):
+                g_mu[k, i] += work[i, 0]
+            # d/d C_k = tril(C^-T S_k) - diag(R_k / C_ii); S_k from its upper triangle.
+            for col in range(d_):
+                for i in range(d_ - 1, -1, -1):
+                    v = second[k, i, col] if i <= col else second[k, col, i]
+                    for j in range(i + 1, d_):
+                        v -= chol[k, j, i] * work[j, col]
+                    work[i, col] = v * rdiag[k, i]
+            for i in range(d_):
+                work[i, i] -= resp_sum[k] * rdiag[k, i]
+            # C_ij = sigma_i L_ij: to sigma and to L.
+            c = k if code == 0 else 0
+            for i in range(d_):
+                s_index = k * d_ + i if code == 0 else i
+                if n_corr > 0:
+                    v = 0.0
+                    for j in range(i + 1):
+                        v += work[i, j] * corr[c, i, j]
+                        g_corr[c, i, j] += sigma[s_index] * work[i, j]
+                    g_sig[s_index] += v
+                else:
+                    g_sig[s_index] += work[i, i]
+    else:
+        rsd = np.empty((k_, d_))
+        for k in range(k_):
+            for i in range(d_):
+                rsd[k, i] = 1.0 / chol[k, i, i]
+        total, resp_sum, first, second = _diag_pass(X, logc, means, rsd)
+        for k in range(k_):
+            for i in range(d_):
+                g_mu[k, i] += first[k, i] * rsd[k, i]
+                g = (second[k, i] - resp_sum[k]) * rsd[k, i]
+                if code == 1:
+                    g_sig[k * d_ + i] += g
+                else:
+                    g_sig[k] += g
+    logp += total
+    for k in range(k_):
+        g_logw[k] += resp_sum[k]
+
+    # Chain rule through the transforms.
+    g_sum = 0.0
+    for k in range(k_):
+        g_sum += g_logw[k]
+    last = g_logw[k_ - 1] - weights[k_ - 1] * g_sum
+    for j in range(k_ - 1):
+        grad[j] = (g_logw[j] - weights[j] * g_sum) - last
+    if d_ == 1:
+        tail = 0.0
+        for k in range(k_ - 1, 0, -1):
+            tail += g_mu[k, 0]
+            grad[o_mu + k] = math.exp(x[o_mu + k]) * tail + 1.0
+        grad[o_mu] = tail + g_mu[0, 0]
+    else:
+        for k in range(k_):
+            for i in range(d_):
+                grad[o_mu + k * d_ + i] = g_mu[k, i]
+    for j in range(n_sig):
+        grad[o_sig + j] = sigma[j] * g_sig[j] + 1.0
+    if n_corr > 0:
+        index = _spiral_index(d_)
+        for c in range(n_corr):
+            for i in range(1, d_):
+                proj = 0.0
+                for j in range(i + 1):
+                    proj += g_corr[c, i, j] * corr[c, i, j]
+                r = norms[c, i]
+                for j in range(i):
+                    g = (g_corr[c, i, j] - proj * corr[c, i, j]) / r
+                    grad[o_corr + c * m + index[i, j]] = g
+    if not math.isfinite(logp):
+        return -np.inf, grad
+    for j in range(grad.shape[0]):
+        if not math.isfinite(grad[j]):
+            return -np.inf, grad
+    return logp, grad
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def constrained_values(x, n_components, n_features, code):  # pragma: no cover - compiled
+    """Return weights (K,), means (K, D), sigma (flat), corr (n_corr, D, D), covariances."""
+    _, weights, means, sigma, corr, _ = _constrain(x, n_components, n_features, code)
+    chol = _factors(sigma, corr, n_components, n_features, code)
+    k_, d_ = n_components, n_features
+    cov = np.zeros((k_, d_, d_))
+    for k in range(k_):
+        for i in range(d_):
+            for j in range(d_):
+                v = 0.0
+                for t in range(min(i, j) + 1):
+                    v += chol[k, i, t] * chol[k, j, t]
+                cov[k, i, j] = v
+    return weights, means, sigma, corr, cov
+
+
+# -- the model description ----------------------------------------------------------------
+
+
+def _param(prior: Any, name: str, default: float | None) -> np.ndarray | None:
+    value = prior.params.get(name, default)
+    if value is None:
+        return None
+    return np.asarray(value, dtype=np.float64)
+
+
+def _broadcast(value: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | None:
+    if value is None:
+        return None
+    try:
+        return np.ascontiguousarray(np.broadcast_to(value, shape), dtype=np.float64).copy()
+    except ValueError:
+        return None
+
+
+# The prior families (and their parameters) the kernel implements.
+_FAMILIES = {
+    "weights": ("Dirichlet", {"a"}),
+    "means": ("Normal", {"mu", "sigma"}),
+    "sigma": ("HalfNormal", {"sigma"}),
+    "corr_chol": ("LKJCorr", {"eta"}),
+}
+
+
+@dataclass(frozen=True)
+class FastGaussian:
+    """The layout of one Gaussian mixture structure (covariance type, K, D) for nutpie.
+
+    Build it with :func:`build`; :meth:`shared_data` gives the kernel's data for
+    observations and priors, :meth:`nutpie_model` a ``nutpie`` model.
+    """
+
+    covariance_type: str
+    n_components: int
+    n_features: int
+    features: tuple[Any, ...]
+    prior_data: dict[str, Any] = field(repr=False)
+
+    @property
+    def code(self) -> int:
+        """Integer code of the covariance type in the kernel."""
+        return COVARIANCE_CODES[self.covariance_type]
+
+    @property
+    def free(self) -> list[tuple[str, str, tuple[int, ...]]]:
+        """``(variable, value variable, shape)`` of every free variable, in nutpie's order."""
+        k, d = self.n_components, self.n_features
+        sigma = {"full": (k, d), "diag": (k, d), "tied": (d,), "spherical": (k,)}
+        out = [
+            ("weights", "weights_simplex__", (k - 1,)),
+            ("means", "means" if d > 1 else "means_ordered_components__", (k, d)),
+            ("sigma", "sigma_log__", sigma[self.covariance_type]),
+        ]
+        if d > 1 and self.covariance_type in ("full", "tied"):
+            m = d * (d - 1) // 2
+            shape = (k, m) if self.covariance_type == "full" else (m,)
+            out.append(("corr_chol", "corr_chol_cholesky_corr__", shape))
+        return out
+
+    @property
+    def n_dim(self) -> int:
+        """Length of the unconstrained vector."""
+        return int(sum(np.prod(shape, dtype=int) for _, _, shape in self.free))
+
+    @property
+    def dims(self) -> dict[str, tuple[str, ...]]:
+        """Dims of every stored variable (as the PyMC model names them)."""
+        sigma = {
+            "full": ("component", "feature"),
+            "diag": ("component", "feature"),
+            "tied": ("feature",),
+            "spherical": ("component",),
+        }[self.covariance_type]
+        dims = {
+            "weights": ("component",),
+            "means": ("component", "feature"),
+            "sigma": sigma,
+        }
+        if any(name == "corr_chol" for name, _, _ in self.free):
+            batch = ("component",) if self.covariance_type == "full" else ()
+            dims["corr_chol"] = (*batch, "feature", "feature_bis")
+        dims["covariances"] = ("component", "feature", "feature_bis")
+        return dims
+
+    @property
+    def stored(self) -> list[tuple[str, tuple[int, ...]]]:
+        """Stored variables in the order of nutpie's PyMC path, with their shapes.
+
+        nutpie stores the value variables and then the constrained variables and
+        deterministics, and drops the transformed value variables: untransformed free
+        variables (the means for D > 1) come first.
+        """
+        sizes = {
+            "component": self.n_components,
+            "feature": self.n_features,
+            "feature_bis": self.n_features,
+        }
+        untransformed = [name for name, value, _ in self.free if name == value]
+        names = untransformed + [name for name, _, _ in self.free if name not in untransformed]
+        names.append("covariances")
+        return [(name, tuple(sizes[dim] for dim in self.dims[name])) for name in names]
+
+    @property
+    def coords(self) -> dict[str, Any]:
+        """Coordinates of the stored variables' dims."""
+        import pandas as pd
+
+        features = list(self.features)
+        return {
+            "component": pd.Index(np.arange(self.n_components)),
+            "feature": pd.Index(features),
+            "feature_bis": pd.Index(features),
+        }
+
+    # -- data -------------------------------------------------------------------------
+
+    def shared_data(self, X: np.ndarray, priors: Mapping[str, Any] | None = None) -> dict:
+        """Return the kernel's shared data for observations ``X`` (and other priors).
+
+        Keys: ``x_data`` (the observations, named as the ``pm.Data`` of the PyMC model, so
+        that ``with_data(x_data=...)`` works on both paths), ``weights_a``, ``means_mu``,
+        ``means_sigma``, ``sigma_sigma`` (prior parameters broadcast to the shapes of their
+        variables; ``sigma_sigma`` flattened) and ``corr_chol_eta`` (a float). ``priors``
+        (resolved ``bayesmix.Prior`` objects) replace the priors given to :func:`build`;
+        priors outside the supported families raise ``ValueError``.
+        """
+        data = dict(self.prior_data)
+        if priors is not None:
+            new = _prior_data(priors, self.covariance_type, self.n_components, self.n_features)
+            if new is None:
+                raise ValueError("these priors are not supported by the fused kernel")
+            data.update(new)
+        data["x_data"] = as_observations(X, self.n_features)
+        return data
+
+    # -- the model functions ------------------------------------------------------------
+
+    def logp_dlogp(self, x: np.ndarray, **shared: Any) -> tuple[float, np.ndarray]:
+        """Return ``(logp, grad)`` at the unconstrained point ``x`` (see :func:`logp_dlogp`)."""
+        return logp_dlogp(
+            np.ascontiguousarray(x, dtype=np.float64),
+            shared["x_data"],
+            shared["weights_a"],
+            shared["means_mu"],
+            shared["means_sigma"],
+            shared["sigma_sigma"],
+            float(shared["corr_chol_eta"]),
+            self.code,
+        )
+
+    def make_logp_fn(self) -> Callable[..., tuple[float, np.ndarray]]:
+        """Return nutpie's logp function ``logp(x, **shared_data) -> (logp, grad)``."""
+        code = self.code
+        kernel = logp_dlogp
+
+        def logp(x, *, x_data, weights_a, means_mu, means_sigma, sigma_sigma, corr_chol_eta):
+            return kernel(
+                x, x_data, weights_a, means_mu, means_sigma, sigma_sigma, corr_chol_eta, code
+            )
+
+        return logp
+
+    def expand(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Constrained values of every stored variable at the unconstrained point ``x``."""
+        k, d = self.n_components, self.n_features
+        weights, means, sigma, corr, cov = constrained_values(
+            np.ascontiguousarray(x, dtype=np.float64), k, d, self.code
+        )
+        values = {"weights": weights, "means": means, "covariances": cov}
+        shapes = dict(self.stored)
+        values["sigma"] = sigma.reshape(shapes["sigma"])
+        if "corr_chol" in shapes:
+            values["corr_chol"] = corr.reshape(shapes["corr_chol"])
+        return {name: values[name] for name, _ in self.stored}
+
+    def make_expand_fn(self, seed1: int, seed2: int, chain: int) -> Callable[..., dict]:
+        """Return nutpie's expand function ``expand(x, **shared_data) -> dict``."""
+        expand = self.expand
+
+        def expand_fn(x, **shared):
+            return expand(x)
+
+        return expand_fn
+
+    def unconstrain(self, point: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Return the constrained ``point`` (weights, means, sigma, corr_chol) as ``x``.
+
+        The forward transforms of the PyMC model, flattened in nutpie's order; extra keys
+        are ignored.
+        """
+        shapes = dict(self.stored)
+        parts = []
+        for name, _, _ in self.free:
+            value = np.asarray(point[name], dtype=np.float64).reshape(shapes[name])
+            match name:
+                case "weights":
+                    log_w = np.log(value)
+                    parts.append((log_w - log_w.mean())[:-1])
+                case "means" if self.n_features == 1:
+                    mu = value[:, 0]
+                    parts.append(np.concatenate([mu[:1], np.log(np.diff(mu))]))
+                case "means":
+                    parts.append(value.ravel())
+                case "sigma":
+                    parts.append(np.log(value).ravel())
+                case "corr_chol":
+                    parts.append(_corr_unconstrain(value, self.n_features).ravel())
+        return np.concatenate(parts)
+
+    def nutpie_model(
+        self,
+        shared_data: Mapping[str, Any],
+        *,
+        initial_point: Callable[[Any], np.ndarray] | None = None,
+    ) -> Any:
+        """Return a ``nutpie`` model (``nutpie.compiled_pyfunc.PyFuncModel``).
+
+        ``shared_data`` comes from :meth:`shared_data`; ``with_data`` on the result
+        replaces any of it (new observations, new prior parameters) without compiling.
+        """
+        from nutpie.compiled_pyfunc import from_pyfunc
+
+        stored = self.stored
+        return from_pyfunc(
+            self.n_dim,
+            self.make_logp_fn,
+            self.make_expand_fn,
+            [np.dtype(np.float64)] * len(stored),
+            [shape for _, shape in stored],
+            [name for name, _ in stored],
+            coords=self.coords,
+            dims={name: self.dims[name] for name, _ in stored},
+            shared_data=dict(shared_data),
+            make_initial_point_fn=initial_point,
+        )
+
+
+def as_observations(X: Any, n_features: int) -> np.ndarray:
+    """Return ``X`` as a writeable C-contiguous float64 (N, D) array (one kernel type)."""
+    X = np.array(X, dtype=np.float64, order="C", copy=True)
+    if X.ndim == 1:
+        X = X[:, None]
+    if X.ndim != 2 or X.shape[1] != n_features:
+        raise ValueError(f"expected observations of shape (N, {n_features}); got {X.shape}")
+    return np.ascontiguousarray(X)
+
+
+def _corr_unconstrain(corr: np.ndarray, n_features: int) -> np.ndarray:
+    """PyMC's ``CholeskyCorrTransform.forward`` of (..., D, D) factors."""
+    index = _spiral_index(n_features)
+    m = n_features * (n_features - 1) // 2
+    batch = corr.shape[:-2]
+    flat = corr.reshape(-1, n_features, n_features)
+    out = np.empty((flat.shape[0], m))
+    for i in range(1, n_features):
+        for j in range(i):
+            out[:, index[i, j]] = flat[:, i, j] / flat[:, i, i]
+    return out.reshape(*batch, m)
+
+
+def _prior_data(
+    priors: Mapping[str, Any], covariance_type: str, n_components: int, n_features: int
+) -> dict[str, Any] | None:
+    """Kernel data of the priors, or None if one is outside the supported families."""
+    k, d = n_components, n_features
+    needs_corr = d > 1 and covariance_type in ("full", "tied")
+    expected = {"weights", "means", "sigma"} | ({"corr_chol"} if needs_corr else set())
+    if set(priors) != expected:
+        return None
+    for name in expected:
+        family, params = _FAMILIES[name]
+        prior = priors[name]
+        if getattr(prior, "distribution", None) != family or not set(prior.params) <= params:
+            return None
+    sigma_shape = {"full": (k, d), "diag": (k, d), "tied": (d,), "spherical": (k,)}
+    data = {
+        "weights_a": _broadcast(_param(priors["weights"], "a", 1.0), (k,)),
+        "means_mu": _broadcast(_param(priors["means"], "mu", 0.0), (k, d)),
+        "means_sigma": _broadcast(_param(priors["means"], "sigma", 1.0), (k, d)),
+        "sigma_sigma": _broadcast(
+            _param(priors["sigma"], "sigma", 1.0), sigma_shape[covariance_type]
+        ),
+    }
+    if any(value is None for value in data.values()):
+        return None
+    data["sigma_sigma"] = data["sigma_sigma"].ravel()
+    eta = 1.0
+    if needs_corr:
+        value = _param(priors["corr_chol"], "eta", None)
+        if value is None or value.ndim != 0:
+            return None
+        eta = float(value)
+    data["corr_chol_eta"] = eta
+    for value in data.values():
+        if not np.all(np.isfinite(value)):
+            return None
+    positive = ("weights_a", "means_sigma", "sigma_sigma", "corr_chol_eta")
+    if not all(np.all(np.asarray(data[name]) > 0) for name in positive):
+        return None
+    return data
+
+
+def build(spec: Mapping[str, Any]) -> FastGaussian | None:
+    """Return the fused model for ``spec``, or None when the kernel does not cover it.
+
+    Parameters
+    ----------
+    spec : mapping
+        ``covariance_type``, ``n_components``, ``n_features``, ``priors`` (resolved
+        ``bayesmix.Prior`` objects by variable name), ``features`` (names) and optionally
+        ``obs`` (unused: the posterior has no observation dimension).
+
+    Returns
+    -------
+    FastGaussian or None
+        None for an unknown covariance type or a prior outside Dirichlet (weights),
+        Normal (means), HalfNormal (sigma) and LKJCorr with a scalar eta (corr_chol).
+    """
+    covariance_type = spec.get("covariance_type")
+    if covariance_type not in COVARIANCE_CODES:
+        return None
+    k = int(spec["n_components"])
+    d = int(spec["n_features"])
+    if k < 1 or d < 1:
+        return None
+    features = tuple(spec.get("features", [f"x{i}" for i in range(d)]))
+    if len(features) != d:
+        return None
+    data = _prior_data(spec.get("priors", {}), covariance_type, k, d)
+    if data is None:
+        return None
+    return FastGaussian(covariance_type, k, d, features, data)

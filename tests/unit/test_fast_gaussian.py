@@ -1,0 +1,521 @@
+"""The fused Gaussian-mixture kernel (bayesmix._fast_gaussian) against the PyMC model.
+
+Reference values come from the graph of ``GaussianMixture(...).build_model(X)``: the joint
+log density with the Jacobians of the default transforms (``model.logp(jacobian=True)``,
+what ``model.compile_logp()`` compiles) and its gradient with respect to the value
+variables (what ``model.compile_dlogp()`` compiles), evaluated with PyTensor's Python
+implementations (and, for one-off evaluations, without graph rewrites), which keeps
+compilation short.
+"""
+
+import logging
+
+import arviz_stats as azs
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+import pytest
+
+import bayesmix as bm
+from bayesmix import _fast_gaussian as fg
+from bayesmix import _nutpie
+from bayesmix.priors import Prior
+
+# The Python implementations of the ops; without rewrites (quick to compile), or with the
+# usual rewrites except elementwise fusion: the Python implementation of fused
+# elementwise ops loses precision (gradients off by up to 1e-7, relative) and is slow.
+_PY_MODE = pytensor.compile.mode.Mode(linker="py", optimizer=None)
+_PY_FAST = pytensor.compile.mode.Mode(linker="py", optimizer="fast_run").excluding("fusion")
+_RTOL = 1e-9
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _python_pytensor():
+    """No C compilation in this module, whatever imported PyTensor first.
+
+    ``tests/conftest.py`` asks for ``cxx=`` through the environment, but the pytest
+    configuration imports ``bayesmix`` (hence PyTensor) before the conftest runs.
+    """
+    with pytensor.config.change_flags(cxx=""):
+        yield
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+
+def _data(rng, n, d, k=2):
+    centres = rng.normal(scale=4.0, size=(k, d)) + 10.0
+    labels = rng.integers(k, size=n)
+    return centres[labels] + rng.normal(size=(n, d)) * rng.uniform(0.5, 2.0, size=d)
+
+
+def _custom_priors(covariance_type, k, d, rng):
+    sigma_shape = {"full": (d,), "diag": (k, d), "tied": (d,), "spherical": ()}[covariance_type]
+    priors = {
+        "weights": Prior("Dirichlet", a=[0.3, 2.0, 5.0][:k] if k > 1 else 0.3),
+        "means": Prior(
+            "Normal",
+            mu=rng.normal(10.0, 2.0, size=(k, d)).tolist(),
+            sigma=rng.uniform(1.0, 4.0, size=d).tolist(),
+        ),
+        "sigma": Prior("HalfNormal", sigma=np.asarray(rng.uniform(0.5, 3.0, size=sigma_shape))),
+    }
+    if d > 1 and covariance_type in ("full", "tied"):
+        priors["corr_chol"] = Prior("LKJCorr", eta=0.7)
+    return priors
+
+
+def _prepare(covariance_type, k, X, priors=None):
+    gm = bm.GaussianMixture(n_components=k, covariance_type=covariance_type, priors=priors)
+    data, resolved = gm._prepare(X)
+    spec = {
+        "covariance_type": covariance_type,
+        "n_components": k,
+        "n_features": data.n_features,
+        "priors": resolved,
+        "features": data.features,
+        "obs": data.obs,
+    }
+    return gm, data, resolved, spec
+
+
+def _value_vars(model):
+    return [model.rvs_to_values[rv] for rv in model.free_RVs]
+
+
+def _reference_logp_dlogp(model, shapes, mode=_PY_MODE):
+    """PyMC's joint log density and gradient of the flat unconstrained vector."""
+    values = _value_vars(model)
+    logp = model.logp(jacobian=True)
+    fn = pytensor.function(values, [logp, *pt.grad(logp, values)], mode=mode)
+    sizes = [int(np.prod(shape)) for shape in shapes]
+
+    def logp_dlogp(x):
+        parts = np.split(x, np.cumsum(sizes)[:-1])
+        out = fn(*[p.reshape(s) for p, s in zip(parts, shapes, strict=True)])
+        return float(out[0]), np.concatenate([np.ravel(g) for g in out[1:]])
+
+    return logp_dlogp
+
+
+def _value_shapes(model):
+    point = model.initial_point()
+    return [point[v.name].shape for v in _value_vars(model)]
+
+
+# -- log density and gradient ------------------------------------------------------------------
+
+# Every (K, D) in {1, 2, 3}^2 for full and diag, default and custom priors alternating.
+_CASES = (
+    [("full", k, d, (k + d) % 2 == 1) for k in (1, 2, 3) for d in (1, 2, 3)]
+    + [("diag", k, d, (k + d) % 2 == 0) for k in (1, 2, 3) for d in (1, 2, 3)]
+    + [("spherical", 2, 2, False), ("spherical", 3, 1, True)]
+    + [("tied", 3, 2, False), ("tied", 2, 3, True), ("tied", 2, 1, True)]
+)
+
+
+@pytest.mark.parametrize(("covariance_type", "k", "d", "custom"), _CASES)
+def test_logp_gradient_and_expand_equal_pymc(covariance_type, k, d, custom):
+    rng = np.random.default_rng(1000 * k + 10 * d + custom)
+    X = _data(rng, 40, d)
+    priors = _custom_priors(covariance_type, k, d, rng) if custom else None
+    gm, data, resolved, spec = _prepare(covariance_type, k, X, priors)
+    model = gm._build(data, resolved)
+    fast = fg.build(spec)
+    assert fast is not None
+
+    # The unconstrained layout is nutpie's: free variables in order, C-order flattened.
+    shapes = _value_shapes(model)
+    assert [(value, shape) for _, value, shape in fast.free] == [
+        (v.name, shape) for v, shape in zip(_value_vars(model), shapes, strict=True)
+    ]
+    # One function: log density, gradient, and every variable nutpie's PyMC path stores.
+    values = _value_vars(model)
+    logp = model.logp(jacobian=True)
+    stored = [name for name, _ in fast.stored]
+    constrained = {v.name: v for v in model.unobserved_value_vars}
+    fn = pytensor.function(
+        values,
+        [logp, *pt.grad(logp, values), *[constrained[name] for name in stored]],
+        mode=_PY_MODE,
+    )
+    sizes = [int(np.prod(shape)) for shape in shapes]
+    shared = fast.shared_data(data.values)
+    for _ in range(5):
+        x = rng.normal(scale=0.8, size=fast.n_dim)
+        if d > 1:  # means near the data, where the likelihood is not flat
+            o = k - 1
+            x[o : o + k * d] = (X[rng.integers(len(X), size=k)] + rng.normal(size=(k, d))).ravel()
+        else:
+            x[k - 1] = X.min() + rng.normal()
+        parts = np.split(x, np.cumsum(sizes)[:-1])
+        out = fn(*[p.reshape(s) for p, s in zip(parts, shapes, strict=True)])
+        ref_grad = np.concatenate([np.ravel(g) for g in out[1 : 1 + len(values)]])
+        value, grad = fast.logp_dlogp(x, **shared)
+        np.testing.assert_allclose(value, out[0], rtol=_RTOL)
+        np.testing.assert_allclose(grad, ref_grad, rtol=_RTOL, atol=1e-10 * np.abs(ref_grad).max())
+        ours = fast.expand(x)
+        assert list(ours) == stored
+        for name, ref in zip(stored, out[1 + len(values) :], strict=True):
+            np.testing.assert_allclose(ours[name], ref, rtol=1e-12, atol=1e-14)
+
+
+def test_literal_compile_logp_and_compile_dlogp(rng):
+    X = _data(rng, 60, 2, k=3)
+    gm, data, resolved, spec = _prepare("full", 3, X)
+    model = gm._build(data, resolved)
+    fast = fg.build(spec)
+    logp = model.compile_logp(jacobian=True, mode=_PY_FAST)
+    dlogp = model.compile_dlogp(jacobian=True, mode=_PY_FAST)
+    shapes = _value_shapes(model)
+    sizes = [int(np.prod(shape)) for shape in shapes]
+    shared = fast.shared_data(data.values)
+    for _ in range(5):
+        x = rng.normal(scale=0.5, size=fast.n_dim)
+        x[2:8] = X[rng.integers(len(X), size=3)].ravel()
+        point = {
+            v.name: p.reshape(s)
+            for v, p, s in zip(
+                _value_vars(model), np.split(x, np.cumsum(sizes)[:-1]), shapes, strict=True
+            )
+        }
+        value, grad = fast.logp_dlogp(x, **shared)
+        np.testing.assert_allclose(value, logp(point), rtol=_RTOL)
+        np.testing.assert_allclose(grad, dlogp(point), rtol=_RTOL, atol=1e-10)
+
+
+def test_start_equals_pymc_initial_point(rng):
+    for covariance_type, d in (("full", 3), ("full", 1), ("tied", 2), ("spherical", 2)):
+        X = _data(rng, 80, d, k=3)
+        gm, data, resolved, spec = _prepare(covariance_type, 3, X)
+        model = gm._build(data, resolved)
+        em = gm._run_em(data, np.random.default_rng(0), resolved)
+        start = gm._start_from_em(em, d)
+        free = {rv.name for rv in model.free_RVs}
+        start = {key: value for key, value in start.items() if key in free}
+        np.testing.assert_allclose(
+            fg.build(spec).unconstrain(start), _nutpie._flat_start(model, start), rtol=1e-12
+        )
+
+
+def test_new_data_and_priors_need_no_recompilation(rng):
+    X = _data(rng, 50, 2)
+    _, data, _, spec = _prepare("full", 2, X)
+    fast = fg.build(spec)
+    compiled = fast.nutpie_model(fast.shared_data(data.values))
+    x = rng.normal(scale=0.5, size=fast.n_dim)
+    x[1:5] = X[:2].ravel()
+    compiled._make_logp_func()(x, **compiled._shared_data)
+    kernels = len(fg.logp_dlogp.signatures)
+
+    # New observations (another N) and new prior parameters, through nutpie's with_data.
+    X2 = _data(rng, 73, 2)
+    priors2 = _custom_priors("full", 2, 2, rng)
+    gm2, data2, resolved2, _ = _prepare("full", 2, X2, priors2)
+    model2 = gm2._build(data2, resolved2)
+    updated = compiled.with_data(**fast.shared_data(X2, resolved2))
+    value, grad = updated._make_logp_func()(x, **updated._shared_data)
+    ref_value, ref_grad = _reference_logp_dlogp(model2, _value_shapes(model2))(x)
+    np.testing.assert_allclose(value, ref_value, rtol=_RTOL)
+    np.testing.assert_allclose(grad, ref_grad, rtol=_RTOL, atol=1e-10 * np.abs(ref_grad).max())
+
+    # Other shapes and covariance types reuse the same machine code too.
+    for covariance_type, k, d in (("diag", 3, 1), ("tied", 1, 3), ("full", 4, 4)):
+        X3 = _data(rng, 20, d)
+        other = fg.build(_prepare(covariance_type, k, X3)[3])
+        other.logp_dlogp(np.zeros(other.n_dim), **other.shared_data(X3))
+    assert len(fg.logp_dlogp.signatures) == kernels == 1
+
+
+def test_kernel_handles_blocks_and_non_finite_points(rng):
+    # More observations than one block (256), with a remainder.
+    X = _data(rng, 1000, 2)
+    gm, data, resolved, spec = _prepare("full", 2, X)
+    fast = fg.build(spec)
+    shared = fast.shared_data(X)
+    x = rng.normal(scale=0.3, size=fast.n_dim)
+    x[1:5] = X[:2].ravel()
+    value, grad = fast.logp_dlogp(x, **shared)
+    model = gm._build(data, resolved)
+    ref_value, ref_grad = _reference_logp_dlogp(model, _value_shapes(model))(x)
+    np.testing.assert_allclose(value, ref_value, rtol=_RTOL)
+    np.testing.assert_allclose(grad, ref_grad, rtol=_RTOL, atol=1e-10 * np.abs(ref_grad).max())
+    # A point whose density is not finite is reported as -inf (a divergence for nutpie).
+    x[5] = 1e4  # log sigma: sigma overflows
+    assert fast.logp_dlogp(x, **shared)[0] == -np.inf
+    x[5] = np.nan
+    assert fast.logp_dlogp(x, **shared)[0] == -np.inf
+
+
+# -- what falls back to the PyMC path ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"covariance_type": "banded"},
+        {"priors": {"means": Prior("StudentT", nu=3, mu=0, sigma=1)}},
+        {"priors": {"sigma": Prior("HalfCauchy", beta=1.0)}},
+        {"priors": {"sigma": Prior("HalfNormal", tau=1.0)}},
+        {"priors": {"weights": Prior("Dirichlet", a=[1.0, 2.0, 3.0])}},  # does not broadcast
+        {"priors": {"corr_chol": Prior("LKJCorr", eta=[1.0, 2.0])}},
+        {"priors": {"corr_chol": None}},
+    ],
+)
+def test_unsupported_models_fall_back(rng, change, caplog):
+    X = _data(rng, 30, 2)
+    _, data, resolved, spec = _prepare("full", 2, X)
+    spec = dict(spec)
+    for key, value in change.items():
+        if key == "priors":
+            priors = dict(resolved)
+            for name, prior in value.items():
+                if prior is None:
+                    priors.pop(name)
+                else:
+                    priors[name] = prior
+            spec["priors"] = priors
+        else:
+            spec[key] = value
+    assert fg.build(spec) is None
+    with caplog.at_level(logging.INFO, logger="bayesmix"):
+        assert _nutpie._fast_compiled(spec, {"x_data": data.values}, {}) is None
+    assert "compiling the PyMC model instead" in caplog.text
+
+
+def test_sample_nutpie_falls_back_to_the_pymc_model(rng, monkeypatch):
+    X = _data(rng, 30, 2)
+    _, data, resolved, spec = _prepare("full", 2, X)
+    spec["priors"] = {**resolved, "sigma": Prior("HalfCauchy", beta=1.0)}
+
+    class Compiled(Exception):
+        pass
+
+    def fake_compiled(model, key):
+        raise Compiled
+
+    monkeypatch.setattr(_nutpie, "_compiled", fake_compiled)
+    with pytest.raises(Compiled):
+        _nutpie.sample_nutpie(
+            object(),
+            key="k",
+            data={"x_data": data.values},
+            start={},
+            draws=10,
+            tune=10,
+            chains=1,
+            cores=1,
+            target_accept=0.8,
+            random_seed=0,
+            progressbar=False,
+            fast_spec=spec,
+        )
+    with pytest.raises(ValueError, match="pass the PyMC model"):
+        _nutpie.sample_nutpie(
+            None,
+            key="k",
+            data={"x_data": data.values},
+            start={},
+            draws=10,
+            tune=10,
+            chains=1,
+            cores=1,
+            target_accept=0.8,
+            random_seed=0,
+            progressbar=False,
+            fast_spec=spec,
+        )
+
+
+# -- sampling ------------------------------------------------------------------------------------
+
+
+def _faithful_setup():
+    X = bm.datasets.load_faithful()
+    gm, data, resolved, spec = _prepare("full", 2, X)
+    model = gm._build(data, resolved)
+    em = gm._run_em(data, np.random.default_rng(0), resolved)
+    start = gm._start_from_em(em, data.n_features)
+    free = {rv.name for rv in model.free_RVs}
+    start = {key: value for key, value in start.items() if key in free}
+    return data, model, start, spec, em
+
+
+_SETTINGS = {
+    "draws": 200,
+    "tune": 200,
+    "chains": 2,
+    "cores": 1,
+    "target_accept": 0.8,
+    "progressbar": False,
+}
+
+
+def _pymc_layout_run(model, fast, data, start, seed):
+    """nutpie with the PyMC model's stored variables, laid out as nutpie lays out PyMC models.
+
+    Names, dims and coords come from nutpie's PyMC path (``_compute_shapes``,
+    ``_prepare_dims_and_coords``, the transformed value variables dropped from the
+    posterior) and every draw is expanded by PyMC's own graph; the log density is the fused
+    kernel (equal to PyMC's, see above), so that no numba compilation of the PyMC graph is
+    needed and, with the same seed, the chains are the fused path's.
+    """
+    import nutpie
+    from nutpie.compile_pymc import _compute_shapes, _prepare_dims_and_coords
+    from nutpie.compiled_pyfunc import from_pyfunc
+
+    values = _value_vars(model)
+    joined = [v.name for v in values]
+    remaining = [v for v in model.unobserved_value_vars if v.name not in joined]
+    shapes_by_name = _compute_shapes(model)
+    shapes = [tuple(shapes_by_name[name]) for name in joined]
+    all_names = joined + [v.name for v in remaining]
+    all_shapes = shapes + [tuple(shapes_by_name[v.name]) for v in remaining]
+    reparameterized = [
+        model.rvs_to_values[rv].name for rv in model.free_RVs if model.rvs_to_transforms.get(rv)
+    ]
+    dims, coords = _prepare_dims_and_coords(
+        model, (all_names, [None] * len(all_names), all_shapes), reparameterized
+    )
+    expand_fn = model.compile_fn(
+        remaining, inputs=values, point_fn=False, mode=_PY_MODE, on_unused_input="ignore"
+    )
+    sizes = [int(np.prod(shape)) for shape in shapes]
+
+    def make_expand(*_):
+        def expand(x, **_):
+            split = np.split(x, np.cumsum(sizes)[:-1])
+            parts = [p.reshape(s) for p, s in zip(split, shapes, strict=True)]
+            out = dict(zip(joined, parts, strict=True))
+            out.update(zip([v.name for v in remaining], expand_fn(*parts), strict=True))
+            return {name: np.asarray(out[name], dtype=np.float64) for name in all_names}
+
+        return expand
+
+    flat = _nutpie._flat_start(model, start)
+    compiled = from_pyfunc(
+        len(flat),
+        fast.make_logp_fn,
+        make_expand,
+        [np.dtype(np.float64)] * len(all_names),
+        all_shapes,
+        all_names,
+        coords=coords,
+        dims=dims,
+        shared_data=fast.shared_data(data.values),
+        make_initial_point_fn=_nutpie._nudged(flat),
+        reparameterized_names=reparameterized,
+    )
+    settings = {k: v for k, v in _SETTINGS.items() if k != "progressbar"}
+    return nutpie.sample(compiled, seed=seed, save_warmup=False, progress_bar=False, **settings)
+
+
+def _layout(idata):
+    out = {}
+    for group in idata.children:
+        ds = idata[group].to_dataset()
+        out[group] = {
+            "vars": [(name, da.dims, str(da.dtype)) for name, da in ds.data_vars.items()],
+            "coords": {name: ds[name].values.tolist() for name in ds.coords},
+        }
+    return out
+
+
+def _assert_same_posterior(idata, ref):
+    """Posterior means within four Monte Carlo standard errors."""
+    for name in ("weights", "means", "sigma", "corr_chol", "covariances"):
+        mean = idata.posterior[name].mean(("chain", "draw"))
+        ref_mean = ref.posterior[name].mean(("chain", "draw"))
+        error = np.hypot(
+            azs.mcse(idata, var_names=[name])[name], azs.mcse(ref, var_names=[name])[name]
+        )
+        # The unit diagonal of corr_chol has no Monte Carlo error at all.
+        assert np.all(np.abs(mean - ref_mean) <= 4.0 * error + 1e-9), name
+
+
+def test_fast_sampling_has_the_layout_and_values_of_the_pymc_path(caplog):
+    data, model, start, spec, em = _faithful_setup()
+    with caplog.at_level(logging.INFO, logger="bayesmix"):
+        idata = _nutpie.sample_nutpie(
+            model,
+            key=("faithful", "fast"),
+            data={"x_data": data.values},
+            start=start,
+            random_seed=1,
+            fast_spec=spec,
+            **_SETTINGS,
+        )
+    assert "fused numba kernel" in caplog.text
+    assert int(idata.sample_stats["diverging"].sum()) == 0
+    ref = _pymc_layout_run(model, fg.build(spec), data, start, seed=1)
+    assert _layout(idata) == _layout(ref)
+    expected = ["means", "weights", "sigma", "corr_chol", "covariances"]
+    assert list(idata.posterior.data_vars) == expected
+    # Same seed, same log density: the same chains, expanded by PyMC's graph.
+    for name in expected:
+        np.testing.assert_allclose(
+            idata.posterior[name].values, ref.posterior[name].values, rtol=1e-10, atol=1e-12
+        )
+    # The posterior is where EM puts the maximum likelihood (N = 272 dominates the prior):
+    # within four Monte Carlo standard errors plus half a posterior sd (the posterior mean
+    # of a variance is above its maximum-likelihood estimate by O(1 / n_k)).
+    point = bm.GaussianMixture(n_components=2)._point_from_em(em, 2)
+    for name in ("weights", "means", "covariances"):
+        draws = idata.posterior[name]
+        mean = draws.mean(("chain", "draw")).values
+        bound = 4.0 * azs.mcse(idata, var_names=[name])[name].values
+        bound += 0.5 * draws.std(("chain", "draw")).values
+        assert np.all(np.abs(mean - point[name]) <= bound), name
+
+
+def test_fast_sampling_one_feature_layout(rng):
+    X = np.concatenate([rng.normal(0, 1, 60), rng.normal(5, 1, 40)])
+    gm, data, resolved, spec = _prepare("diag", 2, X)
+    model = gm._build(data, resolved)
+    em = gm._run_em(data, np.random.default_rng(0), resolved)
+    start = {
+        key: value
+        for key, value in gm._start_from_em(em, 1).items()
+        if key in {rv.name for rv in model.free_RVs}
+    }
+    settings = {**_SETTINGS, "draws": 50, "tune": 50}
+    idata = _nutpie.sample_nutpie(
+        None,
+        key="one",
+        data={"x_data": data.values},
+        start=start,
+        random_seed=3,
+        fast_spec=spec,
+        **settings,
+    )
+    assert list(idata.posterior.data_vars) == ["weights", "means", "sigma", "covariances"]
+    assert idata.posterior["means"].dims == ("chain", "draw", "component", "feature")
+    assert idata.posterior["sigma"].dims == ("chain", "draw", "component", "feature")
+    means = idata.posterior["means"].values[..., 0]
+    assert np.all(np.diff(means, axis=-1) > 0)  # the ordered transform
+
+
+@pytest.mark.slow
+def test_fast_sampling_matches_the_compiled_pymc_path():
+    """The real PyMC path (nutpie compiles the model with numba: tens of seconds)."""
+    data, model, start, spec, _ = _faithful_setup()
+    _nutpie.clear_cache()
+    ref = _nutpie.sample_nutpie(
+        model,
+        key=("faithful", "pymc"),
+        data={"x_data": data.values},
+        start=start,
+        random_seed=2,
+        **_SETTINGS,
+    )
+    idata = _nutpie.sample_nutpie(
+        model,
+        key=("faithful", "fast"),
+        data={"x_data": data.values},
+        start=start,
+        random_seed=1,
+        fast_spec=spec,
+        **_SETTINGS,
+    )
+    assert _layout(idata) == _layout(ref)
+    _assert_same_posterior(idata, ref)
