@@ -496,10 +496,15 @@ class MixtureModel(ABC):
         log_likelihood: bool = True,
     ) -> xr.DataTree:
         clock = time.perf_counter()
-        model = self._build(data, priors)
+        fast_spec = self._fast_spec(data, priors) if nuts_sampler == "nutpie" else None
+        free = _nutpie.fast_free_variables(fast_spec)
+        if free is None:  # the PyMC model, compiled by nutpie or sampled by PyMC
+            model = self._build(data, priors)
+            free = {rv.name for rv in model.free_RVs}
+        else:  # nutpie samples the fused kernel: no PyMC model needed
+            model = None
         timings = {"build": time.perf_counter() - clock}
         start = self._start_from_em(em, data.n_features)
-        free = {rv.name for rv in model.free_RVs}
         start = {key: value for key, value in start.items() if key in free}
         _log.info(
             "NUTS (%s): %d chains x %d draws (+%d tune), started at the EM estimate "
@@ -524,7 +529,7 @@ class MixtureModel(ABC):
                     target_accept=target_accept,
                     random_seed=random_seed,
                     progressbar=progressbar,
-                    fast_spec=self._fast_spec(data, priors),
+                    fast_spec=fast_spec,
                     **settings,
                 )
             else:

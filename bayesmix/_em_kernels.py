@@ -56,6 +56,7 @@ __all__ = [
     "exp_nonpositive",
     "full_m_step",
     "full_pass",
+    "mixture_log_density",
 ]
 
 # Only fused multiply-adds: no reassociation, no assumptions about NaN or infinities.
@@ -667,3 +668,58 @@ def diag_m_step(
             else:
                 precisions[k, col] = 1.0 / math.sqrt(variance)
     return weights, means, covariances, precisions, status
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FASTMATH, error_model="numpy")
+def mixture_log_density(X, log_weights, means, chol, out):  # pragma: no cover - compiled
+    """Write ``log sum_k pi_k N(x_n | m_k, L_k L_k^T)`` for every draw and observation.
+
+    The label-summed log density of :func:`bayesmix.stats.pointwise_log_likelihood` for
+    Gaussian components, one observation at a time (no (S, N, K) array): forward
+    substitution ``L_k z = x_n - m_k`` and a log-sum-exp over the components.
+
+    Parameters
+    ----------
+    X : numpy.ndarray of shape (n_samples, n_features)
+    log_weights : numpy.ndarray of shape (n_draws, n_components)
+        ``log pi_k`` (``-inf`` for a zero weight).
+    means : numpy.ndarray of shape (n_draws, n_components, n_features)
+    chol : numpy.ndarray of shape (n_draws, n_components, n_features, n_features)
+        Lower Cholesky factors of the covariances; only the lower triangle is read.
+    out : numpy.ndarray of shape (n_draws, n_samples)
+        Filled in place.
+    """
+    n_samples, n_features = X.shape
+    n_draws, n_components = log_weights.shape
+    z = np.empty(n_features)
+    wlp = np.empty(n_components)
+    rdiag = np.empty((n_components, n_features))
+    const = np.empty(n_components)
+    half_log_2pi = 0.5 * math.log(2.0 * math.pi)
+    for s in range(n_draws):
+        for k in range(n_components):
+            v = log_weights[s, k] - n_features * half_log_2pi
+            for i in range(n_features):
+                v -= math.log(chol[s, k, i, i])
+                rdiag[k, i] = 1.0 / chol[s, k, i, i]
+            const[k] = v
+        for n in range(n_samples):
+            top = -np.inf
+            for k in range(n_components):
+                maha = 0.0
+                for i in range(n_features):
+                    r = X[n, i] - means[s, k, i]
+                    for j in range(i):
+                        r -= chol[s, k, i, j] * z[j]
+                    z[i] = r * rdiag[k, i]
+                    maha += z[i] * z[i]
+                wlp[k] = const[k] - 0.5 * maha
+                if wlp[k] > top:
+                    top = wlp[k]
+            if top == -np.inf or not math.isfinite(top):
+                out[s, n] = top
+                continue
+            acc = 0.0
+            for k in range(n_components):
+                acc += math.exp(wlp[k] - top)
+            out[s, n] = top + math.log(acc)

@@ -43,6 +43,9 @@ processes load it in about 0.3 s.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import logging
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -50,6 +53,9 @@ from typing import Any
 
 import numba
 import numpy as np
+from numba.extending import intrinsic
+
+_log = logging.getLogger("bayesmix")
 
 __all__ = ["FastGaussian", "build", "logp_dlogp"]
 
@@ -646,6 +652,124 @@ def constrained_values(x, n_components, n_features, code):  # pragma: no cover -
     return weights, means, sigma, corr, cov
 
 
+# -- C entry points for nutpie ------------------------------------------------------------
+#
+# nutpie's Rust sampler calls a log density through a C function pointer with a pointer to
+# "user data" (this is how its PyMC backend runs numba code without the GIL). Here the user
+# data is an int64 array: addresses and sizes of the observations and prior parameters.
+# The two C functions below read it and call the kernels above; they close over nothing,
+# so numba caches them on disk like the kernels.
+
+_U_X, _U_N, _U_D, _U_K, _U_CODE, _U_A, _U_MU, _U_S0, _U_TAU, _U_NTAU, _U_ETA = range(11)
+_U_SIZE = 11
+
+_C_LOGP = numba.types.int64(
+    numba.types.uint64,
+    numba.types.CPointer(numba.types.double),
+    numba.types.CPointer(numba.types.double),
+    numba.types.CPointer(numba.types.double),
+    numba.types.voidptr,
+)
+_C_EXPAND = numba.types.int64(
+    numba.types.uint64,
+    numba.types.uint64,
+    numba.types.CPointer(numba.types.double),
+    numba.types.CPointer(numba.types.double),
+    numba.types.voidptr,
+)
+
+
+@intrinsic
+def _as_pointer(typingctx, address):  # pragma: no cover - compiled
+    """Return a ``void *`` from an integer address."""
+    from numba.core import cgutils
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], cgutils.voidptr_t)
+
+    return numba.types.voidptr(address), codegen
+
+
+@numba.njit(cache=True, inline="always")
+def _unpack(user_data):  # pragma: no cover - compiled
+    """(X, a, mu0, s0, tau, eta, code) from the user-data pointer."""
+    meta = numba.carray(user_data, (_U_SIZE,), np.int64)
+    n, d, k = meta[_U_N], meta[_U_D], meta[_U_K]
+    X = numba.carray(_as_pointer(meta[_U_X]), (n, d), np.float64)
+    a = numba.carray(_as_pointer(meta[_U_A]), (k,), np.float64)
+    mu0 = numba.carray(_as_pointer(meta[_U_MU]), (k, d), np.float64)
+    s0 = numba.carray(_as_pointer(meta[_U_S0]), (k, d), np.float64)
+    tau = numba.carray(_as_pointer(meta[_U_TAU]), (meta[_U_NTAU],), np.float64)
+    eta = numba.carray(_as_pointer(meta[_U_ETA]), (1,), np.float64)[0]
+    return X, a, mu0, s0, tau, eta, meta[_U_CODE]
+
+
+def _logp_c(dim, x_, out_, logp_, user_data):  # pragma: no cover - compiled
+    """Compute nutpie's ``logp`` callback: 0, or 4 when the density is not finite, 1 on errors."""
+    try:
+        X, a, mu0, s0, tau, eta, code = _unpack(user_data)
+        x = numba.carray(x_, (dim,))
+        out = numba.carray(out_, (dim,))
+        logp = numba.carray(logp_, (1,))
+        value, grad = logp_dlogp(x, X, a, mu0, s0, tau, eta, code)
+        if grad.shape[0] != dim:
+            return -1
+        out[:] = grad
+        logp[0] = value
+        if not math.isfinite(value):
+            return 4
+    except Exception:
+        return 1
+    return 0
+
+
+@numba.njit(cache=True, nogil=True)
+def _write(out, pos, values):  # pragma: no cover - compiled
+    for j in range(values.size):
+        out[pos + j] = values.flat[j]
+    return pos + values.size
+
+
+@numba.njit(cache=True, nogil=True)
+def expand_into(x, out, n_components, n_features, code):  # pragma: no cover - compiled
+    """Write the stored variables at ``x`` into ``out`` in :attr:`FastGaussian.stored` order.
+
+    Returns the number of values written.
+    """
+    weights, means, sigma, corr, cov = constrained_values(x, n_components, n_features, code)
+    pos = 0
+    if n_features > 1:  # untransformed, so stored first
+        pos = _write(out, pos, means)
+    pos = _write(out, pos, weights)
+    if n_features == 1:
+        pos = _write(out, pos, means)
+    pos = _write(out, pos, sigma)
+    pos = _write(out, pos, corr)
+    return _write(out, pos, cov)
+
+
+def _expand_c(dim, expanded, x_, out_, user_data):  # pragma: no cover - compiled
+    """Write nutpie's ``expand`` callback: the stored values at ``x``; 0 on success."""
+    try:
+        meta = numba.carray(user_data, (_U_SIZE,), np.int64)
+        x = numba.carray(x_, (dim,))
+        out = numba.carray(out_, (expanded,))
+        if expand_into(x, out, meta[_U_K], meta[_U_D], meta[_U_CODE]) != expanded:
+            return -1
+    except Exception:
+        return -2
+    return 0
+
+
+@functools.cache
+def c_callbacks() -> tuple[Any, Any]:
+    """Return nutpie's C callbacks ``(logp, expand)`` as numba ``CFunc`` objects (loaded once)."""
+    return (
+        numba.cfunc(_C_LOGP, cache=True)(_logp_c),
+        numba.cfunc(_C_EXPAND, cache=True)(_expand_c),
+    )
+
+
 # -- the model description ----------------------------------------------------------------
 
 
@@ -865,11 +989,36 @@ class FastGaussian:
         *,
         initial_point: Callable[[Any], np.ndarray] | None = None,
     ) -> Any:
-        """Return a ``nutpie`` model (``nutpie.compiled_pyfunc.PyFuncModel``).
+        """Return a ``nutpie`` model on the kernel's C callbacks (no Python per gradient).
 
         ``shared_data`` comes from :meth:`shared_data`; ``with_data`` on the result
         replaces any of it (new observations, new prior parameters) without compiling.
+        Falls back to ``nutpie.from_pyfunc`` (a Python call per gradient, about 25 us) if
+        this nutpie lacks the internal constructors the C path needs.
         """
+        try:
+            from nutpie import _lib
+
+            for name in ("LogpFunc", "ExpandFunc", "PyVariable", "PyMcModel", "PySampler"):
+                getattr(_lib, name)
+        except (ImportError, AttributeError):
+            return self._pyfunc_model(shared_data, initial_point)
+        compiled = _compiled_model_class()(
+            dims={name: self.dims[name] for name, _ in self.stored},
+            fast=self,
+            shared=_frozen(shared_data),
+            initial_point_func=initial_point or (lambda seed: np.zeros(self.n_dim)),
+        )
+        try:  # nutpie's internal constructors, as this nutpie defines them
+            compiled._make_model(None)
+        except (TypeError, ValueError) as err:
+            _log.info("nutpie's C interface differs (%s); using nutpie.from_pyfunc", err)
+            return self._pyfunc_model(shared_data, initial_point)
+        return compiled
+
+    def _pyfunc_model(
+        self, shared_data: Mapping[str, Any], initial_point: Callable[[Any], np.ndarray] | None
+    ) -> Any:
         from nutpie.compiled_pyfunc import from_pyfunc
 
         stored = self.stored
@@ -885,6 +1034,192 @@ class FastGaussian:
             shared_data=dict(shared_data),
             make_initial_point_fn=initial_point,
         )
+
+
+_SHARED_KEYS = ("x_data", "weights_a", "means_mu", "means_sigma", "sigma_sigma", "corr_chol_eta")
+
+
+def _frozen(shared: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Read-only C-contiguous float64 copies of the kernel's data (the C code reads them)."""
+    out = {}
+    for key in _SHARED_KEYS:
+        value = np.array(shared[key], dtype=np.float64, order="C", copy=True)
+        value = value.reshape(1) if key == "corr_chol_eta" else value
+        value.flags.writeable = False
+        out[key] = value
+    return out
+
+
+def user_data(fast: FastGaussian, shared: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Return the int64 record the C callbacks read: addresses and sizes of ``shared``'s arrays.
+
+    ``shared`` (from :func:`_frozen`) must outlive every use of the record.
+    """
+    X = shared["x_data"]
+    if X.ndim != 2 or X.shape[1] != fast.n_features:
+        raise ValueError(f"expected observations of shape (N, {fast.n_features}); got {X.shape}")
+    k, d = fast.n_components, fast.n_features
+    expected = {
+        "weights_a": (k,),
+        "means_mu": (k, d),
+        "means_sigma": (k, d),
+        "corr_chol_eta": (1,),
+    }
+    for key, shape in expected.items():
+        if shared[key].shape != shape:
+            raise ValueError(f"{key} must have shape {shape}; got {shared[key].shape}")
+    record = np.zeros(_U_SIZE, dtype=np.int64)
+    record[_U_X] = X.ctypes.data
+    record[_U_N], record[_U_D], record[_U_K] = X.shape[0], d, k
+    record[_U_CODE] = fast.code
+    record[_U_A] = shared["weights_a"].ctypes.data
+    record[_U_MU] = shared["means_mu"].ctypes.data
+    record[_U_S0] = shared["means_sigma"].ctypes.data
+    record[_U_TAU] = shared["sigma_sigma"].ctypes.data
+    record[_U_NTAU] = shared["sigma_sigma"].size
+    record[_U_ETA] = shared["corr_chol_eta"].ctypes.data
+    return record
+
+
+@functools.cache
+def _compiled_model_class() -> type:
+    """``FusedCompiledModel``: a ``nutpie`` compiled model on the C callbacks.
+
+    Built on first use so that importing this module does not import nutpie. It mirrors
+    nutpie's ``CompiledPyMCModel`` (nutpie 0.16): the Rust sampler calls the numba C
+    functions directly, from its own threads, without the GIL.
+    """
+    from nutpie.sample import CompiledModel
+
+    @dataclass(frozen=True)
+    class FusedCompiledModel(CompiledModel):
+        fast: FastGaussian
+        shared: dict[str, np.ndarray]
+        initial_point_func: Callable[[Any], np.ndarray]
+        user_data: np.ndarray = field(init=False, repr=False)
+
+        def __post_init__(self) -> None:
+            object.__setattr__(self, "user_data", user_data(self.fast, self.shared))
+
+        @property
+        def n_dim(self) -> int:
+            return self.fast.n_dim
+
+        @property
+        def shapes(self) -> dict[str, tuple[int, ...]]:
+            return dict(self.fast.stored)
+
+        @property
+        def coords(self) -> dict[str, Any]:
+            return self.fast.coords
+
+        def with_data(self, **updates: Any) -> FusedCompiledModel:
+            unknown = set(updates) - set(_SHARED_KEYS)
+            if unknown:
+                raise KeyError(f"unknown data {sorted(unknown)}; expected {_SHARED_KEYS}")
+            if "x_data" in updates:
+                updates["x_data"] = as_observations(updates["x_data"], self.fast.n_features)
+            return dataclasses.replace(self, shared=_frozen({**self.shared, **updates}))
+
+        def logp_dlogp(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+            """Call the C logp callback at ``x`` (as nutpie does): ``(logp, grad)``."""
+            logp_c, _ = c_callbacks()
+            x = np.ascontiguousarray(x, dtype=np.float64)
+            grad = np.empty(self.n_dim)
+            logp = np.empty(1)
+            code = logp_c.ctypes(
+                self.n_dim,
+                x.ctypes.data_as(logp_c.ctypes.argtypes[1]),
+                grad.ctypes.data_as(logp_c.ctypes.argtypes[2]),
+                logp.ctypes.data_as(logp_c.ctypes.argtypes[3]),
+                self.user_data.ctypes.data,
+            )
+            if code not in (0, 4):
+                raise RuntimeError(f"the logp callback failed with code {code}")
+            return float(logp[0]), grad
+
+        def expand(self, x: np.ndarray) -> np.ndarray:
+            """Call the C expand callback at ``x``: the stored values, concatenated."""
+            _, expand_c = c_callbacks()
+            x = np.ascontiguousarray(x, dtype=np.float64)
+            out = np.empty(self._n_expanded)
+            code = expand_c.ctypes(
+                self.n_dim,
+                out.size,
+                x.ctypes.data_as(expand_c.ctypes.argtypes[2]),
+                out.ctypes.data_as(expand_c.ctypes.argtypes[3]),
+                self.user_data.ctypes.data,
+            )
+            if code != 0:
+                raise RuntimeError(f"the expand callback failed with code {code}")
+            return out
+
+        @property
+        def _n_expanded(self) -> int:
+            return int(sum(np.prod(shape, dtype=int) for _, shape in self.fast.stored))
+
+        def _make_sampler(
+            self,
+            settings: Any,
+            init_mean: Any,
+            cores: int,
+            progress_type: Any,
+            extra_callback: Any,
+            extra_callback_rate: Any,
+            store: Any,
+        ) -> Any:
+            from nutpie import _lib
+
+            return _lib.PySampler.from_pymc(
+                settings,
+                cores,
+                self._make_model(init_mean),
+                progress_type,
+                extra_callback,
+                extra_callback_rate,
+                store,
+            )
+
+        def _make_model(self, init_mean: Any) -> Any:
+            from nutpie import _lib
+
+            logp_c, expand_c = c_callbacks()
+            address = self.user_data.ctypes.data
+            # The last argument keeps this object (and so the data) alive in Rust.
+            expand_fn = _lib.ExpandFunc(
+                self.n_dim, self._n_expanded, expand_c.address, address, self
+            )
+            logp_fn = _lib.LogpFunc(logp_c.address, address, self)
+            stored = self.fast.stored
+            coords = dict(self.coords)
+            variables = _lib.PyVariable.new_variables(
+                [name for name, _ in stored],
+                ["float64"] * len(stored),
+                [list(shape) for _, shape in stored],
+                {name: len(values) for name, values in coords.items()},
+                dict(self.dims),
+            )
+            adapt = self._transform_adapt_args or {}
+
+            def make_adapter(*args: Any, **kwargs: Any) -> Any:
+                from nutpie.transform_adapter import make_transform_adapter
+
+                return make_transform_adapter(**adapt)(*args, **kwargs, logp_fn=None)
+
+            return _lib.PyMcModel(
+                logp_fn,
+                expand_fn,
+                variables,
+                self.n_dim,
+                {name: len(values) for name, values in coords.items()},
+                coords,
+                self.initial_point_func,
+                make_adapter,
+            )
+
+        _transform_adapt_args = None
+
+    return FusedCompiledModel
 
 
 def as_observations(X: Any, n_features: int) -> np.ndarray:

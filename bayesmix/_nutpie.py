@@ -32,7 +32,7 @@ import pymc as pm
 import xarray as xr
 from pymc.initial_point import make_initial_point_fn
 
-__all__ = ["clear_cache", "sample_nutpie"]
+__all__ = ["clear_cache", "fast_free_variables", "sample_nutpie"]
 
 _log = logging.getLogger("bayesmix")
 _CACHE: OrderedDict[Hashable, Any] = OrderedDict()
@@ -87,6 +87,19 @@ def _compiled(model: pm.Model, key: Hashable) -> Any:
     return compiled
 
 
+def fast_free_variables(fast_spec: dict[str, Any] | None) -> set[str] | None:
+    """Free variable names if :func:`sample_nutpie` will use the fused kernel, else None.
+
+    Then no PyMC model is needed to sample (``model=None``).
+    """
+    if fast_spec is None:
+        return None
+    from bayesmix import _fast_gaussian
+
+    fast = _fast_gaussian.build(fast_spec)
+    return None if fast is None else {name for name, _, _ in fast.free}
+
+
 def _fast_compiled(
     fast_spec: dict[str, Any], data: dict[str, np.ndarray], start: dict[str, np.ndarray]
 ) -> Any:
@@ -107,12 +120,14 @@ def _fast_compiled(
     flat = fast.unconstrain(start)
     # Load the kernel from numba's cache (or compile it, the first time ever) before the
     # sampler's threads need it.
-    shared = fast.shared_data(data["x_data"])
-    logp, _ = fast.logp_dlogp(flat, **shared)
-    compiled = fast.nutpie_model(shared, initial_point=_nudged(flat))
+    compiled = fast.nutpie_model(fast.shared_data(data["x_data"]), initial_point=_nudged(flat))
     others = {name: value for name, value in data.items() if name != "x_data"}
     if others:
         compiled = compiled.with_data(**others)
+    if hasattr(compiled, "logp_dlogp"):
+        logp, _ = compiled.logp_dlogp(flat)
+    else:  # nutpie.from_pyfunc
+        logp, _ = fast.logp_dlogp(flat, **compiled._shared_data)
     _log.info(
         "NUTS on the fused numba kernel (%s covariances, %d components, %d features): "
         "ready in %.2f s, log density %.4g at the start",

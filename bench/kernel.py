@@ -10,8 +10,8 @@ Measured, for ``GaussianMixture(n_components=3, covariance_type="full")`` on two
 (default priors) and one thread:
 
 - ``ns/point``: nanoseconds per observation of one log density + gradient evaluation at
-  N = 10^4, 10^5 and 10^6, for (a) the fused numba kernel of ``bayesmix._fast_gaussian``
-  called as nutpie calls it (``make_logp_fn()(x, **shared_data)``) and (b) nutpie's
+  N = 10^3, 10^4, 10^5 and 10^6, for (a) the fused numba kernel of ``bayesmix._fast_gaussian``
+  called through the C callback nutpie's sampler calls and (b) nutpie's
   compiled PyMC model (``nutpie.compile_pymc_model(model, backend="numba")``), called
   through the same C entry point nutpie's sampler calls (``compiled_logp_func``). Best of
   several rounds.
@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-SIZES = (10_000, 100_000, 1_000_000)
+SIZES = (1_000, 10_000, 100_000, 1_000_000)
 N_COMPONENTS = 3
 N_FEATURES = 2
 
@@ -60,7 +60,7 @@ if "{path}" == "fast":
     shared = fast.shared_data(data.values)
     model = fast.nutpie_model(shared)
     x = np.zeros(fast.n_dim)
-    logp, grad = fast.make_logp_fn()(x, **shared)
+    logp, grad = model.logp_dlogp(x)  # nutpie's C callback
 else:
     import nutpie
     compiled = nutpie.compile_pymc_model(gm._build(data, priors), backend="numba")
@@ -113,15 +113,38 @@ def _fast_setup(X: np.ndarray):
     return gm, data, priors, fast
 
 
+def _c_call(cfunc, n_dim: int, x: np.ndarray, user_data: np.ndarray):
+    """Return a no-argument call of a nutpie C logp callback at ``x`` (as the sampler calls it)."""
+    x = np.ascontiguousarray(x)
+    grad = np.empty(n_dim)
+    logp = np.empty(1)
+    args = (
+        ctypes.c_uint64(n_dim),
+        x.ctypes.data_as(ctypes.POINTER(ctypes.c_double)),
+        grad.ctypes.data_as(ctypes.POINTER(ctypes.c_double)),
+        logp.ctypes.data_as(ctypes.POINTER(ctypes.c_double)),
+        ctypes.c_void_p(user_data.ctypes.data),
+    )
+
+    def call(args=args, keep=(x, grad, logp, user_data)):
+        if cfunc(*args) != 0:
+            raise RuntimeError("the compiled logp failed")
+
+    return call, logp, grad
+
+
 def bench_fast(x_point: dict[int, np.ndarray]) -> dict[str, float]:
+    """Time the fused kernel through the C callback nutpie's sampler calls."""
+    from bayesmix import _fast_gaussian
+
+    cfunc = _fast_gaussian.c_callbacks()[0].ctypes
     out = {}
     for n in SIZES:
         X = _data(n)
         _, _, _, fast = _fast_setup(X)
-        logp = fast.make_logp_fn()
-        shared = fast.shared_data(X)
-        x = x_point[n]
-        out[str(n)] = _time_per_point(lambda logp=logp, x=x, shared=shared: logp(x, **shared), n)
+        compiled = fast.nutpie_model(fast.shared_data(X))
+        call, _, _ = _c_call(cfunc, fast.n_dim, x_point[n], compiled.user_data)
+        out[str(n)] = _time_per_point(call, n)
     return out
 
 
@@ -140,21 +163,7 @@ def bench_pymc(x_point: dict[int, np.ndarray]) -> tuple[dict[str, float], float,
         X = _data(n)
         model_n = compiled.with_data(x_data=X)
         x = np.ascontiguousarray(x_point[n])
-        grad = np.empty(compiled.n_dim)
-        logp = np.empty(1)
-        user_data = model_n.user_data  # keep the arrays alive
-        args = (
-            ctypes.c_uint64(compiled.n_dim),
-            x.ctypes.data_as(ctypes.POINTER(ctypes.c_double)),
-            grad.ctypes.data_as(ctypes.POINTER(ctypes.c_double)),
-            logp.ctypes.data_as(ctypes.POINTER(ctypes.c_double)),
-            ctypes.c_void_p(user_data.ctypes.data),
-        )
-
-        def call(args=args):
-            if cfunc(*args) != 0:
-                raise RuntimeError("the compiled logp failed")
-
+        call, logp, grad = _c_call(cfunc, compiled.n_dim, x, model_n.user_data)
         out[str(n)] = _time_per_point(call, n, rounds=5)
         # Same function: the fused kernel agrees with it.
         value, fast_grad = fast.logp_dlogp(x, **fast.shared_data(X))

@@ -509,6 +509,26 @@ def _general_mixture(n_features, n_components, covariance_type, rng, n=600):
     return X, start
 
 
+@pytest.fixture(autouse=True)
+def fused_at_every_size(monkeypatch):
+    """The tests here use small data: let the default engine be the fused one at any N."""
+    monkeypatch.setattr(em, "_FUSED_MIN_SAMPLES", 0)
+
+
+def test_small_data_uses_the_numpy_steps(monkeypatch, numpy_steps):
+    rng = np.random.default_rng(3)
+    X = np.concatenate([rng.normal(-3, 1, (200, 2)), rng.normal(3, 1, (200, 2))])
+    monkeypatch.setattr(em, "_FUSED_MIN_SAMPLES", 401)
+    small = fit_em(X, 2, random_state=0, n_init=1)
+    assert len(numpy_steps) == small.n_iter  # every iteration took the NumPy steps
+    numpy_steps.clear()
+    monkeypatch.setattr(em, "_FUSED_MIN_SAMPLES", 400)
+    large = fit_em(X, 2, random_state=0, n_init=1)
+    assert not numpy_steps  # every iteration was fused
+    assert large.n_iter == small.n_iter
+    np.testing.assert_allclose(large.log_likelihood, small.log_likelihood, rtol=1e-12)
+
+
 @pytest.fixture
 def numpy_steps(monkeypatch):
     """Count the NumPy E-steps of the EM loop (em._objective calls)."""

@@ -205,8 +205,9 @@ def test_new_data_and_priors_need_no_recompilation(rng):
     compiled = fast.nutpie_model(fast.shared_data(data.values))
     x = rng.normal(scale=0.5, size=fast.n_dim)
     x[1:5] = X[:2].ravel()
-    compiled._make_logp_func()(x, **compiled._shared_data)
+    compiled.logp_dlogp(x)
     kernels = len(fg.logp_dlogp.signatures)
+    callbacks = fg.c_callbacks()
 
     # New observations (another N) and new prior parameters, through nutpie's with_data.
     X2 = _data(rng, 73, 2)
@@ -214,7 +215,7 @@ def test_new_data_and_priors_need_no_recompilation(rng):
     gm2, data2, resolved2, _ = _prepare("full", 2, X2, priors2)
     model2 = gm2._build(data2, resolved2)
     updated = compiled.with_data(**fast.shared_data(X2, resolved2))
-    value, grad = updated._make_logp_func()(x, **updated._shared_data)
+    value, grad = updated.logp_dlogp(x)
     ref_value, ref_grad = _reference_logp_dlogp(model2, _value_shapes(model2))(x)
     np.testing.assert_allclose(value, ref_value, rtol=_RTOL)
     np.testing.assert_allclose(grad, ref_grad, rtol=_RTOL, atol=1e-10 * np.abs(ref_grad).max())
@@ -225,6 +226,74 @@ def test_new_data_and_priors_need_no_recompilation(rng):
         other = fg.build(_prepare(covariance_type, k, X3)[3])
         other.logp_dlogp(np.zeros(other.n_dim), **other.shared_data(X3))
     assert len(fg.logp_dlogp.signatures) == kernels == 1
+    assert fg.c_callbacks() is callbacks
+    # The original model still reads its own data.
+    original = fast.logp_dlogp(x, **fast.shared_data(X))[0]
+    np.testing.assert_allclose(compiled.logp_dlogp(x)[0], original)
+
+
+@pytest.mark.parametrize(("covariance_type", "k", "d", "custom"), _CASES[::2])
+def test_c_callbacks_equal_the_kernel(covariance_type, k, d, custom):
+    """nutpie calls the C functions: same log density, gradient and stored values."""
+    rng = np.random.default_rng(7 + 100 * k + d)
+    X = _data(rng, 300, d)
+    priors = _custom_priors(covariance_type, k, d, rng) if custom else None
+    _, data, resolved, spec = _prepare(covariance_type, k, X, priors)
+    fast = fg.build(spec)
+    shared = fast.shared_data(data.values, resolved)
+    compiled = fast.nutpie_model(shared)
+    assert type(compiled).__name__ == "FusedCompiledModel"
+    assert compiled.n_dim == fast.n_dim
+    assert compiled.shapes == dict(fast.stored)
+    for _ in range(3):
+        x = rng.normal(scale=0.5, size=fast.n_dim)
+        value, grad = compiled.logp_dlogp(x)
+        ref_value, ref_grad = fast.logp_dlogp(x, **shared)
+        assert value == ref_value
+        np.testing.assert_array_equal(grad, ref_grad)
+        expanded = fast.expand(x)
+        np.testing.assert_array_equal(
+            compiled.expand(x), np.concatenate([expanded[name].ravel() for name, _ in fast.stored])
+        )
+    # A point without a finite density: -inf, reported to nutpie as a recoverable error.
+    x[fast.n_dim - 1] = np.nan
+    assert compiled.logp_dlogp(x)[0] == -np.inf
+
+
+def test_c_model_rejects_bad_data(rng):
+    X = _data(rng, 30, 2)
+    _, data, _, spec = _prepare("full", 2, X)
+    fast = fg.build(spec)
+    compiled = fast.nutpie_model(fast.shared_data(data.values))
+    with pytest.raises(KeyError, match="unknown data"):
+        compiled.with_data(y_data=X)
+    with pytest.raises(ValueError, match="shape"):
+        compiled.with_data(x_data=np.ones((5, 3)))
+    with pytest.raises(ValueError, match="weights_a"):
+        compiled.with_data(weights_a=np.ones(3))
+    # The arrays the C code reads are private read-only copies.
+    shared = fast.shared_data(data.values)
+    compiled = fast.nutpie_model(shared)
+    shared["x_data"][:] = 0.0
+    assert not compiled.shared["x_data"].flags.writeable
+    assert np.all(compiled.shared["x_data"] == data.values)
+
+
+def test_nutpie_without_the_c_interface_uses_pyfunc(rng, monkeypatch):
+    import nutpie._lib
+
+    X = _data(rng, 40, 2)
+    _, data, _, spec = _prepare("diag", 2, X)
+    fast = fg.build(spec)
+    shared = fast.shared_data(data.values)
+    monkeypatch.delattr(nutpie._lib, "LogpFunc")
+    compiled = fast.nutpie_model(shared)
+    assert type(compiled).__name__ != "FusedCompiledModel"
+    x = rng.normal(scale=0.5, size=fast.n_dim)
+    value, grad = compiled._make_logp_func()(x, **compiled._shared_data)
+    ref_value, ref_grad = fast.logp_dlogp(x, **shared)
+    assert value == ref_value
+    np.testing.assert_array_equal(grad, ref_grad)
 
 
 def test_kernel_handles_blocks_and_non_finite_points(rng):

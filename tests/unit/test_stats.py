@@ -66,6 +66,32 @@ def test_blocked_summaries_match_the_direct_computation(rng, monkeypatch):
     np.testing.assert_allclose(resp.sum(axis=1), 1.0)
 
 
+@pytest.mark.parametrize("kernel", [True, False], ids=["numba", "numpy"])
+@pytest.mark.parametrize(("k", "d"), [(1, 1), (3, 1), (2, 3), (4, 5)])
+def test_pointwise_log_likelihood_matches_scipy(k, d, kernel, rng, monkeypatch):
+    import bayesmix.stats as stats
+
+    monkeypatch.setattr(stats, "_GAUSSIAN_KERNEL", kernel)
+    X = rng.normal(size=(40, d))
+    weights, means, covariances = _draws(rng, 6, k, d)
+    if k > 1:
+        weights[0] = np.r_[0.0, weights[0, 1:] / weights[0, 1:].sum()]  # an empty component
+    X[0] = 40.0  # far in the tails of every component (densities below 1e-300)
+    with np.errstate(divide="ignore"):
+        expected = logsumexp(_reference(X, weights, means, covariances), axis=2)
+    got = pointwise_log_likelihood(X, weights, means, covariances)
+    np.testing.assert_allclose(got, expected, rtol=1e-11)
+    # Non-contiguous and integer-valued inputs are accepted and not modified.
+    X_int = np.round(X * 3).astype(int)[:, ::-1]
+    before = X_int.copy()
+    with np.errstate(divide="ignore"):
+        expected = logsumexp(_reference(X_int.astype(float), weights, means, covariances), axis=2)
+    np.testing.assert_allclose(
+        pointwise_log_likelihood(X_int, weights, means, covariances), expected, rtol=1e-11
+    )
+    np.testing.assert_array_equal(X_int, before)
+
+
 def test_relabel_permutations_undo_a_known_permutation(rng):
     reference = np.array([[0.0, 0.0], [5.0, 0.0], [0.0, 5.0]])
     perms = np.array(list(itertools.permutations(range(3))))
