@@ -41,6 +41,9 @@ _BLOCK_ELEMENTS = 2**22
 # pointwise_log_likelihood of Gaussian components uses the numba kernel of
 # bayesmix._em_kernels (a private switch, so that tests can compare it with NumPy).
 _GAUSSIAN_KERNEL = True
+# ... from this many values (draws x samples) on: below, NumPy is faster than loading the
+# kernel from numba's cache in a fresh process (about 0.3 s).
+_GAUSSIAN_KERNEL_MIN_VALUES = 2**18
 
 
 ComponentLogProb = Callable[..., np.ndarray]
@@ -279,7 +282,8 @@ def pointwise_log_likelihood(
     :func:`draw_log_prob`.
     """
     out = np.empty((weights.shape[0], X.shape[0]))
-    if component_log_prob is gaussian_log_prob and _GAUSSIAN_KERNEL:
+    use_kernel = weights.shape[0] * X.shape[0] >= _GAUSSIAN_KERNEL_MIN_VALUES
+    if component_log_prob is gaussian_log_prob and _GAUSSIAN_KERNEL and use_kernel:
         _gaussian_pointwise(X, weights, *params, out=out)
         return out
     for block, weighted in _blocks(X, weights, params, component_log_prob):
