@@ -153,8 +153,9 @@ from dataclasses import dataclass, fields, replace
 
 import numpy as np
 from scipy.optimize import brentq
-from scipy.special import betaln, digamma, gammaln, logsumexp, xlog1py, xlogy
+from scipy.special import betaln, digamma, gammaln, xlog1py, xlogy
 
+from bayesmix._numeric import logsumexp
 from bayesmix._threads import single_blas_thread
 from bayesmix.em import (
     COVARIANCE_TYPES,

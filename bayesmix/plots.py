@@ -25,8 +25,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Ellipse
-from scipy.special import logsumexp
 
+from bayesmix._numeric import logsumexp
 from bayesmix._threads import single_blas_thread
 from bayesmix.compare import (
     Point,

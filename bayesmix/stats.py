@@ -14,7 +14,9 @@ from collections.abc import Callable
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
-from scipy.special import gammaln, logsumexp
+from scipy.special import gammaln
+
+from bayesmix._numeric import logsumexp
 
 __all__ = [
     "bernoulli_log_prob",

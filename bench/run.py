@@ -54,8 +54,8 @@ NOT_RUN = {
     ("2d-k3-n1e5", "pymc-numpyro"): "about 75 min expected (441 s at N = 10^4 on this machine)",
     ("5d-k4-n5e3", "pymc-numpyro"): "stopped after 26 min with 11 GB resident (2026-11-26)",
 }
-# Shorter chains at N = 10^6: the point there is memory and cost per point, not ESS.
-WORKLOAD_SETTINGS = {"2d-k3-n1e6": {"draws": 300, "tune": 300}}
+# Settings other than the common ones, by workload (none: every fit is 2 x 1000 + 1000).
+WORKLOAD_SETTINGS: dict[str, dict] = {}
 
 
 def make_data(n_features: int, n_components: int, n_samples: int, seed: int = 0) -> np.ndarray:
@@ -290,6 +290,15 @@ def _fmt(value: float | None, spec: str) -> str:
     return "" if value is None else format(value, spec)
 
 
+def _plain_ratio(rate: float | None, plain_rate: float | None, plain: dict) -> str:
+    """ESS/s relative to plain PyMC; none when plain's chains disagree (its ESS is no rate)."""
+    if not rate or not plain_rate:
+        return ""
+    if not plain.get("chains_agree", False):
+        return "plain failed"
+    return format(rate / plain_rate, ".1f")
+
+
 def _nuts_row(row: dict, plain: dict) -> list[str]:
     m = row["metrics"]
     ess = m.get("min_ess_bulk")
@@ -303,7 +312,7 @@ def _nuts_row(row: dict, plain: dict) -> list[str]:
         _fmt(m.get("sample_s", m.get("nuts_s")), ".1f"),
         _fmt(ess, ".0f"),
         _fmt(rate, ".1f"),
-        _fmt(rate / plain_rate if rate and plain_rate else None, ".1f"),
+        _plain_ratio(rate, plain_rate, plain),
         _fmt(plain["total_s"] / m["total_s"] if "total_s" in plain else None, ".1f"),
         _fmt(m.get("max_rhat"), ".3f"),
         str(m.get("divergences", "")),
@@ -337,7 +346,9 @@ def markdown(results: dict) -> str:
         f"Machine: {machine_['platform']}, {machine_['cpus']} CPUs, Python {machine_['python']}; "
         + ", ".join(f"{k} {v}" for k, v in machine_["packages"].items())
         + ".",
-        f"NUTS settings: {results['settings']} (N = 10^6: {WORKLOAD_SETTINGS['2d-k3-n1e6']}). "
+        f"NUTS settings: {results['settings']}"
+        + "".join(f", {name}: {value}" for name, value in WORKLOAD_SETTINGS.items())
+        + ". "
         "Commands: "
         + ", then ".join(f"`{c}`" for c in results["commands"])
         + "."
@@ -346,7 +357,8 @@ def markdown(results: dict) -> str:
         "Time to a posterior (every fit in a fresh process, imports excluded): total = "
         "build + compile + sampling (bayesmix: EM + NUTS + relabelling + log-likelihood). "
         "ESS/s = min bulk ESS over weights, means and covariances per total second. "
-        "Time vs plain = plain total seconds / this peer's.",
+        "Time vs plain = plain total seconds / this peer's. Where plain's chains disagree "
+        "(R-hat > 1.01, chains in different modes) it has no posterior to compare rates with.",
         "",
         "| workload | peer | total s | compile s | sample s | min bulk ESS | ESS/s | "
         "ESS/s vs plain | time vs plain | max R-hat | divergences | chains agree | peak MiB |",
@@ -473,7 +485,7 @@ def _merged(old: dict, new: dict) -> dict:
     rows += list(fresh.values())
     order = list(WORKLOADS)
     rows.sort(key=lambda row: (order.index(row["workload"]), PEERS.index(row["peer"])))
-    return old | {
+    return {key: value for key, value in old.items() if key != "command"} | {
         "commands": old.get("commands", [old.get("command", "")]) + new["commands"],
         "workloads": old["workloads"] | new["workloads"],
         "rows": rows,

@@ -429,6 +429,29 @@ def test_kmeans_plusplus_picks_distinct_data_points():
     np.testing.assert_array_equal(centres, kmeans_plusplus(X, K, np.random.default_rng(0)))
 
 
+def test_large_data_start_from_a_subsample(monkeypatch):
+    rng = np.random.default_rng(911)
+    X, _, _ = _make_mixture("full", rng)
+    seen = []
+    original = em.kmeans_plusplus
+
+    def spy(data, n_components, generator):
+        seen.append(data.shape[0])
+        return original(data, n_components, generator)
+
+    monkeypatch.setattr(em, "kmeans_plusplus", spy)
+    full = fit_em(X, K, random_state=0, n_init=2, tol=1e-10)
+    assert seen == [X.shape[0]] * 2
+    seen.clear()
+    monkeypatch.setattr(em, "_INIT_SUBSAMPLE", 60)
+    sub = fit_em(X, K, random_state=0, n_init=2, tol=1e-10)
+    assert seen == [60] * 2  # the seeding saw 60 samples, the iterations all of them
+    # On separated clusters both starts lead to the same maximum (up to label order).
+    np.testing.assert_allclose(sub.log_likelihood, full.log_likelihood, rtol=1e-8)
+    order_full, order_sub = np.argsort(full.means[:, 0]), np.argsort(sub.means[:, 0])
+    np.testing.assert_allclose(sub.means[order_sub], full.means[order_full], atol=1e-5)
+
+
 # ---------------------------------------------------------------------------------------
 # 10. Singular covariances
 

@@ -111,3 +111,21 @@ def test_n_parameters_counts_like_scikit_learn(covariance_type, expected):
     X = np.random.default_rng(0).normal(size=(40, 2))
     sk = GaussianMixture(n_components=3, covariance_type=covariance_type).fit(X)
     assert n_parameters(3, 2, covariance_type) == sk._n_parameters() == expected
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_logsumexp_matches_scipy(axis, keepdims, rng):
+    from bayesmix._numeric import logsumexp as ours
+
+    a = rng.normal(size=(6, 5, 4)) * 300.0  # exp overflows without the shift
+    a[1, 2] = -np.inf  # an all -inf slice along axis 2 (and partial ones along 0 and 1)
+    a[3, 1, 2] = np.nan
+    before = a.copy()
+    np.testing.assert_allclose(
+        ours(a, axis=axis, keepdims=keepdims),
+        logsumexp(a, axis=axis, keepdims=keepdims),
+        rtol=1e-14,
+        equal_nan=True,
+    )
+    np.testing.assert_array_equal(a, before)
