@@ -1,21 +1,22 @@
 """Shared test configuration: the slow statistical suite is opt-in with --run-slow."""
 
-import os
-
-# Unit tests compile many small PyTensor graphs on tiny data: PyTensor's Python
-# implementations are fast enough there and skip minutes of cold C compilation.
-# Sampling (nutpie) compiles with numba and is unaffected.
-os.environ.setdefault("PYTENSOR_FLAGS", "cxx=")
-
 import matplotlib
 import numpy as np
 import pymc as pm
+import pytensor
 import pytest
 from pymc.testing import mock_sample
 
 from bayesmix import _nutpie
 
 matplotlib.use("Agg")
+
+# Unit tests compile many small PyTensor graphs on tiny data: PyTensor's Python
+# implementations are fast enough there and skip cold C compilation. Set here, not through
+# PYTENSOR_FLAGS: pytest's configuration (the filterwarnings entry naming a bayesmix
+# warning) imports bayesmix, hence PyTensor, before this file runs. Sampling (nutpie)
+# compiles with numba and is unaffected.
+pytensor.config.cxx = ""
 
 
 def pytest_addoption(parser):

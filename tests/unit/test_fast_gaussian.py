@@ -33,8 +33,8 @@ _RTOL = 1e-9
 def _python_pytensor():
     """No C compilation in this module, whatever imported PyTensor first.
 
-    ``tests/conftest.py`` asks for ``cxx=`` through the environment, but the pytest
-    configuration imports ``bayesmix`` (hence PyTensor) before the conftest runs.
+    ``tests/conftest.py`` sets ``cxx=""`` for the whole suite; this keeps the module's
+    reference computations on the Python linker even when it runs on its own.
     """
     with pytensor.config.change_flags(cxx=""):
         yield
