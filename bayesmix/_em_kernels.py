@@ -716,7 +716,7 @@ def mixture_log_density(X, log_weights, means, chol, out):  # pragma: no cover -
                 wlp[k] = const[k] - 0.5 * maha
                 if wlp[k] > top:
                     top = wlp[k]
-            if top == -np.inf or not math.isfinite(top):
+            if not math.isfinite(top):  # -inf: no component has a density here
                 out[s, n] = top
                 continue
             acc = 0.0

@@ -996,13 +996,6 @@ class FastGaussian:
         Falls back to ``nutpie.from_pyfunc`` (a Python call per gradient, about 25 us) if
         this nutpie lacks the internal constructors the C path needs.
         """
-        try:
-            from nutpie import _lib
-
-            for name in ("LogpFunc", "ExpandFunc", "PyVariable", "PyMcModel", "PySampler"):
-                getattr(_lib, name)
-        except (ImportError, AttributeError):
-            return self._pyfunc_model(shared_data, initial_point)
         compiled = _compiled_model_class()(
             dims={name: self.dims[name] for name, _ in self.stored},
             fast=self,
@@ -1010,8 +1003,11 @@ class FastGaussian:
             initial_point_func=initial_point or (lambda seed: np.zeros(self.n_dim)),
         )
         try:  # nutpie's internal constructors, as this nutpie defines them
+            from nutpie._lib import PySampler
+
+            PySampler.from_pymc  # noqa: B018 - used by _make_sampler
             compiled._make_model(None)
-        except (TypeError, ValueError) as err:
+        except (ImportError, AttributeError, TypeError, ValueError) as err:
             _log.info("nutpie's C interface differs (%s); using nutpie.from_pyfunc", err)
             return self._pyfunc_model(shared_data, initial_point)
         return compiled
@@ -1192,11 +1188,12 @@ def _compiled_model_class() -> type:
             logp_fn = _lib.LogpFunc(logp_c.address, address, self)
             stored = self.fast.stored
             coords = dict(self.coords)
+            dim_sizes = {name: len(values) for name, values in coords.items()}
             variables = _lib.PyVariable.new_variables(
                 [name for name, _ in stored],
                 ["float64"] * len(stored),
                 [list(shape) for _, shape in stored],
-                {name: len(values) for name, values in coords.items()},
+                dim_sizes,
                 dict(self.dims),
             )
             adapt = self._transform_adapt_args or {}
@@ -1211,7 +1208,7 @@ def _compiled_model_class() -> type:
                 expand_fn,
                 variables,
                 self.n_dim,
-                {name: len(values) for name, values in coords.items()},
+                dim_sizes,
                 coords,
                 self.initial_point_func,
                 make_adapter,

@@ -54,8 +54,6 @@ NOT_RUN = {
     ("2d-k3-n1e5", "pymc-numpyro"): "about 75 min expected (441 s at N = 10^4 on this machine)",
     ("5d-k4-n5e3", "pymc-numpyro"): "stopped after 26 min with 11 GB resident (2026-11-26)",
 }
-# Settings other than the common ones, by workload (none: every fit is 2 x 1000 + 1000).
-WORKLOAD_SETTINGS: dict[str, dict] = {}
 
 
 def make_data(n_features: int, n_components: int, n_samples: int, seed: int = 0) -> np.ndarray:
@@ -71,12 +69,12 @@ def make_data(n_features: int, n_components: int, n_samples: int, seed: int = 0)
     factors = rng.normal(size=(n_components, n_features, n_features)) * 0.4
     covariances = factors @ np.swapaxes(factors, 1, 2) + 0.5 * np.eye(n_features)
     sd = np.sqrt(np.linalg.eigvalsh(covariances)[:, -1])
+    pairs = np.triu_indices(n_components, 1)
+    needed = 4.0 * (sd[:, None] + sd[None])[pairs]
     for _ in range(10_000):
         means = rng.normal(0.0, 4.0, size=(n_components, n_features))
-        gaps = np.linalg.norm(means[:, None] - means[None], axis=-1)
-        needed = 4.0 * (sd[:, None] + sd[None])
-        pairs = np.triu_indices(n_components, 1)
-        if np.all(gaps[pairs] >= needed[pairs]):
+        gaps = np.linalg.norm(means[:, None] - means[None], axis=-1)[pairs]
+        if np.all(gaps >= needed):
             break
     else:  # pragma: no cover - the means are far apart in a few draws
         raise RuntimeError("no separated means found")
@@ -346,10 +344,7 @@ def markdown(results: dict) -> str:
         f"Machine: {machine_['platform']}, {machine_['cpus']} CPUs, Python {machine_['python']}; "
         + ", ".join(f"{k} {v}" for k, v in machine_["packages"].items())
         + ".",
-        f"NUTS settings: {results['settings']}"
-        + "".join(f", {name}: {value}" for name, value in WORKLOAD_SETTINGS.items())
-        + ". "
-        "Commands: "
+        f"NUTS settings: {results['settings']}. Commands: "
         + ", then ".join(f"`{c}`" for c in results["commands"])
         + "."
         + (f" Not run: {'; '.join(results['skipped'])}." if results.get("skipped") else ""),
@@ -439,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
             spec = {
                 "workload": name,
                 "peer": peer,
-                "settings": settings | WORKLOAD_SETTINGS.get(name, {}),
+                "settings": settings,
             }
             done = subprocess.run(
                 [sys.executable, __file__, "--worker", json.dumps(spec)],
