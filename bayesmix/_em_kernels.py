@@ -675,8 +675,9 @@ def mixture_log_density(X, log_weights, means, chol, out):  # pragma: no cover -
     """Write ``log sum_k pi_k N(x_n | m_k, L_k L_k^T)`` for every draw and observation.
 
     The label-summed log density of :func:`bayesmix.stats.pointwise_log_likelihood` for
-    Gaussian components, one observation at a time (no (S, N, K) array): forward
-    substitution ``L_k z = x_n - m_k`` and a log-sum-exp over the components.
+    Gaussian components, in blocks of observations (no (S, N, K) array): forward
+    substitution ``L_k z = x_n - m_k`` and a log-sum-exp over the components with the
+    kernels' vectorised exponential.
 
     Parameters
     ----------
@@ -691,35 +692,65 @@ def mixture_log_density(X, log_weights, means, chol, out):  # pragma: no cover -
     """
     n_samples, n_features = X.shape
     n_draws, n_components = log_weights.shape
-    z = np.empty(n_features)
-    wlp = np.empty(n_components)
-    rdiag = np.empty((n_components, n_features))
-    const = np.empty(n_components)
+    # Per draw and component: log pi_k - D log(2 pi) / 2 - log det L_k, and 1 / L_k[i, i].
+    const = np.empty((n_draws, n_components))
+    rdiag = np.empty((n_draws, n_components, n_features))
     half_log_2pi = 0.5 * math.log(2.0 * math.pi)
     for s in range(n_draws):
         for k in range(n_components):
             v = log_weights[s, k] - n_features * half_log_2pi
             for i in range(n_features):
                 v -= math.log(chol[s, k, i, i])
-                rdiag[k, i] = 1.0 / chol[s, k, i, i]
-            const[k] = v
-        for n in range(n_samples):
-            top = -np.inf
+                rdiag[s, k, i] = 1.0 / chol[s, k, i, i]
+            const[s, k] = v
+    xb = np.empty((n_features, _BLOCK))
+    z = np.empty((n_features, _BLOCK))
+    wlp = np.empty((n_components, _BLOCK))
+    maha = np.empty(_BLOCK)
+    top = np.empty(_BLOCK)
+    norm = np.empty(_BLOCK)
+    poly = np.empty(_BLOCK)
+    t_float = np.empty(_BLOCK)
+    for start in range(0, n_samples, _BLOCK):
+        n = min(_BLOCK, n_samples - start)
+        for b in range(n):
+            for i in range(n_features):
+                xb[i, b] = X[start + b, i]
+        for s in range(n_draws):
             for k in range(n_components):
-                maha = 0.0
+                for b in range(n):
+                    maha[b] = 0.0
                 for i in range(n_features):
-                    r = X[n, i] - means[s, k, i]
+                    m = means[s, k, i]
+                    r = rdiag[s, k, i]
+                    xi = xb[i]
+                    zi = z[i]
+                    for b in range(n):
+                        zi[b] = xi[b] - m
                     for j in range(i):
-                        r -= chol[s, k, i, j] * z[j]
-                    z[i] = r * rdiag[k, i]
-                    maha += z[i] * z[i]
-                wlp[k] = const[k] - 0.5 * maha
-                if wlp[k] > top:
-                    top = wlp[k]
-            if not math.isfinite(top):  # -inf: no component has a density here
-                out[s, n] = top
-                continue
-            acc = 0.0
+                        c = chol[s, k, i, j]
+                        zj = z[j]
+                        for b in range(n):
+                            zi[b] -= c * zj[b]
+                    for b in range(n):
+                        zi[b] *= r
+                        maha[b] += zi[b] * zi[b]
+                c = const[s, k]
+                row = wlp[k]
+                for b in range(n):
+                    row[b] = c - 0.5 * maha[b]
+            for b in range(n):
+                top[b] = wlp[0, b]
+                norm[b] = 0.0
+            for k in range(1, n_components):
+                row = wlp[k]
+                for b in range(n):
+                    v = row[b]
+                    t = top[b]
+                    top[b] = v if v > t else t
             for k in range(n_components):
-                acc += math.exp(wlp[k] - top)
-            out[s, n] = top + math.log(acc)
+                _exp_accumulate(wlp[k], top, norm, poly, t_float, n)
+            for b in range(n):
+                t = top[b]
+                # -inf where no component has a density (then exp gave NaN).
+                out[s, start + b] = t + math.log(norm[b]) if math.isfinite(t) else t

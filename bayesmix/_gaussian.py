@@ -25,6 +25,7 @@ import pytensor.tensor as pt
 from pymc.distributions.transforms import Ordered, Transform
 
 from bayesmix._base import MixtureModel
+from bayesmix._numeric import column_moments
 from bayesmix._validation import MixtureData, check_nonnegative, check_option
 from bayesmix.em import COVARIANCE_TYPES, OBJECTIVES, EMResult, fit_em, full_covariances
 from bayesmix.priors import Prior
@@ -297,8 +298,9 @@ class GaussianMixture(MixtureModel):
         return dims
 
     def _default_priors(self, data: MixtureData) -> dict[str, Prior]:
-        loc = data.values.mean(axis=0)
-        scale = data.values.std(axis=0) if data.n_samples > 1 else np.ones(data.n_features)
+        loc, scale = column_moments(data.values)
+        if data.n_samples == 1:
+            scale = np.ones(data.n_features)
         sigma_scale = 2.0 * (scale.mean() if self.covariance_type == "spherical" else scale)
         priors = {
             "weights": Prior("Dirichlet", a=1.0),
@@ -341,7 +343,7 @@ class GaussianMixture(MixtureModel):
 
     def _relabel_locations(self, params: dict[str, np.ndarray], data: MixtureData) -> np.ndarray:
         """Component means in units of the data standard deviation of each feature."""
-        scale = data.values.std(axis=0)
+        scale = column_moments(data.values)[1]
         return params["means"] / np.where(scale > 0, scale, 1.0)
 
     def _fitted_attributes(self, point: dict[str, np.ndarray]) -> None:
@@ -468,7 +470,7 @@ class GaussianMixture(MixtureModel):
     ) -> dict[str, np.ndarray]:
         """Return a start near the EM estimate, moved by about one posterior sd of the means."""
         counts = np.maximum(em.weights * data.n_samples, 1.0)
-        sd = data.values.std(axis=0)
+        sd = column_moments(data.values)[1]
         means = start["means"] + rng.uniform(-1, 1, start["means"].shape) * sd / np.sqrt(
             counts[:, None]
         )

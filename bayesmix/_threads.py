@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
-__all__ = ["single_blas_thread"]
+__all__ = ["one_blas_thread", "single_blas_thread"]
+
+
+@functools.cache
+def _controller() -> ThreadpoolController:
+    # Finding the loaded thread pools scans the process's shared libraries (about 3 ms);
+    # do it once, on first use, when NumPy's and SciPy's BLAS are loaded (bayesmix
+    # imports both).
+    return ThreadpoolController()
+
+
+@contextlib.contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """Limit BLAS to one thread inside the ``with`` block (restored on exit)."""
+    with _controller().limit(limits=1, user_api="blas"):
+        yield
 
 
 def single_blas_thread[**P, R](func: Callable[P, R]) -> Callable[P, R]:
@@ -19,7 +35,7 @@ def single_blas_thread[**P, R](func: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        with threadpool_limits(limits=1, user_api="blas"):
+        with one_blas_thread():
             return func(*args, **kwargs)
 
     return wrapper

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bayesmix._numeric import column_ranges
 from bayesmix.exceptions import DataError, InvalidParameterError
 
 __all__ = [
@@ -167,7 +168,7 @@ def check_data(
             f"X has {values.shape[0]} samples but n_components={n_components}; a mixture "
             "needs at least one sample per component. Use fewer components or more data."
         )
-    constant = [features[j] for j in np.flatnonzero(np.ptp(values, axis=0) == 0)]
+    constant = [features[j] for j in np.flatnonzero(column_ranges(values) == 0)]
     if for_fit and constant and values.shape[0] > 1:
         raise DataError(
             f"columns {constant} are constant (zero variance); they carry no information "

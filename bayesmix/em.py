@@ -89,7 +89,7 @@ import numpy as np
 from scipy import linalg
 from scipy.special import gammaln, multigammaln
 
-from bayesmix._numeric import logsumexp
+from bayesmix._numeric import column_moments, column_sums, logsumexp
 from bayesmix.exceptions import ConvergenceWarning, FitError
 
 __all__ = [
@@ -519,7 +519,7 @@ class ConjugatePrior:
 
 def _data_scatter(X: np.ndarray) -> np.ndarray:
     """Return the scatter matrix ``sum_n (x_n - xbar)(x_n - xbar)^T`` of the data."""
-    diff = X - X.mean(axis=0)
+    diff = X - column_moments(X)[0]
     return diff.T @ diff
 
 
@@ -627,7 +627,7 @@ def default_prior(
             'collinear, or use objective="ml" with reg_covar > 0.'
         )
     return ConjugatePrior(
-        mean=X.mean(axis=0),
+        mean=column_moments(X)[0],
         shrinkage=float(shrinkage),
         dof=dof,
         scale=scale,
@@ -816,7 +816,7 @@ def _m_step_map(
     n_components = resp.shape[1]
     kappa, nu = prior.shrinkage, prior.dof
     scale = np.asarray(prior.scale, dtype=np.float64)
-    nk = resp.sum(axis=0)
+    nk = column_sums(resp)
     means = (resp.T @ X + kappa * prior.mean) / (nk + kappa)[:, np.newaxis]
     shift = means - prior.mean
 
@@ -920,7 +920,7 @@ def m_step(
         _check_prior(prior, covariance_type, n_features)
         return _m_step_map(X, resp, covariance_type, reg_covar, prior)
 
-    nk = resp.sum(axis=0) + 10.0 * _EPS
+    nk = column_sums(resp) + 10.0 * _EPS
     means = (resp.T @ X) / nk[:, np.newaxis]
 
     if covariance_type == "full":
@@ -1134,13 +1134,36 @@ def _mean_log_likelihood(
 # Initialisation
 
 
-def _squared_distances(X: np.ndarray, centres: np.ndarray) -> np.ndarray:
-    """Return the squared Euclidean distances ``||x_n - c_j||^2``, shape (N, n_centres)."""
-    out = np.empty((X.shape[0], centres.shape[0]), dtype=np.float64)
+def _squared_distances(columns: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Return the squared Euclidean distances ``||x_n - c_j||^2``, shape (n_centres, N).
+
+    ``columns`` is the data transposed to contiguous rows, ``np.ascontiguousarray(X.T)``
+    of shape (D, N): the sums run along contiguous memory (NumPy sums the short rows of
+    an (N, D) array 20-50x slower), and the differences are exact (no ``|x|^2 - 2 x.c +
+    |c|^2`` cancellation, so a sample's distance to itself is exactly 0).
+    """
+    out = np.zeros((centres.shape[0], columns.shape[1]), dtype=np.float64)
+    diff = np.empty(columns.shape[1], dtype=np.float64)
     for j, centre in enumerate(centres):
-        diff = X - centre
-        out[:, j] = np.einsum("ij,ij->i", diff, diff)
+        for d, column in enumerate(columns):
+            np.subtract(column, centre[d], out=diff)
+            diff *= diff
+            out[j] += diff
     return out
+
+
+def _nearest_centres(X: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return the index of each sample's nearest centre and its squared distance to it."""
+    sq_distances = _squared_distances(np.ascontiguousarray(X.T), centres)
+    # argmin over the first axis, a row at a time (NumPy's axis-0 argmin is ~10x slower);
+    # ties go to the lower index, as with np.argmin.
+    labels = np.zeros(X.shape[0], dtype=np.intp)
+    nearest = sq_distances[0].copy()
+    for k in range(1, centres.shape[0]):
+        closer = sq_distances[k] < nearest
+        labels[closer] = k
+        np.minimum(nearest, sq_distances[k], out=nearest)
+    return labels, nearest
 
 
 def kmeans_plusplus(X: np.ndarray, n_components: int, rng: np.random.Generator) -> np.ndarray:
@@ -1176,23 +1199,22 @@ def kmeans_plusplus(X: np.ndarray, n_components: int, rng: np.random.Generator) 
     n_local_trials = 2 + int(np.log(n_components))
     indices = np.empty(n_components, dtype=np.intp)
 
+    columns = np.ascontiguousarray(X.T)
     indices[0] = rng.integers(n_samples)
-    closest_dist_sq = _squared_distances(X, X[indices[:1]])[:, 0]
+    closest_dist_sq = _squared_distances(columns, X[indices[:1]])[0]
     current_pot = closest_dist_sq.sum()
 
     for c in range(1, n_components):
         rand_vals = rng.uniform(size=n_local_trials) * current_pot
         candidate_ids = np.searchsorted(np.cumsum(closest_dist_sq), rand_vals)
         np.clip(candidate_ids, None, n_samples - 1, out=candidate_ids)
-        # (n_samples, n_local_trials): distance of every sample to its nearest centre
+        # (n_local_trials, n_samples): distance of every sample to its nearest centre
         # if the candidate were added.
-        distances = np.minimum(
-            closest_dist_sq[:, np.newaxis], _squared_distances(X, X[candidate_ids])
-        )
-        candidates_pot = distances.sum(axis=0)
+        distances = np.minimum(closest_dist_sq, _squared_distances(columns, X[candidate_ids]))
+        candidates_pot = distances.sum(axis=1)
         best = int(np.argmin(candidates_pot))
         current_pot = candidates_pot[best]
-        closest_dist_sq = distances[:, best]
+        closest_dist_sq = distances[best]
         indices[c] = candidate_ids[best]
 
     return X[indices].copy()
@@ -1303,14 +1325,13 @@ def _kmeans_plusplus_parameters(
     if X.shape[0] > _INIT_SUBSAMPLE:
         X = X[np.sort(rng.choice(X.shape[0], size=_INIT_SUBSAMPLE, replace=False))]
     centres = kmeans_plusplus(X, n_components, rng)
-    sq_distances = _squared_distances(X, centres)
-    labels = np.argmin(sq_distances, axis=1)
+    labels, sq_distances = _nearest_centres(X, centres)
     resp = np.zeros((X.shape[0], n_components), dtype=np.float64)
     resp[np.arange(X.shape[0]), labels] = 1.0
     weights, means, covariances = m_step(X, resp, covariance_type, reg_covar, prior=prior)
     empty = np.flatnonzero(np.bincount(labels, minlength=n_components) == 0).tolist()
     if empty and (covariance_type == "tied" or reinit.covariance is not None):
-        locations = _pick_locations(X, -sq_distances.min(axis=1), len(empty))
+        locations = _pick_locations(X, -sq_distances, len(empty))
         empty = empty[: len(locations)]
         weights = _move_components(
             X, weights, means, covariances, empty, locations, reinit.covariance, covariance_type
@@ -1541,7 +1562,7 @@ def _run_em(
                     f"singular or the data are too large in magnitude. {_FIT_ADVICE}"
                 )
             resp = np.exp(log_resp)
-            nk = resp.sum(axis=0)
+            nk = column_sums(resp)
             new = m_step(X, resp, covariance_type, reg_covar, prior=prior)
             empty = np.flatnonzero(nk < _EMPTY_MASS).tolist()
             if empty:

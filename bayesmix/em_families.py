@@ -155,10 +155,11 @@ import numpy as np
 from scipy.optimize import brentq
 from scipy.special import betaln, digamma, gammaln, xlog1py, xlogy
 
-from bayesmix._numeric import logsumexp
+from bayesmix._numeric import column_sums, logsumexp
 from bayesmix._threads import single_blas_thread
 from bayesmix.em import (
     COVARIANCE_TYPES,
+    _nearest_centres,
     compute_precision_cholesky,
     full_covariances,
     kmeans_plusplus,
@@ -466,15 +467,6 @@ def _log_responsibilities(
     return log_norm, log_resp
 
 
-def _squared_distances(X: np.ndarray, centres: np.ndarray) -> np.ndarray:
-    """Return ``||x_n - c_j||^2``, shape (N, n_centres)."""
-    out = np.empty((X.shape[0], centres.shape[0]), dtype=np.float64)
-    for j, centre in enumerate(centres):
-        diff = X - centre
-        out[:, j] = np.einsum("ij,ij->i", diff, diff)
-    return out
-
-
 def _initial_responsibilities(
     X: np.ndarray, n_components: int, rng: np.random.Generator, smoothing: float
 ) -> np.ndarray:
@@ -486,7 +478,7 @@ def _initial_responsibilities(
     starts empty.
     """
     centres = kmeans_plusplus(X, n_components, rng)
-    labels = np.argmin(_squared_distances(X, centres), axis=1)
+    labels = _nearest_centres(X, centres)[0]
     resp = np.zeros((X.shape[0], n_components), dtype=np.float64)
     resp[np.arange(X.shape[0]), labels] = 1.0
     empty = np.flatnonzero(np.bincount(labels, minlength=n_components) == 0).tolist()
@@ -735,7 +727,7 @@ def _fit_discrete(
         return value, log_likelihood, np.exp(log_resp), None
 
     def update(resp: np.ndarray, _cache, weights: np.ndarray, params: dict):
-        nk = resp.sum(axis=0)
+        nk = column_sums(resp)
         values = component_m_step(nk, resp.T @ X)
         if log_prior is None:
             new_weights = _ml_weights(nk)
@@ -1038,12 +1030,12 @@ def _t_cm_steps(
     n_features = X.shape[1]
     dof = params["dof"]
     u = (dof + n_features) / (dof + delta)  # E[tau_nk | x_n, z_nk = 1]
-    nk = resp.sum(axis=0)
+    nk = column_sums(resp)
     weighted = resp * u
     # Gaussian M-step with weights r u: means sum r u x / sum r u, scatter / sum r u.
     _, means, covariances = m_step(X, weighted, covariance_type, 0.0)
     floored_nk = nk + 10.0 * _EPS
-    ratio = (weighted.sum(axis=0) + 10.0 * _EPS) / floored_nk  # rescale to scatter / n_k
+    ratio = (column_sums(weighted) + 10.0 * _EPS) / floored_nk  # rescale to scatter / n_k
     if covariance_type == "full":
         covariances *= ratio[:, np.newaxis, np.newaxis]
         for k in range(covariances.shape[0]):

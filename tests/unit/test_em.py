@@ -429,6 +429,23 @@ def test_kmeans_plusplus_picks_distinct_data_points():
     np.testing.assert_array_equal(centres, kmeans_plusplus(X, K, np.random.default_rng(0)))
 
 
+def test_nearest_centres_match_scipy_distances(rng):
+    from scipy.spatial.distance import cdist
+
+    X = rng.normal(size=(500, 3)) * [1.0, 10.0, 100.0] + 1e4  # far from the origin
+    centres = np.vstack([X[[3, 17]], X[17], rng.normal(size=(1, 3)) + 1e4])  # a tie
+    expected = cdist(X, centres, "sqeuclidean")
+    np.testing.assert_allclose(
+        em._squared_distances(np.ascontiguousarray(X.T), centres), expected.T, rtol=1e-12
+    )
+    labels, sq = em._nearest_centres(X, centres)
+    np.testing.assert_array_equal(labels, expected.argmin(axis=1))  # ties: lower index
+    assert labels[17] == 1
+    np.testing.assert_allclose(sq, expected.min(axis=1), rtol=1e-12)
+    assert sq[3] == 0.0
+    assert sq[17] == 0.0
+
+
 def test_large_data_start_from_a_subsample(monkeypatch):
     rng = np.random.default_rng(911)
     X, _, _ = _make_mixture("full", rng)

@@ -1,6 +1,7 @@
 """Post-processing maths against scipy: per-draw log densities, responsibilities, relabelling."""
 
 import itertools
+import sys
 
 import numpy as np
 import pytest
@@ -67,13 +68,17 @@ def test_blocked_summaries_match_the_direct_computation(rng, monkeypatch):
 
 
 @pytest.mark.parametrize("kernel", [True, False], ids=["numba", "numpy"])
-@pytest.mark.parametrize(("k", "d"), [(1, 1), (3, 1), (2, 3), (4, 5)])
-def test_pointwise_log_likelihood_matches_scipy(k, d, kernel, rng, monkeypatch):
+@pytest.mark.parametrize(
+    ("k", "d", "n"),
+    # 600 samples: the kernel works in blocks of 256 (two full blocks and a partial one).
+    [(1, 1, 40), (3, 1, 40), (2, 3, 40), (4, 5, 40), (3, 2, 600)],
+)
+def test_pointwise_log_likelihood_matches_scipy(k, d, n, kernel, rng, monkeypatch):
     import bayesmix.stats as stats
 
     monkeypatch.setattr(stats, "_GAUSSIAN_KERNEL", kernel)
     monkeypatch.setattr(stats, "_GAUSSIAN_KERNEL_MIN_VALUES", 0)
-    X = rng.normal(size=(40, d))
+    X = rng.normal(size=(n, d))
     weights, means, covariances = _draws(rng, 6, k, d)
     if k > 1:
         weights[0] = np.r_[0.0, weights[0, 1:] / weights[0, 1:].sum()]  # an empty component
@@ -91,6 +96,30 @@ def test_pointwise_log_likelihood_matches_scipy(k, d, kernel, rng, monkeypatch):
         pointwise_log_likelihood(X_int, weights, means, covariances), expected, rtol=1e-11
     )
     np.testing.assert_array_equal(X_int, before)
+
+
+def test_gaussian_kernel_is_used_from_the_thresholds(rng, monkeypatch):
+    import bayesmix.stats as stats
+
+    calls = []
+    original = stats._gaussian_pointwise
+    monkeypatch.setattr(
+        stats, "_gaussian_pointwise", lambda *a, **kw: calls.append(1) or original(*a, **kw)
+    )
+    monkeypatch.setattr(stats, "_GAUSSIAN_KERNEL_MIN_VALUES", 1000)
+    monkeypatch.setattr(stats, "_GAUSSIAN_KERNEL_LOADED_MIN_VALUES", 100)
+    X = rng.normal(size=(200, 2))
+    draws = _draws(rng, 5, 3, 2)  # 1000 values
+    pointwise_log_likelihood(X, *draws)
+    pointwise_log_likelihood(X, *(a[:1] for a in draws))  # 200 values, numba imported
+    assert len(calls) == 2
+    monkeypatch.delitem(sys.modules, "numba")  # as in a process that has not loaded numba
+    pointwise_log_likelihood(X, *(a[:1] for a in draws))
+    pointwise_log_likelihood(X[:50], *(a[:1] for a in draws))
+    assert len(calls) == 2
+    monkeypatch.setattr(stats, "_GAUSSIAN_KERNEL", False)
+    pointwise_log_likelihood(X, *draws)
+    assert len(calls) == 2
 
 
 def test_relabel_permutations_undo_a_known_permutation(rng):

@@ -1,0 +1,56 @@
+"""The small NumPy helpers of bayesmix._numeric against NumPy's own reductions."""
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_info
+
+from bayesmix._numeric import column_moments, column_ranges, column_sums
+from bayesmix._threads import one_blas_thread, single_blas_thread
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (7, 3), (10_001, 2), (50, 40)])
+def test_column_helpers_match_numpy(shape, rng):
+    X = rng.normal(3.0, 2.0, size=shape) * np.arange(1, shape[1] + 1)
+    before = X.copy()
+    np.testing.assert_allclose(column_sums(X), X.sum(axis=0), rtol=1e-12, atol=1e-10)
+    mean, std = column_moments(X)
+    np.testing.assert_allclose(mean, X.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(std, X.std(axis=0), rtol=1e-10, atol=1e-14)
+    np.testing.assert_array_equal(column_ranges(X), np.ptp(X, axis=0))
+    # A strided view gives the same as its copy, and nothing is modified.
+    view = X[::2, ::-1]
+    np.testing.assert_allclose(column_moments(view)[1], view.std(axis=0), rtol=1e-10)
+    np.testing.assert_array_equal(column_ranges(view), np.ptp(view, axis=0))
+    np.testing.assert_array_equal(X, before)
+
+
+def test_column_moments_has_no_cancellation_far_from_zero(rng):
+    # sd 1 about a mean of 1e8: the one-pass E[x^2] - E[x]^2 would lose every digit.
+    X = 1e8 + rng.normal(size=(1000, 2))
+    np.testing.assert_allclose(column_moments(X)[1], (X - 1e8).std(axis=0), rtol=1e-6)
+
+
+def test_column_ranges_propagate_nan():
+    X = np.array([[1.0, 2.0], [np.nan, 5.0], [3.0, 4.0]])
+    got = column_ranges(X)
+    assert np.isnan(got[0])
+    assert got[1] == 3.0
+
+
+def _blas_threads():
+    return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+
+def test_one_blas_thread_limits_and_restores():
+    outside = _blas_threads()
+    assert outside  # NumPy's BLAS is loaded
+    with one_blas_thread():
+        assert set(_blas_threads()) == {1}
+    assert _blas_threads() == outside
+
+    @single_blas_thread
+    def inside(a: int) -> list[int]:
+        return [*_blas_threads(), a]
+
+    assert set(inside(1)) == {1}
+    assert _blas_threads() == outside
