@@ -102,6 +102,14 @@ def _diagnostics(posterior, weights_name: str = "weights") -> dict:
     }
 
 
+def _sampler_stats(sample_stats) -> dict:
+    """Divergences and mean leapfrog steps per draw (the gradients a draw costs)."""
+    result = {"divergences": int(sample_stats["diverging"].sum())}
+    if "n_steps" in sample_stats:
+        result["steps_per_draw"] = float(sample_stats["n_steps"].mean())
+    return result
+
+
 def run_bayesmix(X: np.ndarray, k: int, settings: dict) -> dict:
     import bayesmix as bm
 
@@ -113,7 +121,7 @@ def run_bayesmix(X: np.ndarray, k: int, settings: dict) -> dict:
     timings = json.loads(gm.idata.attrs.get("timings", "{}"))
     result |= {f"{phase}_s": seconds for phase, seconds in timings.items()}
     result |= _diagnostics(gm.idata["posterior"])
-    result["divergences"] = int(gm.idata["sample_stats"]["diverging"].sum())
+    result |= _sampler_stats(gm.idata["sample_stats"])
     return result
 
 
@@ -185,7 +193,7 @@ def run_plain(X: np.ndarray, k: int, settings: dict) -> dict:
     result = {"build_s": build, "compile_s": compile_s, "sample_s": sample}
     result["total_s"] = build + compile_s + sample
     result |= _diagnostics(idata["posterior"])
-    result["divergences"] = int(idata["sample_stats"]["diverging"].sum())
+    result |= _sampler_stats(idata["sample_stats"])
     return result
 
 
@@ -215,7 +223,7 @@ def run_numpyro(X: np.ndarray, k: int, settings: dict) -> dict:
         sample = time.perf_counter() - start
     result = {"build_s": build, "sample_s": sample, "total_s": build + sample}
     result |= _diagnostics(idata["posterior"])
-    result["divergences"] = int(idata["sample_stats"]["diverging"].sum())
+    result |= _sampler_stats(idata["sample_stats"])
     return result
 
 
@@ -314,6 +322,7 @@ def _nuts_row(row: dict, plain: dict) -> list[str]:
         _fmt(plain["total_s"] / m["total_s"] if "total_s" in plain else None, ".1f"),
         _fmt(m.get("max_rhat"), ".3f"),
         str(m.get("divergences", "")),
+        _fmt(m.get("steps_per_draw"), ".1f"),
         str(m.get("chains_agree", "")),
         _fmt(m.get("peak_rss_mib"), ".0f"),
     ]
@@ -353,11 +362,14 @@ def markdown(results: dict) -> str:
         "build + compile + sampling (bayesmix: EM + NUTS + relabelling + log-likelihood). "
         "ESS/s = min bulk ESS over weights, means and covariances per total second. "
         "Time vs plain = plain total seconds / this peer's. Where plain's chains disagree "
-        "(R-hat > 1.01, chains in different modes) it has no posterior to compare rates with.",
+        "(R-hat > 1.01, chains in different modes) it has no posterior to compare rates with. "
+        "Steps/draw = mean leapfrog steps (gradient evaluations) per draw after tuning "
+        "(blank: not recorded in that run).",
         "",
         "| workload | peer | total s | compile s | sample s | min bulk ESS | ESS/s | "
-        "ESS/s vs plain | time vs plain | max R-hat | divergences | chains agree | peak MiB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "ESS/s vs plain | time vs plain | max R-hat | divergences | steps/draw | "
+        "chains agree | peak MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     by_key = {(row["workload"], row["peer"]): row["metrics"] for row in results["rows"]}
     em_lines = [

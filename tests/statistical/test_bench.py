@@ -34,6 +34,10 @@ def test_quick_benchmark_writes_results(tmp_path):
         if row["peer"] in ("bayesmix", "pymc-plain", "pymc-numpyro"):
             assert metrics["min_ess_bulk"] > 0
             assert metrics["max_rhat"] >= 0.99
+            # A NUTS draw costs 1 to 2^10 - 1 leapfrog steps (maximum tree depth 10).
+            assert 1 <= metrics.get("steps_per_draw", 1) <= 1023
+            if row["peer"] == "bayesmix":
+                assert "steps_per_draw" in metrics
         else:
             assert metrics["log_likelihood"] < 0
     # The two EM implementations reach the same maximum on these separated data.
