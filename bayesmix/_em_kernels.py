@@ -196,6 +196,34 @@ def _log_prod(a, n, chunk):  # pragma: no cover - compiled
 
 
 @numba.njit(nogil=True, fastmath=_FASTMATH, error_model="numpy")
+def _load_block(X, start, n, xb):  # pragma: no cover - compiled
+    """Copy rows ``start:start + n`` of ``X`` into ``xb`` transposed (features x block)."""
+    for b in range(n):
+        for i in range(X.shape[1]):
+            xb[i, b] = X[start + b, i]
+
+
+@numba.njit(nogil=True, fastmath=_FASTMATH, error_model="numpy")
+def _exp_sum_block(wlp, top, norm, poly, t_float, n_components, n):  # pragma: no cover
+    """Set ``top`` to the maximum over components and ``norm`` to ``sum_k exp(wlp - top)``.
+
+    ``wlp[k]`` is overwritten with ``exp(wlp[k] - top)``. Where every value is ``-inf``,
+    ``top`` is ``-inf`` and ``norm`` NaN.
+    """
+    for b in range(n):
+        top[b] = wlp[0, b]
+        norm[b] = 0.0
+    for k in range(1, n_components):
+        row = wlp[k]
+        for b in range(n):
+            v = row[b]
+            t = top[b]
+            top[b] = v if v > t else t
+    for k in range(n_components):
+        _exp_accumulate(wlp[k], top, norm, poly, t_float, n)
+
+
+@numba.njit(nogil=True, fastmath=_FASTMATH, error_model="numpy")
 def _finish_block(wlp, top, norm, poly, t_float, n_components, n):  # pragma: no cover
     """Turn the weighted log densities of a block into responsibilities (in place).
 
@@ -203,18 +231,7 @@ def _finish_block(wlp, top, norm, poly, t_float, n_components, n):  # pragma: no
     ``norm`` to ``1 / s_n``; returns ``sum_n log p(x_n)``, which is NaN if a value is NaN
     (its exponential is NaN) and not finite if every value of an observation is ``-inf``.
     """
-    for b in range(n):
-        top[b] = wlp[0, b]
-    for k in range(1, n_components):
-        row = wlp[k]
-        for b in range(n):
-            v = row[b]
-            t = top[b]
-            top[b] = v if v > t else t
-    for b in range(n):
-        norm[b] = 0.0
-    for k in range(n_components):
-        _exp_accumulate(wlp[k], top, norm, poly, t_float, n)
+    _exp_sum_block(wlp, top, norm, poly, t_float, n_components, n)
     # s_n <= K (1 + eps): K^chunk stays below 2^1000.
     chunk = n if n_components < 2 else max(1, min(n, int(690.0 / math.log(n_components))))
     log_likelihood = _sum(top, n) + _log_prod(norm, n, chunk)
@@ -272,9 +289,7 @@ def full_pass(X, means, prec_chol, log_norm):  # pragma: no cover - compiled
     total = 0.0
     for start in range(0, n_samples, _BLOCK):
         n = min(_BLOCK, n_samples - start)
-        for b in range(n):
-            for i in range(n_features):
-                xb[i, b] = X[start + b, i]
+        _load_block(X, start, n, xb)
         # Weighted log densities log pi_k + log N(x | m_k, Sigma_k).
         for k in range(n_components):
             for i in range(n_features):
@@ -370,9 +385,7 @@ def diag_pass(X, means, prec, log_norm):  # pragma: no cover - compiled
     total = 0.0
     for start in range(0, n_samples, _BLOCK):
         n = min(_BLOCK, n_samples - start)
-        for b in range(n):
-            for i in range(n_features):
-                xb[i, b] = X[start + b, i]
+        _load_block(X, start, n, xb)
         for k in range(n_components):
             for b in range(n):
                 maha[b] = 0.0
@@ -713,9 +726,7 @@ def mixture_log_density(X, log_weights, means, chol, out):  # pragma: no cover -
     t_float = np.empty(_BLOCK)
     for start in range(0, n_samples, _BLOCK):
         n = min(_BLOCK, n_samples - start)
-        for b in range(n):
-            for i in range(n_features):
-                xb[i, b] = X[start + b, i]
+        _load_block(X, start, n, xb)
         for s in range(n_draws):
             for k in range(n_components):
                 for b in range(n):
@@ -739,17 +750,7 @@ def mixture_log_density(X, log_weights, means, chol, out):  # pragma: no cover -
                 row = wlp[k]
                 for b in range(n):
                     row[b] = c - 0.5 * maha[b]
-            for b in range(n):
-                top[b] = wlp[0, b]
-                norm[b] = 0.0
-            for k in range(1, n_components):
-                row = wlp[k]
-                for b in range(n):
-                    v = row[b]
-                    t = top[b]
-                    top[b] = v if v > t else t
-            for k in range(n_components):
-                _exp_accumulate(wlp[k], top, norm, poly, t_float, n)
+            _exp_sum_block(wlp, top, norm, poly, t_float, n_components, n)
             for b in range(n):
                 t = top[b]
                 # -inf where no component has a density (then exp gave NaN).
