@@ -88,8 +88,8 @@ def load(path: str | os.PathLike, *, expected: type[MixtureModel] | None = None)
     FileNotFoundError
         When ``path`` does not exist.
     bayesmix.exceptions.LoadError
-        When the file is not a bayesmix fit, or is a fit of another class than
-        ``expected``.
+        When the file is not a bayesmix fit, is a fit of another class than
+        ``expected``, or its contents do not match the class it names (an edited file).
 
     Examples
     --------
@@ -132,5 +132,11 @@ def load(path: str | os.PathLike, *, expected: type[MixtureModel] | None = None)
             f"{str(path)!r} holds a {name} fit, not a {expected.__name__}. Load it with "
             f"bayesmix.load(path) or {name}.load(path)."
         )
-    params = json.loads(idata.attrs["params"])
-    return cls._from_datatree(idata, params)
+    try:
+        return cls._from_datatree(idata, json.loads(idata.attrs["params"]))
+    except (TypeError, KeyError, ValueError) as err:
+        raise LoadError(
+            f"{str(path)!r} says it holds a {name} fit, but its contents do not match that "
+            f"class ({type(err).__name__}: {err}); it was edited or written by something "
+            "other than fit.save(path). Re-fit and save again, or restore the original file."
+        ) from err

@@ -118,6 +118,21 @@ def test_loading_a_fit_of_another_class_fails_clearly(frame, tmp_path):
         bm.load(gm.save(tmp_path / "p.nc"))
 
 
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("model_class", "PoissonMixture"),  # a known class, but not the one that was fitted
+        ("params", '{"n_components": 2, "colour": "red"}'),
+        ("em_result", "{}"),
+    ],
+)
+def test_loading_an_edited_fit_raises_load_error(frame, tmp_path, key, value):
+    gm = bm.GaussianMixture(n_components=2, random_state=0).fit(frame, method="em")
+    gm.idata.attrs[key] = value
+    with pytest.raises(LoadError, match="contents do not match that class"):
+        bm.load(gm.save(tmp_path / "edited.nc"))
+
+
 def test_a_failed_save_leaves_no_truncated_file(frame, tmp_path, monkeypatch):
     gm = bm.GaussianMixture(random_state=0).fit(frame, method="em")
     target = tmp_path / "fit.nc"
