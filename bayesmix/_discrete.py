@@ -21,7 +21,7 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from bayesmix._base import MixtureModel
-from bayesmix._numeric import column_moments
+from bayesmix._numeric import column_means
 from bayesmix._validation import MixtureData, check_option
 from bayesmix.em_families import MixtureEMResult, fit_bernoulli_em, fit_poisson_em
 from bayesmix.exceptions import DataError, InvalidParameterError
@@ -264,7 +264,7 @@ class PoissonMixture(_IndependentFeaturesMixture):
             )
 
     def _default_priors(self, data: MixtureData) -> dict[str, Prior]:
-        mean = np.maximum(column_moments(data.values)[0], 1e-3)
+        mean = np.maximum(column_means(data.values), 1e-3)
         return {
             "weights": Prior("Dirichlet", a=1.0),
             "rates": Prior("Gamma", alpha=1.0, beta=(1.0 / mean).tolist()),

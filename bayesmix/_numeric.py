@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["column_moments", "column_ranges", "column_sums", "logsumexp"]
+__all__ = ["column_means", "column_moments", "column_ranges", "column_sums", "logsumexp"]
 
 
 def logsumexp(a: np.ndarray, axis: int, keepdims: bool = False) -> np.ndarray:
@@ -49,6 +49,19 @@ def column_sums(a: np.ndarray) -> np.ndarray:
     return np.ones(a.shape[0], dtype=np.float64) @ a
 
 
+def column_means(a: np.ndarray) -> np.ndarray:
+    """Return ``a.mean(axis=0)`` of a 2-D float64 array (see :func:`column_sums`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bayesmix._numeric import column_means
+    >>> column_means(np.array([[1.0, 2.0], [3.0, 6.0]]))
+    array([2., 4.])
+    """
+    return column_sums(a) / a.shape[0]
+
+
 def column_moments(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Return the mean and the (population) standard deviation of each column of ``a``.
 
@@ -63,7 +76,7 @@ def column_moments(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     >>> column_moments(np.array([[1.0, 10.0], [3.0, 10.0]]))
     (array([ 2., 10.]), array([1., 0.]))
     """
-    mean = column_sums(a) / a.shape[0]
+    mean = column_means(a)
     centred = a - mean
     centred *= centred
     return mean, np.sqrt(column_sums(centred) / a.shape[0])

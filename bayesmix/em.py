@@ -89,7 +89,7 @@ import numpy as np
 from scipy import linalg
 from scipy.special import gammaln, multigammaln
 
-from bayesmix._numeric import column_moments, column_sums, logsumexp
+from bayesmix._numeric import column_means, column_sums, logsumexp
 from bayesmix.exceptions import ConvergenceWarning, FitError
 
 __all__ = [
@@ -519,7 +519,7 @@ class ConjugatePrior:
 
 def _data_scatter(X: np.ndarray) -> np.ndarray:
     """Return the scatter matrix ``sum_n (x_n - xbar)(x_n - xbar)^T`` of the data."""
-    diff = X - column_moments(X)[0]
+    diff = X - column_means(X)
     return diff.T @ diff
 
 
@@ -627,7 +627,7 @@ def default_prior(
             'collinear, or use objective="ml" with reg_covar > 0.'
         )
     return ConjugatePrior(
-        mean=column_moments(X)[0],
+        mean=column_means(X),
         shrinkage=float(shrinkage),
         dof=dof,
         scale=scale,

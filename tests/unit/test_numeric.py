@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_info
 
-from bayesmix._numeric import column_moments, column_ranges, column_sums
+from bayesmix._numeric import column_means, column_moments, column_ranges, column_sums
 from bayesmix._threads import one_blas_thread, single_blas_thread
 
 
@@ -15,6 +15,7 @@ def test_column_helpers_match_numpy(shape, rng):
     np.testing.assert_allclose(column_sums(X), X.sum(axis=0), rtol=1e-12, atol=1e-10)
     mean, std = column_moments(X)
     np.testing.assert_allclose(mean, X.mean(axis=0), rtol=1e-12)
+    np.testing.assert_array_equal(column_means(X), mean)
     np.testing.assert_allclose(std, X.std(axis=0), rtol=1e-10, atol=1e-14)
     np.testing.assert_array_equal(column_ranges(X), np.ptp(X, axis=0))
     # A strided view gives the same as its copy, and nothing is modified.
