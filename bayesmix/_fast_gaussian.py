@@ -55,6 +55,8 @@ import numba
 import numpy as np
 from numba.extending import intrinsic
 
+from bayesmix._laplace import Affine
+
 _log = logging.getLogger("bayesmix")
 
 __all__ = ["FastGaussian", "build", "logp_dlogp"]
@@ -656,12 +658,28 @@ def constrained_values(x, n_components, n_features, code):  # pragma: no cover -
 #
 # nutpie's Rust sampler calls a log density through a C function pointer with a pointer to
 # "user data" (this is how its PyMC backend runs numba code without the GIL). Here the user
-# data is an int64 array: addresses and sizes of the observations and prior parameters.
-# The two C functions below read it and call the kernels above; they close over nothing,
-# so numba caches them on disk like the kernels.
+# data is an int64 array: addresses and sizes of the observations and prior parameters,
+# and of an optional affine map ``x = shift + factor @ u`` (bayesmix._laplace; address 0:
+# none) from the sampler's coordinates ``u`` to the kernel's ``x``. The two C functions
+# below read it and call the kernels above; they close over nothing, so numba caches them
+# on disk like the kernels.
 
-_U_X, _U_N, _U_D, _U_K, _U_CODE, _U_A, _U_MU, _U_S0, _U_TAU, _U_NTAU, _U_ETA = range(11)
-_U_SIZE = 11
+(
+    _U_X,
+    _U_N,
+    _U_D,
+    _U_K,
+    _U_CODE,
+    _U_A,
+    _U_MU,
+    _U_S0,
+    _U_TAU,
+    _U_NTAU,
+    _U_ETA,
+    _U_SHIFT,
+    _U_FACTOR,
+) = range(13)
+_U_SIZE = 13
 
 _C_LOGP = numba.types.int64(
     numba.types.uint64,
@@ -704,17 +722,50 @@ def _unpack(user_data):  # pragma: no cover - compiled
     return X, a, mu0, s0, tau, eta, meta[_U_CODE]
 
 
+@numba.njit(cache=True, nogil=True)
+def _model_point(x, user_data):  # pragma: no cover - compiled
+    """Return the kernel's point: ``x``, or ``shift + factor @ x`` if the record has a map."""
+    meta = numba.carray(user_data, (_U_SIZE,), np.int64)
+    if meta[_U_SHIFT] == 0:
+        return x.copy()
+    dim = x.shape[0]
+    shift = numba.carray(_as_pointer(meta[_U_SHIFT]), (dim,), np.float64)
+    factor = numba.carray(_as_pointer(meta[_U_FACTOR]), (dim, dim), np.float64)
+    point = shift.copy()
+    for i in range(dim):
+        total = 0.0
+        for j in range(dim):
+            total += factor[i, j] * x[j]
+        point[i] += total
+    return point
+
+
+@numba.njit(cache=True, nogil=True)
+def _pull_back(grad, out, user_data):  # pragma: no cover - compiled
+    """Write the gradient in the sampler's coordinates: ``factor^T @ grad``, or ``grad``."""
+    meta = numba.carray(user_data, (_U_SIZE,), np.int64)
+    dim = out.shape[0]
+    if meta[_U_SHIFT] == 0:
+        out[:] = grad
+        return
+    factor = numba.carray(_as_pointer(meta[_U_FACTOR]), (dim, dim), np.float64)
+    out[:] = 0.0
+    for i in range(dim):
+        for j in range(dim):
+            out[j] += factor[i, j] * grad[i]
+
+
 def _logp_c(dim, x_, out_, logp_, user_data):  # pragma: no cover - compiled
     """Compute nutpie's ``logp`` callback: 0, or 4 when the density is not finite, 1 on errors."""
     try:
         X, a, mu0, s0, tau, eta, code = _unpack(user_data)
-        x = numba.carray(x_, (dim,))
+        x = _model_point(numba.carray(x_, (dim,)), user_data)
         out = numba.carray(out_, (dim,))
         logp = numba.carray(logp_, (1,))
         value, grad = logp_dlogp(x, X, a, mu0, s0, tau, eta, code)
         if grad.shape[0] != dim:
             return -1
-        out[:] = grad
+        _pull_back(grad, out, user_data)
         logp[0] = value
         if not math.isfinite(value):
             return 4
@@ -752,7 +803,7 @@ def _expand_c(dim, expanded, x_, out_, user_data):  # pragma: no cover - compile
     """Write nutpie's ``expand`` callback: the stored values at ``x``; 0 on success."""
     try:
         meta = numba.carray(user_data, (_U_SIZE,), np.int64)
-        x = numba.carray(x_, (dim,))
+        x = _model_point(numba.carray(x_, (dim,)), user_data)
         out = numba.carray(out_, (expanded,))
         if expand_into(x, out, meta[_U_K], meta[_U_D], meta[_U_CODE]) != expanded:
             return -1
@@ -988,19 +1039,23 @@ class FastGaussian:
         shared_data: Mapping[str, Any],
         *,
         initial_point: Callable[[Any], np.ndarray] | None = None,
+        affine: Affine | None = None,
     ) -> Any:
         """Return a ``nutpie`` model on the kernel's C callbacks (no Python per gradient).
 
         ``shared_data`` comes from :meth:`shared_data`; ``with_data`` on the result
         replaces any of it (new observations, new prior parameters) without compiling.
-        Falls back to ``nutpie.from_pyfunc`` (a Python call per gradient, about 25 us) if
-        this nutpie lacks the internal constructors the C path needs.
+        With ``affine`` (:mod:`bayesmix._laplace`) the sampler moves in coordinates ``u``
+        with ``x = affine.shift + affine.factor @ u``; ``initial_point`` then returns
+        ``u``. Falls back to ``nutpie.from_pyfunc`` (a Python call per gradient, about
+        25 us) if this nutpie lacks the internal constructors the C path needs.
         """
         compiled = _compiled_model_class()(
             dims={name: self.dims[name] for name, _ in self.stored},
             fast=self,
             shared=_frozen(shared_data),
             initial_point_func=initial_point or (lambda seed: np.zeros(self.n_dim)),
+            affine=_frozen_affine(affine, self.n_dim),
         )
         try:  # nutpie's internal constructors, as this nutpie defines them
             from nutpie._lib import PySampler
@@ -1009,19 +1064,38 @@ class FastGaussian:
             compiled._make_model(None)
         except (ImportError, AttributeError, TypeError, ValueError) as err:
             _log.info("nutpie's C interface differs (%s); using nutpie.from_pyfunc", err)
-            return self._pyfunc_model(shared_data, initial_point)
+            return self._pyfunc_model(shared_data, initial_point, compiled.affine)
         return compiled
 
     def _pyfunc_model(
-        self, shared_data: Mapping[str, Any], initial_point: Callable[[Any], np.ndarray] | None
+        self,
+        shared_data: Mapping[str, Any],
+        initial_point: Callable[[Any], np.ndarray] | None,
+        affine: Affine | None,
     ) -> Any:
         from nutpie.compiled_pyfunc import from_pyfunc
+
+        make_logp_fn, make_expand_fn = self.make_logp_fn, self.make_expand_fn
+        if affine is not None:
+
+            def make_logp_fn():
+                logp = self.make_logp_fn()
+
+                def logp_u(u, **shared):
+                    value, grad = logp(affine.forward(u), **shared)
+                    return value, affine.pullback(grad)
+
+                return logp_u
+
+            def make_expand_fn(*args):
+                expand = self.expand
+                return lambda u, **shared: expand(affine.forward(u))
 
         stored = self.stored
         return from_pyfunc(
             self.n_dim,
-            self.make_logp_fn,
-            self.make_expand_fn,
+            make_logp_fn,
+            make_expand_fn,
             [np.dtype(np.float64)] * len(stored),
             [shape for _, shape in stored],
             [name for name, _ in stored],
@@ -1046,10 +1120,29 @@ def _frozen(shared: Mapping[str, Any]) -> dict[str, np.ndarray]:
     return out
 
 
-def user_data(fast: FastGaussian, shared: Mapping[str, np.ndarray]) -> np.ndarray:
+def _frozen_affine(affine: Affine | None, n_dim: int) -> Affine | None:
+    """Return a read-only C-contiguous float64 copy of ``affine`` (the C code reads it)."""
+    if affine is None:
+        return None
+    shift = np.array(affine.shift, dtype=np.float64, order="C", copy=True)
+    factor = np.array(affine.factor, dtype=np.float64, order="C", copy=True)
+    if shift.shape != (n_dim,) or factor.shape != (n_dim, n_dim):
+        raise ValueError(
+            f"the affine map needs a shift of shape ({n_dim},) and a factor of shape "
+            f"({n_dim}, {n_dim}); got {shift.shape} and {factor.shape}"
+        )
+    shift.flags.writeable = False
+    factor.flags.writeable = False
+    return Affine(shift, factor)
+
+
+def user_data(
+    fast: FastGaussian, shared: Mapping[str, np.ndarray], affine: Affine | None = None
+) -> np.ndarray:
     """Return the int64 record the C callbacks read: addresses and sizes of ``shared``'s arrays.
 
-    ``shared`` (from :func:`_frozen`) must outlive every use of the record.
+    ``shared`` (from :func:`_frozen`) and ``affine`` (from :func:`_frozen_affine`) must
+    outlive every use of the record.
     """
     X = shared["x_data"]
     if X.ndim != 2 or X.shape[1] != fast.n_features:
@@ -1074,6 +1167,9 @@ def user_data(fast: FastGaussian, shared: Mapping[str, np.ndarray]) -> np.ndarra
     record[_U_TAU] = shared["sigma_sigma"].ctypes.data
     record[_U_NTAU] = shared["sigma_sigma"].size
     record[_U_ETA] = shared["corr_chol_eta"].ctypes.data
+    if affine is not None:
+        record[_U_SHIFT] = affine.shift.ctypes.data
+        record[_U_FACTOR] = affine.factor.ctypes.data
     return record
 
 
@@ -1092,10 +1188,11 @@ def _compiled_model_class() -> type:
         fast: FastGaussian
         shared: dict[str, np.ndarray]
         initial_point_func: Callable[[Any], np.ndarray]
+        affine: Affine | None = None
         user_data: np.ndarray = field(init=False, repr=False)
 
         def __post_init__(self) -> None:
-            object.__setattr__(self, "user_data", user_data(self.fast, self.shared))
+            object.__setattr__(self, "user_data", user_data(self.fast, self.shared, self.affine))
 
         @property
         def n_dim(self) -> int:
@@ -1118,7 +1215,10 @@ def _compiled_model_class() -> type:
             return dataclasses.replace(self, shared=_frozen({**self.shared, **updates}))
 
         def logp_dlogp(self, x: np.ndarray) -> tuple[float, np.ndarray]:
-            """Call the C logp callback at ``x`` (as nutpie does): ``(logp, grad)``."""
+            """Call the C logp callback at ``x`` (as nutpie does): ``(logp, grad)``.
+
+            ``x`` and the gradient are in the sampler's coordinates (see ``affine``).
+            """
             logp_c, _ = c_callbacks()
             x = np.ascontiguousarray(x, dtype=np.float64)
             grad = np.empty(self.n_dim)

@@ -32,6 +32,8 @@ import pymc as pm
 import xarray as xr
 from pymc.initial_point import make_initial_point_fn
 
+from bayesmix import _laplace
+
 __all__ = ["clear_cache", "fast_free_variables", "sample_nutpie"]
 
 _log = logging.getLogger("bayesmix")
@@ -55,6 +57,9 @@ def _flat_start(model: pm.Model, start: dict[str, np.ndarray]) -> np.ndarray:
 
 def _nudged(flat: np.ndarray, scale: float = 1e-3) -> Any:
     """Return nutpie's per-chain initial-point function: ``flat`` moved by ~``scale``.
+
+    Used where the sampler moves in the model's own coordinates (the compiled PyMC
+    model; the fused kernel without Laplace coordinates, see ``_laplace_map``).
 
     nutpie sets the initial mass matrix from the gradient at the start, so a gradient
     entry that is exactly zero fails ("bad initial gradient"); an EM estimate with
@@ -118,16 +123,14 @@ def _fast_compiled(
         return None
     clock = time.perf_counter()
     flat = fast.unconstrain(start)
-    # Load the kernel from numba's cache (or compile it, the first time ever) before the
-    # sampler's threads need it.
-    compiled = fast.nutpie_model(fast.shared_data(data["x_data"]), initial_point=_nudged(flat))
-    others = {name: value for name, value in data.items() if name != "x_data"}
-    if others:
-        compiled = compiled.with_data(**others)
-    if hasattr(compiled, "logp_dlogp"):
-        logp, _ = compiled.logp_dlogp(flat)
-    else:  # nutpie.from_pyfunc
-        logp, _ = fast.logp_dlogp(flat, **compiled._shared_data)
+    shared = fast.shared_data(data["x_data"])
+    shared.update((name, value) for name, value in data.items() if name != "x_data")
+    # The first call loads the kernel from numba's cache (or compiles it, the first time
+    # ever) before the sampler's threads need it.
+    logp, _ = fast.logp_dlogp(flat, **shared)
+    affine = _laplace_map(fast, flat, shared)
+    initial_point = _nudged(flat) if affine is None else _laplace.corner_start(flat.size)
+    compiled = fast.nutpie_model(shared, initial_point=initial_point, affine=affine)
     _log.info(
         "NUTS on the fused numba kernel (%s covariances, %d components, %d features): "
         "ready in %.2f s, log density %.4g at the start",
@@ -138,6 +141,31 @@ def _fast_compiled(
         logp,
     )
     return compiled
+
+
+def _laplace_map(fast: Any, flat: np.ndarray, shared: dict[str, Any]) -> _laplace.Affine | None:
+    """Return the Laplace coordinates around the start ``flat`` (:mod:`bayesmix._laplace`).
+
+    None (sample in the model's own coordinates) above ``_laplace.MAX_DIM`` parameters or
+    when the curvature is not finite.
+    """
+    if flat.size > _laplace.MAX_DIM:
+        _log.info(
+            "%d unconstrained parameters (more than %d): no Laplace coordinates",
+            flat.size,
+            _laplace.MAX_DIM,
+        )
+        return None
+    clock = time.perf_counter()
+    hessian = _laplace.negative_hessian(lambda x: fast.logp_dlogp(x, **shared)[1], flat)
+    affine = _laplace.laplace_affine(hessian, flat)
+    _log.info(
+        "Laplace coordinates from the curvature at the start (%d gradients, %.2f s)%s",
+        2 * flat.size,
+        time.perf_counter() - clock,
+        "" if affine is not None else ": not finite, not used",
+    )
+    return affine
 
 
 def sample_nutpie(
