@@ -142,8 +142,11 @@ def test_overfitted_mixture_finds_three_clusters():
     means = np.array([[-4.0, 0.0], [0.0, 4.0], [4.0, 0.0]])
     X, _ = make_mixture(300, [0.3, 0.3, 0.4], means, np.stack([np.eye(2)] * 3), random_state=1)
     sparse = bm.overfitted_mixture(k_max=8, covariance_type="diag", random_state=0)
-    with pytest.warns(bm.SamplerWarning):  # empty components are not identified: expected
-        sparse.fit(X, chains=2, draws=1000, tune=1000, progressbar=False)
+    sparse.fit(X, chains=2, draws=1000, tune=1000, progressbar=False)
+    # Empty components are identified by the prior only. In Laplace coordinates NUTS
+    # explores them without divergences (measured: 0 on random_state 0 and 1, where the
+    # model's own coordinates gave 38-73 and R-hat / tail-ESS warnings).
+    assert int(sparse.idata["sample_stats"]["diverging"].sum()) <= 5
     k_plus = bm.nonempty_components(sparse, random_seed=0)
     assert k_plus.attrs["mode"] == 3
     assert k_plus[3] > 0.5, k_plus
