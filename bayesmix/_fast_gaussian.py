@@ -6,8 +6,9 @@ about 65 ns per observation on ``log p`` and its gradient (two features, three
 components). This module computes the same joint log density on the same unconstrained
 vector by hand: one numba kernel, compiled once (the numbers of components and features
 are array shapes at run time, the observations and the prior parameters are arguments)
-and loaded from numba's on-disk cache by later processes, and handed to nutpie through
-``nutpie.from_pyfunc``.
+and loaded from numba's on-disk cache by later processes, and handed to nutpie as numba C
+callbacks (``nutpie.from_pyfunc`` if this nutpie lacks the internals they need), optionally
+in affine coordinates (:mod:`bayesmix._laplace`).
 
 What is computed, on the unconstrained vector laid out as nutpie lays out the PyMC model
 (``model.free_RVs`` in order, each value variable flattened in C order):

@@ -6,13 +6,15 @@ Two ways to get the log density and its gradient:
   its default prior families (``fast_spec``): a hand-written numba function compiled
   once (15-20 s, the first time ever) and then loaded from numba's on-disk cache, with
   the observations and the prior parameters as data, so that a fresh process is ready to
-  sample well under a second after importing bayesmix;
+  sample well under a second after importing bayesmix. NUTS moves in Laplace coordinates
+  around the start (:mod:`bayesmix._laplace`), each chain from a random corner ``u = +-1``;
 * otherwise the PyMC model compiled by nutpie (PyTensor -> numba), which costs seconds to
   tens of seconds. The observations enter the model as ``pm.Data``, so a compiled model
   is reused for new data of the same structure (class, number of components and
   features, covariance type, feature names and resolved priors): only the data and the
   starting point change, through ``CompiledModel.with_data`` and the initial-point
-  function.
+  function. NUTS moves in the model's unconstrained coordinates from the start nudged by
+  1e-3 (``_nudged``).
 
 Both give the same unconstrained parametrisation, the same posterior variables and the
 same ``DataTree`` layout.
