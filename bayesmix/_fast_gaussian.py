@@ -728,7 +728,7 @@ def _model_point(x, user_data):  # pragma: no cover - compiled
     """Return the kernel's point: ``x``, or ``shift + factor @ x`` if the record has a map."""
     meta = numba.carray(user_data, (_U_SIZE,), np.int64)
     if meta[_U_SHIFT] == 0:
-        return x.copy()
+        return x
     dim = x.shape[0]
     shift = numba.carray(_as_pointer(meta[_U_SHIFT]), (dim,), np.float64)
     factor = numba.carray(_as_pointer(meta[_U_FACTOR]), (dim, dim), np.float64)
@@ -1080,13 +1080,7 @@ class FastGaussian:
         if affine is not None:
 
             def make_logp_fn():
-                logp = self.make_logp_fn()
-
-                def logp_u(u, **shared):
-                    value, grad = logp(affine.forward(u), **shared)
-                    return value, affine.pullback(grad)
-
-                return logp_u
+                return affine.wrap(self.make_logp_fn())
 
             def make_expand_fn(*args):
                 expand = self.expand

@@ -19,7 +19,7 @@ map only changes the coordinates the sampler moves in.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -45,6 +45,17 @@ class Affine(NamedTuple):
     def pullback(self, grad: np.ndarray) -> np.ndarray:
         """Return the gradient in ``u`` from the gradient ``grad`` in ``x``."""
         return self.factor.T @ grad
+
+    def wrap(
+        self, logp_dlogp: Callable[..., tuple[float, np.ndarray]]
+    ) -> Callable[..., tuple[float, np.ndarray]]:
+        """Return ``f(u, ...) -> (logp, grad_u)`` from ``logp_dlogp(x, ...) -> (logp, grad_x)``."""
+
+        def logp_dlogp_u(u: np.ndarray, *args: Any, **kwargs: Any) -> tuple[float, np.ndarray]:
+            value, grad = logp_dlogp(self.forward(u), *args, **kwargs)
+            return value, self.pullback(grad)
+
+        return logp_dlogp_u
 
 
 def negative_hessian(

@@ -577,13 +577,7 @@ def _pymc_layout_run(model, fast, data, start, seed):
     affine = _nutpie._laplace_map(fast, flat, shared)
 
     def make_logp():
-        logp = fast.make_logp_fn()
-
-        def logp_u(u, **shared):
-            value, grad = logp(affine.forward(u), **shared)
-            return value, affine.pullback(grad)
-
-        return logp_u
+        return affine.wrap(fast.make_logp_fn())
 
     compiled = from_pyfunc(
         len(flat),

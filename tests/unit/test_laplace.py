@@ -66,6 +66,10 @@ def test_affine_forward_and_pullback_are_the_chain_rule(rng):
         for e in np.eye(3)
     ]
     np.testing.assert_allclose(grad_u, numeric, rtol=1e-7, atol=1e-9)
+    # wrap: the same value and gradient from a function of x.
+    value, wrapped = affine.wrap(f)(u)
+    assert value == f(affine.forward(u))[0]
+    np.testing.assert_array_equal(wrapped, grad_u)
 
 
 def test_corner_start_is_seeded_and_on_the_unit_cube():
