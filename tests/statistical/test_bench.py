@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytestmark = pytest.mark.slow
@@ -26,18 +27,20 @@ def test_quick_benchmark_writes_results(tmp_path):
     assert results["mode"] == "quick"
     peers = {(row["workload"], row["peer"]) for row in results["rows"]}
     numpyro = importlib.util.find_spec("numpyro") is not None
-    assert len(peers) == 2 * (4 + numpyro)
+    assert len(peers) == 2 * (5 + numpyro)
     assert bool(results["skipped"]) != numpyro  # a missing peer is stated, not dropped
     for row in results["rows"]:
         metrics = row["metrics"]
         assert metrics["total_s"] > 0
-        if row["peer"] in ("bayesmix", "pymc-plain", "pymc-numpyro"):
+        if row["peer"] in ("bayesmix", "pymc-plain", "pymc-plain-em", "pymc-numpyro"):
             assert metrics["min_ess_bulk"] > 0
             assert metrics["max_rhat"] >= 0.99
             # A NUTS draw costs 1 to 2^10 - 1 leapfrog steps (maximum tree depth 10).
             assert 1 <= metrics.get("steps_per_draw", 1) <= 1023
             if row["peer"] == "bayesmix":
                 assert "steps_per_draw" in metrics
+            if row["peer"] == "pymc-plain-em":
+                assert 0 < metrics["em_s"] < metrics["total_s"]
         else:
             assert metrics["log_likelihood"] < 0
     # The two EM implementations reach the same maximum on these separated data.
@@ -65,3 +68,32 @@ def test_quick_benchmark_writes_results(tmp_path):
     for key, metrics in after.items():
         if key[1] != "sklearn-em":
             assert metrics == before[key]
+
+
+def test_em_start_of_the_plain_model_is_sklearns_estimate():
+    # pymc-plain-em starts at EM's estimate: the model's means and covariances at that
+    # initial point (through its ordered and LKJ transforms) are scikit-learn's, sorted.
+    from pymc.initial_point import make_initial_point_fn
+    from sklearn.mixture import GaussianMixture
+
+    spec = importlib.util.spec_from_file_location("bench_run", BENCH)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    for n_features, k in ((1, 2), (3, 3)):
+        X = bench.make_data(n_features=n_features, n_components=k, n_samples=600)
+        em = GaussianMixture(n_components=k, tol=1e-6, max_iter=2000, random_state=0).fit(X)
+        order = np.argsort(em.means_[:, 0])
+        model = bench.plain_pymc_model(X, k)
+        points = bench.em_initial_points(X, k)
+        point = make_initial_point_fn(
+            model=model, overrides=points, jitter_rvs=set(), return_transformed=True
+        )(0)
+        deterministics = model.compile_fn(
+            model.replace_rvs_by_values([model["means"], model["covariances"]]),
+            inputs=model.value_vars,
+            on_unused_input="ignore",
+        )
+        means, covariances = deterministics(point)
+        np.testing.assert_allclose(means, em.means_[order], rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(covariances, em.covariances_[order], rtol=1e-8, atol=1e-12)
+        assert np.isfinite(model.compile_logp()(point))
