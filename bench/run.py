@@ -50,6 +50,7 @@ WORKLOADS = {
 }
 QUICK = ["1d-k2-n1e3", "2d-k3-n1e3"]
 PEERS = ["bayesmix", "pymc-plain", "pymc-plain-em", "pymc-numpyro", "bayesmix-em", "sklearn-em"]
+EM_PEERS = ("bayesmix-em", "sklearn-em")  # point estimates; the other peers sample
 # (workload, peer) pairs not run, and why (stated in the results).
 NOT_RUN = {
     ("2d-k3-n1e6", "pymc-plain"): "hours at N = 10^6 (370 s at N = 10^5)",
@@ -311,7 +312,7 @@ def worker(spec: dict) -> dict:
         metrics = run_plain(X, k, settings, em_start=spec["peer"] == "pymc-plain-em")
     elif spec["peer"] == "pymc-numpyro":
         metrics = run_numpyro(X, k, settings)
-    else:
+    else:  # EM_PEERS
         metrics = run_em(X, k, spec["peer"])
     # Peak resident memory of this process (Linux reports KiB), data included.
     metrics["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -424,8 +425,8 @@ def markdown(results: dict) -> str:
     for row in results["rows"]:
         if "error" in row["metrics"]:
             line = f"| {row['workload']} | {row['peer']} | failed: {row['metrics']['error']} |"
-            (em_lines if row["peer"].endswith("-em") else lines).append(line)
-        elif row["peer"].endswith("-em"):
+            (em_lines if row["peer"] in EM_PEERS else lines).append(line)
+        elif row["peer"] in EM_PEERS:
             sklearn = by_key.get((row["workload"], "sklearn-em"), {})
             em_lines.append("| " + " | ".join(_em_row(row, sklearn)) + " |")
         else:

@@ -51,6 +51,9 @@ def test_quick_benchmark_writes_results(tmp_path):
     table = (tmp_path / "latest.md").read_text()
     assert table.count("| workload | peer |") == 2  # the NUTS and the EM tables
     assert table.count("| 2d-k3-n1e3 |") == len(peers) // 2
+    nuts_table, em_table = table.split("EM (one start")
+    assert nuts_table.count("| 2d-k3-n1e3 | pymc-plain-em |") == 1
+    assert em_table.count("| 2d-k3-n1e3 |") == 2  # bayesmix-em and sklearn-em only
 
     # Re-running one peer replaces its rows and keeps the others.
     before = {(r["workload"], r["peer"]): r["metrics"] for r in results["rows"]}
