@@ -9,13 +9,12 @@ Examples
 'em'
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from __future__ import annotations
 
-from bayesmix import datasets
-from bayesmix._discrete import BernoulliMixture, PoissonMixture
-from bayesmix._gaussian import GaussianMixture
-from bayesmix._student_t import StudentTMixture
-from bayesmix.compare import compare_fits
+import importlib
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
+
 from bayesmix.exceptions import (
     ConvergenceWarning,
     DataError,
@@ -23,23 +22,71 @@ from bayesmix.exceptions import (
     PriorError,
     SamplerWarning,
 )
-from bayesmix.io import load
-from bayesmix.plots import (
-    plot_compare,
-    plot_components,
-    plot_ppc,
-    plot_rank,
-    plot_responsibilities,
-    plot_trace,
-)
-from bayesmix.priors import Prior
-from bayesmix.report import write_report
-from bayesmix.selection import (
-    nonempty_components,
-    overfitted_mixture,
-    plot_select_k,
-    select_k,
-)
+
+if TYPE_CHECKING:
+    from bayesmix import datasets
+    from bayesmix._discrete import BernoulliMixture, PoissonMixture
+    from bayesmix._gaussian import GaussianMixture
+    from bayesmix._student_t import StudentTMixture
+    from bayesmix.compare import compare_fits
+    from bayesmix.io import load
+    from bayesmix.plots import (
+        plot_compare,
+        plot_components,
+        plot_ppc,
+        plot_rank,
+        plot_responsibilities,
+        plot_trace,
+    )
+    from bayesmix.priors import Prior
+    from bayesmix.report import write_report
+    from bayesmix.selection import (
+        nonempty_components,
+        overfitted_mixture,
+        plot_select_k,
+        select_k,
+    )
+
+# The public names and the modules that define them, imported on first use (PEP 562):
+# importing PyMC, ArviZ and matplotlib takes seconds, which ``import bayesmix``, the
+# exceptions and ``bayesmix --help`` do not need.
+_LAZY = {
+    "BernoulliMixture": "bayesmix._discrete",
+    "PoissonMixture": "bayesmix._discrete",
+    "GaussianMixture": "bayesmix._gaussian",
+    "StudentTMixture": "bayesmix._student_t",
+    "compare_fits": "bayesmix.compare",
+    "load": "bayesmix.io",
+    "plot_compare": "bayesmix.plots",
+    "plot_components": "bayesmix.plots",
+    "plot_ppc": "bayesmix.plots",
+    "plot_rank": "bayesmix.plots",
+    "plot_responsibilities": "bayesmix.plots",
+    "plot_trace": "bayesmix.plots",
+    "Prior": "bayesmix.priors",
+    "write_report": "bayesmix.report",
+    "nonempty_components": "bayesmix.selection",
+    "overfitted_mixture": "bayesmix.selection",
+    "plot_select_k": "bayesmix.selection",
+    "select_k": "bayesmix.selection",
+}
+_SUBMODULES = ("datasets",)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        value = importlib.import_module(f"bayesmix.{name}")
+    elif name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+    else:
+        raise AttributeError(f"module 'bayesmix' has no attribute {name!r}")
+    globals()[name] = value  # later lookups do not come back here
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 try:
     __version__ = version("bayesmix")

@@ -14,12 +14,14 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from bayesmix.exceptions import BayesmixError, DataError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["main", "parse_components"]
 
@@ -42,6 +44,8 @@ def parse_components(text: str) -> list[int]:
 
 def _read_csv(path: str, columns: str | None) -> pd.DataFrame:
     """Read the data columns of a CSV file, with one-line errors for the usual mistakes."""
+    import pandas as pd
+
     file = Path(path)
     if not file.is_file():
         raise DataError(f"no such file: {path!r}. Pass the path of a CSV file with a header.")
@@ -244,6 +248,8 @@ def _select(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
+    import pandas as pd
+
     import bayesmix as bm
 
     rng = np.random.default_rng(args.seed)

@@ -2,6 +2,8 @@
 
 import json
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -201,3 +203,43 @@ def test_a_family_rejects_data_it_cannot_model(data_csv, capsys):
     code = main(["fit", str(data_csv), "-k", "2", "--family", "poisson", "--out", "unused"])
     assert code == 2
     assert "non-negative integer counts" in capsys.readouterr().err
+
+
+HEAVY = ("pymc", "matplotlib", "arviz_stats", "arviz_plots", "pandas", "numba")
+
+
+def _modules_after(code: str) -> list[str]:
+    """The heavy packages imported by running ``code`` in a fresh interpreter."""
+    probe = f"import sys\n{code}\nprint(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1].replace("'", '"'))
+
+
+def test_help_and_import_do_not_load_the_stack():
+    # `import bayesmix` and `bayesmix --help` answer without importing PyMC, ArviZ,
+    # matplotlib, pandas or numba (seconds); the public names load on first use.
+    assert _modules_after("import bayesmix") == []
+    help_only = (
+        "import contextlib, io\nfrom bayesmix.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "    main(['--help'])"
+    )
+    assert _modules_after(help_only) == []
+    assert "pymc" in _modules_after("import bayesmix\nbayesmix.GaussianMixture")
+
+
+def test_every_public_name_resolves_to_its_definition():
+    import importlib
+
+    for name in bm.__all__:
+        value = getattr(bm, name)
+        assert value is not None
+        if name in bm._LAZY:
+            assert value is getattr(importlib.import_module(bm._LAZY[name]), name)
+    assert bm.datasets is importlib.import_module("bayesmix.datasets")
+    assert set(bm.__all__) <= set(dir(bm))
+    with pytest.raises(AttributeError, match="no attribute 'GaussianMixtures'"):
+        bm.GaussianMixtures  # noqa: B018
