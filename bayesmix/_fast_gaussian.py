@@ -724,36 +724,48 @@ def _unpack(user_data):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
+def affine_point(u, shift_address, factor_address):  # pragma: no cover - compiled
+    """Return ``shift + factor @ u``, the map given by the addresses of its arrays."""
+    dim = u.shape[0]
+    shift = numba.carray(_as_pointer(shift_address), (dim,), np.float64)
+    factor = numba.carray(_as_pointer(factor_address), (dim, dim), np.float64)
+    x = shift.copy()
+    for i in range(dim):
+        total = 0.0
+        for j in range(dim):
+            total += factor[i, j] * u[j]
+        x[i] += total
+    return x
+
+
+@numba.njit(cache=True, nogil=True)
+def affine_pull_back(grad, out, factor_address):  # pragma: no cover - compiled
+    """Write ``factor^T @ grad`` (the gradient in ``u``) into ``out``."""
+    dim = out.shape[0]
+    factor = numba.carray(_as_pointer(factor_address), (dim, dim), np.float64)
+    out[:] = 0.0
+    for i in range(dim):
+        for j in range(dim):
+            out[j] += factor[i, j] * grad[i]
+
+
+@numba.njit(cache=True, nogil=True)
 def _model_point(x, user_data):  # pragma: no cover - compiled
     """Return the kernel's point: ``x``, or ``shift + factor @ x`` if the record has a map."""
     meta = numba.carray(user_data, (_U_SIZE,), np.int64)
     if meta[_U_SHIFT] == 0:
         return x
-    dim = x.shape[0]
-    shift = numba.carray(_as_pointer(meta[_U_SHIFT]), (dim,), np.float64)
-    factor = numba.carray(_as_pointer(meta[_U_FACTOR]), (dim, dim), np.float64)
-    point = shift.copy()
-    for i in range(dim):
-        total = 0.0
-        for j in range(dim):
-            total += factor[i, j] * x[j]
-        point[i] += total
-    return point
+    return affine_point(x, meta[_U_SHIFT], meta[_U_FACTOR])
 
 
 @numba.njit(cache=True, nogil=True)
 def _pull_back(grad, out, user_data):  # pragma: no cover - compiled
     """Write the gradient in the sampler's coordinates: ``factor^T @ grad``, or ``grad``."""
     meta = numba.carray(user_data, (_U_SIZE,), np.int64)
-    dim = out.shape[0]
     if meta[_U_SHIFT] == 0:
         out[:] = grad
-        return
-    factor = numba.carray(_as_pointer(meta[_U_FACTOR]), (dim, dim), np.float64)
-    out[:] = 0.0
-    for i in range(dim):
-        for j in range(dim):
-            out[j] += factor[i, j] * grad[i]
+    else:
+        affine_pull_back(grad, out, meta[_U_FACTOR])
 
 
 def _logp_c(dim, x_, out_, logp_, user_data):  # pragma: no cover - compiled

@@ -13,8 +13,12 @@ Two ways to get the log density and its gradient:
   is reused for new data of the same structure (class, number of components and
   features, covariance type, feature names and resolved priors): only the data and the
   starting point change, through ``CompiledModel.with_data`` and the initial-point
-  function. NUTS moves in the model's unconstrained coordinates from the start nudged by
-  1e-3 (``_nudged``).
+  function. NUTS moves in Laplace coordinates too: numba callbacks wrap the compiled
+  ones (:mod:`bayesmix._laplace_nutpie`).
+
+Without Laplace coordinates (more than ``_laplace.MAX_DIM`` parameters, or a curvature
+that is not finite) NUTS moves in the model's unconstrained coordinates from the start
+nudged by 1e-3 (``_nudged``).
 
 Both give the same unconstrained parametrisation, the same posterior variables and the
 same ``DataTree`` layout.
@@ -26,7 +30,7 @@ import dataclasses
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import numpy as np
@@ -60,8 +64,8 @@ def _flat_start(model: pm.Model, start: dict[str, np.ndarray]) -> np.ndarray:
 def _nudged(flat: np.ndarray, scale: float = 1e-3) -> Any:
     """Return nutpie's per-chain initial-point function: ``flat`` moved by ~``scale``.
 
-    Used where the sampler moves in the model's own coordinates (the compiled PyMC
-    model; the fused kernel without Laplace coordinates, see ``_laplace_map``).
+    Used where the sampler moves in the model's own coordinates (no Laplace coordinates,
+    see ``_laplace_map``).
 
     nutpie sets the initial mass matrix from the gradient at the start, so a gradient
     entry that is exactly zero fails ("bad initial gradient"); an EM estimate with
@@ -130,7 +134,7 @@ def _fast_compiled(
     # The first call loads the kernel from numba's cache (or compiles it, the first time
     # ever) before the sampler's threads need it.
     logp, _ = fast.logp_dlogp(flat, **shared)
-    affine = _laplace_map(fast, flat, shared)
+    affine = _laplace_map(lambda x: fast.logp_dlogp(x, **shared)[1], flat)
     initial_point = _nudged(flat) if affine is None else _laplace.corner_start(flat.size)
     compiled = fast.nutpie_model(shared, initial_point=initial_point, affine=affine)
     _log.info(
@@ -145,8 +149,12 @@ def _fast_compiled(
     return compiled
 
 
-def _laplace_map(fast: Any, flat: np.ndarray, shared: dict[str, Any]) -> _laplace.Affine | None:
+def _laplace_map(
+    grad: Callable[[np.ndarray], np.ndarray], flat: np.ndarray
+) -> _laplace.Affine | None:
     """Return the Laplace coordinates around the start ``flat`` (:mod:`bayesmix._laplace`).
+
+    ``grad`` is the gradient of the log density on the unconstrained scale.
 
     None (sample in the model's own coordinates) above ``_laplace.MAX_DIM`` parameters or
     when the curvature is not finite.
@@ -159,7 +167,7 @@ def _laplace_map(fast: Any, flat: np.ndarray, shared: dict[str, Any]) -> _laplac
         )
         return None
     clock = time.perf_counter()
-    hessian = _laplace.negative_hessian(lambda x: fast.logp_dlogp(x, **shared)[1], flat)
+    hessian = _laplace.negative_hessian(grad, flat)
     affine = _laplace.laplace_affine(hessian, flat)
     _log.info(
         "Laplace coordinates from the curvature at the start (%d gradients, %.2f s)%s",
@@ -185,7 +193,7 @@ def sample_nutpie(
     progressbar: bool,
     fast_spec: dict[str, Any] | None = None,
 ) -> xr.DataTree:
-    """Sample ``model`` with nutpie, every chain starting at ``start`` (see ``_nudged``).
+    """Sample ``model`` with nutpie, every chain starting near ``start`` (module docstring).
 
     Parameters
     ----------
@@ -217,9 +225,15 @@ def sample_nutpie(
     if compiled is None:
         if model is None:
             raise ValueError("the fused kernel does not cover this model: pass the PyMC model")
+        from bayesmix._laplace_nutpie import compiled_logp_dlogp, in_laplace_coordinates
+
         compiled = _compiled(model, key).with_data(**data)
         flat = _flat_start(model, start)
-        compiled = dataclasses.replace(compiled, initial_point_func=_nudged(flat))
+        affine = _laplace_map(lambda x: compiled_logp_dlogp(compiled, x)[1], flat)
+        if affine is None:
+            compiled = dataclasses.replace(compiled, initial_point_func=_nudged(flat))
+        else:
+            compiled = in_laplace_coordinates(compiled, affine, _laplace.corner_start(flat.size))
     return nutpie.sample(
         compiled,
         draws=draws,

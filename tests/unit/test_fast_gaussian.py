@@ -382,7 +382,7 @@ def test_laplace_coordinates_give_nutpie_a_first_metric_in_the_right_units():
     old_ratio = (1.0 / np.abs(grad)) / variance
     assert np.min(old_ratio) > 100.0  # measured: 418 to 12805
 
-    affine = _nutpie._laplace_map(fast, flat, shared)
+    affine = _nutpie._laplace_map(lambda x: fast.logp_dlogp(x, **shared)[1], flat)
     compiled = fast.nutpie_model(shared, affine=affine)
     ratios = [
         1.0 / np.abs(compiled.logp_dlogp(corner_start(fast.n_dim)(seed))[1]) for seed in range(4)
@@ -574,7 +574,7 @@ def _pymc_layout_run(model, fast, data, start, seed):
 
     flat = _nutpie._flat_start(model, start)
     shared = fast.shared_data(data.values)
-    affine = _nutpie._laplace_map(fast, flat, shared)
+    affine = _nutpie._laplace_map(lambda x: fast.logp_dlogp(x, **shared)[1], flat)
 
     def make_logp():
         return affine.wrap(fast.make_logp_fn())
