@@ -156,8 +156,9 @@ def _laplace_map(
 
     ``grad`` is the gradient of the log density on the unconstrained scale.
 
-    None (sample in the model's own coordinates) above ``_laplace.MAX_DIM`` parameters or
-    when the curvature is not finite.
+    None (sample in the model's own coordinates) above ``_laplace.MAX_DIM`` parameters,
+    when the curvature is not finite, or when ``grad`` raises ``RuntimeError`` (a compiled
+    callback that fails near the start: the sampler reports it if it matters).
     """
     if flat.size > _laplace.MAX_DIM:
         _log.info(
@@ -167,7 +168,11 @@ def _laplace_map(
         )
         return None
     clock = time.perf_counter()
-    hessian = _laplace.negative_hessian(grad, flat)
+    try:
+        hessian = _laplace.negative_hessian(grad, flat)
+    except RuntimeError as err:
+        _log.info("no Laplace coordinates: the gradient failed near the start (%s)", err)
+        return None
     affine = _laplace.laplace_affine(hessian, flat)
     _log.info(
         "Laplace coordinates from the curvature at the start (%d gradients, %.2f s)%s",

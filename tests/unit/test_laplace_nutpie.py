@@ -145,3 +145,18 @@ def test_nutpie_samples_the_model_in_laplace_coordinates(gaussian_model):
     assert np.all(np.abs(x.mean(axis=0) - MEAN) < 5 * se)
     np.testing.assert_allclose(np.cov(x.T), COV, rtol=0.15, atol=0.05)
     assert int(idata["sample_stats"]["diverging"].sum()) == 0
+
+
+def test_no_laplace_map_when_the_gradient_fails_near_the_start(caplog):
+    import logging
+
+    from bayesmix import _nutpie
+
+    def failing(x):
+        raise RuntimeError("the logp callback failed with code 1")
+
+    with caplog.at_level(logging.INFO, logger="bayesmix"):
+        assert _nutpie._laplace_map(failing, np.zeros(DIM)) is None
+    assert "gradient failed near the start" in caplog.text
+    # Non-finite curvature (codes 3 and 4 give non-finite values) also means no map.
+    assert _nutpie._laplace_map(lambda x: np.full(DIM, np.nan), np.zeros(DIM)) is None
