@@ -48,6 +48,7 @@ import time
 t0 = time.perf_counter()
 import numpy as np
 import bayesmix as bm
+bm.GaussianMixture  # bayesmix imports its classes (and PyMC) on first use
 t_import = time.perf_counter() - t0
 rng = np.random.default_rng(0)
 X = rng.normal(size=(10_000, 2))
