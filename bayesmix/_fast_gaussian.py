@@ -834,6 +834,40 @@ def c_callbacks() -> tuple[Any, Any]:
     )
 
 
+def call_c(cfunc: Any, *args: Any) -> int:
+    """Call a numba ``CFunc`` through ctypes (arrays by their data pointer); its return code."""
+    values = [
+        arg.ctypes.data_as(argtype) if isinstance(arg, np.ndarray) else arg
+        for arg, argtype in zip(args, cfunc.ctypes.argtypes, strict=True)
+    ]
+    return int(cfunc.ctypes(*values))
+
+
+def call_logp(cfunc: Any, user_data: np.ndarray, x: np.ndarray) -> tuple[float, np.ndarray]:
+    """Call a nutpie logp callback at ``x`` as the sampler does: ``(logp, grad)``.
+
+    Codes 3 and 4 (a non-finite gradient or value) return the non-finite values; any
+    other code but 0 raises ``RuntimeError``.
+    """
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    grad = np.empty(x.size)
+    logp = np.empty(1)
+    code = call_c(cfunc, x.size, x, grad, logp, int(user_data.ctypes.data))
+    if code not in (0, 3, 4):
+        raise RuntimeError(f"the logp callback failed with code {code}")
+    return float(logp[0]), grad
+
+
+def call_expand(cfunc: Any, user_data: np.ndarray, x: np.ndarray, n_expanded: int) -> np.ndarray:
+    """Call a nutpie expand callback at ``x``: the stored values, concatenated."""
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    out = np.empty(n_expanded)
+    code = call_c(cfunc, x.size, out.size, x, out, int(user_data.ctypes.data))
+    if code != 0:
+        raise RuntimeError(f"the expand callback failed with code {code}")
+    return out
+
+
 # -- the model description ----------------------------------------------------------------
 
 
@@ -1226,36 +1260,11 @@ def _compiled_model_class() -> type:
 
             ``x`` and the gradient are in the sampler's coordinates (see ``affine``).
             """
-            logp_c, _ = c_callbacks()
-            x = np.ascontiguousarray(x, dtype=np.float64)
-            grad = np.empty(self.n_dim)
-            logp = np.empty(1)
-            code = logp_c.ctypes(
-                self.n_dim,
-                x.ctypes.data_as(logp_c.ctypes.argtypes[1]),
-                grad.ctypes.data_as(logp_c.ctypes.argtypes[2]),
-                logp.ctypes.data_as(logp_c.ctypes.argtypes[3]),
-                self.user_data.ctypes.data,
-            )
-            if code not in (0, 4):
-                raise RuntimeError(f"the logp callback failed with code {code}")
-            return float(logp[0]), grad
+            return call_logp(c_callbacks()[0], self.user_data, x)
 
         def expand(self, x: np.ndarray) -> np.ndarray:
             """Call the C expand callback at ``x``: the stored values, concatenated."""
-            _, expand_c = c_callbacks()
-            x = np.ascontiguousarray(x, dtype=np.float64)
-            out = np.empty(self._n_expanded)
-            code = expand_c.ctypes(
-                self.n_dim,
-                out.size,
-                x.ctypes.data_as(expand_c.ctypes.argtypes[2]),
-                out.ctypes.data_as(expand_c.ctypes.argtypes[3]),
-                self.user_data.ctypes.data,
-            )
-            if code != 0:
-                raise RuntimeError(f"the expand callback failed with code {code}")
-            return out
+            return call_expand(c_callbacks()[1], self.user_data, x, self._n_expanded)
 
         @property
         def _n_expanded(self) -> int:

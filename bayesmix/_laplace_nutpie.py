@@ -24,8 +24,11 @@ from numba.extending import intrinsic
 from bayesmix._fast_gaussian import (
     _C_EXPAND,
     _C_LOGP,
+    _frozen_affine,
     affine_point,
     affine_pull_back,
+    call_expand,
+    call_logp,
 )
 from bayesmix._laplace import Affine
 
@@ -125,48 +128,14 @@ def _callbacks() -> tuple[Any, Any]:
     )
 
 
-def _call(cfunc: Any, *args: Any) -> int:
-    """Call a numba ``CFunc`` through ctypes (array arguments by their data pointer)."""
-    argtypes = cfunc.ctypes.argtypes
-    values = [
-        arg.ctypes.data_as(argtype) if isinstance(arg, np.ndarray) else arg
-        for arg, argtype in zip(args, argtypes, strict=True)
-    ]
-    return int(cfunc.ctypes(*values))
-
-
 def compiled_logp_dlogp(compiled: Any, x: np.ndarray) -> tuple[float, np.ndarray]:
-    """Return ``(logp, grad)`` of a nutpie compiled model at ``x``, as nutpie calls it.
-
-    Raises ``RuntimeError`` if the callback fails for a reason other than a non-finite
-    value (codes 3 and 4 return the non-finite values).
-    """
-    x = np.ascontiguousarray(x, dtype=np.float64)
-    grad = np.empty(x.size)
-    logp = np.empty(1)
-    code = _call(
-        compiled.compiled_logp_func, x.size, x, grad, logp, int(compiled.user_data.ctypes.data)
-    )
-    if code not in (0, 3, 4):
-        raise RuntimeError(f"the logp callback failed with code {code}")
-    return float(logp[0]), grad
+    """Return ``(logp, grad)`` of a nutpie compiled model at ``x``, as nutpie calls it."""
+    return call_logp(compiled.compiled_logp_func, compiled.user_data, x)
 
 
 def compiled_expand(compiled: Any, x: np.ndarray) -> np.ndarray:
     """Return the values nutpie stores for the draw ``x`` (all variables, concatenated)."""
-    x = np.ascontiguousarray(x, dtype=np.float64)
-    out = np.empty(compiled.n_expanded)
-    code = _call(
-        compiled.compiled_expand_func,
-        x.size,
-        out.size,
-        x,
-        out,
-        int(compiled.user_data.ctypes.data),
-    )
-    if code != 0:
-        raise RuntimeError(f"the expand callback failed with code {code}")
-    return out
+    return call_expand(compiled.compiled_expand_func, compiled.user_data, x, compiled.n_expanded)
 
 
 def in_laplace_coordinates(compiled: Any, affine: Affine, initial_point_func: Any) -> Any:
@@ -177,10 +146,7 @@ def in_laplace_coordinates(compiled: Any, affine: Affine, initial_point_func: An
     the model object alive while it samples).
     """
     logp_c, expand_c = _callbacks()
-    shift = np.array(affine.shift, dtype=np.float64, order="C")
-    factor = np.array(affine.factor, dtype=np.float64, order="C")
-    for array in (shift, factor):
-        array.flags.writeable = False
+    shift, factor = _frozen_affine(affine, compiled.n_dim)
     record = np.empty(_R_SIZE, dtype=np.int64)
     record[_R_LOGP] = compiled.compiled_logp_func.address
     record[_R_EXPAND] = compiled.compiled_expand_func.address

@@ -84,7 +84,7 @@ def test_em_start_of_the_plain_model_is_sklearns_estimate():
     spec.loader.exec_module(bench)
     for n_features, k in ((1, 2), (3, 3)):
         X = bench.make_data(n_features=n_features, n_components=k, n_samples=600)
-        em = GaussianMixture(n_components=k, tol=1e-6, max_iter=2000, random_state=0).fit(X)
+        em = GaussianMixture(n_components=k, **bench.EM_SETTINGS).fit(X)
         order = np.argsort(em.means_[:, 0])
         model = bench.plain_pymc_model(X, k)
         points = bench.em_initial_points(X, k)

@@ -11,12 +11,11 @@ import numpy as np
 import pytest
 from nutpie.compile_pymc import CompiledPyMCModel
 
-from bayesmix._fast_gaussian import _as_pointer
+from bayesmix._fast_gaussian import _as_pointer, call_c
 from bayesmix._laplace import corner_start, laplace_affine, negative_hessian
 from bayesmix._laplace_nutpie import (
     _C_EXPAND,
     _C_LOGP,
-    _call,
     compiled_expand,
     compiled_logp_dlogp,
     in_laplace_coordinates,
@@ -113,7 +112,9 @@ def test_the_wrapped_callbacks_code_is_passed_on(gaussian_model):
     # A u whose x lies in the stand-in's bad region: its code 3 reaches nutpie.
     u = np.linalg.solve(affine.factor, np.array([2 * BAD_REGION, 0.0, 0.0]) - affine.shift)
     grad, logp = np.empty(DIM), np.empty(1)
-    code = _call(wrapped.compiled_logp_func, DIM, u, grad, logp, int(wrapped.user_data.ctypes.data))
+    code = call_c(
+        wrapped.compiled_logp_func, DIM, u, grad, logp, int(wrapped.user_data.ctypes.data)
+    )
     assert code == 3
     failing = dataclasses.replace(
         gaussian_model, compiled_logp_func=numba.cfunc(_C_LOGP)(_failing_logp)
