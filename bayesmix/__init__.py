@@ -25,10 +25,11 @@ from bayesmix.exceptions import (
 
 if TYPE_CHECKING:
     from bayesmix import datasets
-    from bayesmix._discrete import BernoulliMixture, PoissonMixture
-    from bayesmix._gaussian import GaussianMixture
-    from bayesmix._student_t import StudentTMixture
     from bayesmix.compare import compare_fits
+    from bayesmix.families.bernoulli import BernoulliMixture
+    from bayesmix.families.gaussian.model import GaussianMixture
+    from bayesmix.families.poisson import PoissonMixture
+    from bayesmix.families.student_t import StudentTMixture
     from bayesmix.io import load
     from bayesmix.plots import (
         plot_compare,
@@ -51,10 +52,10 @@ if TYPE_CHECKING:
 # importing PyMC, ArviZ and matplotlib takes seconds, which ``import bayesmix``, the
 # exceptions and ``bayesmix --help`` do not need.
 _LAZY = {
-    "BernoulliMixture": "bayesmix._discrete",
-    "PoissonMixture": "bayesmix._discrete",
-    "GaussianMixture": "bayesmix._gaussian",
-    "StudentTMixture": "bayesmix._student_t",
+    "BernoulliMixture": "bayesmix.families.bernoulli",
+    "PoissonMixture": "bayesmix.families.poisson",
+    "GaussianMixture": "bayesmix.families.gaussian.model",
+    "StudentTMixture": "bayesmix.families.student_t",
     "compare_fits": "bayesmix.compare",
     "load": "bayesmix.io",
     "plot_compare": "bayesmix.plots",

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bayesmix.exceptions import BayesmixError, DataError
+from bayesmix.families import FAMILIES
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -69,19 +70,9 @@ def _sampler_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return {"draws": args.draws, "tune": args.tune, "chains": args.chains, "progressbar": True}
 
 
-FAMILIES = {
-    "gaussian": "GaussianMixture",
-    "student-t": "StudentTMixture",
-    "poisson": "PoissonMixture",
-    "bernoulli": "BernoulliMixture",
-}
-
-
 def _family(args: argparse.Namespace) -> Any:
-    """Return the model class chosen with ``--family``."""
-    import bayesmix as bm
-
-    return getattr(bm, FAMILIES[args.family])
+    """Return the model class chosen with ``--family`` (from the family registry)."""
+    return FAMILIES[args.family]
 
 
 def _spec(args: argparse.Namespace, k: int) -> dict[str, Any]:

@@ -17,12 +17,12 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayesmix._base import _observed_data
+from bayesmix._datatree import observed_data as _observed_data
 from bayesmix._threads import single_blas_thread
 from bayesmix.exceptions import InvalidParameterError, NotFittedError
 from bayesmix.stats import relabel_permutations
 
-__all__ = ["adjusted_rand_index", "compare_fits", "free_covariance_entries", "scalar_parameters"]
+__all__ = ["adjusted_rand_index", "compare_fits"]
 
 _log = logging.getLogger("bayesmix")
 
@@ -93,88 +93,6 @@ def adjusted_rand_index(labels_a: Any, labels_b: Any) -> float:
     if maximum == expected:  # both partitions trivial (one cluster, or all singletons)
         return 1.0
     return (together - expected) / (maximum - expected)
-
-
-def free_covariance_entries(
-    covariance_type: str, n_components: int, n_features: int
-) -> list[tuple[int, int, int]]:
-    """Return the ``(component, row, column)`` indices of the free covariance entries.
-
-    ``full``: every entry on and below the diagonal of every component; ``tied``: those
-    of the one shared matrix (component 0); ``diag``: the diagonals; ``spherical``: one
-    variance per component (the first diagonal entry).
-
-    Examples
-    --------
-    >>> from bayesmix.compare import free_covariance_entries
-    >>> free_covariance_entries("tied", 2, 2)
-    [(0, 0, 0), (0, 1, 0), (0, 1, 1)]
-    >>> free_covariance_entries("spherical", 2, 3)
-    [(0, 0, 0), (1, 0, 0)]
-    """
-    components = range(1 if covariance_type == "tied" else n_components)
-    match covariance_type:
-        case "full" | "tied":
-            return [(k, i, j) for k in components for i in range(n_features) for j in range(i + 1)]
-        case "diag":
-            return [(k, i, i) for k in components for i in range(n_features)]
-        case "spherical":
-            return [(k, 0, 0) for k in components]
-    raise InvalidParameterError(
-        f"covariance_type must be one of 'full', 'tied', 'diag', 'spherical'; got "
-        f"{covariance_type!r}."
-    )
-
-
-def scalar_parameters(
-    weights: np.ndarray,
-    means: np.ndarray,
-    covariances: np.ndarray,
-    *,
-    covariance_type: str,
-    components: list[Any],
-    features: list[Any],
-    matrix_name: str = "covariances",
-) -> tuple[list[str], list[str], np.ndarray]:
-    """Flatten mixture parameters to the distinct scalar parameters of the model.
-
-    Parameters
-    ----------
-    weights : ndarray of shape (n_draws, n_components)
-    means : ndarray of shape (n_draws, n_components, n_features)
-    covariances : ndarray of shape (n_draws, n_components, n_features, n_features)
-        Full matrices; only the free entries for ``covariance_type`` are kept
-        (see :func:`free_covariance_entries`).
-    covariance_type : {"full", "tied", "diag", "spherical"}
-    components, features : list
-        Coordinate labels of the components and features, used in the labels.
-    matrix_name : str, default="covariances"
-        Name of the matrix variable in the labels (``"scales"`` for Student-t).
-
-    Returns
-    -------
-    variables : list of str
-        The variable of each scalar (``"weights"``, ``"means"`` or ``"covariances"``).
-    labels : list of str
-        ArviZ-style labels: ``"weights[0]"``, ``"means[0, x]"``, ``"covariances[0, y, x]"``.
-    values : ndarray of shape (n_draws, n_scalars)
-    """
-    k, d = means.shape[-2:]
-    variables, labels, columns = [], [], []
-    for c in range(k):
-        variables.append("weights")
-        labels.append(f"weights[{components[c]}]")
-        columns.append(weights[:, c])
-    for c in range(k):
-        for f in range(d):
-            variables.append("means")
-            labels.append(f"means[{components[c]}, {features[f]}]")
-            columns.append(means[:, c, f])
-    for c, i, j in free_covariance_entries(covariance_type, k, d):
-        variables.append(matrix_name)
-        labels.append(f"{matrix_name}[{components[c]}, {features[i]}, {features[j]}]")
-        columns.append(covariances[:, c, i, j])
-    return variables, labels, np.stack(columns, axis=-1)
 
 
 def _permute_point(point: Point, perm: np.ndarray) -> Point:
@@ -299,7 +217,7 @@ def _aligned_parameters(
     Returns
     -------
     variables, labels : list of str
-        As in :func:`scalar_parameters`.
+        As in the family's ``_scalar_parameters``.
     draws : ndarray of shape (n_chains, n_draws, n_scalars)
     estimate : ndarray of shape (n_scalars,)
         ``point`` relabelled to the MCMC labelling.

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import arviz_plots as azp
@@ -41,7 +41,7 @@ from bayesmix.compare import (
     _training_data,
 )
 from bayesmix.exceptions import InvalidParameterError
-from bayesmix.stats import draw_log_prob, gaussian_log_prob
+from bayesmix.stats import draw_log_prob
 
 __all__ = [
     "PlotAccessor",
@@ -104,7 +104,7 @@ def ellipse_geometry(
 
 
 def mixture_densities(
-    grid: np.ndarray, draws: Draws, component_log_prob: Any = gaussian_log_prob
+    grid: np.ndarray, draws: Draws, component_log_prob: Callable[..., np.ndarray]
 ) -> np.ndarray:
     """Return the mixture density of every draw on a 1-D grid, shape (n_draws, n_grid).
 
@@ -195,7 +195,7 @@ def _density_panel(
     draws: Draws | None,
     em: Point,
     hdi_prob: float,
-    component_log_prob: Any = gaussian_log_prob,
+    component_log_prob: Callable[..., np.ndarray],
 ) -> None:
     """Histogram of one feature, posterior mean density with its band, EM density dashed."""
     lo, hi = float(x.min()), float(x.max())
@@ -288,7 +288,7 @@ def _discrete_components(fit: Any, X: Any, *, ax: Any, n_draws: int, hdi_prob: f
     em = _point_from_em(fit)
     names = _feature_names(fit)
     title = f"{fit.n_components}-component mixture ({fit.idata.attrs.get('inference_method')})"
-    if fit._family == "bernoulli":
+    if fit.plot_kind == "binary":
         fig, axis = _new_axes(
             ax, figsize=(max(5.0, 0.6 * len(names) + 2) + 3, 4), layout="constrained"
         )
@@ -311,7 +311,9 @@ def _discrete_components(fit: Any, X: Any, *, ax: Any, n_draws: int, hdi_prob: f
         fig = axes[0].get_figure()
     for d, axis in enumerate(axes):
         one = None if draws is None else (draws[0], draws[1][..., [d]])
-        _count_panel(axis, values[:, d], one, (em[0], em[1][:, [d]]), hdi_prob)
+        _count_panel(
+            axis, values[:, d], one, (em[0], em[1][:, [d]]), hdi_prob, fit._component_log_prob
+        )
         axis.set(xlabel=names[d], ylabel="probability")
     axes[0].legend(fontsize="small")
     if ax is None:
@@ -321,15 +323,23 @@ def _discrete_components(fit: Any, X: Any, *, ax: Any, n_draws: int, hdi_prob: f
     return fig
 
 
-def _count_panel(ax: Axes, x: np.ndarray, draws: Draws | None, em: Point, hdi_prob: float) -> None:
-    """Observed count frequencies, the mixture pmf (posterior mean, band) and EM components."""
-    from bayesmix.stats import poisson_log_prob
+def _count_panel(
+    ax: Axes,
+    x: np.ndarray,
+    draws: Draws | None,
+    em: Point,
+    hdi_prob: float,
+    log_pmf: Callable[..., np.ndarray],
+) -> None:
+    """Observed count frequencies, the mixture pmf (posterior mean, band) and EM components.
 
+    ``log_pmf(X, rates)`` is the family's component log pmf of one feature's counts.
+    """
     grid = np.arange(0, int(x.max()) + 2, dtype=np.float64)
     observed = np.bincount(x.astype(np.int64), minlength=grid.size)[: grid.size] / x.size
     ax.bar(grid, observed, color="0.75", edgecolor="0.6", label="data", width=0.8)
     if draws is not None:
-        pmf = mixture_densities(grid, draws, poisson_log_prob)
+        pmf = mixture_densities(grid, draws, log_pmf)
         band = azs.hdi(xr.DataArray(pmf, dims=("sample", "grid")), prob=hdi_prob, dim="sample")
         ax.fill_between(
             grid,
@@ -346,10 +356,10 @@ def _count_panel(ax: Axes, x: np.ndarray, draws: Draws | None, em: Point, hdi_pr
             grid, pmf.mean(axis=0), "o-", color="C0", ms=3, label="posterior mean", gid=GID_MEAN
         )
     weights, rates = em
-    em_pmf = mixture_densities(grid, (weights[None], rates[None]), poisson_log_prob)[0]
+    em_pmf = mixture_densities(grid, (weights[None], rates[None]), log_pmf)[0]
     ax.plot(grid, em_pmf, color="k", linestyle="--", label="EM", gid=GID_EM)
     for k in range(weights.size):
-        component = weights[k] * np.exp(poisson_log_prob(grid[:, None], rates[None, [k]])[0, :, 0])
+        component = weights[k] * np.exp(log_pmf(grid[:, None], rates[None, [k]])[0, :, 0])
         ax.plot(
             grid,
             component,
@@ -477,7 +487,7 @@ def plot_components(
     _check_fitted(fit, "fit")
     n_draws = _check_n_draws(n_draws)
     hdi_prob = _check_prob(hdi_prob, "hdi_prob")
-    if fit._family in ("poisson", "bernoulli"):
+    if fit.plot_kind in ("counts", "binary"):
         return _discrete_components(fit, X, ax=ax, n_draws=n_draws, hdi_prob=hdi_prob)
     density = fit._component_log_prob
     values, proba = _data(fit, X)
@@ -774,7 +784,7 @@ def plot_ppc(fit: Any, *, n_draws: int = 50, random_seed: int | None = None, **k
         fit.sample_posterior_predictive(random_seed=random_seed)
     sizes = fit.idata["posterior_predictive"].sizes
     available = sizes["chain"] * sizes["draw"]
-    if fit._family in ("poisson", "bernoulli"):
+    if fit.plot_kind in ("counts", "binary"):
         return _discrete_ppc(fit, min(n_draws, available))
     kwargs.setdefault("cols", ["feature"])
     return azp.plot_ppc_dist(
@@ -788,7 +798,7 @@ def _discrete_ppc(fit: Any, n_draws: int) -> Figure:
     replicated = fit.idata["posterior_predictive"]["x"].transpose("chain", "draw", "obs", "feature")
     replicated = replicated.to_numpy().reshape(-1, *observed.shape)
     replicated = replicated[thin_indices(replicated.shape[0], n_draws)]
-    if fit._family == "bernoulli":
+    if fit.plot_kind == "binary":
         panels = [("positive items per observation", observed.sum(1), replicated.sum(2))]
     else:
         names = _feature_names(fit)

@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from bayesmix._base import MixtureModel
-from bayesmix._gaussian import GaussianMixture
 from bayesmix._threads import single_blas_thread
 from bayesmix._validation import check_data, check_option, check_positive_int
 from bayesmix.exceptions import InvalidParameterError, SamplerWarning
+from bayesmix.families import FAMILIES
+from bayesmix.model import MixtureModel
 
 __all__ = [
     "classification_entropy",
@@ -51,13 +51,25 @@ def elpd_difference(elpd_i: np.ndarray, reference_i: np.ndarray) -> tuple[float,
 
 
 @single_blas_thread
+def _model_class(model: Any) -> type[MixtureModel]:
+    """Return the model class of ``model``: a bayesmix class or a family registry name."""
+    if isinstance(model, str) and model in FAMILIES:
+        return FAMILIES[model]
+    if isinstance(model, type) and issubclass(model, MixtureModel):
+        return model
+    raise InvalidParameterError(
+        f"model must be a bayesmix mixture class such as bm.GaussianMixture or a family "
+        f"name in {sorted(FAMILIES)}; got {model!r}."
+    )
+
+
 def select_k(
     X: Any,
     ks: Iterable[int] = range(1, 7),
     *,
     method: Literal["both", "em", "nuts"] = "both",
     covariance_type: Literal["full", "tied", "diag", "spherical"] = "full",
-    model: type[MixtureModel] = GaussianMixture,
+    model: type[MixtureModel] | str = "gaussian",
     draws: int = 1000,
     tune: int = 1000,
     chains: int = 4,
@@ -77,8 +89,9 @@ def select_k(
         the PSIS-LOO expected log predictive density of NUTS fits (arviz-stats).
     covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
         For the Gaussian and Student-t families.
-    model : class, default=GaussianMixture
-        The mixture family: any bayesmix model class (``PoissonMixture``, ...).
+    model : class or str, default="gaussian"
+        The mixture family: any bayesmix model class (``bm.PoissonMixture``, ...) or its
+        name in the family registry (``"poisson"``; see ``bayesmix.families.FAMILIES``).
     draws, tune, chains : int
         Sampler settings of the NUTS fits.
     random_state : int, optional
@@ -116,10 +129,7 @@ def select_k(
     2
     """
     check_option(method, "method", SELECT_METHODS)
-    if not (isinstance(model, type) and issubclass(model, MixtureModel)):
-        raise InvalidParameterError(
-            f"model must be a bayesmix mixture class such as bm.GaussianMixture; got {model!r}."
-        )
+    model = _model_class(model)
     ks = [check_positive_int(k, "every K in ks") for k in ks]
     if not ks or len(set(ks)) != len(ks):
         raise InvalidParameterError(
@@ -243,7 +253,7 @@ def overfitted_mixture(
     k_max: int = 8,
     *,
     concentration: float = 0.01,
-    model: type[MixtureModel] = GaussianMixture,
+    model: type[MixtureModel] | str = "gaussian",
     **params: Any,
 ) -> MixtureModel:
     """Return an overfitted ("sparse finite") mixture for inferring the number of clusters.
@@ -262,8 +272,8 @@ def overfitted_mixture(
         Number of components of the overfitted model.
     concentration : float, default=0.01
         Dirichlet concentration ``e0`` of every weight.
-    model : class, default=GaussianMixture
-        The mixture family.
+    model : class or str, default="gaussian"
+        The mixture family: a bayesmix model class or its registry name.
     **params
         Further arguments of ``model``; a ``priors`` dict is kept, with ``weights``
         replaced.
@@ -289,6 +299,7 @@ def overfitted_mixture(
     (6, Prior('Dirichlet', a=0.01))
     """
     check_positive_int(k_max, "k_max")
+    model = _model_class(model)
     if not (isinstance(concentration, float | int) and 0 < concentration < np.inf):
         raise InvalidParameterError(
             f"concentration must be a positive number; got {concentration!r}. Try 0.01."

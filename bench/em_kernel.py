@@ -56,7 +56,7 @@ METHODS = ("fused", "numpy", "sklearn")
 _COMPILE_PROBE = """
 import json, sys, time
 import numpy as np
-from bayesmix.em import fit_em
+from bayesmix.families.gaussian.em import fit_em
 rng = np.random.default_rng(0)
 X = np.vstack([rng.normal(size=(500, 2)), rng.normal(loc=6.0, size=(500, 2))])
 times = {}
@@ -113,7 +113,7 @@ def run_method(method: str, X, start, covariance_type, tol, max_iter):
     """Fit once; return (seconds, n_iter, mean log-likelihood)."""
     from sklearn.mixture import GaussianMixture
 
-    import bayesmix.em as em
+    import bayesmix.families.gaussian.em as em
 
     n_components = start["weights"].shape[0]
     if method == "sklearn":

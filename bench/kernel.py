@@ -10,10 +10,10 @@ Measured, for ``GaussianMixture(n_components=3, covariance_type="full")`` on two
 (default priors) and one thread:
 
 - ``ns/point``: nanoseconds per observation of one log density + gradient evaluation at
-  N = 10^3, 10^4, 10^5 and 10^6, for (a) the fused numba kernel of ``bayesmix._fast_gaussian``
-  called through the C callback nutpie's sampler calls and (b) nutpie's
-  compiled PyMC model (``nutpie.compile_pymc_model(model, backend="numba")``), called
-  through the same C entry point nutpie's sampler calls (``compiled_logp_func``). Best of
+  N = 10^3, 10^4, 10^5 and 10^6, for (a) the fused numba kernel of
+  ``bayesmix.families.gaussian._nuts_kernel`` called through the C callback nutpie's sampler calls
+  and (b) nutpie's compiled PyMC model (``nutpie.compile_pymc_model(model, backend="numba")``),
+  called through the same C entry point nutpie's sampler calls (``compiled_logp_func``). Best of
   several rounds.
 - ``compile``: seconds to get (b) in this process (PyTensor -> numba).
 - ``fresh process``: seconds from interpreter start to the first gradient, in a new
@@ -55,7 +55,7 @@ X = rng.normal(size=(10_000, 2))
 gm = bm.GaussianMixture(n_components=3, covariance_type="full")
 data, priors = gm._prepare(X)
 if "{path}" == "fast":
-    from bayesmix import _fast_gaussian
+    from bayesmix.families.gaussian import _nuts_kernel as _fast_gaussian
     fast = _fast_gaussian.build(dict(covariance_type="full", n_components=3, n_features=2,
                                      priors=priors, features=data.features))
     shared = fast.shared_data(data.values)
@@ -98,7 +98,7 @@ def _time_per_point(fn, n: int, rounds: int = 7, budget: float = 0.3) -> float:
 
 def _fast_setup(X: np.ndarray):
     import bayesmix as bm
-    from bayesmix import _fast_gaussian
+    from bayesmix.families.gaussian import _nuts_kernel as _fast_gaussian
 
     gm = bm.GaussianMixture(n_components=N_COMPONENTS, covariance_type="full")
     data, priors = gm._prepare(X)
@@ -136,7 +136,7 @@ def _c_call(cfunc, n_dim: int, x: np.ndarray, user_data: np.ndarray):
 
 def bench_fast(x_point: dict[int, np.ndarray]) -> dict[str, float]:
     """Time the fused kernel through the C callback nutpie's sampler calls."""
-    from bayesmix import _fast_gaussian
+    from bayesmix.families.gaussian import _nuts_kernel as _fast_gaussian
 
     cfunc = _fast_gaussian.c_callbacks()[0].ctypes
     out = {}

@@ -7,7 +7,7 @@ import pytensor
 import pytest
 from pymc.testing import mock_sample
 
-from bayesmix import _nutpie
+from bayesmix.nuts import sampler as _nutpie
 
 matplotlib.use("Agg")
 
@@ -59,4 +59,9 @@ def mocked_sample(monkeypatch):
     monkeypatch.setattr(_nutpie, "sample_nutpie", fake_nutpie)
     # The fake draws from the PyMC model's prior, so the fit must build it (with nutpie and
     # the fused kernel it would not need one).
-    monkeypatch.setattr(_nutpie, "fast_free_variables", lambda spec: None)
+    from bayesmix.model import MixtureModel
+
+    monkeypatch.setattr(MixtureModel, "_nuts_target", lambda self, data, priors: None)
+    from bayesmix.families.gaussian.model import GaussianMixture
+
+    monkeypatch.setattr(GaussianMixture, "_nuts_target", lambda self, data, priors: None)

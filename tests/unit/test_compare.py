@@ -13,15 +13,14 @@ from scipy.stats import multivariate_normal
 from sklearn.metrics import adjusted_rand_score
 
 import bayesmix as bm
-from bayesmix.compare import (
-    adjusted_rand_index,
-    compare_fits,
-    free_covariance_entries,
-    scalar_parameters,
-)
+from bayesmix.compare import adjusted_rand_index, compare_fits
 from bayesmix.datasets import make_mixture
 from bayesmix.exceptions import InvalidParameterError, NotFittedError, SamplerWarning
-from bayesmix.stats import n_parameters
+from bayesmix.families.gaussian.densities import (
+    free_covariance_entries,
+    n_parameters,
+    scalar_parameters,
+)
 
 COLUMNS = ["em", "mean", "sd", "hdi_low", "hdi_high", "em_in_hdi", "z_score"]
 EXPECTED_INDEX = [

@@ -1,4 +1,4 @@
-"""Tests of bayesmix.em, with scipy and scikit-learn as independent oracles."""
+"""Tests of bayesmix.families.gaussian.em, with scipy and scikit-learn as independent oracles."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from scipy.special import logsumexp
 from sklearn.metrics import adjusted_rand_score
 from sklearn.mixture import GaussianMixture
 
-import bayesmix.em as em
-from bayesmix.em import (
+import bayesmix.em.init as em_init
+import bayesmix.families.gaussian.em as em
+from bayesmix.exceptions import ConvergenceWarning, FitError
+from bayesmix.families.gaussian.em import (
     COVARIANCE_TYPES,
     EMResult,
     compute_precision_cholesky,
@@ -23,7 +25,6 @@ from bayesmix.em import (
     kmeans_plusplus,
     m_step,
 )
-from bayesmix.exceptions import ConvergenceWarning, FitError
 
 K, D, N = 3, 2, 300
 
@@ -436,9 +437,9 @@ def test_nearest_centres_match_scipy_distances(rng):
     centres = np.vstack([X[[3, 17]], X[17], rng.normal(size=(1, 3)) + 1e4])  # a tie
     expected = cdist(X, centres, "sqeuclidean")
     np.testing.assert_allclose(
-        em._squared_distances(np.ascontiguousarray(X.T), centres), expected.T, rtol=1e-12
+        em_init._squared_distances(np.ascontiguousarray(X.T), centres), expected.T, rtol=1e-12
     )
-    labels, sq = em._nearest_centres(X, centres)
+    labels, sq = em_init.nearest_centres(X, centres)
     np.testing.assert_array_equal(labels, expected.argmin(axis=1))  # ties: lower index
     assert labels[17] == 1
     np.testing.assert_allclose(sq, expected.min(axis=1), rtol=1e-12)

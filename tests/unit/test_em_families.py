@@ -1,7 +1,7 @@
-"""Tests of bayesmix.em_families (Poisson, Bernoulli and Student-t mixture EM).
+"""Tests of bayesmix.em.loop (Poisson, Bernoulli and Student-t mixture EM).
 
-scipy.stats is the independent oracle for every density and objective; bayesmix.em.fit_em
-for the Gaussian limit of the Student-t mixture.
+scipy.stats is the independent oracle for every density and objective;
+bayesmix.families.gaussian.em.fit_em for the Gaussian limit of the Student-t mixture.
 """
 
 from __future__ import annotations
@@ -16,31 +16,27 @@ import pytest
 from scipy import optimize, stats
 from scipy.special import logsumexp
 
-from bayesmix import stats as bm_stats
-from bayesmix.em import COVARIANCE_TYPES, fit_em
-from bayesmix.em_families import (
-    MixtureEMResult,
-    _log_dirichlet,
-    _map_weights,
-    fit_bernoulli_em,
-    fit_poisson_em,
-    fit_student_t_em,
-)
+from bayesmix.em.loop import MixtureEMResult, _log_dirichlet, _map_weights
 from bayesmix.exceptions import ConvergenceWarning, DataError, FitError, InvalidParameterError
+from bayesmix.families import bernoulli, poisson, student_t
+from bayesmix.families.bernoulli import fit_bernoulli_em
+from bayesmix.families.gaussian.em import COVARIANCE_TYPES, fit_em
+from bayesmix.families.poisson import fit_poisson_em
+from bayesmix.families.student_t import fit_student_t_em
 
 
 # The per-component densities of one parameter point, (N, K): bayesmix.stats evaluates
 # them for a batch of draws, and EM calls it with one draw.
 def poisson_log_prob(X, rates):
-    return bm_stats.poisson_log_prob(X, np.asarray(rates)[None])[0]
+    return poisson.poisson_log_prob(X, np.asarray(rates)[None])[0]
 
 
 def bernoulli_log_prob(X, probs):
-    return bm_stats.bernoulli_log_prob(X, np.asarray(probs)[None])[0]
+    return bernoulli.bernoulli_log_prob(X, np.asarray(probs)[None])[0]
 
 
 def student_t_log_prob(X, means, scales, dof):
-    return bm_stats.student_t_log_prob(X, means[None], scales[None], np.asarray(dof)[None])[0]
+    return student_t.student_t_log_prob(X, means[None], scales[None], np.asarray(dof)[None])[0]
 
 
 # ---------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
-"""Tests of the fused numba EM kernels (bayesmix._em_kernels and their wrappers in em.py).
+"""Tests of the fused numba EM kernels (bayesmix.families.gaussian._em_kernels and their wrappers
+in em.py).
 
 Oracles: numpy's exp, scipy.stats densities with scipy's logsumexp for the E-step sums, and
-bayesmix.em.m_step / compute_precision_cholesky (the NumPy path) for the M-step.
+bayesmix.families.gaussian.em.m_step / compute_precision_cholesky (the NumPy path) for the M-step.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ import pytest
 from scipy import stats
 from scipy.special import logsumexp
 
-import bayesmix.em as em
-from bayesmix import _em_kernels
+import bayesmix.families.gaussian.em as em
+from bayesmix.families.gaussian import _em_kernels
 
 TINY = np.finfo(np.float64).tiny
 EPS = np.finfo(np.float64).eps

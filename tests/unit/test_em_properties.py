@@ -1,4 +1,4 @@
-"""Property tests of bayesmix.em on random well-conditioned mixtures (hypothesis).
+"""Property tests of bayesmix.families.gaussian.em on random well-conditioned mixtures (hypothesis).
 
 For all four covariance types and both objectives: the EM objective never decreases, the
 E-step returns proper responsibilities, and the fit is equivariant to permuting the rows of
@@ -17,8 +17,13 @@ from hypothesis import strategies as st
 from scipy.optimize import linear_sum_assignment
 from threadpoolctl import threadpool_limits
 
-from bayesmix.em import COVARIANCE_TYPES, compute_precision_cholesky, e_step, fit_em
 from bayesmix.exceptions import ConvergenceWarning
+from bayesmix.families.gaussian.em import (
+    COVARIANCE_TYPES,
+    compute_precision_cholesky,
+    e_step,
+    fit_em,
+)
 
 # derandomize: the same examples on every run (no flaky CI); database=None: no .hypothesis/.
 SETTINGS = {"deadline": None, "derandomize": True, "database": None}

@@ -15,7 +15,8 @@ import pytest
 from scipy import stats
 from threadpoolctl import threadpool_limits
 
-from bayesmix.em import (
+from bayesmix.exceptions import ConvergenceWarning, FitError
+from bayesmix.families.gaussian.em import (
     COVARIANCE_TYPES,
     ConjugatePrior,
     EMResult,
@@ -27,7 +28,6 @@ from bayesmix.em import (
     log_prior,
     m_step,
 )
-from bayesmix.exceptions import ConvergenceWarning, FitError
 
 
 @pytest.fixture(autouse=True, scope="module")

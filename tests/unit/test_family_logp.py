@@ -15,12 +15,10 @@ import scipy.stats as st
 from scipy.special import logsumexp
 
 import bayesmix as bm
-from bayesmix.stats import (
-    bernoulli_log_prob,
-    draw_log_prob,
-    poisson_log_prob,
-    student_t_log_prob,
-)
+from bayesmix.families.bernoulli import bernoulli_log_prob
+from bayesmix.families.poisson import poisson_log_prob
+from bayesmix.families.student_t import student_t_log_prob
+from bayesmix.stats import draw_log_prob
 
 K = 3
 

@@ -1,4 +1,5 @@
-"""The fused Gaussian-mixture kernel (bayesmix._fast_gaussian) against the PyMC model.
+"""The fused Gaussian-mixture kernel (bayesmix.families.gaussian._nuts_kernel) against the PyMC
+model.
 
 Reference values come from the graph of ``GaussianMixture(...).build_model(X)``: the joint
 log density with the Jacobians of the default transforms (``model.logp(jacobian=True)``,
@@ -17,9 +18,10 @@ import pytensor.tensor as pt
 import pytest
 
 import bayesmix as bm
-from bayesmix import _fast_gaussian as fg
-from bayesmix import _laplace, _nutpie
-from bayesmix._laplace import Affine, corner_start, negative_hessian
+from bayesmix.families.gaussian import _nuts_kernel as fg
+from bayesmix.nuts import laplace as _laplace
+from bayesmix.nuts import sampler as _nutpie
+from bayesmix.nuts.laplace import Affine, corner_start, negative_hessian
 from bayesmix.priors import Prior
 
 # The Python implementations of the ops; without rewrites (quick to compile), or with the
@@ -398,7 +400,7 @@ def test_no_laplace_coordinates_above_the_size_limit(rng, monkeypatch, caplog):
     start = gm._start_from_em(em, 2)
     monkeypatch.setattr(_laplace, "MAX_DIM", 5)
     with caplog.at_level(logging.INFO, logger="bayesmix"):
-        compiled = _nutpie._fast_compiled(spec, {"x_data": data.values}, start)
+        compiled = _nutpie._fused_compiled(fg.build(spec), {"x_data": data.values}, start)
     assert compiled.affine is None
     assert "no Laplace coordinates" in caplog.text
     flat = fg.build(spec).unconstrain(start)
@@ -442,7 +444,7 @@ def test_kernel_handles_blocks_and_non_finite_points(rng):
 )
 def test_unsupported_models_fall_back(rng, change, caplog):
     X = _data(rng, 30, 2)
-    _, data, resolved, spec = _prepare("full", 2, X)
+    _, _, resolved, spec = _prepare("full", 2, X)
     spec = dict(spec)
     for key, value in change.items():
         if key == "priors":
@@ -456,9 +458,18 @@ def test_unsupported_models_fall_back(rng, change, caplog):
         else:
             spec[key] = value
     assert fg.build(spec) is None
+
+
+def test_the_family_hands_nuts_no_target_for_priors_outside_the_kernel(rng, caplog):
+    X = _data(rng, 30, 2)
+    model = bm.GaussianMixture(n_components=2, priors={"sigma": Prior("HalfCauchy", beta=1.0)})
+    data, priors = model._prepare(X)
     with caplog.at_level(logging.INFO, logger="bayesmix"):
-        assert _nutpie._fast_compiled(spec, {"x_data": data.values}, {}) is None
+        assert model._nuts_target(data, priors) is None
     assert "compiling the PyMC model instead" in caplog.text
+    default = bm.GaussianMixture(n_components=2)
+    data, priors = default._prepare(X)
+    assert isinstance(default._nuts_target(data, priors), fg.FastGaussian)
 
 
 def test_sample_nutpie_falls_back_to_the_pymc_model(rng, monkeypatch):
@@ -486,9 +497,9 @@ def test_sample_nutpie_falls_back_to_the_pymc_model(rng, monkeypatch):
             target_accept=0.8,
             random_seed=0,
             progressbar=False,
-            fast_spec=spec,
+            target=fg.build(spec),
         )
-    with pytest.raises(ValueError, match="pass the PyMC model"):
+    with pytest.raises(ValueError, match="pass one of them"):
         _nutpie.sample_nutpie(
             None,
             key="k",
@@ -501,7 +512,7 @@ def test_sample_nutpie_falls_back_to_the_pymc_model(rng, monkeypatch):
             target_accept=0.8,
             random_seed=0,
             progressbar=False,
-            fast_spec=spec,
+            target=fg.build(spec),
         )
 
 
@@ -628,10 +639,10 @@ def test_fast_sampling_has_the_layout_and_values_of_the_pymc_path(caplog):
             data={"x_data": data.values},
             start=start,
             random_seed=1,
-            fast_spec=spec,
+            target=fg.build(spec),
             **_SETTINGS,
         )
-    assert "fused numba kernel" in caplog.text
+    assert "NUTS on the fused kernel" in caplog.text
     assert int(idata.sample_stats["diverging"].sum()) == 0
     ref = _pymc_layout_run(model, fg.build(spec), data, start, seed=1)
     assert _layout(idata) == _layout(ref)
@@ -674,7 +685,7 @@ def test_fast_sampling_one_feature_layout(rng):
         data={"x_data": data.values},
         start=start,
         random_seed=3,
-        fast_spec=spec,
+        target=fg.build(spec),
         **settings,
     )
     assert list(idata.posterior.data_vars) == ["weights", "means", "sigma", "covariances"]
@@ -703,7 +714,7 @@ def test_fast_sampling_matches_the_compiled_pymc_path():
         data={"x_data": data.values},
         start=start,
         random_seed=1,
-        fast_spec=spec,
+        target=fg.build(spec),
         **_SETTINGS,
     )
     assert _layout(idata) == _layout(ref)

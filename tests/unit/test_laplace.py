@@ -1,11 +1,11 @@
-"""The Laplace coordinates NUTS moves in (bayesmix._laplace), against closed forms."""
+"""The Laplace coordinates NUTS moves in (bayesmix.nuts.laplace), against closed forms."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from bayesmix._laplace import Affine, corner_start, laplace_affine, negative_hessian
+from bayesmix.nuts.laplace import Affine, corner_start, laplace_affine, negative_hessian
 
 
 def _spd(rng, n, spread=1e3):

@@ -1,4 +1,4 @@
-"""Laplace coordinates around nutpie's compiled callbacks (bayesmix._laplace_nutpie).
+"""Laplace coordinates around nutpie's compiled callbacks (bayesmix.nuts._nutpie_internals).
 
 A correlated Gaussian written as nutpie's C callbacks stands in for a compiled PyMC
 model (compiling one takes tens of seconds; the slow suite samples real ones).
@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 from nutpie.compile_pymc import CompiledPyMCModel
 
-from bayesmix._fast_gaussian import _as_pointer, call_c
-from bayesmix._laplace import corner_start, laplace_affine, negative_hessian
-from bayesmix._laplace_nutpie import (
+from bayesmix.families.gaussian._nuts_kernel import _as_pointer, call_c
+from bayesmix.nuts._nutpie_internals import (
     _C_EXPAND,
     _C_LOGP,
     compiled_expand,
     compiled_logp_dlogp,
     in_laplace_coordinates,
 )
+from bayesmix.nuts.laplace import corner_start, laplace_affine, negative_hessian
 
 DIM = 3
 MEAN = np.array([1.0, -2.0, 0.5])
@@ -151,7 +151,7 @@ def test_nutpie_samples_the_model_in_laplace_coordinates(gaussian_model):
 def test_no_laplace_map_when_the_gradient_fails_near_the_start(caplog):
     import logging
 
-    from bayesmix import _nutpie
+    from bayesmix.nuts import sampler as _nutpie
 
     def failing(x):
         raise RuntimeError("the logp callback failed with code 1")

@@ -8,14 +8,19 @@ import pytest
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
+from bayesmix.families.gaussian import densities
+from bayesmix.families.gaussian.densities import n_parameters
 from bayesmix.stats import (
     draw_log_prob,
-    n_parameters,
     pointwise_log_likelihood,
     posterior_log_density,
     posterior_responsibilities,
     relabel_permutations,
 )
+
+# The Gaussian family's densities, as its model passes them to the family-agnostic stats.
+GAUSS = {"component_log_prob": densities.gaussian_log_prob}
+GAUSS_FAST = {**GAUSS, "fast_pointwise": densities.fast_pointwise}
 
 
 def _draws(rng, n_draws, k, d):
@@ -47,7 +52,7 @@ def _reference(X, weights, means, covariances):
 def test_draw_log_prob_matches_scipy(d, rng):
     X = rng.normal(size=(30, d))
     draws = _draws(rng, 5, 3, d)
-    np.testing.assert_allclose(draw_log_prob(X, *draws), _reference(X, *draws), rtol=1e-10)
+    np.testing.assert_allclose(draw_log_prob(X, *draws, **GAUSS), _reference(X, *draws), rtol=1e-10)
 
 
 def test_blocked_summaries_match_the_direct_computation(rng, monkeypatch):
@@ -58,12 +63,16 @@ def test_blocked_summaries_match_the_direct_computation(rng, monkeypatch):
     draws = _draws(rng, 13, 3, 2)
     full = _reference(X, *draws)  # (S, N, K)
     per_draw = logsumexp(full, axis=2)
-    np.testing.assert_allclose(pointwise_log_likelihood(X, *draws), per_draw, rtol=1e-10)
     np.testing.assert_allclose(
-        posterior_log_density(X, *draws), np.log(np.exp(per_draw).mean(axis=0)), rtol=1e-10
+        pointwise_log_likelihood(X, *draws, **GAUSS_FAST), per_draw, rtol=1e-10
+    )
+    np.testing.assert_allclose(
+        posterior_log_density(X, *draws, **GAUSS_FAST),
+        np.log(np.exp(per_draw).mean(axis=0)),
+        rtol=1e-10,
     )
     resp = np.exp(full - per_draw[..., None]).mean(axis=0)
-    np.testing.assert_allclose(posterior_responsibilities(X, *draws), resp, rtol=1e-10)
+    np.testing.assert_allclose(posterior_responsibilities(X, *draws, **GAUSS), resp, rtol=1e-10)
     np.testing.assert_allclose(resp.sum(axis=1), 1.0)
 
 
@@ -74,10 +83,8 @@ def test_blocked_summaries_match_the_direct_computation(rng, monkeypatch):
     [(1, 1, 40), (3, 1, 40), (2, 3, 40), (4, 5, 40), (3, 2, 600)],
 )
 def test_pointwise_log_likelihood_matches_scipy(k, d, n, kernel, rng, monkeypatch):
-    import bayesmix.stats as stats
-
-    monkeypatch.setattr(stats, "_GAUSSIAN_KERNEL", kernel)
-    monkeypatch.setattr(stats, "_GAUSSIAN_KERNEL_MIN_VALUES", 0)
+    monkeypatch.setattr(densities, "_GAUSSIAN_KERNEL", kernel)
+    monkeypatch.setattr(densities, "_GAUSSIAN_KERNEL_MIN_VALUES", 0)
     X = rng.normal(size=(n, d))
     weights, means, covariances = _draws(rng, 6, k, d)
     if k > 1:
@@ -85,7 +92,7 @@ def test_pointwise_log_likelihood_matches_scipy(k, d, n, kernel, rng, monkeypatc
     X[0] = 40.0  # far in the tails of every component (densities below 1e-300)
     with np.errstate(divide="ignore"):
         expected = logsumexp(_reference(X, weights, means, covariances), axis=2)
-    got = pointwise_log_likelihood(X, weights, means, covariances)
+    got = pointwise_log_likelihood(X, weights, means, covariances, **GAUSS_FAST)
     np.testing.assert_allclose(got, expected, rtol=1e-11)
     # Non-contiguous and integer-valued inputs are accepted and not modified.
     X_int = np.round(X * 3).astype(int)[:, ::-1]
@@ -93,32 +100,36 @@ def test_pointwise_log_likelihood_matches_scipy(k, d, n, kernel, rng, monkeypatc
     with np.errstate(divide="ignore"):
         expected = logsumexp(_reference(X_int.astype(float), weights, means, covariances), axis=2)
     np.testing.assert_allclose(
-        pointwise_log_likelihood(X_int, weights, means, covariances), expected, rtol=1e-11
+        pointwise_log_likelihood(X_int, weights, means, covariances, **GAUSS_FAST),
+        expected,
+        rtol=1e-11,
     )
     np.testing.assert_array_equal(X_int, before)
 
 
 def test_gaussian_kernel_is_used_from_the_thresholds(rng, monkeypatch):
-    import bayesmix.stats as stats
+    from bayesmix.families.gaussian import _em_kernels
 
     calls = []
-    original = stats._gaussian_pointwise
+    original = _em_kernels.mixture_log_density
     monkeypatch.setattr(
-        stats, "_gaussian_pointwise", lambda *a, **kw: calls.append(1) or original(*a, **kw)
+        _em_kernels,
+        "mixture_log_density",
+        lambda *a, **kw: calls.append(1) or original(*a, **kw),
     )
-    monkeypatch.setattr(stats, "_GAUSSIAN_KERNEL_MIN_VALUES", 1000)
-    monkeypatch.setattr(stats, "_GAUSSIAN_KERNEL_LOADED_MIN_VALUES", 100)
+    monkeypatch.setattr(densities, "_GAUSSIAN_KERNEL_MIN_VALUES", 1000)
+    monkeypatch.setattr(densities, "_GAUSSIAN_KERNEL_LOADED_MIN_VALUES", 100)
     X = rng.normal(size=(200, 2))
     draws = _draws(rng, 5, 3, 2)  # 1000 values
-    pointwise_log_likelihood(X, *draws)
-    pointwise_log_likelihood(X, *(a[:1] for a in draws))  # 200 values, numba imported
+    pointwise_log_likelihood(X, *draws, **GAUSS_FAST)
+    pointwise_log_likelihood(X, *(a[:1] for a in draws), **GAUSS_FAST)  # 200 values, numba imported
     assert len(calls) == 2
     monkeypatch.delitem(sys.modules, "numba")  # as in a process that has not loaded numba
-    pointwise_log_likelihood(X, *(a[:1] for a in draws))
-    pointwise_log_likelihood(X[:50], *(a[:1] for a in draws))
+    pointwise_log_likelihood(X, *(a[:1] for a in draws), **GAUSS_FAST)
+    pointwise_log_likelihood(X[:50], *(a[:1] for a in draws), **GAUSS_FAST)
     assert len(calls) == 2
-    monkeypatch.setattr(stats, "_GAUSSIAN_KERNEL", False)
-    pointwise_log_likelihood(X, *draws)
+    monkeypatch.setattr(densities, "_GAUSSIAN_KERNEL", False)
+    pointwise_log_likelihood(X, *draws, **GAUSS_FAST)
     assert len(calls) == 2
 
 

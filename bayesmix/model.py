@@ -19,13 +19,12 @@ from pathlib import Path
 from typing import Any, Literal, Self
 
 import arviz_base as azb
-import arviz_stats as azs
 import numpy as np
 import pandas as pd
 import pymc as pm
 import xarray as xr
 
-from bayesmix import _nutpie
+from bayesmix import _datatree
 from bayesmix._threads import one_blas_thread, single_blas_thread
 from bayesmix._validation import (
     MixtureData,
@@ -36,16 +35,14 @@ from bayesmix._validation import (
     check_positive_int,
     check_seed,
 )
-from bayesmix.em import EMResult
-from bayesmix.em_families import MixtureEMResult
+from bayesmix.diagnostics import sampler_problems, summary_table
 from bayesmix.exceptions import (
-    ConvergenceWarning,
     DataError,
     InvalidParameterError,
+    LoadError,
     NotFittedError,
-    SamplerWarning,
 )
-from bayesmix.io import load, save_datatree
+from bayesmix.nuts import sampler as _nutpie
 from bayesmix.priors import Prior, resolve_priors
 from bayesmix.stats import (
     draw_log_prob,
@@ -55,20 +52,15 @@ from bayesmix.stats import (
     relabel_permutations,
 )
 
-__all__ = ["MixtureModel", "sampler_problems"]
+__all__ = ["MixtureModel"]
 
 _log = logging.getLogger("bayesmix")
 
-# The EM result of any family.
-AnyEMResult = EMResult | MixtureEMResult
+# The EM result of any family (it has ``weights``, ``log_likelihood``, ``to_dict``, ...).
+AnyEMResult = Any
 
 METHODS = ("nuts", "em")
 NUTS_SAMPLERS = ("nutpie", "pymc")
-# A chain whose mean weight for some component is below this fraction of the median
-# over chains has collapsed that component (an empty-component mode).
-_COLLAPSE_RATIO = 0.25
-_RHAT_MAX = 1.01
-_ESS_PER_CHAIN_MIN = 100
 # The pointwise log-likelihood (chains x draws x observations, float64) is stored with a
 # NUTS fit by default up to this many values (256 MiB); beyond, on request.
 _LOG_LIKELIHOOD_MAX_VALUES = 2**25
@@ -83,6 +75,10 @@ class MixtureModel(ABC):
     _component_vars: tuple[str, ...] = ()
     # Whether boolean DataFrame columns are data (binary families) or an encoding mistake.
     _accepts_bool = False
+    #: How :func:`bayesmix.plot_components` and :func:`bayesmix.plot_ppc` draw the data:
+    #: ``"continuous"`` (densities, ellipses), ``"counts"`` (frequencies of each count per
+    #: feature) or ``"binary"`` (item profiles, number of positive items).
+    plot_kind: str = "continuous"
 
     # -- hooks a family implements ---------------------------------------------------------
 
@@ -171,6 +167,21 @@ class MixtureModel(ABC):
 
     def _check_data(self, data: MixtureData) -> None:
         """Run family-specific checks of the training data (counts, binary values, ...)."""
+        return None
+
+    # Optional: ``fast_pointwise(X, weights, *params, out=out) -> bool``, a compiled
+    # mixture log density that fills ``out`` (draws, N) when it is the faster way
+    # (:func:`bayesmix.stats.pointwise_log_likelihood`); None uses ``_component_log_prob``.
+    _fast_pointwise: Any = None
+
+    def _nuts_target(self, data: MixtureData, priors: dict[str, Prior]) -> Any:
+        """Return a fused log density + gradient for nutpie, or None (compile the PyMC model).
+
+        Optional. The target has the interface of
+        :class:`bayesmix.families.gaussian._nuts_kernel.FastGaussian` (``free``,
+        ``unconstrain``, ``shared_data``, ``logp_dlogp``, ``nutpie_model``) and samples
+        exactly the posterior of :meth:`_build`, in the same variables.
+        """
         return None
 
     # -- specification -------------------------------------------------------------------
@@ -383,12 +394,19 @@ class MixtureModel(ABC):
             The path written.
         """
         self._check_fitted()
-        return save_datatree(self.idata, path)
+        return _datatree.save_datatree(self.idata, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Self:
         """Load a fit of this class saved with :meth:`save` (see :func:`bayesmix.load`)."""
-        return load(path, expected=cls)
+        idata = _datatree.read_fit(path)
+        name = idata.attrs["model_class"]
+        if name != cls.__name__:
+            raise LoadError(
+                f"{str(path)!r} holds a {name} fit, not a {cls.__name__}. Load it with "
+                f"bayesmix.load(path) or {name}.load(path)."
+            )
+        return _datatree.restore(cls, idata, path)
 
     @classmethod
     def _from_datatree(cls, idata: xr.DataTree, params: dict[str, Any]) -> Self:
@@ -397,7 +415,7 @@ class MixtureModel(ABC):
         if params.get("priors") is not None:
             params["priors"] = {key: Prior.from_dict(p) for key, p in params["priors"].items()}
         model = cls(**params)
-        data = _observed_data(idata)
+        data = _datatree.observed_data(idata)
         priors = {
             key: Prior.from_dict(value) for key, value in json.loads(idata.attrs["priors"]).items()
         }
@@ -423,7 +441,7 @@ class MixtureModel(ABC):
 
     def _param_draws(self, idata: xr.DataTree) -> tuple[np.ndarray, ...]:
         """Return the weights and component parameters, dims (chain, draw, component, ...)."""
-        return posterior_draws(idata, ("weights", *self._component_vars))
+        return _datatree.posterior_draws(idata, ("weights", *self._component_vars))
 
     # -- EM result -----------------------------------------------------------------------
 
@@ -442,7 +460,12 @@ class MixtureModel(ABC):
 
     def _pointwise(self, X: np.ndarray, draws: tuple[np.ndarray, ...]) -> np.ndarray:
         """``log p(x_n | theta^s)`` of flat draws (weights, *component params)."""
-        return pointwise_log_likelihood(X, *draws, component_log_prob=self._component_log_prob)
+        return pointwise_log_likelihood(
+            X,
+            *draws,
+            component_log_prob=self._component_log_prob,
+            fast_pointwise=self._fast_pointwise,
+        )
 
     def _pointwise_components(self, X: np.ndarray, draws: tuple[np.ndarray, ...]) -> np.ndarray:
         """``log pi_k + log p(x_n | theta_k)`` of flat draws, shape (n_draws, N, K)."""
@@ -458,7 +481,7 @@ class MixtureModel(ABC):
         # The data groups as the NUTS path builds them: ArviZ's from_dict deep-copies the
         # (N,) coordinate several times (25 ms of a 70 ms EM fit at N = 10^5).
         idata["log_likelihood"] = self._log_likelihood_group(idata, data)
-        idata["observed_data"] = _observed_data_group(data)
+        idata["observed_data"] = _datatree.observed_data_group(data)
         idata["em_stats"] = xr.Dataset(
             {
                 "lower_bound": ("iteration", np.asarray(em.lower_bounds)),
@@ -493,13 +516,13 @@ class MixtureModel(ABC):
         log_likelihood: bool = True,
     ) -> xr.DataTree:
         clock = time.perf_counter()
-        fast_spec = self._fast_spec(data, priors) if nuts_sampler == "nutpie" else None
-        free = _nutpie.fast_free_variables(fast_spec)
-        if free is None:  # the PyMC model, compiled by nutpie or sampled by PyMC
+        target = self._nuts_target(data, priors) if nuts_sampler == "nutpie" else None
+        if target is None:  # the PyMC model, compiled by nutpie or sampled by PyMC
             model = self._build(data, priors)
             free = {rv.name for rv in model.free_RVs}
-        else:  # nutpie samples the fused kernel: no PyMC model needed
+        else:  # nutpie samples the family's fused kernel: no PyMC model needed
             model = None
+            free = _nutpie.fused_free_variables(target)
         timings = {"build": time.perf_counter() - clock}
         start = self._start_from_em(em, data.n_features)
         start = {key: value for key, value in start.items() if key in free}
@@ -526,7 +549,7 @@ class MixtureModel(ABC):
                     target_accept=target_accept,
                     random_seed=random_seed,
                     progressbar=progressbar,
-                    fast_spec=fast_spec,
+                    target=target,
                     **settings,
                 )
             else:
@@ -547,7 +570,7 @@ class MixtureModel(ABC):
         timings["nuts"] = time.perf_counter() - clock  # compile (unless cached) + sample
         clock = time.perf_counter()
         if "observed_data" not in idata.children:
-            idata["observed_data"] = _observed_data_group(data)
+            idata["observed_data"] = _datatree.observed_data_group(data)
         self._relabel(idata, em, data)
         if log_likelihood:
             idata["log_likelihood"] = self._log_likelihood_group(idata, data)
@@ -561,23 +584,6 @@ class MixtureModel(ABC):
         timings["postprocess"] = time.perf_counter() - clock
         idata.attrs["timings"] = json.dumps(timings)
         return idata
-
-    def _fast_spec(self, data: MixtureData, priors: dict[str, Prior]) -> dict[str, Any] | None:
-        """Describe the model for nutpie's fused Gaussian kernel (bayesmix._fast_gaussian).
-
-        Only the Gaussian family; the kernel returns None itself for priors it does not
-        implement, and sample_nutpie then compiles the PyMC model.
-        """
-        if self._family != "gaussian":
-            return None
-        return {
-            "covariance_type": self.covariance_type,
-            "n_components": self.n_components,
-            "n_features": data.n_features,
-            "priors": priors,
-            "features": list(data.features),
-            "obs": data.obs,
-        }
 
     def _structure_key(self, data: MixtureData, priors: dict[str, Prior]) -> tuple:
         """Everything a compiled model depends on except the data values."""
@@ -616,7 +622,7 @@ class MixtureModel(ABC):
     def _relabel(self, idata: xr.DataTree, em: AnyEMResult, data: MixtureData) -> None:
         """Put every draw in the EM labelling, in place; keep the permutations."""
         post = idata["posterior"].to_dataset()
-        draws = posterior_draws(idata, self._component_vars)
+        draws = _datatree.posterior_draws(idata, self._component_vars)
         n_chains, n_draws = draws[0].shape[:2]
         flat = {
             name: a.reshape(n_chains * n_draws, *a.shape[2:])
@@ -685,7 +691,7 @@ class MixtureModel(ABC):
         """
         self._check_fitted()
         if "log_likelihood" not in self.idata.children:
-            data = _observed_data(self.idata)
+            data = _datatree.observed_data(self.idata)
             self.idata["log_likelihood"] = self._log_likelihood_group(self.idata, data)
         return self.idata["log_likelihood"].to_dataset()
 
@@ -756,7 +762,7 @@ class MixtureModel(ABC):
         """
         self._check_fitted()
         check_seed(random_seed, "random_seed")
-        model = self._build(_observed_data(self.idata), self.priors_)
+        model = self._build(_datatree.observed_data(self.idata), self.priors_)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "Numba will use object mode", UserWarning)
             result = pm.sample_posterior_predictive(
@@ -789,7 +795,7 @@ class MixtureModel(ABC):
             lists the sampler's diagnostic warnings (empty when all is well).
         """
         self._check_fitted()
-        table = _summary(self.idata, kind, self._summary_vars)
+        table = summary_table(self.idata, kind, self._summary_vars)
         table.attrs["warnings"] = json.loads(self.idata.attrs.get("warnings", "[]"))
         return table
 
@@ -852,7 +858,12 @@ class MixtureModel(ABC):
         evenly thinned); for EM, ``log p(x_n | theta_hat)``.
         """
         X, draws = self._draws_for(X, max_draws=1000)
-        return posterior_log_density(X, *draws, component_log_prob=self._component_log_prob)
+        return posterior_log_density(
+            X,
+            *draws,
+            component_log_prob=self._component_log_prob,
+            fast_pointwise=self._fast_pointwise,
+        )
 
     def _plugin_log_likelihood(self, X: Any) -> tuple[float, int]:
         data = self._check_X(X)
@@ -874,126 +885,3 @@ class MixtureModel(ABC):
         """Akaike information criterion at the point estimate (lower is better)."""
         loglik, _ = self._plugin_log_likelihood(X)
         return -2.0 * loglik + 2.0 * self._n_parameters(self.n_features_in_)
-
-
-_GAUSSIAN_VARS = ("weights", "means", "covariances")
-
-
-def posterior_draws(
-    idata: xr.DataTree, names: tuple[str, ...] = _GAUSSIAN_VARS
-) -> tuple[np.ndarray, ...]:
-    """Return posterior variables as arrays with dims (chain, draw, component, ...).
-
-    The default names are the Gaussian family's weights, means and covariances.
-    """
-    post = idata["posterior"]
-    out = []
-    for name in names:
-        da = post[name]
-        rest = [dim for dim in da.dims if dim not in ("chain", "draw", "component")]
-        order = ["chain", "draw"] + (["component"] if "component" in da.dims else []) + rest
-        out.append(da.transpose(*order).to_numpy())
-    return tuple(out)
-
-
-def _observed_data_group(data: MixtureData) -> xr.Dataset:
-    """Return the ``observed_data`` group of a fit to ``data``."""
-    return xr.Dataset(
-        {"x": (("obs", "feature"), data.values)},
-        coords={"obs": data.obs, "feature": data.features},
-    )
-
-
-def _observed_data(idata: xr.DataTree) -> MixtureData:
-    """Return the training data of a fit, from its ``observed_data`` group."""
-    observed = idata["observed_data"]["x"].transpose("obs", "feature")
-    return MixtureData(
-        values=np.asarray(observed.to_numpy(), dtype=np.float64),
-        obs=observed["obs"].to_numpy(),
-        features=[str(name) for name in observed["feature"].to_numpy()],
-    )
-
-
-def sampler_problems(
-    idata: xr.DataTree, var_names: tuple[str, ...] = _GAUSSIAN_VARS
-) -> tuple[dict[str, float], list[tuple[type[Warning], str]]]:
-    """Diagnose a NUTS result: figures for ``attrs`` and one message per problem.
-
-    Checks divergences after tuning, max R-hat (> 1.01), min bulk and tail ESS (below
-    100 per chain) over ``var_names`` (default: the Gaussian weights, means and
-    covariances), and chains that collapsed
-    a component (a chain whose mean weight for a component is below a quarter of the
-    median over chains: an empty-component mode). Each message names the remedy.
-
-    Returns
-    -------
-    figures : dict
-        ``divergences``, ``max_rhat``, ``min_ess_bulk``, ``min_ess_tail``.
-    problems : list of (warning class, message)
-    """
-    post = idata["posterior"]
-    n_chains = post.sizes["chain"]
-    figures: dict[str, float] = {}
-    problems: list[tuple[type[Warning], str]] = []
-    stats = idata["sample_stats"] if "sample_stats" in idata.children else {}
-    if "diverging" in stats:
-        figures["divergences"] = n_div = int(stats["diverging"].sum())
-        if n_div:
-            message = (
-                f"{n_div} divergent transitions after tuning: the posterior has regions "
-                "the sampler cannot explore. Raise target_accept (e.g. fit(..., "
-                "target_accept=0.95)) and tune, or use fewer components."
-            )
-            problems.append((SamplerWarning, message))
-    with np.errstate(invalid="ignore", divide="ignore"):  # constant draws give NaN
-        diag = _summary(idata, "diagnostics", var_names)
-    figures["min_ess_bulk"] = float(diag["ess_bulk"].min())
-    figures["min_ess_tail"] = float(diag["ess_tail"].min())
-    needed = _ESS_PER_CHAIN_MIN * n_chains
-    for kind in ("bulk", "tail"):
-        low = figures[f"min_ess_{kind}"]
-        if not low >= needed:  # also NaN
-            message = (
-                f"min {kind} ESS is {low:.0f} (< {_ESS_PER_CHAIN_MIN} per chain x "
-                f"{n_chains} chains): posterior estimates are noisy. Draw more (draws, "
-                "tune), raise target_accept, or try fewer components / a different K."
-            )
-            problems.append((SamplerWarning, message))
-    if n_chains > 1:
-        figures["max_rhat"] = worst = float(diag["r_hat"].max())
-        if not worst <= _RHAT_MAX:
-            message = (
-                f"max R-hat is {worst:.3f} (> {_RHAT_MAX}): the chains disagree. Run "
-                "longer (more tune and draws), or reconsider the number of components "
-                "(a different K)."
-            )
-            problems.append((SamplerWarning, message))
-        weights = post["weights"].mean("draw").to_numpy()  # (chain, component)
-        median = np.median(weights, axis=0)
-        collapsed = np.flatnonzero(np.any(weights < _COLLAPSE_RATIO * median, axis=1))
-        if collapsed.size:
-            message = (
-                f"chain(s) {collapsed.tolist()} put a component's weight far below the "
-                "other chains' (an empty-component mode): their draws are not from the "
-                "same mode. Try fewer components, a different random_seed, or compare K."
-            )
-            problems.append((ConvergenceWarning, message))
-    return figures, problems
-
-
-def _summary(idata: xr.DataTree, kind: str, var_names: tuple[str, ...]) -> pd.DataFrame:
-    """Summary table of the variables ``var_names`` of ``idata``."""
-    var_names = list(var_names)
-    if idata["posterior"].sizes["chain"] * idata["posterior"].sizes["draw"] == 1:
-        rows = {}
-        for name in var_names:
-            da = idata["posterior"][name].isel(chain=0, draw=0)
-            for index in np.ndindex(da.shape):
-                labels = ", ".join(
-                    str(da[dim].values[i]) for dim, i in zip(da.dims, index, strict=True)
-                )
-                rows[f"{name}[{labels}]"] = float(da.values[index])
-        return pd.DataFrame({"mean": pd.Series(rows), "sd": 0.0})
-    return azs.summary(
-        idata, var_names=var_names, kind=kind, ci_prob=0.94, ci_kind="hdi", round_to="none"
-    )

@@ -53,8 +53,8 @@ solve, never by an explicit inverse. Started from the same parameters, :func:`fi
 empties).
 
 Inside :func:`fit_em` each iteration is, by default, one pass of a fused numba kernel
-(:mod:`bayesmix._em_kernels`, compiled on first use and cached on disk): per observation it
-evaluates the component log densities, their log-sum-exp and the responsibilities and
+(:mod:`bayesmix.families.gaussian._em_kernels`, compiled on first use and cached on disk): per
+observation it evaluates the component log densities, their log-sum-exp and the responsibilities and
 accumulates the log-likelihood and the M-step sums (total responsibility, first and second
 moments about the current means), without forming an (N, K) array; the M-step and the new
 precision Cholesky factors are computed from these sums. It computes the same quantities as
@@ -90,6 +90,7 @@ from scipy import linalg
 from scipy.special import gammaln, multigammaln
 
 from bayesmix._numeric import column_means, column_sums, logsumexp
+from bayesmix.em.init import kmeans_plusplus, nearest_centres
 from bayesmix.exceptions import ConvergenceWarning, FitError
 
 __all__ = [
@@ -950,8 +951,8 @@ def m_step(
 # Fused E- and M-step (numba)
 
 # Inner loop of fit_em: "fused" (one pass over the data per iteration with the numba kernels
-# of bayesmix._em_kernels, no (N, K) arrays) or "numpy" (e_step / m_step with the explicit
-# responsibilities). A private switch, so that tests can compare the two.
+# of bayesmix.families.gaussian._em_kernels, no (N, K) arrays) or "numpy" (e_step / m_step with the
+# explicit responsibilities). A private switch, so that tests can compare the two.
 _ENGINE = "fused"
 # Below this many observations fit_em uses the NumPy steps: loading the kernels from numba's
 # cache costs about 0.3 s per process, more than the fused steps save on small data
@@ -964,8 +965,8 @@ _FUSED_MIN_SAMPLES = 50_000
 # degenerates. Its result is used only when, after scaling every feature by the size of
 # the terms of its scatter, the smallest eigenvalue of every covariance (a lower bound of it)
 # exceeds this fraction, so that rounding costs it at most about 1e-8 relatively (see
-# bayesmix._em_kernels.full_m_step); otherwise the iteration is redone with the NumPy E- and
-# M-step, which also handles empty components and non-finite objectives.
+# bayesmix.families.gaussian._em_kernels.full_m_step); otherwise the iteration is redone with the
+# NumPy E- and M-step, which also handles empty components and non-finite objectives.
 _FUSED_RCOND = 1e-7
 # ... and only when every variance exceeds the square of this many rounding units of the
 # mean (the scale below which the NumPy and fused results are both dominated by rounding).
@@ -974,9 +975,9 @@ _FUSED_RESOLUTION = 1e4
 
 @functools.cache
 def _kernels():
-    """Return the :mod:`bayesmix._em_kernels` module, or None if numba is not available."""
+    """Return the module of the fused kernels (:mod:`._em_kernels`), or None without numba."""
     try:
-        from bayesmix import _em_kernels
+        from bayesmix.families.gaussian import _em_kernels
     except ImportError as err:  # pragma: no cover - numba is a dependency of PyTensor
         logger.warning("numba is not available (%s); EM uses the NumPy implementation.", err)
         return None
@@ -999,8 +1000,8 @@ def _fused_statistics(
 ) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
     """One pass of the fused kernel: ``sum_n log p(x_n)`` and the sums about ``means``.
 
-    Returns ``(total, nk, s1, s2)`` as described in :mod:`bayesmix._em_kernels`; ``s2`` is
-    (K, D, D) for ``"full"`` and ``"tied"``, (K, D) for ``"diag"`` and ``"spherical"``.
+    Returns ``(total, nk, s1, s2)`` as described in :mod:`bayesmix.families.gaussian._em_kernels`;
+    ``s2`` is (K, D, D) for ``"full"`` and ``"tied"``, (K, D) for ``"diag"`` and ``"spherical"``.
     ``X`` must be C-contiguous and writeable (see :func:`_kernel_data`).
     """
     kernels = _kernels()
@@ -1037,7 +1038,7 @@ def _fused_m_step(
     Returns ``((weights, means, covariances), precisions_cholesky)``, or None when
     cancellation may spoil a covariance or it has no Cholesky factor (see
     :data:`_FUSED_RCOND`, :data:`_FUSED_RESOLUTION` and
-    :func:`bayesmix._em_kernels.full_m_step`).
+    :func:`bayesmix.families.gaussian._em_kernels.full_m_step`).
     """
     kernels = _kernels()
     n_features = centres.shape[1]
@@ -1132,92 +1133,6 @@ def _mean_log_likelihood(
 
 # ---------------------------------------------------------------------------------------
 # Initialisation
-
-
-def _squared_distances(columns: np.ndarray, centres: np.ndarray) -> np.ndarray:
-    """Return the squared Euclidean distances ``||x_n - c_j||^2``, shape (n_centres, N).
-
-    ``columns`` is the data transposed to contiguous rows, ``np.ascontiguousarray(X.T)``
-    of shape (D, N): the sums run along contiguous memory (NumPy sums the short rows of
-    an (N, D) array 20-50x slower), and the differences are exact (no ``|x|^2 - 2 x.c +
-    |c|^2`` cancellation, so a sample's distance to itself is exactly 0).
-    """
-    out = np.zeros((centres.shape[0], columns.shape[1]), dtype=np.float64)
-    diff = np.empty(columns.shape[1], dtype=np.float64)
-    for j, centre in enumerate(centres):
-        for d, column in enumerate(columns):
-            np.subtract(column, centre[d], out=diff)
-            diff *= diff
-            out[j] += diff
-    return out
-
-
-def _nearest_centres(X: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Return the index of each sample's nearest centre and its squared distance to it."""
-    sq_distances = _squared_distances(np.ascontiguousarray(X.T), centres)
-    # argmin over the first axis, a row at a time (NumPy's axis-0 argmin is ~10x slower);
-    # ties go to the lower index, as with np.argmin.
-    labels = np.zeros(X.shape[0], dtype=np.intp)
-    nearest = sq_distances[0].copy()
-    for k in range(1, centres.shape[0]):
-        closer = sq_distances[k] < nearest
-        labels[closer] = k
-        np.minimum(nearest, sq_distances[k], out=nearest)
-    return labels, nearest
-
-
-def kmeans_plusplus(X: np.ndarray, n_components: int, rng: np.random.Generator) -> np.ndarray:
-    """Choose initial centres with greedy k-means++ seeding.
-
-    The first centre is a uniformly drawn sample. Each further centre is chosen among
-    ``2 + floor(log K)`` candidates drawn with probability proportional to the squared
-    distance to the nearest centre already chosen, keeping the candidate that most
-    reduces the total squared distance (Arthur & Vassilvitskii, 2007; the greedy variant
-    used by scikit-learn).
-
-    Parameters
-    ----------
-    X : numpy.ndarray of shape (n_samples, n_features)
-        Data.
-    n_components : int
-        Number of centres ``K`` (at least 1, at most ``n_samples``).
-    rng : numpy.random.Generator
-        Source of randomness.
-
-    Returns
-    -------
-    numpy.ndarray of shape (n_components, n_features)
-        The chosen centres, which are rows of ``X``.
-    """
-    X = np.asarray(X, dtype=np.float64)
-    n_samples = X.shape[0]
-    if not 1 <= n_components <= n_samples:
-        raise ValueError(
-            f"n_components must be between 1 and the number of samples ({n_samples}), got "
-            f"{n_components}."
-        )
-    n_local_trials = 2 + int(np.log(n_components))
-    indices = np.empty(n_components, dtype=np.intp)
-
-    columns = np.ascontiguousarray(X.T)
-    indices[0] = rng.integers(n_samples)
-    closest_dist_sq = _squared_distances(columns, X[indices[:1]])[0]
-    current_pot = closest_dist_sq.sum()
-
-    for c in range(1, n_components):
-        rand_vals = rng.uniform(size=n_local_trials) * current_pot
-        candidate_ids = np.searchsorted(np.cumsum(closest_dist_sq), rand_vals)
-        np.clip(candidate_ids, None, n_samples - 1, out=candidate_ids)
-        # (n_local_trials, n_samples): distance of every sample to its nearest centre
-        # if the candidate were added.
-        distances = np.minimum(closest_dist_sq, _squared_distances(columns, X[candidate_ids]))
-        candidates_pot = distances.sum(axis=1)
-        best = int(np.argmin(candidates_pot))
-        current_pot = candidates_pot[best]
-        closest_dist_sq = distances[best]
-        indices[c] = candidate_ids[best]
-
-    return X[indices].copy()
 
 
 @dataclass(frozen=True)
@@ -1325,7 +1240,7 @@ def _kmeans_plusplus_parameters(
     if X.shape[0] > _INIT_SUBSAMPLE:
         X = X[np.sort(rng.choice(X.shape[0], size=_INIT_SUBSAMPLE, replace=False))]
     centres = kmeans_plusplus(X, n_components, rng)
-    labels, sq_distances = _nearest_centres(X, centres)
+    labels, sq_distances = nearest_centres(X, centres)
     resp = np.zeros((X.shape[0], n_components), dtype=np.float64)
     resp[np.arange(X.shape[0]), labels] = 1.0
     weights, means, covariances = m_step(X, resp, covariance_type, reg_covar, prior=prior)

@@ -8,7 +8,7 @@ vector by hand: one numba kernel, compiled once (the numbers of components and f
 are array shapes at run time, the observations and the prior parameters are arguments)
 and loaded from numba's on-disk cache by later processes, and handed to nutpie as numba C
 callbacks (``nutpie.from_pyfunc`` if this nutpie lacks the internals they need), optionally
-in affine coordinates (:mod:`bayesmix._laplace`).
+in affine coordinates (:mod:`bayesmix.nuts.laplace`).
 
 What is computed, on the unconstrained vector laid out as nutpie lays out the PyMC model
 (``model.free_RVs`` in order, each value variable flattened in C order):
@@ -38,7 +38,7 @@ weighted sums ``R_k = sum_n r_nk``, ``A_k = sum_n r_nk z_nk`` and
 transforms. Scratch memory is O(K D _BLOCK); nothing of size (N, K) or (N, K, D) is formed.
 
 The kernel runs on one thread and releases the GIL (nutpie runs chains in threads). It
-is compiled once per machine (15-20 s) and cached next to this file by numba; later
+is compiled once per machine (15-20 s) and cached by numba (:mod:`bayesmix._numba_cache`); later
 processes load it in about 0.3 s.
 """
 
@@ -56,7 +56,8 @@ import numba
 import numpy as np
 from numba.extending import intrinsic
 
-from bayesmix._laplace import Affine
+from bayesmix._numba_cache import cfunc, njit
+from bayesmix.nuts.laplace import Affine
 
 _log = logging.getLogger("bayesmix")
 
@@ -75,8 +76,8 @@ _FASTMATH = {"contract"}
 _BLOCK = 256
 
 # exp(x) = 2^n exp(r), n = round(x / ln 2), r = x - n ln 2 in [-ln 2 / 2, ln 2 / 2]
-# (Cody-Waite reduction, as in bayesmix._em_kernels; kept here so that this module's numba
-# cache depends on this file only).
+# (Cody-Waite reduction, as in bayesmix.families.gaussian._em_kernels; kept here so that this
+# module's numba cache depends on this file only).
 _LOG2E = 1.4426950408889634
 _LN2_HI = 6.93147180369123816490e-01  # ln 2 rounded to 32 significant bits: n * _LN2_HI exact
 _LN2_LO = 1.90821492927058770002e-10  # ln 2 - _LN2_HI
@@ -194,7 +195,7 @@ def _finish_block(wlp, top, inv_norm, scale, n_components, n):  # pragma: no cov
 
 
 # Reductions over a block with reassociation allowed, so that LLVM vectorises them.
-@numba.njit(cache=True, nogil=True, fastmath={"contract", "reassoc"})
+@njit(nogil=True, fastmath={"contract", "reassoc"})
 def _accumulate_full(e, inv_norm, zk, rz, n, first, second, k):  # pragma: no cover
     """Add a block's ``r z`` and ``r z z^T`` (upper) to ``first[k]``, ``second[k]``.
 
@@ -224,7 +225,7 @@ def _accumulate_full(e, inv_norm, zk, rz, n, first, second, k):  # pragma: no co
     return s
 
 
-@numba.njit(cache=True, nogil=True, fastmath={"contract", "reassoc"})
+@njit(nogil=True, fastmath={"contract", "reassoc"})
 def _accumulate_diag(e, inv_norm, zk, n, first, second, k):  # pragma: no cover
     """Add a block's ``r z`` and ``r z**2`` to ``first[k]``, ``second[k]``; as above."""
     n_features = zk.shape[0]
@@ -246,7 +247,7 @@ def _accumulate_diag(e, inv_norm, zk, n, first, second, k):  # pragma: no cover
     return s
 
 
-@numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
+@njit(nogil=True, fastmath=_FASTMATH)
 def _full_pass(X, logc, means, chol, rdiag):  # pragma: no cover - compiled
     """Likelihood pass for lower-triangular covariance factors ``chol`` (K, D, D).
 
@@ -300,7 +301,7 @@ def _full_pass(X, logc, means, chol, rdiag):  # pragma: no cover - compiled
     return total, resp_sum, first, second
 
 
-@numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
+@njit(nogil=True, fastmath=_FASTMATH)
 def _diag_pass(X, logc, means, rsd):  # pragma: no cover - compiled
     """Likelihood pass for diagonal factors; ``rsd[k, i] = 1 / sigma_ki``.
 
@@ -344,7 +345,7 @@ def _diag_pass(X, logc, means, rsd):  # pragma: no cover - compiled
     return total, resp_sum, first, second
 
 
-@numba.njit(nogil=True, cache=True)
+@njit(nogil=True)
 def _spiral_index(n_features):  # pragma: no cover - compiled
     """Position in the unconstrained vector of every strictly-lower entry of ``L``.
 
@@ -361,7 +362,7 @@ def _spiral_index(n_features):  # pragma: no cover - compiled
     return index
 
 
-@numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
+@njit(nogil=True, fastmath=_FASTMATH)
 def _layout(n_components, n_features, code):  # pragma: no cover - compiled
     """Offsets of the unconstrained blocks and sizes: (o_mu, o_sig, n_sig, o_corr, n_corr)."""
     o_mu = n_components - 1
@@ -382,7 +383,7 @@ def _layout(n_components, n_features, code):  # pragma: no cover - compiled
     return o_mu, o_sig, n_sig, o_corr, n_corr
 
 
-@numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
+@njit(nogil=True, fastmath=_FASTMATH)
 def _constrain(x, n_components, n_features, code):  # pragma: no cover - compiled
     """Constrained values at the unconstrained point ``x``.
 
@@ -439,7 +440,7 @@ def _constrain(x, n_components, n_features, code):  # pragma: no cover - compile
     return log_weights, weights, means, sigma, corr, norms
 
 
-@numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
+@njit(nogil=True, fastmath=_FASTMATH)
 def _factors(sigma, corr, n_components, n_features, code):  # pragma: no cover - compiled
     """Lower Cholesky factors (K, D, D) of the component covariances."""
     k_, d_ = n_components, n_features
@@ -461,7 +462,7 @@ def _factors(sigma, corr, n_components, n_features, code):  # pragma: no cover -
     return chol
 
 
-@numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
+@njit(nogil=True, fastmath=_FASTMATH)
 def logp_dlogp(x, X, a, mu0, s0, tau, eta, code):  # pragma: no cover - compiled
     """Return the joint log density (with Jacobians) and its gradient at ``x``.
 
@@ -638,7 +639,7 @@ def logp_dlogp(x, X, a, mu0, s0, tau, eta, code):  # pragma: no cover - compiled
     return logp, grad
 
 
-@numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
+@njit(nogil=True, fastmath=_FASTMATH)
 def constrained_values(x, n_components, n_features, code):  # pragma: no cover - compiled
     """Return weights (K,), means (K, D), sigma (flat), corr (n_corr, D, D), covariances."""
     _, weights, means, sigma, corr, _ = _constrain(x, n_components, n_features, code)
@@ -660,7 +661,7 @@ def constrained_values(x, n_components, n_features, code):  # pragma: no cover -
 # nutpie's Rust sampler calls a log density through a C function pointer with a pointer to
 # "user data" (this is how its PyMC backend runs numba code without the GIL). Here the user
 # data is an int64 array: addresses and sizes of the observations and prior parameters,
-# and of an optional affine map ``x = shift + factor @ u`` (bayesmix._laplace; address 0:
+# and of an optional affine map ``x = shift + factor @ u`` (bayesmix.nuts.laplace; address 0:
 # none) from the sampler's coordinates ``u`` to the kernel's ``x``. The two C functions
 # below read it and call the kernels above; they close over nothing, so numba caches them
 # on disk like the kernels.
@@ -709,7 +710,7 @@ def _as_pointer(typingctx, address):  # pragma: no cover - compiled
     return numba.types.voidptr(address), codegen
 
 
-@numba.njit(cache=True, inline="always")
+@njit(inline="always")
 def _unpack(user_data):  # pragma: no cover - compiled
     """(X, a, mu0, s0, tau, eta, code) from the user-data pointer."""
     meta = numba.carray(user_data, (_U_SIZE,), np.int64)
@@ -723,7 +724,7 @@ def _unpack(user_data):  # pragma: no cover - compiled
     return X, a, mu0, s0, tau, eta, meta[_U_CODE]
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(nogil=True)
 def affine_point(u, shift_address, factor_address):  # pragma: no cover - compiled
     """Return ``shift + factor @ u``, the map given by the addresses of its arrays."""
     dim = u.shape[0]
@@ -738,7 +739,7 @@ def affine_point(u, shift_address, factor_address):  # pragma: no cover - compil
     return x
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(nogil=True)
 def affine_pull_back(grad, out, factor_address):  # pragma: no cover - compiled
     """Write ``factor^T @ grad`` (the gradient in ``u``) into ``out``."""
     dim = out.shape[0]
@@ -749,7 +750,7 @@ def affine_pull_back(grad, out, factor_address):  # pragma: no cover - compiled
             out[j] += factor[i, j] * grad[i]
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(nogil=True)
 def _model_point(x, user_data):  # pragma: no cover - compiled
     """Return the kernel's point: ``x``, or ``shift + factor @ x`` if the record has a map."""
     meta = numba.carray(user_data, (_U_SIZE,), np.int64)
@@ -758,7 +759,7 @@ def _model_point(x, user_data):  # pragma: no cover - compiled
     return affine_point(x, meta[_U_SHIFT], meta[_U_FACTOR])
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(nogil=True)
 def _pull_back(grad, out, user_data):  # pragma: no cover - compiled
     """Write the gradient in the sampler's coordinates: ``factor^T @ grad``, or ``grad``."""
     meta = numba.carray(user_data, (_U_SIZE,), np.int64)
@@ -787,14 +788,14 @@ def _logp_c(dim, x_, out_, logp_, user_data):  # pragma: no cover - compiled
     return 0
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(nogil=True)
 def _write(out, pos, values):  # pragma: no cover - compiled
     for j in range(values.size):
         out[pos + j] = values.flat[j]
     return pos + values.size
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(nogil=True)
 def expand_into(x, out, n_components, n_features, code):  # pragma: no cover - compiled
     """Write the stored variables at ``x`` into ``out`` in :attr:`FastGaussian.stored` order.
 
@@ -829,8 +830,8 @@ def _expand_c(dim, expanded, x_, out_, user_data):  # pragma: no cover - compile
 def c_callbacks() -> tuple[Any, Any]:
     """Return nutpie's C callbacks ``(logp, expand)`` as numba ``CFunc`` objects (loaded once)."""
     return (
-        numba.cfunc(_C_LOGP, cache=True)(_logp_c),
-        numba.cfunc(_C_EXPAND, cache=True)(_expand_c),
+        cfunc(_C_LOGP)(_logp_c),
+        cfunc(_C_EXPAND)(_expand_c),
     )
 
 
@@ -1092,7 +1093,7 @@ class FastGaussian:
 
         ``shared_data`` comes from :meth:`shared_data`; ``with_data`` on the result
         replaces any of it (new observations, new prior parameters) without compiling.
-        With ``affine`` (:mod:`bayesmix._laplace`) the sampler moves in coordinates ``u``
+        With ``affine`` (:mod:`bayesmix.nuts.laplace`) the sampler moves in coordinates ``u``
         with ``x = affine.shift + affine.factor @ u``; ``initial_point`` then returns
         ``u``. Falls back to ``nutpie.from_pyfunc`` (a Python call per gradient, about
         25 us) if this nutpie lacks the internal constructors the C path needs.

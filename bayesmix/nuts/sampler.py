@@ -2,19 +2,20 @@
 
 Two ways to get the log density and its gradient:
 
-* the fused kernel of :mod:`bayesmix._fast_gaussian` for a :class:`GaussianMixture` with
-  its default prior families (``fast_spec``): a hand-written numba function compiled
+* a family's fused log density and gradient (its ``_nuts_target``; the Gaussian family
+  has one for its default prior families): a hand-written numba function compiled
   once (15-20 s, the first time ever) and then loaded from numba's on-disk cache, with
   the observations and the prior parameters as data, so that a fresh process is ready to
   sample well under a second after importing bayesmix. NUTS moves in Laplace coordinates
-  around the start (:mod:`bayesmix._laplace`), each chain from a random corner ``u = +-1``;
+  around the start
+  (:mod:`bayesmix.nuts.laplace`), each chain from a random corner ``u = +-1``;
 * otherwise the PyMC model compiled by nutpie (PyTensor -> numba), which costs seconds to
   tens of seconds. The observations enter the model as ``pm.Data``, so a compiled model
   is reused for new data of the same structure (class, number of components and
   features, covariance type, feature names and resolved priors): only the data and the
   starting point change, through ``CompiledModel.with_data`` and the initial-point
   function. NUTS moves in Laplace coordinates too: numba callbacks wrap the compiled
-  ones (:mod:`bayesmix._laplace_nutpie`).
+  ones (:mod:`bayesmix.nuts._nutpie_internals`).
 
 Without Laplace coordinates (more than ``_laplace.MAX_DIM`` parameters, or a curvature
 that is not finite) NUTS moves in the model's unconstrained coordinates from the start
@@ -38,9 +39,9 @@ import pymc as pm
 import xarray as xr
 from pymc.initial_point import make_initial_point_fn
 
-from bayesmix import _laplace
+from bayesmix.nuts import laplace as _laplace
 
-__all__ = ["clear_cache", "fast_free_variables", "sample_nutpie"]
+__all__ = ["clear_cache", "fused_free_variables", "sample_nutpie"]
 
 _log = logging.getLogger("bayesmix")
 _CACHE: OrderedDict[Hashable, Any] = OrderedDict()
@@ -98,51 +99,26 @@ def _compiled(model: pm.Model, key: Hashable) -> Any:
     return compiled
 
 
-def fast_free_variables(fast_spec: dict[str, Any] | None) -> set[str] | None:
-    """Free variable names if :func:`sample_nutpie` will use the fused kernel, else None.
-
-    Then no PyMC model is needed to sample (``model=None``).
-    """
-    if fast_spec is None:
-        return None
-    from bayesmix import _fast_gaussian
-
-    fast = _fast_gaussian.build(fast_spec)
-    return None if fast is None else {name for name, _, _ in fast.free}
+def fused_free_variables(target: Any) -> set[str]:
+    """Names of the free variables a family's fused target samples (see :func:`sample_nutpie`)."""
+    return {name for name, _, _ in target.free}
 
 
-def _fast_compiled(
-    fast_spec: dict[str, Any], data: dict[str, np.ndarray], start: dict[str, np.ndarray]
-) -> Any:
-    """Return nutpie's model on the fused kernel, or None if it does not cover the model."""
-    from bayesmix import _fast_gaussian
-
-    fast = _fast_gaussian.build(fast_spec)
-    if fast is None or "x_data" not in data:
-        priors = fast_spec.get("priors", {})
-        _log.info(
-            "the fused Gaussian-mixture kernel does not cover this model "
-            "(covariance_type=%r, priors %s); compiling the PyMC model instead",
-            fast_spec.get("covariance_type"),
-            {name: getattr(prior, "distribution", prior) for name, prior in priors.items()},
-        )
-        return None
+def _fused_compiled(target: Any, data: dict[str, np.ndarray], start: dict[str, np.ndarray]) -> Any:
+    """Return nutpie's model on a family's fused log density + gradient ``target``."""
     clock = time.perf_counter()
-    flat = fast.unconstrain(start)
-    shared = fast.shared_data(data["x_data"])
+    flat = target.unconstrain(start)
+    shared = target.shared_data(data["x_data"])
     shared.update((name, value) for name, value in data.items() if name != "x_data")
     # The first call loads the kernel from numba's cache (or compiles it, the first time
     # ever) before the sampler's threads need it.
-    logp, _ = fast.logp_dlogp(flat, **shared)
-    affine = _laplace_map(lambda x: fast.logp_dlogp(x, **shared)[1], flat)
+    logp, _ = target.logp_dlogp(flat, **shared)
+    affine = _laplace_map(lambda x: target.logp_dlogp(x, **shared)[1], flat)
     initial_point = _nudged(flat) if affine is None else _laplace.corner_start(flat.size)
-    compiled = fast.nutpie_model(shared, initial_point=initial_point, affine=affine)
+    compiled = target.nutpie_model(shared, initial_point=initial_point, affine=affine)
     _log.info(
-        "NUTS on the fused numba kernel (%s covariances, %d components, %d features): "
-        "ready in %.2f s, log density %.4g at the start",
-        fast.covariance_type,
-        fast.n_components,
-        fast.n_features,
+        "NUTS on the fused kernel %r: ready in %.2f s, log density %.4g at the start",
+        target,
         time.perf_counter() - clock,
         logp,
     )
@@ -152,7 +128,7 @@ def _fast_compiled(
 def _laplace_map(
     grad: Callable[[np.ndarray], np.ndarray], flat: np.ndarray
 ) -> _laplace.Affine | None:
-    """Return the Laplace coordinates around the start ``flat`` (:mod:`bayesmix._laplace`).
+    """Return the Laplace coordinates around the start ``flat`` (:mod:`bayesmix.nuts.laplace`).
 
     ``grad`` is the gradient of the log density on the unconstrained scale.
 
@@ -196,7 +172,7 @@ def sample_nutpie(
     target_accept: float,
     random_seed: int,
     progressbar: bool,
-    fast_spec: dict[str, Any] | None = None,
+    target: Any = None,
 ) -> xr.DataTree:
     """Sample ``model`` with nutpie, every chain starting near ``start`` (module docstring).
 
@@ -211,13 +187,11 @@ def sample_nutpie(
         Values of the model's ``pm.Data`` variables (``x_data``: the observations).
     start : dict of str to ndarray
         Values of the free random variables (constrained scale).
-    fast_spec : dict, optional
-        Describes a :class:`bayesmix.GaussianMixture` model (``covariance_type``,
-        ``n_components``, ``n_features``, ``priors``: the resolved priors, ``features``:
-        the feature names, ``obs``: the observation index). When the fused kernel of
-        :mod:`bayesmix._fast_gaussian` covers it (default prior families), nutpie
-        samples that kernel instead of compiling ``model``; the result has the same
-        layout. Otherwise, or when None, ``model`` is compiled.
+    target : object, optional
+        A family's fused log density and gradient (its ``_nuts_target``, e.g.
+        :class:`bayesmix.families.gaussian._nuts_kernel.FastGaussian`): nutpie samples it
+        instead of compiling ``model``; the result has the same layout. When None,
+        ``model`` is compiled.
 
     Returns
     -------
@@ -226,11 +200,11 @@ def sample_nutpie(
     """
     import nutpie
 
-    compiled = None if fast_spec is None else _fast_compiled(fast_spec, data, start)
+    compiled = None if target is None else _fused_compiled(target, data, start)
     if compiled is None:
         if model is None:
-            raise ValueError("the fused kernel does not cover this model: pass the PyMC model")
-        from bayesmix._laplace_nutpie import compiled_logp_dlogp, in_laplace_coordinates
+            raise ValueError("no fused target and no PyMC model: pass one of them")
+        from bayesmix.nuts._nutpie_internals import compiled_logp_dlogp, in_laplace_coordinates
 
         compiled = _compiled(model, key).with_data(**data)
         flat = _flat_start(model, start)

@@ -1,8 +1,8 @@
 """nutpie's compiled PyMC model, sampled in Laplace coordinates.
 
 The fused Gaussian kernel reads its affine map ``x = shift + factor @ u`` from its own
-user-data record (:mod:`bayesmix._fast_gaussian`). A model that nutpie compiled from PyMC
-(other families, other priors) gets the same map from two numba C callbacks that wrap
+user-data record (:mod:`bayesmix.families.gaussian._nuts_kernel`). A model that nutpie compiled
+from PyMC (other families, other priors) gets the same map from two numba C callbacks that wrap
 the compiled ones: they compute ``x`` from the sampler's ``u``, call nutpie's logp (or
 expand) callback at ``x`` through its address, and pull the gradient back
 (``factor^T grad``). The callbacks take every address from a small record, so they are
@@ -21,7 +21,8 @@ from llvmlite import ir
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from bayesmix._fast_gaussian import (
+from bayesmix._numba_cache import cfunc
+from bayesmix.families.gaussian._nuts_kernel import (
     _C_EXPAND,
     _C_LOGP,
     _frozen_affine,
@@ -30,7 +31,7 @@ from bayesmix._fast_gaussian import (
     call_expand,
     call_logp,
 )
-from bayesmix._laplace import Affine
+from bayesmix.nuts.laplace import Affine
 
 __all__ = ["compiled_logp_dlogp", "in_laplace_coordinates"]
 
@@ -123,8 +124,8 @@ def _expand_c(dim, expanded, u_, out_, user_data):  # pragma: no cover - compile
 def _callbacks() -> tuple[Any, Any]:
     """Return the wrapping callbacks ``(logp, expand)`` as numba ``CFunc`` objects (loaded once)."""
     return (
-        numba.cfunc(_C_LOGP, cache=True, nogil=True)(_logp_c),
-        numba.cfunc(_C_EXPAND, cache=True, nogil=True)(_expand_c),
+        cfunc(_C_LOGP, nogil=True)(_logp_c),
+        cfunc(_C_EXPAND, nogil=True)(_expand_c),
     )
 
 

@@ -1,9 +1,9 @@
-"""Fused numba kernels for the Gaussian EM iteration of :mod:`bayesmix.em` (internal).
+"""Fused numba kernels for the Gaussian EM iteration of :mod:`.em` (internal).
 
 One pass over the data computes, for every observation, the weighted component log
 densities through the precision Cholesky factors (as
-:func:`bayesmix.em.estimate_log_gaussian_prob`), their log-sum-exp (the log-likelihood of
-the observation) and the responsibilities, and accumulates what the M-step needs:
+:func:`bayesmix.families.gaussian.em.estimate_log_gaussian_prob`), their log-sum-exp (the
+log-likelihood of the observation) and the responsibilities, and accumulates what the M-step needs:
 
 * ``total = sum_n log p(x_n)``;
 * ``nk[k] = sum_n r_nk``;
@@ -31,8 +31,8 @@ rather than ``N``. Only floating-point contraction (fused multiply-add) is allow
 reassociation.
 
 :func:`full_m_step` and :func:`diag_m_step` turn the sums into the M-step of
-:func:`bayesmix.em.m_step` (maximum likelihood or the conjugate-prior posterior mode) and
-the precision Cholesky factors, and report when cancellation or a missing Cholesky factor
+:func:`bayesmix.families.gaussian.em.m_step` (maximum likelihood or the conjugate-prior posterior
+mode) and the precision Cholesky factors, and report when cancellation or a missing Cholesky factor
 means the iteration must be redone with NumPy.
 
 The ``"tied"`` covariance type uses :func:`full_pass` with the shared factor repeated for
@@ -47,6 +47,8 @@ import math
 
 import numba
 import numpy as np
+
+from bayesmix._numba_cache import njit
 
 __all__ = [
     "FALL_BACK",
@@ -132,7 +134,7 @@ def _exp_accumulate(row, top, norm, poly, t_float, n):  # pragma: no cover - com
         norm[b] += value
 
 
-@numba.njit(cache=True, nogil=True, fastmath=_FASTMATH, error_model="numpy")
+@njit(nogil=True, fastmath=_FASTMATH, error_model="numpy")
 def exp_nonpositive(x):  # pragma: no cover - compiled
     """Return ``exp(x)`` for a 1-D array of non-positive values (the kernels' exponential)."""
     n = x.shape[0]
@@ -244,7 +246,7 @@ def _finish_block(wlp, top, norm, poly, t_float, n_components, n):  # pragma: no
     return log_likelihood
 
 
-@numba.njit(cache=True, nogil=True, fastmath=_FASTMATH, error_model="numpy")
+@njit(nogil=True, fastmath=_FASTMATH, error_model="numpy")
 def full_pass(X, means, prec_chol, log_norm):  # pragma: no cover - compiled
     """Fused E-step and sufficient statistics for full precision Cholesky factors.
 
@@ -342,7 +344,7 @@ def full_pass(X, means, prec_chol, log_norm):  # pragma: no cover - compiled
     return total, nk, s1, s2
 
 
-@numba.njit(cache=True, nogil=True, fastmath=_FASTMATH, error_model="numpy")
+@njit(nogil=True, fastmath=_FASTMATH, error_model="numpy")
 def diag_pass(X, means, prec, log_norm):  # pragma: no cover - compiled
     """Fused E-step and sufficient statistics for diagonal precision factors.
 
@@ -428,7 +430,7 @@ FALL_BACK = 1
 
 @numba.njit(nogil=True, fastmath=_FASTMATH, error_model="numpy")
 def _shifts(nk, s1, centres, use_prior, kappa, prior_mean):  # pragma: no cover - compiled
-    """Return the new means and ``delta = means - centres`` (see ``bayesmix.em.m_step``)."""
+    """Return the new means and ``delta = means - centres`` (see ``em.m_step``)."""
     n_components, n_features = centres.shape
     eps10 = 10.0 * _EPS
     means = np.empty((n_components, n_features))
@@ -485,7 +487,7 @@ def _precision_cholesky(cov, out):  # pragma: no cover - compiled
     return True
 
 
-@numba.njit(cache=True, nogil=True, fastmath=_FASTMATH, error_model="numpy")
+@njit(nogil=True, fastmath=_FASTMATH, error_model="numpy")
 def full_m_step(
     nk,
     s1,
@@ -503,10 +505,10 @@ def full_m_step(
 ):  # pragma: no cover - compiled
     """M-step for ``"full"`` (``tied=False``) or ``"tied"`` from the sums of :func:`full_pass`.
 
-    Follows ``bayesmix.em.m_step`` (maximum likelihood) or ``bayesmix.em._m_step_map``
-    (``use_prior``: shrinkage ``kappa``, degrees of freedom ``nu``, prior mean and (D, D)
-    scale) operation by operation, with the scatter about the new mean
-    ``centres + delta`` obtained as ``s2 - s1 delta^T - delta s1^T + nk delta delta^T``
+    Follows ``bayesmix.families.gaussian.em.m_step`` (maximum likelihood) or
+    ``bayesmix.families.gaussian.em._m_step_map`` (``use_prior``: shrinkage ``kappa``, degrees of
+    freedom ``nu``, prior mean and (D, D) scale) operation by operation, with the scatter about the
+    new mean ``centres + delta`` obtained as ``s2 - s1 delta^T - delta s1^T + nk delta delta^T``
     (upper triangle, mirrored: the covariances are exactly symmetric).
 
     Returns
@@ -590,7 +592,7 @@ def full_m_step(
     return weights, means, covariances, precisions, status
 
 
-@numba.njit(cache=True, nogil=True, fastmath=_FASTMATH, error_model="numpy")
+@njit(nogil=True, fastmath=_FASTMATH, error_model="numpy")
 def diag_m_step(
     nk,
     s1,
@@ -683,7 +685,7 @@ def diag_m_step(
     return weights, means, covariances, precisions, status
 
 
-@numba.njit(cache=True, nogil=True, fastmath=_FASTMATH, error_model="numpy")
+@njit(nogil=True, fastmath=_FASTMATH, error_model="numpy")
 def mixture_log_density(X, log_weights, means, chol, out):  # pragma: no cover - compiled
     """Write ``log sum_k pi_k N(x_n | m_k, L_k L_k^T)`` for every draw and observation.
 

@@ -17,6 +17,7 @@ component, and one full covariance shared by all components.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Literal
 
 import numpy as np
@@ -24,12 +25,25 @@ import pymc as pm
 import pytensor.tensor as pt
 from pymc.distributions.transforms import Ordered, Transform
 
-from bayesmix._base import MixtureModel
 from bayesmix._numeric import column_moments
 from bayesmix._validation import MixtureData, check_nonnegative, check_option
-from bayesmix.em import COVARIANCE_TYPES, OBJECTIVES, EMResult, fit_em, full_covariances
+from bayesmix.families.gaussian.densities import (
+    fast_pointwise,
+    gaussian_log_prob,
+    n_parameters,
+    scalar_parameters,
+)
+from bayesmix.families.gaussian.em import (
+    COVARIANCE_TYPES,
+    OBJECTIVES,
+    EMResult,
+    fit_em,
+    full_covariances,
+)
+from bayesmix.model import MixtureModel
 from bayesmix.priors import Prior
-from bayesmix.stats import gaussian_log_prob, n_parameters
+
+_log = logging.getLogger("bayesmix")
 
 __all__ = ["GaussianMixture", "mahalanobis_terms", "mixture_logp", "mixture_random"]
 
@@ -208,7 +222,7 @@ class GaussianMixture(MixtureModel):
         The result: ``posterior`` (``weights``, ``means``, ``covariances``, ``sigma``,
         ``corr_chol``), ``log_likelihood`` (``x``, per observation), ``observed_data``,
         ``sample_stats`` (NUTS) or ``em_stats`` (EM).
-    em_ : bayesmix.em.EMResult
+    em_ : bayesmix.families.gaussian.em.EMResult
         The EM solution: the estimate of ``method="em"`` and the start and reference
         labelling of ``method="nuts"``.
     priors_ : dict of str to Prior
@@ -240,6 +254,7 @@ class GaussianMixture(MixtureModel):
     _family = "gaussian"
     _component_vars = ("means", "covariances")
     _component_log_prob = staticmethod(gaussian_log_prob)
+    _fast_pointwise = staticmethod(fast_pointwise)
     # Name of the deterministic (K, D, D) matrices built from ``sigma`` and ``corr_chol``.
     _matrix_var = "covariances"
 
@@ -322,8 +337,6 @@ class GaussianMixture(MixtureModel):
         self, draws: tuple[np.ndarray, ...], *, components: list[Any], features: list[Any]
     ) -> tuple[list[str], list[str], np.ndarray]:
         """Weights, means and the free covariance entries of this covariance type."""
-        from bayesmix.compare import scalar_parameters
-
         weights, means, matrices, *rest = draws
         variables, labels, values = scalar_parameters(
             weights,
@@ -417,6 +430,32 @@ class GaussianMixture(MixtureModel):
                 return sigma[:, None, None] * pt.eye(d)
 
     # -- EM ------------------------------------------------------------------------------
+
+    def _nuts_target(self, data: MixtureData, priors: dict[str, Prior]) -> Any:
+        """Return the fused numba log density + gradient (``_nuts_kernel``) if it applies.
+
+        It implements the default prior families (Dirichlet, Normal, HalfNormal, LKJCorr);
+        for other priors None, and the PyMC model is compiled instead.
+        """
+        from bayesmix.families.gaussian import _nuts_kernel
+
+        target = _nuts_kernel.build(
+            {
+                "covariance_type": self.covariance_type,
+                "n_components": self.n_components,
+                "n_features": data.n_features,
+                "priors": priors,
+                "features": list(data.features),
+            }
+        )
+        if target is None:
+            _log.info(
+                "the fused Gaussian-mixture kernel does not cover this model "
+                "(covariance_type=%r, priors %s); compiling the PyMC model instead",
+                self.covariance_type,
+                {name: prior.distribution for name, prior in priors.items()},
+            )
+        return target
 
     def _run_em(
         self, data: MixtureData, rng: np.random.Generator, priors: dict[str, Prior]

@@ -1,0 +1,133 @@
+"""Initialisation of EM for every family: k-means++ seeds and starting responsibilities.
+
+:func:`kmeans_plusplus` (Arthur & Vassilvitskii 2007) picks ``K`` seeds among the rows of
+``X``; :func:`initial_responsibilities` assigns every row to its nearest seed, softened, so
+that any family's M-step can start from it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+__all__ = ["initial_responsibilities", "kmeans_plusplus", "nearest_centres"]
+
+logger = logging.getLogger("bayesmix")
+
+# Softening of the hard k-means++ assignment of the starting responsibilities.
+_INIT_SMOOTHING = 0.1
+
+
+def initial_responsibilities(
+    X: np.ndarray, n_components: int, rng: np.random.Generator, smoothing: float
+) -> np.ndarray:
+    """Hard-assign every sample to its nearest k-means++ seed, softened by ``smoothing``.
+
+    The responsibilities are ``(1 - s) * one-hot + s / K``. With ``smoothing=0`` they stay
+    hard unless a seed receives no sample (``X`` has fewer distinct rows than
+    ``n_components``), in which case :data:`_INIT_SMOOTHING` is used so that no component
+    starts empty.
+    """
+    centres = kmeans_plusplus(X, n_components, rng)
+    labels = nearest_centres(X, centres)[0]
+    resp = np.zeros((X.shape[0], n_components), dtype=np.float64)
+    resp[np.arange(X.shape[0]), labels] = 1.0
+    empty = np.flatnonzero(np.bincount(labels, minlength=n_components) == 0).tolist()
+    if empty and smoothing == 0.0:
+        smoothing = _INIT_SMOOTHING
+        logger.warning(
+            "k-means++ initialisation: component(s) %s received no sample (X has fewer "
+            "distinct rows than n_components=%d?); starting from softened responsibilities.",
+            empty,
+            n_components,
+        )
+    if smoothing > 0.0:
+        resp = (1.0 - smoothing) * resp + smoothing / n_components
+    return resp
+
+
+def _squared_distances(columns: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Return the squared Euclidean distances ``||x_n - c_j||^2``, shape (n_centres, N).
+
+    ``columns`` is the data transposed to contiguous rows, ``np.ascontiguousarray(X.T)``
+    of shape (D, N): the sums run along contiguous memory (NumPy sums the short rows of
+    an (N, D) array 20-50x slower), and the differences are exact (no ``|x|^2 - 2 x.c +
+    |c|^2`` cancellation, so a sample's distance to itself is exactly 0).
+    """
+    out = np.zeros((centres.shape[0], columns.shape[1]), dtype=np.float64)
+    diff = np.empty(columns.shape[1], dtype=np.float64)
+    for j, centre in enumerate(centres):
+        for d, column in enumerate(columns):
+            np.subtract(column, centre[d], out=diff)
+            diff *= diff
+            out[j] += diff
+    return out
+
+
+def nearest_centres(X: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return the index of each sample's nearest centre and its squared distance to it."""
+    sq_distances = _squared_distances(np.ascontiguousarray(X.T), centres)
+    # argmin over the first axis, a row at a time (NumPy's axis-0 argmin is ~10x slower);
+    # ties go to the lower index, as with np.argmin.
+    labels = np.zeros(X.shape[0], dtype=np.intp)
+    nearest = sq_distances[0].copy()
+    for k in range(1, centres.shape[0]):
+        closer = sq_distances[k] < nearest
+        labels[closer] = k
+        np.minimum(nearest, sq_distances[k], out=nearest)
+    return labels, nearest
+
+
+def kmeans_plusplus(X: np.ndarray, n_components: int, rng: np.random.Generator) -> np.ndarray:
+    """Choose initial centres with greedy k-means++ seeding.
+
+    The first centre is a uniformly drawn sample. Each further centre is chosen among
+    ``2 + floor(log K)`` candidates drawn with probability proportional to the squared
+    distance to the nearest centre already chosen, keeping the candidate that most
+    reduces the total squared distance (Arthur & Vassilvitskii, 2007; the greedy variant
+    used by scikit-learn).
+
+    Parameters
+    ----------
+    X : numpy.ndarray of shape (n_samples, n_features)
+        Data.
+    n_components : int
+        Number of centres ``K`` (at least 1, at most ``n_samples``).
+    rng : numpy.random.Generator
+        Source of randomness.
+
+    Returns
+    -------
+    numpy.ndarray of shape (n_components, n_features)
+        The chosen centres, which are rows of ``X``.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    n_samples = X.shape[0]
+    if not 1 <= n_components <= n_samples:
+        raise ValueError(
+            f"n_components must be between 1 and the number of samples ({n_samples}), got "
+            f"{n_components}."
+        )
+    n_local_trials = 2 + int(np.log(n_components))
+    indices = np.empty(n_components, dtype=np.intp)
+
+    columns = np.ascontiguousarray(X.T)
+    indices[0] = rng.integers(n_samples)
+    closest_dist_sq = _squared_distances(columns, X[indices[:1]])[0]
+    current_pot = closest_dist_sq.sum()
+
+    for c in range(1, n_components):
+        rand_vals = rng.uniform(size=n_local_trials) * current_pot
+        candidate_ids = np.searchsorted(np.cumsum(closest_dist_sq), rand_vals)
+        np.clip(candidate_ids, None, n_samples - 1, out=candidate_ids)
+        # (n_local_trials, n_samples): distance of every sample to its nearest centre
+        # if the candidate were added.
+        distances = np.minimum(closest_dist_sq, _squared_distances(columns, X[candidate_ids]))
+        candidates_pot = distances.sum(axis=1)
+        best = int(np.argmin(candidates_pot))
+        current_pot = candidates_pot[best]
+        closest_dist_sq = distances[best]
+        indices[c] = candidate_ids[best]
+
+    return X[indices].copy()

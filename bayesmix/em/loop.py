@@ -1,0 +1,449 @@
+r"""The one EM loop of every family: iterate, converge, restart, warn, one result type.
+
+A family hands the loop its steps (:func:`_iterate` takes ``e_step(weights, params) ->
+(objective, mean log-likelihood, responsibilities, cache)`` and ``m_step(resp, cache,
+weights, params) -> (weights, params)``); :func:`_fit_restarts` runs ``n_init`` restarts
+of a family's ``run_restart(init)``, keeps the best, warns and packages a
+:class:`MixtureEMResult`. The families' E- and M-steps live in their own modules
+(:mod:`bayesmix.families`), the seeding in :mod:`bayesmix.em.init`.
+
+**E-step** (all families). The responsibilities
+:math:`r_{nk} = \pi_k f(x_n \mid \theta_k) / p(x_n)` are computed in log space
+(``scipy.special.logsumexp``) from the per-component log densities
+(:func:`bayesmix.families.poisson.poisson_log_prob`,
+:func:`~bayesmix.families.bernoulli.bernoulli_log_prob`,
+:func:`~bayesmix.families.student_t.student_t_log_prob`, the functions the fitted models use),
+together with the mean log-likelihood :math:`N^{-1} \sum_n \log p(x_n)`. Zero rates and
+probabilities of exactly 0 or 1 are evaluated with ``0 log 0 = 0``
+(exactly ``-inf`` where impossible): they exclude only the samples they cannot have
+produced. For the Student-t family the E-step also returns the weights
+
+.. math::
+
+    u_{nk} = \frac{\nu_k + D}{\nu_k + \delta_{nk}}, \qquad
+    \delta_{nk} = (x_n - \mu_k)^T \Sigma_k^{-1} (x_n - \mu_k),
+
+the conditional expectations of the latent precision scalings of the normal / gamma
+representation of the t distribution (Liu & Rubin 1995).
+
+**Objective, restarts, degenerate cases.** The monitored objective (``lower_bounds``) is
+the mean log-likelihood for ``"ml"`` and the mean log posterior
+``(log-likelihood + log prior) / N`` (normalised prior densities) for ``"map"``; the loop
+stops when it changes by less than ``tol``. Each of the ``n_init`` restarts starts from
+k-means++ seeds on ``X`` (:func:`bayesmix.families.gaussian.em.kmeans_plusplus`; Arthur &
+Vassilvitskii 2007): every sample is hard-assigned to its nearest seed and the first parameters are
+the M-step of that assignment. For counts and binary data the hard responsibilities are
+softened to ``0.9 * one-hot + 0.1 / K``, so that no rate or probability starts on the
+absorbing boundary 0 or 1 (a zero maximum-likelihood rate stays zero for ever) and no
+component starts empty; the Student-t starts from the Gaussian moments of the hard
+assignment and ``nu = 10`` (clipped into ``dof_bounds``), softened the same way only if a
+seed received no sample. The restart with the highest final objective is returned. A
+component whose total responsibility drops below ``1e-8`` samples keeps its previous
+parameters (maximum likelihood) or the prior mode (MAP) with a vanishing weight, and a
+:class:`~bayesmix.exceptions.ConvergenceWarning` says so; the same warning is issued when
+the best restart did not reach ``tol`` within ``max_iter`` iterations. Components are not
+sorted. The fit functions run with a single BLAS thread (``bayesmix._threads``): their
+matrix operations are tiny, and BLAS threads only contend on them.
+
+References
+----------
+.. [1] A. P. Dempster, N. M. Laird and D. B. Rubin, "Maximum likelihood from incomplete
+   data via the EM algorithm", *Journal of the Royal Statistical Society B*, 39(1),
+   1-38, 1977.
+.. [2] G. J. McLachlan and D. Peel, *Finite Mixture Models*, Wiley, 2000 (chapter 7:
+   mixtures of t distributions).
+.. [3] D. Peel and G. J. McLachlan, "Robust mixture modelling using the t distribution",
+   *Statistics and Computing*, 10, 339-348, 2000.
+.. [4] C. Liu and D. B. Rubin, "ML estimation of the t distribution using EM and its
+   extensions, ECM and ECME", *Statistica Sinica*, 5, 19-39, 1995.
+.. [5] X.-L. Meng and D. B. Rubin, "Maximum likelihood estimation via the ECM algorithm: a
+   general framework", *Biometrika*, 80(2), 267-278, 1993.
+.. [6] P. F. Lazarsfeld and N. W. Henry, *Latent Structure Analysis*, Houghton Mifflin,
+   1968; L. A. Goodman, "Exploratory latent structure analysis using both identifiable
+   and unidentifiable models", *Biometrika*, 61(2), 215-231, 1974.
+.. [7] D. Karlis and E. Xekalaki, "Mixed Poisson distributions", *International
+   Statistical Review*, 73(1), 35-58, 2005.
+.. [8] M. A. T. Figueiredo and A. K. Jain, "Unsupervised learning of finite mixture
+   models", *IEEE Transactions on Pattern Analysis and Machine Intelligence*, 24(3),
+   381-396, 2002.
+.. [9] D. Arthur and S. Vassilvitskii, "k-means++: the advantages of careful seeding",
+   *Proceedings of the 18th ACM-SIAM Symposium on Discrete Algorithms*, 1027-1035, 2007.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, fields, replace
+
+import numpy as np
+from scipy.special import gammaln, xlogy
+
+from bayesmix._numeric import logsumexp
+from bayesmix.exceptions import ConvergenceWarning, FitError, InvalidParameterError
+
+__all__ = ["OBJECTIVES", "MixtureEMResult"]
+
+logger = logging.getLogger("bayesmix")
+
+OBJECTIVES: tuple[str, ...] = ("ml", "map")
+
+_EPS = np.finfo(np.float64).eps
+# A component whose total responsibility is below this many samples is empty.
+_EMPTY_MASS = 1e-8
+
+
+@dataclass(frozen=True)
+class MixtureEMResult:
+    """Outcome of a family EM fit: the best restart's parameters and its diagnostics.
+
+    The same fields as :class:`bayesmix.families.gaussian.em.EMResult` where they have the same
+    meaning, with the component parameters in one mapping because they differ by family.
+
+    Attributes
+    ----------
+    weights : numpy.ndarray of shape (n_components,)
+        Mixing proportions; they sum to one.
+    params : dict of str to numpy.ndarray
+        Component parameters, component axis first: ``{"rates": (K, D)}`` (Poisson),
+        ``{"probs": (K, D)}`` (Bernoulli), ``{"means": (K, D), "covariances": ...,
+        "dof": (K,)}`` (Student-t; ``covariances`` are the scale matrices in
+        scikit-learn's shape for the covariance type).
+    family : str
+        ``"poisson"``, ``"bernoulli"`` or ``"student_t"``.
+    log_likelihood : float
+        Mean log-likelihood per sample at the returned parameters (without any log prior).
+    lower_bounds : numpy.ndarray of shape (n_iter,)
+        The objective of every iteration of the best restart (mean log-likelihood for
+        ``"ml"``, mean log posterior for ``"map"``).
+    n_iter : int
+    converged : bool
+    best_init : int
+    init_log_likelihoods : numpy.ndarray of shape (n_init,)
+        Final objective of every restart; ``-inf`` for a restart that failed.
+    objective : str, default="ml"
+    covariance_type : str or None, default=None
+        Student-t only: one of ``bayesmix.families.gaussian.em.COVARIANCE_TYPES``.
+    """
+
+    weights: np.ndarray
+    params: dict
+    family: str
+    log_likelihood: float
+    lower_bounds: np.ndarray
+    n_iter: int
+    converged: bool
+    best_init: int
+    init_log_likelihoods: np.ndarray
+    objective: str = "ml"
+    covariance_type: str | None = None
+
+    def to_dict(self) -> dict:
+        """Return the result as plain Python lists and scalars (JSON-serialisable, exact)."""
+        out = {}
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if field.name == "params":
+                value = {key: np.asarray(v).tolist() for key, v in value.items()}
+            elif isinstance(value, np.ndarray):
+                value = value.tolist()
+            elif isinstance(value, np.generic):
+                value = value.item()
+            out[field.name] = value
+        return out
+
+    def reordered(self, order: np.ndarray) -> MixtureEMResult:
+        """Return this result with its components in ``order``.
+
+        Every component parameter is permuted on its first axis, except a tied scale
+        matrix (``covariance_type="tied"``), which all components share.
+        """
+        params = {
+            name: value
+            if (name == "covariances" and self.covariance_type == "tied")
+            else np.asarray(value)[order]
+            for name, value in self.params.items()
+        }
+        return replace(self, weights=self.weights[order], params=params)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> MixtureEMResult:
+        """Rebuild a result written by :meth:`to_dict`."""
+        data = dict(data)
+        data["params"] = {
+            key: np.asarray(value, dtype=np.float64) for key, value in data["params"].items()
+        }
+        for key in ("weights", "lower_bounds", "init_log_likelihoods"):
+            data[key] = np.asarray(data[key], dtype=np.float64)
+        return cls(**data)
+
+
+# ---------------------------------------------------------------------------------------
+# Argument checks
+
+
+def _check_arguments(
+    X: np.ndarray, n_components: int, n_init: int, max_iter: int, tol: float, objective: str
+) -> None:
+    """Raise :class:`InvalidParameterError` for arguments the fit functions cannot use."""
+    if X.ndim != 2:
+        raise InvalidParameterError(
+            f"X must be a 2-D array (n_samples, n_features), got shape {X.shape}."
+        )
+    if objective not in OBJECTIVES:
+        raise InvalidParameterError(f"objective must be one of {OBJECTIVES}, got {objective!r}.")
+    n_samples = X.shape[0]
+    if not 1 <= n_components <= n_samples:
+        raise InvalidParameterError(
+            f"n_components must be between 1 and the number of samples ({n_samples}), got "
+            f"{n_components}."
+        )
+    if n_init < 1:
+        raise InvalidParameterError(f"n_init must be at least 1, got {n_init}.")
+    if max_iter < 0:
+        raise InvalidParameterError(f"max_iter must be non-negative, got {max_iter}.")
+    if not tol >= 0.0:
+        raise InvalidParameterError(f"tol must be non-negative, got {tol}.")
+
+
+# ---------------------------------------------------------------------------------------
+# Component log densities
+
+
+# ---------------------------------------------------------------------------------------
+# Shared EM machinery
+
+
+@dataclass
+class _Restart:
+    """Parameters and trace of one restart (internal)."""
+
+    weights: np.ndarray
+    params: dict[str, np.ndarray]
+    lower_bound: float
+    lower_bounds: list[float]
+    n_iter: int
+    converged: bool
+    last_change: float
+    log_likelihood: float
+    n_samples: int
+
+
+# e_step(weights, params) -> (objective, mean log-likelihood, responsibilities, cache)
+_EStep = Callable[[np.ndarray, dict], tuple[float, float, np.ndarray, object]]
+# m_step(responsibilities, cache, weights, params) -> (weights, params)
+_MStep = Callable[[np.ndarray, object, np.ndarray, dict], tuple[np.ndarray, dict]]
+
+
+def _log_responsibilities(
+    log_prob: np.ndarray, weights: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``log p(x_n)`` (N,) and the log responsibilities (N, K), in log space."""
+    with np.errstate(divide="ignore"):
+        log_weights = np.log(weights)
+    weighted = log_prob + log_weights
+    log_norm = logsumexp(weighted, axis=1)
+    with np.errstate(under="ignore", invalid="ignore"):
+        log_resp = weighted - log_norm[:, np.newaxis]
+    return log_norm, log_resp
+
+
+def _iterate(
+    e_step: _EStep,
+    m_step_fn: _MStep,
+    weights: np.ndarray,
+    params: dict,
+    *,
+    max_iter: int,
+    tol: float,
+    name: str,
+) -> _Restart:
+    """Alternate E- and M-steps until the objective changes by less than ``tol``."""
+    lower_bound = -np.inf
+    lower_bounds: list[float] = []
+    change = np.inf
+    converged = False
+    n_iter = 0
+    if max_iter == 0:
+        lower_bound = e_step(weights, params)[0]
+    for n_iter in range(1, max_iter + 1):
+        previous = lower_bound
+        try:
+            lower_bound, _, resp, cache = e_step(weights, params)
+        except FitError as err:
+            raise FitError(f"{name}, iteration {n_iter}: {err}") from err
+        if not np.isfinite(lower_bound):
+            raise FitError(
+                f"{name}, iteration {n_iter}: the objective is not finite ({lower_bound}): "
+                "some sample has zero probability under every component, or the data are "
+                "too large in magnitude. Try objective='map' (a prior keeps rates and "
+                "probabilities off the boundary), fewer components or another n_init."
+            )
+        weights, params = m_step_fn(resp, cache, weights, params)
+        lower_bounds.append(lower_bound)
+        change = lower_bound - previous
+        logger.debug("%s, iteration %d: objective %.10g", name, n_iter, lower_bound)
+        if abs(change) < tol:
+            converged = True
+            break
+    try:
+        _, log_likelihood, resp, _ = e_step(weights, params)
+    except FitError as err:
+        raise FitError(f"{name}, after iteration {n_iter}: {err}") from err
+    return _Restart(
+        weights=weights,
+        params=params,
+        lower_bound=float(lower_bound),
+        lower_bounds=lower_bounds,
+        n_iter=n_iter,
+        converged=converged,
+        last_change=float(change),
+        log_likelihood=float(log_likelihood),
+        n_samples=resp.shape[0],
+    )
+
+
+def _fit_restarts(
+    run_restart: Callable[[int], _Restart],
+    *,
+    n_init: int,
+    max_iter: int,
+    tol: float,
+    family: str,
+    objective: str,
+    covariance_type: str | None = None,
+    stacklevel: int,
+) -> MixtureEMResult:
+    """Run ``n_init`` restarts, keep the best one, warn, and package the result.
+
+    ``stacklevel`` makes the warnings point at the caller of the public fit function.
+    """
+    restarts: dict[int, _Restart] = {}
+    failures: dict[int, FitError] = {}
+    init_objectives = np.full(n_init, -np.inf, dtype=np.float64)
+    for init in range(n_init):
+        try:
+            restart = run_restart(init)
+        except FitError as err:
+            failures[init] = err
+            logger.warning("%s EM restart %d/%d failed: %s", family, init + 1, n_init, err)
+            continue
+        init_objectives[init] = restart.lower_bound
+        logger.info(
+            "%s EM restart %d/%d: final objective %.10g after %d iteration(s), %s",
+            family,
+            init + 1,
+            n_init,
+            restart.lower_bound,
+            restart.n_iter,
+            "converged" if restart.converged else "not converged",
+        )
+        restarts[init] = restart
+
+    if not restarts:
+        first, err = next(iter(failures.items()))
+        raise FitError(
+            f"All {n_init} {family} EM restart(s) failed; restart {first + 1}: {err}"
+        ) from err
+    best_init = next(iter(restarts))
+    for init, restart in restarts.items():  # strict: the first restart wins ties
+        if restart.lower_bound > restarts[best_init].lower_bound:
+            best_init = init
+    best = restarts[best_init]
+
+    if failures:
+        warnings.warn(
+            f"{family} EM restart(s) {[i + 1 for i in failures]} of {n_init} failed and were "
+            f"skipped; the first failure: {next(iter(failures.values()))}",
+            ConvergenceWarning,
+            stacklevel=stacklevel,
+        )
+    if not best.converged and max_iter > 0:
+        warnings.warn(
+            f"{family} EM did not converge: the best restart (restart {best_init + 1} of "
+            f"{n_init}) ran max_iter={max_iter} iterations and the last change of the "
+            f"objective was {best.last_change:.3g}, not below tol={tol:.3g}. Try increasing "
+            "max_iter, loosening tol, raising n_init or using fewer components.",
+            ConvergenceWarning,
+            stacklevel=stacklevel,
+        )
+    empty = np.flatnonzero(best.weights * best.n_samples < _EMPTY_MASS).tolist()
+    if empty:
+        warnings.warn(
+            f"Component(s) {empty} of the returned {family} fit are empty (total "
+            f"responsibility below {_EMPTY_MASS:g} samples): the data support fewer than "
+            f"n_components={best.weights.shape[0]} components. Try "
+            f"n_components={max(best.weights.shape[0] - len(empty), 1)}.",
+            ConvergenceWarning,
+            stacklevel=stacklevel,
+        )
+
+    logger.info(
+        "%s EM best restart %d/%d: mean log-likelihood %.10g, %d iteration(s)",
+        family,
+        best_init + 1,
+        n_init,
+        best.log_likelihood,
+        best.n_iter,
+    )
+    return MixtureEMResult(
+        weights=best.weights,
+        params=best.params,
+        family=family,
+        log_likelihood=best.log_likelihood,
+        lower_bounds=np.asarray(best.lower_bounds, dtype=np.float64),
+        n_iter=best.n_iter,
+        converged=best.converged,
+        best_init=best_init,
+        init_log_likelihoods=init_objectives,
+        objective=objective,
+        covariance_type=covariance_type,
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Poisson and Bernoulli mixtures
+
+
+def _ml_weights(nk: np.ndarray) -> np.ndarray:
+    """Maximum-likelihood weights ``n_k / N`` with the counts floored at ``10 eps``."""
+    floored = nk + 10.0 * _EPS
+    return floored / floored.sum()
+
+
+def _map_weights(nk: np.ndarray, concentration: float, old_weights: np.ndarray) -> np.ndarray:
+    """Posterior-mode weights under a symmetric Dirichlet(``concentration``) prior.
+
+    ``max(n_k + a - 1, 0) / sum_j max(n_j + a - 1, 0)``. For ``a < 1`` a component whose
+    ``n_k`` is below ``1 - a`` (or whose weight is already 0) gets weight 0 and stays
+    switched off (Figueiredo & Jain, 2002). If every component would be switched off
+    (fewer than about ``K (1 - a)`` samples) the maximum-likelihood weights are used.
+    """
+    raw = np.maximum(nk + concentration - 1.0, 0.0)
+    if concentration < 1.0:
+        raw[old_weights <= 0.0] = 0.0
+    total = raw.sum()
+    if not total > 0.0:
+        return _ml_weights(nk)
+    return raw / total
+
+
+def _log_dirichlet(weights: np.ndarray, concentration: float) -> float:
+    """Log density of a symmetric Dirichlet at ``weights``.
+
+    For ``concentration < 1`` the components with weight 0 (switched off by
+    :func:`_map_weights`) are left out: the density is that of the remaining weights.
+    """
+    if concentration < 1.0:
+        weights = weights[weights > 0.0]
+    n = weights.shape[0]
+    return float(
+        gammaln(n * concentration)
+        - n * gammaln(concentration)
+        + np.sum(xlogy(concentration - 1.0, weights))
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Student-t mixtures

@@ -1,0 +1,373 @@
+r"""Mixtures of independent discrete features: Poisson (counts) and Bernoulli (binary).
+
+Within a component the features are independent (the local independence assumption
+of latent class analysis), so a component is a vector of per-feature parameters::
+
+    pi         ~ Dirichlet(a * 1_K)
+    lambda_kd  ~ Gamma(alpha, beta)        Poisson:   x_nd | z_n = k ~ Poisson(lambda_kd)
+    p_kd       ~ Beta(a, b)                Bernoulli: x_nd | z_n = k ~ Bernoulli(p_kd)
+    log p(x_n) = logsumexp_k [log pi_k + sum_d log p(x_nd | theta_kd)]
+
+Both priors are conjugate, so EM has closed-form M-steps, for the likelihood
+(``objective="ml"``) or for the posterior mode under these priors (``"map"``).
+
+**M-step** (Poisson, Bernoulli). With :math:`n_k = \sum_n r_{nk}` and
+:math:`s_{kd} = \sum_n r_{nk} x_{nd}`, maximum likelihood (``objective="ml"``) gives
+:math:`\pi_k = n_k / N`, :math:`\lambda_{kd} = s_{kd} / n_k` and
+:math:`p_{kd} = s_{kd} / n_k`. With ``objective="map"`` the estimates are the posterior
+mode under conjugate priors -- a symmetric :math:`\operatorname{Dirichlet}(a)` on the
+weights, :math:`\operatorname{Gamma}(\alpha, \beta)` (shape, rate) on every rate,
+:math:`\operatorname{Beta}(a, b)` on every probability:
+
+.. math::
+
+    \lambda_{kd} = \frac{s_{kd} + \alpha - 1}{n_k + \beta}, \qquad
+    p_{kd} = \frac{s_{kd} + a - 1}{n_k + a + b - 2}, \qquad
+    \pi_k = \frac{\max(n_k + a - 1, 0)}{\sum_j \max(n_j + a - 1, 0)}.
+
+The shapes must satisfy :math:`\alpha \ge 1` and :math:`a, b \ge 1` (for smaller values the
+posterior density is unbounded at a zero rate or at a probability of 0 or 1, so there is
+no mode). The Dirichlet concentration only needs :math:`a > 0`: for :math:`a < 1` a
+component whose expected count :math:`n_k` falls below :math:`1 - a` gets weight exactly 0
+and is switched off for good (the component annihilation of Figueiredo & Jain 2002). Its
+rates or probabilities then stay at the prior mode, and from that iteration on the
+Dirichlet term of the objective is the :math:`\operatorname{Dirichlet}(a)` density of the
+remaining weights, so the objective can jump at an annihilation; between annihilations it
+never decreases. For :math:`a \ge 1` no component is switched off.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+import numpy as np
+import pymc as pm
+
+from bayesmix._numeric import column_sums
+from bayesmix._validation import MixtureData, check_option
+from bayesmix.em.init import initial_responsibilities
+from bayesmix.em.loop import (
+    _EMPTY_MASS,
+    MixtureEMResult,
+    _fit_restarts,
+    _iterate,
+    _log_dirichlet,
+    _log_responsibilities,
+    _map_weights,
+    _ml_weights,
+    _Restart,
+)
+from bayesmix.exceptions import InvalidParameterError
+from bayesmix.model import MixtureModel
+from bayesmix.priors import Prior
+
+__all__: list[str] = []
+
+logger = logging.getLogger("bayesmix")
+_INIT_SMOOTHING = 0.1
+
+_OBJECTIVES = ("ml", "map")
+# Stands in for log(0) in products with the data, so that 0 * log(0) = 0; the entries
+# that it makes impossible are then set to -inf exactly.
+_LOG_FLOOR = -1e250
+# A NUTS start must be inside the support: EM estimates on the boundary (a rate or a
+# probability of exactly 0 or 1) are moved this far inside it.
+_BOUNDARY = 1e-3
+
+
+def _draw_labels(
+    weights: np.ndarray, batch: tuple[int, ...], rng: np.random.Generator
+) -> np.ndarray:
+    n_components = weights.shape[-1]
+    weights = np.broadcast_to(weights, (*batch, n_components))
+    cdf = np.cumsum(weights / weights.sum(axis=-1, keepdims=True), axis=-1)
+    return np.minimum((rng.random(batch)[..., None] > cdf).sum(axis=-1), n_components - 1)
+
+
+def _component_params(
+    weights: np.ndarray,
+    params: np.ndarray,
+    rng: np.random.Generator | None,
+    size: tuple[int, ...] | None,
+) -> tuple[np.ndarray, np.random.Generator]:
+    """Draw a label per observation and return that component's parameters (batch, D)."""
+    rng = np.random.default_rng(rng)
+    n_components, n_features = params.shape[-2:]
+    batch = (
+        tuple(size)
+        if size is not None
+        else np.broadcast_shapes(weights.shape[:-1], params.shape[:-2])
+    )
+    z = _draw_labels(weights, batch, rng)
+    params = np.broadcast_to(params, (*batch, n_components, n_features))
+    return np.take_along_axis(params, z[..., None, None], axis=-2)[..., 0, :], rng
+
+
+class _IndependentFeaturesMixture(MixtureModel):
+    """Shared machinery of the Poisson and Bernoulli mixtures (one parameter per feature)."""
+
+    _param: str = ""  # the (K, D) component parameter: "rates" or "probs"
+    _em_function: Any = None  # its EM function in bayesmix.em.loop
+    _logp: Any = None
+    _random: Any = None
+
+    def __init__(
+        self,
+        *,
+        n_components: int = 2,
+        priors: dict[str, Prior] | None = None,
+        n_init: int = 5,
+        max_iter: int = 500,
+        tol: float = 1e-6,
+        random_state: int | None = None,
+        objective: Literal["ml", "map"] = "ml",
+    ) -> None:
+        self.n_components = n_components
+        self.priors = priors
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.random_state = random_state
+        self.objective = objective
+
+    @property
+    def _component_vars(self) -> tuple[str, ...]:  # type: ignore[override]
+        return (self._param,)
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        check_option(self.objective, "objective", _OBJECTIVES)
+
+    def _rv_shapes(self, n_features: int) -> dict[str, tuple[str, ...]]:
+        return {"weights": ("component",), self._param: ("component", "feature")}
+
+    def _n_parameters(self, n_features: int) -> int:
+        return self.n_components * n_features + self.n_components - 1
+
+    def _build(self, data: MixtureData, priors: dict[str, Prior]) -> pm.Model:
+        k, d = self.n_components, data.n_features
+        coords = {"component": np.arange(k), "feature": data.features, "obs": data.obs}
+        with pm.Model(coords=coords) as model:
+            weights = priors["weights"].create_variable("weights", shape=(k,), dims=("component",))
+            params = priors[self._param].create_variable(
+                self._param, shape=(k, d), dims=("component", "feature")
+            )
+            pm.CustomDist(
+                "x",
+                weights,
+                params,
+                logp=type(self)._logp,
+                random=type(self)._random,
+                signature="(k),(k,d)->(d)",
+                observed=pm.Data("x_data", data.values, dims=("obs", "feature")),
+                dims=("obs", "feature"),
+            )
+        return model
+
+    def _fitted_attributes(self, point: dict[str, np.ndarray]) -> None:
+        setattr(self, f"{self._param}_", point[self._param])
+
+    @classmethod
+    def _em_from_dict(cls, data: dict) -> MixtureEMResult:
+        return MixtureEMResult.from_dict(data)
+
+    def _em_prior(self, priors: dict[str, Prior]) -> dict[str, Any] | None:
+        """Hyperparameters of the conjugate priors for ``objective="map"``."""
+        raise NotImplementedError
+
+    def _run_em(
+        self, data: MixtureData, rng: np.random.Generator, priors: dict[str, Prior]
+    ) -> MixtureEMResult:
+        prior = self._em_prior(priors) if self.objective == "map" else None
+        result = self._em_function(
+            data.values,
+            self.n_components,
+            n_init=self.n_init,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            random_state=rng,
+            objective=self.objective,
+            prior=prior,
+        )
+        # Canonical labels: components by increasing parameter of the first feature.
+        order = np.lexsort(result.params[self._param].T[::-1])
+        return result.reordered(order)
+
+    def _point_from_em(self, em: MixtureEMResult, n_features: int) -> dict[str, np.ndarray]:
+        return {"weights": em.weights, self._param: em.params[self._param]}
+
+    def _start_from_em(self, em: MixtureEMResult, n_features: int) -> dict[str, np.ndarray]:
+        weights = np.maximum(em.weights, _BOUNDARY)
+        return {
+            "weights": weights / weights.sum(),
+            self._param: self._inside(em.params[self._param]),
+        }
+
+
+def _prior_value(
+    prior: Mapping, key: str, shape: tuple[int, ...], minimum: float, strict: bool, family: str
+) -> np.ndarray:
+    """Return ``prior[key]`` broadcast to ``shape`` after checking its range."""
+    try:
+        value = np.broadcast_to(np.asarray(prior[key], dtype=np.float64), shape).copy()
+    except (TypeError, ValueError) as err:
+        raise InvalidParameterError(
+            f"prior[{key!r}] of the {family} MAP objective must be a number or an array "
+            f"broadcastable to {shape}; got {prior[key]!r}."
+        ) from err
+    ok = np.isfinite(value) & ((value > minimum) if strict else (value >= minimum))
+    if not np.all(ok):
+        relation = ">" if strict else ">="
+        raise InvalidParameterError(
+            f"prior[{key!r}] of the {family} MAP objective must be finite and {relation} "
+            f"{minimum:g}; got {prior[key]!r}."
+            + (
+                ""
+                if strict
+                else " (A shape below 1 makes the posterior density unbounded on the "
+                "boundary, so there is no posterior mode.)"
+            )
+        )
+    return value
+
+
+def _resolve_prior(
+    prior: Mapping | None,
+    family: str,
+    shape_keys: tuple[str, str],
+    n_components: int,
+    n_features: int,
+) -> dict[str, np.ndarray | float]:
+    """Check a MAP prior dictionary and return it broadcast, with the default ``weights``.
+
+    ``shape_keys`` are the two keys of the conjugate prior of the component parameters:
+    ``("alpha", "beta")`` (Gamma shape and rate, Poisson) or ``("a", "b")`` (Beta,
+    Bernoulli). ``"weights"`` (Dirichlet concentration, default 1) is optional.
+    """
+    if prior is None:
+        keys = ", ".join(repr(k) for k in shape_keys)
+        raise InvalidParameterError(
+            f'objective="map" needs a prior: pass prior={{{keys}: ..., "weights": ...}} '
+            f"(the conjugate prior of the {family} rates or probabilities and the Dirichlet "
+            'concentration of the weights), or use objective="ml".'
+        )
+    if not isinstance(prior, Mapping):
+        raise InvalidParameterError(
+            f"prior must be a dict with keys {[*shape_keys, 'weights']}, got "
+            f"{type(prior).__name__}."
+        )
+    allowed = {*shape_keys, "weights"}
+    unknown = sorted(set(prior) - allowed)
+    missing = [key for key in shape_keys if key not in prior]
+    if unknown or missing:
+        raise InvalidParameterError(
+            f"The {family} MAP prior takes the keys {sorted(allowed)} ('weights' is "
+            f"optional); unknown keys: {unknown}, missing keys: {missing}."
+        )
+    shape = (n_components, n_features)
+    first, second = shape_keys
+    resolved: dict[str, np.ndarray | float] = {
+        first: _prior_value(prior, first, shape, 1.0, strict=False, family=family),
+        # Gamma rate: > 0; Beta second shape: >= 1.
+        second: _prior_value(
+            prior,
+            second,
+            shape,
+            0.0 if second == "beta" else 1.0,
+            strict=second == "beta",
+            family=family,
+        ),
+    }
+    concentration = prior.get("weights", 1.0)
+    if np.ndim(concentration) != 0 or not (
+        math.isfinite(float(concentration)) and float(concentration) > 0.0
+    ):
+        raise InvalidParameterError(
+            "prior['weights'] is the concentration of a symmetric Dirichlet prior on the "
+            f"weights and must be a finite scalar > 0; got {concentration!r}."
+        )
+    resolved["weights"] = float(concentration)
+    return resolved
+
+
+def _fit_discrete(
+    X: np.ndarray,
+    n_components: int,
+    *,
+    family: str,
+    name: str,
+    log_prob: Callable[[np.ndarray], np.ndarray],
+    component_m_step: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    log_prior: Callable[[np.ndarray], float] | None,
+    concentration: float | None,
+    n_init: int,
+    max_iter: int,
+    tol: float,
+    random_state: int | np.random.Generator | None,
+    objective: str,
+) -> MixtureEMResult:
+    """EM for a mixture with conditionally independent features (Poisson, Bernoulli).
+
+    ``component_m_step(nk, sums)`` returns the component parameters (K, D) from the
+    expected counts ``n_k`` and the weighted sums ``s_kd``; ``log_prior(values)`` is the log
+    prior of the component parameters (None for maximum likelihood), ``concentration`` the
+    Dirichlet concentration of the weights.
+    """
+    n_samples = X.shape[0]
+    rng = np.random.default_rng(random_state)
+
+    def e_step(weights: np.ndarray, params: dict) -> tuple[float, float, np.ndarray, None]:
+        log_norm, log_resp = _log_responsibilities(log_prob(params[name]), weights)
+        log_likelihood = float(np.mean(log_norm))
+        value = log_likelihood
+        if log_prior is not None:
+            total_prior = log_prior(params[name]) + _log_dirichlet(weights, concentration)
+            value += total_prior / n_samples
+        return value, log_likelihood, np.exp(log_resp), None
+
+    def update(resp: np.ndarray, _cache, weights: np.ndarray, params: dict):
+        nk = column_sums(resp)
+        values = component_m_step(nk, resp.T @ X)
+        if log_prior is None:
+            new_weights = _ml_weights(nk)
+            empty = nk < _EMPTY_MASS
+            if params is not None and np.any(empty):
+                values[empty] = params[name][empty]
+        else:
+            new_weights = _map_weights(nk, concentration, weights)
+            switched_off = np.flatnonzero((new_weights <= 0.0) & (weights > 0.0)).tolist()
+            if switched_off:
+                logger.info(
+                    "%s MAP EM: component(s) %s switched off (expected count below 1 - a "
+                    "with the Dirichlet concentration a=%g).",
+                    family,
+                    switched_off,
+                    concentration,
+                )
+        return new_weights, {name: values}
+
+    def run_restart(init: int) -> _Restart:
+        resp = initial_responsibilities(X, n_components, rng, _INIT_SMOOTHING)
+        weights, params = update(resp, None, np.full(n_components, 1.0 / n_components), None)
+        return _iterate(
+            e_step,
+            update,
+            weights,
+            params,
+            max_iter=max_iter,
+            tol=tol,
+            name=f"{family} EM restart {init + 1}/{n_init}",
+        )
+
+    return _fit_restarts(
+        run_restart,
+        n_init=n_init,
+        max_iter=max_iter,
+        tol=tol,
+        family=family,
+        objective=objective,
+        stacklevel=5,  # _fit_restarts, _fit_discrete, fit_*, BLAS-thread wrapper, caller
+    )

@@ -1,0 +1,284 @@
+"""The Bernoulli mixture (latent class analysis): binary items, independent within a class.
+
+One module holds the family: its component log density (NumPy and PyTensor), its
+generative draw, its EM (closed-form M-step, ML or MAP under the conjugate Beta prior)
+and the model class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pytensor.tensor as pt
+from scipy.special import betaln, xlog1py, xlogy
+
+from bayesmix._threads import single_blas_thread
+from bayesmix._validation import MixtureData
+from bayesmix.em.loop import (
+    _EPS,
+    MixtureEMResult,
+    _check_arguments,
+)
+from bayesmix.exceptions import DataError
+from bayesmix.families._independent import (
+    _BOUNDARY,
+    _LOG_FLOOR,
+    _component_params,
+    _fit_discrete,
+    _IndependentFeaturesMixture,
+    _resolve_prior,
+)
+from bayesmix.priors import Prior
+
+__all__ = ["BernoulliMixture", "bernoulli_log_prob", "bernoulli_mixture_logp", "fit_bernoulli_em"]
+
+
+def bernoulli_log_prob(X: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Return ``sum_d log Bernoulli(x_nd | p_kd)`` for every draw, sample and component.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Zeros and ones (as floats).
+    probs : ndarray of shape (n_draws, n_components, n_features)
+        Success probabilities; exactly 0 or 1 is allowed (an EM estimate on the
+        boundary) and gives ``-inf`` only to the samples it excludes (``0 log 0 = 0``).
+
+    Returns
+    -------
+    ndarray of shape (n_draws, n_samples, n_components)
+    """
+    with np.errstate(divide="ignore"):
+        log_p = np.maximum(np.log(probs), _LOG_FLOOR)  # finite, so 0 * log 0 = 0
+        log_q = np.maximum(np.log1p(-probs), _LOG_FLOOR)
+    out = np.einsum("nd,skd->snk", X, log_p) + np.einsum("nd,skd->snk", 1.0 - X, log_q)
+    edge = (probs == 0) | (probs == 1)
+    if edge.any():
+        excluded = np.einsum("nd,skd->snk", X, (probs == 0).astype(float)) + np.einsum(
+            "nd,skd->snk", 1.0 - X, (probs == 1).astype(float)
+        )
+        out[excluded > 0] = -np.inf
+    return out
+
+
+def _check_binary(X: np.ndarray) -> None:
+    """Raise :class:`DataError` unless every entry of ``X`` is 0 or 1."""
+    if not np.all((X == 0.0) | (X == 1.0)):
+        raise DataError(
+            "A Bernoulli mixture (latent class analysis) needs binary data: every entry of X "
+            "must be 0 or 1. Recode the answers as 0/1 indicators (one column per category)."
+        )
+
+
+@single_blas_thread
+def fit_bernoulli_em(
+    X: np.ndarray,
+    n_components: int,
+    *,
+    n_init: int = 1,
+    max_iter: int = 100,
+    tol: float = 1e-3,
+    random_state: int | np.random.Generator | None = None,
+    objective: str = "ml",
+    prior: Mapping | None = None,
+) -> MixtureEMResult:
+    r"""Fit a latent class model (mixture of independent Bernoullis) with EM.
+
+    Model: :math:`p(x_n) = \sum_k \pi_k \prod_d p_{kd}^{x_{nd}} (1 - p_{kd})^{1 -
+    x_{nd}}`. The maximum-likelihood M-step is ``p_kd = sum_n r_nk x_nd / n_k``; estimates
+    of exactly 0 or 1 are allowed and handled with ``0 log 0 = 0``.
+
+    Parameters
+    ----------
+    X : numpy.ndarray of shape (n_samples, n_features)
+        Binary data (0/1 as float64), already validated. Not modified.
+    n_components : int
+        Number of latent classes ``K``.
+    n_init : int, default=1
+        Number of restarts from k-means++ seeds; the one with the highest final objective
+        is returned (the first on ties).
+    max_iter : int, default=100
+        Maximum number of EM iterations per restart (0 returns the starting parameters).
+    tol : float, default=1e-3
+        Convergence threshold on the change of the objective (per sample).
+    random_state : int, numpy.random.Generator or None, default=None
+        Seed of the k-means++ initialisation; a ``Generator`` is used as is.
+    objective : {"ml", "map"}, default="ml"
+        ``"ml"`` maximises the likelihood; ``"map"`` the posterior density under
+        ``prior``, and ``lower_bounds`` are then ``(log-likelihood + log prior) / N``.
+    prior : dict or None, default=None
+        Required for ``objective="map"`` (ignored for ``"ml"``): ``"a"`` and ``"b"``, the
+        shapes (>= 1) of a Beta prior on every probability (scalars or arrays broadcastable
+        to (K, D)), and optionally ``"weights"``, the concentration ``> 0`` of a symmetric
+        Dirichlet prior on the weights (default 1). The posterior mode is
+        ``(sum_n r_nk x_nd + a - 1) / (n_k + a + b - 2)``; the weights are as in
+        :func:`fit_poisson_em`.
+
+    Returns
+    -------
+    MixtureEMResult
+        ``params={"probs": (K, D)}``, ``family="bernoulli"``. Components are not sorted.
+
+    Raises
+    ------
+    InvalidParameterError
+        If an argument or the prior is invalid, or ``objective="map"`` without a prior.
+    DataError
+        If an entry of ``X`` is not 0 or 1.
+    FitError
+        If every restart failed (a non-finite objective).
+
+    Warns
+    -----
+    ConvergenceWarning
+        If the best restart did not reach ``tol`` within ``max_iter`` iterations, if a
+        restart failed while another succeeded, or if a component of the result is empty.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    _check_arguments(X, n_components, n_init, max_iter, tol, objective)
+    _check_binary(X)
+    n_features = X.shape[1]
+
+    if objective == "map":
+        resolved = _resolve_prior(prior, "Bernoulli", ("a", "b"), n_components, n_features)
+        a, b = resolved["a"], resolved["b"]
+        log_norm_beta = -float(np.sum(betaln(a, b)))
+
+        def component_m_step(nk: np.ndarray, sums: np.ndarray) -> np.ndarray:
+            denominator = np.maximum(nk[:, np.newaxis] + a + b - 2.0, 10.0 * _EPS)
+            return np.clip((sums + a - 1.0) / denominator, 0.0, 1.0)
+
+        def log_prior(probs: np.ndarray) -> float:
+            return log_norm_beta + float(np.sum(xlogy(a - 1.0, probs) + xlog1py(b - 1.0, -probs)))
+
+        concentration = resolved["weights"]
+    else:
+
+        def component_m_step(nk: np.ndarray, sums: np.ndarray) -> np.ndarray:
+            return np.clip(sums / (nk + 10.0 * _EPS)[:, np.newaxis], 0.0, 1.0)
+
+        log_prior, concentration = None, None
+
+    return _fit_discrete(
+        X,
+        n_components,
+        family="bernoulli",
+        name="probs",
+        log_prob=lambda probs: bernoulli_log_prob(X, probs[None])[0],
+        component_m_step=component_m_step,
+        log_prior=log_prior,
+        concentration=concentration,
+        n_init=n_init,
+        max_iter=max_iter,
+        tol=tol,
+        random_state=random_state,
+        objective=objective,
+    )
+
+
+def bernoulli_mixture_logp(value: Any, weights: Any, probs: Any) -> Any:
+    """Return ``log sum_k pi_k prod_d p_kd^x (1 - p_kd)^(1 - x)`` per observation (PyTensor)."""
+    x = value[..., None, :]
+    component = (x * pt.log(probs) + (1.0 - x) * pt.log1p(-probs)).sum(axis=-1)
+    return pt.logsumexp(pt.log(weights) + component, axis=-1)
+
+
+def bernoulli_mixture_random(weights, probs, rng=None, size=None) -> np.ndarray:
+    """Draw binary vectors by the generative story: a label, then independent Bernoullis."""
+    chosen, rng = _component_params(weights, probs, rng, size)
+    return (rng.random(chosen.shape) < chosen).astype(np.float64)
+
+
+class BernoulliMixture(_IndependentFeaturesMixture):
+    r"""Bayesian latent class model: a finite mixture of independent Bernoulli features.
+
+    Each latent class has one probability per binary item; given the class the items
+    are independent (local independence). Latent class analysis (Lazarsfeld 1950;
+    Goodman 1974) with the classes marginalised out.
+
+    Parameters
+    ----------
+    n_components : int, default=2
+        Number of latent classes.
+    priors : dict of str to Prior, optional
+        ``weights`` (Dirichlet) and ``probs`` (Beta).
+    n_init : int, default=5
+    max_iter : int, default=500
+    tol : float, default=1e-6
+    random_state : int or None, default=None
+    objective : {"ml", "map"}, default="ml"
+        What EM maximises: the likelihood (as poLCA), or the posterior density under
+        the Beta prior (with ``Beta(a, b)``, ``a, b > 1``, estimates stay off 0 and 1).
+
+    Attributes
+    ----------
+    weights_ : ndarray of shape (n_components,)
+        Class sizes.
+    probs_ : ndarray of shape (n_components, n_features)
+        Probability of a 1 for each item in each class.
+    idata : xarray.DataTree
+        ``posterior`` (``weights``, ``probs``) and the other groups as for every family.
+    em_ : bayesmix.em.loop.MixtureEMResult
+    priors_ : dict of str to Prior
+    n_features_in_ : int
+    feature_names_in_ : list of str
+
+    Notes
+    -----
+    Default priors: ``weights ~ Dirichlet(1)``, ``probs ~ Beta(1, 1)`` (uniform).
+    Maximum-likelihood estimates of item probabilities are often exactly 0 or 1; NUTS
+    starts from them moved 0.001 inside the interval. Classes are labelled by
+    increasing probability of the first item.
+
+    Examples
+    --------
+    >>> import bayesmix as bm
+    >>> X = bm.datasets.load_carcinoma()
+    >>> lca = bm.BernoulliMixture(n_components=2, random_state=0).fit(X, method="em")
+    >>> lca.probs_.shape
+    (2, 7)
+    """
+
+    _family = "bernoulli"
+    plot_kind = "binary"
+    _param = "probs"
+    _accepts_bool = True
+    _logp = staticmethod(bernoulli_mixture_logp)
+    _random = staticmethod(bernoulli_mixture_random)
+    _component_log_prob = staticmethod(bernoulli_log_prob)
+    _em_function = staticmethod(fit_bernoulli_em)
+
+    def _check_data(self, data: MixtureData) -> None:
+        values = data.values
+        bad = (values != 0) & (values != 1)
+        if bad.any():
+            row, col = np.argwhere(bad)[0]
+            raise DataError(
+                f"a Bernoulli mixture needs binary data (0/1 or True/False); X has "
+                f"{int(bad.sum())} other value(s), the first {values[row, col]!r} in row {row}, "
+                f"column {data.features[col]!r}. Recode the items to 0/1."
+            )
+
+    def _default_priors(self, data: MixtureData) -> dict[str, Prior]:
+        return {"weights": Prior("Dirichlet", a=1.0), "probs": Prior("Beta", alpha=1.0, beta=1.0)}
+
+    def _allowed_priors(self) -> dict[str, frozenset[str]]:
+        return {"weights": frozenset({"Dirichlet"}), "probs": frozenset({"Beta"})}
+
+    def _em_prior(self, priors: dict[str, Prior]) -> dict[str, Any]:
+        probs = priors["probs"]
+        return {
+            "a": np.asarray(probs.params.get("alpha", 1.0), dtype=np.float64),
+            "b": np.asarray(probs.params.get("beta", 1.0), dtype=np.float64),
+            "weights": float(np.asarray(priors["weights"].params.get("a", 1.0)).mean()),
+        }
+
+    @staticmethod
+    def _inside(probs: np.ndarray) -> np.ndarray:
+        return np.clip(np.asarray(probs, dtype=np.float64), _BOUNDARY, 1.0 - _BOUNDARY)
+
+    def _relabel_locations(self, params: dict[str, np.ndarray], data: MixtureData) -> np.ndarray:
+        """``arcsin(sqrt(p))``, the variance-stabilising scale of proportions."""
+        return np.arcsin(np.sqrt(np.clip(params["probs"], 0.0, 1.0)))

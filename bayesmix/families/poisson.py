@@ -1,0 +1,296 @@
+"""The Poisson mixture: counts, independent features within a component.
+
+One module holds the family: its component log density (NumPy and PyTensor), its
+generative draw, its EM (closed-form M-step, ML or MAP under the conjugate Gamma prior)
+and the model class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pytensor.tensor as pt
+from scipy.special import gammaln, xlogy
+
+from bayesmix._numeric import column_means
+from bayesmix._threads import single_blas_thread
+from bayesmix._validation import MixtureData
+from bayesmix.em.loop import (
+    _EPS,
+    MixtureEMResult,
+    _check_arguments,
+)
+from bayesmix.exceptions import DataError, InvalidParameterError
+from bayesmix.families._independent import (
+    _BOUNDARY,
+    _LOG_FLOOR,
+    _component_params,
+    _fit_discrete,
+    _IndependentFeaturesMixture,
+    _resolve_prior,
+)
+from bayesmix.priors import Prior
+
+__all__ = ["PoissonMixture", "fit_poisson_em", "poisson_log_prob", "poisson_mixture_logp"]
+
+
+def poisson_log_prob(X: np.ndarray, rates: np.ndarray) -> np.ndarray:
+    """Return ``sum_d log Poisson(x_nd | lambda_kd)`` for every draw, sample and component.
+
+    ``x log(lambda) - lambda - log(x!)`` with ``0 log 0 = 0``: a zero rate (an EM
+    estimate) gives ``-inf`` only to samples with a positive count in that feature.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Non-negative integer counts (as floats).
+    rates : ndarray of shape (n_draws, n_components, n_features)
+
+    Returns
+    -------
+    ndarray of shape (n_draws, n_samples, n_components)
+    """
+    with np.errstate(divide="ignore"):
+        log_rates = np.maximum(np.log(rates), _LOG_FLOOR)  # finite, so 0 * log 0 = 0
+    out = (
+        np.einsum("nd,skd->snk", X, log_rates)
+        - rates.sum(axis=-1)[:, None, :]
+        - gammaln(X + 1.0).sum(axis=1)[None, :, None]
+    )
+    zero = rates == 0
+    if zero.any():
+        out[np.einsum("nd,skd->snk", (X > 0).astype(float), zero.astype(float)) > 0] = -np.inf
+    return out
+
+
+def _check_counts(X: np.ndarray) -> None:
+    """Raise :class:`DataError` unless ``X`` holds finite non-negative integers."""
+    if not (np.all(np.isfinite(X)) and np.all(X >= 0.0) and np.all(np.floor(X) == X)):
+        raise DataError(
+            "A Poisson mixture needs counts: X must hold finite non-negative integers, but "
+            "it has negative, fractional or non-finite entries. Use another family for "
+            "continuous data."
+        )
+
+
+@single_blas_thread
+def fit_poisson_em(
+    X: np.ndarray,
+    n_components: int,
+    *,
+    n_init: int = 1,
+    max_iter: int = 100,
+    tol: float = 1e-3,
+    random_state: int | np.random.Generator | None = None,
+    objective: str = "ml",
+    prior: Mapping | None = None,
+) -> MixtureEMResult:
+    r"""Fit a mixture of independent Poissons by maximum likelihood or posterior mode (EM).
+
+    Model: :math:`p(x_n) = \sum_k \pi_k \prod_d \operatorname{Poisson}(x_{nd} \mid
+    \lambda_{kd})`. The M-step is in closed form (see the module docstring).
+
+    Parameters
+    ----------
+    X : numpy.ndarray of shape (n_samples, n_features)
+        Counts, already validated (2-D float64); non-negative integers. Not modified.
+    n_components : int
+        Number of components ``K``.
+    n_init : int, default=1
+        Number of restarts from k-means++ seeds; the one with the highest final objective
+        is returned (the first on ties).
+    max_iter : int, default=100
+        Maximum number of EM iterations per restart (0 returns the starting parameters).
+    tol : float, default=1e-3
+        Convergence threshold on the change of the objective (per sample).
+    random_state : int, numpy.random.Generator or None, default=None
+        Seed of the k-means++ initialisation; a ``Generator`` is used as is.
+    objective : {"ml", "map"}, default="ml"
+        ``"ml"`` maximises the likelihood; ``"map"`` the posterior density under
+        ``prior``, and ``lower_bounds`` are then ``(log-likelihood + log prior) / N``.
+    prior : dict or None, default=None
+        Required for ``objective="map"`` (ignored for ``"ml"``): ``"alpha"`` and ``"beta"``,
+        the shape (>= 1) and rate (> 0) of a Gamma prior on every rate (scalars or arrays
+        broadcastable to (K, D)), and optionally ``"weights"``, the concentration
+        ``a > 0`` of a symmetric Dirichlet prior on the weights (default 1, no prior). The
+        posterior mode is ``(sum_n r_nk x_nd + alpha - 1) / (n_k + beta)`` and the weights
+        ``max(n_k + a - 1, 0) / sum_j max(n_j + a - 1, 0)``; with ``a < 1`` a component
+        whose expected count drops below ``1 - a`` gets weight 0 for good.
+
+    Returns
+    -------
+    MixtureEMResult
+        ``params={"rates": (K, D)}``, ``family="poisson"``. Components are not sorted.
+
+    Raises
+    ------
+    InvalidParameterError
+        If an argument or the prior is invalid, or ``objective="map"`` without a prior.
+    DataError
+        If ``X`` does not hold non-negative integers.
+    FitError
+        If every restart failed (a non-finite objective).
+
+    Warns
+    -----
+    ConvergenceWarning
+        If the best restart did not reach ``tol`` within ``max_iter`` iterations, if a
+        restart failed while another succeeded, or if a component of the result is empty.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    _check_arguments(X, n_components, n_init, max_iter, tol, objective)
+    _check_counts(X)
+    n_features = X.shape[1]
+
+    if objective == "map":
+        resolved = _resolve_prior(prior, "Poisson", ("alpha", "beta"), n_components, n_features)
+        alpha, beta = resolved["alpha"], resolved["beta"]
+        log_norm_gamma = float(np.sum(alpha * np.log(beta) - gammaln(alpha)))
+
+        def component_m_step(nk: np.ndarray, sums: np.ndarray) -> np.ndarray:
+            return (sums + alpha - 1.0) / (nk[:, np.newaxis] + beta)
+
+        def log_prior(rates: np.ndarray) -> float:
+            return log_norm_gamma + float(np.sum(xlogy(alpha - 1.0, rates) - beta * rates))
+
+        concentration = resolved["weights"]
+    else:
+
+        def component_m_step(nk: np.ndarray, sums: np.ndarray) -> np.ndarray:
+            return sums / (nk + 10.0 * _EPS)[:, np.newaxis]
+
+        log_prior, concentration = None, None
+
+    return _fit_discrete(
+        X,
+        n_components,
+        family="poisson",
+        name="rates",
+        log_prob=lambda rates: poisson_log_prob(X, rates[None])[0],
+        component_m_step=component_m_step,
+        log_prior=log_prior,
+        concentration=concentration,
+        n_init=n_init,
+        max_iter=max_iter,
+        tol=tol,
+        random_state=random_state,
+        objective=objective,
+    )
+
+
+def poisson_mixture_logp(value: Any, weights: Any, rates: Any) -> Any:
+    """Return ``log sum_k pi_k prod_d Poisson(x_nd | lambda_kd)`` per observation (PyTensor)."""
+    x = value[..., None, :]  # (..., N, 1, D) against rates (..., K, D)
+    component = (x * pt.log(rates) - rates - pt.gammaln(x + 1.0)).sum(axis=-1)
+    return pt.logsumexp(pt.log(weights) + component, axis=-1)
+
+
+def poisson_mixture_random(weights, rates, rng=None, size=None) -> np.ndarray:
+    """Draw counts by the generative story: a label, then independent Poissons."""
+    chosen, rng = _component_params(weights, rates, rng, size)
+    return rng.poisson(chosen).astype(np.float64)
+
+
+class PoissonMixture(_IndependentFeaturesMixture):
+    r"""Bayesian finite mixture of independent Poisson counts.
+
+    Each component has one rate per feature; given the component, the counts are
+    independent Poissons. Over-dispersed counts (variance above the mean) are what a
+    Poisson mixture explains: sub-populations with different rates.
+
+    Parameters
+    ----------
+    n_components : int, default=2
+    priors : dict of str to Prior, optional
+        ``weights`` (Dirichlet) and ``rates`` (Gamma, Exponential, LogNormal, HalfNormal).
+    n_init : int, default=5
+        Number of EM restarts.
+    max_iter : int, default=500
+    tol : float, default=1e-6
+    random_state : int or None, default=None
+    objective : {"ml", "map"}, default="ml"
+        What EM maximises: the likelihood, or the posterior density under the
+        (conjugate) default priors.
+
+    Attributes
+    ----------
+    weights_ : ndarray of shape (n_components,)
+    rates_ : ndarray of shape (n_components, n_features)
+        Posterior mean (NUTS) or estimate (EM) of the rates.
+    idata : xarray.DataTree
+        ``posterior`` (``weights``, ``rates``), ``log_likelihood``, ``observed_data``,
+        ``sample_stats`` or ``em_stats``.
+    em_ : bayesmix.em.loop.MixtureEMResult
+    priors_ : dict of str to Prior
+    n_features_in_ : int
+    feature_names_in_ : list of str
+
+    Notes
+    -----
+    Default priors: ``weights ~ Dirichlet(1)``, ``rates ~ Gamma(1, 1 / m)`` with ``m``
+    the mean count of each feature (an exponential prior with the data's mean).
+    Components are labelled by increasing rate of the first feature.
+
+    Examples
+    --------
+    >>> import bayesmix as bm
+    >>> X = bm.datasets.load_discoveries()[["discoveries"]]
+    >>> pm_ = bm.PoissonMixture(n_components=2, random_state=0).fit(X, method="em")
+    >>> bool(pm_.rates_[0, 0] < pm_.rates_[1, 0])
+    True
+    """
+
+    _family = "poisson"
+    plot_kind = "counts"
+    _param = "rates"
+    _logp = staticmethod(poisson_mixture_logp)
+    _random = staticmethod(poisson_mixture_random)
+    _component_log_prob = staticmethod(poisson_log_prob)
+    _em_function = staticmethod(fit_poisson_em)
+
+    def _check_data(self, data: MixtureData) -> None:
+        values = data.values
+        bad = (values < 0) | (values != np.round(values))
+        if bad.any():
+            row, col = np.argwhere(bad)[0]
+            raise DataError(
+                f"a Poisson mixture needs non-negative integer counts; X has "
+                f"{int(bad.sum())} other value(s), the first {values[row, col]!r} in row {row}, "
+                f"column {data.features[col]!r}. Pass counts, or use GaussianMixture."
+            )
+
+    def _default_priors(self, data: MixtureData) -> dict[str, Prior]:
+        mean = np.maximum(column_means(data.values), 1e-3)
+        return {
+            "weights": Prior("Dirichlet", a=1.0),
+            "rates": Prior("Gamma", alpha=1.0, beta=(1.0 / mean).tolist()),
+        }
+
+    def _allowed_priors(self) -> dict[str, frozenset[str]]:
+        return {
+            "weights": frozenset({"Dirichlet"}),
+            "rates": frozenset({"Gamma", "Exponential", "LogNormal", "HalfNormal"}),
+        }
+
+    def _em_prior(self, priors: dict[str, Prior]) -> dict[str, Any]:
+        rates = priors["rates"]
+        if rates.distribution != "Gamma" or priors["weights"].distribution != "Dirichlet":
+            raise InvalidParameterError(
+                f"objective='map' needs the conjugate prior Gamma(alpha, beta) on rates; got "
+                f"{rates!r}. Use objective='ml' or a Gamma prior."
+            )
+        return {
+            "alpha": np.asarray(rates.params["alpha"], dtype=np.float64),
+            "beta": np.asarray(rates.params["beta"], dtype=np.float64),
+            "weights": float(np.asarray(priors["weights"].params.get("a", 1.0)).mean()),
+        }
+
+    @staticmethod
+    def _inside(rates: np.ndarray) -> np.ndarray:
+        return np.maximum(np.asarray(rates, dtype=np.float64), _BOUNDARY)
+
+    def _relabel_locations(self, params: dict[str, np.ndarray], data: MixtureData) -> np.ndarray:
+        """Square roots of the rates (the variance-stabilising scale of counts)."""
+        return np.sqrt(params["rates"])

@@ -1,0 +1,7 @@
+"""The NUTS engine shared by every family.
+
+* :mod:`.sampler`: sampling with nutpie (a family's fused target or the compiled PyMC
+  model, with a cache of compiled models) in Laplace coordinates;
+* :mod:`.laplace`: the affine map from the curvature at the EM start;
+* :mod:`._nutpie_internals`: every use of nutpie's private API, with its fallback.
+"""
