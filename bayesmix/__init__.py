@@ -26,10 +26,10 @@ from bayesmix.exceptions import (
 if TYPE_CHECKING:
     from bayesmix import datasets
     from bayesmix.compare import compare_fits
-    from bayesmix.families.bernoulli import BernoulliMixture
-    from bayesmix.families.gaussian.model import GaussianMixture
-    from bayesmix.families.poisson import PoissonMixture
-    from bayesmix.families.student_t import StudentTMixture
+    from bayesmix.families.bernoulli import BernoulliMixture as BernoulliMixture
+    from bayesmix.families.gaussian.model import GaussianMixture as GaussianMixture
+    from bayesmix.families.poisson import PoissonMixture as PoissonMixture
+    from bayesmix.families.student_t import StudentTMixture as StudentTMixture
     from bayesmix.io import load
     from bayesmix.plots import (
         plot_compare,
@@ -52,10 +52,6 @@ if TYPE_CHECKING:
 # importing PyMC, ArviZ and matplotlib takes seconds, which ``import bayesmix``, the
 # exceptions and ``bayesmix --help`` do not need.
 _LAZY = {
-    "BernoulliMixture": "bayesmix.families.bernoulli",
-    "PoissonMixture": "bayesmix.families.poisson",
-    "GaussianMixture": "bayesmix.families.gaussian.model",
-    "StudentTMixture": "bayesmix.families.student_t",
     "compare_fits": "bayesmix.compare",
     "load": "bayesmix.io",
     "plot_compare": "bayesmix.plots",
@@ -74,8 +70,17 @@ _LAZY = {
 _SUBMODULES = ("datasets",)
 
 
+def _family_classes() -> dict[str, str]:
+    """``{class name: module}`` of every registered family (bayesmix.families.FAMILIES)."""
+    from bayesmix.families import _REGISTRY
+
+    return {attr: module for module, attr in _REGISTRY.values()}
+
+
 def __getattr__(name: str) -> Any:
-    if name in _SUBMODULES:
+    if name in _family_classes():
+        value = getattr(importlib.import_module(_family_classes()[name]), name)
+    elif name in _SUBMODULES:
         value = importlib.import_module(f"bayesmix.{name}")
     elif name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name]), name)
@@ -95,16 +100,12 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
 __all__ = [
-    "BernoulliMixture",
     "ConvergenceWarning",
     "DataError",
-    "GaussianMixture",
     "NotFittedError",
-    "PoissonMixture",
     "Prior",
     "PriorError",
     "SamplerWarning",
-    "StudentTMixture",
     "__version__",
     "compare_fits",
     "datasets",
@@ -121,3 +122,5 @@ __all__ = [
     "select_k",
     "write_report",
 ]
+# Every registered family's model class is public (a new family is one registry line).
+__all__ = sorted([*__all__, *_family_classes()])

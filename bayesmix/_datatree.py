@@ -50,20 +50,25 @@ def posterior_draws(idata: xr.DataTree, names: tuple[str, ...]) -> tuple[np.ndar
 
 
 def observed_data_group(data: MixtureData) -> xr.Dataset:
-    """Return the ``observed_data`` group of a fit to ``data``."""
-    return xr.Dataset(
-        {"x": (("obs", "feature"), data.values)},
-        coords={"obs": data.obs, "feature": data.features},
-    )
+    """Return the ``observed_data`` group of a fit to ``data`` (``x``, ``sample_weight``)."""
+    variables = {"x": (("obs", "feature"), data.values)}
+    if data.sample_weight is not None:
+        variables["sample_weight"] = (("obs",), data.sample_weight)
+    return xr.Dataset(variables, coords={"obs": data.obs, "feature": data.features})
 
 
 def observed_data(idata: xr.DataTree) -> MixtureData:
     """Return the training data of a fit, from its ``observed_data`` group."""
-    observed = idata["observed_data"]["x"].transpose("obs", "feature")
+    group = idata["observed_data"]
+    observed = group["x"].transpose("obs", "feature")
+    weights = None
+    if "sample_weight" in group.data_vars:
+        weights = np.asarray(group["sample_weight"].to_numpy(), dtype=np.float64)
     return MixtureData(
         values=np.asarray(observed.to_numpy(), dtype=np.float64),
         obs=observed["obs"].to_numpy(),
         features=[str(name) for name in observed["feature"].to_numpy()],
+        sample_weight=weights,
     )
 
 

@@ -49,8 +49,11 @@ def column_sums(a: np.ndarray) -> np.ndarray:
     return np.ones(a.shape[0], dtype=np.float64) @ a
 
 
-def column_means(a: np.ndarray) -> np.ndarray:
+def column_means(a: np.ndarray, sample_weight: np.ndarray | None = None) -> np.ndarray:
     """Return ``a.mean(axis=0)`` of a 2-D float64 array (see :func:`column_sums`).
+
+    With ``sample_weight`` (frequency weights) the weighted mean ``sum_n w_n a_n / sum w``:
+    that of ``a`` with every row repeated ``w_n`` times.
 
     Examples
     --------
@@ -59,15 +62,19 @@ def column_means(a: np.ndarray) -> np.ndarray:
     >>> column_means(np.array([[1.0, 2.0], [3.0, 6.0]]))
     array([2., 4.])
     """
+    if sample_weight is not None:
+        return (sample_weight @ a) / sample_weight.sum()
     return column_sums(a) / a.shape[0]
 
 
-def column_moments(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def column_moments(
+    a: np.ndarray, sample_weight: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Return the mean and the (population) standard deviation of each column of ``a``.
 
     The same values as ``a.mean(axis=0)`` and ``a.std(axis=0)`` up to rounding (the
     variance is the mean of the squared deviations from the mean: two passes, no
-    cancellation).
+    cancellation); weighted by ``sample_weight`` (frequency weights) if given.
 
     Examples
     --------
@@ -76,9 +83,11 @@ def column_moments(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     >>> column_moments(np.array([[1.0, 10.0], [3.0, 10.0]]))
     (array([ 2., 10.]), array([1., 0.]))
     """
-    mean = column_means(a)
+    mean = column_means(a, sample_weight)
     centred = a - mean
     centred *= centred
+    if sample_weight is not None:
+        return mean, np.sqrt((sample_weight @ centred) / sample_weight.sum())
     return mean, np.sqrt(column_sums(centred) / a.shape[0])
 
 

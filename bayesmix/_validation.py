@@ -19,6 +19,7 @@ __all__ = [
     "check_nonnegative",
     "check_option",
     "check_positive_int",
+    "check_sample_weight",
     "check_seed",
 ]
 
@@ -30,6 +31,8 @@ class MixtureData:
     values: np.ndarray  # (n_samples, n_features), float64, a copy
     obs: np.ndarray  # (n_samples,) labels of the rows (the DataFrame index or 0..n-1)
     features: list[str]  # column names (or "x0", "x1", ... for arrays)
+    # (n_samples,) non-negative finite frequency / importance weights, or None (all 1).
+    sample_weight: np.ndarray | None = None
 
     @property
     def n_samples(self) -> int:
@@ -40,6 +43,47 @@ class MixtureData:
     def n_features(self) -> int:
         """Number of columns."""
         return self.values.shape[1]
+
+
+def check_sample_weight(sample_weight: Any, n_samples: int) -> np.ndarray | None:
+    """Return ``sample_weight`` as a float64 copy of shape (n_samples,), or None.
+
+    Frequency (or importance) weights: finite, non-negative, not all zero. A pandas
+    Series is taken by position, as the rows of ``X``.
+
+    Raises
+    ------
+    DataError
+        When the weights have the wrong length, are not numbers, are negative or
+        non-finite, or are all zero.
+    """
+    if sample_weight is None:
+        return None
+    try:
+        w = np.array(sample_weight, dtype=np.float64, copy=True)
+    except (TypeError, ValueError) as err:
+        raise DataError(
+            f"sample_weight must be numbers (one non-negative weight per row of X); got "
+            f"{type(sample_weight).__name__} that cannot be read as floats ({err})."
+        ) from None
+    if w.ndim != 1 or w.shape[0] != n_samples:
+        raise DataError(
+            f"sample_weight must have one weight per row of X ({n_samples}); got shape "
+            f"{w.shape}. Pass a 1-D array of length {n_samples}."
+        )
+    bad = ~np.isfinite(w) | (w < 0)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise DataError(
+            f"sample_weight must be finite and non-negative; {int(bad.sum())} entries are "
+            f"not, the first {w[first]!r} at row {first}. Drop those rows or fix the weights."
+        )
+    if not w.sum() > 0:
+        raise DataError(
+            "sample_weight is zero for every row: there is nothing to fit. Pass positive "
+            "weights (frequency weights: 1 for a row seen once, 2 for twice, ...)."
+        )
+    return w
 
 
 def check_positive_int(value: Any, name: str) -> int:

@@ -8,6 +8,7 @@ packages every result in one ``xarray.DataTree`` layout.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import logging
@@ -33,9 +34,11 @@ from bayesmix._validation import (
     check_nonnegative,
     check_option,
     check_positive_int,
+    check_sample_weight,
     check_seed,
 )
 from bayesmix.diagnostics import sampler_problems, summary_table
+from bayesmix.em.loop import EMResult
 from bayesmix.exceptions import (
     DataError,
     InvalidParameterError,
@@ -56,8 +59,8 @@ __all__ = ["MixtureModel"]
 
 _log = logging.getLogger("bayesmix")
 
-# The EM result of any family (it has ``weights``, ``log_likelihood``, ``to_dict``, ...).
-AnyEMResult = Any
+# The EM result of every family.
+AnyEMResult = EMResult
 
 METHODS = ("nuts", "em")
 NUTS_SAMPLERS = ("nutpie", "pymc")
@@ -94,11 +97,6 @@ class MixtureModel(ABC):
     @abstractmethod
     def _fitted_attributes(self, point: dict[str, np.ndarray]) -> None:
         """Set the family's fitted attributes from the posterior means of ``_component_vars``."""
-
-    @classmethod
-    @abstractmethod
-    def _em_from_dict(cls, data: dict) -> Any:
-        """Rebuild the family's EM result from its ``to_dict`` form."""
 
     @abstractmethod
     def _rv_shapes(self, n_features: int) -> dict[str, tuple[str, ...]]: ...
@@ -218,22 +216,29 @@ class MixtureModel(ABC):
             )
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
-    def _prepare(self, X: Any) -> tuple[MixtureData, dict[str, Prior]]:
-        """Validate parameters and data and resolve the priors; no side effects."""
+    def _prepare(self, X: Any, sample_weight: Any = None) -> tuple[MixtureData, dict[str, Prior]]:
+        """Validate parameters, data and weights and resolve the priors; no side effects."""
         self._check_params()
         data = check_data(X, n_components=self.n_components, allow_bool=self._accepts_bool)
+        weights = check_sample_weight(sample_weight, data.n_samples)
+        if weights is not None:
+            data = dataclasses.replace(data, sample_weight=weights)
         self._check_data(data)
         check_enough_samples(data, *self._min_samples(data.n_features))
         defaults = self._default_priors(data)
         priors = resolve_priors(defaults, self.priors, self._allowed_priors())
         return data, priors
 
-    def build_model(self, X: Any) -> pm.Model:
+    def build_model(self, X: Any, sample_weight: Any = None) -> pm.Model:
         """Build the PyMC model for data ``X`` without fitting anything.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features) or (n_samples,)
+        sample_weight : array-like of shape (n_samples,), optional
+            Frequency weights: the model's log-likelihood is ``sum_n w_n log p(x_n)``
+            (a potential ``sample_weight`` adds ``(w_n - 1) log p(x_n)`` to the observed
+            variable's terms).
 
         Returns
         -------
@@ -241,8 +246,18 @@ class MixtureModel(ABC):
             The model with the component labels marginalised out; its observed
             variable ``x`` has one log-likelihood term per observation.
         """
-        data, priors = self._prepare(X)
-        return self._build(data, priors)
+        data, priors = self._prepare(X, sample_weight)
+        return self._model(data, priors)
+
+    def _model(self, data: MixtureData, priors: dict[str, Prior]) -> pm.Model:
+        """Return the family's PyMC model, with the frequency weights if the data have them."""
+        model = self._build(data, priors)
+        if data.sample_weight is not None:
+            with model:
+                weights = pm.Data("w_data", data.sample_weight, dims=("obs",))
+                pointwise = pm.logp(model["x"], model["x_data"])
+                pm.Potential("sample_weight", ((weights - 1.0) * pointwise).sum())
+        return model
 
     # -- fitting -------------------------------------------------------------------------
 
@@ -261,6 +276,7 @@ class MixtureModel(ABC):
         random_seed: int | None = None,
         progressbar: bool = True,
         log_likelihood: bool | None = None,
+        sample_weight: Any = None,
     ) -> Self:
         """Fit the mixture to ``X`` by NUTS (the posterior) or by EM (a point estimate).
 
@@ -290,6 +306,12 @@ class MixtureModel(ABC):
             group, for LOO and WAIC) with a NUTS fit. By default it is stored when it
             has at most 2**25 values (chains x draws x observations, 256 MiB); for
             larger fits call :meth:`compute_log_likelihood` when it is needed.
+        sample_weight : array-like of shape (n_samples,), optional
+            Non-negative frequency (or importance) weights of the rows of ``X``: EM
+            weights every sufficient statistic and NUTS samples the posterior with the
+            log-likelihood ``sum_n w_n log p(x_n)``, so integer weights fit the data with
+            every row repeated ``w_n`` times. Stored in ``observed_data`` (saved with the
+            fit); ``log_likelihood`` holds the unweighted ``log p(x_n)``.
 
         Returns
         -------
@@ -317,7 +339,7 @@ class MixtureModel(ABC):
                     f"log_likelihood must be True, False or None (automatic); got "
                     f"{log_likelihood!r}."
                 )
-        data, priors = self._prepare(X)
+        data, priors = self._prepare(X, sample_weight)
         rng = np.random.default_rng(self.random_state)
         started = time.perf_counter()
         em = self._run_em(data, rng, priors)
@@ -419,7 +441,7 @@ class MixtureModel(ABC):
         priors = {
             key: Prior.from_dict(value) for key, value in json.loads(idata.attrs["priors"]).items()
         }
-        em = cls._em_from_dict(json.loads(idata.attrs["em_result"]))
+        em = EMResult.from_dict(json.loads(idata.attrs["em_result"]))
         model._set_fitted(data, priors, em, idata)
         return model
 
@@ -518,7 +540,7 @@ class MixtureModel(ABC):
         clock = time.perf_counter()
         target = self._nuts_target(data, priors) if nuts_sampler == "nutpie" else None
         if target is None:  # the PyMC model, compiled by nutpie or sampled by PyMC
-            model = self._build(data, priors)
+            model = self._model(data, priors)
             free = {rv.name for rv in model.free_RVs}
         else:  # nutpie samples the family's fused kernel: no PyMC model needed
             model = None
@@ -544,7 +566,7 @@ class MixtureModel(ABC):
                 idata = _nutpie.sample_nutpie(
                     model,
                     key=self._structure_key(data, priors),
-                    data={"x_data": data.values},
+                    data=_model_data(data),
                     start=start,
                     target_accept=target_accept,
                     random_seed=random_seed,
@@ -596,6 +618,7 @@ class MixtureModel(ABC):
             shapes,
             tuple(data.features),
             resolved,
+            data.sample_weight is not None,  # the model has the weights' potential
         )
 
     def _log_likelihood_group(self, idata: xr.DataTree, data: MixtureData) -> xr.Dataset:
@@ -725,7 +748,7 @@ class MixtureModel(ABC):
         check_positive_int(draws, "draws")
         check_seed(random_seed, "random_seed")
         data, priors = self._prepare(X)
-        model = self._build(data, priors)
+        model = self._model(data, priors)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "Numba will use object mode", UserWarning)
             return pm.sample_prior_predictive(draws, model=model, random_seed=random_seed)
@@ -762,7 +785,7 @@ class MixtureModel(ABC):
         """
         self._check_fitted()
         check_seed(random_seed, "random_seed")
-        model = self._build(_datatree.observed_data(self.idata), self.priors_)
+        model = self._model(_datatree.observed_data(self.idata), self.priors_)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "Numba will use object mode", UserWarning)
             result = pm.sample_posterior_predictive(
@@ -865,23 +888,49 @@ class MixtureModel(ABC):
             fast_pointwise=self._fast_pointwise,
         )
 
-    def _plugin_log_likelihood(self, X: Any) -> tuple[float, int]:
+    def _plugin_log_likelihood(self, X: Any, sample_weight: Any = None) -> tuple[float, float]:
+        """``sum_n w_n log p(x_n | theta_hat)`` and ``sum_n w_n`` (w = 1 without weights)."""
         data = self._check_X(X)
+        weights = check_sample_weight(sample_weight, data.n_samples)
         point = tuple(a[None] for a in self._posterior_mean())
-        return float(self._pointwise(data.values, point).sum()), data.n_samples
+        pointwise = self._pointwise(data.values, point)[0]
+        if weights is None:
+            return float(pointwise.sum()), float(data.n_samples)
+        return float(weights @ pointwise), float(weights.sum())
 
     @single_blas_thread
-    def bic(self, X: Any) -> float:
+    def score(self, X: Any, sample_weight: Any = None) -> float:
+        """Return the mean log predictive density of ``X`` (weighted by ``sample_weight``).
+
+        The (weighted) mean of :meth:`score_samples`, as scikit-learn's ``score``.
+        """
+        data = self._check_X(X)
+        weights = check_sample_weight(sample_weight, data.n_samples)
+        values = self.score_samples(X)
+        return float(values.mean() if weights is None else weights @ values / weights.sum())
+
+    @single_blas_thread
+    def bic(self, X: Any, sample_weight: Any = None) -> float:
         """Bayesian information criterion at the point estimate (lower is better).
 
         ``-2 log L(theta_hat) + p log n`` with scikit-learn's parameter count; for a NUTS
-        fit, ``theta_hat`` is the posterior mean.
+        fit, ``theta_hat`` is the posterior mean. With ``sample_weight`` (frequency
+        weights) ``log L = sum_n w_n log p(x_n)`` and ``n = sum_n w_n``: the BIC of the
+        data with every row repeated ``w_n`` times.
         """
-        loglik, n = self._plugin_log_likelihood(X)
+        loglik, n = self._plugin_log_likelihood(X, sample_weight)
         return -2.0 * loglik + self._n_parameters(self.n_features_in_) * np.log(n)
 
     @single_blas_thread
-    def aic(self, X: Any) -> float:
+    def aic(self, X: Any, sample_weight: Any = None) -> float:
         """Akaike information criterion at the point estimate (lower is better)."""
-        loglik, _ = self._plugin_log_likelihood(X)
+        loglik, _ = self._plugin_log_likelihood(X, sample_weight)
         return -2.0 * loglik + 2.0 * self._n_parameters(self.n_features_in_)
+
+
+def _model_data(data: MixtureData) -> dict[str, np.ndarray]:
+    """Values of the PyMC model's ``pm.Data`` (observations, and weights if any)."""
+    values = {"x_data": data.values}
+    if data.sample_weight is not None:
+        values["w_data"] = data.sample_weight
+    return values

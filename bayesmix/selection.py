@@ -13,7 +13,12 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from bayesmix._threads import single_blas_thread
-from bayesmix._validation import check_data, check_option, check_positive_int
+from bayesmix._validation import (
+    check_data,
+    check_option,
+    check_positive_int,
+    check_sample_weight,
+)
 from bayesmix.exceptions import InvalidParameterError, SamplerWarning
 from bayesmix.families import FAMILIES
 from bayesmix.model import MixtureModel
@@ -32,25 +37,43 @@ _log = logging.getLogger("bayesmix")
 SELECT_METHODS = ("both", "em", "nuts")
 
 
-def classification_entropy(responsibilities: np.ndarray) -> float:
-    """Return ``-sum_n sum_k r_nk log r_nk``, the entropy of a soft classification (>= 0)."""
+def classification_entropy(
+    responsibilities: np.ndarray, sample_weight: np.ndarray | None = None
+) -> float:
+    """Return ``-sum_n w_n sum_k r_nk log r_nk``, the entropy of a soft classification (>= 0).
+
+    ``w_n = 1`` without ``sample_weight`` (frequency weights).
+    """
     r = np.asarray(responsibilities, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(r > 0, r * np.log(r), 0.0)
-    return float(-terms.sum())
+        terms = np.where(r > 0, r * np.log(r), 0.0).sum(axis=1)
+    return float(-(terms.sum() if sample_weight is None else sample_weight @ terms))
 
 
-def elpd_difference(elpd_i: np.ndarray, reference_i: np.ndarray) -> tuple[float, float]:
+def elpd_difference(
+    elpd_i: np.ndarray, reference_i: np.ndarray, sample_weight: np.ndarray | None = None
+) -> tuple[float, float]:
     """Return the difference in summed pointwise elpd to a reference, and its standard error.
 
     ``sum_n (elpd_n - ref_n)`` with standard error ``sqrt(N var(elpd_n - ref_n))``
-    (Vehtari, Gelman & Gabry 2017, eq. 24).
+    (Vehtari, Gelman & Gabry 2017, eq. 24). With ``sample_weight`` (frequency weights)
+    the sum, ``N`` and the variance are those of the data with each row repeated ``w_n``
+    times.
     """
     diff = np.asarray(elpd_i, dtype=np.float64) - np.asarray(reference_i, dtype=np.float64)
-    return float(diff.sum()), float(np.sqrt(diff.size * diff.var(ddof=1)))
+    if sample_weight is None:
+        return float(diff.sum()), float(np.sqrt(diff.size * diff.var(ddof=1)))
+    return float(sample_weight @ diff), _weighted_se(diff, sample_weight)
 
 
-@single_blas_thread
+def _weighted_se(values: np.ndarray, sample_weight: np.ndarray) -> float:
+    """``sqrt(N var(values))`` of the values repeated ``w_n`` times (``N = sum w``)."""
+    total = float(sample_weight.sum())
+    mean = float(sample_weight @ values) / total
+    variance = float(sample_weight @ (values - mean) ** 2) / max(total - 1.0, 1.0)
+    return float(np.sqrt(total * variance))
+
+
 def _model_class(model: Any) -> type[MixtureModel]:
     """Return the model class of ``model``: a bayesmix class or a family registry name."""
     if isinstance(model, str) and model in FAMILIES:
@@ -63,6 +86,7 @@ def _model_class(model: Any) -> type[MixtureModel]:
     )
 
 
+@single_blas_thread
 def select_k(
     X: Any,
     ks: Iterable[int] = range(1, 7),
@@ -75,6 +99,7 @@ def select_k(
     chains: int = 4,
     random_state: int | None = None,
     progressbar: bool = True,
+    sample_weight: Any = None,
     **model_kwargs: Any,
 ) -> pd.DataFrame:
     """Fit a mixture for every K and rank the K by BIC, ICL and LOO.
@@ -98,6 +123,10 @@ def select_k(
         Seeds every fit.
     progressbar : bool, default=True
         Show the progress over K and the sampler's progress.
+    sample_weight : array-like of shape (n_samples,), optional
+        Frequency weights of the rows of ``X``, passed to every fit: the log-likelihood,
+        BIC, ICL and the LOO elpd (``sum_n w_n elpd_n``, its SE from the weighted
+        pointwise values) are those of the data with each row repeated ``w_n`` times.
     **model_kwargs
         Further arguments of ``model`` (``priors``, ``n_init``, ...).
 
@@ -136,6 +165,8 @@ def select_k(
             f"ks must be distinct positive integers; got {ks}. Try ks=range(1, 7)."
         )
     data = check_data(X, n_components=max(ks), allow_bool=model._accepts_bool)
+    weights = check_sample_weight(sample_weight, data.n_samples)
+    n_total = data.n_samples if weights is None else float(weights.sum())
     rows, pointwise = [], {}
     from rich.progress import track
 
@@ -143,16 +174,16 @@ def select_k(
         spec = {"n_components": k, "random_state": random_state}
         if "covariance_type" in model._param_names():
             spec["covariance_type"] = covariance_type
-        em = model(**spec, **model_kwargs).fit(data.values, method="em")
-        loglik = float(em.em_.log_likelihood * data.n_samples)
+        em = model(**spec, **model_kwargs).fit(data.values, method="em", sample_weight=weights)
+        loglik = float(em.em_.log_likelihood * n_total)
         n_params = em._n_parameters(data.n_features)
-        bic = em.bic(data.values)
+        bic = em.bic(data.values, sample_weight=weights)
         row: dict[str, Any] = {
             "n_components": k,
             "log_likelihood": loglik,
             "n_parameters": n_params,
             "bic": bic,
-            "icl": bic + 2.0 * classification_entropy(em.predict_proba(data.values)),
+            "icl": bic + 2.0 * classification_entropy(em.predict_proba(data.values), weights),
         }
         _log.info("K=%d: EM log-likelihood %.3f, BIC %.2f", k, loglik, bic)
         if method != "em":
@@ -160,15 +191,22 @@ def select_k(
                 # Sampler problems are reported per K in the table, not once per fit.
                 warnings.simplefilter("ignore", SamplerWarning)
                 nuts = model(**spec, **model_kwargs).fit(
-                    data.values, draws=draws, tune=tune, chains=chains, progressbar=progressbar
+                    data.values,
+                    draws=draws,
+                    tune=tune,
+                    chains=chains,
+                    progressbar=progressbar,
+                    sample_weight=weights,
                 )
             nuts.compute_log_likelihood()  # stored already unless the fit is large
             loo = azs.loo(nuts.idata)
             pareto_k = np.asarray(loo.pareto_k).ravel()
             n_bad = int((~(pareto_k <= loo.good_k)).sum())  # NaN k: not estimable, bad
+            elpd_i = np.asarray(loo.elpd_i).ravel()
             row |= {
-                "elpd_loo": float(loo.elpd),
-                "se": float(loo.se),
+                # Frequency weights: every copy of a row contributes its pointwise elpd.
+                "elpd_loo": float(loo.elpd) if weights is None else float(weights @ elpd_i),
+                "se": float(loo.se) if weights is None else _weighted_se(elpd_i, weights),
                 "p_loo": float(loo.p),
                 "max_pareto_k": float(np.nanmax(pareto_k)),
                 "n_bad_pareto_k": n_bad,
@@ -176,7 +214,7 @@ def select_k(
                 "max_rhat": float(nuts.idata.attrs.get("max_rhat", np.nan)),
                 "min_ess_bulk": float(nuts.idata.attrs.get("min_ess_bulk", np.nan)),
             }
-            pointwise[k] = np.asarray(loo.elpd_i).ravel()
+            pointwise[k] = elpd_i
             if n_bad:
                 warnings.warn(
                     f"K={k}: {n_bad} of {pareto_k.size} observations have Pareto k above "
@@ -196,7 +234,8 @@ def select_k(
     if pointwise:
         best["loo"] = int(table.loc[table["elpd_loo"].idxmax(), "n_components"])
         diffs = [
-            elpd_difference(pointwise[k], pointwise[best["loo"]]) for k in table["n_components"]
+            elpd_difference(pointwise[k], pointwise[best["loo"]], weights)
+            for k in table["n_components"]
         ]
         table["elpd_diff"] = [d for d, _ in diffs]
         table["dse"] = [s for _, s in diffs]

@@ -20,16 +20,21 @@ _INIT_SMOOTHING = 0.1
 
 
 def initial_responsibilities(
-    X: np.ndarray, n_components: int, rng: np.random.Generator, smoothing: float
+    X: np.ndarray,
+    n_components: int,
+    rng: np.random.Generator,
+    smoothing: float,
+    sample_weight: np.ndarray | None = None,
 ) -> np.ndarray:
     """Hard-assign every sample to its nearest k-means++ seed, softened by ``smoothing``.
 
     The responsibilities are ``(1 - s) * one-hot + s / K``. With ``smoothing=0`` they stay
     hard unless a seed receives no sample (``X`` has fewer distinct rows than
     ``n_components``), in which case :data:`_INIT_SMOOTHING` is used so that no component
-    starts empty.
+    starts empty. ``sample_weight`` weights the seeding (:func:`kmeans_plusplus`); the
+    responsibilities are not weighted (the caller's M-step weights them).
     """
-    centres = kmeans_plusplus(X, n_components, rng)
+    centres = kmeans_plusplus(X, n_components, rng, sample_weight)
     labels = nearest_centres(X, centres)[0]
     resp = np.zeros((X.shape[0], n_components), dtype=np.float64)
     resp[np.arange(X.shape[0]), labels] = 1.0
@@ -79,14 +84,21 @@ def nearest_centres(X: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np.
     return labels, nearest
 
 
-def kmeans_plusplus(X: np.ndarray, n_components: int, rng: np.random.Generator) -> np.ndarray:
+def kmeans_plusplus(
+    X: np.ndarray,
+    n_components: int,
+    rng: np.random.Generator,
+    sample_weight: np.ndarray | None = None,
+) -> np.ndarray:
     """Choose initial centres with greedy k-means++ seeding.
 
     The first centre is a uniformly drawn sample. Each further centre is chosen among
     ``2 + floor(log K)`` candidates drawn with probability proportional to the squared
     distance to the nearest centre already chosen, keeping the candidate that most
     reduces the total squared distance (Arthur & Vassilvitskii, 2007; the greedy variant
-    used by scikit-learn).
+    used by scikit-learn). With ``sample_weight`` every probability and distance total is
+    weighted (a sample of weight 2 counts as two copies; weight 0 is never chosen), as
+    scikit-learn's ``kmeans_plusplus`` does.
 
     Parameters
     ----------
@@ -96,6 +108,8 @@ def kmeans_plusplus(X: np.ndarray, n_components: int, rng: np.random.Generator) 
         Number of centres ``K`` (at least 1, at most ``n_samples``).
     rng : numpy.random.Generator
         Source of randomness.
+    sample_weight : numpy.ndarray of shape (n_samples,), optional
+        Non-negative weights, not all zero.
 
     Returns
     -------
@@ -113,21 +127,31 @@ def kmeans_plusplus(X: np.ndarray, n_components: int, rng: np.random.Generator) 
     indices = np.empty(n_components, dtype=np.intp)
 
     columns = np.ascontiguousarray(X.T)
-    indices[0] = rng.integers(n_samples)
+    if sample_weight is None:
+        indices[0] = rng.integers(n_samples)
+    else:
+        first = rng.uniform() * sample_weight.sum()
+        indices[0] = min(int(np.searchsorted(np.cumsum(sample_weight), first)), n_samples - 1)
     closest_dist_sq = _squared_distances(columns, X[indices[:1]])[0]
-    current_pot = closest_dist_sq.sum()
+    current_pot = _total(closest_dist_sq, sample_weight)
 
     for c in range(1, n_components):
         rand_vals = rng.uniform(size=n_local_trials) * current_pot
-        candidate_ids = np.searchsorted(np.cumsum(closest_dist_sq), rand_vals)
+        weighted = closest_dist_sq if sample_weight is None else closest_dist_sq * sample_weight
+        candidate_ids = np.searchsorted(np.cumsum(weighted), rand_vals)
         np.clip(candidate_ids, None, n_samples - 1, out=candidate_ids)
         # (n_local_trials, n_samples): distance of every sample to its nearest centre
         # if the candidate were added.
         distances = np.minimum(closest_dist_sq, _squared_distances(columns, X[candidate_ids]))
-        candidates_pot = distances.sum(axis=1)
+        candidates_pot = _total(distances, sample_weight)
         best = int(np.argmin(candidates_pot))
         current_pot = candidates_pot[best]
         closest_dist_sq = distances[best]
         indices[c] = candidate_ids[best]
 
     return X[indices].copy()
+
+
+def _total(distances: np.ndarray, sample_weight: np.ndarray | None) -> np.ndarray:
+    """Sum of (weighted) squared distances over the samples (the last axis)."""
+    return distances.sum(axis=-1) if sample_weight is None else distances @ sample_weight

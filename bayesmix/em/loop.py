@@ -4,7 +4,7 @@ A family hands the loop its steps (:func:`_iterate` takes ``e_step(weights, para
 (objective, mean log-likelihood, responsibilities, cache)`` and ``m_step(resp, cache,
 weights, params) -> (weights, params)``); :func:`_fit_restarts` runs ``n_init`` restarts
 of a family's ``run_restart(init)``, keeps the best, warns and packages a
-:class:`MixtureEMResult`. The families' E- and M-steps live in their own modules
+:class:`EMResult`. The families' E- and M-steps live in their own modules
 (:mod:`bayesmix.families`), the seeding in :mod:`bayesmix.em.init`.
 
 **E-step** (all families). The responsibilities
@@ -83,7 +83,7 @@ from scipy.special import gammaln, xlogy
 from bayesmix._numeric import logsumexp
 from bayesmix.exceptions import ConvergenceWarning, FitError, InvalidParameterError
 
-__all__ = ["OBJECTIVES", "MixtureEMResult"]
+__all__ = ["OBJECTIVES", "EMResult", "MixtureEMResult"]
 
 logger = logging.getLogger("bayesmix")
 
@@ -94,26 +94,32 @@ _EPS = np.finfo(np.float64).eps
 _EMPTY_MASS = 1e-8
 
 
-@dataclass(frozen=True)
-class MixtureEMResult:
-    """Outcome of a family EM fit: the best restart's parameters and its diagnostics.
+# The component parameters of a Gaussian result before the one result type (bayesmix
+# <= 0.1 saved them at the top level of the dictionary).
+_LEGACY_GAUSSIAN_PARAMS = ("means", "covariances", "precisions_cholesky")
 
-    The same fields as :class:`bayesmix.families.gaussian.em.EMResult` where they have the same
-    meaning, with the component parameters in one mapping because they differ by family.
+
+@dataclass(frozen=True, eq=False)
+class EMResult:
+    """Outcome of an EM fit of any family: the best restart's parameters and diagnostics.
+
+    Component parameters are also attributes: ``result.means`` is
+    ``result.params["means"]``.
 
     Attributes
     ----------
     weights : numpy.ndarray of shape (n_components,)
         Mixing proportions; they sum to one.
     params : dict of str to numpy.ndarray
-        Component parameters, component axis first: ``{"rates": (K, D)}`` (Poisson),
-        ``{"probs": (K, D)}`` (Bernoulli), ``{"means": (K, D), "covariances": ...,
-        "dof": (K,)}`` (Student-t; ``covariances`` are the scale matrices in
-        scikit-learn's shape for the covariance type).
+        Component parameters, component axis first: ``{"means": (K, D), "covariances":
+        scikit-learn's shape for the covariance type, "precisions_cholesky": same shape}``
+        (Gaussian), ``{"rates": (K, D)}`` (Poisson), ``{"probs": (K, D)}`` (Bernoulli),
+        ``{"means", "covariances" (scale matrices), "dof": (K,)}`` (Student-t), ...
     family : str
-        ``"poisson"``, ``"bernoulli"`` or ``"student_t"``.
+        The family's name, e.g. ``"gaussian"``, ``"poisson"``, ``"student_t"``.
     log_likelihood : float
-        Mean log-likelihood per sample at the returned parameters (without any log prior).
+        Mean log-likelihood per sample (weighted by ``sample_weight`` when given) at the
+        returned parameters, without any log prior.
     lower_bounds : numpy.ndarray of shape (n_iter,)
         The objective of every iteration of the best restart (mean log-likelihood for
         ``"ml"``, mean log posterior for ``"map"``).
@@ -124,7 +130,7 @@ class MixtureEMResult:
         Final objective of every restart; ``-inf`` for a restart that failed.
     objective : str, default="ml"
     covariance_type : str or None, default=None
-        Student-t only: one of ``bayesmix.families.gaussian.em.COVARIANCE_TYPES``.
+        Gaussian and Student-t: the covariance parameterisation.
     """
 
     weights: np.ndarray
@@ -138,6 +144,13 @@ class MixtureEMResult:
     init_log_likelihoods: np.ndarray
     objective: str = "ml"
     covariance_type: str | None = None
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        # Only called when normal lookup fails: the component parameters by name.
+        params = self.__dict__.get("params", {})
+        if name in params:
+            return params[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def to_dict(self) -> dict:
         """Return the result as plain Python lists and scalars (JSON-serialisable, exact)."""
@@ -153,30 +166,38 @@ class MixtureEMResult:
             out[field.name] = value
         return out
 
-    def reordered(self, order: np.ndarray) -> MixtureEMResult:
+    def reordered(self, order: np.ndarray) -> EMResult:
         """Return this result with its components in ``order``.
 
-        Every component parameter is permuted on its first axis, except a tied scale
-        matrix (``covariance_type="tied"``), which all components share.
+        Every component parameter is permuted on its first axis, except the matrices that
+        all components share (``covariance_type="tied"``).
         """
+        shared = self.covariance_type == "tied"
         params = {
             name: value
-            if (name == "covariances" and self.covariance_type == "tied")
+            if (shared and name in ("covariances", "precisions_cholesky"))
             else np.asarray(value)[order]
             for name, value in self.params.items()
         }
         return replace(self, weights=self.weights[order], params=params)
 
     @classmethod
-    def from_dict(cls, data: dict) -> MixtureEMResult:
-        """Rebuild a result written by :meth:`to_dict`."""
+    def from_dict(cls, data: dict) -> EMResult:
+        """Rebuild a result written by :meth:`to_dict` (also bayesmix 0.1's Gaussian layout)."""
         data = dict(data)
+        if "params" not in data:  # a Gaussian result saved by bayesmix 0.1
+            data["params"] = {key: data.pop(key) for key in _LEGACY_GAUSSIAN_PARAMS}
+            data["family"] = "gaussian"
         data["params"] = {
             key: np.asarray(value, dtype=np.float64) for key, value in data["params"].items()
         }
         for key in ("weights", "lower_bounds", "init_log_likelihoods"):
             data[key] = np.asarray(data[key], dtype=np.float64)
         return cls(**data)
+
+
+# The name of the result type of the non-Gaussian families before there was one.
+MixtureEMResult = EMResult
 
 
 # ---------------------------------------------------------------------------------------
@@ -249,6 +270,71 @@ def _log_responsibilities(
     return log_norm, log_resp
 
 
+# step(n_iter, weights, params) -> (objective at (weights, params), new weights, new
+# params, whether to skip the convergence test after this step, e.g. a re-initialisation)
+_Step = Callable[[int, np.ndarray, dict], tuple[float, np.ndarray, dict, bool]]
+
+
+@dataclass
+class _Converged:
+    """What :func:`converge` returns: the last parameters and the objective trace."""
+
+    weights: np.ndarray
+    params: dict
+    lower_bound: float
+    lower_bounds: list[float]
+    n_iter: int
+    converged: bool
+    last_change: float
+
+
+def converge(
+    step: _Step,
+    weights: np.ndarray,
+    params: dict,
+    *,
+    max_iter: int,
+    tol: float,
+    name: str,
+    objective: Callable[[np.ndarray, dict], float],
+) -> _Converged:
+    """Run ``step`` until the objective changes by less than ``tol``: the one EM iteration loop.
+
+    Every family's iteration goes through here. ``step`` computes the objective at the
+    current parameters (its E-step) and returns it with the next parameters (its M-step);
+    a step may ask to skip the convergence test (the Gaussian family does at an
+    empty-component re-initialisation and the step after it, where the change of the
+    objective is not an EM step). ``objective`` is only called for ``max_iter=0``.
+    """
+    lower_bound = -np.inf
+    lower_bounds: list[float] = []
+    change = np.inf
+    converged = False
+    n_iter = 0
+    skipped_before = False
+    if max_iter == 0:
+        lower_bound = objective(weights, params)
+    for n_iter in range(1, max_iter + 1):
+        previous = lower_bound
+        lower_bound, weights, params, skip = step(n_iter, weights, params)
+        lower_bounds.append(lower_bound)
+        change = lower_bound - previous
+        logger.debug("%s, iteration %d: objective %.10g", name, n_iter, lower_bound)
+        if not (skip or skipped_before) and abs(change) < tol:
+            converged = True
+            break
+        skipped_before = skip
+    return _Converged(
+        weights=weights,
+        params=params,
+        lower_bound=float(lower_bound),
+        lower_bounds=lower_bounds,
+        n_iter=n_iter,
+        converged=converged,
+        last_change=float(change),
+    )
+
+
 def _iterate(
     e_step: _EStep,
     m_step_fn: _MStep,
@@ -259,16 +345,9 @@ def _iterate(
     tol: float,
     name: str,
 ) -> _Restart:
-    """Alternate E- and M-steps until the objective changes by less than ``tol``."""
-    lower_bound = -np.inf
-    lower_bounds: list[float] = []
-    change = np.inf
-    converged = False
-    n_iter = 0
-    if max_iter == 0:
-        lower_bound = e_step(weights, params)[0]
-    for n_iter in range(1, max_iter + 1):
-        previous = lower_bound
+    """Alternate a family's E- and M-steps (:func:`converge`) and evaluate the result."""
+
+    def step(n_iter: int, weights: np.ndarray, params: dict):
         try:
             lower_bound, _, resp, cache = e_step(weights, params)
         except FitError as err:
@@ -281,26 +360,31 @@ def _iterate(
                 "probabilities off the boundary), fewer components or another n_init."
             )
         weights, params = m_step_fn(resp, cache, weights, params)
-        lower_bounds.append(lower_bound)
-        change = lower_bound - previous
-        logger.debug("%s, iteration %d: objective %.10g", name, n_iter, lower_bound)
-        if abs(change) < tol:
-            converged = True
-            break
+        return lower_bound, weights, params, False
+
+    run = converge(
+        step,
+        weights,
+        params,
+        max_iter=max_iter,
+        tol=tol,
+        name=name,
+        objective=lambda w, p: e_step(w, p)[0],
+    )
     try:
-        _, log_likelihood, resp, _ = e_step(weights, params)
+        _, log_likelihood, resp, _ = e_step(run.weights, run.params)
     except FitError as err:
-        raise FitError(f"{name}, after iteration {n_iter}: {err}") from err
+        raise FitError(f"{name}, after iteration {run.n_iter}: {err}") from err
     return _Restart(
-        weights=weights,
-        params=params,
-        lower_bound=float(lower_bound),
-        lower_bounds=lower_bounds,
-        n_iter=n_iter,
-        converged=converged,
-        last_change=float(change),
+        weights=run.weights,
+        params=run.params,
+        lower_bound=run.lower_bound,
+        lower_bounds=run.lower_bounds,
+        n_iter=run.n_iter,
+        converged=run.converged,
+        last_change=run.last_change,
         log_likelihood=float(log_likelihood),
-        n_samples=resp.shape[0],
+        n_samples=float(resp.sum()),  # the (weighted) number of samples
     )
 
 
@@ -314,11 +398,21 @@ def _fit_restarts(
     objective: str,
     covariance_type: str | None = None,
     stacklevel: int,
-) -> MixtureEMResult:
+    label: str | None = None,
+    advice: str = "or using fewer components",
+    check_result: Callable[[_Restart, int], None] | None = None,
+    log_likelihood: Callable[[_Restart], float] | None = None,
+) -> EMResult:
     """Run ``n_init`` restarts, keep the best one, warn, and package the result.
 
+    The one restart loop of every family (k-means++ restarts, as scikit-learn's
+    ``BaseMixture.fit_predict``). ``label`` names the fit in messages (default
+    ``"<family> EM"``); ``advice`` ends the did-not-converge warning; ``check_result(best,
+    stacklevel)`` warns about a degenerate result (default: empty components);
+    ``log_likelihood(best)`` evaluates the returned fit (default: the restart's own).
     ``stacklevel`` makes the warnings point at the caller of the public fit function.
     """
+    label = f"{family} EM" if label is None else label
     restarts: dict[int, _Restart] = {}
     failures: dict[int, FitError] = {}
     init_objectives = np.full(n_init, -np.inf, dtype=np.float64)
@@ -327,12 +421,12 @@ def _fit_restarts(
             restart = run_restart(init)
         except FitError as err:
             failures[init] = err
-            logger.warning("%s EM restart %d/%d failed: %s", family, init + 1, n_init, err)
+            logger.warning("%s restart %d/%d failed: %s", label, init + 1, n_init, err)
             continue
         init_objectives[init] = restart.lower_bound
         logger.info(
-            "%s EM restart %d/%d: final objective %.10g after %d iteration(s), %s",
-            family,
+            "%s restart %d/%d: final objective %.10g after %d iteration(s), %s",
+            label,
             init + 1,
             n_init,
             restart.lower_bound,
@@ -343,9 +437,12 @@ def _fit_restarts(
 
     if not restarts:
         first, err = next(iter(failures.items()))
-        raise FitError(
-            f"All {n_init} {family} EM restart(s) failed; restart {first + 1}: {err}"
-        ) from err
+        prefix = (
+            f"{label} restart 1/1, "
+            if n_init == 1
+            else f"All {n_init} {label} restarts failed; restart {first + 1}/{n_init}: "
+        )
+        raise FitError(f"{prefix}{err}") from err
     best_init = next(iter(restarts))
     for init, restart in restarts.items():  # strict: the first restart wins ties
         if restart.lower_bound > restarts[best_init].lower_bound:
@@ -354,20 +451,50 @@ def _fit_restarts(
 
     if failures:
         warnings.warn(
-            f"{family} EM restart(s) {[i + 1 for i in failures]} of {n_init} failed and were "
+            f"{label} restart(s) {[i + 1 for i in failures]} of {n_init} failed and were "
             f"skipped; the first failure: {next(iter(failures.values()))}",
             ConvergenceWarning,
             stacklevel=stacklevel,
         )
     if not best.converged and max_iter > 0:
         warnings.warn(
-            f"{family} EM did not converge: the best restart (restart {best_init + 1} of "
+            f"{label} did not converge: the best restart (restart {best_init + 1} of "
             f"{n_init}) ran max_iter={max_iter} iterations and the last change of the "
             f"objective was {best.last_change:.3g}, not below tol={tol:.3g}. Try increasing "
-            "max_iter, loosening tol, raising n_init or using fewer components.",
+            f"max_iter, loosening tol, raising n_init, {advice}.",
             ConvergenceWarning,
             stacklevel=stacklevel,
         )
+    if check_result is not None:
+        check_result(best, stacklevel + 1)
+    else:
+        _warn_empty(best, family, stacklevel + 1)
+    value = best.log_likelihood if log_likelihood is None else log_likelihood(best)
+    logger.info(
+        "%s best restart %d/%d: mean log-likelihood %.10g, %d iteration(s)",
+        label,
+        best_init + 1,
+        n_init,
+        value,
+        best.n_iter,
+    )
+    return EMResult(
+        weights=best.weights,
+        params=best.params,
+        family=family,
+        log_likelihood=float(value),
+        lower_bounds=np.asarray(best.lower_bounds, dtype=np.float64),
+        n_iter=best.n_iter,
+        converged=best.converged,
+        best_init=best_init,
+        init_log_likelihoods=init_objectives,
+        objective=objective,
+        covariance_type=covariance_type,
+    )
+
+
+def _warn_empty(best: _Restart, family: str, stacklevel: int) -> None:
+    """Warn about components of the returned fit with (almost) no responsibility."""
     empty = np.flatnonzero(best.weights * best.n_samples < _EMPTY_MASS).tolist()
     if empty:
         warnings.warn(
@@ -378,28 +505,6 @@ def _fit_restarts(
             ConvergenceWarning,
             stacklevel=stacklevel,
         )
-
-    logger.info(
-        "%s EM best restart %d/%d: mean log-likelihood %.10g, %d iteration(s)",
-        family,
-        best_init + 1,
-        n_init,
-        best.log_likelihood,
-        best.n_iter,
-    )
-    return MixtureEMResult(
-        weights=best.weights,
-        params=best.params,
-        family=family,
-        log_likelihood=best.log_likelihood,
-        lower_bounds=np.asarray(best.lower_bounds, dtype=np.float64),
-        n_iter=best.n_iter,
-        converged=best.converged,
-        best_init=best_init,
-        init_log_likelihoods=init_objectives,
-        objective=objective,
-        covariance_type=covariance_type,
-    )
 
 
 # ---------------------------------------------------------------------------------------

@@ -51,7 +51,7 @@ from bayesmix._validation import MixtureData, check_option
 from bayesmix.em.init import initial_responsibilities
 from bayesmix.em.loop import (
     _EMPTY_MASS,
-    MixtureEMResult,
+    EMResult,
     _fit_restarts,
     _iterate,
     _log_dirichlet,
@@ -170,17 +170,13 @@ class _IndependentFeaturesMixture(MixtureModel):
     def _fitted_attributes(self, point: dict[str, np.ndarray]) -> None:
         setattr(self, f"{self._param}_", point[self._param])
 
-    @classmethod
-    def _em_from_dict(cls, data: dict) -> MixtureEMResult:
-        return MixtureEMResult.from_dict(data)
-
     def _em_prior(self, priors: dict[str, Prior]) -> dict[str, Any] | None:
         """Hyperparameters of the conjugate priors for ``objective="map"``."""
         raise NotImplementedError
 
     def _run_em(
         self, data: MixtureData, rng: np.random.Generator, priors: dict[str, Prior]
-    ) -> MixtureEMResult:
+    ) -> EMResult:
         prior = self._em_prior(priors) if self.objective == "map" else None
         result = self._em_function(
             data.values,
@@ -189,6 +185,7 @@ class _IndependentFeaturesMixture(MixtureModel):
             max_iter=self.max_iter,
             tol=self.tol,
             random_state=rng,
+            sample_weight=data.sample_weight,
             objective=self.objective,
             prior=prior,
         )
@@ -196,10 +193,10 @@ class _IndependentFeaturesMixture(MixtureModel):
         order = np.lexsort(result.params[self._param].T[::-1])
         return result.reordered(order)
 
-    def _point_from_em(self, em: MixtureEMResult, n_features: int) -> dict[str, np.ndarray]:
+    def _point_from_em(self, em: EMResult, n_features: int) -> dict[str, np.ndarray]:
         return {"weights": em.weights, self._param: em.params[self._param]}
 
-    def _start_from_em(self, em: MixtureEMResult, n_features: int) -> dict[str, np.ndarray]:
+    def _start_from_em(self, em: EMResult, n_features: int) -> dict[str, np.ndarray]:
         weights = np.maximum(em.weights, _BOUNDARY)
         return {
             "weights": weights / weights.sum(),
@@ -308,25 +305,29 @@ def _fit_discrete(
     tol: float,
     random_state: int | np.random.Generator | None,
     objective: str,
-) -> MixtureEMResult:
+    sample_weight: np.ndarray | None = None,
+) -> EMResult:
     """EM for a mixture with conditionally independent features (Poisson, Bernoulli).
 
     ``component_m_step(nk, sums)`` returns the component parameters (K, D) from the
     expected counts ``n_k`` and the weighted sums ``s_kd``; ``log_prior(values)`` is the log
     prior of the component parameters (None for maximum likelihood), ``concentration`` the
-    Dirichlet concentration of the weights.
+    Dirichlet concentration of the weights. ``sample_weight`` (frequency weights)
+    multiplies the responsibilities in every sufficient statistic and the log-likelihood.
     """
-    n_samples = X.shape[0]
+    w = sample_weight
+    n_samples = float(X.shape[0] if w is None else w.sum())
     rng = np.random.default_rng(random_state)
 
     def e_step(weights: np.ndarray, params: dict) -> tuple[float, float, np.ndarray, None]:
         log_norm, log_resp = _log_responsibilities(log_prob(params[name]), weights)
-        log_likelihood = float(np.mean(log_norm))
+        log_likelihood = float(np.mean(log_norm) if w is None else w @ log_norm / n_samples)
         value = log_likelihood
         if log_prior is not None:
             total_prior = log_prior(params[name]) + _log_dirichlet(weights, concentration)
             value += total_prior / n_samples
-        return value, log_likelihood, np.exp(log_resp), None
+        resp = np.exp(log_resp)
+        return value, log_likelihood, resp if w is None else resp * w[:, np.newaxis], None
 
     def update(resp: np.ndarray, _cache, weights: np.ndarray, params: dict):
         nk = column_sums(resp)
@@ -350,7 +351,9 @@ def _fit_discrete(
         return new_weights, {name: values}
 
     def run_restart(init: int) -> _Restart:
-        resp = initial_responsibilities(X, n_components, rng, _INIT_SMOOTHING)
+        resp = initial_responsibilities(X, n_components, rng, _INIT_SMOOTHING, w)
+        if w is not None:
+            resp *= w[:, np.newaxis]
         weights, params = update(resp, None, np.full(n_components, 1.0 / n_components), None)
         return _iterate(
             e_step,

@@ -18,7 +18,7 @@ from bayesmix._threads import single_blas_thread
 from bayesmix._validation import MixtureData
 from bayesmix.em.loop import (
     _EPS,
-    MixtureEMResult,
+    EMResult,
     _check_arguments,
 )
 from bayesmix.exceptions import DataError
@@ -83,7 +83,8 @@ def fit_bernoulli_em(
     random_state: int | np.random.Generator | None = None,
     objective: str = "ml",
     prior: Mapping | None = None,
-) -> MixtureEMResult:
+    sample_weight: np.ndarray | None = None,
+) -> EMResult:
     r"""Fit a latent class model (mixture of independent Bernoullis) with EM.
 
     Model: :math:`p(x_n) = \sum_k \pi_k \prod_d p_{kd}^{x_{nd}} (1 - p_{kd})^{1 -
@@ -115,10 +116,13 @@ def fit_bernoulli_em(
         Dirichlet prior on the weights (default 1). The posterior mode is
         ``(sum_n r_nk x_nd + a - 1) / (n_k + a + b - 2)``; the weights are as in
         :func:`fit_poisson_em`.
+    sample_weight : numpy.ndarray of shape (n_samples,), optional
+        Non-negative frequency weights (validated by the caller); integer weights give the
+        fit of the data with every row repeated ``w_n`` times.
 
     Returns
     -------
-    MixtureEMResult
+    EMResult
         ``params={"probs": (K, D)}``, ``family="bernoulli"``. Components are not sorted.
 
     Raises
@@ -175,6 +179,7 @@ def fit_bernoulli_em(
         tol=tol,
         random_state=random_state,
         objective=objective,
+        sample_weight=sample_weight,
     )
 
 
@@ -220,7 +225,7 @@ class BernoulliMixture(_IndependentFeaturesMixture):
         Probability of a 1 for each item in each class.
     idata : xarray.DataTree
         ``posterior`` (``weights``, ``probs``) and the other groups as for every family.
-    em_ : bayesmix.em.loop.MixtureEMResult
+    em_ : bayesmix.em.loop.EMResult
     priors_ : dict of str to Prior
     n_features_in_ : int
     feature_names_in_ : list of str

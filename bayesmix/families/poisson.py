@@ -19,7 +19,7 @@ from bayesmix._threads import single_blas_thread
 from bayesmix._validation import MixtureData
 from bayesmix.em.loop import (
     _EPS,
-    MixtureEMResult,
+    EMResult,
     _check_arguments,
 )
 from bayesmix.exceptions import DataError, InvalidParameterError
@@ -86,7 +86,8 @@ def fit_poisson_em(
     random_state: int | np.random.Generator | None = None,
     objective: str = "ml",
     prior: Mapping | None = None,
-) -> MixtureEMResult:
+    sample_weight: np.ndarray | None = None,
+) -> EMResult:
     r"""Fit a mixture of independent Poissons by maximum likelihood or posterior mode (EM).
 
     Model: :math:`p(x_n) = \sum_k \pi_k \prod_d \operatorname{Poisson}(x_{nd} \mid
@@ -118,10 +119,13 @@ def fit_poisson_em(
         posterior mode is ``(sum_n r_nk x_nd + alpha - 1) / (n_k + beta)`` and the weights
         ``max(n_k + a - 1, 0) / sum_j max(n_j + a - 1, 0)``; with ``a < 1`` a component
         whose expected count drops below ``1 - a`` gets weight 0 for good.
+    sample_weight : numpy.ndarray of shape (n_samples,), optional
+        Non-negative frequency weights (validated by the caller); integer weights give the
+        fit of the data with every row repeated ``w_n`` times.
 
     Returns
     -------
-    MixtureEMResult
+    EMResult
         ``params={"rates": (K, D)}``, ``family="poisson"``. Components are not sorted.
 
     Raises
@@ -177,6 +181,7 @@ def fit_poisson_em(
         tol=tol,
         random_state=random_state,
         objective=objective,
+        sample_weight=sample_weight,
     )
 
 
@@ -222,7 +227,7 @@ class PoissonMixture(_IndependentFeaturesMixture):
     idata : xarray.DataTree
         ``posterior`` (``weights``, ``rates``), ``log_likelihood``, ``observed_data``,
         ``sample_stats`` or ``em_stats``.
-    em_ : bayesmix.em.loop.MixtureEMResult
+    em_ : bayesmix.em.loop.EMResult
     priors_ : dict of str to Prior
     n_features_in_ : int
     feature_names_in_ : list of str
@@ -262,7 +267,7 @@ class PoissonMixture(_IndependentFeaturesMixture):
             )
 
     def _default_priors(self, data: MixtureData) -> dict[str, Prior]:
-        mean = np.maximum(column_means(data.values), 1e-3)
+        mean = np.maximum(column_means(data.values, data.sample_weight), 1e-3)
         return {
             "weights": Prior("Dirichlet", a=1.0),
             "rates": Prior("Gamma", alpha=1.0, beta=(1.0 / mean).tolist()),

@@ -69,7 +69,7 @@ from bayesmix.em.init import initial_responsibilities
 from bayesmix.em.loop import (
     _EMPTY_MASS,
     _EPS,
-    MixtureEMResult,
+    EMResult,
     _check_arguments,
     _fit_restarts,
     _iterate,
@@ -254,7 +254,8 @@ def fit_student_t_em(
     reg_covar: float = 1e-6,
     random_state: int | np.random.Generator | None = None,
     dof_bounds: tuple[float, float] = (1.0, 200.0),
-) -> MixtureEMResult:
+    sample_weight: np.ndarray | None = None,
+) -> EMResult:
     r"""Fit a mixture of multivariate t distributions by maximum likelihood (ECM).
 
     Model: :math:`p(x) = \sum_k \pi_k \, t_{\nu_k}(x \mid \mu_k, \Sigma_k)` with
@@ -286,10 +287,13 @@ def fit_student_t_em(
     dof_bounds : tuple of two floats, default=(1.0, 200.0)
         Interval ``0 < low <= high < inf`` for the degrees of freedom; ``low == high``
         fixes them (a very large value gives a Gaussian mixture).
+    sample_weight : numpy.ndarray of shape (n_samples,), optional
+        Non-negative frequency weights (validated by the caller); integer weights give the
+        fit of the data with every row repeated ``w_n`` times.
 
     Returns
     -------
-    MixtureEMResult
+    EMResult
         ``params={"means": (K, D), "covariances": scale matrices in the scikit-learn shape
         for covariance_type, "dof": (K,)}``, ``family="student_t"``,
         ``covariance_type`` set. Components are not sorted.
@@ -334,8 +338,13 @@ def fit_student_t_em(
         full = full_covariances(precisions_cholesky, covariance_type, n_components, n_features)
         log_prob, delta = _t_log_prob(X, params["means"], full, params["dof"])
         log_norm, log_resp = _log_responsibilities(log_prob, weights)
-        log_likelihood = float(np.mean(log_norm))
-        return log_likelihood, log_likelihood, np.exp(log_resp), delta
+        resp = np.exp(log_resp)
+        if sample_weight is None:
+            log_likelihood = float(np.mean(log_norm))
+        else:
+            log_likelihood = float(sample_weight @ log_norm / sample_weight.sum())
+            resp *= sample_weight[:, np.newaxis]
+        return log_likelihood, log_likelihood, resp, delta
 
     def update(resp: np.ndarray, delta: np.ndarray, _weights: np.ndarray, params: dict):
         return _t_cm_steps(
@@ -349,7 +358,9 @@ def fit_student_t_em(
         )
 
     def run_restart(init: int) -> _Restart:
-        resp = initial_responsibilities(X, n_components, rng, 0.0)
+        resp = initial_responsibilities(X, n_components, rng, 0.0, sample_weight)
+        if sample_weight is not None:
+            resp *= sample_weight[:, np.newaxis]
         weights, means, covariances = m_step(X, resp, covariance_type, reg_covar)
         params = {
             "means": means,
@@ -464,7 +475,7 @@ class StudentTMixture(GaussianMixture):
     idata : xarray.DataTree
         ``posterior`` (``weights``, ``means``, ``scales``, ``dof``, ``sigma``,
         ``corr_chol``) and the other groups as for :class:`GaussianMixture`.
-    em_ : bayesmix.em.loop.MixtureEMResult
+    em_ : bayesmix.em.loop.EMResult
     priors_ : dict of str to Prior
     n_features_in_ : int
     feature_names_in_ : list of str
@@ -573,13 +584,9 @@ class StudentTMixture(GaussianMixture):
         self.scales_ = self._sklearn_covariances(point["scales"])
         self.dof_ = point["dof"]
 
-    @classmethod
-    def _em_from_dict(cls, data: dict) -> MixtureEMResult:
-        return MixtureEMResult.from_dict(data)
-
     def _run_em(
         self, data: MixtureData, rng: np.random.Generator, priors: dict[str, Prior]
-    ) -> MixtureEMResult:
+    ) -> EMResult:
         result = fit_student_t_em(
             data.values,
             self.n_components,
@@ -589,12 +596,13 @@ class StudentTMixture(GaussianMixture):
             tol=self.tol,
             reg_covar=self.reg_covar,
             random_state=rng,
+            sample_weight=data.sample_weight,
             dof_bounds=tuple(float(b) for b in self.dof_bounds),
         )
         order = np.lexsort(result.params["means"].T[::-1])
         return result.reordered(order)
 
-    def _point_from_em(self, em: MixtureEMResult, n_features: int) -> dict[str, np.ndarray]:
+    def _point_from_em(self, em: EMResult, n_features: int) -> dict[str, np.ndarray]:
         """Every posterior variable at the ECM estimate (constrained space)."""
         scales = full_covariances(
             em.params["covariances"], self.covariance_type, self.n_components, n_features

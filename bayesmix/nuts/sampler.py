@@ -27,7 +27,6 @@ same ``DataTree`` layout.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections import OrderedDict
@@ -204,15 +203,24 @@ def sample_nutpie(
     if compiled is None:
         if model is None:
             raise ValueError("no fused target and no PyMC model: pass one of them")
-        from bayesmix.nuts._nutpie_internals import compiled_logp_dlogp, in_laplace_coordinates
+        from bayesmix.nuts import _nutpie_internals as internals
 
         compiled = _compiled(model, key).with_data(**data)
         flat = _flat_start(model, start)
-        affine = _laplace_map(lambda x: compiled_logp_dlogp(compiled, x)[1], flat)
-        if affine is None:
-            compiled = dataclasses.replace(compiled, initial_point_func=_nudged(flat))
-        else:
-            compiled = in_laplace_coordinates(compiled, affine, _laplace.corner_start(flat.size))
+        affine = _laplace_map(lambda x: internals.compiled_logp_dlogp(compiled, x)[1], flat)
+        try:
+            if affine is None:
+                compiled = internals.with_initial_point(compiled, _nudged(flat))
+            else:
+                compiled = internals.in_laplace_coordinates(
+                    compiled, affine, _laplace.corner_start(flat.size)
+                )
+        except internals.NutpieInternalsError as err:
+            _log.warning(
+                "nutpie's compiled model differs from the tested nutpie 0.16 (%s): sampling "
+                "from nutpie's own start, not the EM estimate; install nutpie>=0.16,<0.17",
+                err,
+            )
     return nutpie.sample(
         compiled,
         draws=draws,

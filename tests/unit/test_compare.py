@@ -148,7 +148,8 @@ def test_shifted_em_means_are_flagged_outside_the_hdi(table, em_fit, nuts_fit):
     sd = table.loc[EXPECTED_INDEX[2:6], "sd"].to_numpy().reshape(2, 2)
     shift = 10 * sd * np.array([1.0, -1.0])
     shifted = _with_posterior(em_fit, means=lambda da: da + shift[None, None])
-    shifted.em_ = dataclasses.replace(em_fit.em_, means=em_fit.em_.means + shift)
+    params = {**em_fit.em_.params, "means": em_fit.em_.means + shift}
+    shifted.em_ = dataclasses.replace(em_fit.em_, params=params)
     shifted.means_ = em_fit.means_ + shift
     result = compare_fits(shifted, nuts_fit)
     means = result.loc[EXPECTED_INDEX[2:6]]

@@ -453,9 +453,9 @@ def test_large_data_start_from_a_subsample(monkeypatch):
     seen = []
     original = em.kmeans_plusplus
 
-    def spy(data, n_components, generator):
+    def spy(data, n_components, generator, sample_weight=None):
         seen.append(data.shape[0])
-        return original(data, n_components, generator)
+        return original(data, n_components, generator, sample_weight)
 
     monkeypatch.setattr(em, "kmeans_plusplus", spy)
     full = fit_em(X, K, random_state=0, n_init=2, tol=1e-10)

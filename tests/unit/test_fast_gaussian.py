@@ -245,7 +245,7 @@ def test_c_callbacks_equal_the_kernel(covariance_type, k, d, custom):
     fast = fg.build(spec)
     shared = fast.shared_data(data.values, resolved)
     compiled = fast.nutpie_model(shared)
-    assert type(compiled).__name__ == "FusedCompiledModel"
+    assert type(compiled).__name__ == "CallbackCompiledModel"
     assert compiled.n_dim == fast.n_dim
     assert compiled.shapes == dict(fast.stored)
     for _ in range(3):
@@ -291,7 +291,7 @@ def test_nutpie_without_the_c_interface_uses_pyfunc(rng, monkeypatch):
     shared = fast.shared_data(data.values)
     monkeypatch.delattr(nutpie._lib, "LogpFunc")
     compiled = fast.nutpie_model(shared)
-    assert type(compiled).__name__ != "FusedCompiledModel"
+    assert type(compiled).__name__ != "CallbackCompiledModel"
     x = rng.normal(scale=0.5, size=fast.n_dim)
     value, grad = compiled._make_logp_func()(x, **compiled._shared_data)
     ref_value, ref_grad = fast.logp_dlogp(x, **shared)
@@ -312,7 +312,7 @@ def test_c_callbacks_in_affine_coordinates(rng, covariance_type, k, d):
     shared = fast.shared_data(data.values)
     affine = _random_affine(rng, fast.n_dim)
     compiled = fast.nutpie_model(shared, affine=affine)
-    assert type(compiled).__name__ == "FusedCompiledModel"
+    assert type(compiled).__name__ == "CallbackCompiledModel"
     for _ in range(3):
         u = rng.normal(scale=0.5, size=fast.n_dim)
         x = affine.shift + affine.factor @ u
@@ -346,7 +346,7 @@ def test_pyfunc_fallback_in_affine_coordinates(rng, monkeypatch):
     affine = _random_affine(rng, fast.n_dim)
     monkeypatch.delattr(nutpie._lib, "LogpFunc")
     compiled = fast.nutpie_model(shared, affine=affine)
-    assert type(compiled).__name__ != "FusedCompiledModel"
+    assert type(compiled).__name__ != "CallbackCompiledModel"
     u = rng.normal(scale=0.5, size=fast.n_dim)
     x = affine.shift + affine.factor @ u
     value, grad = compiled._make_logp_func()(u, **compiled._shared_data)

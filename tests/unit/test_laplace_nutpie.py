@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from nutpie.compile_pymc import CompiledPyMCModel
 
-from bayesmix.families.gaussian._nuts_kernel import _as_pointer, call_c
 from bayesmix.nuts._nutpie_internals import (
     _C_EXPAND,
     _C_LOGP,
+    _as_pointer,
+    call_c,
     compiled_expand,
     compiled_logp_dlogp,
     in_laplace_coordinates,

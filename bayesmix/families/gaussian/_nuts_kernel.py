@@ -44,7 +44,6 @@ processes load it in about 0.3 s.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import math
@@ -54,9 +53,16 @@ from typing import Any
 
 import numba
 import numpy as np
-from numba.extending import intrinsic
 
 from bayesmix._numba_cache import cfunc, njit
+from bayesmix.nuts import _nutpie_internals
+from bayesmix.nuts._nutpie_internals import (
+    _C_EXPAND,
+    _C_LOGP,
+    _as_pointer,
+    affine_point,
+    affine_pull_back,
+)
 from bayesmix.nuts.laplace import Affine
 
 _log = logging.getLogger("bayesmix")
@@ -683,32 +689,6 @@ def constrained_values(x, n_components, n_features, code):  # pragma: no cover -
 ) = range(13)
 _U_SIZE = 13
 
-_C_LOGP = numba.types.int64(
-    numba.types.uint64,
-    numba.types.CPointer(numba.types.double),
-    numba.types.CPointer(numba.types.double),
-    numba.types.CPointer(numba.types.double),
-    numba.types.voidptr,
-)
-_C_EXPAND = numba.types.int64(
-    numba.types.uint64,
-    numba.types.uint64,
-    numba.types.CPointer(numba.types.double),
-    numba.types.CPointer(numba.types.double),
-    numba.types.voidptr,
-)
-
-
-@intrinsic
-def _as_pointer(typingctx, address):  # pragma: no cover - compiled
-    """Return a ``void *`` from an integer address."""
-    from numba.core import cgutils
-
-    def codegen(context, builder, signature, args):
-        return builder.inttoptr(args[0], cgutils.voidptr_t)
-
-    return numba.types.voidptr(address), codegen
-
 
 @njit(inline="always")
 def _unpack(user_data):  # pragma: no cover - compiled
@@ -722,32 +702,6 @@ def _unpack(user_data):  # pragma: no cover - compiled
     tau = numba.carray(_as_pointer(meta[_U_TAU]), (meta[_U_NTAU],), np.float64)
     eta = numba.carray(_as_pointer(meta[_U_ETA]), (1,), np.float64)[0]
     return X, a, mu0, s0, tau, eta, meta[_U_CODE]
-
-
-@njit(nogil=True)
-def affine_point(u, shift_address, factor_address):  # pragma: no cover - compiled
-    """Return ``shift + factor @ u``, the map given by the addresses of its arrays."""
-    dim = u.shape[0]
-    shift = numba.carray(_as_pointer(shift_address), (dim,), np.float64)
-    factor = numba.carray(_as_pointer(factor_address), (dim, dim), np.float64)
-    x = shift.copy()
-    for i in range(dim):
-        total = 0.0
-        for j in range(dim):
-            total += factor[i, j] * u[j]
-        x[i] += total
-    return x
-
-
-@njit(nogil=True)
-def affine_pull_back(grad, out, factor_address):  # pragma: no cover - compiled
-    """Write ``factor^T @ grad`` (the gradient in ``u``) into ``out``."""
-    dim = out.shape[0]
-    factor = numba.carray(_as_pointer(factor_address), (dim, dim), np.float64)
-    out[:] = 0.0
-    for i in range(dim):
-        for j in range(dim):
-            out[j] += factor[i, j] * grad[i]
 
 
 @njit(nogil=True)
@@ -833,40 +787,6 @@ def c_callbacks() -> tuple[Any, Any]:
         cfunc(_C_LOGP)(_logp_c),
         cfunc(_C_EXPAND)(_expand_c),
     )
-
-
-def call_c(cfunc: Any, *args: Any) -> int:
-    """Call a numba ``CFunc`` through ctypes (arrays by their data pointer); its return code."""
-    values = [
-        arg.ctypes.data_as(argtype) if isinstance(arg, np.ndarray) else arg
-        for arg, argtype in zip(args, cfunc.ctypes.argtypes, strict=True)
-    ]
-    return int(cfunc.ctypes(*values))
-
-
-def call_logp(cfunc: Any, user_data: np.ndarray, x: np.ndarray) -> tuple[float, np.ndarray]:
-    """Call a nutpie logp callback at ``x`` as the sampler does: ``(logp, grad)``.
-
-    Codes 3 and 4 (a non-finite gradient or value) return the non-finite values; any
-    other code but 0 raises ``RuntimeError``.
-    """
-    x = np.ascontiguousarray(x, dtype=np.float64)
-    grad = np.empty(x.size)
-    logp = np.empty(1)
-    code = call_c(cfunc, x.size, x, grad, logp, int(user_data.ctypes.data))
-    if code not in (0, 3, 4):
-        raise RuntimeError(f"the logp callback failed with code {code}")
-    return float(logp[0]), grad
-
-
-def call_expand(cfunc: Any, user_data: np.ndarray, x: np.ndarray, n_expanded: int) -> np.ndarray:
-    """Call a nutpie expand callback at ``x``: the stored values, concatenated."""
-    x = np.ascontiguousarray(x, dtype=np.float64)
-    out = np.empty(n_expanded)
-    code = call_c(cfunc, x.size, out.size, x, out, int(user_data.ctypes.data))
-    if code != 0:
-        raise RuntimeError(f"the expand callback failed with code {code}")
-    return out
 
 
 # -- the model description ----------------------------------------------------------------
@@ -1095,57 +1015,44 @@ class FastGaussian:
         replaces any of it (new observations, new prior parameters) without compiling.
         With ``affine`` (:mod:`bayesmix.nuts.laplace`) the sampler moves in coordinates ``u``
         with ``x = affine.shift + affine.factor @ u``; ``initial_point`` then returns
-        ``u``. Falls back to ``nutpie.from_pyfunc`` (a Python call per gradient, about
-        25 us) if this nutpie lacks the internal constructors the C path needs.
+        ``u``. Falls back to ``nutpie``'s public ``from_pyfunc`` (a Python call per
+        gradient, about 25 us) if this nutpie lacks the internals the C path needs
+        (:mod:`bayesmix.nuts._nutpie_internals`).
         """
-        compiled = _compiled_model_class()(
-            dims={name: self.dims[name] for name, _ in self.stored},
-            fast=self,
-            shared=_frozen(shared_data),
-            initial_point_func=initial_point or (lambda seed: np.zeros(self.n_dim)),
-            affine=_frozen_affine(affine, self.n_dim),
+        return _nutpie_internals.callback_model(
+            self,
+            shared_data,
+            initial_point=initial_point or (lambda seed: np.zeros(self.n_dim)),
+            affine=affine,
         )
-        try:  # nutpie's internal constructors, as this nutpie defines them
-            from nutpie._lib import PySampler
 
-            PySampler.from_pymc  # noqa: B018 - used by _make_sampler
-            compiled._make_model(None)
-        except (ImportError, AttributeError, TypeError, ValueError) as err:
-            _log.info("nutpie's C interface differs (%s); using nutpie.from_pyfunc", err)
-            return self._pyfunc_model(shared_data, initial_point, compiled.affine)
-        return compiled
+    # -- what nutpie's callback model needs (bayesmix.nuts._nutpie_internals) -----------
 
-    def _pyfunc_model(
-        self,
-        shared_data: Mapping[str, Any],
-        initial_point: Callable[[Any], np.ndarray] | None,
-        affine: Affine | None,
-    ) -> Any:
-        from nutpie.compiled_pyfunc import from_pyfunc
+    shared_keys = ("x_data", "weights_a", "means_mu", "means_sigma", "sigma_sigma", "corr_chol_eta")
 
-        make_logp_fn, make_expand_fn = self.make_logp_fn, self.make_expand_fn
-        if affine is not None:
+    def c_callbacks(self) -> tuple[Any, Any]:
+        """Return the C callbacks ``(logp, expand)`` (numba ``CFunc`` objects)."""
+        return c_callbacks()
 
-            def make_logp_fn():
-                return affine.wrap(self.make_logp_fn())
+    def freeze(self, shared: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Return read-only C-contiguous float64 copies of ``shared`` (the C code reads them)."""
+        return _frozen(shared)
 
-            def make_expand_fn(*args):
-                expand = self.expand
-                return lambda u, **shared: expand(affine.forward(u))
+    def record(self, shared: Mapping[str, np.ndarray], affine: Affine | None) -> np.ndarray:
+        """Return the int64 user-data record the C callbacks read (see :func:`user_data`)."""
+        return user_data(self, shared, affine)
 
-        stored = self.stored
-        return from_pyfunc(
-            self.n_dim,
-            make_logp_fn,
-            make_expand_fn,
-            [np.dtype(np.float64)] * len(stored),
-            [shape for _, shape in stored],
-            [name for name, _ in stored],
-            coords=self.coords,
-            dims={name: self.dims[name] for name, _ in stored},
-            shared_data=dict(shared_data),
-            make_initial_point_fn=initial_point,
-        )
+    def updated_data(
+        self, shared: Mapping[str, np.ndarray], updates: Mapping[str, Any]
+    ) -> dict[str, np.ndarray]:
+        """Return frozen shared data with ``updates`` (nutpie's ``with_data``) applied."""
+        unknown = set(updates) - set(_SHARED_KEYS)
+        if unknown:
+            raise KeyError(f"unknown data {sorted(unknown)}; expected {_SHARED_KEYS}")
+        updates = dict(updates)
+        if "x_data" in updates:
+            updates["x_data"] = as_observations(updates["x_data"], self.n_features)
+        return _frozen({**shared, **updates})
 
 
 _SHARED_KEYS = ("x_data", "weights_a", "means_mu", "means_sigma", "sigma_sigma", "corr_chol_eta")
@@ -1160,22 +1067,6 @@ def _frozen(shared: Mapping[str, Any]) -> dict[str, np.ndarray]:
         value.flags.writeable = False
         out[key] = value
     return out
-
-
-def _frozen_affine(affine: Affine | None, n_dim: int) -> Affine | None:
-    """Return a read-only C-contiguous float64 copy of ``affine`` (the C code reads it)."""
-    if affine is None:
-        return None
-    shift = np.array(affine.shift, dtype=np.float64, order="C", copy=True)
-    factor = np.array(affine.factor, dtype=np.float64, order="C", copy=True)
-    if shift.shape != (n_dim,) or factor.shape != (n_dim, n_dim):
-        raise ValueError(
-            f"the affine map needs a shift of shape ({n_dim},) and a factor of shape "
-            f"({n_dim}, {n_dim}); got {shift.shape} and {factor.shape}"
-        )
-    shift.flags.writeable = False
-    factor.flags.writeable = False
-    return Affine(shift, factor)
 
 
 def user_data(
@@ -1213,127 +1104,6 @@ def user_data(
         record[_U_SHIFT] = affine.shift.ctypes.data
         record[_U_FACTOR] = affine.factor.ctypes.data
     return record
-
-
-@functools.cache
-def _compiled_model_class() -> type:
-    """``FusedCompiledModel``: a ``nutpie`` compiled model on the C callbacks.
-
-    Built on first use so that importing this module does not import nutpie. It mirrors
-    nutpie's ``CompiledPyMCModel`` (nutpie 0.16): the Rust sampler calls the numba C
-    functions directly, from its own threads, without the GIL.
-    """
-    from nutpie.sample import CompiledModel
-
-    @dataclass(frozen=True)
-    class FusedCompiledModel(CompiledModel):
-        fast: FastGaussian
-        shared: dict[str, np.ndarray]
-        initial_point_func: Callable[[Any], np.ndarray]
-        affine: Affine | None = None
-        user_data: np.ndarray = field(init=False, repr=False)
-
-        def __post_init__(self) -> None:
-            object.__setattr__(self, "user_data", user_data(self.fast, self.shared, self.affine))
-
-        @property
-        def n_dim(self) -> int:
-            return self.fast.n_dim
-
-        @property
-        def shapes(self) -> dict[str, tuple[int, ...]]:
-            return dict(self.fast.stored)
-
-        @property
-        def coords(self) -> dict[str, Any]:
-            return self.fast.coords
-
-        def with_data(self, **updates: Any) -> FusedCompiledModel:
-            unknown = set(updates) - set(_SHARED_KEYS)
-            if unknown:
-                raise KeyError(f"unknown data {sorted(unknown)}; expected {_SHARED_KEYS}")
-            if "x_data" in updates:
-                updates["x_data"] = as_observations(updates["x_data"], self.fast.n_features)
-            return dataclasses.replace(self, shared=_frozen({**self.shared, **updates}))
-
-        def logp_dlogp(self, x: np.ndarray) -> tuple[float, np.ndarray]:
-            """Call the C logp callback at ``x`` (as nutpie does): ``(logp, grad)``.
-
-            ``x`` and the gradient are in the sampler's coordinates (see ``affine``).
-            """
-            return call_logp(c_callbacks()[0], self.user_data, x)
-
-        def expand(self, x: np.ndarray) -> np.ndarray:
-            """Call the C expand callback at ``x``: the stored values, concatenated."""
-            return call_expand(c_callbacks()[1], self.user_data, x, self._n_expanded)
-
-        @property
-        def _n_expanded(self) -> int:
-            return int(sum(np.prod(shape, dtype=int) for _, shape in self.fast.stored))
-
-        def _make_sampler(
-            self,
-            settings: Any,
-            init_mean: Any,
-            cores: int,
-            progress_type: Any,
-            extra_callback: Any,
-            extra_callback_rate: Any,
-            store: Any,
-        ) -> Any:
-            from nutpie import _lib
-
-            return _lib.PySampler.from_pymc(
-                settings,
-                cores,
-                self._make_model(init_mean),
-                progress_type,
-                extra_callback,
-                extra_callback_rate,
-                store,
-            )
-
-        def _make_model(self, init_mean: Any) -> Any:
-            from nutpie import _lib
-
-            logp_c, expand_c = c_callbacks()
-            address = self.user_data.ctypes.data
-            # The last argument keeps this object (and so the data) alive in Rust.
-            expand_fn = _lib.ExpandFunc(
-                self.n_dim, self._n_expanded, expand_c.address, address, self
-            )
-            logp_fn = _lib.LogpFunc(logp_c.address, address, self)
-            stored = self.fast.stored
-            coords = dict(self.coords)
-            dim_sizes = {name: len(values) for name, values in coords.items()}
-            variables = _lib.PyVariable.new_variables(
-                [name for name, _ in stored],
-                ["float64"] * len(stored),
-                [list(shape) for _, shape in stored],
-                dim_sizes,
-                dict(self.dims),
-            )
-            adapt = self._transform_adapt_args or {}
-
-            def make_adapter(*args: Any, **kwargs: Any) -> Any:
-                from nutpie.transform_adapter import make_transform_adapter
-
-                return make_transform_adapter(**adapt)(*args, **kwargs, logp_fn=None)
-
-            return _lib.PyMcModel(
-                logp_fn,
-                expand_fn,
-                variables,
-                self.n_dim,
-                dim_sizes,
-                coords,
-                self.initial_point_func,
-                make_adapter,
-            )
-
-        _transform_adapt_args = None
-
-    return FusedCompiledModel
 
 
 def as_observations(X: Any, n_features: int) -> np.ndarray:

@@ -83,7 +83,7 @@ import logging
 import math
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import linalg
@@ -91,6 +91,7 @@ from scipy.special import gammaln, multigammaln
 
 from bayesmix._numeric import column_means, column_sums, logsumexp
 from bayesmix.em.init import kmeans_plusplus, nearest_centres
+from bayesmix.em.loop import EMResult, _fit_restarts, _Restart, converge
 from bayesmix.exceptions import ConvergenceWarning, FitError
 
 __all__ = [
@@ -127,95 +128,6 @@ _FIT_ADVICE = (
     "increasing reg_covar, using fewer components, standardising the data or using "
     'covariance_type="diag".'
 )
-
-
-@dataclass(frozen=True, eq=False)
-class EMResult:
-    """Outcome of :func:`fit_em`: the best restart's parameters and its diagnostics.
-
-    Attributes
-    ----------
-    weights : numpy.ndarray of shape (n_components,)
-        Mixing proportions; they sum to one.
-    means : numpy.ndarray of shape (n_components, n_features)
-        Component means.
-    covariances : numpy.ndarray
-        Component covariances, shaped as in scikit-learn for ``covariance_type``:
-        ``"full"`` (K, D, D), ``"tied"`` (D, D), ``"diag"`` (K, D), ``"spherical"`` (K,).
-    precisions_cholesky : numpy.ndarray
-        Cholesky factors ``U`` of the precision matrices (``Sigma^-1 = U U^T``), in the same
-        shape as ``covariances``; for ``"diag"`` and ``"spherical"`` this is
-        ``1 / sqrt(covariances)``.
-    covariance_type : str
-        One of :data:`COVARIANCE_TYPES`.
-    log_likelihood : float
-        Mean log-likelihood per sample, ``mean_n log p(x_n)``, at the returned parameters
-        (without the log prior, also for ``objective="map"``).
-    lower_bounds : numpy.ndarray of shape (n_iter,)
-        Objective computed in the E-step of every iteration of the best restart: the mean
-        log-likelihood for ``"ml"`` (scikit-learn's ``lower_bounds_``), the mean log
-        posterior ``(log-likelihood + log prior) / N`` for ``"map"``.
-    n_iter : int
-        Number of EM iterations run by the best restart.
-    converged : bool
-        Whether the best restart reached ``tol`` before ``max_iter`` iterations.
-    best_init : int
-        Index of the winning restart.
-    init_log_likelihoods : numpy.ndarray of shape (n_init,)
-        Final objective (last lower bound) of every restart; ``-inf`` for a restart that
-        failed.
-    objective : str, default="ml"
-        ``"ml"`` (maximum likelihood) or ``"map"`` (maximum a posteriori); one of
-        :data:`OBJECTIVES`.
-    """
-
-    weights: np.ndarray
-    means: np.ndarray
-    covariances: np.ndarray
-    precisions_cholesky: np.ndarray
-    covariance_type: str
-    log_likelihood: float
-    lower_bounds: np.ndarray
-    n_iter: int
-    converged: bool
-    best_init: int
-    init_log_likelihoods: np.ndarray
-    objective: str = "ml"
-
-    def to_dict(self) -> dict:
-        """Return the result as plain Python lists and scalars (JSON-serialisable, exact)."""
-        return {
-            field.name: (
-                value.tolist()
-                if isinstance(value := getattr(self, field.name), np.ndarray)
-                else value.item()
-                if isinstance(value, np.generic)
-                else value
-            )
-            for field in fields(self)
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict) -> EMResult:
-        """Rebuild a result written by :meth:`to_dict`.
-
-        A dictionary written before the ``objective`` field existed has no such key and is
-        read as ``objective="ml"``.
-        """
-        arrays = {
-            "weights",
-            "means",
-            "covariances",
-            "precisions_cholesky",
-            "lower_bounds",
-            "init_log_likelihoods",
-        }
-        return cls(
-            **{
-                key: np.asarray(value, dtype=np.float64) if key in arrays else value
-                for key, value in data.items()
-            }
-        )
 
 
 # ---------------------------------------------------------------------------------------
@@ -518,22 +430,39 @@ class ConjugatePrior:
     covariance_type: str
 
 
-def _data_scatter(X: np.ndarray) -> np.ndarray:
-    """Return the scatter matrix ``sum_n (x_n - xbar)(x_n - xbar)^T`` of the data."""
-    diff = X - column_means(X)
-    return diff.T @ diff
+def _data_scatter(X: np.ndarray, sample_weight: np.ndarray | None = None) -> np.ndarray:
+    """Return the scatter matrix ``sum_n w_n (x_n - xbar)(x_n - xbar)^T`` of the data."""
+    diff = X - _weighted_means(X, sample_weight)
+    return diff.T @ diff if sample_weight is None else (diff.T * sample_weight) @ diff
+
+
+def _weighted_means(X: np.ndarray, sample_weight: np.ndarray | None) -> np.ndarray:
+    """Column means of ``X``, weighted by ``sample_weight`` (frequency weights) if given."""
+    if sample_weight is None:
+        return column_means(X)
+    return (sample_weight @ X) / sample_weight.sum()
+
+
+def _total_weight(X: np.ndarray, sample_weight: np.ndarray | None) -> float:
+    """Return the number of samples, or the total frequency weight."""
+    return float(X.shape[0] if sample_weight is None else sample_weight.sum())
 
 
 def _prior_scale(
-    X: np.ndarray, n_components: int, covariance_type: str, scatter: np.ndarray | None = None
+    X: np.ndarray,
+    n_components: int,
+    covariance_type: str,
+    scatter: np.ndarray | None = None,
+    sample_weight: np.ndarray | None = None,
 ) -> np.ndarray:
     """Return ``cov(X) / K^(2/D)`` in the shape of a :class:`ConjugatePrior` scale.
 
     ``scatter`` is :func:`_data_scatter` of ``X`` if already computed.
     """
-    n_samples, n_features = X.shape
+    n_features = X.shape[1]
+    n_samples = _total_weight(X, sample_weight)
     if scatter is None:
-        scatter = _data_scatter(X)
+        scatter = _data_scatter(X, sample_weight)
     cov = scatter / max(n_samples - 1, 1)
     cov /= float(n_components) ** (2.0 / n_features)
     if covariance_type in ("full", "tied"):
@@ -563,6 +492,7 @@ def default_prior(
     *,
     shrinkage: float = 0.01,
     dof: float | None = None,
+    sample_weight: np.ndarray | None = None,
 ) -> ConjugatePrior:
     r"""Build the default conjugate prior of Fraley & Raftery (2007) for the data ``X``.
 
@@ -618,7 +548,7 @@ def default_prior(
             f"The prior needs shrinkage > 0 and dof > {min_dof:g} for "
             f"covariance_type={covariance_type!r}; got shrinkage={shrinkage} and dof={dof}."
         )
-    scale = _prior_scale(X, n_components, covariance_type)
+    scale = _prior_scale(X, n_components, covariance_type, sample_weight=sample_weight)
     if not _scale_is_positive_definite(scale, covariance_type):
         raise FitError(
             f"The MAP prior scale cov(X) / K^(2/D) for covariance_type={covariance_type!r} is "
@@ -628,7 +558,7 @@ def default_prior(
             'collinear, or use objective="ml" with reg_covar > 0.'
         )
     return ConjugatePrior(
-        mean=column_means(X),
+        mean=_weighted_means(X, sample_weight),
         shrinkage=float(shrinkage),
         dof=dof,
         scale=scale,
@@ -1121,8 +1051,12 @@ def _mean_log_likelihood(
     precisions_cholesky: np.ndarray,
     covariance_type: str,
     engine: str,
+    sample_weight: np.ndarray | None = None,
 ) -> float:
-    """``mean_n log p(x_n)``, with the fused kernel when ``engine="fused"``."""
+    """``mean_n log p(x_n)`` (weighted), with the fused kernel when ``engine="fused"``."""
+    if sample_weight is not None:
+        log_prob, _ = _e_step_samples(X, weights, means, precisions_cholesky, covariance_type)
+        return float(sample_weight @ log_prob / sample_weight.sum())
     if engine == "fused" and _kernels() is not None:
         total = _fused_statistics(X, weights, means, precisions_cholesky, covariance_type)[0]
         if np.isfinite(total):
@@ -1155,6 +1089,7 @@ def _make_reinit(
     reg_covar: float,
     prior: ConjugatePrior | None,
     scatter: np.ndarray | None = None,
+    sample_weight: np.ndarray | None = None,
 ) -> _Reinit:
     """Return the re-initialisation settings of a fit: covariance ``cov(X) / K^(2/D)``.
 
@@ -1163,7 +1098,7 @@ def _make_reinit(
     scale = (
         np.array(prior.scale, dtype=np.float64)
         if prior is not None
-        else _prior_scale(X, n_components, covariance_type, scatter)
+        else _prior_scale(X, n_components, covariance_type, scatter, sample_weight)
     )
     if covariance_type in ("full", "tied"):
         scale.flat[:: scale.shape[0] + 1] += reg_covar
@@ -1225,6 +1160,7 @@ def _kmeans_plusplus_parameters(
     rng: np.random.Generator,
     prior: ConjugatePrior | None,
     reinit: _Reinit,
+    sample_weight: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Start from k-means++ centres: hard-assign samples to them, then run the M-step.
 
@@ -1238,11 +1174,13 @@ def _kmeans_plusplus_parameters(
     ~10x cheaper than seeding on all of them. The iterations use every sample.
     """
     if X.shape[0] > _INIT_SUBSAMPLE:
-        X = X[np.sort(rng.choice(X.shape[0], size=_INIT_SUBSAMPLE, replace=False))]
-    centres = kmeans_plusplus(X, n_components, rng)
+        keep = np.sort(rng.choice(X.shape[0], size=_INIT_SUBSAMPLE, replace=False))
+        X = X[keep]
+        sample_weight = None if sample_weight is None else sample_weight[keep]
+    centres = kmeans_plusplus(X, n_components, rng, sample_weight)
     labels, sq_distances = nearest_centres(X, centres)
     resp = np.zeros((X.shape[0], n_components), dtype=np.float64)
-    resp[np.arange(X.shape[0]), labels] = 1.0
+    resp[np.arange(X.shape[0]), labels] = 1.0 if sample_weight is None else sample_weight
     weights, means, covariances = m_step(X, resp, covariance_type, reg_covar, prior=prior)
     empty = np.flatnonzero(np.bincount(labels, minlength=n_components) == 0).tolist()
     if empty and (covariance_type == "tied" or reinit.covariance is not None):
@@ -1304,21 +1242,6 @@ def _check_init_params(
 # Main loop
 
 
-@dataclass
-class _RestartResult:
-    """Parameters and trace of one EM restart (internal)."""
-
-    weights: np.ndarray
-    means: np.ndarray
-    covariances: np.ndarray
-    precisions_cholesky: np.ndarray
-    lower_bound: float
-    lower_bounds: list[float]
-    n_iter: int
-    converged: bool
-    last_change: float
-
-
 def _objective(
     X: np.ndarray,
     weights: np.ndarray,
@@ -1326,14 +1249,22 @@ def _objective(
     precisions_cholesky: np.ndarray,
     covariance_type: str,
     prior: ConjugatePrior | None,
+    sample_weight: np.ndarray | None = None,
 ) -> tuple[float, np.ndarray, np.ndarray]:
-    """Return the objective, the per-sample log-likelihoods and the log responsibilities."""
+    """Return the objective, the per-sample log-likelihoods and the log responsibilities.
+
+    With ``sample_weight`` the objective is the weighted mean log-likelihood (plus the log
+    prior over the total weight): that of the data with every row repeated ``w_n`` times.
+    """
     log_prob_samples, log_resp = _e_step_samples(
         X, weights, means, precisions_cholesky, covariance_type
     )
-    objective = float(np.mean(log_prob_samples))
+    if sample_weight is None:
+        objective = float(np.mean(log_prob_samples))
+    else:
+        objective = float(sample_weight @ log_prob_samples / sample_weight.sum())
     if prior is not None:
-        objective += log_prior(prior, means, precisions_cholesky) / X.shape[0]
+        objective += log_prior(prior, means, precisions_cholesky) / _total_weight(X, sample_weight)
     return objective, log_prob_samples, log_resp
 
 
@@ -1415,8 +1346,9 @@ def _run_em(
     reinit: _Reinit | None = None,
     restart_name: str = "EM",
     engine: str = "numpy",
-) -> _RestartResult:
-    """Iterate E- and M-steps from the given parameters.
+    sample_weight: np.ndarray | None = None,
+) -> _Restart:
+    """Iterate E- and M-steps from the given parameters (through :func:`em.loop.converge`).
 
     Without empty components and with ``prior=None`` this is exactly scikit-learn's loop.
     The convergence test is skipped at the iteration of a re-initialisation and at the next
@@ -1424,27 +1356,19 @@ def _run_em(
 
     With ``engine="fused"`` (``X`` C-contiguous and writeable) each iteration is one pass
     of the numba kernel (:func:`_fused_iteration`); an iteration it does not apply to is
-    done by the NumPy E- and M-step from the same parameters.
+    done by the NumPy E- and M-step from the same parameters. ``sample_weight`` (frequency
+    weights) multiplies the responsibilities in the M-step (NumPy engine only).
     """
     if reinit is None:
-        reinit = _make_reinit(X, weights.shape[0], covariance_type, reg_covar, prior)
-    lower_bound = -np.inf
-    lower_bounds: list[float] = []
-    change = np.inf
-    converged = False
-    n_iter = 0
-    n_reinit = 0
-    dropped: set[int] = set()
-    reinitialised_before = False
-    if max_iter == 0:
-        lower_bound, _, _ = _objective(
-            X, weights, means, precisions_cholesky, covariance_type, prior
+        reinit = _make_reinit(
+            X, weights.shape[0], covariance_type, reg_covar, prior, sample_weight=sample_weight
         )
-    fused = engine == "fused" and _kernels() is not None
-    for n_iter in range(1, max_iter + 1):
-        prev_lower_bound = lower_bound
-        n_reinit_before = n_reinit
-        step = (
+    fused = engine == "fused" and _kernels() is not None and sample_weight is None
+    state = {"n_reinit": 0, "dropped": set()}
+
+    def step(n_iter: int, weights: np.ndarray, params: dict):
+        means, precisions_cholesky = params["means"], params["precisions_cholesky"]
+        result = (
             _fused_iteration(
                 X,
                 weights,
@@ -1457,68 +1381,91 @@ def _run_em(
             if fused
             else None
         )
-        if step is not None:
-            lower_bound, _, (weights, means, covariances), precisions_cholesky = step
-        else:
-            if fused:
-                logger.debug(
-                    "%s, iteration %d: the fused step does not apply (empty or degenerate "
-                    "component, or non-finite objective); using the NumPy E- and M-step.",
-                    restart_name,
-                    n_iter,
-                )
-            lower_bound, log_prob_samples, log_resp = _objective(
-                X, weights, means, precisions_cholesky, covariance_type, prior
+        if result is not None:
+            lower_bound, _, (weights, means, covariances), precisions_cholesky = result
+            return lower_bound, weights, _params(means, covariances, precisions_cholesky), False
+        if fused:
+            logger.debug(
+                "%s, iteration %d: the fused step does not apply (empty or degenerate "
+                "component, or non-finite objective); using the NumPy E- and M-step.",
+                restart_name,
+                n_iter,
             )
-            if not np.isfinite(lower_bound):
-                raise FitError(
-                    f"EM iteration {n_iter}: the objective is not finite ({lower_bound}) for "
-                    f"covariance_type={covariance_type!r}; a covariance is numerically "
-                    f"singular or the data are too large in magnitude. {_FIT_ADVICE}"
-                )
-            resp = np.exp(log_resp)
-            nk = column_sums(resp)
-            new = m_step(X, resp, covariance_type, reg_covar, prior=prior)
-            empty = np.flatnonzero(nk < _EMPTY_MASS).tolist()
-            if empty:
-                new, n_reinit = _handle_empty_components(
-                    X,
-                    empty,
-                    nk,
-                    log_prob_samples,
-                    (weights, means, covariances),
-                    new,
-                    covariance_type=covariance_type,
-                    prior=prior,
-                    reinit=reinit,
-                    n_reinit=n_reinit,
-                    dropped=dropped,
-                    where=f"{restart_name}, iteration {n_iter}",
-                )
-            weights, means, covariances = new
-            try:
-                precisions_cholesky = compute_precision_cholesky(covariances, covariance_type)
-            except FitError as err:
-                raise FitError(f"EM iteration {n_iter}: {err}") from err
-        lower_bounds.append(lower_bound)
-        change = lower_bound - prev_lower_bound
-        logger.debug("EM iteration %d: objective %.10g", n_iter, lower_bound)
-        reinitialised = n_reinit > n_reinit_before
-        if not (reinitialised or reinitialised_before) and abs(change) < tol:
-            converged = True
-            break
-        reinitialised_before = reinitialised
-    return _RestartResult(
-        weights=weights,
-        means=means,
-        covariances=covariances,
-        precisions_cholesky=precisions_cholesky,
-        lower_bound=lower_bound,
-        lower_bounds=lower_bounds,
-        n_iter=n_iter,
-        converged=converged,
-        last_change=float(change),
+        lower_bound, log_prob_samples, log_resp = _objective(
+            X, weights, means, precisions_cholesky, covariance_type, prior, sample_weight
+        )
+        if not np.isfinite(lower_bound):
+            raise FitError(
+                f"EM iteration {n_iter}: the objective is not finite ({lower_bound}) for "
+                f"covariance_type={covariance_type!r}; a covariance is numerically "
+                f"singular or the data are too large in magnitude. {_FIT_ADVICE}"
+            )
+        resp = np.exp(log_resp)
+        if sample_weight is not None:
+            resp *= sample_weight[:, np.newaxis]
+        nk = column_sums(resp)
+        new = m_step(X, resp, covariance_type, reg_covar, prior=prior)
+        empty = np.flatnonzero(nk < _EMPTY_MASS).tolist()
+        n_reinit_before = state["n_reinit"]
+        if empty:
+            new, state["n_reinit"] = _handle_empty_components(
+                X,
+                empty,
+                nk,
+                log_prob_samples,
+                (weights, means, params["covariances"]),
+                new,
+                covariance_type=covariance_type,
+                prior=prior,
+                reinit=reinit,
+                n_reinit=state["n_reinit"],
+                dropped=state["dropped"],
+                where=f"{restart_name}, iteration {n_iter}",
+            )
+        weights, means, covariances = new
+        try:
+            precisions_cholesky = compute_precision_cholesky(covariances, covariance_type)
+        except FitError as err:
+            raise FitError(f"EM iteration {n_iter}: {err}") from err
+        reinitialised = state["n_reinit"] > n_reinit_before
+        return lower_bound, weights, _params(means, covariances, precisions_cholesky), reinitialised
+
+    def objective(weights: np.ndarray, params: dict) -> float:
+        return _objective(
+            X,
+            weights,
+            params["means"],
+            params["precisions_cholesky"],
+            covariance_type,
+            prior,
+            sample_weight,
+        )[0]
+
+    run = converge(
+        step,
+        weights,
+        _params(means, covariances, precisions_cholesky),
+        max_iter=max_iter,
+        tol=tol,
+        name=restart_name,
+        objective=objective,
     )
+    return _Restart(
+        weights=run.weights,
+        params=run.params,
+        lower_bound=run.lower_bound,
+        lower_bounds=run.lower_bounds,
+        n_iter=run.n_iter,
+        converged=run.converged,
+        last_change=run.last_change,
+        log_likelihood=np.nan,  # computed for the best restart only (fit_em)
+        n_samples=_total_weight(X, sample_weight),
+    )
+
+
+def _params(means: np.ndarray, covariances: np.ndarray, precisions_cholesky: np.ndarray) -> dict:
+    """Return the Gaussian component parameters as the EM loop carries them."""
+    return {"means": means, "covariances": covariances, "precisions_cholesky": precisions_cholesky}
 
 
 def _collapsed_components(
@@ -1527,6 +1474,7 @@ def _collapsed_components(
     covariance_type: str,
     reg_covar: float,
     scatter: np.ndarray | None = None,
+    sample_weight: np.ndarray | None = None,
 ) -> list[int]:
     """Return the components whose covariance minus ``reg_covar`` is (nearly) singular.
 
@@ -1537,10 +1485,10 @@ def _collapsed_components(
     For ``"tied"`` the list is ``[0]`` when the shared covariance collapsed. ``scatter`` is
     :func:`_data_scatter` of ``X`` if already computed.
     """
-    n_samples, n_features = X.shape
+    n_features = X.shape[1]
     if scatter is None:
-        scatter = _data_scatter(X)
-    data_cov = scatter / n_samples
+        scatter = _data_scatter(X, sample_weight)
+    data_cov = scatter / _total_weight(X, sample_weight)
     if covariance_type in ("full", "tied"):
         matrices = covariances[np.newaxis] if covariance_type == "tied" else covariances
         try:
@@ -1599,14 +1547,16 @@ def _check_fit_arguments(
 
 def _warn_degenerate(
     X: np.ndarray,
-    best: _RestartResult,
+    best: _Restart,
     covariance_type: str,
     reg_covar: float,
     objective: str,
     scatter: np.ndarray | None = None,
+    stacklevel: int = 3,
+    sample_weight: np.ndarray | None = None,
 ) -> None:
     """Warn about empty components and (maximum likelihood) collapsed covariances."""
-    n_samples, n_components = X.shape[0], best.weights.shape[0]
+    n_samples, n_components = _total_weight(X, sample_weight), best.weights.shape[0]
     empty = np.flatnonzero(best.weights * n_samples < _EMPTY_MASS).tolist()
     if empty:
         warnings.warn(
@@ -1615,11 +1565,13 @@ def _warn_degenerate(
             f"support fewer than n_components={n_components} components. Try "
             f"n_components={max(n_components - len(empty), 1)}.",
             ConvergenceWarning,
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
     if objective != "ml":
         return
-    collapsed = _collapsed_components(X, best.covariances, covariance_type, reg_covar, scatter)
+    collapsed = _collapsed_components(
+        X, best.params["covariances"], covariance_type, reg_covar, scatter, sample_weight
+    )
     if collapsed:
         what = (
             "The tied covariance"
@@ -1634,7 +1586,7 @@ def _warn_degenerate(
             'components, covariance_type="diag" (for points on a line that is not parallel '
             "to an axis) or a larger reg_covar.",
             ConvergenceWarning,
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
 
 
@@ -1650,6 +1602,7 @@ def fit_em(
     random_state: int | np.random.Generator | None = None,
     init_params: Mapping[str, np.ndarray] | None = None,
     objective: str = "ml",
+    sample_weight: np.ndarray | None = None,
 ) -> EMResult:
     """Fit a Gaussian mixture by maximum likelihood or maximum a posteriori with EM.
 
@@ -1693,6 +1646,11 @@ def fit_em(
         scale ``cov(X) / K^(2/D)`` -- whose M-step (see :func:`m_step`) keeps every
         covariance positive definite on degenerate data; the monitored objective
         (``lower_bounds``) is then ``(log-likelihood + log prior) / N``.
+    sample_weight : numpy.ndarray of shape (n_samples,), optional
+        Non-negative frequency (or importance) weights, validated by the caller: every
+        sum over samples (seeding, sufficient statistics, objective, the MAP prior's data
+        mean and scale) is weighted, so integer weights give the fit of the data with
+        each row repeated ``w_n`` times (from the same start). Uses the NumPy engine.
 
     Returns
     -------
@@ -1722,16 +1680,23 @@ def fit_em(
     )
     n_features = X.shape[1]
     engine = _ENGINE
-    if engine == "fused" and (X.shape[0] < _FUSED_MIN_SAMPLES or _kernels() is None):
+    if engine == "fused" and (
+        X.shape[0] < _FUSED_MIN_SAMPLES or _kernels() is None or sample_weight is not None
+    ):
         engine = "numpy"
+    w = sample_weight
     if engine == "fused":
         X = _kernel_data(X)
     rng = np.random.default_rng(random_state)
-    prior = default_prior(X, n_components, covariance_type) if objective == "map" else None
+    prior = (
+        default_prior(X, n_components, covariance_type, sample_weight=w)
+        if objective == "map"
+        else None
+    )
     # The data scatter, computed once for the re-initialisation covariance and the collapse
     # check of maximum likelihood.
-    scatter = _data_scatter(X) if prior is None else None
-    reinit = _make_reinit(X, n_components, covariance_type, reg_covar, prior, scatter)
+    scatter = _data_scatter(X, w) if prior is None else None
+    reinit = _make_reinit(X, n_components, covariance_type, reg_covar, prior, scatter, w)
 
     if init_params is not None:
         start = _check_init_params(init_params, n_components, n_features, covariance_type)
@@ -1742,108 +1707,70 @@ def fit_em(
                 f"init_params['covariances'] is not a valid set of covariances: {err}"
             ) from err
 
-    restarts: dict[int, _RestartResult] = {}
-    failures: dict[int, FitError] = {}
-    init_log_likelihoods = np.full(n_init, -np.inf, dtype=np.float64)
-    for init in range(n_init):
-        try:
-            if init_params is None:
-                weights, means, covariances = _kmeans_plusplus_parameters(
-                    X, n_components, covariance_type, reg_covar, rng, prior, reinit
-                )
-                try:
-                    precisions_cholesky = compute_precision_cholesky(covariances, covariance_type)
-                except FitError as err:
-                    raise FitError(f"k-means++ initialisation: {err}") from err
-            else:
-                weights, means, covariances = (a.copy() for a in start)
-                precisions_cholesky = start_precisions_cholesky.copy()
-            restart = _run_em(
-                X,
-                weights,
-                means,
-                covariances,
-                precisions_cholesky,
-                covariance_type=covariance_type,
-                max_iter=max_iter,
-                tol=tol,
-                reg_covar=reg_covar,
-                prior=prior,
-                reinit=reinit,
-                restart_name=f"EM restart {init + 1}/{n_init}",
-                engine=engine,
+    def run_restart(init: int) -> _Restart:
+        if init_params is None:
+            weights, means, covariances = _kmeans_plusplus_parameters(
+                X, n_components, covariance_type, reg_covar, rng, prior, reinit, w
             )
-        except FitError as err:
-            failures[init] = err
-            logger.warning("EM restart %d/%d failed: %s", init + 1, n_init, err)
-            continue
-
-        init_log_likelihoods[init] = restart.lower_bound
-        logger.info(
-            "EM restart %d/%d: final objective %.10g after %d iteration(s), %s",
-            init + 1,
-            n_init,
-            restart.lower_bound,
-            restart.n_iter,
-            "converged" if restart.converged else "not converged",
+            try:
+                precisions_cholesky = compute_precision_cholesky(covariances, covariance_type)
+            except FitError as err:
+                raise FitError(f"k-means++ initialisation: {err}") from err
+        else:
+            weights, means, covariances = (a.copy() for a in start)
+            precisions_cholesky = start_precisions_cholesky.copy()
+        return _run_em(
+            X,
+            weights,
+            means,
+            covariances,
+            precisions_cholesky,
+            covariance_type=covariance_type,
+            max_iter=max_iter,
+            tol=tol,
+            reg_covar=reg_covar,
+            prior=prior,
+            reinit=reinit,
+            restart_name=f"EM restart {init + 1}/{n_init}",
+            engine=engine,
+            sample_weight=w,
         )
-        restarts[init] = restart
 
-    if not restarts:
-        first, err = next(iter(failures.items()))
-        prefix = (
-            f"EM restart 1/{n_init}, "
-            if n_init == 1
-            else f"All {n_init} EM restarts failed; restart {first + 1}/{n_init}: "
+    def check_result(best: _Restart, stacklevel: int) -> None:
+        _warn_degenerate(
+            X,
+            best,
+            covariance_type,
+            reg_covar,
+            objective,
+            scatter,
+            stacklevel=stacklevel + 1,
+            sample_weight=w,
         )
-        raise FitError(f"{prefix}{err}") from err
-    # Strict comparison as in scikit-learn: the first restart wins ties.
-    best_init = next(iter(restarts))
-    for init, restart in restarts.items():
-        if restart.lower_bound > restarts[best_init].lower_bound:
-            best_init = init
-    best = restarts[best_init]
 
-    if failures:
-        failed = [init + 1 for init in failures]
-        warnings.warn(
-            f"EM restart(s) {failed} of {n_init} failed and were skipped; the first failure: "
-            f"{next(iter(failures.values()))}",
-            ConvergenceWarning,
-            stacklevel=2,
+    def log_likelihood(best: _Restart) -> float:
+        params = best.params
+        return _mean_log_likelihood(
+            X,
+            best.weights,
+            params["means"],
+            params["precisions_cholesky"],
+            covariance_type,
+            engine,
+            w,
         )
-    if not best.converged and max_iter > 0:
-        warnings.warn(
-            f"EM did not converge: the best restart (restart {best_init + 1} of {n_init}) ran "
-            f"max_iter={max_iter} iterations and the last change of the objective was "
-            f"{best.last_change:.3g}, not below tol={tol:.3g}. Try increasing max_iter, "
-            "loosening tol, raising n_init, standardising the data or using fewer components.",
-            ConvergenceWarning,
-            stacklevel=2,
-        )
-    _warn_degenerate(X, best, covariance_type, reg_covar, objective, scatter)
 
-    log_likelihood = _mean_log_likelihood(
-        X, best.weights, best.means, best.precisions_cholesky, covariance_type, engine
-    )
-    logger.info(
-        "EM best restart %d/%d: mean log-likelihood %.10g, %d iteration(s)",
-        best_init + 1,
-        n_init,
-        log_likelihood,
-        best.n_iter,
-    )
-    return EMResult(
-        weights=best.weights,
-        means=best.means,
-        covariances=best.covariances,
-        precisions_cholesky=best.precisions_cholesky,
-        covariance_type=covariance_type,
-        log_likelihood=log_likelihood,
-        lower_bounds=np.asarray(best.lower_bounds, dtype=np.float64),
-        n_iter=best.n_iter,
-        converged=best.converged,
-        best_init=best_init,
-        init_log_likelihoods=init_log_likelihoods,
+    return _fit_restarts(
+        run_restart,
+        n_init=n_init,
+        max_iter=max_iter,
+        tol=tol,
+        family="gaussian",
         objective=objective,
+        covariance_type=covariance_type,
+        stacklevel=3,  # _fit_restarts, fit_em, the caller
+        label="EM",
+        advice="standardising the data or using fewer components",
+        check_result=check_result,
+        log_likelihood=log_likelihood,
     )

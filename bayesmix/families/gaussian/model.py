@@ -313,7 +313,7 @@ class GaussianMixture(MixtureModel):
         return dims
 
     def _default_priors(self, data: MixtureData) -> dict[str, Prior]:
-        loc, scale = column_moments(data.values)
+        loc, scale = column_moments(data.values, data.sample_weight)
         if data.n_samples == 1:
             scale = np.ones(data.n_features)
         sigma_scale = 2.0 * (scale.mean() if self.covariance_type == "spherical" else scale)
@@ -356,16 +356,12 @@ class GaussianMixture(MixtureModel):
 
     def _relabel_locations(self, params: dict[str, np.ndarray], data: MixtureData) -> np.ndarray:
         """Component means in units of the data standard deviation of each feature."""
-        scale = column_moments(data.values)[1]
+        scale = column_moments(data.values, data.sample_weight)[1]
         return params["means"] / np.where(scale > 0, scale, 1.0)
 
     def _fitted_attributes(self, point: dict[str, np.ndarray]) -> None:
         self.means_ = point["means"]
         self.covariances_ = self._sklearn_covariances(point["covariances"])
-
-    @classmethod
-    def _em_from_dict(cls, data: dict) -> EMResult:
-        return EMResult.from_dict(data)
 
     def _n_parameters(self, n_features: int) -> int:
         return n_parameters(self.n_components, n_features, self.covariance_type)
@@ -439,6 +435,9 @@ class GaussianMixture(MixtureModel):
         """
         from bayesmix.families.gaussian import _nuts_kernel
 
+        if data.sample_weight is not None:
+            _log.info("the fused kernel has no sample weights; compiling the PyMC model")
+            return None
         target = _nuts_kernel.build(
             {
                 "covariance_type": self.covariance_type,
@@ -469,12 +468,13 @@ class GaussianMixture(MixtureModel):
             tol=self.tol,
             reg_covar=self.reg_covar,
             random_state=rng,
+            sample_weight=data.sample_weight,
             objective=self.objective,
         )
         # A canonical labelling: components by increasing mean of the first feature
         # (the ordering constraint of the 1-D model, and the reference of relabelling).
         order = np.lexsort(result.means.T[::-1])
-        return _reorder_em(result, order)
+        return result.reordered(order)
 
     def _point_from_em(self, em: EMResult, n_features: int) -> dict[str, np.ndarray]:
         """Every posterior variable at the EM estimate (constrained space)."""
@@ -533,19 +533,3 @@ class GaussianMixture(MixtureModel):
                 return np.diagonal(cov, axis1=-2, axis2=-1).copy()
             case "spherical":
                 return np.diagonal(cov, axis1=-2, axis2=-1).mean(axis=-1)
-
-
-def _reorder_em(result: EMResult, order: np.ndarray) -> EMResult:
-    """Return ``result`` with its components in ``order``."""
-    from dataclasses import replace
-
-    per_component = result.covariance_type != "tied"
-    return replace(
-        result,
-        weights=result.weights[order],
-        means=result.means[order],
-        covariances=result.covariances[order] if per_component else result.covariances,
-        precisions_cholesky=(
-            result.precisions_cholesky[order] if per_component else result.precisions_cholesky
-        ),
-    )
