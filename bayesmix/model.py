@@ -1,9 +1,10 @@
-"""The shared machinery of every mixture family: fit dispatch, results, prediction.
+"""The model core every family shares: fit dispatch, results, prediction (names no family).
 
-A family subclass supplies the specification hooks (default priors, the PyMC model,
-EM, the conversion of an EM estimate into posterior variables); this class runs
-validation, EM, NUTS started at the EM solution, relabelling, diagnostics, and
-packages every result in one ``xarray.DataTree`` layout.
+A family (one module under :mod:`bayesmix.families`, one line in its registry) subclasses
+:class:`MixtureModel` and implements the hooks of the family contract documented on the
+class; this module runs validation, EM (:mod:`bayesmix.em`), NUTS started at the EM
+solution (:mod:`bayesmix.nuts`), relabelling, diagnostics, and packages every result in
+one ``xarray.DataTree`` layout (:mod:`bayesmix._datatree`).
 """
 
 from __future__ import annotations
@@ -70,7 +71,40 @@ _LOG_LIKELIHOOD_MAX_VALUES = 2**25
 
 
 class MixtureModel(ABC):
-    """Base class of the bayesmix mixture families (not instantiated directly)."""
+    """Base class of the bayesmix mixture families (not instantiated directly).
+
+    **The family contract.** A family module implements, and this class uses nothing
+    else of it:
+
+    ==========================  ==========================================================
+    ``_family``                 its name (as in ``EMResult.family``)
+    ``_component_vars``         posterior variables of a component, after ``weights``
+    ``plot_kind``               ``"continuous"``, ``"counts"`` or ``"binary"`` (plots)
+    ``__init__``                keyword-only, stores its arguments unchanged, no work
+    ``_rv_shapes``              dims of every random variable (the prior keys)
+    ``_default_priors``         data-scaled defaults (use ``data.sample_weight``)
+    ``_allowed_priors``         the distributions each prior key accepts
+    ``_check_data``             family data checks (counts, 0/1, ...); optional
+    ``_build``                  the ``pm.Model``: labels summed out, observed ``x`` (dims
+                                obs, feature) with a pointwise log-likelihood
+    ``_component_log_prob``     NumPy ``log p(x_n | theta_k)`` of flat draws
+    ``_run_em``                 EM through :func:`bayesmix.em.loop.converge` /
+                                ``_fit_restarts`` with ``data.sample_weight``, returning
+                                an :class:`~bayesmix.em.loop.EMResult`
+    ``_point_from_em``          the EM estimate as posterior variables
+    ``_start_from_em``          the NUTS start (inside the support); optional
+    ``_relabel_locations``      component summaries matched when relabelling draws
+    ``_fitted_attributes``      the trailing-underscore attributes from posterior means
+    ``_n_parameters``           free parameters (BIC, AIC)
+    ``_scalar_parameters``      flattening to labelled scalars; optional
+    ``_nuts_target``            a fused log density + gradient for nutpie; optional
+    ``_fast_pointwise``         a compiled mixture log density; optional
+    ==========================  ==========================================================
+
+    Everything else (validation, the EM loop, NUTS, Laplace coordinates, relabelling,
+    the DataTree, diagnostics, save/load, plots, compare, select_k, the CLI) is written
+    once and works for every registered family (:data:`bayesmix.families.FAMILIES`).
+    """
 
     _family: str = ""
     # Posterior variables that parameterise each component's density, in the order that
@@ -99,27 +133,34 @@ class MixtureModel(ABC):
         """Set the family's fitted attributes from the posterior means of ``_component_vars``."""
 
     @abstractmethod
-    def _rv_shapes(self, n_features: int) -> dict[str, tuple[str, ...]]: ...
+    def _rv_shapes(self, n_features: int) -> dict[str, tuple[str, ...]]:
+        """Return the dims of every free random variable by name (the prior keys)."""
 
     @abstractmethod
-    def _default_priors(self, data: MixtureData) -> dict[str, Prior]: ...
+    def _default_priors(self, data: MixtureData) -> dict[str, Prior]:
+        """Return weakly informative priors scaled to ``data`` (and its sample_weight)."""
 
     @abstractmethod
-    def _allowed_priors(self) -> dict[str, frozenset[str]]: ...
+    def _allowed_priors(self) -> dict[str, frozenset[str]]:
+        """Return the distribution names each prior key accepts."""
 
     @abstractmethod
-    def _build(self, data: MixtureData, priors: dict[str, Prior]) -> pm.Model: ...
+    def _build(self, data: MixtureData, priors: dict[str, Prior]) -> pm.Model:
+        """Return the PyMC model: ``x_data`` observed as ``x``, labels summed out."""
 
     @abstractmethod
     def _run_em(
         self, data: MixtureData, rng: np.random.Generator, priors: dict[str, Prior]
-    ) -> AnyEMResult: ...
+    ) -> AnyEMResult:
+        """Fit EM (restarts seeded by ``rng``) to ``data``, weighted by data.sample_weight."""
 
     @abstractmethod
-    def _point_from_em(self, em: AnyEMResult, n_features: int) -> dict[str, np.ndarray]: ...
+    def _point_from_em(self, em: AnyEMResult, n_features: int) -> dict[str, np.ndarray]:
+        """Return the EM estimate as values of the posterior variables."""
 
     @abstractmethod
-    def _n_parameters(self, n_features: int) -> int: ...
+    def _n_parameters(self, n_features: int) -> int:
+        """Return the number of free parameters (as scikit-learn counts them)."""
 
     def _start_from_em(self, em: AnyEMResult, n_features: int) -> dict[str, np.ndarray]:
         """Return the NUTS start: the EM point, moved inside the support if on its edge."""
@@ -436,6 +477,13 @@ class MixtureModel(ABC):
         params = dict(params)
         if params.get("priors") is not None:
             params["priors"] = {key: Prior.from_dict(p) for key, p in params["priors"].items()}
+        # JSON has no tuples: a tuple argument (Student-t's dof_bounds) comes back a list.
+        defaults = inspect.signature(cls.__init__).parameters
+        for name, value in params.items():
+            if isinstance(value, list) and isinstance(
+                getattr(defaults.get(name), "default", None), tuple
+            ):
+                params[name] = tuple(value)
         model = cls(**params)
         data = _datatree.observed_data(idata)
         priors = {

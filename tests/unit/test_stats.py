@@ -124,13 +124,28 @@ def test_gaussian_kernel_is_used_from_the_thresholds(rng, monkeypatch):
     pointwise_log_likelihood(X, *draws, **GAUSS_FAST)
     pointwise_log_likelihood(X, *(a[:1] for a in draws), **GAUSS_FAST)  # 200 values, numba imported
     assert len(calls) == 2
+    # When it applies, the kernel fills the result itself (the NumPy blocks do not run).
+    out = np.full((draws[0].shape[0], X.shape[0]), np.nan)
+    assert densities.fast_pointwise(X, *draws, out=out) is True
+    assert len(calls) == 3
+    import bayesmix.stats as stats
+
+    def no_numpy(*args, **kwargs):
+        raise AssertionError("the NumPy blocks ran although the kernel applied")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(stats, "_blocks", no_numpy)
+        got = pointwise_log_likelihood(X, *draws, **GAUSS_FAST)
+    calls.pop()
+    np.testing.assert_allclose(got, out, rtol=1e-12)
+    np.testing.assert_allclose(out, logsumexp(_reference(X, *draws), axis=2), rtol=1e-11)
     monkeypatch.delitem(sys.modules, "numba")  # as in a process that has not loaded numba
     pointwise_log_likelihood(X, *(a[:1] for a in draws), **GAUSS_FAST)
     pointwise_log_likelihood(X[:50], *(a[:1] for a in draws), **GAUSS_FAST)
-    assert len(calls) == 2
+    assert len(calls) == 3
     monkeypatch.setattr(densities, "_GAUSSIAN_KERNEL", False)
     pointwise_log_likelihood(X, *draws, **GAUSS_FAST)
-    assert len(calls) == 2
+    assert len(calls) == 3
 
 
 def test_relabel_permutations_undo_a_known_permutation(rng):

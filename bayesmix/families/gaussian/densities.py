@@ -119,6 +119,7 @@ def fast_pointwise(
         chol,
         out,
     )
+    return True
 
 
 def n_parameters(n_components: int, n_features: int, covariance_type: str) -> int:
@@ -131,7 +132,6 @@ def n_parameters(n_components: int, n_features: int, covariance_type: str) -> in
         "spherical": k,
     }[covariance_type]
     return cov + k * d + k - 1
-    return True
 
 
 def free_covariance_entries(

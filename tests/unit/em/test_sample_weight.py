@@ -126,16 +126,12 @@ def test_model_em_fit_equals_repeated_rows(rng, fixed_seeds, name):
     weighted = cls(**spec).fit(X, method="em", sample_weight=w)
     repeated = cls(**spec).fit(_repeat(X, w), method="em")
     np.testing.assert_allclose(weighted.weights_, repeated.weights_, rtol=1e-8)
-    np.testing.assert_allclose(
-        weighted.em_.log_likelihood, repeated.em_.log_likelihood, rtol=1e-10
-    )
+    np.testing.assert_allclose(weighted.em_.log_likelihood, repeated.em_.log_likelihood, rtol=1e-10)
     # score / bic / aic with the weights are those of the repeated data.
     Xr = _repeat(X, w)
     np.testing.assert_allclose(weighted.bic(X, sample_weight=w), repeated.bic(Xr), rtol=1e-8)
     np.testing.assert_allclose(weighted.aic(X, sample_weight=w), repeated.aic(Xr), rtol=1e-8)
-    np.testing.assert_allclose(
-        weighted.score(X, sample_weight=w), repeated.score(Xr), rtol=1e-8
-    )
+    np.testing.assert_allclose(weighted.score(X, sample_weight=w), repeated.score(Xr), rtol=1e-8)
 
 
 @pytest.mark.parametrize("name", ["gaussian", "student-t", "poisson", "bernoulli"])
@@ -165,9 +161,7 @@ def test_nuts_log_density_and_gradient_equal_repeated_rows(rng, name):
 def test_weights_are_stored_and_survive_save_and_load(rng, tmp_path):
     X = _data("gaussian", rng)
     w = _weights(rng, X.shape[0])
-    fit = bm.GaussianMixture(n_components=2, random_state=0).fit(
-        X, method="em", sample_weight=w
-    )
+    fit = bm.GaussianMixture(n_components=2, random_state=0).fit(X, method="em", sample_weight=w)
     np.testing.assert_array_equal(fit.idata["observed_data"]["sample_weight"].to_numpy(), w)
     loaded = bm.load(fit.save(tmp_path / "fit.nc"))
     np.testing.assert_array_equal(loaded.idata["observed_data"]["sample_weight"].to_numpy(), w)
