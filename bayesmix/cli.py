@@ -284,7 +284,8 @@ def _add_data_options(parser: argparse.ArgumentParser, components_help: str) -> 
         "--family",
         default="gaussian",
         choices=list(FAMILIES),
-        help="mixture family (default: gaussian); poisson needs counts, bernoulli 0/1",
+        help="mixture family (default: gaussian); poisson and negative-binomial need counts, "
+        "bernoulli 0/1",
     )
 
 

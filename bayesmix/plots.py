@@ -305,15 +305,15 @@ def _discrete_components(fit: Any, X: Any, *, ax: Any, n_draws: int, hdi_prob: f
         axes = np.atleast_1d(np.asarray(ax, dtype=object))
         if axes.size != n_features:
             raise InvalidParameterError(
-                f"a Poisson mixture of {n_features} features is drawn in {n_features} panels, "
+                f"a count mixture of {n_features} features is drawn in {n_features} panels, "
                 f"so ax must be None or {n_features} axes; got {axes.size}."
             )
         fig = axes[0].get_figure()
     for d, axis in enumerate(axes):
-        one = None if draws is None else (draws[0], draws[1][..., [d]])
-        _count_panel(
-            axis, values[:, d], one, (em[0], em[1][:, [d]]), hdi_prob, fit._component_log_prob
-        )
+        # Every component parameter of a count family is (..., K, D): keep feature d.
+        one = None if draws is None else (draws[0], *(p[..., [d]] for p in draws[1:]))
+        em_d = (em[0], *(p[..., [d]] for p in em[1:]))
+        _count_panel(axis, values[:, d], one, em_d, hdi_prob, fit._component_log_prob)
         axis.set(xlabel=names[d], ylabel="probability")
     axes[0].legend(fontsize="small")
     if ax is None:
@@ -333,7 +333,9 @@ def _count_panel(
 ) -> None:
     """Observed count frequencies, the mixture pmf (posterior mean, band) and EM components.
 
-    ``log_pmf(X, rates)`` is the family's component log pmf of one feature's counts.
+    ``log_pmf(X, *params)`` is the family's component log pmf of one feature's counts,
+    ``params`` its component parameters (K, 1) (Poisson: rates; negative binomial: rates
+    and dispersions).
     """
     grid = np.arange(0, int(x.max()) + 2, dtype=np.float64)
     observed = np.bincount(x.astype(np.int64), minlength=grid.size)[: grid.size] / x.size
@@ -355,11 +357,12 @@ def _count_panel(
         ax.plot(
             grid, pmf.mean(axis=0), "o-", color="C0", ms=3, label="posterior mean", gid=GID_MEAN
         )
-    weights, rates = em
-    em_pmf = mixture_densities(grid, (weights[None], rates[None]), log_pmf)[0]
+    weights, *params = em
+    em_pmf = mixture_densities(grid, (weights[None], *(p[None] for p in params)), log_pmf)[0]
     ax.plot(grid, em_pmf, color="k", linestyle="--", label="EM", gid=GID_EM)
     for k in range(weights.size):
-        component = weights[k] * np.exp(log_pmf(grid[:, None], rates[None, [k]])[0, :, 0])
+        one_k = (p[None, [k]] for p in params)
+        component = weights[k] * np.exp(log_pmf(grid[:, None], *one_k)[0, :, 0])
         ax.plot(
             grid,
             component,

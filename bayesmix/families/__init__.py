@@ -10,7 +10,7 @@ Examples
 --------
 >>> from bayesmix.families import FAMILIES
 >>> sorted(FAMILIES)
-['bernoulli', 'gaussian', 'poisson', 'student-t']
+['bernoulli', 'gaussian', 'negative-binomial', 'poisson', 'student-t']
 >>> FAMILIES["poisson"].__name__
 'PoissonMixture'
 """
@@ -29,6 +29,7 @@ _REGISTRY: dict[str, tuple[str, str]] = {
     "student-t": ("bayesmix.families.student_t", "StudentTMixture"),
     "poisson": ("bayesmix.families.poisson", "PoissonMixture"),
     "bernoulli": ("bayesmix.families.bernoulli", "BernoulliMixture"),
+    "negative-binomial": ("bayesmix.families.negative_binomial", "NegativeBinomialMixture"),
 }
 
 

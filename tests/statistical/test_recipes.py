@@ -33,6 +33,18 @@ RECIPES = {
     "robust_clustering": [*NUTS_REPORT, "shifts.csv", "data.csv"],
     "counts": [*NUTS_REPORT, "select_k.csv", "regimes.csv"],
     "latent_classes": [*NUTS_REPORT, "select_k.csv", "profiles.csv"],
+    # Its own figures (pmf of both families, ppc, trace), not the HTML report.
+    "negative_binomial": [
+        "comparison.csv",
+        "groups.csv",
+        "pmf.png",
+        "summary.csv",
+        "compare.csv",
+        "ppc.png",
+        "trace.png",
+        "fit.nc",
+        "fit_em.nc",
+    ],
     "iris": [*REPORT, "covariance_types.csv", "bic_grid.csv", "bic_grid.png", "confusion.csv"],
 }
 
@@ -87,6 +99,10 @@ def test_recipe_runs_in_smoke_mode(name, tmp_path):
     if name in ("counts", "latent_classes"):
         table = pd.read_csv(out / "select_k.csv")
         assert table["bic"].notna().all()
+    if name == "negative_binomial":
+        table = pd.read_csv(out / "comparison.csv")
+        assert set(table["family"]) == {"poisson", "negative-binomial"}
+        assert table["bic"].is_monotonic_increasing
     if name == "iris":
         table = pd.read_csv(out / "covariance_types.csv", index_col=0)
         assert list(table.index) == ["full", "tied", "diag", "spherical"]

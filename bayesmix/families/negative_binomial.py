@@ -1,0 +1,766 @@
+r"""The negative binomial mixture: over-dispersed counts, independent features within a component.
+
+One module holds the family: its component log density (NumPy and PyTensor), its
+generative draw, its EM and the model class. The model::
+
+    pi         ~ Dirichlet(a * 1_K)
+    mu_kd      ~ Gamma(1, 1 / mean_d)          (the rates: component means)
+    alpha_kd   ~ Gamma(2, 0.1)                 (the dispersions)
+    x_nd | z_n = k ~ NegativeBinomial(mu_kd, alpha_kd)
+    log p(x_n) = logsumexp_k [log pi_k + sum_d log NB(x_nd | mu_kd, alpha_kd)]
+
+in PyMC's parameterisation (``pm.NegativeBinomial(mu=..., alpha=...)``): mean
+:math:`\mu`, variance :math:`\mu + \mu^2 / \alpha`, and
+
+.. math::
+
+    \log NB(x \mid \mu, \alpha) = \log\Gamma(x + \alpha) - \log\Gamma(\alpha) - \log x!
+        - \alpha \log(1 + \mu / \alpha) + x \log\frac{\mu}{\alpha + \mu}.
+
+A small dispersion :math:`\alpha` is strong over-dispersion; :math:`\alpha \to \infty` is
+the Poisson limit. A negative binomial is a Gamma mixture of Poissons, so a negative
+binomial *mixture* separates sub-populations whose counts are over-dispersed even within
+a sub-population.
+
+**EM** (maximum likelihood; no MAP objective). With :math:`c_{nk} = w_n r_{nk}` (the
+responsibilities times the sample weights), :math:`n_k = \sum_n c_{nk}` and
+:math:`s_{kd} = \sum_n c_{nk} x_{nd}`, the expected complete-data log-likelihood is
+maximised over :math:`\mu_{kd}` in closed form, :math:`\mu_{kd} = s_{kd} / n_k`, whatever
+:math:`\alpha_{kd}` (its score in :math:`\mu` does not involve :math:`\alpha`), and then
+over :math:`\alpha_{kd}` by a one-dimensional root of the profile score
+
+.. math::
+
+    \sum_v H_{kdv} \left[\psi(v + \alpha) - \psi(\alpha)\right]
+        - n_k \log\left(1 + \frac{\mu_{kd}}{\alpha}\right) = 0,
+
+where :math:`H_{kdv} = \sum_{n: x_{nd} = v} c_{nk}` is the weighted histogram of feature
+``d`` in component ``k`` (the sufficient statistics: the M-step costs the number of
+distinct counts, not ``N``). The root is found in :math:`\log \alpha` by Newton steps
+safeguarded by bisection, in :math:`[10^{-3}, 10^{6}]`; when the score is still positive
+at :math:`10^6` (a component no more dispersed than a Poisson) the dispersion stays at
+that bound, the Poisson limit. A new dispersion is kept only if it does not lower the
+expected complete-data log-likelihood, so every iteration is an exact (ECM) M-step and
+the log-likelihood never decreases (Meng & Rubin 1993). The first M-step starts the root
+search from the moment estimate :math:`\mu^2 / (\sigma^2 - \mu)` of the softened k-means++
+responsibilities (:func:`bayesmix.em.init.initial_responsibilities`).
+
+References
+----------
+.. [1] J. F. Lawless, "Negative binomial and mixed Poisson regression", *Canadian Journal
+   of Statistics*, 15(3), 209-225, 1987.
+.. [2] B. Levin and J. Reeds, "Compound multinomial likelihood functions are unimodal:
+   proof of a conjecture of I. J. Good", *Annals of Statistics*, 5(1), 79-87, 1977 (the
+   maximum-likelihood dispersion exists iff the variance exceeds the mean).
+.. [3] X.-L. Meng and D. B. Rubin, "Maximum likelihood estimation via the ECM algorithm: a
+   general framework", *Biometrika*, 80(2), 267-278, 1993.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+from scipy import sparse
+from scipy.special import digamma, gammaln, polygamma
+
+from bayesmix._numeric import column_means
+from bayesmix._threads import single_blas_thread
+from bayesmix._validation import MixtureData, check_sample_weight
+from bayesmix.em.init import initial_responsibilities
+from bayesmix.em.loop import (
+    _EMPTY_MASS,
+    _EPS,
+    EMResult,
+    _check_arguments,
+    _fit_restarts,
+    _iterate,
+    _log_responsibilities,
+    _ml_weights,
+    _Restart,
+)
+from bayesmix.exceptions import DataError
+from bayesmix.families._independent import (
+    _BOUNDARY,
+    _INIT_SMOOTHING,
+    _LOG_FLOOR,
+    _component_params,
+)
+from bayesmix.model import MixtureModel
+from bayesmix.priors import Prior
+
+__all__ = [
+    "NegativeBinomialMixture",
+    "fit_negative_binomial_em",
+    "negative_binomial_log_prob",
+    "negative_binomial_mixture_logp",
+    "negative_binomial_mixture_random",
+]
+
+#: The EM estimate of every dispersion is kept in this interval; the upper end is the
+#: Poisson limit (variance ``mu + mu^2 / 1e6``).
+DISPERSION_BOUNDS: tuple[float, float] = (1e-3, 1e6)
+# NUTS starts with dispersions at most this large: an EM estimate at the Poisson limit
+# (1e6) is far in the tail of any sensible prior, where the gradient is huge.
+_START_MAX_DISPERSION = 1e3
+# Above this dispersion, log Gamma(x + alpha) - log Gamma(alpha) and the digamma
+# difference are evaluated by Stirling series instead of differences of large numbers.
+_STIRLING_FROM = 100.0
+_NEWTON_MAX_STEPS = 100
+_NEWTON_TOL = 1e-12
+# A new dispersion is rejected if it lowers the expected complete-data log-likelihood by
+# more than this (relative): a real second root, not rounding.
+_SAFEGUARD_RTOL = 1e-10
+
+
+# ---------------------------------------------------------------------------------------
+# Densities
+
+
+def _stirling_tail(z: np.ndarray) -> np.ndarray:
+    """``log Gamma(z) - [(z - 1/2) log z - z + log(2 pi) / 2]`` for ``z >= 100`` (error < 1e-17)."""
+    inv = 1.0 / z
+    inv2 = inv * inv
+    return inv * (1.0 / 12.0 - inv2 * (1.0 / 360.0 - inv2 / 1260.0))
+
+
+def _log_rising(x: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Return ``log Gamma(x + alpha) - log Gamma(alpha)``, accurate for large ``alpha`` too.
+
+    The plain difference loses ``eps * log Gamma(alpha)`` (3e-9 at ``alpha = 1e6``); above
+    :data:`_STIRLING_FROM` the Stirling series of both terms is subtracted analytically:
+    ``(alpha - 1/2) log1p(x / alpha) + x log(alpha + x) - x + tail(alpha + x) - tail(alpha)``.
+    """
+    x, alpha = np.broadcast_arrays(np.asarray(x, np.float64), np.asarray(alpha, np.float64))
+    out = np.asarray(gammaln(x + alpha) - gammaln(alpha))
+    large = alpha > _STIRLING_FROM
+    if np.any(large):
+        a, v = alpha[large], x[large]
+        out[large] = (
+            (a - 0.5) * np.log1p(v / a)
+            + v * np.log(a + v)
+            - v
+            + (_stirling_tail(a + v) - _stirling_tail(a))
+        )
+    return out
+
+
+def _digamma_difference(x: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Return ``psi(x + alpha) - psi(alpha)``, by the asymptotic series for large ``alpha``."""
+    x, alpha = np.broadcast_arrays(np.asarray(x, np.float64), np.asarray(alpha, np.float64))
+    out = np.asarray(digamma(x + alpha) - digamma(alpha))
+    large = alpha > _STIRLING_FROM
+    if np.any(large):
+        a, v = alpha[large], x[large]
+        b = a + v
+
+        def series(z: np.ndarray) -> np.ndarray:  # psi(z) - log z + 1 / (2 z), up to z^-8
+            inv2 = 1.0 / (z * z)
+            return -inv2 * (1.0 / 12.0 - inv2 * (1.0 / 120.0 - inv2 / 252.0))
+
+        out[large] = np.log1p(v / a) + v / (2.0 * a * b) + (series(b) - series(a))
+    return out
+
+
+def _levels(X: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Return the distinct counts of every feature and each sample's index among them."""
+    return [np.unique(column, return_inverse=True) for column in X.T]
+
+
+def _log_prob(
+    X: np.ndarray,
+    levels: list[tuple[np.ndarray, np.ndarray]],
+    log_factorials: np.ndarray,
+    rates: np.ndarray,
+    dispersion: np.ndarray,
+) -> np.ndarray:
+    """:func:`negative_binomial_log_prob` with the distinct counts and ``sum_d log x_nd!``."""
+    rates, dispersion = np.broadcast_arrays(
+        np.asarray(rates, np.float64), np.asarray(dispersion, np.float64)
+    )
+    with np.errstate(divide="ignore"):
+        log_rates = np.log(rates)
+    # log(mu / (alpha + mu)), finite (0 * log 0 = 0 for a zero rate; fixed below).
+    log_odds = np.maximum(log_rates - np.log(dispersion + rates), _LOG_FLOOR)
+    out = np.einsum("nd,skd->snk", X, log_odds)
+    out -= (dispersion * np.log1p(rates / dispersion)).sum(axis=-1)[:, None, :]
+    out -= log_factorials[None, :, None]
+    for d, (values, inverse) in enumerate(levels):
+        # log Gamma(x + alpha) - log Gamma(alpha) once per distinct count: (S, V, K).
+        rising = _log_rising(values[None, :, None], dispersion[:, None, :, d])
+        out += rising[:, inverse, :]
+    zero = rates == 0.0
+    if zero.any():
+        impossible = np.einsum("nd,skd->snk", (X > 0).astype(np.float64), zero.astype(np.float64))
+        out[impossible > 0] = -np.inf
+    return out
+
+
+def negative_binomial_log_prob(
+    X: np.ndarray, rates: np.ndarray, dispersion: np.ndarray
+) -> np.ndarray:
+    r"""Return ``sum_d log NB(x_nd | mu_kd, alpha_kd)`` for every draw, sample and component.
+
+    PyMC's parameterisation: mean ``mu`` (the rate), variance ``mu + mu^2 / alpha``.
+    ``log Gamma(x + alpha) - log Gamma(alpha)`` is evaluated once per distinct count of
+    each feature, by Stirling series for ``alpha > 100`` (accurate up to the Poisson
+    limit); a zero rate (an EM estimate) gives ``-inf`` only to samples with a positive
+    count in that feature.
+
+    Parameters
+    ----------
+    X : numpy.ndarray of shape (n_samples, n_features)
+        Non-negative integer counts (as floats).
+    rates : numpy.ndarray of shape (n_draws, n_components, n_features)
+        The means ``mu >= 0``.
+    dispersion : numpy.ndarray of shape (n_draws, n_components, n_features)
+        The dispersions ``alpha > 0``.
+
+    Returns
+    -------
+    numpy.ndarray of shape (n_draws, n_samples, n_components)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scipy.stats import nbinom
+    >>> X = np.array([[0.0], [3.0]])
+    >>> out = negative_binomial_log_prob(X, np.array([[[2.0]]]), np.array([[[0.5]]]))
+    >>> bool(np.allclose(out[0, :, 0], nbinom.logpmf([0, 3], 0.5, 0.5 / 2.5)))
+    True
+    """
+    X = np.asarray(X, dtype=np.float64)
+    return _log_prob(X, _levels(X), gammaln(X + 1.0).sum(axis=1), rates, dispersion)
+
+
+def negative_binomial_mixture_logp(value: Any, weights: Any, rates: Any, dispersion: Any) -> Any:
+    """Return ``log sum_k pi_k prod_d NB(x_nd | mu_kd, alpha_kd)`` per observation (PyTensor).
+
+    The log-density of ``pm.CustomDist`` (``value`` (..., N, D) against weights (..., K)
+    and rates, dispersions (..., K, D)). The gamma-function difference is evaluated
+    directly, as ``pm.NegativeBinomial`` does: exact to ~1e-12 for the dispersions NUTS
+    visits under the default prior (the NumPy density is accurate up to the Poisson limit).
+    """
+    x = value[..., None, :]  # (..., N, 1, D) against (..., K, D)
+    component = (
+        pt.gammaln(x + dispersion)
+        - pt.gammaln(dispersion)
+        - pt.gammaln(x + 1.0)
+        - dispersion * pt.log1p(rates / dispersion)
+        + x * (pt.log(rates) - pt.log(dispersion + rates))
+    ).sum(axis=-1)
+    return pt.logsumexp(pt.log(weights) + component, axis=-1)
+
+
+def negative_binomial_mixture_random(
+    weights: np.ndarray,
+    rates: np.ndarray,
+    dispersion: np.ndarray,
+    rng: np.random.Generator | None = None,
+    size: tuple[int, ...] | None = None,
+) -> np.ndarray:
+    """Draw counts by the generative story: a label, then independent negative binomials.
+
+    ``NB(mu, alpha)`` is drawn as NumPy's ``negative_binomial(alpha, alpha / (alpha + mu))``
+    (failures before the ``alpha``-th success: mean ``mu``, variance ``mu + mu^2 / alpha``).
+    """
+    rates, dispersion = np.broadcast_arrays(np.asarray(rates), np.asarray(dispersion))
+    n_features = rates.shape[-1]
+    # One label draw for both parameters: stack them along the feature axis.
+    chosen, rng = _component_params(
+        weights, np.concatenate([rates, dispersion], axis=-1), rng, size
+    )
+    mu, alpha = chosen[..., :n_features], chosen[..., n_features:]
+    return rng.negative_binomial(alpha, alpha / (alpha + mu)).astype(np.float64)
+
+
+# ---------------------------------------------------------------------------------------
+# EM
+
+
+def _check_counts(X: np.ndarray) -> None:
+    """Raise :class:`DataError` unless ``X`` holds finite non-negative integers."""
+    if not (np.all(np.isfinite(X)) and np.all(X >= 0.0) and np.all(np.floor(X) == X)):
+        raise DataError(
+            "A negative binomial mixture needs counts: X must hold finite non-negative "
+            "integers, but it has negative, fractional or non-finite entries. Use another "
+            "family for continuous data."
+        )
+
+
+def _profile_score(
+    values: np.ndarray, hist: np.ndarray, nk: np.ndarray, rates: np.ndarray, alpha: np.ndarray
+) -> np.ndarray:
+    """Return the score in ``alpha`` of the expected complete-data log-likelihood, (K,)."""
+    return (hist * _digamma_difference(values[None, :], alpha[:, None])).sum(
+        axis=1
+    ) - nk * np.log1p(rates / alpha)
+
+
+def _profile_slope(
+    values: np.ndarray, hist: np.ndarray, nk: np.ndarray, rates: np.ndarray, alpha: np.ndarray
+) -> np.ndarray:
+    """Return the derivative of :func:`_profile_score` in ``alpha``, (K,)."""
+    trigamma = polygamma(1, values[None, :] + alpha[:, None]) - polygamma(1, alpha)[:, None]
+    return (hist * trigamma).sum(axis=1) + nk * rates / (alpha * (alpha + rates))
+
+
+def _profile_objective(
+    values: np.ndarray, hist: np.ndarray, nk: np.ndarray, rates: np.ndarray, alpha: np.ndarray
+) -> np.ndarray:
+    """Return the alpha-dependent part of the expected complete-data log-likelihood, (K,).
+
+    ``sum_v H_v [log Gamma(v + a) - log Gamma(a)] - n_k a log(1 + mu / a) - s log(a + mu)``
+    with ``s = n_k mu``.
+    """
+    rising = (hist * _log_rising(values[None, :], alpha[:, None])).sum(axis=1)
+    return rising - nk * alpha * np.log1p(rates / alpha) - nk * rates * np.log(alpha + rates)
+
+
+def _solve_dispersion(
+    values: np.ndarray,
+    hist: np.ndarray,
+    nk: np.ndarray,
+    rates: np.ndarray,
+    start: np.ndarray,
+) -> np.ndarray:
+    """Maximise the expected complete-data log-likelihood in ``alpha`` for every component.
+
+    A root of :func:`_profile_score` in ``t = log alpha`` inside :data:`DISPERSION_BOUNDS`:
+    Newton steps, replaced by bisection whenever they leave the bracket. When the score
+    is still positive at the upper bound the component is no more dispersed than a
+    Poisson and gets the upper bound; when it is negative at the lower bound, the lower
+    bound. The result is a maximum if the score has one sign change (Levin & Reeds 1977);
+    the caller keeps the previous value if the objective did not increase.
+    """
+    low, high = np.log(DISPERSION_BOUNDS[0]), np.log(DISPERSION_BOUNDS[1])
+    n_components = nk.shape[0]
+    lo = np.full(n_components, low)
+    hi = np.full(n_components, high)
+    at_high = _profile_score(values, hist, nk, rates, np.exp(hi)) >= 0.0
+    at_low = ~at_high & (_profile_score(values, hist, nk, rates, np.exp(lo)) <= 0.0)
+    t = np.where(at_high, high, np.where(at_low, low, np.clip(np.log(start), low, high)))
+    active = ~(at_high | at_low)
+    for _ in range(_NEWTON_MAX_STEPS):
+        if not active.any():
+            break
+        alpha = np.exp(t[active])
+        args = (values, hist[active], nk[active], rates[active])
+        score = _profile_score(*args, alpha)
+        slope = alpha * _profile_slope(*args, alpha)  # d score / d t
+        idx = np.flatnonzero(active)
+        # The score decreases through its root: a positive score means the root is above.
+        lo[idx] = np.where(score > 0.0, t[idx], lo[idx])
+        hi[idx] = np.where(score > 0.0, hi[idx], t[idx])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            newton = t[idx] - score / slope
+        outside = ~np.isfinite(newton) | (newton < lo[idx]) | (newton > hi[idx])
+        step = np.where(outside, 0.5 * (lo[idx] + hi[idx]), newton)
+        done = (np.abs(step - t[idx]) <= _NEWTON_TOL * (1.0 + np.abs(t[idx]))) | (
+            hi[idx] - lo[idx] <= _NEWTON_TOL
+        )
+        t[idx] = step
+        active[idx[done]] = False
+    alpha = np.exp(t)
+    alpha[at_high] = DISPERSION_BOUNDS[1]  # exactly the bounds, not exp(log(bound))
+    alpha[at_low] = DISPERSION_BOUNDS[0]
+    return alpha
+
+
+def _moment_dispersion(
+    values: np.ndarray, hist: np.ndarray, nk: np.ndarray, rates: np.ndarray
+) -> np.ndarray:
+    """Method-of-moments dispersion ``mu^2 / (var - mu)`` per component, inside the bounds."""
+    var = (hist * (values[None, :] - rates[:, None]) ** 2).sum(axis=1) / (nk + 10.0 * _EPS)
+    excess = var - rates
+    with np.errstate(divide="ignore", invalid="ignore"):
+        alpha = np.where(excess > 0.0, rates**2 / excess, DISPERSION_BOUNDS[1])
+    return np.clip(np.nan_to_num(alpha, nan=1.0), *DISPERSION_BOUNDS)
+
+
+class _NBStatistics:
+    """The data of one EM fit in the form the E- and M-steps use (computed once).
+
+    The distinct counts of each feature, a sparse one-hot matrix of each sample's count
+    among them (so that the weighted histograms ``H_kdv`` are one sparse product per
+    feature), ``sum_d log x_nd!`` and the sample weights.
+    """
+
+    def __init__(self, X: np.ndarray, sample_weight: np.ndarray | None) -> None:
+        self.X = X
+        self.levels = _levels(X)
+        self.log_factorials = gammaln(X + 1.0).sum(axis=1)
+        self.sample_weight = sample_weight
+        self.total_weight = float(X.shape[0] if sample_weight is None else sample_weight.sum())
+        n_samples = X.shape[0]
+        self.one_hot = [
+            sparse.csr_array(
+                (np.ones(n_samples), (np.arange(n_samples), inverse)),
+                shape=(n_samples, values.size),
+            ).T.tocsr()
+            for values, inverse in self.levels
+        ]
+
+    def log_prob(self, rates: np.ndarray, dispersion: np.ndarray) -> np.ndarray:
+        return _log_prob(self.X, self.levels, self.log_factorials, rates[None], dispersion[None])[0]
+
+    def weighted(self, resp: np.ndarray) -> np.ndarray:
+        return resp if self.sample_weight is None else resp * self.sample_weight[:, None]
+
+    def histograms(self, weighted_resp: np.ndarray) -> list[np.ndarray]:
+        """``H[d]`` of shape (K, V_d): the weighted counts of every distinct value."""
+        return [np.asarray(one_hot @ weighted_resp).T for one_hot in self.one_hot]
+
+
+def _e_step(
+    stats: _NBStatistics, weights: np.ndarray, params: dict
+) -> tuple[float, float, np.ndarray, None]:
+    log_norm, log_resp = _log_responsibilities(
+        stats.log_prob(params["rates"], params["dispersion"]), weights
+    )
+    if stats.sample_weight is None:
+        value = float(np.mean(log_norm))
+    else:
+        positive = stats.sample_weight > 0.0  # a zero weight ignores even an impossible row
+        value = float(stats.sample_weight[positive] @ log_norm[positive]) / stats.total_weight
+    # Weighted responsibilities, as every family's E-step returns them: their sum is the
+    # (weighted) number of samples.
+    return value, value, stats.weighted(np.exp(log_resp)), None
+
+
+def _m_step(
+    stats: _NBStatistics, weighted: np.ndarray, old: dict | None
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Weights and rates in closed form, then every dispersion by its 1-D root (ECM).
+
+    ``weighted`` are the responsibilities times the sample weights, (N, K).
+    """
+    nk = weighted.sum(axis=0)
+    hists = stats.histograms(weighted)
+    n_components, n_features = nk.shape[0], stats.X.shape[1]
+    rates = np.empty((n_components, n_features))
+    dispersion = np.empty((n_components, n_features))
+    for d, ((values, _), hist) in enumerate(zip(stats.levels, hists, strict=True)):
+        mu = (hist @ values) / (nk + 10.0 * _EPS)
+        start = _moment_dispersion(values, hist, nk, mu) if old is None else old["dispersion"][:, d]
+        alpha = _solve_dispersion(values, hist, nk, mu, start)
+        if old is not None:  # never lower the objective (a second root of the score)
+            before = _profile_objective(values, hist, nk, mu, start)
+            after = _profile_objective(values, hist, nk, mu, alpha)
+            # Beyond rounding only: near convergence the two differ by less than it.
+            worse = after < before - _SAFEGUARD_RTOL * (1.0 + np.abs(before))
+            alpha = np.where(worse, start, alpha)
+        rates[:, d], dispersion[:, d] = mu, alpha
+    empty = nk < _EMPTY_MASS
+    if old is not None and np.any(empty):  # an empty component keeps its parameters
+        rates[empty] = old["rates"][empty]
+        dispersion[empty] = old["dispersion"][empty]
+    return _ml_weights(nk), {"rates": rates, "dispersion": dispersion}
+
+
+def _run_restart(
+    stats: _NBStatistics,
+    resp: np.ndarray,
+    *,
+    max_iter: int,
+    tol: float,
+    name: str,
+) -> _Restart:
+    """One EM run from starting responsibilities (an M-step, then E- and M-steps).
+
+    ``resp`` are not weighted: the sample weights multiply them here.
+    """
+    weights, params = _m_step(stats, stats.weighted(resp), None)
+    return _iterate(
+        lambda w, p: _e_step(stats, w, p),
+        lambda r, _cache, _w, p: _m_step(stats, r, p),
+        weights,
+        params,
+        max_iter=max_iter,
+        tol=tol,
+        name=name,
+    )
+
+
+@single_blas_thread
+def fit_negative_binomial_em(
+    X: np.ndarray,
+    n_components: int,
+    *,
+    n_init: int = 1,
+    max_iter: int = 200,
+    tol: float = 1e-6,
+    random_state: int | np.random.Generator | None = None,
+    sample_weight: np.ndarray | None = None,
+) -> EMResult:
+    r"""Fit a mixture of independent negative binomials by maximum likelihood (ECM).
+
+    Model: :math:`p(x_n) = \sum_k \pi_k \prod_d \operatorname{NB}(x_{nd} \mid \mu_{kd},
+    \alpha_{kd})` (mean :math:`\mu`, variance :math:`\mu + \mu^2 / \alpha`). Weights and
+    rates are updated in closed form, each dispersion by a one-dimensional root search
+    (see the module docstring); the log-likelihood never decreases.
+
+    Parameters
+    ----------
+    X : numpy.ndarray of shape (n_samples, n_features)
+        Counts: finite non-negative integers (any numeric dtype). Not modified.
+    n_components : int
+        Number of components ``K``.
+    n_init : int, default=1
+        Number of restarts from k-means++ seeds; the one with the highest final
+        objective is returned (the first on ties).
+    max_iter : int, default=200
+        Maximum number of EM iterations per restart (0 returns the starting parameters).
+    tol : float, default=1e-6
+        Convergence threshold on the change of the objective (per sample).
+    random_state : int, numpy.random.Generator or None, default=None
+        Seed of the k-means++ initialisation; a ``Generator`` is used as is.
+    sample_weight : numpy.ndarray of shape (n_samples,) or None, default=None
+        Non-negative frequency weights (None: all ones). They multiply the
+        responsibilities in every sufficient statistic, and the objective is the
+        weighted mean log-likelihood ``sum_n w_n log p(x_n) / sum_n w_n``: integer weights
+        give the fit of the data with every row repeated ``w_n`` times. The k-means++
+        seeding is weighted too.
+
+    Returns
+    -------
+    EMResult
+        ``params={"rates": (K, D), "dispersion": (K, D)}``, ``family="negative_binomial"``,
+        ``objective="ml"``; ``log_likelihood`` and ``lower_bounds`` are weighted means per
+        sample. Components are not sorted.
+
+    Raises
+    ------
+    InvalidParameterError
+        If an argument is invalid.
+    DataError
+        If ``X`` does not hold non-negative integers or ``sample_weight`` is invalid.
+    FitError
+        If every restart failed (a non-finite objective).
+
+    Warns
+    -----
+    ConvergenceWarning
+        If the best restart did not reach ``tol`` within ``max_iter`` iterations, if a
+        restart failed while another succeeded, or if a component of the result is empty.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.negative_binomial(2.0, 2.0 / (2.0 + 10.0), size=(500, 1))
+    >>> result = fit_negative_binomial_em(X, 1, random_state=0)
+    >>> result.params["rates"].round(3).tolist() == [[round(float(X.mean()), 3)]]
+    True
+    >>> bool(1.5 < result.params["dispersion"][0, 0] < 2.5)
+    True
+    """
+    X = np.asarray(X, dtype=np.float64)
+    _check_arguments(X, n_components, n_init, max_iter, tol, "ml")
+    _check_counts(X)
+    stats = _NBStatistics(X, check_sample_weight(sample_weight, X.shape[0]))
+    rng = np.random.default_rng(random_state)
+
+    def run_restart(init: int) -> _Restart:
+        resp = initial_responsibilities(X, n_components, rng, _INIT_SMOOTHING, stats.sample_weight)
+        return _run_restart(
+            stats,
+            resp,
+            max_iter=max_iter,
+            tol=tol,
+            name=f"negative_binomial EM restart {init + 1}/{n_init}",
+        )
+
+    return _fit_restarts(
+        run_restart,
+        n_init=n_init,
+        max_iter=max_iter,
+        tol=tol,
+        family="negative_binomial",
+        objective="ml",
+        stacklevel=4,  # _fit_restarts, fit_negative_binomial_em, BLAS-thread wrapper, caller
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# The model
+
+
+class NegativeBinomialMixture(MixtureModel):
+    r"""Bayesian finite mixture of independent negative binomial counts.
+
+    Each component has a rate (mean) and a dispersion per feature; given the component,
+    the counts are independent negative binomials with variance ``rate + rate^2 /
+    dispersion``. Where a :class:`~bayesmix.PoissonMixture` needs a component for every
+    level of over-dispersion, a negative binomial component absorbs over-dispersion
+    within a sub-population, so the components are the sub-populations with different
+    means. EM is maximum likelihood only (no ``objective="map"``).
+
+    Parameters
+    ----------
+    n_components : int, default=2
+    priors : dict of str to Prior, optional
+        ``weights`` (Dirichlet), ``rates`` and ``dispersion`` (Gamma, Exponential,
+        LogNormal, HalfNormal).
+    n_init : int, default=5
+        Number of EM restarts.
+    max_iter : int, default=500
+    tol : float, default=1e-6
+    random_state : int or None, default=None
+
+    Attributes
+    ----------
+    weights_ : ndarray of shape (n_components,)
+    rates_ : ndarray of shape (n_components, n_features)
+        Posterior mean (NUTS) or estimate (EM) of the component means.
+    dispersion_ : ndarray of shape (n_components, n_features)
+        Posterior mean (NUTS) or estimate (EM) of the dispersions; an EM estimate of
+        ``1e6`` is the Poisson limit (no over-dispersion in that component).
+    idata : xarray.DataTree
+        ``posterior`` (``weights``, ``rates``, ``dispersion``), ``log_likelihood``,
+        ``observed_data``, ``sample_stats`` or ``em_stats``.
+    em_ : bayesmix.em.loop.EMResult
+    priors_ : dict of str to Prior
+    n_features_in_ : int
+    feature_names_in_ : list of str
+
+    Notes
+    -----
+    Default priors: ``weights ~ Dirichlet(1)``, ``rates ~ Gamma(1, 1 / m)`` with ``m`` the
+    mean count of each feature (an exponential prior with the data's mean, as for the
+    Poisson mixture), ``dispersion ~ Gamma(2, 0.1)`` (mean 20, 94% of its mass between
+    about 2.7 and 54). The dispersion prior is weakly informative on purpose: the
+    likelihood is flat as ``dispersion -> infinity`` (the Poisson limit), so a flat or
+    heavy-tailed prior gives an improper or badly mixing posterior there, and its zero
+    density at 0 keeps NUTS out of the singular corner ``dispersion -> 0``. Pass a
+    different prior for very strongly over-dispersed counts (dispersion well below 1).
+    Components are labelled by increasing rate of the first feature; draws are relabelled
+    on the square roots of the rates.
+
+    Examples
+    --------
+    >>> import bayesmix as bm
+    >>> X = bm.datasets.load_warpbreaks()[["breaks"]]
+    >>> nb = bm.NegativeBinomialMixture(n_components=1, random_state=0).fit(X, method="em")
+    >>> round(float(nb.rates_[0, 0]), 2)  # the mean number of breaks
+    28.15
+    >>> round(float(nb.dispersion_[0, 0]), 2)  # variance 28.15 + 28.15**2 / 6.5
+    6.5
+    """
+
+    _family = "negative_binomial"
+    plot_kind = "counts"
+    _component_vars = ("rates", "dispersion")
+    _component_log_prob = staticmethod(negative_binomial_log_prob)
+
+    def __init__(
+        self,
+        *,
+        n_components: int = 2,
+        priors: dict[str, Prior] | None = None,
+        n_init: int = 5,
+        max_iter: int = 500,
+        tol: float = 1e-6,
+        random_state: int | None = None,
+    ) -> None:
+        self.n_components = n_components
+        self.priors = priors
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.random_state = random_state
+
+    def _check_data(self, data: MixtureData) -> None:
+        values = data.values
+        bad = (values < 0) | (values != np.round(values))
+        if bad.any():
+            row, col = np.argwhere(bad)[0]
+            raise DataError(
+                f"a negative binomial mixture needs non-negative integer counts; X has "
+                f"{int(bad.sum())} other value(s), the first {values[row, col]!r} in row {row}, "
+                f"column {data.features[col]!r}. Pass counts, or use GaussianMixture."
+            )
+
+    def _rv_shapes(self, n_features: int) -> dict[str, tuple[str, ...]]:
+        return {
+            "weights": ("component",),
+            "rates": ("component", "feature"),
+            "dispersion": ("component", "feature"),
+        }
+
+    def _n_parameters(self, n_features: int) -> int:
+        return self.n_components - 1 + 2 * self.n_components * n_features
+
+    def _default_priors(self, data: MixtureData) -> dict[str, Prior]:
+        mean = np.maximum(column_means(data.values, data.sample_weight), 1e-3)
+        return {
+            "weights": Prior("Dirichlet", a=1.0),
+            "rates": Prior("Gamma", alpha=1.0, beta=(1.0 / mean).tolist()),
+            "dispersion": Prior("Gamma", alpha=2.0, beta=0.1),
+        }
+
+    def _allowed_priors(self) -> dict[str, frozenset[str]]:
+        positive = frozenset({"Gamma", "Exponential", "LogNormal", "HalfNormal"})
+        return {"weights": frozenset({"Dirichlet"}), "rates": positive, "dispersion": positive}
+
+    def _build(self, data: MixtureData, priors: dict[str, Prior]) -> pm.Model:
+        k, d = self.n_components, data.n_features
+        coords = {"component": np.arange(k), "feature": data.features, "obs": data.obs}
+        dims = ("component", "feature")
+        with pm.Model(coords=coords) as model:
+            weights = priors["weights"].create_variable("weights", shape=(k,), dims=("component",))
+            rates = priors["rates"].create_variable("rates", shape=(k, d), dims=dims)
+            dispersion = priors["dispersion"].create_variable("dispersion", shape=(k, d), dims=dims)
+            pm.CustomDist(
+                "x",
+                weights,
+                rates,
+                dispersion,
+                logp=negative_binomial_mixture_logp,
+                random=negative_binomial_mixture_random,
+                signature="(k),(k,d),(k,d)->(d)",
+                observed=pm.Data("x_data", data.values, dims=("obs", "feature")),
+                dims=("obs", "feature"),
+            )
+        return model
+
+    def _run_em(
+        self, data: MixtureData, rng: np.random.Generator, priors: dict[str, Prior]
+    ) -> EMResult:
+        result = fit_negative_binomial_em(
+            data.values,
+            self.n_components,
+            n_init=self.n_init,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            random_state=rng,
+            sample_weight=data.sample_weight,
+        )
+        # Canonical labels: components by increasing rate of the first feature.
+        order = np.lexsort(result.params["rates"].T[::-1])
+        return result.reordered(order)
+
+    def _point_from_em(self, em: EMResult, n_features: int) -> dict[str, np.ndarray]:
+        return {
+            "weights": em.weights,
+            "rates": em.params["rates"],
+            "dispersion": em.params["dispersion"],
+        }
+
+    def _start_from_em(self, em: EMResult, n_features: int) -> dict[str, np.ndarray]:
+        weights = np.maximum(em.weights, _BOUNDARY)
+        return {
+            "weights": weights / weights.sum(),
+            "rates": np.maximum(em.params["rates"], _BOUNDARY),
+            "dispersion": np.clip(em.params["dispersion"], _BOUNDARY, _START_MAX_DISPERSION),
+        }
+
+    def _relabel_locations(self, params: dict[str, np.ndarray], data: MixtureData) -> np.ndarray:
+        """Square roots of the rates (the variance-stabilising scale of counts)."""
+        return np.sqrt(params["rates"])
+
+    def _fitted_attributes(self, point: dict[str, np.ndarray]) -> None:
+        self.rates_ = point["rates"]
+        self.dispersion_ = point["dispersion"]
