@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from bayesmix.compare import compare_fits
+from bayesmix.exceptions import InvalidParameterError
 from bayesmix.plots import (
     plot_compare,
     plot_components,
@@ -124,7 +125,7 @@ def write_report(
         The path of ``report.html``.
     """
     if em_fit is None and nuts_fit is None:
-        raise ValueError("write_report needs em_fit, nuts_fit or both; got neither.")
+        raise InvalidParameterError("write_report needs em_fit, nuts_fit or both; got neither.")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     main = nuts_fit if nuts_fit is not None else em_fit

@@ -11,6 +11,8 @@ import logging
 
 import numpy as np
 
+from bayesmix.exceptions import InvalidParameterError
+
 __all__ = ["initial_responsibilities", "kmeans_plusplus", "nearest_centres"]
 
 logger = logging.getLogger("bayesmix")
@@ -119,7 +121,7 @@ def kmeans_plusplus(
     X = np.asarray(X, dtype=np.float64)
     n_samples = X.shape[0]
     if not 1 <= n_components <= n_samples:
-        raise ValueError(
+        raise InvalidParameterError(
             f"n_components must be between 1 and the number of samples ({n_samples}), got "
             f"{n_components}."
         )

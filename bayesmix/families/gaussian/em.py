@@ -91,8 +91,8 @@ from scipy.special import gammaln, multigammaln
 
 from bayesmix._numeric import column_means, column_sums, logsumexp
 from bayesmix.em.init import kmeans_plusplus, nearest_centres
-from bayesmix.em.loop import EMResult, _fit_restarts, _Restart, converge
-from bayesmix.exceptions import ConvergenceWarning, FitError
+from bayesmix.em.loop import EMResult, _check_arguments, _fit_restarts, _Restart, converge
+from bayesmix.exceptions import ConvergenceWarning, FitError, InvalidParameterError
 
 __all__ = [
     "COVARIANCE_TYPES",
@@ -135,9 +135,9 @@ _FIT_ADVICE = (
 
 
 def _check_covariance_type(covariance_type: str) -> None:
-    """Raise ``ValueError`` unless ``covariance_type`` is one of :data:`COVARIANCE_TYPES`."""
+    """Raise ``InvalidParameterError`` unless ``covariance_type`` is a known type."""
     if covariance_type not in COVARIANCE_TYPES:
-        raise ValueError(
+        raise InvalidParameterError(
             f"covariance_type must be one of {COVARIANCE_TYPES}, got {covariance_type!r}."
         )
 
@@ -158,15 +158,15 @@ def _expected_ndim(covariance_type: str) -> int:
 
 
 def _check_covariance_ndim(covariances: np.ndarray, covariance_type: str) -> None:
-    """Raise ``ValueError`` if ``covariances`` has the wrong number of dimensions."""
+    """Raise ``InvalidParameterError`` if ``covariances`` has the wrong number of dimensions."""
     ndim = _expected_ndim(covariance_type)
     if covariances.ndim != ndim:
-        raise ValueError(
+        raise InvalidParameterError(
             f"covariances for covariance_type={covariance_type!r} must be {ndim}-D, got an "
             f"array of shape {covariances.shape}."
         )
     if covariance_type in ("full", "tied") and covariances.shape[-1] != covariances.shape[-2]:
-        raise ValueError(
+        raise InvalidParameterError(
             f"covariances for covariance_type={covariance_type!r} must be square matrices, "
             f"got an array of shape {covariances.shape}."
         )
@@ -242,7 +242,7 @@ def compute_precision_cholesky(covariances: np.ndarray, covariance_type: str) ->
     FitError
         If a covariance is not positive definite (Cholesky failure, or a variance that is
         not strictly positive); the message names the component.
-    ValueError
+    InvalidParameterError
         If ``covariance_type`` is unknown or ``covariances`` has the wrong dimensions.
     """
     _check_covariance_type(covariance_type)
@@ -293,14 +293,14 @@ def full_covariances(
 
     Raises
     ------
-    ValueError
+    InvalidParameterError
         If ``covariances`` does not have the shape implied by the other arguments.
     """
     _check_covariance_type(covariance_type)
     covariances = np.asarray(covariances, dtype=np.float64)
     expected = _covariance_shape(covariance_type, n_components, n_features)
     if covariances.shape != expected:
-        raise ValueError(
+        raise InvalidParameterError(
             f"covariances for covariance_type={covariance_type!r} with "
             f"n_components={n_components} and n_features={n_features} must have shape "
             f"{expected}, got {covariances.shape}."
@@ -527,24 +527,24 @@ def default_prior(
     FitError
         If the scale is not positive definite: ``X`` has a constant feature, collinear
         features or (``"spherical"``) identical rows.
-    ValueError
+    InvalidParameterError
         If ``X`` has fewer than 2 rows, or an argument is invalid.
     """
     _check_covariance_type(covariance_type)
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2 or X.shape[0] < 2:
-        raise ValueError(
+        raise InvalidParameterError(
             "The MAP prior is centred and scaled by the sample mean and covariance of X, "
             f"which need a 2-D X with at least 2 rows; got shape {X.shape}. Use "
             'objective="ml" for a single sample.'
         )
     if n_components < 1:
-        raise ValueError(f"n_components must be at least 1, got {n_components}.")
+        raise InvalidParameterError(f"n_components must be at least 1, got {n_components}.")
     n_features = X.shape[1]
     dof = n_features + 2.0 if dof is None else float(dof)
     min_dof = n_features - 1.0 if covariance_type in ("full", "tied") else 0.0
     if not shrinkage > 0.0 or not dof > min_dof:
-        raise ValueError(
+        raise InvalidParameterError(
             f"The prior needs shrinkage > 0 and dof > {min_dof:g} for "
             f"covariance_type={covariance_type!r}; got shrinkage={shrinkage} and dof={dof}."
         )
@@ -567,9 +567,9 @@ def default_prior(
 
 
 def _check_prior(prior: ConjugatePrior, covariance_type: str, n_features: int) -> None:
-    """Raise ``ValueError`` if ``prior`` does not fit ``covariance_type`` and ``n_features``."""
+    """Raise ``InvalidParameterError`` if ``prior`` does not fit the covariance type and D."""
     if prior.covariance_type != covariance_type:
-        raise ValueError(
+        raise InvalidParameterError(
             f"The prior was built for covariance_type={prior.covariance_type!r} but the "
             f"parameters have covariance_type={covariance_type!r}; build it with "
             f"default_prior(X, n_components, {covariance_type!r})."
@@ -581,7 +581,7 @@ def _check_prior(prior: ConjugatePrior, covariance_type: str, n_features: int) -
         "spherical": (),
     }[covariance_type]
     if np.shape(prior.mean) != (n_features,) or np.shape(prior.scale) != expected:
-        raise ValueError(
+        raise InvalidParameterError(
             f"The prior has a mean of shape {np.shape(prior.mean)} and a scale of shape "
             f"{np.shape(prior.scale)}; for {n_features} features and covariance_type="
             f"{covariance_type!r} they must have shapes {(n_features,)} and {expected}."
@@ -1208,7 +1208,7 @@ def _check_init_params(
     """Validate user-supplied starting parameters and return float64 copies."""
     missing = {"weights", "means", "covariances"} - set(init_params)
     if missing:
-        raise ValueError(
+        raise InvalidParameterError(
             'init_params must have the keys "weights", "means" and "covariances"; missing '
             f"{sorted(missing)}."
         )
@@ -1223,15 +1223,15 @@ def _check_init_params(
     }
     for name, array in (("weights", weights), ("means", means), ("covariances", covariances)):
         if array.shape != expected[name]:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"init_params[{name!r}] must have shape {expected[name]} for "
                 f"n_components={n_components}, n_features={n_features} and "
                 f"covariance_type={covariance_type!r}; got {array.shape}."
             )
         if not np.all(np.isfinite(array)):
-            raise ValueError(f"init_params[{name!r}] contains NaN or infinite values.")
+            raise InvalidParameterError(f"init_params[{name!r}] contains NaN or infinite values.")
     if np.any(weights < 0.0) or not math.isclose(weights.sum(), 1.0, abs_tol=1e-8):
-        raise ValueError(
+        raise InvalidParameterError(
             "init_params['weights'] must be non-negative and sum to 1; got sum "
             f"{weights.sum():.10g} and minimum {weights.min():.3g}. Normalise the weights."
         )
@@ -1523,26 +1523,15 @@ def _check_fit_arguments(
     reg_covar: float,
     objective: str,
 ) -> None:
-    """Raise ``ValueError`` for arguments :func:`fit_em` cannot use."""
-    if X.ndim != 2:
-        raise ValueError(f"X must be a 2-D array (n_samples, n_features), got shape {X.shape}.")
+    """Raise :class:`InvalidParameterError` (a ``ValueError``) for arguments of :func:`fit_em`.
+
+    The checks every family's EM shares (:func:`bayesmix.em.loop._check_arguments`), the
+    covariance type and the ridge.
+    """
+    _check_arguments(X, n_components, n_init, max_iter, tol, objective)
     _check_covariance_type(covariance_type)
-    if objective not in OBJECTIVES:
-        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}.")
-    n_samples = X.shape[0]
-    if not 1 <= n_components <= n_samples:
-        raise ValueError(
-            f"n_components must be between 1 and the number of samples ({n_samples}), got "
-            f"{n_components}."
-        )
-    if n_init < 1:
-        raise ValueError(f"n_init must be at least 1, got {n_init}.")
-    if max_iter < 0:
-        raise ValueError(f"max_iter must be non-negative, got {max_iter}.")
-    if not tol >= 0.0:
-        raise ValueError(f"tol must be non-negative, got {tol}.")
     if not reg_covar >= 0.0:
-        raise ValueError(f"reg_covar must be non-negative, got {reg_covar}.")
+        raise InvalidParameterError(f"reg_covar must be non-negative, got {reg_covar}.")
 
 
 def _warn_degenerate(
@@ -1663,7 +1652,7 @@ def fit_em(
         If every restart failed, e.g. because a covariance became singular (maximum
         likelihood with ``reg_covar=0``), or if ``objective="map"`` and the data covariance
         is singular; the message says what to change.
-    ValueError
+    InvalidParameterError
         If an argument or ``init_params`` is invalid.
 
     Warns
@@ -1703,7 +1692,7 @@ def fit_em(
         try:
             start_precisions_cholesky = compute_precision_cholesky(start[2], covariance_type)
         except FitError as err:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"init_params['covariances'] is not a valid set of covariances: {err}"
             ) from err
 
