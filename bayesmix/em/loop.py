@@ -9,22 +9,11 @@ of a family's ``run_restart(init)``, keeps the best, warns and packages a
 
 **E-step** (all families). The responsibilities
 :math:`r_{nk} = \pi_k f(x_n \mid \theta_k) / p(x_n)` are computed in log space
-(``scipy.special.logsumexp``) from the per-component log densities
-(:func:`bayesmix.families.poisson.poisson_log_prob`,
-:func:`~bayesmix.families.bernoulli.bernoulli_log_prob`,
-:func:`~bayesmix.families.student_t.student_t_log_prob`, the functions the fitted models use),
-together with the mean log-likelihood :math:`N^{-1} \sum_n \log p(x_n)`. Zero rates and
-probabilities of exactly 0 or 1 are evaluated with ``0 log 0 = 0``
-(exactly ``-inf`` where impossible): they exclude only the samples they cannot have
-produced. For the Student-t family the E-step also returns the weights
-
-.. math::
-
-    u_{nk} = \frac{\nu_k + D}{\nu_k + \delta_{nk}}, \qquad
-    \delta_{nk} = (x_n - \mu_k)^T \Sigma_k^{-1} (x_n - \mu_k),
-
-the conditional expectations of the latent precision scalings of the normal / gamma
-representation of the t distribution (Liu & Rubin 1995).
+(:func:`_log_responsibilities`) from the family's per-component log densities (the same
+functions the fitted models use), together with the (weighted) mean log-likelihood
+:math:`\sum_n w_n \log p(x_n) / \sum_n w_n`. A family's E-step may return more (the
+Student-t one returns the latent precision weights its ECM needs) through the ``cache``
+that the loop hands to its M-step unchanged.
 
 **Objective, restarts, degenerate cases.** The monitored objective (``lower_bounds``) is
 the mean log-likelihood for ``"ml"`` and the mean log posterior
@@ -508,7 +497,7 @@ def _warn_empty(best: _Restart, family: str, stacklevel: int) -> None:
 
 
 # ---------------------------------------------------------------------------------------
-# Poisson and Bernoulli mixtures
+# Weights of the M-step, shared by the families (maximum likelihood, Dirichlet MAP)
 
 
 def _ml_weights(nk: np.ndarray) -> np.ndarray:
@@ -548,7 +537,3 @@ def _log_dirichlet(weights: np.ndarray, concentration: float) -> float:
         - n * gammaln(concentration)
         + np.sum(xlogy(concentration - 1.0, weights))
     )
-
-
-# ---------------------------------------------------------------------------------------
-# Student-t mixtures

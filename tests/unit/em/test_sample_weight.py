@@ -36,7 +36,7 @@ def _repeat(X, w):
 
 
 def _data(family, rng, n=120):
-    if family == "poisson":
+    if family in ("poisson", "negative-binomial"):
         z = rng.integers(0, 2, size=n)
         return rng.poisson(np.where(z[:, None] == 0, [1.0, 6.0], [7.0, 2.0])).astype(float)
     if family == "bernoulli":
@@ -115,7 +115,9 @@ def test_family_em_equals_repeated_rows(rng, fixed_seeds, family, fit, kwargs):
     np.testing.assert_allclose(weighted.lower_bounds, repeated.lower_bounds, rtol=RTOL)
 
 
-@pytest.mark.parametrize("name", ["gaussian", "student-t", "poisson", "bernoulli"])
+@pytest.mark.parametrize(
+    "name", ["gaussian", "student-t", "poisson", "bernoulli", "negative-binomial"]
+)
 def test_model_em_fit_equals_repeated_rows(rng, fixed_seeds, name):
     family = {"student-t": "gaussian"}.get(name, name)
     X = _data(family, rng)
@@ -134,7 +136,9 @@ def test_model_em_fit_equals_repeated_rows(rng, fixed_seeds, name):
     np.testing.assert_allclose(weighted.score(X, sample_weight=w), repeated.score(Xr), rtol=1e-8)
 
 
-@pytest.mark.parametrize("name", ["gaussian", "student-t", "poisson", "bernoulli"])
+@pytest.mark.parametrize(
+    "name", ["gaussian", "student-t", "poisson", "bernoulli", "negative-binomial"]
+)
 def test_nuts_log_density_and_gradient_equal_repeated_rows(rng, name):
     family = {"student-t": "gaussian"}.get(name, name)
     X = _data(family, rng, n=40)
