@@ -105,7 +105,7 @@ def _permute_point(point: Point, perm: np.ndarray) -> Point:
 
 def _check_fitted(fit: Any, name: str) -> None:
     """Raise :class:`NotFittedError` unless ``fit`` is a fitted bayesmix model."""
-    if not hasattr(fit, "_param_draws") or not hasattr(fit, "idata"):
+    if not hasattr(fit, "posterior_arrays") or not hasattr(fit, "idata"):
         raise NotFittedError(
             f"{name} is not a fitted bayesmix model (got {type(fit).__name__}); call "
             f"fit(X) on it first, or pass a fitted model."
@@ -136,7 +136,7 @@ def _training_data(fit: Any) -> np.ndarray:
 
 def _point_from_fit(fit: Any) -> Point:
     """Return the first draw of a fit's posterior (the EM estimate for an EM fit)."""
-    return tuple(a[0, 0] for a in fit._param_draws(fit.idata))
+    return tuple(a[0] for a in fit.posterior_arrays().values())
 
 
 def _point_from_em(fit: Any) -> Point:
@@ -145,9 +145,9 @@ def _point_from_em(fit: Any) -> Point:
     return tuple(point[name] for name in ("weights", *fit._component_vars))
 
 
-def _posterior_draws(fit: Any) -> tuple[np.ndarray, ...]:
-    """Return the posterior weights and component parameters, dims (chain, draw, ...)."""
-    return fit._param_draws(fit.idata)
+def _posterior_draws(fit: Any, max_draws: int | None = None) -> tuple[np.ndarray, ...]:
+    """Return the posterior weights and component parameters, draws flattened first."""
+    return tuple(fit.posterior_arrays(max_draws).values())
 
 
 def _check_comparable(em_fit: Any, mcmc_fit: Any) -> None:
@@ -229,9 +229,8 @@ def _aligned_parameters(
         "components": post["component"].to_numpy().tolist(),
         "features": [str(f) for f in post["feature"].to_numpy()],
     }
-    draws = _posterior_draws(mcmc_fit)
-    n_chains, n_draws = draws[0].shape[:2]
-    flat = tuple(a.reshape(n_chains * n_draws, *a.shape[2:]) for a in draws)
+    n_chains, n_draws = post.sizes["chain"], post.sizes["draw"]
+    flat = _posterior_draws(mcmc_fit)  # (chain x draw, ...), chains one after the other
     variables, labels, values = mcmc_fit._scalar_parameters(flat, **names)
     aligned, perm = _align_point(point, mcmc_fit)
     _, _, estimate = mcmc_fit._scalar_parameters(tuple(a[None] for a in aligned), **names)

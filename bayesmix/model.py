@@ -49,7 +49,6 @@ from bayesmix.exceptions import (
 from bayesmix.nuts import sampler as _nutpie
 from bayesmix.priors import Prior, resolve_priors
 from bayesmix.stats import (
-    draw_log_prob,
     pointwise_log_likelihood,
     posterior_log_density,
     posterior_responsibilities,
@@ -87,7 +86,7 @@ class MixtureModel(ABC):
     ``_check_data``             family data checks (counts, 0/1, ...); optional
     ``_build``                  the ``pm.Model``: labels summed out, observed ``x`` (dims
                                 obs, feature) with a pointwise log-likelihood
-    ``_component_log_prob``     NumPy ``log p(x_n | theta_k)`` of flat draws
+    ``component_log_prob``     NumPy ``log p(x_n | theta_k)`` of flat draws
     ``_run_em``                 EM through :func:`bayesmix.em.loop.converge` /
                                 ``_fit_restarts`` with ``data.sample_weight``, returning
                                 an :class:`~bayesmix.em.loop.EMResult`
@@ -108,7 +107,7 @@ class MixtureModel(ABC):
 
     _family: str = ""
     # Posterior variables that parameterise each component's density, in the order that
-    # ``_component_log_prob`` takes them (component axis first after chain and draw).
+    # ``component_log_prob`` takes them (component axis first after chain and draw).
     _component_vars: tuple[str, ...] = ()
     # Whether boolean DataFrame columns are data (binary families) or an encoding mistake.
     _accepts_bool = False
@@ -121,8 +120,12 @@ class MixtureModel(ABC):
 
     @staticmethod
     @abstractmethod
-    def _component_log_prob(X: np.ndarray, *params: np.ndarray) -> np.ndarray:
-        """``log p(x_n | theta_k)`` of shape (n_draws, n_samples, n_components)."""
+    def component_log_prob(X: np.ndarray, *params: np.ndarray) -> np.ndarray:
+        """Return ``log p(x_n | theta_k)`` of shape (n_draws, n_samples, n_components).
+
+        Public: ``params`` are the component parameters of :meth:`posterior_arrays` (after
+        ``weights``), with the draws on the first axis.
+        """
 
     @abstractmethod
     def _relabel_locations(self, params: dict[str, np.ndarray], data: MixtureData) -> np.ndarray:
@@ -210,7 +213,7 @@ class MixtureModel(ABC):
 
     # Optional: ``fast_pointwise(X, weights, *params, out=out) -> bool``, a compiled
     # mixture log density that fills ``out`` (draws, N) when it is the faster way
-    # (:func:`bayesmix.stats.pointwise_log_likelihood`); None uses ``_component_log_prob``.
+    # (:func:`bayesmix.stats.pointwise_log_likelihood`); None uses ``component_log_prob``.
     _fast_pointwise: Any = None
 
     def _nuts_target(self, data: MixtureData, priors: dict[str, Prior]) -> Any:
@@ -533,13 +536,9 @@ class MixtureModel(ABC):
         return pointwise_log_likelihood(
             X,
             *draws,
-            component_log_prob=self._component_log_prob,
+            component_log_prob=self.component_log_prob,
             fast_pointwise=self._fast_pointwise,
         )
-
-    def _pointwise_components(self, X: np.ndarray, draws: tuple[np.ndarray, ...]) -> np.ndarray:
-        """``log pi_k + log p(x_n | theta_k)`` of flat draws, shape (n_draws, N, K)."""
-        return draw_log_prob(X, *draws, component_log_prob=self._component_log_prob)
 
     def _em_datatree(self, data: MixtureData, em: AnyEMResult) -> xr.DataTree:
         point = self._point_from_em(em, data.n_features)
@@ -870,9 +869,38 @@ class MixtureModel(ABC):
         table.attrs["warnings"] = json.loads(self.idata.attrs.get("warnings", "[]"))
         return table
 
-    def _posterior_arrays(self) -> tuple[np.ndarray, ...]:
-        """Return the posterior weights and component parameters, (chain, draw) flattened."""
-        return tuple(a.reshape(-1, *a.shape[2:]) for a in self._param_draws(self.idata))
+    def posterior_arrays(self, max_draws: int | None = None) -> dict[str, np.ndarray]:
+        """Return the posterior draws of the weights and component parameters as arrays.
+
+        Parameters
+        ----------
+        max_draws : int, optional
+            Keep at most this many draws, evenly spaced over the chains.
+
+        Returns
+        -------
+        dict of str to ndarray
+            ``"weights"`` then the family's component variables, in the order that
+            :meth:`component_log_prob` takes them; chains and draws are flattened into
+            the first axis, the component axis is next. An EM fit has one draw.
+
+        Examples
+        --------
+        >>> import bayesmix as bm
+        >>> gm = bm.GaussianMixture(random_state=0).fit(bm.datasets.load_faithful(), method="em")
+        >>> {name: a.shape for name, a in gm.posterior_arrays().items()}
+        {'weights': (1, 2), 'means': (1, 2, 2), 'covariances': (1, 2, 2, 2)}
+        """
+        self._check_fitted()
+        names = ("weights", *self._component_vars)
+        arrays = [a.reshape(-1, *a.shape[2:]) for a in self._param_draws(self.idata)]
+        if max_draws is not None:
+            check_positive_int(max_draws, "max_draws")
+            n_draws = arrays[0].shape[0]
+            if n_draws > max_draws:
+                keep = np.linspace(0, n_draws - 1, max_draws).round().astype(int)
+                arrays = [a[keep] for a in arrays]
+        return dict(zip(names, arrays, strict=True))
 
     def _check_X(self, X: Any) -> MixtureData:
         """Validate data for prediction: fitted model, finite values, the fitted features."""
@@ -891,12 +919,7 @@ class MixtureModel(ABC):
     ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
         """Return validated ``X`` and the posterior draws (evenly thinned to ``max_draws``)."""
         data = self._check_X(X)
-        draws = self._posterior_arrays()
-        n_draws = draws[0].shape[0]
-        if max_draws is not None and n_draws > max_draws:
-            keep = np.linspace(0, n_draws - 1, max_draws).round().astype(int)
-            draws = tuple(a[keep] for a in draws)
-        return data.values, draws
+        return data.values, tuple(self.posterior_arrays(max_draws).values())
 
     @single_blas_thread
     def predict_proba(self, X: Any) -> np.ndarray:
@@ -915,7 +938,7 @@ class MixtureModel(ABC):
             Rows sum to one.
         """
         X, draws = self._draws_for(X, max_draws=1000)
-        return posterior_responsibilities(X, *draws, component_log_prob=self._component_log_prob)
+        return posterior_responsibilities(X, *draws, component_log_prob=self.component_log_prob)
 
     def predict(self, X: Any) -> np.ndarray:
         """Return the most probable component of each sample, shape (n_samples,)."""
@@ -932,7 +955,7 @@ class MixtureModel(ABC):
         return posterior_log_density(
             X,
             *draws,
-            component_log_prob=self._component_log_prob,
+            component_log_prob=self.component_log_prob,
             fast_pointwise=self._fast_pointwise,
         )
 

@@ -150,10 +150,7 @@ def _thinned_draws(fit: Any, n_draws: int) -> Draws | None:
     """Up to ``n_draws`` evenly spaced posterior draws, or None for a fit without draws."""
     if not _has_draws(fit) or n_draws == 0:
         return None
-    arrays = _posterior_draws(fit)
-    n_total = arrays[0].shape[0] * arrays[0].shape[1]
-    keep = thin_indices(n_total, n_draws)
-    return tuple(a.reshape(n_total, *a.shape[2:])[keep] for a in arrays)  # type: ignore[return-value]
+    return _posterior_draws(fit, max_draws=n_draws)  # type: ignore[return-value]
 
 
 def _data(fit: Any, X: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -313,7 +310,7 @@ def _discrete_components(fit: Any, X: Any, *, ax: Any, n_draws: int, hdi_prob: f
         # Every component parameter of a count family is (..., K, D): keep feature d.
         one = None if draws is None else (draws[0], *(p[..., [d]] for p in draws[1:]))
         em_d = (em[0], *(p[..., [d]] for p in em[1:]))
-        _count_panel(axis, values[:, d], one, em_d, hdi_prob, fit._component_log_prob)
+        _count_panel(axis, values[:, d], one, em_d, hdi_prob, fit.component_log_prob)
         axis.set(xlabel=names[d], ylabel="probability")
     axes[0].legend(fontsize="small")
     if ax is None:
@@ -492,7 +489,7 @@ def plot_components(
     hdi_prob = _check_prob(hdi_prob, "hdi_prob")
     if fit.plot_kind in ("counts", "binary"):
         return _discrete_components(fit, X, ax=ax, n_draws=n_draws, hdi_prob=hdi_prob)
-    density = fit._component_log_prob
+    density = fit.component_log_prob
     values, proba = _data(fit, X)
     labels = proba.argmax(axis=1)
     draws = _thinned_draws(fit, n_draws)

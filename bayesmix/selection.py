@@ -386,18 +386,19 @@ def nonempty_components(
     """
     from bayesmix._validation import check_seed
     from bayesmix.compare import _check_fitted, _training_data
-    from bayesmix.stats import log_responsibilities
+    from bayesmix.stats import draw_log_prob, log_responsibilities
 
     _check_fitted(fit, "fit")
     check_positive_int(max_draws, "max_draws")
     check_seed(random_seed, "random_seed")
     rng = np.random.default_rng(random_seed)
-    X, draws = fit._draws_for(_training_data(fit), max_draws=max_draws)
+    X = _training_data(fit)
+    draws = tuple(fit.posterior_arrays(max_draws).values())
     n_draws = draws[0].shape[0]
     counts = np.empty(n_draws, dtype=np.int64)
     for s in range(n_draws):
         one = tuple(a[s : s + 1] for a in draws)
-        weighted = fit._pointwise_components(X, one)
+        weighted = draw_log_prob(X, *one, component_log_prob=fit.component_log_prob)
         proba = np.exp(log_responsibilities(weighted))[0]  # (N, K)
         cdf = np.cumsum(proba, axis=1)
         labels = (rng.random((X.shape[0], 1)) > cdf).sum(axis=1)

@@ -252,7 +252,7 @@ class BernoulliMixture(_IndependentFeaturesMixture):
     _accepts_bool = True
     _logp = staticmethod(bernoulli_mixture_logp)
     _random = staticmethod(bernoulli_mixture_random)
-    _component_log_prob = staticmethod(bernoulli_log_prob)
+    component_log_prob = staticmethod(bernoulli_log_prob)
     _em_function = staticmethod(fit_bernoulli_em)
 
     def _check_data(self, data: MixtureData) -> None:

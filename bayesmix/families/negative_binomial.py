@@ -653,7 +653,7 @@ class NegativeBinomialMixture(MixtureModel):
     _family = "negative_binomial"
     plot_kind = "counts"
     _component_vars = ("rates", "dispersion")
-    _component_log_prob = staticmethod(negative_binomial_log_prob)
+    component_log_prob = staticmethod(negative_binomial_log_prob)
 
     def __init__(
         self,

@@ -252,7 +252,7 @@ class PoissonMixture(_IndependentFeaturesMixture):
     _param = "rates"
     _logp = staticmethod(poisson_mixture_logp)
     _random = staticmethod(poisson_mixture_random)
-    _component_log_prob = staticmethod(poisson_log_prob)
+    component_log_prob = staticmethod(poisson_log_prob)
     _em_function = staticmethod(fit_poisson_em)
 
     def _check_data(self, data: MixtureData) -> None:

@@ -506,7 +506,7 @@ class StudentTMixture(GaussianMixture):
 
     _family = "student_t"
     _component_vars = ("means", "scales", "dof")
-    _component_log_prob = staticmethod(student_t_log_prob)
+    component_log_prob = staticmethod(student_t_log_prob)
     _fast_pointwise = None  # the Gaussian kernel does not apply
 
     def _nuts_target(self, data: MixtureData, priors: dict[str, Prior]) -> Any:

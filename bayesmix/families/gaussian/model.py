@@ -253,7 +253,7 @@ class GaussianMixture(MixtureModel):
 
     _family = "gaussian"
     _component_vars = ("means", "covariances")
-    _component_log_prob = staticmethod(gaussian_log_prob)
+    component_log_prob = staticmethod(gaussian_log_prob)
     _fast_pointwise = staticmethod(fast_pointwise)
     # Name of the deterministic (K, D, D) matrices built from ``sigma`` and ``corr_chol``.
     _matrix_var = "covariances"
