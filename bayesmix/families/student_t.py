@@ -64,7 +64,7 @@ from scipy.special import digamma, gammaln
 
 from bayesmix._numeric import column_sums
 from bayesmix._threads import single_blas_thread
-from bayesmix._validation import MixtureData, check_nonnegative, check_option
+from bayesmix._validation import MixtureData
 from bayesmix.em.init import initial_responsibilities
 from bayesmix.em.loop import (
     _EMPTY_MASS,
@@ -77,6 +77,7 @@ from bayesmix.em.loop import (
     _Restart,
 )
 from bayesmix.exceptions import InvalidParameterError
+from bayesmix.families._location_scale import _LocationScaleMixture, mahalanobis_terms
 from bayesmix.families.gaussian.densities import n_parameters, squared_mahalanobis
 from bayesmix.families.gaussian.em import (
     COVARIANCE_TYPES,
@@ -84,8 +85,6 @@ from bayesmix.families.gaussian.em import (
     full_covariances,
     m_step,
 )
-from bayesmix.families.gaussian.model import GaussianMixture, mahalanobis_terms
-from bayesmix.model import MixtureModel
 from bayesmix.priors import Prior
 
 __all__ = [
@@ -435,7 +434,7 @@ def student_t_mixture_random(
     return mu + np.einsum("...ij,...j->...i", factor, eps)
 
 
-class StudentTMixture(GaussianMixture):
+class StudentTMixture(_LocationScaleMixture):
     r"""Bayesian finite mixture of multivariate Student-t distributions (robust clustering).
 
     Like :class:`GaussianMixture`, with heavy-tailed components: every component has
@@ -507,12 +506,6 @@ class StudentTMixture(GaussianMixture):
     _family = "student_t"
     _component_vars = ("means", "scales", "dof")
     component_log_prob = staticmethod(student_t_log_prob)
-    _fast_pointwise = None  # the Gaussian kernel does not apply
-
-    def _nuts_target(self, data: MixtureData, priors: dict[str, Prior]) -> Any:
-        """No fused kernel: nutpie compiles the PyMC model."""
-        return None
-
     _matrix_var = "scales"
 
     def __init__(
@@ -539,9 +532,7 @@ class StudentTMixture(GaussianMixture):
         self.dof_bounds = dof_bounds
 
     def _check_params(self) -> None:
-        MixtureModel._check_params(self)
-        check_nonnegative(self.reg_covar, "reg_covar")
-        check_option(self.covariance_type, "covariance_type", COVARIANCE_TYPES)
+        super()._check_params()
         _check_bounds(self.dof_bounds)
 
     def _rv_shapes(self, n_features: int) -> dict[str, tuple[str, ...]]:

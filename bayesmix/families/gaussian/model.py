@@ -23,24 +23,20 @@ from typing import Any, Literal
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
-from pymc.distributions.transforms import Ordered, Transform
 
-from bayesmix._numeric import column_moments
-from bayesmix._validation import MixtureData, check_nonnegative, check_option
+from bayesmix._validation import MixtureData, check_option
+from bayesmix.families._location_scale import _LocationScaleMixture, mahalanobis_terms
 from bayesmix.families.gaussian.densities import (
     fast_pointwise,
     gaussian_log_prob,
     n_parameters,
-    scalar_parameters,
 )
 from bayesmix.families.gaussian.em import (
-    COVARIANCE_TYPES,
     OBJECTIVES,
     EMResult,
     fit_em,
     full_covariances,
 )
-from bayesmix.model import MixtureModel
 from bayesmix.priors import Prior
 
 _log = logging.getLogger("bayesmix")
@@ -48,23 +44,6 @@ _log = logging.getLogger("bayesmix")
 __all__ = ["GaussianMixture", "mahalanobis_terms", "mixture_logp", "mixture_random"]
 
 _LOG_2PI = float(np.log(2.0 * np.pi))
-
-_ALLOWED_PRIORS = {
-    "weights": frozenset({"Dirichlet"}),
-    "means": frozenset({"Normal", "StudentT"}),
-    "sigma": frozenset(
-        {
-            "HalfNormal",
-            "HalfStudentT",
-            "HalfCauchy",
-            "Exponential",
-            "Gamma",
-            "InverseGamma",
-            "LogNormal",
-        }
-    ),
-    "corr_chol": frozenset({"LKJCorr"}),
-}
 
 
 def mixture_logp(value: Any, weights: Any, means: Any, chol: Any) -> Any:
@@ -96,30 +75,6 @@ def mixture_logp(value: Any, weights: Any, means: Any, chol: Any) -> Any:
     return pt.logsumexp(pt.log(weights) + component, axis=-1)
 
 
-def mahalanobis_terms(value: Any, means: Any, chol: Any) -> tuple[int, Any, Any]:
-    """Return D, the squared Mahalanobis distances and ``log|L|`` per (observation, component).
-
-    Forward substitution ``L_k z = x_n - mu_k`` unrolled over the static number of
-    features (PyTensor); shapes as in :func:`mixture_logp`, results of shape
-    ``(..., N, K)`` and ``(..., K)``.
-    """
-    n_features = value.type.shape[-1] or means.type.shape[-1]
-    if n_features is None:
-        raise ValueError("the mixture likelihood needs a static number of features.")
-    x = value[..., None, :]  # (..., N, 1, D) against parameters (..., K, ...)
-    z: list[Any] = []
-    mahalanobis = 0.0
-    log_det = 0.0
-    for i in range(n_features):
-        residual = x[..., i] - means[..., i]
-        for j in range(i):
-            residual = residual - chol[..., i, j] * z[j]
-        z.append(residual / chol[..., i, i])
-        mahalanobis = mahalanobis + z[i] ** 2
-        log_det = log_det + pt.log(chol[..., i, i])
-    return n_features, mahalanobis, log_det
-
-
 def mixture_random(
     weights: np.ndarray,
     means: np.ndarray,
@@ -147,30 +102,7 @@ def mixture_random(
     return mu + np.einsum("...ij,...j->...i", factor, eps)
 
 
-class _OrderedComponents(Transform):
-    """Order a ``(n_components, 1)`` array of means along the component axis."""
-
-    name = "ordered_components"
-    ndim_supp = 2
-
-    def backward(self, value, *inputs):
-        return Ordered().backward(value.mT, *inputs).mT
-
-    def forward(self, value, *inputs):
-        return Ordered().forward(value.mT, *inputs).mT
-
-    def log_jac_det(self, value, *inputs):
-        return pt.sum(value[..., 1:, :], axis=(-2, -1))
-
-
-def _correlation_cholesky(cov: np.ndarray) -> np.ndarray:
-    """Cholesky factor of the correlation matrix of each covariance in ``cov`` (..., D, D)."""
-    sd = np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1))
-    corr = cov / (sd[..., :, None] * sd[..., None, :])
-    return np.linalg.cholesky(corr)
-
-
-class GaussianMixture(MixtureModel):
+class GaussianMixture(_LocationScaleMixture):
     r"""Bayesian finite mixture of multivariate Gaussians.
 
     The component labels are marginalised out; NUTS samples the weights, means and
@@ -285,79 +217,7 @@ class GaussianMixture(MixtureModel):
 
     def _check_params(self) -> None:
         super()._check_params()
-        check_nonnegative(self.reg_covar, "reg_covar")
-        check_option(self.covariance_type, "covariance_type", COVARIANCE_TYPES)
         check_option(self.objective, "objective", OBJECTIVES)
-
-    def _min_samples(self, n_features: int) -> tuple[int, str]:
-        if self.covariance_type == "full" and n_features > 1:
-            return (
-                self.n_components * (n_features + 1),
-                "n_components x (n_features + 1) for full covariances, so that every "
-                "component's covariance can be estimated",
-            )
-        return super()._min_samples(n_features)
-
-    def _rv_shapes(self, n_features: int) -> dict[str, tuple[str, ...]]:
-        """Dims of every free random variable, by name (the prior keys of this model)."""
-        sigma = {
-            "full": ("component", "feature"),
-            "diag": ("component", "feature"),
-            "tied": ("feature",),
-            "spherical": ("component",),
-        }[self.covariance_type]
-        dims = {"weights": ("component",), "means": ("component", "feature"), "sigma": sigma}
-        if n_features > 1 and self.covariance_type in ("full", "tied"):
-            batch = ("component",) if self.covariance_type == "full" else ()
-            dims["corr_chol"] = (*batch, "feature", "feature_bis")
-        return dims
-
-    def _default_priors(self, data: MixtureData) -> dict[str, Prior]:
-        loc, scale = column_moments(data.values, data.sample_weight)
-        if data.n_samples == 1:
-            scale = np.ones(data.n_features)
-        sigma_scale = 2.0 * (scale.mean() if self.covariance_type == "spherical" else scale)
-        priors = {
-            "weights": Prior("Dirichlet", a=1.0),
-            "means": Prior("Normal", mu=loc.tolist(), sigma=(3.0 * scale).tolist()),
-            "sigma": Prior("HalfNormal", sigma=np.asarray(sigma_scale).tolist()),
-            "corr_chol": Prior("LKJCorr", eta=2.0),
-        }
-        return {name: priors[name] for name in self._rv_shapes(data.n_features) if name in priors}
-
-    def _allowed_priors(self) -> dict[str, frozenset[str]]:
-        return _ALLOWED_PRIORS
-
-    def _posterior_dims(self, n_features: int) -> dict[str, list[str]]:
-        dims = super()._posterior_dims(n_features)
-        dims[self._matrix_var] = ["component", "feature", "feature_bis"]
-        return dims
-
-    def _scalar_parameters(
-        self, draws: tuple[np.ndarray, ...], *, components: list[Any], features: list[Any]
-    ) -> tuple[list[str], list[str], np.ndarray]:
-        """Weights, means and the free covariance entries of this covariance type."""
-        weights, means, matrices, *rest = draws
-        variables, labels, values = scalar_parameters(
-            weights,
-            means,
-            matrices,
-            covariance_type=self.covariance_type,
-            components=components,
-            features=features,
-            matrix_name=self._matrix_var,
-        )
-        for name, extra in zip(self._component_vars[2:], rest, strict=True):
-            for c in range(extra.shape[1]):
-                variables.append(name)
-                labels.append(f"{name}[{components[c]}]")
-            values = np.concatenate([values, extra], axis=-1)
-        return variables, labels, values
-
-    def _relabel_locations(self, params: dict[str, np.ndarray], data: MixtureData) -> np.ndarray:
-        """Component means in units of the data standard deviation of each feature."""
-        scale = column_moments(data.values, data.sample_weight)[1]
-        return params["means"] / np.where(scale > 0, scale, 1.0)
 
     def _fitted_attributes(self, point: dict[str, np.ndarray]) -> None:
         self.means_ = point["means"]
@@ -367,36 +227,6 @@ class GaussianMixture(MixtureModel):
         return n_parameters(self.n_components, n_features, self.covariance_type)
 
     # -- the PyMC model ------------------------------------------------------------------
-
-    def _build(self, data: MixtureData, priors: dict[str, Prior]) -> pm.Model:
-        k, d = self.n_components, data.n_features
-        dims = self._rv_shapes(d)
-        sizes = {"component": k, "feature": d, "feature_bis": d}
-        coords = {
-            "component": np.arange(k),
-            "feature": data.features,
-            "feature_bis": data.features,
-            "obs": data.obs,
-        }
-        with pm.Model(coords=coords) as model:
-            rvs = {}
-            for name, rv_dims in dims.items():
-                shape = tuple(sizes[dim] for dim in rv_dims)
-                extra: dict[str, Any] = {}
-                if name == "means" and d == 1:
-                    # One feature: order the means, the standard defence against label
-                    # switching; start at data quantiles so the ordered start is valid.
-                    quantiles = np.quantile(data.values[:, 0], (np.arange(k) + 0.5) / k)
-                    extra = {"transform": _OrderedComponents(), "initval": quantiles[:, None]}
-                if name == "corr_chol":
-                    extra = {"n": d}
-                rvs[name] = priors[name].create_variable(name, shape=shape, dims=rv_dims, **extra)
-            chol = self._cholesky(rvs, k, d)
-            pm.Deterministic(
-                self._matrix_var, chol @ chol.mT, dims=("component", "feature", "feature_bis")
-            )
-            self._likelihood(rvs, chol, pm.Data("x_data", data.values, dims=("obs", "feature")))
-        return model
 
     def _likelihood(self, rvs: dict[str, Any], chol: Any, observed: Any) -> Any:
         """Add the observed variable ``x``: the mixture with the labels summed out."""
@@ -411,19 +241,6 @@ class GaussianMixture(MixtureModel):
             observed=observed,
             dims=("obs", "feature"),
         )
-
-    def _cholesky(self, rvs: dict[str, Any], k: int, d: int) -> Any:
-        """Cholesky factors (K, D, D) of the component covariances from the free variables."""
-        sigma = rvs["sigma"]
-        match self.covariance_type:
-            case "full" | "tied":
-                corr = rvs["corr_chol"] if d > 1 else pt.ones((d, d))
-                chol = sigma[..., :, None] * corr
-                return pt.broadcast_to(chol, (k, d, d))
-            case "diag":
-                return sigma[:, :, None] * pt.eye(d)
-            case "spherical":
-                return sigma[:, None, None] * pt.eye(d)
 
     # -- EM ------------------------------------------------------------------------------
 
@@ -480,56 +297,3 @@ class GaussianMixture(MixtureModel):
         """Every posterior variable at the EM estimate (constrained space)."""
         cov = full_covariances(em.covariances, em.covariance_type, self.n_components, n_features)
         return self._matrix_point(em.weights, em.means, cov, n_features)
-
-    def _matrix_point(
-        self, weights: np.ndarray, means: np.ndarray, matrices: np.ndarray, n_features: int
-    ) -> dict[str, np.ndarray]:
-        """Weights, means, the (K, D, D) matrices and their ``sigma`` / ``corr_chol``."""
-        sd = np.sqrt(np.diagonal(matrices, axis1=-2, axis2=-1))  # (K, D)
-        sigma = sd[0] if self.covariance_type == "tied" else sd
-        if self.covariance_type == "spherical":
-            sigma = sd[:, 0]
-        point = {
-            "weights": weights,
-            "means": means,
-            "sigma": sigma,
-            self._matrix_var: matrices,
-        }
-        if "corr_chol" in self._rv_shapes(n_features):
-            corr = _correlation_cholesky(matrices)
-            point["corr_chol"] = corr if self.covariance_type == "full" else corr[0]
-        return point
-
-    def _jitter_start(
-        self,
-        start: dict[str, np.ndarray],
-        data: MixtureData,
-        em: EMResult,
-        rng: np.random.Generator,
-    ) -> dict[str, np.ndarray]:
-        """Return a start near the EM estimate, moved by about one posterior sd of the means."""
-        counts = np.maximum(em.weights * data.n_samples, 1.0)
-        sd = column_moments(data.values)[1]
-        means = start["means"] + rng.uniform(-1, 1, start["means"].shape) * sd / np.sqrt(
-            counts[:, None]
-        )
-        if data.n_features == 1:
-            means = np.sort(means, axis=0)
-        jittered = dict(start)
-        jittered["means"] = means
-        weights = start["weights"] * np.exp(rng.uniform(-0.05, 0.05, start["weights"].shape))
-        jittered["weights"] = weights / weights.sum()
-        jittered["sigma"] = start["sigma"] * np.exp(rng.uniform(-0.05, 0.05, start["sigma"].shape))
-        return jittered
-
-    def _sklearn_covariances(self, cov: np.ndarray) -> np.ndarray:
-        """Convert full (K, D, D) covariances to scikit-learn's shape for this type."""
-        match self.covariance_type:
-            case "full":
-                return cov
-            case "tied":
-                return cov[0]
-            case "diag":
-                return np.diagonal(cov, axis1=-2, axis2=-1).copy()
-            case "spherical":
-                return np.diagonal(cov, axis1=-2, axis2=-1).mean(axis=-1)
