@@ -200,6 +200,23 @@ def _finish_block(wlp, top, inv_norm, scale, n_components, n):  # pragma: no cov
     return total
 
 
+@numba.njit(nogil=True, inline="always", fastmath=_FASTMATH)
+def _weigh_block(w, start, top, inv_norm, n):  # pragma: no cover - compiled
+    """Weight a finished block by the frequency weights ``w[start:start + n]``.
+
+    Returns ``sum_b w_b log p(x_b)`` (``log p = top - log inv_norm``; a row of weight 0
+    adds nothing, even with a non-finite density) and multiplies ``inv_norm`` by ``w``,
+    so that the responsibilities, and every sum of them, are weighted.
+    """
+    total = 0.0
+    for b in range(n):
+        wb = w[start + b]
+        if wb != 0.0:
+            total += wb * (top[b] - math.log(inv_norm[b]))
+        inv_norm[b] *= wb
+    return total
+
+
 # Reductions over a block with reassociation allowed, so that LLVM vectorises them.
 @njit(nogil=True, fastmath={"contract", "reassoc"})
 def _accumulate_full(e, inv_norm, zk, rz, n, first, second, k):  # pragma: no cover
@@ -254,12 +271,13 @@ def _accumulate_diag(e, inv_norm, zk, n, first, second, k):  # pragma: no cover
 
 
 @njit(nogil=True, fastmath=_FASTMATH)
-def _full_pass(X, logc, means, chol, rdiag):  # pragma: no cover - compiled
+def _full_pass(X, w, logc, means, chol, rdiag):  # pragma: no cover - compiled
     """Likelihood pass for lower-triangular covariance factors ``chol`` (K, D, D).
 
     ``logc[k] = log pi_k - sum_i log C_k,ii - D log(2 pi) / 2`` and
     ``rdiag[k, i] = 1 / C_k,ii``. Returns ``sum_n log p(x_n)``, ``R`` (K,), ``A`` (K, D)
-    and the upper triangle of ``S`` (K, D, D), as in the module docstring.
+    and the upper triangle of ``S`` (K, D, D), as in the module docstring; with frequency
+    weights ``w`` (N,) every sum is weighted (``w`` of size 0: unweighted).
     """
     n_samples, n_features = X.shape
     n_components = means.shape[0]
@@ -301,15 +319,18 @@ def _full_pass(X, logc, means, chol, rdiag):  # pragma: no cover - compiled
                     z = zi[b] * r
                     zi[b] = z
                     row[b] -= 0.5 * z * z
-        total += _finish_block(wlp, top, inv_norm, scale, n_components, n)
+        block = _finish_block(wlp, top, inv_norm, scale, n_components, n)
+        if w.shape[0] > 0:
+            block = _weigh_block(w, start, top, inv_norm, n)
+        total += block
         for k in range(n_components):
             resp_sum[k] += _accumulate_full(wlp[k], inv_norm, zb[k], rz, n, first, second, k)
     return total, resp_sum, first, second
 
 
 @njit(nogil=True, fastmath=_FASTMATH)
-def _diag_pass(X, logc, means, rsd):  # pragma: no cover - compiled
-    """Likelihood pass for diagonal factors; ``rsd[k, i] = 1 / sigma_ki``.
+def _diag_pass(X, w, logc, means, rsd):  # pragma: no cover - compiled
+    """Likelihood pass for diagonal factors; ``rsd[k, i] = 1 / sigma_ki``; ``w`` as above.
 
     Returns ``sum_n log p(x_n)``, ``R`` (K,), ``A`` (K, D) and the diagonal of ``S``
     (K, D).
@@ -345,7 +366,10 @@ def _diag_pass(X, logc, means, rsd):  # pragma: no cover - compiled
                     z = (xi[b] - m) * r
                     zi[b] = z
                     row[b] -= 0.5 * z * z
-        total += _finish_block(wlp, top, inv_norm, scale, n_components, n)
+        block = _finish_block(wlp, top, inv_norm, scale, n_components, n)
+        if w.shape[0] > 0:
+            block = _weigh_block(w, start, top, inv_norm, n)
+        total += block
         for k in range(n_components):
             resp_sum[k] += _accumulate_diag(wlp[k], inv_norm, zb[k], n, first, second, k)
     return total, resp_sum, first, second
@@ -469,7 +493,7 @@ def _factors(sigma, corr, n_components, n_features, code):  # pragma: no cover -
 
 
 @njit(nogil=True, fastmath=_FASTMATH)
-def logp_dlogp(x, X, a, mu0, s0, tau, eta, code):  # pragma: no cover - compiled
+def logp_dlogp(x, X, w, a, mu0, s0, tau, eta, code):  # pragma: no cover - compiled
     """Return the joint log density (with Jacobians) and its gradient at ``x``.
 
     Parameters
@@ -478,6 +502,9 @@ def logp_dlogp(x, X, a, mu0, s0, tau, eta, code):  # pragma: no cover - compiled
         The unconstrained point, laid out as nutpie lays out the PyMC model.
     X : ndarray of shape (N, D)
         Observations (C-contiguous float64).
+    w : ndarray of shape (N,) or (0,)
+        Frequency weights of the observations (the likelihood is ``sum_n w_n log p(x_n)``);
+        size 0 for none.
     a : ndarray of shape (K,)
         Dirichlet concentrations.
     mu0, s0 : ndarray of shape (K, D)
@@ -557,7 +584,7 @@ def logp_dlogp(x, X, a, mu0, s0, tau, eta, code):  # pragma: no cover - compiled
         for k in range(k_):
             for i in range(d_):
                 rdiag[k, i] = 1.0 / chol[k, i, i]
-        total, resp_sum, first, second = _full_pass(X, logc, means, chol, rdiag)
+        total, resp_sum, first, second = _full_pass(X, w, logc, means, chol, rdiag)
         work = np.empty((d_, d_))
         for k in range(k_):
             # d/d mu_k = C^-T A_k (back substitution).
@@ -594,7 +621,7 @@ def logp_dlogp(x, X, a, mu0, s0, tau, eta, code):  # pragma: no cover - compiled
         for k in range(k_):
             for i in range(d_):
                 rsd[k, i] = 1.0 / chol[k, i, i]
-        total, resp_sum, first, second = _diag_pass(X, logc, means, rsd)
+        total, resp_sum, first, second = _diag_pass(X, w, logc, means, rsd)
         for k in range(k_):
             for i in range(d_):
                 g_mu[k, i] += first[k, i] * rsd[k, i]
@@ -686,13 +713,15 @@ def constrained_values(x, n_components, n_features, code):  # pragma: no cover -
     _U_ETA,
     _U_SHIFT,
     _U_FACTOR,
-) = range(13)
-_U_SIZE = 13
+    _U_W,
+    _U_NW,
+) = range(15)
+_U_SIZE = 15
 
 
 @njit(inline="always")
 def _unpack(user_data):  # pragma: no cover - compiled
-    """(X, a, mu0, s0, tau, eta, code) from the user-data pointer."""
+    """(X, w, a, mu0, s0, tau, eta, code) from the user-data pointer."""
     meta = numba.carray(user_data, (_U_SIZE,), np.int64)
     n, d, k = meta[_U_N], meta[_U_D], meta[_U_K]
     X = numba.carray(_as_pointer(meta[_U_X]), (n, d), np.float64)
@@ -701,7 +730,8 @@ def _unpack(user_data):  # pragma: no cover - compiled
     s0 = numba.carray(_as_pointer(meta[_U_S0]), (k, d), np.float64)
     tau = numba.carray(_as_pointer(meta[_U_TAU]), (meta[_U_NTAU],), np.float64)
     eta = numba.carray(_as_pointer(meta[_U_ETA]), (1,), np.float64)[0]
-    return X, a, mu0, s0, tau, eta, meta[_U_CODE]
+    w = numba.carray(_as_pointer(meta[_U_W]), (meta[_U_NW],), np.float64)
+    return X, w, a, mu0, s0, tau, eta, meta[_U_CODE]
 
 
 @njit(nogil=True)
@@ -726,11 +756,11 @@ def _pull_back(grad, out, user_data):  # pragma: no cover - compiled
 def _logp_c(dim, x_, out_, logp_, user_data):  # pragma: no cover - compiled
     """Compute nutpie's ``logp`` callback: 0, or 4 when the density is not finite, 1 on errors."""
     try:
-        X, a, mu0, s0, tau, eta, code = _unpack(user_data)
+        X, w, a, mu0, s0, tau, eta, code = _unpack(user_data)
         x = _model_point(numba.carray(x_, (dim,)), user_data)
         out = numba.carray(out_, (dim,))
         logp = numba.carray(logp_, (1,))
-        value, grad = logp_dlogp(x, X, a, mu0, s0, tau, eta, code)
+        value, grad = logp_dlogp(x, X, w, a, mu0, s0, tau, eta, code)
         if grad.shape[0] != dim:
             return -1
         _pull_back(grad, out, user_data)
@@ -909,11 +939,18 @@ class FastGaussian:
 
     # -- data -------------------------------------------------------------------------
 
-    def shared_data(self, X: np.ndarray, priors: Mapping[str, Any] | None = None) -> dict:
+    def shared_data(
+        self,
+        X: np.ndarray,
+        priors: Mapping[str, Any] | None = None,
+        sample_weight: np.ndarray | None = None,
+    ) -> dict:
         """Return the kernel's shared data for observations ``X`` (and other priors).
 
         Keys: ``x_data`` (the observations, named as the ``pm.Data`` of the PyMC model, so
-        that ``with_data(x_data=...)`` works on both paths), ``weights_a``, ``means_mu``,
+        that ``with_data(x_data=...)`` works on both paths), ``w_data`` (frequency
+        weights of the observations, as the PyMC model's ``pm.Data``; size 0 for none),
+        ``weights_a``, ``means_mu``,
         ``means_sigma``, ``sigma_sigma`` (prior parameters broadcast to the shapes of their
         variables; ``sigma_sigma`` flattened) and ``corr_chol_eta`` (a float). ``priors``
         (resolved ``bayesmix.Prior`` objects) replace the priors given to :func:`build`;
@@ -926,6 +963,7 @@ class FastGaussian:
                 raise ValueError("these priors are not supported by the fused kernel")
             data.update(new)
         data["x_data"] = as_observations(X, self.n_features)
+        data["w_data"] = as_weights(sample_weight, data["x_data"].shape[0])
         return data
 
     # -- the model functions ------------------------------------------------------------
@@ -935,6 +973,7 @@ class FastGaussian:
         return logp_dlogp(
             np.ascontiguousarray(x, dtype=np.float64),
             shared["x_data"],
+            as_weights(shared.get("w_data"), shared["x_data"].shape[0]),
             shared["weights_a"],
             shared["means_mu"],
             shared["means_sigma"],
@@ -948,9 +987,20 @@ class FastGaussian:
         code = self.code
         kernel = logp_dlogp
 
-        def logp(x, *, x_data, weights_a, means_mu, means_sigma, sigma_sigma, corr_chol_eta):
+        def logp(
+            x,
+            *,
+            x_data,
+            weights_a,
+            means_mu,
+            means_sigma,
+            sigma_sigma,
+            corr_chol_eta,
+            w_data=None,
+        ):
+            w = as_weights(w_data, x_data.shape[0])
             return kernel(
-                x, x_data, weights_a, means_mu, means_sigma, sigma_sigma, corr_chol_eta, code
+                x, x_data, w, weights_a, means_mu, means_sigma, sigma_sigma, corr_chol_eta, code
             )
 
         return logp
@@ -1028,8 +1078,6 @@ class FastGaussian:
 
     # -- what nutpie's callback model needs (bayesmix.nuts._nutpie_internals) -----------
 
-    shared_keys = ("x_data", "weights_a", "means_mu", "means_sigma", "sigma_sigma", "corr_chol_eta")
-
     def c_callbacks(self) -> tuple[Any, Any]:
         """Return the C callbacks ``(logp, expand)`` (numba ``CFunc`` objects)."""
         return c_callbacks()
@@ -1052,17 +1100,31 @@ class FastGaussian:
         updates = dict(updates)
         if "x_data" in updates:
             updates["x_data"] = as_observations(updates["x_data"], self.n_features)
-        return _frozen({**shared, **updates})
+            updates.setdefault("w_data", None)  # new observations: their own weights or none
+        merged = {**shared, **updates}
+        merged["w_data"] = as_weights(merged.get("w_data"), merged["x_data"].shape[0])
+        return _frozen(merged)
 
 
-_SHARED_KEYS = ("x_data", "weights_a", "means_mu", "means_sigma", "sigma_sigma", "corr_chol_eta")
+_SHARED_KEYS = (
+    "x_data",
+    "w_data",
+    "weights_a",
+    "means_mu",
+    "means_sigma",
+    "sigma_sigma",
+    "corr_chol_eta",
+)
 
 
 def _frozen(shared: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """Read-only C-contiguous float64 copies of the kernel's data (the C code reads them)."""
     out = {}
     for key in _SHARED_KEYS:
-        value = np.array(shared[key], dtype=np.float64, order="C", copy=True)
+        raw = shared.get(key) if key == "w_data" else shared[key]
+        if key == "w_data":
+            raw = as_weights(raw, np.shape(shared["x_data"])[0])
+        value = np.array(raw, dtype=np.float64, order="C", copy=True)
         value = value.reshape(1) if key == "corr_chol_eta" else value
         value.flags.writeable = False
         out[key] = value
@@ -1100,10 +1162,25 @@ def user_data(
     record[_U_TAU] = shared["sigma_sigma"].ctypes.data
     record[_U_NTAU] = shared["sigma_sigma"].size
     record[_U_ETA] = shared["corr_chol_eta"].ctypes.data
+    weights = shared["w_data"]
+    if weights.shape not in ((0,), (X.shape[0],)):
+        raise ValueError(f"w_data must have shape (0,) or ({X.shape[0]},); got {weights.shape}")
+    record[_U_W] = weights.ctypes.data
+    record[_U_NW] = weights.size
     if affine is not None:
         record[_U_SHIFT] = affine.shift.ctypes.data
         record[_U_FACTOR] = affine.factor.ctypes.data
     return record
+
+
+def as_weights(sample_weight: Any, n_samples: int) -> np.ndarray:
+    """Return frequency weights as a C-contiguous float64 (N,) array, or (0,) for none."""
+    if sample_weight is None or np.size(sample_weight) == 0:
+        return np.zeros(0)
+    w = np.array(sample_weight, dtype=np.float64, order="C", copy=True).reshape(-1)
+    if w.shape[0] != n_samples:
+        raise ValueError(f"expected {n_samples} weights (one per observation); got {w.shape[0]}")
+    return w
 
 
 def as_observations(X: Any, n_features: int) -> np.ndarray:

@@ -252,9 +252,6 @@ class GaussianMixture(_LocationScaleMixture):
         """
         from bayesmix.families.gaussian import _nuts_kernel
 
-        if data.sample_weight is not None:
-            _log.info("the fused kernel has no sample weights; compiling the PyMC model")
-            return None
         target = _nuts_kernel.build(
             {
                 "covariance_type": self.covariance_type,

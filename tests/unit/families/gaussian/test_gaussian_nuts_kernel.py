@@ -719,3 +719,46 @@ def test_fast_sampling_matches_the_compiled_pymc_path():
     )
     assert _layout(idata) == _layout(ref)
     _assert_same_posterior(idata, ref)
+
+
+# -- frequency weights ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("covariance_type", "k", "d"),
+    [("full", 3, 2), ("diag", 2, 3), ("tied", 2, 1), ("spherical", 3, 2)],
+)
+def test_weighted_kernel_equals_repeated_rows_and_the_weighted_pymc_model(
+    rng, covariance_type, k, d
+):
+    """Frequency weights in the fused kernel (Python and C paths): the log density and
+    gradient of the data with every row repeated w_n times, and of PyMC's weighted model."""
+    X = _data(rng, 300, d, k)  # more than one block of the kernel (256)
+    w = rng.integers(0, 4, size=X.shape[0]).astype(float)
+    w[0] = 0.0
+    gm = bm.GaussianMixture(n_components=k, covariance_type=covariance_type)
+    data, resolved = gm._prepare(X, w)
+    fast = gm._nuts_target(data, resolved)
+    assert fast is not None  # the fused kernel covers weighted data
+    shared = fast.shared_data(data.values, sample_weight=w)
+    repeated = fast.shared_data(np.repeat(X, w.astype(int), axis=0))
+    model = gm._model(data, resolved)
+    reference = _reference_logp_dlogp(model, _value_shapes(model))
+    compiled = fast.nutpie_model(shared)
+    for _ in range(3):
+        x = rng.normal(scale=0.3, size=fast.n_dim)
+        value, grad = fast.logp_dlogp(x, **shared)
+        rep_value, rep_grad = fast.logp_dlogp(x, **repeated)
+        np.testing.assert_allclose(value, rep_value, rtol=1e-12)
+        np.testing.assert_allclose(grad, rep_grad, rtol=1e-10, atol=1e-10 * np.abs(rep_grad).max())
+        ref_value, ref_grad = reference(x)
+        np.testing.assert_allclose(value, ref_value, rtol=_RTOL)
+        np.testing.assert_allclose(grad, ref_grad, rtol=_RTOL, atol=1e-10 * np.abs(ref_grad).max())
+        c_value, c_grad = compiled.logp_dlogp(x)
+        assert c_value == value
+        np.testing.assert_array_equal(c_grad, grad)
+    # New observations without weights drop the old weights (with_data).
+    unweighted = compiled.with_data(x_data=X)
+    np.testing.assert_allclose(
+        unweighted.logp_dlogp(x)[0], fast.logp_dlogp(x, **fast.shared_data(X))[0], rtol=1e-12
+    )
