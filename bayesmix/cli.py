@@ -110,10 +110,13 @@ def _fit_both(
         start = time.perf_counter()
         nuts = family(**spec).fit(X, method="nuts", **_sampler_kwargs(args))
         attrs = nuts.idata.attrs
+        rhat = float(attrs.get("max_rhat", float("nan")))
+        rhat_text = f"{rhat:.3f}" if rhat == rhat else "n/a (one chain)"
         console.print(
             f"NUTS: {time.perf_counter() - start:.1f} s (compile + sample); max R-hat "
-            f"{attrs['max_rhat']:.3f}, min bulk ESS {attrs['min_ess_bulk']:.0f}, "
-            f"divergences {attrs['divergences']}, relabelled draws {attrs['relabelled_draws']}"
+            f"{rhat_text}, min bulk ESS {attrs['min_ess_bulk']:.0f}, "
+            f"divergences {attrs.get('divergences', 0)}, relabelled draws "
+            f"{attrs['relabelled_draws']}"
         )
     return em, nuts
 

@@ -36,7 +36,8 @@ def sampler_problems(
     Returns
     -------
     figures : dict
-        ``divergences``, ``max_rhat``, ``min_ess_bulk``, ``min_ess_tail``.
+        ``divergences``, ``max_rhat`` (NaN with one chain: R-hat needs two),
+        ``min_ess_bulk``, ``min_ess_tail``.
     problems : list of (warning class, message)
     """
     post = idata["posterior"]
@@ -67,6 +68,8 @@ def sampler_problems(
                 "tune), raise target_accept, or try fewer components / a different K."
             )
             problems.append((SamplerWarning, message))
+    # R-hat compares chains: with one chain it is not available (NaN), not an error.
+    figures["max_rhat"] = float("nan")
     if n_chains > 1:
         figures["max_rhat"] = worst = float(diag["r_hat"].max())
         if not worst <= RHAT_MAX:

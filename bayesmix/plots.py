@@ -745,9 +745,15 @@ def plot_rank(fit: Any, *, var_names: Sequence[str] | None = None, **kwargs: Any
     Raises
     ------
     bayesmix.exceptions.InvalidParameterError
-        For a fit without posterior draws (``method="em"``).
+        For a fit without posterior draws (``method="em"``) or with one chain.
     """
     idata, names = _diagnostic_data(fit, var_names, "plot_rank")
+    n_chains = idata["posterior"].sizes["chain"]
+    if n_chains < 2:
+        raise InvalidParameterError(
+            f"rank plots compare chains, and this fit has {n_chains} chain; fit with "
+            "chains=2 or more, or look at plot_trace."
+        )
     return azp.plot_rank(idata, var_names=names, **kwargs)
 
 

@@ -80,6 +80,13 @@ def _warnings_block(fit: Any) -> str:
     return f'<div class="warn"><b>Sampler warnings</b><ul>{items}</ul></div>'
 
 
+def _rhat_text(value: Any) -> Any:
+    """R-hat for the table: 'n/a (one chain)' when it was not computable."""
+    if value is None:
+        return None
+    return "n/a (one chain)" if value != value else value
+
+
 def _diagnostics(fit: Any) -> pd.DataFrame:
     attrs = fit.idata.attrs
     settings = json.loads(attrs.get("sampler_settings", "{}"))
@@ -89,7 +96,7 @@ def _diagnostics(fit: Any) -> pd.DataFrame:
         ),
         "sampler": settings.get("nuts_sampler"),
         "divergences": attrs.get("divergences"),
-        "max R-hat": attrs.get("max_rhat"),
+        "max R-hat": _rhat_text(attrs.get("max_rhat")),
         "min bulk ESS": attrs.get("min_ess_bulk"),
         "min tail ESS": attrs.get("min_ess_tail"),
         "relabelled draws": attrs.get("relabelled_draws"),
@@ -159,10 +166,13 @@ def write_report(
         body.append(_table(summary))
         body.append("<h2>Sampler diagnostics</h2>")
         body.append(_table(_diagnostics(nuts_fit)))
-        for name, plot, caption in (
-            ("trace", plot_trace, "Trace and marginal posterior of every chain."),
-            ("rank", plot_rank, "Rank plots: uniform bars in every chain mean the chains agree."),
-        ):
+        figures = [("trace", plot_trace, "Trace and marginal posterior of every chain.")]
+        if nuts_fit.idata["posterior"].sizes["chain"] > 1:
+            caption = "Rank plots: uniform bars in every chain mean the chains agree."
+            figures.append(("rank", plot_rank, caption))
+        else:
+            body.append("<p>One chain: no R-hat and no rank plots (they compare chains).</p>")
+        for name, plot, caption in figures:
             path = _save_figure(plot(nuts_fit), out / f"{name}.png")
             body.append(_img(path, caption))
         nuts_fit.save(out / "fit.nc")

@@ -90,6 +90,20 @@ def test_fit_both_with_mocked_sampler(data_csv, tmp_path, mocked_sample):
     assert bm.load(out / "fit_em.nc").idata.attrs["inference_method"] == "em"
 
 
+def test_one_chain_works_with_r_hat_not_available(data_csv, tmp_path, mocked_sample, capsys):
+    """Issue 21 item 2: --chains 1 crashed after sampling (KeyError 'max_rhat')."""
+    out = tmp_path / "one"
+    args = ["fit", str(data_csv), "-k", "2", "--columns", "x0,x1", "--draws", "20"]
+    code = main([*args, "--tune", "20", "--chains", "1", "--out", str(out)])
+    assert code == 0
+    assert "max R-hat n/a (one chain)" in capsys.readouterr().out
+    page = _assert_self_contained_report(out)
+    assert "n/a (one chain)" in page
+    fit = bm.load(out / "fit.nc")
+    assert np.isnan(fit.idata.attrs["max_rhat"])
+    assert fit.summary().shape[0] > 0
+
+
 def test_select_em_reports_the_k_table(data_csv, tmp_path):
     out = tmp_path / "select"
     code = main(

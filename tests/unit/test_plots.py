@@ -359,3 +359,13 @@ def test_fit_plot_accessor_is_the_plot_functions(fit):
     assert "ppc" in dir(gm.plot)
     with pytest.raises(AttributeError, match="no plot named 'nothing'"):
         _ = gm.plot.nothing
+
+
+@pytest.mark.filterwarnings("ignore::bayesmix.SamplerWarning")  # the mocked draws are prior draws
+def test_rank_plots_need_two_chains(rng, mocked_sample):
+    X = rng.normal(size=(60, 2)) + np.where(rng.random((60, 1)) < 0.5, -3.0, 3.0)
+    one = bm.GaussianMixture(n_components=2, random_state=0).fit(X, draws=20, tune=10, chains=1)
+    assert np.isnan(one.idata.attrs["max_rhat"])  # R-hat is not available with one chain
+    with pytest.raises(InvalidParameterError, match="rank plots compare chains"):
+        plot_rank(one)
+    assert plot_trace(one) is not None
