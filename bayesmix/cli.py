@@ -163,7 +163,9 @@ def _show_fits(console: Any, em: Any, nuts: Any, title: str) -> None:
 
 def _demo(args: argparse.Namespace) -> int:
     import bayesmix as bm
+    from bayesmix.report import check_out_dir
 
+    check_out_dir(args.out)  # before any work: a fit is never lost to a bad --out
     console = _console()
     X = bm.datasets.load_faithful()
     console.print(
@@ -189,7 +191,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _fit(args: argparse.Namespace) -> int:
     import bayesmix as bm
+    from bayesmix.report import check_out_dir
 
+    check_out_dir(args.out)  # before any work: a fit is never lost to a bad --out
     console = _console()
     X = _read_csv(args.data, args.columns)
     if len(args.components) != 1:
@@ -212,7 +216,9 @@ def _fit(args: argparse.Namespace) -> int:
 
 def _select(args: argparse.Namespace) -> int:
     import bayesmix as bm
+    from bayesmix.report import check_out_dir
 
+    check_out_dir(args.out)  # before any work: a fit is never lost to a bad --out
     console = _console()
     X = _read_csv(args.data, args.columns)
     console.print(f"Comparing K in {args.components} ({args.method}) ...")

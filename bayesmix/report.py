@@ -13,6 +13,9 @@ import base64
 import html
 import json
 import logging
+import os
+import shutil
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -104,6 +107,41 @@ def _diagnostics(fit: Any) -> pd.DataFrame:
     return pd.DataFrame({"value": pd.Series(rows, dtype=object)})
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def check_out_dir(out_dir: str | os.PathLike) -> Path:
+    """Return ``out_dir`` as a path once it is known to be usable for a report folder.
+
+    Call it before any work: an existing file in its place, or a folder that cannot be
+    created or written, is an error now rather than after EM and NUTS have run.
+
+    Raises
+    ------
+    bayesmix.exceptions.InvalidParameterError
+        Saying what is in the way and what to try.
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise InvalidParameterError(
+            f"the output folder {str(out)!r} is an existing file, not a folder; pass a "
+            "folder path (it is created if needed), e.g. --out report/."
+        )
+    existing = out
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise InvalidParameterError(
+            f"cannot write the output folder {str(out)!r}: {str(existing)!r} is not a "
+            "writable folder. Pass --out somewhere you can write (e.g. a folder in your "
+            "home or the current directory)."
+        )
+    return out
+
+
 def write_report(
     out_dir: str | Path,
     *,
@@ -118,7 +156,9 @@ def write_report(
     Parameters
     ----------
     out_dir : str or path-like
-        Created if needed; files in it with the same names are replaced.
+        Created if needed; files in it with the same names are replaced. The report is
+        written to a temporary folder beside it and moved in only once complete, so a
+        failure leaves no half-written report (see :func:`check_out_dir`).
     em_fit, nuts_fit : fitted models, optional
         At least one. With both, the EM-vs-MCMC comparison is included.
     k_table : pandas.DataFrame, optional
@@ -133,8 +173,33 @@ def write_report(
     """
     if em_fit is None and nuts_fit is None:
         raise InvalidParameterError("write_report needs em_fit, nuts_fit or both; got neither.")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    final = check_out_dir(out_dir)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    out = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    try:
+        _write_report_files(out, em_fit, nuts_fit, k_table, title, description)
+        if not final.exists():
+            out.chmod(0o777 & ~_umask())  # mkdtemp creates 0700; give the usual mode
+            os.replace(out, final)  # the whole folder at once
+        else:  # an existing folder: its other files stay, the report's are replaced
+            for path in sorted(out.iterdir()):
+                os.replace(path, final / path.name)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    report = final / "report.html"
+    _log.info("wrote the report to %s", report)
+    return report
+
+
+def _write_report_files(
+    out: Path,
+    em_fit: Any,
+    nuts_fit: Any,
+    k_table: pd.DataFrame | None,
+    title: str,
+    description: str,
+) -> None:
+    """Write every file of the report into the folder ``out``."""
     main = nuts_fit if nuts_fit is not None else em_fit
     body: list[str] = [f"<h1>{html.escape(title)}</h1>"]
     if description:
@@ -215,10 +280,7 @@ def write_report(
         + "\n".join(body)
         + "</body></html>"
     )
-    report = out / "report.html"
-    report.write_text(page, encoding="utf-8")
-    _log.info("wrote the report to %s", report)
-    return report
+    (out / "report.html").write_text(page, encoding="utf-8")
 
 
 def _params(fit: Any) -> str:

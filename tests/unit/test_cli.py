@@ -1,9 +1,11 @@
 """The command line end to end in a temporary folder (sampler mocked), and its errors."""
 
 import json
+import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -257,3 +259,48 @@ def test_every_public_name_resolves_to_its_definition():
     assert set(bm.__all__) <= set(dir(bm))
     with pytest.raises(AttributeError, match="no attribute 'GaussianMixtures'"):
         bm.GaussianMixtures  # noqa: B018
+
+
+@pytest.mark.parametrize("kind", ["file", "unwritable"])
+def test_an_unusable_out_fails_before_any_work(data_csv, tmp_path, capsys, monkeypatch, kind):
+    """Issue 21 item 3: a bad --out was found only after EM and NUTS had run."""
+    import bayesmix.model
+
+    if kind == "file":
+        out = tmp_path / "taken"
+        out.write_text("not a folder")
+        match = "is an existing file"
+    else:
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        locked.chmod(0o500)
+        out = locked / "report"
+        match = "not a writable folder"
+        if os.access(locked, os.W_OK):  # root ignores permissions: simulate the check
+            monkeypatch.setattr(
+                "bayesmix.report.os.access", lambda path, mode: Path(path) != locked
+            )
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("fitting started before the output folder was checked")
+
+    monkeypatch.setattr(bayesmix.model.MixtureModel, "fit", no_fit)
+    args = ["fit", str(data_csv), "-k", "2", "--columns", "x0,x1", "--method", "em"]
+    code = main([*args, "--out", str(out)])
+    assert code == 2
+    assert match in capsys.readouterr().err
+
+
+def test_a_failed_report_leaves_no_half_written_folder(data_csv, tmp_path, monkeypatch):
+    import bayesmix.report
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full while drawing")
+
+    monkeypatch.setattr(bayesmix.report, "plot_ppc", fail)
+    out = tmp_path / "report"
+    args = ["fit", str(data_csv), "-k", "2", "--columns", "x0,x1", "--method", "em"]
+    code = main([*args, "--out", str(out)])
+    assert code == 2
+    assert not out.exists()
+    assert not any(p.name.startswith(".report") for p in tmp_path.iterdir())  # no temp left
