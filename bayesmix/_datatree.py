@@ -84,7 +84,7 @@ def save_datatree(idata: xr.DataTree, path: str | os.PathLike) -> Path:
     os.close(fd)
     try:
         idata.to_netcdf(tmp, engine=_ENGINE)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual mode
+        os.chmod(tmp, 0o666 & ~umask())  # mkstemp creates 0600; give the usual mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -93,7 +93,8 @@ def save_datatree(idata: xr.DataTree, path: str | os.PathLike) -> Path:
     return path
 
 
-def _umask() -> int:
+def umask() -> int:
+    """Return the process umask (without changing it)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask

@@ -23,6 +23,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from bayesmix._datatree import umask
 from bayesmix.compare import compare_fits
 from bayesmix.exceptions import InvalidParameterError
 from bayesmix.plots import (
@@ -107,12 +108,6 @@ def _diagnostics(fit: Any) -> pd.DataFrame:
     return pd.DataFrame({"value": pd.Series(rows, dtype=object)})
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def check_out_dir(out_dir: str | os.PathLike) -> Path:
     """Return ``out_dir`` as a path once it is known to be usable for a report folder.
 
@@ -179,7 +174,7 @@ def write_report(
     try:
         _write_report_files(out, em_fit, nuts_fit, k_table, title, description)
         if not final.exists():
-            out.chmod(0o777 & ~_umask())  # mkdtemp creates 0700; give the usual mode
+            out.chmod(0o777 & ~umask())  # mkdtemp creates 0700; give the usual mode
             os.replace(out, final)  # the whole folder at once
         else:  # an existing folder: its other files stay, the report's are replaced
             for path in sorted(out.iterdir()):

@@ -60,7 +60,7 @@ from bayesmix.em.loop import (
     _ml_weights,
     _Restart,
 )
-from bayesmix.exceptions import InvalidParameterError
+from bayesmix.exceptions import DataError, InvalidParameterError
 from bayesmix.model import MixtureModel
 from bayesmix.priors import Prior
 
@@ -104,6 +104,29 @@ def _component_params(
     z = _draw_labels(weights, batch, rng)
     params = np.broadcast_to(params, (*batch, n_components, n_features))
     return np.take_along_axis(params, z[..., None, None], axis=-2)[..., 0, :], rng
+
+
+def _check_counts(X: np.ndarray, family: str) -> None:
+    """Raise :class:`DataError` unless ``X`` holds finite non-negative integers (EM input)."""
+    if not (np.all(np.isfinite(X)) and np.all(X >= 0.0) and np.all(np.floor(X) == X)):
+        raise DataError(
+            f"A {family} mixture needs counts: X must hold finite non-negative integers, but "
+            "it has negative, fractional or non-finite entries. Use another family for "
+            "continuous data."
+        )
+
+
+def _check_count_data(data: MixtureData, family: str) -> None:
+    """Raise :class:`DataError` naming the first entry of ``data`` that is not a count."""
+    values = data.values
+    bad = (values < 0) | (values != np.round(values))
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise DataError(
+            f"a {family} mixture needs non-negative integer counts; X has "
+            f"{int(bad.sum())} other value(s), the first {values[row, col]!r} in row {row}, "
+            f"column {data.features[col]!r}. Pass counts, or use GaussianMixture."
+        )
 
 
 class _IndependentFeaturesMixture(MixtureModel):

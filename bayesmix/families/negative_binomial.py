@@ -81,11 +81,12 @@ from bayesmix.em.loop import (
     _ml_weights,
     _Restart,
 )
-from bayesmix.exceptions import DataError
 from bayesmix.families._independent import (
     _BOUNDARY,
     _INIT_SMOOTHING,
     _LOG_FLOOR,
+    _check_count_data,
+    _check_counts,
     _component_params,
 )
 from bayesmix.model import MixtureModel
@@ -278,16 +279,6 @@ def negative_binomial_mixture_random(
 
 # ---------------------------------------------------------------------------------------
 # EM
-
-
-def _check_counts(X: np.ndarray) -> None:
-    """Raise :class:`DataError` unless ``X`` holds finite non-negative integers."""
-    if not (np.all(np.isfinite(X)) and np.all(X >= 0.0) and np.all(np.floor(X) == X)):
-        raise DataError(
-            "A negative binomial mixture needs counts: X must hold finite non-negative "
-            "integers, but it has negative, fractional or non-finite entries. Use another "
-            "family for continuous data."
-        )
 
 
 def _profile_score(
@@ -559,7 +550,7 @@ def fit_negative_binomial_em(
     """
     X = np.asarray(X, dtype=np.float64)
     _check_arguments(X, n_components, n_init, max_iter, tol, "ml")
-    _check_counts(X)
+    _check_counts(X, "negative binomial")
     stats = _NBStatistics(X, check_sample_weight(sample_weight, X.shape[0]))
     rng = np.random.default_rng(random_state)
 
@@ -673,15 +664,7 @@ class NegativeBinomialMixture(MixtureModel):
         self.random_state = random_state
 
     def _check_data(self, data: MixtureData) -> None:
-        values = data.values
-        bad = (values < 0) | (values != np.round(values))
-        if bad.any():
-            row, col = np.argwhere(bad)[0]
-            raise DataError(
-                f"a negative binomial mixture needs non-negative integer counts; X has "
-                f"{int(bad.sum())} other value(s), the first {values[row, col]!r} in row {row}, "
-                f"column {data.features[col]!r}. Pass counts, or use GaussianMixture."
-            )
+        _check_count_data(data, "negative binomial")
 
     def _rv_shapes(self, n_features: int) -> dict[str, tuple[str, ...]]:
         return {

@@ -22,10 +22,12 @@ from bayesmix.em.loop import (
     EMResult,
     _check_arguments,
 )
-from bayesmix.exceptions import DataError, InvalidParameterError
+from bayesmix.exceptions import InvalidParameterError
 from bayesmix.families._independent import (
     _BOUNDARY,
     _LOG_FLOOR,
+    _check_count_data,
+    _check_counts,
     _component_params,
     _fit_discrete,
     _IndependentFeaturesMixture,
@@ -63,16 +65,6 @@ def poisson_log_prob(X: np.ndarray, rates: np.ndarray) -> np.ndarray:
     if zero.any():
         out[np.einsum("nd,skd->snk", (X > 0).astype(float), zero.astype(float)) > 0] = -np.inf
     return out
-
-
-def _check_counts(X: np.ndarray) -> None:
-    """Raise :class:`DataError` unless ``X`` holds finite non-negative integers."""
-    if not (np.all(np.isfinite(X)) and np.all(X >= 0.0) and np.all(np.floor(X) == X)):
-        raise DataError(
-            "A Poisson mixture needs counts: X must hold finite non-negative integers, but "
-            "it has negative, fractional or non-finite entries. Use another family for "
-            "continuous data."
-        )
 
 
 @single_blas_thread
@@ -145,7 +137,7 @@ def fit_poisson_em(
     """
     X = np.asarray(X, dtype=np.float64)
     _check_arguments(X, n_components, n_init, max_iter, tol, objective)
-    _check_counts(X)
+    _check_counts(X, "Poisson")
     n_features = X.shape[1]
 
     if objective == "map":
@@ -256,15 +248,7 @@ class PoissonMixture(_IndependentFeaturesMixture):
     _em_function = staticmethod(fit_poisson_em)
 
     def _check_data(self, data: MixtureData) -> None:
-        values = data.values
-        bad = (values < 0) | (values != np.round(values))
-        if bad.any():
-            row, col = np.argwhere(bad)[0]
-            raise DataError(
-                f"a Poisson mixture needs non-negative integer counts; X has "
-                f"{int(bad.sum())} other value(s), the first {values[row, col]!r} in row {row}, "
-                f"column {data.features[col]!r}. Pass counts, or use GaussianMixture."
-            )
+        _check_count_data(data, "Poisson")
 
     def _default_priors(self, data: MixtureData) -> dict[str, Prior]:
         mean = np.maximum(column_means(data.values, data.sample_weight), 1e-3)

@@ -432,15 +432,8 @@ class ConjugatePrior:
 
 def _data_scatter(X: np.ndarray, sample_weight: np.ndarray | None = None) -> np.ndarray:
     """Return the scatter matrix ``sum_n w_n (x_n - xbar)(x_n - xbar)^T`` of the data."""
-    diff = X - _weighted_means(X, sample_weight)
+    diff = X - column_means(X, sample_weight)
     return diff.T @ diff if sample_weight is None else (diff.T * sample_weight) @ diff
-
-
-def _weighted_means(X: np.ndarray, sample_weight: np.ndarray | None) -> np.ndarray:
-    """Column means of ``X``, weighted by ``sample_weight`` (frequency weights) if given."""
-    if sample_weight is None:
-        return column_means(X)
-    return (sample_weight @ X) / sample_weight.sum()
 
 
 def _total_weight(X: np.ndarray, sample_weight: np.ndarray | None) -> float:
@@ -558,7 +551,7 @@ def default_prior(
             'collinear, or use objective="ml" with reg_covar > 0.'
         )
     return ConjugatePrior(
-        mean=_weighted_means(X, sample_weight),
+        mean=column_means(X, sample_weight),
         shrinkage=float(shrinkage),
         dof=dof,
         scale=scale,
