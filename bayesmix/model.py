@@ -10,6 +10,7 @@ one ``xarray.DataTree`` layout (:mod:`bayesmix._datatree`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import json
 import logging
@@ -17,6 +18,7 @@ import os
 import time
 import warnings
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, Self
 
@@ -27,6 +29,7 @@ import pymc as pm
 import xarray as xr
 
 from bayesmix import _datatree
+from bayesmix import dask as _dask
 from bayesmix._threads import one_blas_thread, single_blas_thread
 from bayesmix._validation import (
     MixtureData,
@@ -39,6 +42,7 @@ from bayesmix._validation import (
     check_seed,
 )
 from bayesmix.diagnostics import sampler_problems, summary_table
+from bayesmix.em.chunked import EMSteps, fit_chunked, sample_indices
 from bayesmix.em.loop import EMResult
 from bayesmix.exceptions import (
     DataError,
@@ -98,6 +102,10 @@ class MixtureModel(ABC):
     ``_scalar_parameters``      flattening to labelled scalars; optional
     ``_nuts_target``            a fused log density + gradient for nutpie; optional
     ``_fast_pointwise``         a compiled mixture log density; optional
+    ``_em_steps``               EM as sufficient statistics (an
+                                :class:`~bayesmix.em.chunked.EMSteps`) for chunked data
+                                (Dask, Zarr, Parquet); optional
+    ``_order_em``               the canonical order of the components of an EM result
     ==========================  ==========================================================
 
     Everything else (validation, the EM loop, NUTS, Laplace coordinates, relabelling,
@@ -168,6 +176,21 @@ class MixtureModel(ABC):
     def _start_from_em(self, em: AnyEMResult, n_features: int) -> dict[str, np.ndarray]:
         """Return the NUTS start: the EM point, moved inside the support if on its edge."""
         return self._point_from_em(em, n_features)
+
+    def _em_steps(
+        self, priors: dict[str, Prior], n_features: int, data_pass: Callable[[Callable], dict]
+    ) -> EMSteps:
+        """Return the family's EM as sufficient statistics, for chunked data."""
+        raise InvalidParameterError(
+            f"{type(self).__name__} cannot be fitted to chunked data (Dask, Zarr, Parquet) "
+            "yet: its EM has no sufficient-statistics form in this version. Load the data "
+            "into memory (X.compute(), or a sample of it) and fit that, or use "
+            "GaussianMixture, PoissonMixture or BernoulliMixture."
+        )
+
+    def _order_em(self, em: AnyEMResult) -> AnyEMResult:
+        """Return ``em`` with its components in the family's canonical order."""
+        return em
 
     @property
     def _summary_vars(self) -> tuple[str, ...]:
@@ -366,6 +389,8 @@ class MixtureModel(ABC):
             ``postprocess`` (relabelling, log-likelihood, diagnostics).
         """
         check_option(method, "method", METHODS)
+        if _dask.is_chunked(X):
+            return self._fit_chunked(X, method, sample_weight)
         if method == "nuts":
             for name, value in (("draws", draws), ("tune", tune), ("chains", chains)):
                 check_positive_int(value, name)
@@ -417,6 +442,62 @@ class MixtureModel(ABC):
         idata.attrs["timings"] = json.dumps({key: round(v, 4) for key, v in timings.items()})
         self._set_fitted(data, priors, em, idata)
         return self
+
+    def _fit_chunked(self, X: Any, method: str, sample_weight: Any) -> Self:
+        """EM on chunked data (:mod:`bayesmix.dask`): one pass per iteration, nothing loaded."""
+        if method != "em":
+            raise InvalidParameterError(
+                f"Data on Dask (or a Zarr / Parquet path) are fitted with method='em'; got "
+                f"method={method!r}. Fit EM on the full data, or load a sample into memory "
+                "(X[:n].compute()) for a posterior by NUTS."
+            )
+        self._check_params()
+        data = _dask.as_chunked(X, sample_weight, allow_bool=self._accepts_bool)
+        if not 1 <= self.n_components <= data.n_samples:
+            raise InvalidParameterError(
+                f"n_components must be between 1 and the number of samples "
+                f"({data.n_samples}); got {self.n_components}."
+            )
+        started = time.perf_counter()
+        # Every chunk of every pass is checked as fit checks in-memory data (a fresh copy
+        # of the estimator: tasks pickle the check, and this one may hold an old fit).
+        data = data.with_check(type(self)(**self.get_params())._check_data)
+        with _dask.one_process_pool():
+            priors, em = self._chunked_em(data)
+        em = self._order_em(em)
+        timings = {"em": time.perf_counter() - started}
+        idata = self._em_datatree(data, em)
+        idata.attrs.update(self._root_attrs(priors, em, method, {}))
+        idata.attrs["data_source"] = json.dumps(data.source)
+        idata.attrs["timings"] = json.dumps({key: round(v, 4) for key, v in timings.items()})
+        self._set_fitted(data, priors, em, idata)
+        return self
+
+    def _chunked_em(self, data: _dask.ChunkedData) -> tuple[dict[str, Prior], AnyEMResult]:
+        """Resolve the priors and run EM over the chunks (see :func:`fit_chunked`)."""
+        # The data-scaled default priors from the rows that seed EM when there are few,
+        # else from 2**16 rows drawn with a fixed seed.
+        values, weights = data.rows(sample_indices(data.n_samples, np.random.default_rng(0)))
+        sample = MixtureData(
+            values=values,
+            obs=np.arange(values.shape[0]),
+            features=data.features,
+            sample_weight=weights,
+        )
+        check_enough_samples(sample, *self._min_samples(data.n_features))
+        priors = resolve_priors(self._default_priors(sample), self.priors, self._allowed_priors())
+        steps = self._em_steps(priors, data.n_features, data.data_pass)
+        em = fit_chunked(
+            steps,
+            data.data_pass,
+            data.rows,
+            data.n_samples,
+            n_init=self.n_init,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            rng=np.random.default_rng(self.random_state),
+        )
+        return priors, em
 
     def _root_attrs(
         self, priors: dict[str, Prior], em: AnyEMResult, method: str, settings: dict[str, Any]
@@ -488,7 +569,11 @@ class MixtureModel(ABC):
             ):
                 params[name] = tuple(value)
         model = cls(**params)
-        data = _datatree.observed_data(idata)
+        if "observed_data" in idata.children:
+            data = _datatree.observed_data(idata)
+        else:  # a fit to chunked data: no data stored, only the features
+            features = [str(f) for f in idata["posterior"]["feature"].to_numpy()]
+            data = MixtureData(np.empty((0, len(features))), np.empty(0), features)
         priors = {
             key: Prior.from_dict(value) for key, value in json.loads(idata.attrs["priors"]).items()
         }
@@ -497,7 +582,11 @@ class MixtureModel(ABC):
         return model
 
     def _set_fitted(
-        self, data: MixtureData, priors: dict[str, Prior], em: AnyEMResult, idata: xr.DataTree
+        self,
+        data: MixtureData | _dask.ChunkedData,
+        priors: dict[str, Prior],
+        em: AnyEMResult,
+        idata: xr.DataTree,
     ) -> None:
         self.idata = idata
         self.em_ = em
@@ -518,13 +607,15 @@ class MixtureModel(ABC):
 
     # -- EM result -----------------------------------------------------------------------
 
-    def _coords(self, data: MixtureData) -> dict[str, Any]:
-        return {
+    def _coords(self, data: MixtureData | _dask.ChunkedData) -> dict[str, Any]:
+        coords = {
             "component": np.arange(self.n_components),
             "feature": list(data.features),
             "feature_bis": list(data.features),
-            "obs": data.obs,
         }
+        if isinstance(data, MixtureData):
+            coords["obs"] = data.obs
+        return coords
 
     def _var_dims(self, n_features: int) -> dict[str, list[str]]:
         dims = self._posterior_dims(n_features)
@@ -540,7 +631,7 @@ class MixtureModel(ABC):
             fast_pointwise=self._fast_pointwise,
         )
 
-    def _em_datatree(self, data: MixtureData, em: AnyEMResult) -> xr.DataTree:
+    def _em_datatree(self, data: MixtureData | _dask.ChunkedData, em: AnyEMResult) -> xr.DataTree:
         point = self._point_from_em(em, data.n_features)
         idata = azb.from_dict(
             {"posterior": {key: value[None, None] for key, value in point.items()}},
@@ -548,9 +639,11 @@ class MixtureModel(ABC):
             dims=self._var_dims(data.n_features),
         )
         # The data groups as the NUTS path builds them: ArviZ's from_dict deep-copies the
-        # (N,) coordinate several times (25 ms of a 70 ms EM fit at N = 10^5).
-        idata["log_likelihood"] = self._log_likelihood_group(idata, data)
-        idata["observed_data"] = _datatree.observed_data_group(data)
+        # (N,) coordinate several times (25 ms of a 70 ms EM fit at N = 10^5). Chunked
+        # data are not stored (idata.attrs["data_source"] says where they are).
+        if isinstance(data, MixtureData):
+            idata["log_likelihood"] = self._log_likelihood_group(idata, data)
+            idata["observed_data"] = _datatree.observed_data_group(data)
         idata["em_stats"] = xr.Dataset(
             {
                 "lower_bound": ("iteration", np.asarray(em.lower_bounds)),
@@ -937,6 +1030,10 @@ class MixtureModel(ABC):
         ndarray of shape (n_samples, n_components)
             Rows sum to one.
         """
+        if _dask.is_chunked(X):
+            return self._chunked_rows(X).map_rows(
+                self._chunk_function("proba"), n_out=self.n_components
+            )
         X, draws = self._draws_for(X, max_draws=1000)
         return posterior_responsibilities(X, *draws, component_log_prob=self.component_log_prob)
 
@@ -951,6 +1048,8 @@ class MixtureModel(ABC):
         For NUTS, ``log mean_s p(x_n | theta_s)`` over posterior draws (at most 1000,
         evenly thinned); for EM, ``log p(x_n | theta_hat)``.
         """
+        if _dask.is_chunked(X):
+            return self._chunked_rows(X).map_rows(self._chunk_function("density"), n_out=None)
         X, draws = self._draws_for(X, max_draws=1000)
         return posterior_log_density(
             X,
@@ -959,8 +1058,43 @@ class MixtureModel(ABC):
             fast_pointwise=self._fast_pointwise,
         )
 
+    def _chunked_rows(self, X: Any, sample_weight: Any = None) -> _dask.ChunkedData:
+        """Validate chunked data for prediction (lazily: every chunk is checked when used)."""
+        self._check_fitted()
+        data = _dask.as_chunked(X, sample_weight, allow_bool=self._accepts_bool)
+        if data.n_features != self.n_features_in_:
+            raise DataError(
+                f"X has {data.n_features} features but the model was fitted with "
+                f"{self.n_features_in_} ({self.feature_names_in_}). Pass the same columns."
+            )
+        return data
+
+    def _chunk_function(self, kind: str) -> Callable:
+        """Return a picklable function of one chunk (responsibilities, density, plug-in)."""
+        if kind == "plugin":
+            draws = tuple(a[None] for a in self._posterior_mean())
+        else:
+            draws = tuple(self.posterior_arrays(1000).values())
+        return functools.partial(
+            _chunk_prediction,
+            kind=kind,
+            draws=draws,
+            features=list(self.feature_names_in_),
+            check=type(self)(**self.get_params())._check_data,
+            component_log_prob=self.component_log_prob,
+            fast_pointwise=self._fast_pointwise,
+        )
+
+    def _chunked_sum(self, X: Any, sample_weight: Any, kind: str) -> tuple[float, float]:
+        """``sum_n w_n f(x_n)`` and ``sum_n w_n`` over chunked data, in one pass."""
+        data = self._chunked_rows(X, sample_weight)
+        result = data.data_pass(functools.partial(_weighted_total, self._chunk_function(kind)))
+        return result["total"], result["weight"]
+
     def _plugin_log_likelihood(self, X: Any, sample_weight: Any = None) -> tuple[float, float]:
         """``sum_n w_n log p(x_n | theta_hat)`` and ``sum_n w_n`` (w = 1 without weights)."""
+        if _dask.is_chunked(X):
+            return self._chunked_sum(X, sample_weight, "plugin")
         data = self._check_X(X)
         weights = check_sample_weight(sample_weight, data.n_samples)
         point = tuple(a[None] for a in self._posterior_mean())
@@ -975,6 +1109,9 @@ class MixtureModel(ABC):
 
         The (weighted) mean of :meth:`score_samples`, as scikit-learn's ``score``.
         """
+        if _dask.is_chunked(X):
+            total, weight = self._chunked_sum(X, sample_weight, "density")
+            return total / weight
         data = self._check_X(X)
         weights = check_sample_weight(sample_weight, data.n_samples)
         values = self.score_samples(X)
@@ -997,6 +1134,48 @@ class MixtureModel(ABC):
         """Akaike information criterion at the point estimate (lower is better)."""
         loglik, _ = self._plugin_log_likelihood(X, sample_weight)
         return -2.0 * loglik + 2.0 * self._n_parameters(self.n_features_in_)
+
+
+def _weighted_total(values: Callable, X: np.ndarray, w: np.ndarray | None) -> dict:
+    """``sum_n w_n values(X)_n`` and ``sum_n w_n`` of one chunk."""
+    f = values(X)
+    if w is None:
+        return {"total": float(f.sum()), "weight": float(X.shape[0])}
+    return {"total": float(w @ f), "weight": float(w.sum())}
+
+
+def _chunk_prediction(
+    X: np.ndarray,
+    *,
+    kind: str,
+    draws: tuple[np.ndarray, ...],
+    features: list[str],
+    check: Callable[[MixtureData], None],
+    component_log_prob: Callable,
+    fast_pointwise: Callable | None,
+) -> np.ndarray:
+    """Return the responsibilities, log predictive density or plug-in log-likelihood.
+
+    ``kind`` is ``"proba"``, ``"density"`` or ``"plugin"``; one chunk of data, checked as
+    ``fit`` checks data.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    if not np.all(np.isfinite(X)):
+        row, col = np.argwhere(~np.isfinite(X))[0]
+        raise DataError(
+            f"X has a NaN or infinite value in column {features[col]!r} (row {row} of a "
+            "chunk); the data must be finite."
+        )
+    check(MixtureData(values=X, obs=np.arange(X.shape[0]), features=features))
+    if kind == "proba":
+        return posterior_responsibilities(X, *draws, component_log_prob=component_log_prob)
+    if kind == "density":
+        return posterior_log_density(
+            X, *draws, component_log_prob=component_log_prob, fast_pointwise=fast_pointwise
+        )
+    return pointwise_log_likelihood(
+        X, *draws, component_log_prob=component_log_prob, fast_pointwise=fast_pointwise
+    )[0]
 
 
 def _model_data(data: MixtureData) -> dict[str, np.ndarray]:

@@ -38,6 +38,7 @@ never decreases. For :math:`a \ge 1` no component is switched off.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Callable, Mapping
@@ -48,6 +49,7 @@ import pymc as pm
 
 from bayesmix._numeric import column_sums
 from bayesmix._validation import MixtureData, check_option
+from bayesmix.em.chunked import EMSteps, sample_indices
 from bayesmix.em.init import initial_responsibilities
 from bayesmix.em.loop import (
     _EMPTY_MASS,
@@ -124,8 +126,9 @@ def _check_count_data(data: MixtureData, family: str) -> None:
         row, col = np.argwhere(bad)[0]
         raise DataError(
             f"a {family} mixture needs non-negative integer counts; X has "
-            f"{int(bad.sum())} other value(s), the first {values[row, col]!r} in row {row}, "
-            f"column {data.features[col]!r}. Pass counts, or use GaussianMixture."
+            f"{int(bad.sum())} other value(s), the first {values[row, col]!r} in row "
+            f"{data.obs[row]}, column {data.features[col]!r}. Pass counts, or use "
+            "GaussianMixture."
         )
 
 
@@ -134,6 +137,8 @@ class _IndependentFeaturesMixture(MixtureModel):
 
     _param: str = ""  # the (K, D) component parameter: "rates" or "probs"
     _em_function: Any = None  # its EM function in bayesmix.em.loop
+    # (objective, prior, K, D) -> (component M-step, log prior, Dirichlet concentration)
+    _em_terms: Any = None
     _logp: Any = None
     _random: Any = None
 
@@ -212,9 +217,29 @@ class _IndependentFeaturesMixture(MixtureModel):
             objective=self.objective,
             prior=prior,
         )
+        return self._order_em(result)
+
+    def _order_em(self, em: EMResult) -> EMResult:
         # Canonical labels: components by increasing parameter of the first feature.
-        order = np.lexsort(result.params[self._param].T[::-1])
-        return result.reordered(order)
+        return em.reordered(np.lexsort(em.params[self._param].T[::-1]))
+
+    def _em_steps(
+        self, priors: dict[str, Prior], n_features: int, data_pass: Callable[[Callable], dict]
+    ) -> EMSteps:
+        prior = self._em_prior(priors) if self.objective == "map" else None
+        component_m_step, log_prior, concentration = self._em_terms(
+            self.objective, prior, self.n_components, n_features
+        )
+        return _discrete_steps(
+            self.n_components,
+            family=self._family,
+            name=self._param,
+            component_log_prob=self.component_log_prob,
+            component_m_step=component_m_step,
+            log_prior=log_prior,
+            concentration=concentration,
+            objective=self.objective,
+        )
 
     def _point_from_em(self, em: EMResult, n_features: int) -> dict[str, np.ndarray]:
         return {"weights": em.weights, self._param: em.params[self._param]}
@@ -352,26 +377,17 @@ def _fit_discrete(
         resp = np.exp(log_resp)
         return value, log_likelihood, resp if w is None else resp * w[:, np.newaxis], None
 
-    def update(resp: np.ndarray, _cache, weights: np.ndarray, params: dict):
-        nk = column_sums(resp)
-        values = component_m_step(nk, resp.T @ X)
-        if log_prior is None:
-            new_weights = _ml_weights(nk)
-            empty = nk < _EMPTY_MASS
-            if params is not None and np.any(empty):
-                values[empty] = params[name][empty]
-        else:
-            new_weights = _map_weights(nk, concentration, weights)
-            switched_off = np.flatnonzero((new_weights <= 0.0) & (weights > 0.0)).tolist()
-            if switched_off:
-                logger.info(
-                    "%s MAP EM: component(s) %s switched off (expected count below 1 - a "
-                    "with the Dirichlet concentration a=%g).",
-                    family,
-                    switched_off,
-                    concentration,
-                )
-        return new_weights, {name: values}
+    m_step = functools.partial(
+        _discrete_m_step,
+        family=family,
+        name=name,
+        component_m_step=component_m_step,
+        log_prior=log_prior,
+        concentration=concentration,
+    )
+
+    def update(resp: np.ndarray, _cache, weights: np.ndarray, params: dict | None):
+        return m_step(column_sums(resp), resp.T @ X, weights, params)
 
     def run_restart(init: int) -> _Restart:
         resp = initial_responsibilities(X, n_components, rng, _INIT_SMOOTHING, w)
@@ -397,3 +413,124 @@ def _fit_discrete(
         objective=objective,
         stacklevel=5,  # _fit_restarts, _fit_discrete, fit_*, BLAS-thread wrapper, caller
     )
+
+
+def _discrete_m_step(
+    nk: np.ndarray,
+    sums: np.ndarray,
+    weights: np.ndarray,
+    params: dict | None,
+    *,
+    family: str,
+    name: str,
+    component_m_step: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    log_prior: Callable[[np.ndarray], float] | None,
+    concentration: float | None,
+) -> tuple[np.ndarray, dict]:
+    """Return the M-step from the expected counts ``nk`` (K,) and the weighted sums (K, D).
+
+    Maximum likelihood: an empty component keeps its previous parameters. MAP: the
+    Dirichlet posterior-mode weights, which may switch a component off.
+    """
+    values = component_m_step(nk, sums)
+    if log_prior is None:
+        new_weights = _ml_weights(nk)
+        empty = nk < _EMPTY_MASS
+        if params is not None and np.any(empty):
+            values[empty] = params[name][empty]
+    else:
+        new_weights = _map_weights(nk, concentration, weights)
+        switched_off = np.flatnonzero((new_weights <= 0.0) & (weights > 0.0)).tolist()
+        if switched_off:
+            logger.info(
+                "%s MAP EM: component(s) %s switched off (expected count below 1 - a "
+                "with the Dirichlet concentration a=%g).",
+                family,
+                switched_off,
+                concentration,
+            )
+    return new_weights, {name: values}
+
+
+def _discrete_statistics(
+    X: np.ndarray,
+    w: np.ndarray | None,
+    weights: np.ndarray,
+    params: dict,
+    *,
+    name: str,
+    component_log_prob: Callable[[np.ndarray, np.ndarray], np.ndarray],
+) -> dict:
+    """E-step statistics of one chunk: log-likelihood, weight, ``nk`` and ``sum r x``."""
+    X = np.asarray(X, dtype=np.float64)
+    log_norm, log_resp = _log_responsibilities(
+        component_log_prob(X, params[name][None])[0], weights
+    )
+    resp = np.exp(log_resp)
+    if w is None:
+        total, weight = float(np.sum(log_norm)), float(X.shape[0])
+    else:
+        resp *= w[:, np.newaxis]
+        total, weight = float(w @ log_norm), float(w.sum())
+    return {
+        "log_likelihood": total,
+        "weight": weight,
+        "nk": column_sums(resp),
+        "sums": resp.T @ X,
+    }
+
+
+def _discrete_steps(
+    n_components: int,
+    *,
+    family: str,
+    name: str,
+    component_log_prob: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    component_m_step: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    log_prior: Callable[[np.ndarray], float] | None,
+    concentration: float | None,
+    objective: str,
+) -> EMSteps:
+    """Return the EM of :func:`_fit_discrete` as sufficient statistics (chunked data)."""
+    m_step = functools.partial(
+        _discrete_m_step,
+        family=family,
+        name=name,
+        component_m_step=component_m_step,
+        log_prior=log_prior,
+        concentration=concentration,
+    )
+
+    def initialise(rows, n_samples: int, rng: np.random.Generator) -> tuple:
+        X, w = rows(sample_indices(n_samples, rng))
+        resp = initial_responsibilities(X, n_components, rng, _INIT_SMOOTHING, w)
+        if w is not None:
+            resp *= w[:, np.newaxis]
+        start = np.full(n_components, 1.0 / n_components)
+        return m_step(column_sums(resp), resp.T @ X, start, None)
+
+    return EMSteps(
+        family=family,
+        statistics=functools.partial(
+            _discrete_statistics, name=name, component_log_prob=component_log_prob
+        ),
+        m_step=lambda stats, weights, params, _pass: m_step(
+            stats["nk"], stats["sums"], weights, params
+        ),
+        initialise=initialise,
+        log_prior=None
+        if log_prior is None
+        else functools.partial(_discrete_log_prior, log_prior, concentration, name),
+        objective=objective,
+    )
+
+
+def _discrete_log_prior(
+    log_prior: Callable[[np.ndarray], float],
+    concentration: float,
+    name: str,
+    weights: np.ndarray,
+    params: dict,
+) -> float:
+    """Log prior of the component parameters plus the Dirichlet of the weights."""
+    return log_prior(params[name]) + _log_dirichlet(weights, concentration)

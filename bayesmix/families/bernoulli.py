@@ -72,6 +72,35 @@ def _check_binary(X: np.ndarray) -> None:
         )
 
 
+def _bernoulli_terms(
+    objective: str, prior: Mapping | None, n_components: int, n_features: int
+) -> tuple:
+    """Return the component M-step, the log prior and the Dirichlet concentration.
+
+    The last two are None for maximum likelihood.
+    """
+    if objective == "map":
+        resolved = _resolve_prior(prior, "Bernoulli", ("a", "b"), n_components, n_features)
+        a, b = resolved["a"], resolved["b"]
+        log_norm_beta = -float(np.sum(betaln(a, b)))
+
+        def component_m_step(nk: np.ndarray, sums: np.ndarray) -> np.ndarray:
+            denominator = np.maximum(nk[:, np.newaxis] + a + b - 2.0, 10.0 * _EPS)
+            return np.clip((sums + a - 1.0) / denominator, 0.0, 1.0)
+
+        def log_prior(probs: np.ndarray) -> float:
+            return log_norm_beta + float(np.sum(xlogy(a - 1.0, probs) + xlog1py(b - 1.0, -probs)))
+
+        concentration = resolved["weights"]
+    else:
+
+        def component_m_step(nk: np.ndarray, sums: np.ndarray) -> np.ndarray:
+            return np.clip(sums / (nk + 10.0 * _EPS)[:, np.newaxis], 0.0, 1.0)
+
+        log_prior, concentration = None, None
+    return component_m_step, log_prior, concentration
+
+
 @single_blas_thread
 def fit_bernoulli_em(
     X: np.ndarray,
@@ -145,25 +174,9 @@ def fit_bernoulli_em(
     _check_binary(X)
     n_features = X.shape[1]
 
-    if objective == "map":
-        resolved = _resolve_prior(prior, "Bernoulli", ("a", "b"), n_components, n_features)
-        a, b = resolved["a"], resolved["b"]
-        log_norm_beta = -float(np.sum(betaln(a, b)))
-
-        def component_m_step(nk: np.ndarray, sums: np.ndarray) -> np.ndarray:
-            denominator = np.maximum(nk[:, np.newaxis] + a + b - 2.0, 10.0 * _EPS)
-            return np.clip((sums + a - 1.0) / denominator, 0.0, 1.0)
-
-        def log_prior(probs: np.ndarray) -> float:
-            return log_norm_beta + float(np.sum(xlogy(a - 1.0, probs) + xlog1py(b - 1.0, -probs)))
-
-        concentration = resolved["weights"]
-    else:
-
-        def component_m_step(nk: np.ndarray, sums: np.ndarray) -> np.ndarray:
-            return np.clip(sums / (nk + 10.0 * _EPS)[:, np.newaxis], 0.0, 1.0)
-
-        log_prior, concentration = None, None
+    component_m_step, log_prior, concentration = _bernoulli_terms(
+        objective, prior, n_components, n_features
+    )
 
     return _fit_discrete(
         X,
@@ -254,6 +267,7 @@ class BernoulliMixture(_IndependentFeaturesMixture):
     _random = staticmethod(bernoulli_mixture_random)
     component_log_prob = staticmethod(bernoulli_log_prob)
     _em_function = staticmethod(fit_bernoulli_em)
+    _em_terms = staticmethod(_bernoulli_terms)
 
     def _check_data(self, data: MixtureData) -> None:
         values = data.values
@@ -262,8 +276,8 @@ class BernoulliMixture(_IndependentFeaturesMixture):
             row, col = np.argwhere(bad)[0]
             raise DataError(
                 f"a Bernoulli mixture needs binary data (0/1 or True/False); X has "
-                f"{int(bad.sum())} other value(s), the first {values[row, col]!r} in row {row}, "
-                f"column {data.features[col]!r}. Recode the items to 0/1."
+                f"{int(bad.sum())} other value(s), the first {values[row, col]!r} in row "
+                f"{data.obs[row]}, column {data.features[col]!r}. Recode the items to 0/1."
             )
 
     def _default_priors(self, data: MixtureData) -> dict[str, Prior]:

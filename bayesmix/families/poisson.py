@@ -67,6 +67,34 @@ def poisson_log_prob(X: np.ndarray, rates: np.ndarray) -> np.ndarray:
     return out
 
 
+def _poisson_terms(
+    objective: str, prior: Mapping | None, n_components: int, n_features: int
+) -> tuple:
+    """Return the component M-step, the log prior and the Dirichlet concentration.
+
+    The last two are None for maximum likelihood.
+    """
+    if objective == "map":
+        resolved = _resolve_prior(prior, "Poisson", ("alpha", "beta"), n_components, n_features)
+        alpha, beta = resolved["alpha"], resolved["beta"]
+        log_norm_gamma = float(np.sum(alpha * np.log(beta) - gammaln(alpha)))
+
+        def component_m_step(nk: np.ndarray, sums: np.ndarray) -> np.ndarray:
+            return (sums + alpha - 1.0) / (nk[:, np.newaxis] + beta)
+
+        def log_prior(rates: np.ndarray) -> float:
+            return log_norm_gamma + float(np.sum(xlogy(alpha - 1.0, rates) - beta * rates))
+
+        concentration = resolved["weights"]
+    else:
+
+        def component_m_step(nk: np.ndarray, sums: np.ndarray) -> np.ndarray:
+            return sums / (nk + 10.0 * _EPS)[:, np.newaxis]
+
+        log_prior, concentration = None, None
+    return component_m_step, log_prior, concentration
+
+
 @single_blas_thread
 def fit_poisson_em(
     X: np.ndarray,
@@ -140,24 +168,9 @@ def fit_poisson_em(
     _check_counts(X, "Poisson")
     n_features = X.shape[1]
 
-    if objective == "map":
-        resolved = _resolve_prior(prior, "Poisson", ("alpha", "beta"), n_components, n_features)
-        alpha, beta = resolved["alpha"], resolved["beta"]
-        log_norm_gamma = float(np.sum(alpha * np.log(beta) - gammaln(alpha)))
-
-        def component_m_step(nk: np.ndarray, sums: np.ndarray) -> np.ndarray:
-            return (sums + alpha - 1.0) / (nk[:, np.newaxis] + beta)
-
-        def log_prior(rates: np.ndarray) -> float:
-            return log_norm_gamma + float(np.sum(xlogy(alpha - 1.0, rates) - beta * rates))
-
-        concentration = resolved["weights"]
-    else:
-
-        def component_m_step(nk: np.ndarray, sums: np.ndarray) -> np.ndarray:
-            return sums / (nk + 10.0 * _EPS)[:, np.newaxis]
-
-        log_prior, concentration = None, None
+    component_m_step, log_prior, concentration = _poisson_terms(
+        objective, prior, n_components, n_features
+    )
 
     return _fit_discrete(
         X,
@@ -246,6 +259,7 @@ class PoissonMixture(_IndependentFeaturesMixture):
     _random = staticmethod(poisson_mixture_random)
     component_log_prob = staticmethod(poisson_log_prob)
     _em_function = staticmethod(fit_poisson_em)
+    _em_terms = staticmethod(_poisson_terms)
 
     def _check_data(self, data: MixtureData) -> None:
         _check_count_data(data, "Poisson")

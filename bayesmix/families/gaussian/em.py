@@ -82,7 +82,7 @@ import functools
 import logging
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,6 +90,7 @@ from scipy import linalg
 from scipy.special import gammaln, multigammaln
 
 from bayesmix._numeric import column_means, column_sums, logsumexp
+from bayesmix.em.chunked import EMSteps, sample_indices
 from bayesmix.em.init import kmeans_plusplus, nearest_centres
 from bayesmix.em.loop import EMResult, _check_arguments, _fit_restarts, _Restart, converge
 from bayesmix.exceptions import ConvergenceWarning, FitError, InvalidParameterError
@@ -452,11 +453,19 @@ def _prior_scale(
 
     ``scatter`` is :func:`_data_scatter` of ``X`` if already computed.
     """
-    n_features = X.shape[1]
-    n_samples = _total_weight(X, sample_weight)
     if scatter is None:
         scatter = _data_scatter(X, sample_weight)
-    cov = scatter / max(n_samples - 1, 1)
+    return _scale_from_scatter(
+        scatter, _total_weight(X, sample_weight), n_components, covariance_type
+    )
+
+
+def _scale_from_scatter(
+    scatter: np.ndarray, total_weight: float, n_components: int, covariance_type: str
+) -> np.ndarray:
+    """``cov(X) / K^(2/D)`` from the data scatter and the (weighted) number of samples."""
+    n_features = scatter.shape[0]
+    cov = scatter / max(total_weight - 1, 1)
     cov /= float(n_components) ** (2.0 / n_features)
     if covariance_type in ("full", "tied"):
         return cov
@@ -542,6 +551,13 @@ def default_prior(
             f"covariance_type={covariance_type!r}; got shrinkage={shrinkage} and dof={dof}."
         )
     scale = _prior_scale(X, n_components, covariance_type, sample_weight=sample_weight)
+    return _conjugate_prior(column_means(X, sample_weight), scale, shrinkage, dof, covariance_type)
+
+
+def _conjugate_prior(
+    mean: np.ndarray, scale: np.ndarray, shrinkage: float, dof: float, covariance_type: str
+) -> ConjugatePrior:
+    """Return the :class:`ConjugatePrior`, or raise FitError if ``scale`` is singular."""
     if not _scale_is_positive_definite(scale, covariance_type):
         raise FitError(
             f"The MAP prior scale cov(X) / K^(2/D) for covariance_type={covariance_type!r} is "
@@ -551,7 +567,7 @@ def default_prior(
             'collinear, or use objective="ml" with reg_covar > 0.'
         )
     return ConjugatePrior(
-        mean=column_means(X, sample_weight),
+        mean=np.asarray(mean, dtype=np.float64),
         shrinkage=float(shrinkage),
         dof=dof,
         scale=scale,
@@ -955,13 +971,17 @@ def _fused_m_step(
     covariance_type: str,
     reg_covar: float,
     prior: ConjugatePrior | None,
+    rcond: float = _FUSED_RCOND,
+    resolution: float = _FUSED_RESOLUTION,
 ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None:
     """Compute the M-step of :func:`m_step` from the sums of :func:`_fused_statistics`.
 
     Returns ``((weights, means, covariances), precisions_cholesky)``, or None when
     cancellation may spoil a covariance or it has no Cholesky factor (see
     :data:`_FUSED_RCOND`, :data:`_FUSED_RESOLUTION` and
-    :func:`bayesmix.families.gaussian._em_kernels.full_m_step`).
+    :func:`bayesmix.families.gaussian._em_kernels.full_m_step`). Sums taken about the
+    new means (``s1`` zero up to rounding) cannot cancel: pass ``rcond=0`` and
+    ``resolution=0``, and None then means that a covariance has no Cholesky factor.
     """
     kernels = _kernels()
     n_features = centres.shape[1]
@@ -991,8 +1011,8 @@ def _fused_m_step(
         nu,
         prior_mean,
         prior_scale,
-        _FUSED_RCOND,
-        _FUSED_RESOLUTION,
+        rcond,
+        resolution,
     )
     if status != kernels.OK:
         return None
@@ -1756,3 +1776,222 @@ def fit_em(
         check_result=check_result,
         log_likelihood=log_likelihood,
     )
+
+
+# ---------------------------------------------------------------------------------------
+# EM as sufficient statistics (chunked data: bayesmix.em.chunked, bayesmix.dask)
+
+
+def _chunk_sums(
+    X: np.ndarray,
+    w: np.ndarray | None,
+    weights: np.ndarray,
+    means: np.ndarray,
+    precisions_cholesky: np.ndarray,
+    covariance_type: str,
+    centres: np.ndarray,
+) -> dict:
+    """Return the sums of :func:`_fused_statistics` in NumPy, weighted, about any ``centres``.
+
+    ``log_likelihood = sum_n w_n log p(x_n)``, ``nk = sum_n w_n r_nk``, ``s1[k] = sum_n w_n
+    r_nk (x_n - c_k)`` and ``s2[k]`` the same of the outer products (K, D, D) for
+    ``"full"`` and ``"tied"``, of the squares (K, D) otherwise; ``weight = sum_n w_n``.
+    """
+    log_prob, log_resp = _e_step_samples(X, weights, means, precisions_cholesky, covariance_type)
+    resp = np.exp(log_resp)
+    if w is None:
+        total, weight = float(np.sum(log_prob)), float(X.shape[0])
+    else:
+        resp *= w[:, np.newaxis]
+        total, weight = float(w @ log_prob), float(w.sum())
+    n_components, n_features = centres.shape
+    matrices = covariance_type in ("full", "tied")
+    s1 = np.empty((n_components, n_features))
+    s2 = np.empty(
+        (n_components, n_features, n_features) if matrices else (n_components, n_features)
+    )
+    for k in range(n_components):
+        diff = X - centres[k]
+        weighted = resp[:, k, np.newaxis] * diff
+        s1[k] = weighted.sum(axis=0)
+        s2[k] = weighted.T @ diff if matrices else np.sum(weighted * diff, axis=0)
+    return {"log_likelihood": total, "weight": weight, "nk": column_sums(resp), "s1": s1, "s2": s2}
+
+
+def _chunk_statistics(
+    X: np.ndarray,
+    w: np.ndarray | None,
+    weights: np.ndarray,
+    params: dict,
+    *,
+    covariance_type: str,
+) -> dict:
+    """E-step statistics of one chunk about the current means (the fused kernel if it can)."""
+    means = np.ascontiguousarray(params["means"], dtype=np.float64)
+    if w is None and _kernels() is not None:
+        total, nk, s1, s2 = _fused_statistics(
+            _kernel_data(np.asarray(X, dtype=np.float64)),
+            weights,
+            means,
+            params["precisions_cholesky"],
+            covariance_type,
+        )
+        return {
+            "log_likelihood": float(total),
+            "weight": float(X.shape[0]),
+            "nk": nk,
+            "s1": s1,
+            "s2": s2,
+        }
+    return _chunk_sums(X, w, weights, means, params["precisions_cholesky"], covariance_type, means)
+
+
+def _moment_sums(X: np.ndarray, w: np.ndarray | None, centre: np.ndarray | None = None) -> dict:
+    """``sum w``, ``sum w x`` and, about ``centre``, the scatter ``sum w (x - c)(x - c)^T``."""
+    if centre is None:
+        weight = float(X.shape[0] if w is None else w.sum())
+        return {"weight": weight, "sum": X.sum(axis=0) if w is None else w @ X}
+    diff = X - centre
+    return {"scatter": diff.T @ diff if w is None else (diff.T * w) @ diff}
+
+
+def _empty_placeholders(
+    nk: np.ndarray, s1: np.ndarray, s2: np.ndarray, empty: np.ndarray, covariance_type: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return the statistics with the empty components replaced by harmless ones.
+
+    Unit count and unit scatter; zero scatter for ``"tied"``, whose pooled matrix they
+    would otherwise change.
+    """
+    nk, s1, s2 = nk.copy(), s1.copy(), s2.copy()
+    nk[empty] = 1.0
+    s1[empty] = 0.0
+    if covariance_type == "tied":
+        s2[empty] = 0.0
+    elif covariance_type == "full":
+        s2[empty] = np.eye(s1.shape[1])
+    else:
+        s2[empty] = 1.0
+    return nk, s1, s2
+
+
+def chunked_steps(
+    n_components: int,
+    n_features: int,
+    *,
+    covariance_type: str,
+    reg_covar: float,
+    objective: str,
+    data_pass: Callable[[Callable], dict],
+) -> EMSteps:
+    """Return the Gaussian EM as sufficient statistics (:class:`bayesmix.em.chunked.EMSteps`).
+
+    One data pass per iteration: every chunk returns the sums of the fused kernel
+    (:func:`_fused_statistics`, or :func:`_chunk_sums` with weights) about the current
+    means, and the M-step is :func:`_fused_m_step` on their totals -- the in-memory EM's
+    fused iteration. When that M-step declines (a component is empty, or the scatter about
+    the old means may have cancelled), a second pass computes the sums about the new means,
+    which cannot cancel. An empty component keeps its previous mean and covariance with a
+    vanishing weight (the in-memory EM moves it to a poorly fitted sample instead, which
+    needs the whole data in memory). ``objective="map"`` builds mclust's conjugate prior
+    (:func:`default_prior`) from the exact data mean and scatter (two passes).
+    """
+    _check_covariance_type(covariance_type)
+    prior = None
+    if objective == "map":
+        moments = data_pass(_moment_sums)
+        mean = moments["sum"] / moments["weight"]
+        scatter = data_pass(functools.partial(_moment_sums, centre=mean))["scatter"]
+        scale = _scale_from_scatter(scatter, moments["weight"], n_components, covariance_type)
+        prior = _conjugate_prior(mean, scale, 0.01, n_features + 2.0, covariance_type)
+
+    statistics = functools.partial(_chunk_statistics, covariance_type=covariance_type)
+
+    def m_step(stats: dict, weights: np.ndarray, params: dict, data_pass) -> tuple:
+        nk = np.asarray(stats["nk"], dtype=np.float64)
+        centres = np.ascontiguousarray(params["means"], dtype=np.float64)
+        empty = nk < 2.0 * _EMPTY_MASS
+        if not empty.any():
+            update = _fused_m_step(
+                nk, stats["s1"], stats["s2"], centres, covariance_type, reg_covar, prior
+            )
+            if update is not None:
+                (new_weights, means, covariances), precisions_cholesky = update
+                return new_weights, _params(means, covariances, precisions_cholesky)
+        # Second pass: the sums about the weighted means cannot cancel.
+        safe = np.where(empty, 1.0, nk)
+        new_centres = np.where(empty[:, None], centres, centres + stats["s1"] / safe[:, None])
+        second = data_pass(
+            functools.partial(
+                _second_pass,
+                weights=weights,
+                means=centres,
+                precisions_cholesky=params["precisions_cholesky"],
+                covariance_type=covariance_type,
+                centres=new_centres,
+            )
+        )
+        nk2, s1, s2 = _empty_placeholders(
+            second["nk"], second["s1"], second["s2"], empty, covariance_type
+        )
+        update = _fused_m_step(
+            nk2, s1, s2, new_centres, covariance_type, reg_covar, prior, 0.0, 0.0
+        )
+        if update is None:
+            raise FitError(
+                f"a covariance (covariance_type={covariance_type!r}) is not positive "
+                f"definite after the M-step. {_FIT_ADVICE}"
+            )
+        (_, means, covariances), precisions_cholesky = update
+        floored = nk + 10.0 * _EPS
+        if empty.any():
+            logger.warning(
+                "chunked Gaussian EM: component(s) %s are empty (total responsibility "
+                "below %g); they keep their previous mean and covariance with a vanishing "
+                "weight.",
+                np.flatnonzero(empty).tolist(),
+                2.0 * _EMPTY_MASS,
+            )
+            if covariance_type != "tied":
+                means[empty] = centres[empty]
+                covariances[empty] = params["covariances"][empty]
+                precisions_cholesky[empty] = params["precisions_cholesky"][empty]
+        return floored / floored.sum(), _params(means, covariances, precisions_cholesky)
+
+    def initialise(rows, n_samples: int, rng: np.random.Generator) -> tuple:
+        X, w = rows(sample_indices(n_samples, rng))
+        reinit = _make_reinit(X, n_components, covariance_type, reg_covar, prior, None, w)
+        weights, means, covariances = _kmeans_plusplus_parameters(
+            X, n_components, covariance_type, reg_covar, rng, prior, reinit, w
+        )
+        precisions_cholesky = compute_precision_cholesky(covariances, covariance_type)
+        return weights, _params(means, covariances, precisions_cholesky)
+
+    return EMSteps(
+        family="gaussian",
+        statistics=statistics,
+        m_step=m_step,
+        initialise=initialise,
+        log_prior=None if prior is None else functools.partial(_log_prior_of_params, prior),
+        objective=objective,
+        covariance_type=covariance_type,
+    )
+
+
+def _second_pass(
+    X: np.ndarray,
+    w: np.ndarray | None,
+    *,
+    weights: np.ndarray,
+    means: np.ndarray,
+    precisions_cholesky: np.ndarray,
+    covariance_type: str,
+    centres: np.ndarray,
+) -> dict:
+    """Return the sums of one chunk at the current parameters, about the new ``centres``."""
+    return _chunk_sums(X, w, weights, means, precisions_cholesky, covariance_type, centres)
+
+
+def _log_prior_of_params(prior: ConjugatePrior, weights: np.ndarray, params: dict) -> float:
+    """:func:`log_prior` of the parameters as the EM loop carries them."""
+    return log_prior(prior, params["means"], params["precisions_cholesky"])

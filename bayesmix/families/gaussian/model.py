@@ -18,6 +18,7 @@ component, and one full covariance shared by all components.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
@@ -25,6 +26,7 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from bayesmix._validation import MixtureData, check_option
+from bayesmix.em.chunked import EMSteps
 from bayesmix.families._location_scale import _LocationScaleMixture, mahalanobis_terms
 from bayesmix.families.gaussian.densities import (
     fast_pointwise,
@@ -34,6 +36,7 @@ from bayesmix.families.gaussian.densities import (
 from bayesmix.families.gaussian.em import (
     OBJECTIVES,
     EMResult,
+    chunked_steps,
     fit_em,
     full_covariances,
 )
@@ -285,10 +288,24 @@ class GaussianMixture(_LocationScaleMixture):
             sample_weight=data.sample_weight,
             objective=self.objective,
         )
+        return self._order_em(result)
+
+    def _order_em(self, em: EMResult) -> EMResult:
         # A canonical labelling: components by increasing mean of the first feature
         # (the ordering constraint of the 1-D model, and the reference of relabelling).
-        order = np.lexsort(result.means.T[::-1])
-        return result.reordered(order)
+        return em.reordered(np.lexsort(em.means.T[::-1]))
+
+    def _em_steps(
+        self, priors: dict[str, Prior], n_features: int, data_pass: Callable[[Callable], dict]
+    ) -> EMSteps:
+        return chunked_steps(
+            self.n_components,
+            n_features,
+            covariance_type=self.covariance_type,
+            reg_covar=self.reg_covar,
+            objective=self.objective,
+            data_pass=data_pass,
+        )
 
     def _point_from_em(self, em: EMResult, n_features: int) -> dict[str, np.ndarray]:
         """Every posterior variable at the EM estimate (constrained space)."""

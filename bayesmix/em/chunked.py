@@ -1,0 +1,209 @@
+r"""EM from sufficient statistics: the loop for data that come in chunks (Dask, files).
+
+A family describes its EM as statistics (:class:`EMSteps`): ``statistics(X, w, weights,
+params)`` returns a dictionary of arrays that *add up over chunks* -- at least
+``"log_likelihood"`` (:math:`\sum_n w_n \log p(x_n)`), ``"weight"`` (:math:`\sum_n w_n`)
+and ``"nk"`` (the weighted total responsibilities) -- and ``m_step(stats, weights, params,
+data_pass)`` turns their sums into the next parameters. Each iteration is one data pass:
+``data_pass(fn)`` applies ``fn(X_chunk, w_chunk)`` to every chunk and returns the sum of
+the results (:mod:`bayesmix.dask` sums them with a tree reduction; in memory it is
+``fn(X, w)``). An M-step may ask for a second pass
+(the Gaussian family does when its one-pass scatter might have cancelled). The iterations,
+restarts, warnings and the result are those of every other EM fit
+(:func:`bayesmix.em.loop.converge` and :func:`bayesmix.em.loop._fit_restarts`), so a chunked
+fit from the same start follows the in-memory one to rounding.
+
+The starting point is computed from rows drawn by ``rows(indices)`` (``indices=None``: all
+of them); families draw at most :data:`INIT_SAMPLE` rows, as mclust initialises large data
+sets on a random subset.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from bayesmix.em.loop import EMResult, _fit_restarts, _Restart, converge
+from bayesmix.exceptions import FitError
+
+__all__ = ["INIT_SAMPLE", "EMSteps", "fit_chunked", "in_memory_pass", "sample_indices"]
+
+logger = logging.getLogger("bayesmix")
+
+# Largest number of rows the starting point of a chunked fit is computed from (the
+# in-memory Gaussian EM seeds on a subsample of the same size).
+INIT_SAMPLE = 2**16
+
+# statistics(X_chunk, w_chunk or None, weights, params) -> additive dict
+Statistics = Callable[[np.ndarray, np.ndarray | None], dict]
+# data_pass(fn) -> the sum over chunks of fn(X_chunk, w_chunk)
+DataPass = Callable[[Statistics], dict]
+# rows(sorted indices or None) -> (X rows, w rows or None), in memory
+Rows = Callable[[np.ndarray | None], tuple[np.ndarray, np.ndarray | None]]
+
+
+@dataclass(frozen=True)
+class EMSteps:
+    """A family's EM as sufficient statistics (internal contract of the chunked EM).
+
+    Attributes
+    ----------
+    family : str
+        Registry name, e.g. ``"gaussian"``.
+    statistics : callable
+        ``statistics(X, w, weights, params) -> dict``: the E-step statistics of one chunk
+        (``w`` None for unit weights); values add up over chunks and hold
+        ``"log_likelihood"``, ``"weight"`` and ``"nk"``.
+    m_step : callable
+        ``m_step(stats, weights, params, data_pass) -> (weights, params)``.
+    initialise : callable
+        ``initialise(rows, n_samples, rng) -> (weights, params)``.
+    log_prior : callable or None
+        ``log_prior(weights, params)`` for ``objective="map"``, None for maximum likelihood.
+    objective : str
+    covariance_type : str or None
+    """
+
+    family: str
+    statistics: Callable[[np.ndarray, np.ndarray | None, np.ndarray, dict], dict]
+    m_step: Callable[[dict, np.ndarray, dict, DataPass], tuple[np.ndarray, dict]]
+    initialise: Callable[[Rows, int, np.random.Generator], tuple[np.ndarray, dict]]
+    log_prior: Callable[[np.ndarray, dict], float] | None = None
+    objective: str = "ml"
+    covariance_type: str | None = None
+
+
+def in_memory_pass(X: np.ndarray, sample_weight: np.ndarray | None = None) -> DataPass:
+    """Return the data pass of one in-memory chunk (``fn(X, sample_weight)``)."""
+    return lambda fn: fn(X, sample_weight)
+
+
+def sample_indices(
+    n_samples: int, rng: np.random.Generator, size: int = INIT_SAMPLE
+) -> np.ndarray | None:
+    """Sorted indices of ``size`` rows drawn without replacement, or None for all rows.
+
+    The draw is the in-memory Gaussian EM's (``rng.choice(n_samples, size,
+    replace=False)``), so that both start from the same rows.
+    """
+    if n_samples <= size:
+        return None
+    return np.sort(rng.choice(n_samples, size=size, replace=False))
+
+
+def _objective(steps: EMSteps, stats: dict, weights: np.ndarray, params: dict) -> float:
+    """Mean log-likelihood (ML) or mean log posterior (MAP) from summed statistics."""
+    total_weight = float(stats["weight"])
+    value = float(stats["log_likelihood"]) / total_weight
+    if steps.log_prior is not None:
+        value += steps.log_prior(weights, params) / total_weight
+    return value
+
+
+def fit_chunked(
+    steps: EMSteps,
+    data_pass: DataPass,
+    rows: Rows,
+    n_samples: int,
+    *,
+    n_init: int,
+    max_iter: int,
+    tol: float,
+    rng: np.random.Generator,
+    label: str | None = None,
+) -> EMResult:
+    """Run ``n_init`` restarts of EM over a chunked data set; return the best.
+
+    Parameters
+    ----------
+    steps : EMSteps
+        The family's statistics and M-step.
+    data_pass : callable
+        ``data_pass(fn)``: the sum of ``fn(X_chunk, w_chunk)`` over the chunks.
+    rows : callable
+        ``rows(indices)``: the rows at the sorted ``indices`` (all rows for None), in memory.
+    n_samples : int
+        Number of rows.
+    n_init, max_iter, tol : int, int, float
+        As for every EM fit; restarts are compared on the full data.
+    rng : numpy.random.Generator
+        Seeds the initialisations.
+    label : str, optional
+        Name of the fit in messages (default ``"<family> EM"``).
+
+    Returns
+    -------
+    EMResult
+    """
+    label = f"{steps.family} EM" if label is None else label
+    total_weight: list[float] = []
+
+    def statistics_at(weights: np.ndarray, params: dict) -> dict:
+        fn = functools.partial(_call_statistics, steps.statistics, weights, params)
+        return data_pass(fn)
+
+    def run_restart(init: int) -> _Restart:
+        name = f"{label} restart {init + 1}/{n_init}"
+        try:
+            weights, params = steps.initialise(rows, n_samples, rng)
+        except FitError as err:
+            raise FitError(f"initialisation: {err}") from err
+
+        def step(n_iter: int, weights: np.ndarray, params: dict):
+            stats = statistics_at(weights, params)
+            if not total_weight:
+                total_weight.append(float(stats["weight"]))
+            value = _objective(steps, stats, weights, params)
+            if not np.isfinite(value):
+                raise FitError(
+                    f"{name}, iteration {n_iter}: the objective is not finite ({value}): "
+                    "some sample has zero probability under every component, or the data "
+                    "are too large in magnitude. Try objective='map', fewer components or "
+                    "another n_init."
+                )
+            weights, params = steps.m_step(stats, weights, params, data_pass)
+            return value, weights, params, False
+
+        def objective(weights: np.ndarray, params: dict) -> float:
+            return _objective(steps, statistics_at(weights, params), weights, params)
+
+        run = converge(
+            step, weights, params, max_iter=max_iter, tol=tol, name=name, objective=objective
+        )
+        return _Restart(
+            weights=run.weights,
+            params=run.params,
+            lower_bound=run.lower_bound,
+            lower_bounds=run.lower_bounds,
+            n_iter=run.n_iter,
+            converged=run.converged,
+            last_change=run.last_change,
+            log_likelihood=np.nan,  # evaluated for the best restart only
+            n_samples=total_weight[0] if total_weight else float(n_samples),
+        )
+
+    def log_likelihood(best: _Restart) -> float:
+        stats = statistics_at(best.weights, best.params)
+        return float(stats["log_likelihood"]) / float(stats["weight"])
+
+    return _fit_restarts(
+        run_restart,
+        n_init=n_init,
+        max_iter=max_iter,
+        tol=tol,
+        family=steps.family,
+        objective=steps.objective,
+        covariance_type=steps.covariance_type,
+        stacklevel=4,  # _fit_restarts, fit_chunked, the model's fit, the caller
+        label=label,
+        log_likelihood=log_likelihood,
+    )
+
+
+def _call_statistics(statistics, weights, params, X, w):
+    """``statistics(X, w, weights, params)`` (a module-level function: it pickles)."""
+    return statistics(X, w, weights, params)

@@ -1,0 +1,354 @@
+"""EM on chunked data (Dask arrays and DataFrames, xarray, Zarr, Parquet) equals in-memory EM.
+
+The oracle is the in-memory fit of the same data from the same random_state: both draw the
+same starting rows (bayesmix.em.chunked.sample_indices is the in-memory Gaussian EM's
+subsample), so the iterates agree to rounding. Chunks are deliberately unequal (one has a
+single row).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayesmix as bm
+from bayesmix.exceptions import DataError, InvalidParameterError, NotFittedError
+
+da = pytest.importorskip("dask.array")  # the test extra installs dask: never skipped in CI
+dd = pytest.importorskip("dask.dataframe")
+xr = pytest.importorskip("xarray")
+
+RTOL = 1e-10
+# Both fits run the same iterations; some stop at max_iter on purpose.
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::bayesmix.exceptions.ConvergenceWarning"),
+    # dask's Parquet reader on pandas 3.1 (not ours)
+    pytest.mark.filterwarnings("ignore:The inplace keyword:Warning"),
+]
+
+CHUNKS = (37, 63, 150, 1, 149, 240, 160, 200)  # 8 unequal chunks, 1000 rows
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+
+
+def _gaussian(rng, n=1000):
+    sizes = (3 * n // 10, n // 2, n - 3 * n // 10 - n // 2)
+    return np.concatenate(
+        [
+            rng.normal(0.0, 1.0, (sizes[0], 2)),
+            rng.normal(5.0, 1.5, (sizes[1], 2)),
+            rng.normal((0.0, 6.0), 0.7, (sizes[2], 2)),
+        ]
+    )
+
+
+def _counts(rng, n=1000):
+    z = rng.integers(0, 2, size=n)
+    return rng.poisson(np.where(z[:, None] == 0, [1.0, 5.0], [8.0, 2.0])).astype(float)
+
+
+def _binary(rng, n=1000):
+    z = rng.integers(0, 2, size=n)
+    p = np.where(z[:, None] == 0, [0.9, 0.8, 0.1, 0.2], [0.1, 0.3, 0.8, 0.9])
+    return (rng.uniform(size=p.shape) < p).astype(float)
+
+
+def _chunked(X, chunks=CHUNKS):
+    return da.from_array(X, chunks=(chunks, X.shape[1]))
+
+
+def _assert_same_fit(chunked, memory):
+    np.testing.assert_allclose(chunked.weights_, memory.weights_, rtol=RTOL, atol=RTOL)
+    for name in memory._component_vars:
+        np.testing.assert_allclose(
+            getattr(chunked, f"{name}_", None) if hasattr(chunked, f"{name}_") else None,
+            getattr(memory, f"{name}_", None) if hasattr(memory, f"{name}_") else None,
+            rtol=RTOL,
+            atol=RTOL,
+        )
+    for name, value in memory.em_.params.items():
+        np.testing.assert_allclose(chunked.em_.params[name], value, rtol=RTOL, atol=RTOL)
+    assert chunked.em_.n_iter == memory.em_.n_iter
+    np.testing.assert_allclose(chunked.em_.log_likelihood, memory.em_.log_likelihood, rtol=RTOL)
+    np.testing.assert_allclose(chunked.em_.lower_bounds, memory.em_.lower_bounds, rtol=RTOL)
+
+
+CASES = [
+    *(
+        (bm.GaussianMixture, {"covariance_type": ct, "objective": obj}, _gaussian)
+        for ct in COVARIANCE_TYPES
+        for obj in ("ml", "map")
+    ),
+    (bm.PoissonMixture, {"objective": "ml"}, _counts),
+    (bm.PoissonMixture, {"objective": "map"}, _counts),
+    (bm.BernoulliMixture, {"objective": "ml"}, _binary),
+    (bm.BernoulliMixture, {"objective": "map"}, _binary),
+]
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize(
+    ("cls", "params", "make"), CASES, ids=[f"{c.__name__}-{p}" for c, p, _ in CASES]
+)
+def test_dask_em_equals_in_memory_em(cls, params, make, weighted):
+    rng = np.random.default_rng(1)
+    X = make(rng)
+    w = rng.uniform(0.2, 3.0, X.shape[0]) if weighted else None
+    k = 3 if cls is bm.GaussianMixture else 2
+    settings = {"n_components": k, "random_state": 0, "tol": 1e-8, "max_iter": 60, **params}
+    memory = cls(**settings).fit(X, method="em", sample_weight=w)
+    w_chunked = None if w is None else da.from_array(w, chunks=(CHUNKS,))
+    chunked = cls(**settings).fit(_chunked(X), method="em", sample_weight=w_chunked)
+    _assert_same_fit(chunked, memory)
+
+
+def test_large_data_start_from_the_same_subsample():
+    # Above 2**16 rows both seed k-means++ on the same 2**16 drawn rows.
+    rng = np.random.default_rng(2)
+    X = _gaussian(rng, n=70_000)
+    settings = {"n_components": 3, "covariance_type": "diag", "random_state": 3, "max_iter": 20}
+    memory = bm.GaussianMixture(**settings).fit(X, method="em")
+    chunked = bm.GaussianMixture(**settings).fit(_chunked(X, 9_000), method="em")
+    _assert_same_fit(chunked, memory)
+
+
+def test_restarts_are_compared_on_the_full_data():
+    rng = np.random.default_rng(3)
+    X = _gaussian(rng)
+    settings = {"n_components": 3, "random_state": 5, "n_init": 3, "max_iter": 30}
+    memory = bm.GaussianMixture(**settings).fit(X, method="em")
+    chunked = bm.GaussianMixture(**settings).fit(_chunked(X), method="em")
+    np.testing.assert_allclose(
+        chunked.em_.init_log_likelihoods, memory.em_.init_log_likelihoods, rtol=RTOL
+    )
+    assert chunked.em_.best_init == memory.em_.best_init
+
+
+def test_result_layout_and_source_without_the_data():
+    rng = np.random.default_rng(4)
+    X = _gaussian(rng)
+    fit = bm.GaussianMixture(n_components=3, random_state=0).fit(_chunked(X), method="em")
+    assert set(fit.idata.children) == {"posterior", "em_stats"}
+    assert fit.idata.attrs["inference_method"] == "em"
+    source = json.loads(fit.idata.attrs["data_source"])
+    assert source["kind"] == "dask.array"
+    assert source["shape"] == [1000, 2]
+    assert source["n_chunks"] == len(CHUNKS)
+    other = bm.GaussianMixture(n_components=3, random_state=0).fit(
+        _chunked(X, (500, 500)), method="em"
+    )
+    assert (
+        json.loads(other.idata.attrs["data_source"])["chunk_layout_sha256"]
+        != (source["chunk_layout_sha256"])
+    )
+    assert fit.idata["posterior"]["means"].dims == ("chain", "draw", "component", "feature")
+
+
+def test_predictions_are_lazy_and_equal_to_in_memory():
+    rng = np.random.default_rng(5)
+    X = _gaussian(rng)
+    w = rng.uniform(0.5, 2.0, X.shape[0])
+    fit = bm.GaussianMixture(n_components=3, random_state=0).fit(X, method="em")
+    Xd = _chunked(X)
+    proba = fit.predict_proba(Xd)
+    labels = fit.predict(Xd)
+    density = fit.score_samples(Xd)
+    for lazy in (proba, labels, density):
+        assert isinstance(lazy, da.Array)
+        assert lazy.chunks[0] == CHUNKS
+    np.testing.assert_allclose(proba.compute(), fit.predict_proba(X), rtol=1e-12, atol=1e-14)
+    np.testing.assert_array_equal(labels.compute(), fit.predict(X))
+    np.testing.assert_allclose(density.compute(), fit.score_samples(X), rtol=1e-12)
+    wd = da.from_array(w, chunks=(CHUNKS,))
+    assert fit.score(Xd) == pytest.approx(fit.score(X), rel=1e-12)
+    assert fit.score(Xd, wd) == pytest.approx(fit.score(X, w), rel=1e-12)
+    assert fit.bic(Xd, wd) == pytest.approx(fit.bic(X, w), rel=1e-12)
+    assert fit.aic(Xd) == pytest.approx(fit.aic(X), rel=1e-12)
+
+
+def test_dataframe_xarray_zarr_and_parquet_inputs(tmp_path):
+    rng = np.random.default_rng(6)
+    X = _gaussian(rng, n=600)
+    frame = pd.DataFrame(X, columns=["eruptions", "waiting"])
+    settings = {"n_components": 3, "random_state": 0, "max_iter": 40}
+    memory = bm.GaussianMixture(**settings).fit(frame, method="em")
+
+    da.from_array(X, chunks=(70, 2)).to_zarr(str(tmp_path / "x.zarr"))
+    frame.to_parquet(tmp_path / "x.parquet")
+    folder = tmp_path / "parts"
+    dd.from_pandas(frame, npartitions=4).to_parquet(folder)
+    inputs = {
+        "dask.dataframe": dd.from_pandas(frame, npartitions=7),
+        "xarray": xr.DataArray(
+            _chunked(X, (100, 250, 250)),
+            dims=("obs", "feature"),
+            coords={"feature": ["eruptions", "waiting"]},
+        ),
+        "zarr": str(tmp_path / "x.zarr"),
+        "parquet": tmp_path / "x.parquet",
+        "parquet folder": str(folder),
+    }
+    for name, data in inputs.items():
+        fit = bm.GaussianMixture(**settings).fit(data, method="em")
+        np.testing.assert_allclose(fit.means_, memory.means_, rtol=RTOL, err_msg=name)
+        if name != "zarr":
+            assert fit.feature_names_in_ == ["eruptions", "waiting"], name
+
+
+def test_save_and_load_a_chunked_fit(tmp_path):
+    rng = np.random.default_rng(7)
+    X = _gaussian(rng)
+    fit = bm.GaussianMixture(n_components=3, random_state=0).fit(_chunked(X), method="em")
+    loaded = bm.load(fit.save(tmp_path / "fit.nc"))
+    np.testing.assert_array_equal(loaded.means_, fit.means_)
+    assert loaded.idata.attrs["data_source"] == fit.idata.attrs["data_source"]
+    np.testing.assert_array_equal(loaded.predict(X), fit.predict(X))
+
+
+# -- bad input ---------------------------------------------------------------------------
+
+
+def test_nan_in_a_late_chunk_names_the_chunk_and_leaves_the_model_unfitted():
+    rng = np.random.default_rng(8)
+    X = _gaussian(rng, n=70_000)  # more rows than the starting sample: found by a pass
+    X[69_990, 1] = np.nan
+    model = bm.GaussianMixture(n_components=3, random_state=0)
+    with pytest.raises(DataError, match=r"chunk 7 \(rows 63000-69999\), row 69990"):
+        model.fit(_chunked(X, 9_000), method="em")
+    with pytest.raises(NotFittedError):
+        _ = model.weights_
+
+
+def test_a_failed_fit_keeps_the_previous_result():
+    rng = np.random.default_rng(9)
+    X = _gaussian(rng)
+    model = bm.GaussianMixture(n_components=3, random_state=0).fit(X, method="em")
+    before = model.means_.copy()
+    bad = X.copy()
+    bad[-1, 0] = np.inf
+    with pytest.raises(DataError, match="chunk 7"):
+        model.fit(_chunked(bad), method="em")
+    np.testing.assert_array_equal(model.means_, before)
+
+
+def test_count_check_runs_on_every_chunk():
+    rng = np.random.default_rng(10)
+    X = _counts(rng, n=70_000)
+    X[69_000, 0] = 2.5
+    with pytest.raises(DataError, match=r"chunk 7 .*non-negative integer"):
+        bm.PoissonMixture(n_components=2, random_state=0).fit(_chunked(X, 9_000), method="em")
+
+
+def test_unknown_chunk_sizes():
+    X = _chunked(_gaussian(np.random.default_rng(11)))
+    unknown = X[X[:, 0] > 0]  # boolean indexing: chunk sizes NaN
+    with pytest.raises(DataError, match="compute_chunk_sizes"):
+        bm.GaussianMixture(n_components=2).fit(unknown, method="em")
+
+
+def test_non_numeric_column():
+    frame = pd.DataFrame({"x": np.arange(10.0), "name": list("abcdefghij")})
+    with pytest.raises(DataError, match="column 'name'"):
+        bm.GaussianMixture(n_components=2).fit(dd.from_pandas(frame, npartitions=2), method="em")
+
+
+def test_parquet_file_with_a_missing_column_is_named(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    rng = np.random.default_rng(12)
+    pd.DataFrame(rng.normal(size=(20, 2)), columns=["a", "b"]).to_parquet(folder / "part0.parquet")
+    pd.DataFrame(rng.normal(size=(20, 1)), columns=["a"]).to_parquet(folder / "part1.parquet")
+    with pytest.raises(DataError, match=r"part1\.parquet.*missing columns \['b'\]"):
+        bm.GaussianMixture(n_components=2).fit(str(folder), method="em")
+
+
+def test_weights_must_align_and_be_valid():
+    rng = np.random.default_rng(13)
+    X = _chunked(_gaussian(rng))
+    with pytest.raises(DataError, match=r"shape \(1000,\)"):
+        bm.GaussianMixture(n_components=2).fit(X, method="em", sample_weight=np.ones(999))
+    w = np.ones(1000)
+    w[500] = -1.0
+    with pytest.raises(DataError, match="row 500"):
+        bm.GaussianMixture(n_components=2).fit(X, method="em", sample_weight=w)
+
+
+def test_nuts_on_chunked_data_is_refused_before_any_work():
+    X = _chunked(_gaussian(np.random.default_rng(14)))
+    with pytest.raises(InvalidParameterError, match="method='em'"):
+        bm.GaussianMixture(n_components=2).fit(X)
+
+
+@pytest.mark.parametrize("cls", [bm.StudentTMixture, bm.NegativeBinomialMixture])
+def test_families_without_chunked_em_say_so(cls):
+    X = _chunked(_counts(np.random.default_rng(15)))
+    with pytest.raises(InvalidParameterError, match="chunked data"):
+        cls(n_components=2).fit(X, method="em")
+
+
+def test_predicting_chunked_data_with_other_features():
+    rng = np.random.default_rng(16)
+    fit = bm.GaussianMixture(n_components=2, random_state=0).fit(_gaussian(rng), method="em")
+    with pytest.raises(DataError, match="3 features"):
+        fit.predict(da.ones((10, 3), chunks=5))
+
+
+def test_without_the_extra_the_error_names_it(monkeypatch, tmp_path):
+    from bayesmix import dask as bm_dask
+
+    monkeypatch.setitem(sys.modules, "dask", None)
+    monkeypatch.setitem(sys.modules, "dask.array", None)
+    with pytest.raises(ImportError, match=r"bayesmix\[dask\]"):
+        bm_dask.as_chunked(tmp_path / "x.zarr")
+
+
+# -- schedulers ----------------------------------------------------------------------------
+
+
+def test_processes_scheduler():
+    dask = pytest.importorskip("dask")
+    rng = np.random.default_rng(17)
+    X = _gaussian(rng)
+    settings = {"n_components": 3, "random_state": 0, "max_iter": 30}
+    memory = bm.GaussianMixture(**settings).fit(X, method="em")
+    with dask.config.set(scheduler="processes", num_workers=2):
+        chunked = bm.GaussianMixture(**settings).fit(_chunked(X), method="em")
+    _assert_same_fit(chunked, memory)
+
+
+@pytest.fixture(scope="module")
+def cluster_client():
+    distributed = pytest.importorskip("distributed")
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        yield client
+
+
+@pytest.mark.parametrize(
+    ("cls", "params", "make"),
+    [
+        (bm.GaussianMixture, {"covariance_type": "full"}, _gaussian),
+        (bm.PoissonMixture, {"objective": "map"}, _counts),
+        (bm.BernoulliMixture, {}, _binary),
+    ],
+    ids=["gaussian", "poisson-map", "bernoulli"],
+)
+def test_local_cluster_equals_in_memory(cluster_client, cls, params, make):
+    rng = np.random.default_rng(18)
+    X = make(rng)
+    w = rng.uniform(0.5, 2.0, X.shape[0])
+    settings = {"n_components": 2, "random_state": 0, "max_iter": 30, **params}
+    memory = cls(**settings).fit(X, method="em", sample_weight=w)
+    chunked = cls(**settings).fit(
+        _chunked(X), method="em", sample_weight=da.from_array(w, chunks=(CHUNKS,))
+    )
+    _assert_same_fit(chunked, memory)
+    labels = chunked.predict(_chunked(X)).compute()
+    np.testing.assert_array_equal(labels, memory.predict(X))
