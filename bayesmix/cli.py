@@ -43,26 +43,17 @@ def parse_components(text: str) -> list[int]:
         ) from None
 
 
-def _read_csv(path: str, columns: str | None) -> pd.DataFrame:
-    """Read the data columns of a CSV file, with one-line errors for the usual mistakes."""
-    import pandas as pd
+def _read_csv(args: argparse.Namespace, console: Any) -> pd.DataFrame:
+    """Read the data file of ``fit`` or ``select`` (dialect detected, header checked)."""
+    from bayesmix._csv import read_data_csv
 
-    file = Path(path)
-    if not file.is_file():
-        raise DataError(f"no such file: {path!r}. Pass the path of a CSV file with a header.")
-    try:
-        frame = pd.read_csv(file)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise DataError(f"could not read {path!r} as CSV ({reason}).") from None
-    if columns:
-        wanted = [name.strip() for name in columns.split(",") if name.strip()]
-        missing = [name for name in wanted if name not in frame.columns]
-        if missing:
-            raise DataError(
-                f"column(s) {missing} not in {path!r}; its columns are {list(frame.columns)}."
-            )
-        frame = frame[wanted]
+    columns = [name.strip() for name in (args.columns or "").split(",") if name.strip()]
+    frame = read_data_csv(
+        args.data, columns=columns, header=args.header, sep=args.sep, decimal=args.decimal
+    )
+    console.print(
+        f"Data: {frame.shape[0]} rows of {Path(args.data).name}, columns {list(frame.columns)}"
+    )
     return frame
 
 
@@ -195,7 +186,7 @@ def _fit(args: argparse.Namespace) -> int:
 
     check_out_dir(args.out)  # before any work: a fit is never lost to a bad --out
     console = _console()
-    X = _read_csv(args.data, args.columns)
+    X = _read_csv(args, console)
     if len(args.components) != 1:
         raise DataError(
             f"fit takes one --components value; got {args.components}. "
@@ -220,7 +211,7 @@ def _select(args: argparse.Namespace) -> int:
 
     check_out_dir(args.out)  # before any work: a fit is never lost to a bad --out
     console = _console()
-    X = _read_csv(args.data, args.columns)
+    X = _read_csv(args, console)
     console.print(f"Comparing K in {args.components} ({args.method}) ...")
     table = bm.select_k(
         X,
@@ -277,12 +268,45 @@ def _add_sampler_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed of EM and NUTS")
 
 
+def _separator(text: str) -> str:
+    """Parse ``--sep``: one character, or ``tab`` (or a backslash and t) for a tab."""
+    if text.lower() in ("tab", "\\t"):
+        return "\t"
+    if len(text) != 1:
+        raise argparse.ArgumentTypeError(
+            f"--sep must be one character such as ';' or ',', or 'tab'; got {text!r}"
+        )
+    return text
+
+
 def _add_data_options(parser: argparse.ArgumentParser, components_help: str) -> None:
-    parser.add_argument("data", help="CSV file with a header row, one row per observation")
+    parser.add_argument(
+        "data",
+        help="CSV file, one row per observation, with a header row of column names (or "
+        "--no-header); the separator (',', ';', tab, '|') and the decimal mark ('.' or ',') "
+        "are detected",
+    )
     parser.add_argument(
         "--components", "-k", type=parse_components, required=True, help=components_help
     )
     parser.add_argument("--columns", help="comma-separated columns to use (default: all)")
+    parser.add_argument(
+        "--header",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="--no-header: the file has no header row (the columns are then x0, x1, ...); "
+        "--header: its first row is the column names even if they look like numbers "
+        "(default: a header row is required and a first row of numbers is refused)",
+    )
+    parser.add_argument(
+        "--sep", type=_separator, help="field separator, e.g. ';' or tab (default: detected)"
+    )
+    parser.add_argument(
+        "--decimal",
+        choices=[".", ","],
+        metavar="MARK",
+        help="decimal mark of the numbers, . or , (default: detected)",
+    )
     parser.add_argument(
         "--covariance",
         default="full",
