@@ -12,6 +12,7 @@ import json
 import logging
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -252,12 +253,18 @@ def _simulate(args: argparse.Namespace) -> int:
     X, z = bm.datasets.make_mixture(args.n_samples, weights, means, covariances, random_state=rng)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(d)]).assign(z=z)
+    # The features only: labels in the data file would be fitted as a feature.
+    frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(d)])
     frame.to_csv(out, index=False)
+    labels_path = out.with_suffix(".labels.csv")
+    pd.DataFrame({"component": z}).to_csv(labels_path, index=False)
     truth = {"weights": weights, "means": means, "covariances": covariances}
     truth_path = out.with_suffix(".truth.json")
     truth_path.write_text(json.dumps({key: value.tolist() for key, value in truth.items()}))
-    print(f"wrote {len(frame)} rows to {out} (labels in column z) and the truth to {truth_path}")
+    print(
+        f"wrote {len(frame)} rows of {d} features to {out}, the component of each row to "
+        f"{labels_path} and the truth to {truth_path}"
+    )
     return 0
 
 
@@ -351,7 +358,9 @@ def _parser() -> argparse.ArgumentParser:
     select.set_defaults(run=_select)
 
     simulate = commands.add_parser(
-        "simulate", help="draw data from a random Gaussian mixture (the generative story)"
+        "simulate",
+        help="draw data from a random Gaussian mixture (the generative story); the labels "
+        "go to a file of their own",
     )
     simulate.add_argument("--n-samples", "-n", type=int, default=500)
     simulate.add_argument("--components", "-k", type=parse_components, default=[3])
@@ -360,9 +369,25 @@ def _parser() -> argparse.ArgumentParser:
         "--separation", type=float, default=4.0, help="sd of the component means (default 4)"
     )
     simulate.add_argument("--seed", type=int, default=0)
-    simulate.add_argument("--out", required=True, help="CSV file to write")
+    simulate.add_argument(
+        "--out",
+        required=True,
+        help="CSV file to write, the features only (x0, x1, ...); the component of each row "
+        "goes to <name>.labels.csv and the true parameters to <name>.truth.json beside it",
+    )
     simulate.set_defaults(run=_simulate)
     return parser
+
+
+def _format_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    line: str | None = None,
+) -> str:
+    """Show a warning on the command line as a line of its own, without a source line."""
+    return f"bayesmix: warning ({category.__name__}): {message}\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -371,12 +396,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s"
     )
+    formatwarning = warnings.formatwarning
+    warnings.formatwarning = _format_warning
     try:
         return args.run(args)
     except (BayesmixError, ValueError, OSError) as err:
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
         print(f"bayesmix: error: {message}", file=sys.stderr)
         return 2
+    finally:
+        warnings.formatwarning = formatwarning
 
 
 if __name__ == "__main__":

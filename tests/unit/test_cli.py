@@ -38,8 +38,12 @@ def _assert_self_contained_report(folder):
 
 def test_simulate_writes_data_and_truth(data_csv):
     frame = pd.read_csv(data_csv)
-    assert list(frame.columns) == ["x0", "x1", "z"]
+    assert list(frame.columns) == ["x0", "x1"]  # features only (issue 21, item 5)
     assert len(frame) == 150
+    labels = pd.read_csv(data_csv.with_suffix(".labels.csv"))
+    assert list(labels.columns) == ["component"]
+    assert len(labels) == 150
+    assert set(labels["component"]) == {0, 1}
     truth = json.loads(data_csv.with_suffix(".truth.json").read_text())
     assert np.isclose(sum(truth["weights"]), 1.0)
     assert np.array(truth["covariances"]).shape == (2, 2, 2)
@@ -393,3 +397,36 @@ def test_decimal_points_and_commas_in_one_file_are_refused(tmp_path, capsys):
     assert "'1.5'" in err
     assert "'2,5'" in err
     assert "--decimal" in err
+
+
+# Issue 21, item 5: the README's own commands fitted the true labels as a feature.
+
+
+def test_fitting_what_simulate_wrote_fits_the_features_only(data_csv, tmp_path, recwarn):
+    out = tmp_path / "sim"
+    assert main(["fit", str(data_csv), "-k", "2", "--method", "em", "--out", str(out)]) == 0
+    assert bm.load(out / "fit.nc").feature_names_in_ == ["x0", "x1"]
+    assert not [w for w in recwarn.list if issubclass(w.category, bm.DataWarning)]
+
+
+@pytest.mark.filterwarnings("ignore::bayesmix.ConvergenceWarning")  # z is a feature here
+def test_fit_names_a_label_column_in_a_data_warning(data_csv, tmp_path):
+    frame = pd.read_csv(data_csv)
+    labels = pd.read_csv(data_csv.with_suffix(".labels.csv"))
+    path = tmp_path / "with_labels.csv"
+    frame.assign(z=labels["component"]).to_csv(path, index=False)
+    out = tmp_path / "labelled"
+    args = ["fit", str(path), "-k", "2", "--method", "em", "--out", str(out)]
+    with pytest.warns(bm.DataWarning, match="'z'.*labels"):
+        assert main(args) == 0
+    # On the command line: one line of its own on stderr, not a source line of bayesmix.
+    done = subprocess.run(
+        [sys.executable, "-m", "bayesmix.cli", *args[:-1], str(tmp_path / "again")],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    lines = [line for line in done.stderr.splitlines() if "DataWarning" in line]
+    assert len(lines) == 1
+    assert lines[0].startswith("bayesmix: warning (DataWarning): column 'z' takes only")
