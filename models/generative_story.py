@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     table = pd.DataFrame(
         {
             "truth": truth_table(summary.index, order),
-            "em": em.summary()["mean"].reindex(summary.index),
+            "em": em.summary()["estimate"].reindex(summary.index),
             "mean": summary["mean"],
             "hdi94_lb": summary["hdi94_lb"],
             "hdi94_ub": summary["hdi94_ub"],

@@ -430,3 +430,21 @@ def test_fit_names_a_label_column_in_a_data_warning(data_csv, tmp_path):
     lines = [line for line in done.stderr.splitlines() if "DataWarning" in line]
     assert len(lines) == 1
     assert lines[0].startswith("bayesmix: warning (DataWarning): column 'z' takes only")
+
+
+def test_an_em_fit_shows_no_column_of_zero_sds(data_csv, tmp_path, capsys):
+    """Issue 21, item 6: the EM table, summary.csv and report showed sd = 0 everywhere."""
+    out = tmp_path / "em"
+    code = main(["fit", str(data_csv), "-k", "2", "--method", "em", "--out", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    header = next(line for line in printed.splitlines() if "estimate" in line)
+    assert not re.search(r"\bsd\b", header)
+    summary = pd.read_csv(out / "summary.csv", index_col=0)
+    assert list(summary.columns) == ["estimate"]
+    assert summary.loc["weights[0]", "estimate"] == pytest.approx(
+        bm.load(out / "fit.nc").weights_[0], rel=1e-12
+    )
+    page = (out / "report.html").read_text()
+    assert "<th>estimate</th>" in page
+    assert "<th>sd</th>" not in page
