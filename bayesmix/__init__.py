@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from bayesmix.exceptions import (
     ConvergenceWarning,
     DataError,
+    DataWarning,
     NotFittedError,
     PriorError,
     SamplerWarning,
@@ -102,6 +103,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 __all__ = [
     "ConvergenceWarning",
     "DataError",
+    "DataWarning",
     "NotFittedError",
     "Prior",
     "PriorError",

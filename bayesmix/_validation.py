@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import difflib
+import os
+import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from bayesmix._numeric import column_ranges
-from bayesmix.exceptions import DataError, InvalidParameterError
+from bayesmix.exceptions import DataError, DataWarning, InvalidParameterError
 
 __all__ = [
     "MixtureData",
@@ -21,7 +24,13 @@ __all__ = [
     "check_positive_int",
     "check_sample_weight",
     "check_seed",
+    "suspicious_columns",
 ]
+
+# Warnings point at the first frame outside the package (the user's call).
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+# Fewer rows than this: no opinion on what a column looks like.
+MIN_ROWS_FOR_COLUMN_CHECKS = 10
 
 
 @dataclass(frozen=True)
@@ -133,12 +142,81 @@ def check_seed(value: Any, name: str) -> int | None:
     return int(value)
 
 
+def suspicious_columns(
+    values: np.ndarray, features: list[str], n_components: Iterable[int]
+) -> list[str]:
+    """Name the columns that look like row identifiers or component labels, not features.
+
+    Two patterns, each found in time linear in the size of the data (no sorting):
+
+    - a column that is an exact function of the row number: it changes by the same
+      non-zero step from every row to the next (``0..N-1``, ``1..N``, a run of years,
+      time stamps at a fixed interval);
+    - a column of integers that takes exactly K consecutive values (``0..K-1``, ``1..K``,
+      ...) for a K in ``n_components``: component labels, such as the true classes of
+      simulated data. Not reported when every column does (binary items of a latent class
+      model all take two values at K=2).
+
+    Parameters
+    ----------
+    values : numpy.ndarray of shape (n_samples, n_features)
+        The data, finite.
+    features : list of str
+        The column names.
+    n_components : iterable of int
+        The numbers of components of the fits the data are for.
+
+    Returns
+    -------
+    list of str
+        One message per suspicious column, naming it and saying what to do; empty when
+        there is none or when there are fewer than 10 rows.
+    """
+    n_samples, n_features = values.shape
+    if n_samples < MIN_ROWS_FOR_COLUMN_CHECKS:
+        return []
+    messages: dict[int, str] = {}
+    steps = np.diff(values, axis=0)
+    step = steps[0]
+    scale = np.abs(values).max(axis=0)
+    tolerance = 1e-9 * np.abs(step) + 8 * np.finfo(np.float64).eps * scale
+    for j in np.flatnonzero((step != 0) & np.all(np.abs(steps - step) <= tolerance, axis=0)):
+        column = values[:, j]
+        messages[j] = (
+            f"column {features[j]!r} changes by the same step ({step[j]:g}) from every row "
+            f"to the next ({column[0]:g}, {column[1]:g}, ..., {column[-1]:g}): it is a "
+            "function of the row number (an identifier, a counter, a year), not a "
+            "measurement, and the mixture fits it as a feature. Drop it (or make it the "
+            "DataFrame index) unless it is meant as one."
+        )
+    low, high = values.min(axis=0), values.max(axis=0)
+    integral = np.all(values == np.rint(values), axis=0)
+    for k in sorted({int(k) for k in n_components if k >= 2}):
+        labels = []
+        for j in np.flatnonzero(integral & (high - low == k - 1)):
+            codes = (values[:, j] - low[j]).astype(np.int64)
+            if np.all(np.bincount(codes, minlength=k) > 0):
+                labels.append(j)
+        if len(labels) == n_features:
+            continue
+        for j in labels:
+            messages.setdefault(
+                j,
+                f"column {features[j]!r} takes only the {k} integer values "
+                f"{low[j]:g}..{high[j]:g}, as many as there are components (K={k}): it looks "
+                "like component labels (such as the true classes of simulated data), which "
+                "the mixture fits as a feature. Drop it unless it is meant as one.",
+            )
+    return [messages[j] for j in sorted(messages)]
+
+
 def check_data(
     X: Any,
     *,
     n_components: int | None = None,
     for_fit: bool = True,
     allow_bool: bool = False,
+    ks: Iterable[int] | None = None,
 ) -> MixtureData:
     """Validate ``X`` and return a float64 copy with its axis labels.
 
@@ -154,6 +232,9 @@ def check_data(
         ``predict`` may have any number of rows, constant or not.
     allow_bool : bool, default=False
         Accept boolean DataFrame columns (binary data, read as 0 and 1).
+    ks : iterable of int, optional
+        The numbers of components of the fits to come (default: ``n_components``), for
+        the label check below.
 
     Returns
     -------
@@ -164,7 +245,15 @@ def check_data(
     bayesmix.exceptions.DataError
         On non-numeric columns, wrong dimensionality, empty input, NaN or inf,
         constant columns, or fewer samples than components.
+
+    Warns
+    -----
+    bayesmix.exceptions.DataWarning
+        For a fit (``for_fit`` and ``n_components`` given) of a DataFrame or Series: one
+        per column that looks like a row identifier or component labels
+        (:func:`suspicious_columns`). Arrays have no column names to mistake.
     """
+    named = isinstance(X, pd.DataFrame | pd.Series)
     if isinstance(X, pd.Series):
         X = X.to_frame()
     if isinstance(X, pd.DataFrame):
@@ -218,6 +307,10 @@ def check_data(
             f"columns {constant} are constant (zero variance); they carry no information "
             "about the components and make the covariance singular. Drop them."
         )
+    if for_fit and named and n_components is not None:
+        ks = [n_components] if ks is None else ks
+        for message in suspicious_columns(values, features, ks):
+            warnings.warn(message, DataWarning, skip_file_prefixes=(_PACKAGE_DIR,))
     return MixtureData(values=values, obs=obs, features=features)
 
 

@@ -12,6 +12,7 @@ import json
 import logging
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,26 +44,17 @@ def parse_components(text: str) -> list[int]:
         ) from None
 
 
-def _read_csv(path: str, columns: str | None) -> pd.DataFrame:
-    """Read the data columns of a CSV file, with one-line errors for the usual mistakes."""
-    import pandas as pd
+def _read_csv(args: argparse.Namespace, console: Any) -> pd.DataFrame:
+    """Read the data file of ``fit`` or ``select`` (dialect detected, header checked)."""
+    from bayesmix._csv import read_data_csv
 
-    file = Path(path)
-    if not file.is_file():
-        raise DataError(f"no such file: {path!r}. Pass the path of a CSV file with a header.")
-    try:
-        frame = pd.read_csv(file)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise DataError(f"could not read {path!r} as CSV ({reason}).") from None
-    if columns:
-        wanted = [name.strip() for name in columns.split(",") if name.strip()]
-        missing = [name for name in wanted if name not in frame.columns]
-        if missing:
-            raise DataError(
-                f"column(s) {missing} not in {path!r}; its columns are {list(frame.columns)}."
-            )
-        frame = frame[wanted]
+    columns = [name.strip() for name in (args.columns or "").split(",") if name.strip()]
+    frame = read_data_csv(
+        args.data, columns=columns, header=args.header, sep=args.sep, decimal=args.decimal
+    )
+    console.print(
+        f"Data: {frame.shape[0]} rows of {Path(args.data).name}, columns {list(frame.columns)}"
+    )
     return frame
 
 
@@ -195,7 +187,7 @@ def _fit(args: argparse.Namespace) -> int:
 
     check_out_dir(args.out)  # before any work: a fit is never lost to a bad --out
     console = _console()
-    X = _read_csv(args.data, args.columns)
+    X = _read_csv(args, console)
     if len(args.components) != 1:
         raise DataError(
             f"fit takes one --components value; got {args.components}. "
@@ -220,7 +212,7 @@ def _select(args: argparse.Namespace) -> int:
 
     check_out_dir(args.out)  # before any work: a fit is never lost to a bad --out
     console = _console()
-    X = _read_csv(args.data, args.columns)
+    X = _read_csv(args, console)
     console.print(f"Comparing K in {args.components} ({args.method}) ...")
     table = bm.select_k(
         X,
@@ -261,12 +253,18 @@ def _simulate(args: argparse.Namespace) -> int:
     X, z = bm.datasets.make_mixture(args.n_samples, weights, means, covariances, random_state=rng)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(d)]).assign(z=z)
+    # The features only: labels in the data file would be fitted as a feature.
+    frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(d)])
     frame.to_csv(out, index=False)
+    labels_path = out.with_suffix(".labels.csv")
+    pd.DataFrame({"component": z}).to_csv(labels_path, index=False)
     truth = {"weights": weights, "means": means, "covariances": covariances}
     truth_path = out.with_suffix(".truth.json")
     truth_path.write_text(json.dumps({key: value.tolist() for key, value in truth.items()}))
-    print(f"wrote {len(frame)} rows to {out} (labels in column z) and the truth to {truth_path}")
+    print(
+        f"wrote {len(frame)} rows of {d} features to {out}, the component of each row to "
+        f"{labels_path} and the truth to {truth_path}"
+    )
     return 0
 
 
@@ -277,12 +275,45 @@ def _add_sampler_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed of EM and NUTS")
 
 
+def _separator(text: str) -> str:
+    """Parse ``--sep``: one character, or ``tab`` (or a backslash and t) for a tab."""
+    if text.lower() in ("tab", "\\t"):
+        return "\t"
+    if len(text) != 1:
+        raise argparse.ArgumentTypeError(
+            f"--sep must be one character such as ';' or ',', or 'tab'; got {text!r}"
+        )
+    return text
+
+
 def _add_data_options(parser: argparse.ArgumentParser, components_help: str) -> None:
-    parser.add_argument("data", help="CSV file with a header row, one row per observation")
+    parser.add_argument(
+        "data",
+        help="CSV file, one row per observation, with a header row of column names (or "
+        "--no-header); the separator (',', ';', tab, '|') and the decimal mark ('.' or ',') "
+        "are detected",
+    )
     parser.add_argument(
         "--components", "-k", type=parse_components, required=True, help=components_help
     )
     parser.add_argument("--columns", help="comma-separated columns to use (default: all)")
+    parser.add_argument(
+        "--header",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="--no-header: the file has no header row (the columns are then x0, x1, ...); "
+        "--header: its first row is the column names even if they look like numbers "
+        "(default: a header row is required and a first row of numbers is refused)",
+    )
+    parser.add_argument(
+        "--sep", type=_separator, help="field separator, e.g. ';' or tab (default: detected)"
+    )
+    parser.add_argument(
+        "--decimal",
+        choices=[".", ","],
+        metavar="MARK",
+        help="decimal mark of the numbers, . or , (default: detected)",
+    )
     parser.add_argument(
         "--covariance",
         default="full",
@@ -327,7 +358,9 @@ def _parser() -> argparse.ArgumentParser:
     select.set_defaults(run=_select)
 
     simulate = commands.add_parser(
-        "simulate", help="draw data from a random Gaussian mixture (the generative story)"
+        "simulate",
+        help="draw data from a random Gaussian mixture (the generative story); the labels "
+        "go to a file of their own",
     )
     simulate.add_argument("--n-samples", "-n", type=int, default=500)
     simulate.add_argument("--components", "-k", type=parse_components, default=[3])
@@ -336,9 +369,25 @@ def _parser() -> argparse.ArgumentParser:
         "--separation", type=float, default=4.0, help="sd of the component means (default 4)"
     )
     simulate.add_argument("--seed", type=int, default=0)
-    simulate.add_argument("--out", required=True, help="CSV file to write")
+    simulate.add_argument(
+        "--out",
+        required=True,
+        help="CSV file to write, the features only (x0, x1, ...); the component of each row "
+        "goes to <name>.labels.csv and the true parameters to <name>.truth.json beside it",
+    )
     simulate.set_defaults(run=_simulate)
     return parser
+
+
+def _format_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    line: str | None = None,
+) -> str:
+    """Show a warning on the command line as a line of its own, without a source line."""
+    return f"bayesmix: warning ({category.__name__}): {message}\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -347,12 +396,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s"
     )
+    formatwarning = warnings.formatwarning
+    warnings.formatwarning = _format_warning
     try:
         return args.run(args)
     except (BayesmixError, ValueError, OSError) as err:
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
         print(f"bayesmix: error: {message}", file=sys.stderr)
         return 2
+    finally:
+        warnings.formatwarning = formatwarning
 
 
 if __name__ == "__main__":

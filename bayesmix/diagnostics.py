@@ -93,7 +93,26 @@ def sampler_problems(
 
 
 def summary_table(idata: xr.DataTree, kind: str, var_names: tuple[str, ...]) -> pd.DataFrame:
-    """Summary table of the variables ``var_names`` of ``idata``."""
+    """Summary table of the variables ``var_names`` of ``idata``.
+
+    Parameters
+    ----------
+    idata : xarray.DataTree
+        A fit's result, with a ``posterior`` group.
+    kind : {"all", "stats", "diagnostics"}
+        Passed to :func:`arviz_stats.summary` (posterior draws only).
+    var_names : tuple of str
+        The variables to summarise.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per scalar entry (``weights[0]``, ``means[1, x0]``, ...). For posterior
+        draws, :func:`arviz_stats.summary` (mean, sd, 94% HDI, ESS, R-hat, MCSE,
+        unrounded). For a posterior of one draw (an EM fit's point estimate) a single
+        column ``estimate``, whatever ``kind``: one value has no spread, and a column of
+        sd = 0 would read as zero uncertainty.
+    """
     var_names = list(var_names)
     if idata["posterior"].sizes["chain"] * idata["posterior"].sizes["draw"] == 1:
         rows = {}
@@ -104,7 +123,7 @@ def summary_table(idata: xr.DataTree, kind: str, var_names: tuple[str, ...]) -> 
                     str(da[dim].values[i]) for dim, i in zip(da.dims, index, strict=True)
                 )
                 rows[f"{name}[{labels}]"] = float(da.values[index])
-        return pd.DataFrame({"mean": pd.Series(rows), "sd": 0.0})
+        return pd.DataFrame({"estimate": pd.Series(rows, dtype=np.float64)})
     return azs.summary(
         idata, var_names=var_names, kind=kind, ci_prob=0.94, ci_kind="hdi", round_to="none"
     )

@@ -10,6 +10,7 @@ __all__ = [
     "BayesmixError",
     "ConvergenceWarning",
     "DataError",
+    "DataWarning",
     "FitError",
     "InvalidParameterError",
     "LoadError",
@@ -49,6 +50,16 @@ class NotFittedError(BayesmixError, AttributeError):
 
 class ConvergenceWarning(UserWarning):
     """EM stopped before its tolerance was reached, or a chain collapsed a component."""
+
+
+class DataWarning(UserWarning):
+    """The data can be fitted but look wrong: e.g. a column of row numbers or of labels.
+
+    A column that is a function of the row number (an identifier, a counter, a year) or
+    that takes as many integer values as there are components (component labels, such as
+    the true classes of simulated data) is fitted as a feature like any other; drop it
+    unless it is meant as one.
+    """
 
 
 class SamplerWarning(UserWarning):

@@ -953,9 +953,11 @@ class MixtureModel(ABC):
         pandas.DataFrame
             One row per scalar parameter (``weights[k]``, ``means[k, feature]``,
             ``covariances[k, feature, feature]``), unrounded: mean, sd, 94% HDI
-            (``hdi94_lb``, ``hdi94_ub``), ESS, R-hat and MCSE. For an EM fit, the
-            estimate is the ``mean`` column and ``sd`` is 0. ``table.attrs["warnings"]``
-            lists the sampler's diagnostic warnings (empty when all is well).
+            (``hdi94_lb``, ``hdi94_ub``), ESS, R-hat and MCSE. For an EM fit, one
+            column, ``estimate`` (the maximum-likelihood or MAP point estimate; EM gives
+            no posterior sd, so there is no ``sd`` column), whatever ``kind``.
+            ``table.attrs["warnings"]`` lists the sampler's diagnostic warnings (empty
+            when all is well).
         """
         self._check_fitted()
         table = summary_table(self.idata, kind, self._summary_vars)

@@ -2,7 +2,8 @@
 
 ``write_report`` writes, into one folder: ``report.html`` (no external resources: the
 figures are embedded as data URIs, the style is inline), the figures as PNG files,
-``summary.csv`` (posterior summary with R-hat and ESS), ``compare.csv`` (EM against
+``summary.csv`` (posterior summary with R-hat and ESS; for an EM fit alone, the
+``estimate`` of every parameter and no sd), ``compare.csv`` (EM against
 the posterior), ``select_k.csv`` when K was chosen, and the saved fits (``fit.nc``,
 loadable with :func:`bayesmix.load`; ``fit_em.nc`` when both were run).
 """
@@ -240,7 +241,7 @@ def _write_report_files(
         summary = em_fit.summary()
         summary.to_csv(out / "summary.csv")
         body.append("<h2>EM estimate</h2>")
-        body.append(_table(summary[["mean"]].rename(columns={"mean": "estimate"})))
+        body.append(_table(summary))  # one column, "estimate": EM gives no sd
 
     if em_fit is not None:
         em_fit.save(out / ("fit_em.nc" if nuts_fit is not None else "fit.nc"))

@@ -164,7 +164,7 @@ def select_k(
         raise InvalidParameterError(
             f"ks must be distinct positive integers; got {ks}. Try ks=range(1, 7)."
         )
-    data = check_data(X, n_components=max(ks), allow_bool=model._accepts_bool)
+    data = check_data(X, n_components=max(ks), allow_bool=model._accepts_bool, ks=ks)
     weights = check_sample_weight(sample_weight, data.n_samples)
     n_total = data.n_samples if weights is None else float(weights.sum())
     rows, pointwise = [], {}

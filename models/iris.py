@@ -67,8 +67,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     settings = {"draws": 1000, "tune": 1000, "chains": 4}
-    iris = bm.datasets.load_iris()
-    X, species = iris.drop(columns="species"), iris["species"]
+    X, species = bm.datasets.load_iris(return_labels=True)
     args.out.mkdir(parents=True, exist_ok=True)
 
     # 1. The four covariance structures at K=3: BIC/ICL (EM), ARI with the species,

@@ -123,10 +123,10 @@ def main(argv: list[str] | None = None) -> int:
         else {"draws": 1000, "tune": 1000, "chains": 4}
     )
     args.out.mkdir(parents=True, exist_ok=True)
-    data = bm.datasets.load_warpbreaks()
-    X = data[["breaks"]]
+    X, design = bm.datasets.load_warpbreaks(return_labels=True)
     print(f"mean {X['breaks'].mean():.2f}, variance {X['breaks'].var():.2f}")
-    groups = data.groupby(["wool", "tension"], observed=True)["breaks"].agg(["mean", "var"])
+    by_group = X.groupby([design["wool"], design["tension"]], observed=True)["breaks"]
+    groups = by_group.agg(["mean", "var"])
     groups["variance_to_mean"] = groups["var"] / groups["mean"]
     groups.round(3).to_csv(args.out / "groups.csv")
 

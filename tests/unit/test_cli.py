@@ -38,8 +38,12 @@ def _assert_self_contained_report(folder):
 
 def test_simulate_writes_data_and_truth(data_csv):
     frame = pd.read_csv(data_csv)
-    assert list(frame.columns) == ["x0", "x1", "z"]
+    assert list(frame.columns) == ["x0", "x1"]  # features only (issue 21, item 5)
     assert len(frame) == 150
+    labels = pd.read_csv(data_csv.with_suffix(".labels.csv"))
+    assert list(labels.columns) == ["component"]
+    assert len(labels) == 150
+    assert set(labels["component"]) == {0, 1}
     truth = json.loads(data_csv.with_suffix(".truth.json").read_text())
     assert np.isclose(sum(truth["weights"]), 1.0)
     assert np.array(truth["covariances"]).shape == (2, 2, 2)
@@ -304,3 +308,143 @@ def test_a_failed_report_leaves_no_half_written_folder(data_csv, tmp_path, monke
     assert code == 2
     assert not out.exists()
     assert not any(p.name.startswith(".report") for p in tmp_path.iterdir())  # no temp left
+
+
+# Issue 21, item 4: the dialect of a CSV file and its header row.
+
+
+def _frame_for_dialects():
+    rng = np.random.default_rng(5)
+    values = np.concatenate([rng.normal(0.0, 1.0, (20, 2)), rng.normal(6.0, 1.0, (20, 2))])
+    return pd.DataFrame(values.round(3), columns=["length", "width"])
+
+
+def _fit_em(path, tmp_path, *extra):
+    out = tmp_path / f"out{len(list(tmp_path.iterdir()))}"
+    code = main(["fit", str(path), "-k", "2", "--method", "em", "--out", str(out), *extra])
+    return code, out
+
+
+def test_semicolons_and_decimal_commas_are_detected(tmp_path):
+    """A European CSV (';' between fields, ',' in numbers) is the same data as its US twin."""
+    frame = _frame_for_dialects()
+    us, eu = tmp_path / "us.csv", tmp_path / "eu.csv"
+    frame.to_csv(us, index=False)
+    # Written by hand, not by pandas: the file as a spreadsheet in a German locale saves it.
+    lines = [";".join(frame.columns)]
+    lines += [";".join(f"{v:.3f}".replace(".", ",") for v in row) for row in frame.to_numpy()]
+    eu.write_text("\n".join(lines) + "\n")
+    code_us, out_us = _fit_em(us, tmp_path)
+    code_eu, out_eu = _fit_em(eu, tmp_path)
+    assert (code_us, code_eu) == (0, 0)
+    fit_us, fit_eu = bm.load(out_us / "fit.nc"), bm.load(out_eu / "fit.nc")
+    assert fit_eu.feature_names_in_ == ["length", "width"]
+    np.testing.assert_array_equal(
+        fit_eu.idata["observed_data"]["x"].to_numpy(), frame.to_numpy(dtype=float)
+    )
+    np.testing.assert_allclose(fit_eu.means_, fit_us.means_)
+
+
+def test_a_headerless_csv_is_refused_with_advice_and_read_with_no_header(tmp_path, capsys):
+    frame = _frame_for_dialects()
+    path = tmp_path / "nohead.csv"
+    frame.to_csv(path, index=False, header=False)
+    code, _ = _fit_em(path, tmp_path)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "--no-header" in err
+    assert f"{frame.iloc[0, 0]:g}" in err  # names the row it saw
+    assert len(err.strip().splitlines()) == 1
+    code, out = _fit_em(path, tmp_path, "--no-header")
+    assert code == 0
+    fit = bm.load(out / "fit.nc")
+    assert fit.feature_names_in_ == ["x0", "x1"]
+    assert fit.idata["observed_data"].sizes["obs"] == len(frame)  # no row lost to a header
+
+
+def test_select_takes_no_header_too(tmp_path):
+    path = tmp_path / "nohead.csv"
+    _frame_for_dialects().to_csv(path, index=False, header=False)
+    out = tmp_path / "select"
+    code = main(
+        ["select", str(path), "-k", "1..2", "--method", "em", "--no-header", "--out", str(out)]
+    )
+    assert code == 0
+    assert bm.load(out / "fit.nc").feature_names_in_ == ["x0", "x1"]
+
+
+def test_a_csv_with_no_clear_separator_is_refused_naming_what_was_seen(tmp_path, capsys):
+    path = tmp_path / "odd.csv"
+    rows = [f"{i};{'xyz'[i % 3]},{i * i % 7}" for i in range(12)]
+    path.write_text("a;b,c\n" + "\n".join(rows) + "\n")  # half numeric on ';' and on ','
+    code, _ = _fit_em(path, tmp_path)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "';'" in err
+    assert "','" in err
+    assert "--sep" in err
+    code, out = _fit_em(path, tmp_path, "--sep", ",", "--columns", "c", "-k", "1")
+    assert code == 0
+    assert bm.load(out / "fit.nc").feature_names_in_ == ["c"]
+
+
+def test_decimal_points_and_commas_in_one_file_are_refused(tmp_path, capsys):
+    path = tmp_path / "mixed.csv"
+    path.write_text("x;y\n1.5;2,5\n3.5;4,5\n2.5;1,5\n8.5;7,5\n")
+    code, _ = _fit_em(path, tmp_path)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "'1.5'" in err
+    assert "'2,5'" in err
+    assert "--decimal" in err
+
+
+# Issue 21, item 5: the README's own commands fitted the true labels as a feature.
+
+
+def test_fitting_what_simulate_wrote_fits_the_features_only(data_csv, tmp_path, recwarn):
+    out = tmp_path / "sim"
+    assert main(["fit", str(data_csv), "-k", "2", "--method", "em", "--out", str(out)]) == 0
+    assert bm.load(out / "fit.nc").feature_names_in_ == ["x0", "x1"]
+    assert not [w for w in recwarn.list if issubclass(w.category, bm.DataWarning)]
+
+
+@pytest.mark.filterwarnings("ignore::bayesmix.ConvergenceWarning")  # z is a feature here
+def test_fit_names_a_label_column_in_a_data_warning(data_csv, tmp_path):
+    frame = pd.read_csv(data_csv)
+    labels = pd.read_csv(data_csv.with_suffix(".labels.csv"))
+    path = tmp_path / "with_labels.csv"
+    frame.assign(z=labels["component"]).to_csv(path, index=False)
+    out = tmp_path / "labelled"
+    args = ["fit", str(path), "-k", "2", "--method", "em", "--out", str(out)]
+    with pytest.warns(bm.DataWarning, match="'z'.*labels"):
+        assert main(args) == 0
+    # On the command line: one line of its own on stderr, not a source line of bayesmix.
+    done = subprocess.run(
+        [sys.executable, "-m", "bayesmix.cli", *args[:-1], str(tmp_path / "again")],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    lines = [line for line in done.stderr.splitlines() if "DataWarning" in line]
+    assert len(lines) == 1
+    assert lines[0].startswith("bayesmix: warning (DataWarning): column 'z' takes only")
+
+
+def test_an_em_fit_shows_no_column_of_zero_sds(data_csv, tmp_path, capsys):
+    """Issue 21, item 6: the EM table, summary.csv and report showed sd = 0 everywhere."""
+    out = tmp_path / "em"
+    code = main(["fit", str(data_csv), "-k", "2", "--method", "em", "--out", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    header = next(line for line in printed.splitlines() if "estimate" in line)
+    assert not re.search(r"\bsd\b", header)
+    summary = pd.read_csv(out / "summary.csv", index_col=0)
+    assert list(summary.columns) == ["estimate"]
+    assert summary.loc["weights[0]", "estimate"] == pytest.approx(
+        bm.load(out / "fit.nc").weights_[0], rel=1e-12
+    )
+    page = (out / "report.html").read_text()
+    assert "<th>estimate</th>" in page
+    assert "<th>sd</th>" not in page

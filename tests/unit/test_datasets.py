@@ -11,7 +11,14 @@ import pytest
 
 import bayesmix as bm
 
-LOADERS = ["load_carcinoma", "load_discoveries", "load_faithful", "load_galaxies", "load_iris"]
+LOADERS = [
+    "load_carcinoma",
+    "load_discoveries",
+    "load_faithful",
+    "load_galaxies",
+    "load_iris",
+    "load_warpbreaks",
+]
 
 
 def test_every_loader_is_exported():
@@ -24,7 +31,8 @@ def test_loaders_return_fresh_frames_without_missing_values(name):
     first = loader()
     assert isinstance(first, pd.DataFrame)
     assert not first.isna().any().any()
-    assert first.index.equals(pd.RangeIndex(len(first)))
+    if name != "load_discoveries":  # its index is the year
+        assert first.index.equals(pd.RangeIndex(len(first)))
     first.iloc[0, 0] = -1.0  # a caller may modify its copy ...
     assert loader().iloc[0, 0] != -1.0  # ... without touching the next one
 
@@ -44,11 +52,46 @@ def test_galaxies():
     assert v[77] == 26690.0  # MASS's documented typo (26960 in Postman et al. 1986)
 
 
+@pytest.mark.parametrize("name", LOADERS)
+def test_loaders_return_only_what_a_model_should_fit(name):
+    """Issue 21, item 5: no identifier, label or group column among the features."""
+    from bayesmix._validation import suspicious_columns
+
+    X = getattr(bm.datasets, name)()
+    assert all(pd.api.types.is_numeric_dtype(X[c]) for c in X.columns)
+    features = list(X.columns)
+    assert suspicious_columns(X.to_numpy(dtype=float), features, range(1, 7)) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "labels"),
+    [("load_iris", ["species"]), ("load_warpbreaks", ["wool", "tension"])],
+)
+def test_labels_only_on_request(name, labels):
+    loader = getattr(bm.datasets, name)
+    X, y = loader(return_labels=True)
+    pd.testing.assert_frame_equal(X, loader())
+    assert y.index.equals(X.index)
+    known = y.to_frame() if isinstance(y, pd.Series) else y
+    assert list(known.columns) == labels
+    assert not set(labels) & set(X.columns)
+
+
+def test_a_count_model_fits_the_counts_of_discoveries_not_the_years():
+    fit = bm.PoissonMixture(n_components=2, random_state=0).fit(
+        bm.datasets.load_discoveries(), method="em"
+    )
+    assert fit.feature_names_in_ == ["discoveries"]
+    assert fit.rates_.shape == (2, 1)
+
+
 def test_iris():
-    X = bm.datasets.load_iris()
-    assert X.shape == (150, 5)
+    X, species = bm.datasets.load_iris(return_labels=True)
+    assert X.shape == (150, 4)
     measurements = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
-    assert list(X.columns) == [*measurements, "species"]
+    assert list(X.columns) == measurements
+    assert species.name == "species"
+    X = X.assign(species=species)
     assert (X[measurements].dtypes == np.float64).all()
     assert isinstance(X["species"].dtype, pd.CategoricalDtype)
     assert list(X["species"].cat.categories) == ["setosa", "versicolor", "virginica"]
@@ -81,17 +124,19 @@ def test_faithful_summary():
 
 
 def test_iris_measurements_fit_a_mixture_directly():
-    X = bm.datasets.load_iris().drop(columns="species")
+    X = bm.datasets.load_iris()
     gm = bm.GaussianMixture(n_components=3, random_state=0).fit(X, method="em")
     assert gm.feature_names_in_ == list(X.columns)
 
 
 def test_discoveries():
     X = bm.datasets.load_discoveries()
-    assert X.shape == (100, 2)
-    assert list(X.columns) == ["year", "discoveries"]
+    assert X.shape == (100, 1)
+    assert list(X.columns) == ["discoveries"]
     assert (X.dtypes == np.int64).all()
-    np.testing.assert_array_equal(X["year"], np.arange(1860, 1960))
+    assert X.index.name == "year"
+    assert X.index.dtype == np.int64
+    np.testing.assert_array_equal(X.index, np.arange(1860, 1960))
     y = X["discoveries"].to_numpy()
     assert y.min() >= 0
     # R: sum(discoveries) 310, mean 3.1, var 5.080808, range 0 12 (12 in 1885)
@@ -99,7 +144,7 @@ def test_discoveries():
     np.testing.assert_allclose(y.mean(), 3.1, atol=1e-12)
     np.testing.assert_allclose(y.var(ddof=1), 5.080808, atol=1e-6)
     assert y.max() == 12
-    assert X.loc[X["discoveries"].idxmax(), "year"] == 1885
+    assert X["discoveries"].idxmax() == 1885
     # R: table(discoveries)
     counts = X["discoveries"].value_counts().sort_index()
     assert counts.to_dict() == {

@@ -19,9 +19,11 @@ def test_warpbreaks_is_exported_and_fresh():
 
 
 def test_warpbreaks_layout():
-    X = bm.datasets.load_warpbreaks()
-    assert X.shape == (54, 3)
-    assert list(X.columns) == ["breaks", "wool", "tension"]
+    X, groups = bm.datasets.load_warpbreaks(return_labels=True)
+    assert X.shape == (54, 1)
+    assert list(X.columns) == ["breaks"]
+    assert list(groups.columns) == ["wool", "tension"]
+    X = X.join(groups)
     assert X.index.equals(pd.RangeIndex(54))
     assert X["breaks"].dtype == np.int64
     assert list(X["wool"].cat.categories) == ["A", "B"]
@@ -34,7 +36,8 @@ def test_warpbreaks_layout():
 
 
 def test_warpbreaks_known_figures():
-    X = bm.datasets.load_warpbreaks()
+    X, groups = bm.datasets.load_warpbreaks(return_labels=True)
+    X = X.join(groups)
     breaks = X["breaks"].to_numpy()
     assert breaks.sum() == 1520
     assert (breaks.min(), breaks.max()) == (10, 70)

@@ -92,3 +92,19 @@ def test_fit_warns_once_per_problem_and_lists_them(mocked_sample):
     assert len(ours) == len(set(ours))
     listed = gm.summary().attrs["warnings"]
     assert set(ours) <= set(listed)
+
+
+@pytest.mark.parametrize("kind", ["all", "stats", "diagnostics"])
+def test_an_em_summary_shows_the_estimate_and_no_sd(kind):
+    """Issue 21, item 6: sd = 0 for every EM parameter read as zero uncertainty."""
+    means = np.array([[0.0, 0.0], [6.0, 1.0]])
+    covs = np.stack([np.eye(2), np.eye(2)])
+    X, _ = make_mixture(200, [0.4, 0.6], means, covs, random_state=0)
+    fit = bm.GaussianMixture(n_components=2, random_state=0).fit(X, method="em")
+    table = fit.summary(kind)
+    assert "sd" not in table.columns
+    assert list(table.columns) == ["estimate"]
+    weights = table.loc[["weights[0]", "weights[1]"], "estimate"].to_numpy()
+    np.testing.assert_array_equal(weights, fit.weights_)
+    assert table.loc["means[1, x1]", "estimate"] == fit.means_[1, 1]
+    assert len(table) == 2 + 4 + 8

@@ -256,3 +256,73 @@ class _no_warning_check:
 
     def __exit__(self, *exc):
         return False
+
+
+# Issue 21, item 5: identifiers and labels are not features. A column that is a function
+# of the row number, or that takes K consecutive integer values for K = n_components, is
+# named in a DataWarning.
+
+
+def _frame_with(**columns):
+    X = _X(n=60)
+    return pd.DataFrame(X, columns=["a", "b"]).assign(**columns)
+
+
+@pytest.mark.parametrize(
+    ("extra", "name", "fragment"),
+    [
+        ({"id": np.arange(60)}, "id", "row number"),
+        ({"row": np.arange(1, 61)}, "row", "row number"),
+        ({"year": np.arange(1900, 1960)}, "year", "row number"),
+        ({"t": np.linspace(0.0, 1.0, 60)}, "t", "row number"),
+        ({"countdown": np.arange(60)[::-1] * 0.5}, "countdown", "row number"),
+        ({"z": np.arange(60) % 2}, "z", "labels"),  # 0/1 labels, K = 2
+        ({"cls": np.repeat([1, 2], 30).astype(float)}, "cls", "labels"),  # 1..K, as floats
+    ],
+)
+def test_identifier_and_label_columns_are_named(extra, name, fragment):
+    from bayesmix._validation import suspicious_columns
+
+    X = _frame_with(**extra)
+    messages = suspicious_columns(X.to_numpy(dtype=float), list(X.columns), [2])
+    assert len(messages) == 1
+    assert repr(name) in messages[0]
+    assert fragment in messages[0]
+    with pytest.warns(bm.DataWarning, match=rf"'{name}'.*{fragment}"):
+        bm.GaussianMixture(n_components=2, random_state=0).fit(X, method="em")
+
+
+@pytest.mark.parametrize(
+    ("values", "ks"),
+    [
+        (_X(n=60), [1, 2, 3, 6]),  # measurements
+        (np.sort(_X(n=60), axis=0), [2]),  # sorted, but not by a constant step
+        (np.column_stack([_X(n=60), np.arange(60) % 3]), [2, 4]),  # 3 values, K = 2 or 4
+        (np.column_stack([_X(n=60), np.arange(60) % 2 * 2]), [2]),  # 0/2: not consecutive
+        # Binary items of a latent class model: every column takes two values at K = 2.
+        (np.random.default_rng(0).integers(0, 2, size=(60, 5)), [2]),
+        (np.arange(9)[:, None] + np.zeros((9, 2)), [2]),  # fewer than 10 rows: no opinion
+    ],
+)
+def test_features_are_not_named(values, ks):
+    from bayesmix._validation import suspicious_columns
+
+    features = [f"x{i}" for i in range(values.shape[1])]
+    assert suspicious_columns(np.asarray(values, dtype=float), features, ks) == []
+
+
+def test_select_k_looks_for_labels_of_every_k(recwarn):
+    X = _frame_with(z=np.arange(60) % 3)  # three labels: a problem for K = 3 only
+    bm.select_k(X, ks=[1, 2, 3], method="em", random_state=0, progressbar=False)
+    messages = [str(w.message) for w in recwarn.list if issubclass(w.category, bm.DataWarning)]
+    assert len(messages) == 1
+    assert "'z'" in messages[0]
+    assert recwarn.list[0].filename == __file__  # points at the caller, not at bayesmix
+
+
+def test_arrays_and_predict_are_not_checked(recwarn):
+    X = _frame_with(id=np.arange(60))
+    fit = bm.GaussianMixture(n_components=2, random_state=0)
+    fit.fit(X.to_numpy(), method="em")  # no names: the check is for DataFrames
+    fit.predict(X)
+    assert not [w for w in recwarn.list if issubclass(w.category, bm.DataWarning)]
