@@ -30,7 +30,14 @@ import numpy as np
 from bayesmix.em.loop import EMResult, _fit_restarts, _Restart, converge
 from bayesmix.exceptions import FitError
 
-__all__ = ["INIT_SAMPLE", "EMSteps", "fit_chunked", "in_memory_pass", "sample_indices"]
+__all__ = [
+    "INIT_SAMPLE",
+    "EMSteps",
+    "OnlineEM",
+    "fit_chunked",
+    "in_memory_pass",
+    "sample_indices",
+]
 
 logger = logging.getLogger("bayesmix")
 
@@ -64,6 +71,12 @@ class EMSteps:
         ``initialise(rows, n_samples, rng) -> (weights, params)``.
     log_prior : callable or None
         ``log_prior(weights, params)`` for ``objective="map"``, None for maximum likelihood.
+    centre, recentre : callable or None
+        For statistics taken about the current parameters (the Gaussian sums about the
+        means): ``centre(stats, params)`` returns ``params`` with the means moved to the
+        statistics' own weighted means, ``recentre(stats, old, new)`` the statistics
+        about ``new`` instead of ``old``. None when the statistics do not depend on the
+        parameters. Used by :class:`OnlineEM`.
     objective : str
     covariance_type : str or None
     """
@@ -73,6 +86,8 @@ class EMSteps:
     m_step: Callable[[dict, np.ndarray, dict, DataPass], tuple[np.ndarray, dict]]
     initialise: Callable[[Rows, int, np.random.Generator], tuple[np.ndarray, dict]]
     log_prior: Callable[[np.ndarray, dict], float] | None = None
+    centre: Callable[[dict, dict], dict] | None = None
+    recentre: Callable[[dict, dict, dict], dict] | None = None
     objective: str = "ml"
     covariance_type: str | None = None
 
@@ -207,3 +222,113 @@ def fit_chunked(
 def _call_statistics(statistics, weights, params, X, w):
     """``statistics(X, w, weights, params)`` (a module-level function: it pickles)."""
     return statistics(X, w, weights, params)
+
+
+# ---------------------------------------------------------------------------------------
+# Stepwise online EM (partial_fit)
+
+
+def _combine(stats: dict, batch: dict, step: float) -> dict:
+    """``(1 - step) stats + step batch``, key by key."""
+    return {key: (1.0 - step) * stats[key] + step * batch[key] for key in stats}
+
+
+def _scaled(stats: dict, factor: float) -> dict:
+    return {key: value * factor for key, value in stats.items()}
+
+
+class OnlineEM:
+    r"""Stepwise online EM over batches (Cappé & Moulines 2009).
+
+    The state is a running average :math:`\bar s_t` of the E-step statistics per unit
+    weight: for batch :math:`t` with statistics :math:`S_t` (at the current parameters)
+    and total weight :math:`W_t`, :math:`\bar s_t = (1 - \gamma_t) \bar s_{t-1} +
+    \gamma_t S_t / W_t` with step size :math:`\gamma_t = (t + 2)^{-\kappa}`
+    (:math:`\bar s_0 = S_0 / W_0`), and the parameters are the M-step of
+    :math:`\bar s_t` scaled to the weight seen so far (which matters only for MAP: the
+    prior then weighs as much as against a batch fit of that many rows). With
+    :math:`\kappa \in (0.5, 1]` the parameters converge to a stationary point of the
+    expected log-likelihood of the data stream; :math:`\kappa = 1` averages all batches
+    equally. Statistics that depend on the parameters (the Gaussian sums about the
+    current means) are moved to the new parameters after every step (``steps.recentre``).
+
+    References
+    ----------
+    .. [1] O. Cappé and E. Moulines, "On-line expectation-maximization algorithm for
+       latent data models", *Journal of the Royal Statistical Society B*, 71(3),
+       593-613, 2009.
+    """
+
+    def __init__(
+        self,
+        steps: EMSteps,
+        weights: np.ndarray,
+        params: dict,
+        *,
+        kappa: float,
+    ) -> None:
+        self.steps = steps
+        self.weights = weights
+        self.params = params
+        self.kappa = kappa
+        self.n_updates = 0
+        self.seen = 0.0
+        self.stats: dict | None = None
+        self.trace: list[float] = []
+
+    def prime(self, X: np.ndarray, w: np.ndarray | None, log_likelihood: float) -> None:
+        """Start the running average at the statistics of ``X`` (no M-step).
+
+        For a first batch that EM has already been fitted to: the parameters stay the
+        batch estimate, and later batches are blended into its statistics.
+        """
+        stats = self.steps.statistics(X, w, self.weights, self.params)
+        self.seen = float(stats["weight"])
+        self.stats = _scaled(stats, 1.0 / self.seen)
+        self.n_updates = 1
+        self.trace.append(float(log_likelihood))
+
+    def update(self, X: np.ndarray, w: np.ndarray | None) -> None:
+        """One step on the batch ``X`` (weights ``w``): E-step statistics, blend, M-step."""
+        batch = self.steps.statistics(X, w, self.weights, self.params)
+        weight = float(batch["weight"])
+        batch = _scaled(batch, 1.0 / weight)
+        step = 1.0 if self.stats is None else (self.n_updates + 2.0) ** -self.kappa
+        stats = batch if self.stats is None else _combine(self.stats, batch, step)
+        params = self.params
+        if self.steps.centre is not None:  # sums about their own means: no cancellation
+            params = self.steps.centre(stats, params)
+            stats = self.steps.recentre(stats, self.params, params)
+        seen = self.seen + weight
+        value = float(stats["log_likelihood"])
+        if not np.isfinite(value):
+            raise FitError(
+                f"online EM, batch {self.n_updates + 1}: the running mean log-likelihood is "
+                f"not finite ({value}): a sample has zero probability under every component. "
+                "Try objective='map' or fewer components."
+            )
+        weights, new_params = self.steps.m_step(
+            _scaled(stats, seen), self.weights, params, in_memory_pass(X, w)
+        )
+        if self.steps.recentre is not None:
+            stats = self.steps.recentre(stats, params, new_params)
+        self.weights, self.params, self.stats, self.seen = weights, new_params, stats, seen
+        self.n_updates += 1
+        self.trace.append(value)
+
+    def result(self, objective: str) -> EMResult:
+        """Return the current estimate as an :class:`EMResult` (``n_iter``: batches seen)."""
+        trace = np.asarray(self.trace, dtype=np.float64)
+        return EMResult(
+            weights=self.weights,
+            params=self.params,
+            family=self.steps.family,
+            log_likelihood=float(trace[-1]),
+            lower_bounds=trace,
+            n_iter=self.n_updates,
+            converged=False,
+            best_init=0,
+            init_log_likelihoods=trace[-1:],
+            objective=objective,
+            covariance_type=self.steps.covariance_type,
+        )

@@ -1973,9 +1973,39 @@ def chunked_steps(
         m_step=m_step,
         initialise=initialise,
         log_prior=None if prior is None else functools.partial(_log_prior_of_params, prior),
+        centre=_centre,
+        recentre=functools.partial(_recentre, covariance_type=covariance_type),
         objective=objective,
         covariance_type=covariance_type,
     )
+
+
+def _centre(stats: dict, params: dict) -> dict:
+    """Return ``params`` with the means at the statistics' weighted means."""
+    nk = np.asarray(stats["nk"], dtype=np.float64)
+    safe = np.where(nk > 0.0, nk, 1.0)[:, np.newaxis]
+    means = params["means"] + np.where(nk[:, np.newaxis] > 0.0, stats["s1"] / safe, 0.0)
+    return {**params, "means": means}
+
+
+def _recentre(stats: dict, old: dict, new: dict, *, covariance_type: str) -> dict:
+    """Return the sums about ``new["means"]`` from the sums about ``old["means"]``.
+
+    With ``d = m_new - m_old``: ``s1 - n d`` and ``s2 - s1 d' - d s1' + n d d'`` (the
+    squares ``s2 - 2 s1 d + n d^2`` for the diagonal types).
+    """
+    nk, s1, s2 = stats["nk"], stats["s1"], stats["s2"]
+    delta = np.asarray(new["means"]) - np.asarray(old["means"])
+    moved = s1 - nk[:, np.newaxis] * delta
+    if covariance_type in ("full", "tied"):
+        outer = s1[:, :, np.newaxis] * delta[:, np.newaxis, :]
+        scatter = s2 - outer - outer.transpose(0, 2, 1)
+        scatter = scatter + nk[:, np.newaxis, np.newaxis] * (
+            delta[:, :, np.newaxis] * delta[:, np.newaxis, :]
+        )
+    else:
+        scatter = s2 - 2.0 * s1 * delta + nk[:, np.newaxis] * delta**2
+    return {**stats, "s1": moved, "s2": scatter}
 
 
 def _second_pass(

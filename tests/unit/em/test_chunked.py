@@ -110,3 +110,34 @@ def test_in_memory_pass_equals_fit_em_from_the_same_seed():
     np.testing.assert_allclose(result.means, reference.means, rtol=1e-10)
     np.testing.assert_allclose(result.covariances, reference.covariances, rtol=1e-10)
     np.testing.assert_allclose(result.init_log_likelihoods, reference.init_log_likelihoods)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_recentred_sums_equal_the_sums_about_the_new_means(covariance_type):
+    # OnlineEM moves its running sums to new means; the oracle is summing about them.
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(200, 3))
+    shape = gaussian_em._covariance_shape(covariance_type, 2, 3)
+    covariances = {
+        "full": np.array([np.eye(3), 2 * np.eye(3)]),
+        "tied": np.eye(3),
+        "diag": np.ones((2, 3)),
+        "spherical": np.ones(2),
+    }[covariance_type]
+    assert covariances.shape == shape
+    old = {
+        "means": rng.normal(size=(2, 3)),
+        "covariances": covariances,
+        "precisions_cholesky": gaussian_em.compute_precision_cholesky(covariances, covariance_type),
+    }
+    new = {**old, "means": rng.normal(size=(2, 3))}
+    weights = np.array([0.3, 0.7])
+    about_old = gaussian_em._chunk_sums(
+        X, None, weights, old["means"], old["precisions_cholesky"], covariance_type, old["means"]
+    )
+    about_new = gaussian_em._chunk_sums(
+        X, None, weights, old["means"], old["precisions_cholesky"], covariance_type, new["means"]
+    )
+    moved = gaussian_em._recentre(about_old, old, new, covariance_type=covariance_type)
+    np.testing.assert_allclose(moved["s1"], about_new["s1"], rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(moved["s2"], about_new["s2"], rtol=1e-10, atol=1e-10)
