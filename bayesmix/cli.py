@@ -8,18 +8,19 @@ option) is one line on stderr and exit code 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bayesmix.exceptions import BayesmixError, DataError
+from bayesmix.exceptions import BayesmixError, DataError, InvalidParameterError
 from bayesmix.families import FAMILIES
 
 if TYPE_CHECKING:
@@ -181,19 +182,157 @@ def _demo(args: argparse.Namespace) -> int:
     return _finish(console, report)
 
 
+def _is_chunked_file(path: str) -> bool:
+    """Whether ``path`` names a Zarr array or a Parquet data set (read with Dask)."""
+    from bayesmix.dask import is_chunked
+
+    return is_chunked(path)
+
+
+@contextlib.contextmanager
+def _scheduler(name: str | None) -> Iterator[None]:
+    """Run Dask work on ``threads`` (default), ``processes``, ``synchronous`` or a cluster.
+
+    Any other value is the address of a ``distributed`` scheduler (``tcp://host:8786``).
+    """
+    from bayesmix.dask import _import_dask
+
+    dask, _ = _import_dask()
+    if name in (None, "threads", "processes", "synchronous"):
+        with dask.config.set(scheduler=name or "threads"):
+            yield
+        return
+    try:
+        from distributed import Client
+    except ImportError as err:  # pragma: no cover - the dask extra installs it
+        raise ImportError(
+            f'--scheduler ADDRESS needs pip install "bayesmix[dask]" ({err})'
+        ) from err
+    try:
+        client = Client(name, timeout="10s")
+    except OSError as err:
+        raise InvalidParameterError(
+            f"--scheduler {name!r}: cannot reach a Dask scheduler there ({err}). Pass "
+            "threads, processes, synchronous or the address of a running scheduler, such "
+            "as tcp://127.0.0.1:8786."
+        ) from err
+    with client:
+        yield
+
+
+@contextlib.contextmanager
+def _pass_progress(console: Any) -> Iterator[None]:
+    """Show every EM data pass: a live line in a terminal, one line per pass otherwise."""
+    from bayesmix.dask import on_pass
+
+    started = time.perf_counter()
+    passes = [0]
+    if console.is_terminal:
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as progress:
+            task = progress.add_task("EM: reading the data", total=None)
+
+            def advance(seconds: float) -> None:
+                passes[0] += 1
+                progress.update(task, description=f"EM pass {passes[0]} ({seconds:.2f} s)")
+
+            with on_pass(advance):
+                yield
+        return
+
+    def line(seconds: float) -> None:
+        passes[0] += 1
+        console.print(
+            f"EM pass {passes[0]}: {seconds:.2f} s ({time.perf_counter() - started:.1f} s in all)"
+        )
+
+    with on_pass(line):
+        yield
+
+
+def _fit_chunked(args: argparse.Namespace, console: Any) -> int:
+    """``bayesmix fit data.zarr|data.parquet``: EM over the chunks, nothing loaded whole."""
+    import bayesmix as bm
+    from bayesmix.dask import as_chunked
+    from bayesmix.em.chunked import sample_indices
+
+    method = args.method or "em"
+    if method != "em":
+        raise InvalidParameterError(
+            f"{args.data} is read in chunks (Zarr / Parquet), which EM fits in passes; got "
+            f"--method {method}. Use --method em (NUTS needs the data in memory: fit a "
+            "sample of it written to CSV)."
+        )
+    k = _one_k(args)
+    data: Any = args.data
+    columns = [name.strip() for name in (args.columns or "").split(",") if name.strip()]
+    if columns:
+        if Path(args.data).suffix.lower() == ".zarr":
+            raise InvalidParameterError(
+                "--columns selects columns of a Parquet data set; a Zarr array has no column "
+                "names. Write the columns you need to their own array."
+            )
+        import dask.dataframe as dd
+
+        data = dd.read_parquet(args.data, columns=columns)
+    family, spec = _family(args), _spec(args, k)
+    with _scheduler(args.scheduler):
+        started = time.perf_counter()
+        with _pass_progress(console):
+            em = family(**spec).fit(data, method="em")
+        stats = em.idata["em_stats"].attrs
+        source = json.loads(em.idata.attrs["data_source"])
+        n_rows = source["shape"][0]
+        console.print(
+            f"EM: {n_rows} rows in {source['n_chunks']} chunks, mean log-likelihood "
+            f"{stats['log_likelihood']:.6g} after {stats['n_iter']} iterations, best of "
+            f"{stats['n_init']} restarts ({time.perf_counter() - started:.1f} s)"
+        )
+        chunked = as_chunked(data, allow_bool=family._accepts_bool)
+        values, _ = chunked.rows(sample_indices(n_rows, np.random.default_rng(0), 5_000))
+    import pandas as pd
+
+    sample = pd.DataFrame(values, columns=chunked.features)
+    title = f"{Path(args.data).name}, K={k}, {_describe(args)}"
+    _print_table(console, em.summary(), title)
+    report = bm.write_report(
+        args.out,
+        em_fit=em,
+        title=f"bayesmix fit: {Path(args.data).name}, K={k}",
+        description=f"A {_describe(args)} fitted by EM to {args.data} ({n_rows} rows, read in "
+        f"chunks); the plots show a uniform sample of {len(sample)} rows.",
+        data_sample=sample,
+    )
+    return _finish(console, report)
+
+
+def _one_k(args: argparse.Namespace) -> int:
+    if len(args.components) != 1:
+        raise DataError(
+            f"fit takes one --components value; got {args.components}. "
+            "Use `bayesmix select` to compare several K."
+        )
+    return args.components[0]
+
+
 def _fit(args: argparse.Namespace) -> int:
     import bayesmix as bm
     from bayesmix.report import check_out_dir
 
     check_out_dir(args.out)  # before any work: a fit is never lost to a bad --out
     console = _console()
+    if _is_chunked_file(args.data):
+        return _fit_chunked(args, console)
+    args.method = args.method or "both"
     X = _read_csv(args, console)
-    if len(args.components) != 1:
-        raise DataError(
-            f"fit takes one --components value; got {args.components}. "
-            "Use `bayesmix select` to compare several K."
-        )
-    k = args.components[0]
+    k = _one_k(args)
     em, nuts = _fit_both(X, k, args.method, args, console)
     _show_fits(console, em, nuts, f"{Path(args.data).name}, K={k}, {_describe(args)}")
     report = bm.write_report(
@@ -250,20 +389,53 @@ def _simulate(args: argparse.Namespace) -> int:
     means = rng.normal(0.0, args.separation, size=(k, d))
     factors = rng.normal(size=(k, d, d)) / np.sqrt(d)
     covariances = factors @ np.swapaxes(factors, 1, 2) + 0.3 * np.eye(d)
-    X, z = bm.datasets.make_mixture(args.n_samples, weights, means, covariances, random_state=rng)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    truth = {"weights": weights, "means": means, "covariances": covariances}
+    if out.suffix.lower() == ".zarr":
+        return _simulate_zarr(args, out, truth)
+    X, z = bm.datasets.make_mixture(args.n_samples, weights, means, covariances, random_state=rng)
     # The features only: labels in the data file would be fitted as a feature.
     frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(d)])
     frame.to_csv(out, index=False)
     labels_path = out.with_suffix(".labels.csv")
     pd.DataFrame({"component": z}).to_csv(labels_path, index=False)
-    truth = {"weights": weights, "means": means, "covariances": covariances}
     truth_path = out.with_suffix(".truth.json")
     truth_path.write_text(json.dumps({key: value.tolist() for key, value in truth.items()}))
     print(
         f"wrote {len(frame)} rows of {d} features to {out}, the component of each row to "
         f"{labels_path} and the truth to {truth_path}"
+    )
+    return 0
+
+
+def _simulate_zarr(args: argparse.Namespace, out: Path, truth: dict[str, np.ndarray]) -> int:
+    """Write simulated data to Zarr chunk by chunk (never whole in memory)."""
+    import bayesmix as bm
+    from bayesmix.dask import _import_dask
+
+    dask, _ = _import_dask()
+    X, z = bm.datasets.make_mixture_chunked(
+        args.n_samples,
+        truth["weights"],
+        truth["means"],
+        truth["covariances"],
+        chunk_rows=min(args.n_samples, 1_000_000),
+        random_state=args.seed,
+    )
+    labels_path = out.with_suffix(".labels.zarr")
+    started = time.perf_counter()
+    with dask.config.set(scheduler="threads"):
+        dask.compute(
+            X.to_zarr(str(out), overwrite=True, compute=False),
+            z.to_zarr(str(labels_path), overwrite=True, compute=False),
+        )
+    truth_path = out.with_suffix(".truth.json")
+    truth_path.write_text(json.dumps({key: value.tolist() for key, value in truth.items()}))
+    print(
+        f"wrote {args.n_samples} rows of {X.shape[1]} features to {out} in "
+        f"{len(X.chunks[0])} chunks ({time.perf_counter() - started:.1f} s), the component of "
+        f"each row to {labels_path} and the truth to {truth_path}"
     )
     return 0
 
@@ -291,7 +463,8 @@ def _add_data_options(parser: argparse.ArgumentParser, components_help: str) -> 
         "data",
         help="CSV file, one row per observation, with a header row of column names (or "
         "--no-header); the separator (',', ';', tab, '|') and the decimal mark ('.' or ',') "
-        "are detected",
+        "are detected. fit also reads a Zarr array (.zarr) or a Parquet data set (.parquet, "
+        "or a folder of them) in chunks, with EM",
     )
     parser.add_argument(
         "--components", "-k", type=parse_components, required=True, help=components_help
@@ -343,9 +516,20 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="bayesmix-demo", help="report folder (bayesmix-demo)")
     demo.set_defaults(run=_demo)
 
-    fit = commands.add_parser("fit", help="fit a mixture (--family) to a CSV file")
+    fit = commands.add_parser(
+        "fit", help="fit a mixture (--family) to a CSV file, a Zarr array or a Parquet data set"
+    )
     _add_data_options(fit, "number of components K")
-    fit.add_argument("--method", default="both", choices=["nuts", "em", "both"])
+    fit.add_argument(
+        "--method",
+        choices=["nuts", "em", "both"],
+        help="default: both for a CSV file, em for Zarr / Parquet (read in chunks)",
+    )
+    fit.add_argument(
+        "--scheduler",
+        help="Zarr / Parquet data: Dask scheduler, threads (default), processes, synchronous, "
+        "or the address of a distributed scheduler (tcp://host:8786)",
+    )
     _add_sampler_options(fit)
     fit.add_argument("--out", required=True, help="report folder")
     fit.set_defaults(run=_fit)
@@ -373,7 +557,9 @@ def _parser() -> argparse.ArgumentParser:
         "--out",
         required=True,
         help="CSV file to write, the features only (x0, x1, ...); the component of each row "
-        "goes to <name>.labels.csv and the true parameters to <name>.truth.json beside it",
+        "goes to <name>.labels.csv and the true parameters to <name>.truth.json beside it. "
+        "A name ending in .zarr writes a Zarr array chunk by chunk (any size; labels to "
+        "<name>.labels.zarr; needs the dask extra)",
     )
     simulate.set_defaults(run=_simulate)
     return parser

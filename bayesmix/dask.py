@@ -25,7 +25,8 @@ import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,12 +35,14 @@ import numpy as np
 
 from bayesmix.exceptions import DataError
 
-__all__ = ["SPLIT_EVERY", "ChunkedData", "as_chunked", "is_chunked"]
+__all__ = ["SPLIT_EVERY", "ChunkedData", "as_chunked", "is_chunked", "on_pass"]
 
 #: Largest number of partial sums added up by one task of the tree reduction.
 SPLIT_EVERY = 8
 
 _PARQUET_SUFFIXES = (".parquet", ".pq")
+# Called with the seconds of every data pass (see on_pass).
+_PASS_CALLBACKS: list[Callable[[float], None]] = []
 _EXTRA = 'pip install "bayesmix[dask]"'
 
 
@@ -142,7 +145,10 @@ class ChunkedData:
                 dask.delayed(_add, pure=True)(*parts[i : i + split_every])
                 for i in range(0, len(parts), split_every)
             ]
+        started = time.perf_counter()
         (total,) = dask.compute(parts[0])
+        for callback in list(_PASS_CALLBACKS):
+            callback(time.perf_counter() - started)
         return total
 
     def rows(self, indices: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
@@ -435,3 +441,21 @@ def one_process_pool() -> Iterator[None]:
             yield
     finally:
         pool.shutdown()
+
+
+@contextlib.contextmanager
+def on_pass(callback: Callable[[float], None]) -> Iterator[None]:
+    """Call ``callback(seconds)`` after every data pass over chunked data (progress).
+
+    Examples
+    --------
+    >>> from bayesmix.dask import on_pass
+    >>> passes = []
+    >>> with on_pass(passes.append):
+    ...     pass  # fit chunked data here; passes gets the seconds of every pass
+    """
+    _PASS_CALLBACKS.append(callback)
+    try:
+        yield
+    finally:
+        _PASS_CALLBACKS.remove(callback)

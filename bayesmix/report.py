@@ -146,6 +146,7 @@ def write_report(
     k_table: pd.DataFrame | None = None,
     title: str = "bayesmix report",
     description: str = "",
+    data_sample: pd.DataFrame | None = None,
 ) -> Path:
     """Write the report folder for EM and/or NUTS fits (and a K selection table).
 
@@ -161,6 +162,11 @@ def write_report(
         The output of :func:`bayesmix.select_k`.
     title, description : str
         Shown at the top of the page.
+    data_sample : pandas.DataFrame, optional
+        For a fit that does not store its data (chunked data, a stream): rows to draw
+        the data plots with (say a uniform sample of a few thousand); without it those
+        plots are left out. The posterior predictive check needs the data and is left
+        out for such fits.
 
     Returns
     -------
@@ -173,7 +179,7 @@ def write_report(
     final.parent.mkdir(parents=True, exist_ok=True)
     out = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     try:
-        _write_report_files(out, em_fit, nuts_fit, k_table, title, description)
+        _write_report_files(out, em_fit, nuts_fit, k_table, title, description, data_sample)
         if not final.exists():
             out.chmod(0o777 & ~umask())  # mkdtemp creates 0700; give the usual mode
             os.replace(out, final)  # the whole folder at once
@@ -194,13 +200,19 @@ def _write_report_files(
     k_table: pd.DataFrame | None,
     title: str,
     description: str,
+    data_sample: pd.DataFrame | None = None,
 ) -> None:
     """Write every file of the report into the folder ``out``."""
     main = nuts_fit if nuts_fit is not None else em_fit
     body: list[str] = [f"<h1>{html.escape(title)}</h1>"]
     if description:
         body.append(f"<p>{html.escape(description)}</p>")
-    n_obs = main.idata["observed_data"].sizes["obs"]
+    stored = "observed_data" in main.idata.children
+    if stored:
+        n_obs = main.idata["observed_data"].sizes["obs"]
+    else:  # chunked data or a stream: the size is in the data source record
+        source = json.loads(main.idata.attrs.get("data_source", "{}"))
+        n_obs = int(source.get("shape", [source.get("weight_seen", 0)])[0])
     body.append(
         f'<p class="meta">{type(main).__name__}({html.escape(_params(main))}); '
         f"{n_obs} observations of {main.n_features_in_} feature(s) "
@@ -210,14 +222,19 @@ def _write_report_files(
     )
 
     body.append("<h2>Data and fitted components</h2>")
-    path = _save_figure(plot_components(main), out / "components.png")
-    body.append(_img(path, "Data with the fitted mixture (posterior draws faint, EM dashed)."))
-    path = _save_figure(plot_responsibilities(main), out / "responsibilities.png")
-    body.append(_img(path, "Classification uncertainty of every observation."))
-    path = _save_figure(plot_ppc(main, random_seed=0), out / "ppc.png")
-    body.append(
-        _img(path, "Posterior predictive check: density of the data (black) and replicates.")
-    )
+    if stored or data_sample is not None:
+        shown = "Data" if stored else f"A uniform sample of {len(data_sample)} rows"
+        path = _save_figure(plot_components(main, data_sample), out / "components.png")
+        body.append(_img(path, f"{shown} with the fitted mixture (draws faint, EM dashed)."))
+        path = _save_figure(plot_responsibilities(main, data_sample), out / "responsibilities.png")
+        body.append(_img(path, f"Classification uncertainty ({shown.lower()})."))
+    else:
+        body.append("<p>The fit does not store its data and no sample was given: no plots.</p>")
+    if stored:
+        path = _save_figure(plot_ppc(main, random_seed=0), out / "ppc.png")
+        body.append(
+            _img(path, "Posterior predictive check: density of the data (black) and replicates.")
+        )
 
     if nuts_fit is not None:
         body.append("<h2>Posterior summary</h2>")

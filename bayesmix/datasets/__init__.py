@@ -11,7 +11,7 @@ from bayesmix.datasets._loaders import (
     load_iris,
     load_warpbreaks,
 )
-from bayesmix.datasets._simulate import make_mixture
+from bayesmix.datasets._simulate import make_mixture, make_mixture_chunked
 
 __all__ = [
     "load_carcinoma",
@@ -21,4 +21,5 @@ __all__ = [
     "load_iris",
     "load_warpbreaks",
     "make_mixture",
+    "make_mixture_chunked",
 ]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numpy.typing import ArrayLike
 
 from bayesmix.exceptions import DataError
 
-__all__ = ["make_mixture"]
+__all__ = ["make_mixture", "make_mixture_chunked"]
 
 
 def make_mixture(
@@ -90,3 +92,84 @@ def make_mixture(
     eps = rng.standard_normal((n_samples, d))
     X = mu[z] + np.einsum("nij,nj->ni", chol[z], eps)
     return X, z
+
+
+def make_mixture_chunked(
+    n_samples: int,
+    weights: ArrayLike,
+    means: ArrayLike,
+    covariances: ArrayLike,
+    *,
+    chunk_rows: int = 1_000_000,
+    random_state: int = 0,
+) -> tuple[Any, Any]:
+    """Simulate a Gaussian mixture as lazy Dask arrays, one chunk at a time.
+
+    The chunks are drawn independently (chunk ``i`` by :func:`make_mixture` seeded with
+    ``[random_state, i]``) when computed, so data far larger than memory can be written
+    to Zarr (``dask.array.to_zarr``) in one pass. Needs the ``dask`` extra.
+
+    Parameters
+    ----------
+    n_samples : int
+    weights, means, covariances : array-like
+        As for :func:`make_mixture`.
+    chunk_rows : int, default=1_000_000
+        Rows per chunk.
+    random_state : int, default=0
+
+    Returns
+    -------
+    X : dask.array.Array of shape (n_samples, n_features), float64
+    z : dask.array.Array of shape (n_samples,), int16
+        The component of every row; compute ``X`` and ``z`` together (``dask.compute`` or
+        one ``dask.array.store``) to draw every chunk once.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bayesmix.datasets import make_mixture_chunked
+    >>> X, z = make_mixture_chunked(10, [0.5, 0.5], [[0.0], [5.0]], np.ones((2, 1, 1)),
+    ...                             chunk_rows=4)
+    >>> X.chunks, z.dtype.name
+    (((4, 4, 2), (1,)), 'int16')
+    """
+    from bayesmix.dask import _import_dask
+
+    dask, da = _import_dask()
+    make_mixture(1, weights, means, covariances, random_state=0)  # check the arguments
+    if not (isinstance(chunk_rows, int | np.integer) and chunk_rows >= 1):
+        raise DataError(f"chunk_rows must be a positive integer; got {chunk_rows!r}.")
+    if not (isinstance(n_samples, int | np.integer) and n_samples >= 1):
+        raise DataError(f"n_samples must be a positive integer; got {n_samples!r}.")
+    n_features = np.atleast_2d(np.asarray(means)).shape[1]
+    sizes = [chunk_rows] * (n_samples // chunk_rows)
+    if n_samples % chunk_rows:
+        sizes.append(n_samples % chunk_rows)
+    blocks = [
+        dask.delayed(_chunk, pure=True, nout=2)(
+            size, weights, means, covariances, random_state, index
+        )
+        for index, size in enumerate(sizes)
+    ]
+    X = da.concatenate(
+        [
+            da.from_delayed(block[0], shape=(size, n_features), dtype=np.float64)
+            for block, size in zip(blocks, sizes, strict=True)
+        ]
+    )
+    z = da.concatenate(
+        [
+            da.from_delayed(block[1], shape=(size,), dtype=np.int16)
+            for block, size in zip(blocks, sizes, strict=True)
+        ]
+    )
+    return X, z
+
+
+def _chunk(size, weights, means, covariances, seed, index):
+    """One chunk of :func:`make_mixture_chunked`."""
+    X, z = make_mixture(
+        int(size), weights, means, covariances, random_state=np.random.default_rng([seed, index])
+    )
+    return X, z.astype(np.int16)
