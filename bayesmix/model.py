@@ -555,7 +555,7 @@ class MixtureModel(ABC):
                 online = OnlineEM(steps, *start, kappa=float(kappa))
             online.kappa = float(kappa)
             online.update(values, w)
-        em = self._order_em(online.result(self.objective))
+        em = self._order_em(online.result())
         stream = {
             "kind": "stream",
             "batches": online.n_updates,

@@ -316,7 +316,7 @@ class OnlineEM:
         self.n_updates += 1
         self.trace.append(value)
 
-    def result(self, objective: str) -> EMResult:
+    def result(self) -> EMResult:
         """Return the current estimate as an :class:`EMResult` (``n_iter``: batches seen)."""
         trace = np.asarray(self.trace, dtype=np.float64)
         return EMResult(
@@ -329,6 +329,6 @@ class OnlineEM:
             converged=False,
             best_init=0,
             init_log_likelihoods=trace[-1:],
-            objective=objective,
+            objective=self.steps.objective,
             covariance_type=self.steps.covariance_type,
         )

@@ -53,7 +53,9 @@ solves, no explicit inverse).
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -65,6 +67,7 @@ from scipy.special import digamma, gammaln
 from bayesmix._numeric import column_sums
 from bayesmix._threads import single_blas_thread
 from bayesmix._validation import MixtureData
+from bayesmix.em.chunked import EMSteps, sample_indices
 from bayesmix.em.init import initial_responsibilities
 from bayesmix.em.loop import (
     _EMPTY_MASS,
@@ -81,6 +84,8 @@ from bayesmix.families._location_scale import _LocationScaleMixture, mahalanobis
 from bayesmix.families.gaussian.densities import n_parameters, squared_mahalanobis
 from bayesmix.families.gaussian.em import (
     COVARIANCE_TYPES,
+    _centre,
+    _recentre,
     compute_precision_cholesky,
     full_covariances,
     m_step,
@@ -163,23 +168,29 @@ def _t_log_prob(
     return t_log_density(delta, log_det, dof, n_features), delta
 
 
-def _update_dof(
-    dof_old: float,
-    resp_k: np.ndarray,
-    u_k: np.ndarray,
-    log_u_k: np.ndarray,
-    nk: float,
-    n_features: int,
-    bounds: tuple[float, float],
+def _expected_log_tau_minus_tau(
+    resp_k: np.ndarray, log_u_k: np.ndarray, u_k: np.ndarray, dof_old: float, n_features: int
 ) -> float:
-    """Second CM-step: the degrees of freedom of one component (see the module docstring)."""
+    """``sum_n r_nk E[log tau_nk - tau_nk]``: the sufficient statistic of the dof CM-step.
+
+    With ``h = (nu_old + D) / 2``, ``E[tau] = u`` and ``E[log tau] = log u + psi(h) -
+    log h`` (the E-step's gamma posterior of the latent precision ``tau``).
+    """
+    half = 0.5 * (dof_old + n_features)
+    correction = float(digamma(half)) - math.log(half)
+    return float(np.dot(resp_k, log_u_k - u_k)) + float(resp_k.sum()) * correction
+
+
+def _update_dof(expected: float, nk: float, bounds: tuple[float, float]) -> float:
+    """Second CM-step: the degrees of freedom of one component (see the module docstring).
+
+    ``expected`` is ``sum_n r_nk E[log tau_nk - tau_nk]``
+    (:func:`_expected_log_tau_minus_tau`), ``nk`` is ``sum_n r_nk`` (both weighted).
+    """
     low, high = bounds
     if low == high:
         return low
-    half = 0.5 * (dof_old + n_features)
-    constant = (
-        1.0 + float(np.dot(resp_k, log_u_k - u_k)) / nk + float(digamma(half)) - math.log(half)
-    )
+    constant = 1.0 + expected / nk
 
     def equation(nu: float) -> float:
         return -float(digamma(0.5 * nu)) + math.log(0.5 * nu) + constant
@@ -235,9 +246,10 @@ def _t_cm_steps(
         log_u = np.log(dof + n_features) - np.log(dof + delta)
     new_dof = dof.copy()
     for k in np.flatnonzero(~empty):
-        new_dof[k] = _update_dof(
-            float(dof[k]), resp[:, k], u[:, k], log_u[:, k], float(nk[k]), n_features, dof_bounds
+        expected = _expected_log_tau_minus_tau(
+            resp[:, k], log_u[:, k], u[:, k], float(dof[k]), n_features
         )
+        new_dof[k] = _update_dof(expected, float(nk[k]), dof_bounds)
     return weights, {"means": means, "covariances": covariances, "dof": new_dof}
 
 
@@ -386,6 +398,170 @@ def fit_student_t_em(
         covariance_type=covariance_type,
         stacklevel=4,  # _fit_restarts, fit_student_t_em, BLAS-thread wrapper, caller
     )
+
+
+def _t_chunk_sums(
+    X: np.ndarray,
+    w: np.ndarray | None,
+    weights: np.ndarray,
+    params: dict,
+    *,
+    covariance_type: str,
+    centres: np.ndarray | None = None,
+) -> dict:
+    """Return the ECM statistics of one chunk, the sums about ``centres`` (default: means).
+
+    ``nk = sum r``, ``su = sum r u``, ``s1 = sum r u (x - c)``, ``s2`` its outer products
+    (K, D, D) or squares (K, D), ``a = sum r E[log tau - tau]``, with ``r`` the (weighted)
+    responsibilities and ``u = E[tau]`` the E-step precision weights.
+    """
+    n_components, n_features = params["means"].shape
+    precisions_cholesky = compute_precision_cholesky(params["covariances"], covariance_type)
+    full = full_covariances(precisions_cholesky, covariance_type, n_components, n_features)
+    log_prob, delta = _t_log_prob(X, params["means"], full, params["dof"])
+    log_norm, log_resp = _log_responsibilities(log_prob, weights)
+    resp = np.exp(log_resp)
+    if w is None:
+        total, weight = float(np.sum(log_norm)), float(X.shape[0])
+    else:
+        resp *= w[:, np.newaxis]
+        total, weight = float(w @ log_norm), float(w.sum())
+    dof = params["dof"]
+    u = (dof + n_features) / (dof + delta)
+    with np.errstate(divide="ignore"):
+        log_u = np.log(dof + n_features) - np.log(dof + delta)
+    weighted = resp * u
+    centres = params["means"] if centres is None else centres
+    matrices = covariance_type in ("full", "tied")
+    s1 = np.empty((n_components, n_features))
+    s2 = np.empty((n_components, n_features, n_features) if matrices else s1.shape)
+    for k in range(n_components):
+        diff = X - centres[k]
+        moved = weighted[:, k, np.newaxis] * diff
+        s1[k] = moved.sum(axis=0)
+        s2[k] = moved.T @ diff if matrices else np.sum(moved * diff, axis=0)
+    return {
+        "log_likelihood": total,
+        "weight": weight,
+        "nk": column_sums(resp),
+        "su": column_sums(weighted),
+        "s1": s1,
+        "s2": s2,
+        "a": np.array(
+            [
+                _expected_log_tau_minus_tau(
+                    resp[:, k], log_u[:, k], u[:, k], float(dof[k]), n_features
+                )
+                for k in range(n_components)
+            ]
+        ),
+    }
+
+
+# The scatter about the new means is s2 - s1 s1' / su (one pass) unless the sums about the
+# old means are this many times larger than it, where rounding would cost more than ~1e-9
+# relatively: then a second pass sums about the new means.
+_T_CANCELLATION = 1e7
+
+
+def _t_scatter(su: np.ndarray, s1: np.ndarray, s2: np.ndarray, matrices: bool) -> np.ndarray:
+    """Return the scatter about ``c + s1 / su`` from the sums about ``c``."""
+    shift = s1 / (su + 10.0 * _EPS)[:, np.newaxis]
+    if matrices:
+        outer = s1[:, :, np.newaxis] * shift[:, np.newaxis, :]
+        scatter = s2 - outer - outer.transpose(0, 2, 1)
+        return scatter + su[:, None, None] * (shift[:, :, None] * shift[:, None, :])
+    return s2 - 2.0 * s1 * shift + su[:, np.newaxis] * shift**2
+
+
+def chunked_t_steps(
+    n_components: int,
+    n_features: int,
+    *,
+    covariance_type: str,
+    reg_covar: float,
+    dof_bounds: tuple[float, float],
+) -> EMSteps:
+    """Return the Student-t ECM as sufficient statistics (:class:`EMSteps`, chunked data).
+
+    One pass per iteration (:func:`_t_chunk_sums` about the current means); both CM-steps
+    of :func:`_t_cm_steps` from the totals, with a second pass about the new means when
+    the one-pass scatter may have cancelled (:data:`_T_CANCELLATION`).
+    """
+    matrices = covariance_type in ("full", "tied")
+    statistics = functools.partial(_t_chunk_sums, covariance_type=covariance_type)
+
+    def cm_steps(stats: dict, weights: np.ndarray, params: dict, data_pass) -> tuple:
+        nk, su = np.asarray(stats["nk"]), np.asarray(stats["su"])
+        centres = params["means"]
+        means = centres + stats["s1"] / (su + 10.0 * _EPS)[:, np.newaxis]
+        scatter = _t_scatter(su, stats["s1"], stats["s2"], matrices)
+        size = np.trace(stats["s2"], axis1=1, axis2=2) if matrices else stats["s2"].sum(axis=1)
+        left = np.trace(scatter, axis1=1, axis2=2) if matrices else scatter.sum(axis=1)
+        if np.any(size > _T_CANCELLATION * np.maximum(left, 0.0)):
+            second = data_pass(
+                functools.partial(
+                    _second_t_pass,
+                    weights=weights,
+                    params=params,
+                    covariance_type=covariance_type,
+                    centres=means,
+                )
+            )
+            means = means + second["s1"] / (su + 10.0 * _EPS)[:, np.newaxis]
+            scatter = _t_scatter(su, second["s1"], second["s2"], matrices)
+        floored = nk + 10.0 * _EPS
+        if covariance_type == "full":
+            covariances = scatter / floored[:, np.newaxis, np.newaxis]
+            covariances += reg_covar * np.eye(n_features)
+        elif covariance_type == "tied":
+            covariances = scatter.sum(axis=0) / floored.sum() + reg_covar * np.eye(n_features)
+        elif covariance_type == "diag":
+            covariances = scatter / floored[:, np.newaxis] + reg_covar
+        else:
+            covariances = scatter.mean(axis=1) / floored + reg_covar
+        empty = nk < _EMPTY_MASS
+        if np.any(empty):  # keep the previous parameters of an empty component
+            means[empty] = centres[empty]
+            if covariance_type != "tied":
+                covariances[empty] = params["covariances"][empty]
+        dof = params["dof"].copy()
+        for k in np.flatnonzero(~empty):
+            dof[k] = _update_dof(float(stats["a"][k]), float(nk[k]), dof_bounds)
+        return floored / floored.sum(), {"means": means, "covariances": covariances, "dof": dof}
+
+    def initialise(rows, n_samples: int, rng: np.random.Generator) -> tuple:
+        X, w = rows(sample_indices(n_samples, rng))
+        resp = initial_responsibilities(X, n_components, rng, 0.0, w)
+        if w is not None:
+            resp *= w[:, np.newaxis]
+        weights, means, covariances = m_step(X, resp, covariance_type, reg_covar)
+        low, high = dof_bounds
+        dof = np.full(n_components, min(max(_INIT_DOF, low), high))
+        return weights, {"means": means, "covariances": covariances, "dof": dof}
+
+    return EMSteps(
+        family="student_t",
+        statistics=statistics,
+        m_step=cm_steps,
+        initialise=initialise,
+        centre=functools.partial(_centre, mass="su"),
+        recentre=functools.partial(_recentre, covariance_type=covariance_type, mass="su"),
+        covariance_type=covariance_type,
+    )
+
+
+def _second_t_pass(
+    X: np.ndarray,
+    w: np.ndarray | None,
+    *,
+    weights: np.ndarray,
+    params: dict,
+    covariance_type: str,
+    centres: np.ndarray,
+) -> dict:
+    """Return the ECM sums of one chunk at the current parameters about the new means."""
+    return _t_chunk_sums(X, w, weights, params, covariance_type=covariance_type, centres=centres)
 
 
 def student_t_mixture_logp(value: Any, weights: Any, means: Any, chol: Any, dof: Any) -> Any:
@@ -590,8 +766,21 @@ class StudentTMixture(_LocationScaleMixture):
             sample_weight=data.sample_weight,
             dof_bounds=tuple(float(b) for b in self.dof_bounds),
         )
-        order = np.lexsort(result.params["means"].T[::-1])
-        return result.reordered(order)
+        return self._order_em(result)
+
+    def _order_em(self, em: EMResult) -> EMResult:
+        return em.reordered(np.lexsort(em.params["means"].T[::-1]))
+
+    def _em_steps(
+        self, priors: dict[str, Prior], n_features: int, data_pass: Callable[[Callable], dict]
+    ) -> EMSteps:
+        return chunked_t_steps(
+            self.n_components,
+            n_features,
+            covariance_type=self.covariance_type,
+            reg_covar=self.reg_covar,
+            dof_bounds=_check_bounds(self.dof_bounds),
+        )
 
     def _point_from_em(self, em: EMResult, n_features: int) -> dict[str, np.ndarray]:
         """Every posterior variable at the ECM estimate (constrained space)."""

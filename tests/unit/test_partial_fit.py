@@ -29,6 +29,12 @@ def _gaussian(rng, n=20_000):
     )
 
 
+def _heavy_tailed(rng, n=20_000):
+    centres = np.array([[0.0, 0.0], [8.0, 8.0], [-8.0, 9.0]])
+    z = rng.integers(0, 3, size=n)
+    return centres[z] + rng.standard_t(4.0, size=(n, 2))
+
+
 def _counts(rng, n=20_000):
     z = rng.integers(0, 2, size=n)
     return rng.poisson(np.where(z[:, None] == 0, [1.0, 6.0], [9.0, 2.0])).astype(float)
@@ -46,6 +52,7 @@ CASES = [
         for ct in ("full", "tied", "diag", "spherical")
     ),
     (bm.GaussianMixture, {"objective": "map"}, _gaussian, 3),
+    (bm.StudentTMixture, {}, _heavy_tailed, 3),
     (bm.PoissonMixture, {}, _counts, 2),
     (bm.BernoulliMixture, {}, _binary, 2),
 ]
@@ -64,11 +71,17 @@ def test_online_em_ends_near_the_optimum_and_warm_start_reaches_it(cls, params, 
         online = online.partial_fit(batch)
     assert online.em_.n_iter == 20
     gap = optimum.em_.log_likelihood - online.score(X)
-    assert 0.0 <= gap < 1e-3  # nats per row below the batch optimum
+    # Nats per row below the batch optimum. Online EM is a damped EM (about sum_t gamma_t
+    # ~ 4 t^(1/4) iterations' worth): the Student-t's degrees of freedom, which batch ECM
+    # needs ~100 iterations for, are not there yet after 20 batches (measured 1.3e-3).
+    bound = 3e-3 if cls is bm.StudentTMixture else 1e-3
+    assert 0.0 <= gap < bound
     online.fit(X, method="em", warm_start=True)
     assert online.em_.log_likelihood == pytest.approx(optimum.em_.log_likelihood, abs=1e-9)
+    # The likelihood is flat in the degrees of freedom: both stop (tol 1e-10) 2e-4 apart.
+    rtol = 1e-3 if cls is bm.StudentTMixture else 1e-4
     for name, value in optimum.em_.params.items():
-        np.testing.assert_allclose(online.em_.params[name], value, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(online.em_.params[name], value, rtol=rtol, atol=1e-6)
 
 
 @pytest.mark.parametrize(("cls", "params", "make", "k"), CASES, ids=IDS)
@@ -139,7 +152,7 @@ def test_bad_arguments():
     with pytest.raises(DataError, match="warm_start"):
         gm.fit(rng.normal(size=(100, 3)), method="em", warm_start=True)
     with pytest.raises(InvalidParameterError, match=r"chunked data|sufficient"):
-        bm.StudentTMixture(n_components=2).partial_fit(X)
+        bm.NegativeBinomialMixture(n_components=2).partial_fit(rng.poisson(3.0, (50, 2)))
 
 
 def test_warm_start_on_an_unfitted_model_is_a_cold_fit():

@@ -1980,21 +1980,24 @@ def chunked_steps(
     )
 
 
-def _centre(stats: dict, params: dict) -> dict:
-    """Return ``params`` with the means at the statistics' weighted means."""
-    nk = np.asarray(stats["nk"], dtype=np.float64)
+def _centre(stats: dict, params: dict, *, mass: str = "nk") -> dict:
+    """Return ``params`` with the means at the statistics' weighted means.
+
+    ``mass`` names the total weight of the sums (``"nk"``; the Student-t's ``"su"``).
+    """
+    nk = np.asarray(stats[mass], dtype=np.float64)
     safe = np.where(nk > 0.0, nk, 1.0)[:, np.newaxis]
     means = params["means"] + np.where(nk[:, np.newaxis] > 0.0, stats["s1"] / safe, 0.0)
     return {**params, "means": means}
 
 
-def _recentre(stats: dict, old: dict, new: dict, *, covariance_type: str) -> dict:
+def _recentre(stats: dict, old: dict, new: dict, *, covariance_type: str, mass: str = "nk") -> dict:
     """Return the sums about ``new["means"]`` from the sums about ``old["means"]``.
 
     With ``d = m_new - m_old``: ``s1 - n d`` and ``s2 - s1 d' - d s1' + n d d'`` (the
-    squares ``s2 - 2 s1 d + n d^2`` for the diagonal types).
+    squares ``s2 - 2 s1 d + n d^2`` for the diagonal types); ``n`` is ``stats[mass]``.
     """
-    nk, s1, s2 = stats["nk"], stats["s1"], stats["s2"]
+    nk, s1, s2 = stats[mass], stats["s1"], stats["s2"]
     delta = np.asarray(new["means"]) - np.asarray(old["means"])
     moved = s1 - nk[:, np.newaxis] * delta
     if covariance_type in ("full", "tied"):
