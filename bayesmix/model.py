@@ -197,8 +197,7 @@ class MixtureModel(ABC):
         raise InvalidParameterError(
             f"{type(self).__name__} cannot be fitted to chunked data (Dask, Zarr, Parquet) "
             "yet: its EM has no sufficient-statistics form in this version. Load the data "
-            "into memory (X.compute(), or a sample of it) and fit that, or use "
-            "GaussianMixture, PoissonMixture or BernoulliMixture."
+            "into memory (X.compute(), or a sample of it) and fit that."
         )
 
     def _order_em(self, em: AnyEMResult) -> AnyEMResult:
@@ -397,8 +396,7 @@ class MixtureModel(ABC):
             Start EM from the current estimate (of an earlier ``fit`` or of
             :meth:`partial_fit`) instead of k-means++ restarts: a few exact passes after
             online EM over a stream reach the batch optimum. Ignored when the model is
-            not fitted yet. Needs a family with EM as sufficient statistics (Gaussian,
-            Poisson, Bernoulli).
+            not fitted yet.
 
         Returns
         -------
@@ -524,7 +522,7 @@ class MixtureModel(ABC):
         if online is None and "em_" not in self.__dict__:  # the first batch: fit EM to it
             data, priors = self._prepare(X, sample_weight)
             values, w = data.values, data.sample_weight
-            steps = self._em_steps(priors, data.n_features, in_memory_pass(values, w))
+            steps = self._online_steps(priors, data.n_features, in_memory_pass(values, w))
 
             def rows(indices: np.ndarray | None) -> tuple:
                 if indices is None:
@@ -550,7 +548,7 @@ class MixtureModel(ABC):
             w = check_sample_weight(sample_weight, data.n_samples)
             priors, features = self.priors_, self.feature_names_in_
             if online is None:  # after fit or load: continue from the current estimate
-                steps = self._em_steps(priors, data.n_features, in_memory_pass(values, w))
+                steps = self._online_steps(priors, data.n_features, in_memory_pass(values, w))
                 start = self._warm_start(True, data.n_features)
                 online = OnlineEM(steps, *start, kappa=float(kappa))
             online.kappa = float(kappa)
@@ -569,6 +567,18 @@ class MixtureModel(ABC):
         self._set_fitted(meta, priors, em, idata)
         self._online = online
         return self
+
+    def _online_steps(
+        self, priors: dict[str, Prior], n_features: int, data_pass: Callable[[Callable], dict]
+    ) -> EMSteps:
+        steps = self._em_steps(priors, n_features, data_pass)
+        if not steps.online:
+            raise InvalidParameterError(
+                f"{type(self).__name__} has no online EM: its sufficient statistics are "
+                "defined on the values the first pass saw. Fit the data with fit(X, "
+                'method="em") (in memory, or on Dask for data beyond memory).'
+            )
+        return steps
 
     def _warm_start(self, warm_start: bool, n_features: int) -> tuple | None:
         """Return the current (weights, params) to start EM from, or None."""

@@ -77,6 +77,10 @@ class EMSteps:
         statistics' own weighted means, ``recentre(stats, old, new)`` the statistics
         about ``new`` instead of ``old``. None when the statistics do not depend on the
         parameters. Used by :class:`OnlineEM`.
+    online : bool
+        Whether the statistics of later batches can be blended in (False when they are
+        defined on what the first data pass saw, as the negative binomial's histograms
+        over the distinct counts).
     objective : str
     covariance_type : str or None
     """
@@ -88,6 +92,7 @@ class EMSteps:
     log_prior: Callable[[np.ndarray, dict], float] | None = None
     centre: Callable[[dict, dict], dict] | None = None
     recentre: Callable[[dict, dict, dict], dict] | None = None
+    online: bool = True
     objective: str = "ml"
     covariance_type: str | None = None
 

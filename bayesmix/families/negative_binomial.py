@@ -58,6 +58,10 @@ References
 
 from __future__ import annotations
 
+import functools
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -69,6 +73,7 @@ from scipy.special import digamma, gammaln, polygamma
 from bayesmix._numeric import column_means
 from bayesmix._threads import single_blas_thread
 from bayesmix._validation import MixtureData, check_sample_weight
+from bayesmix.em.chunked import EMSteps, sample_indices
 from bayesmix.em.init import initial_responsibilities
 from bayesmix.em.loop import (
     _EMPTY_MASS,
@@ -81,6 +86,7 @@ from bayesmix.em.loop import (
     _ml_weights,
     _Restart,
 )
+from bayesmix.exceptions import DataError
 from bayesmix.families._independent import (
     _BOUNDARY,
     _INIT_SMOOTHING,
@@ -428,12 +434,23 @@ def _m_step(
 
     ``weighted`` are the responsibilities times the sample weights, (N, K).
     """
-    nk = weighted.sum(axis=0)
     hists = stats.histograms(weighted)
-    n_components, n_features = nk.shape[0], stats.X.shape[1]
+    values = [values for values, _ in stats.levels]
+    return _m_step_from_histograms(values, hists, weighted.sum(axis=0), old)
+
+
+def _m_step_from_histograms(
+    levels: list[np.ndarray], hists: list[np.ndarray], nk: np.ndarray, old: dict | None
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Return the ECM steps of :func:`_m_step` from the weighted histograms.
+
+    ``hists[d]`` (K, V_d) counts the distinct counts ``levels[d]``; ``nk`` are the
+    expected counts.
+    """
+    n_components, n_features = nk.shape[0], len(levels)
     rates = np.empty((n_components, n_features))
     dispersion = np.empty((n_components, n_features))
-    for d, ((values, _), hist) in enumerate(zip(stats.levels, hists, strict=True)):
+    for d, (values, hist) in enumerate(zip(levels, hists, strict=True)):
         mu = (hist @ values) / (nk + 10.0 * _EPS)
         start = _moment_dispersion(values, hist, nk, mu) if old is None else old["dispersion"][:, d]
         alpha = _solve_dispersion(values, hist, nk, mu, start)
@@ -472,6 +489,96 @@ def _run_restart(
         max_iter=max_iter,
         tol=tol,
         name=name,
+    )
+
+
+@dataclass(frozen=True)
+class _DistinctCounts:
+    """The distinct counts of every feature; ``+`` is their union (a data-pass total)."""
+
+    values: tuple[np.ndarray, ...]
+
+    def __add__(self, other: _DistinctCounts) -> _DistinctCounts:
+        return _DistinctCounts(
+            tuple(np.union1d(a, b) for a, b in zip(self.values, other.values, strict=True))
+        )
+
+
+def _distinct_counts(X: np.ndarray, w: np.ndarray | None) -> dict:
+    return {"levels": _DistinctCounts(tuple(np.unique(column) for column in X.T))}
+
+
+def _nb_chunk_statistics(
+    X: np.ndarray,
+    w: np.ndarray | None,
+    weights: np.ndarray,
+    params: dict,
+    *,
+    levels: tuple[np.ndarray, ...],
+) -> dict:
+    """Return the E-step statistics of one chunk: the weighted histograms of the counts.
+
+    ``hists`` is (K, sum_d V_d): feature ``d``'s histogram over the data set's distinct
+    counts ``levels[d]`` in its own block of columns.
+    """
+    local = _levels(X)
+    log_prob = _log_prob(
+        X, local, gammaln(X + 1.0).sum(axis=1), params["rates"][None], params["dispersion"][None]
+    )[0]
+    log_norm, log_resp = _log_responsibilities(log_prob, weights)
+    resp = np.exp(log_resp)
+    if w is None:
+        total, weight = float(np.sum(log_norm)), float(X.shape[0])
+    else:
+        resp *= w[:, np.newaxis]
+        positive = w > 0.0  # a zero weight ignores even an impossible row
+        total, weight = float(w[positive] @ log_norm[positive]), float(w.sum())
+    blocks = []
+    for d, (column, values) in enumerate(zip(X.T, levels, strict=True)):
+        index = np.minimum(np.searchsorted(values, column), values.size - 1)
+        unseen = values[index] != column
+        if unseen.any():
+            raise DataError(
+                f"feature {d} has the count {column[unseen][0]:g}, which the pass that "
+                "collected the distinct counts did not see: the data changed during the fit."
+            )
+        blocks.append(
+            np.array([np.bincount(index, weights=r, minlength=values.size) for r in resp.T])
+        )
+    return {
+        "log_likelihood": total,
+        "weight": weight,
+        "nk": resp.sum(axis=0),
+        "hists": np.concatenate(blocks, axis=1),
+    }
+
+
+def chunked_nb_steps(n_components: int, data_pass: Callable[[Callable], dict]) -> EMSteps:
+    """Return the negative-binomial ECM as sufficient statistics (:class:`EMSteps`).
+
+    One pass first collects the distinct counts of every feature; then every iteration is
+    one pass of weighted histograms over them (:func:`_nb_chunk_statistics`), from which
+    :func:`_m_step_from_histograms` does both CM-steps as the in-memory ECM does.
+    """
+    levels = data_pass(_distinct_counts)["levels"].values
+    sizes = np.cumsum([0, *(values.size for values in levels)])
+
+    def m_step(stats: dict, weights: np.ndarray, params: dict, data_pass) -> tuple:
+        hists = [stats["hists"][:, a:b] for a, b in itertools.pairwise(sizes)]
+        return _m_step_from_histograms(list(levels), hists, np.asarray(stats["nk"]), params)
+
+    def initialise(rows, n_samples: int, rng: np.random.Generator) -> tuple:
+        X, w = rows(sample_indices(n_samples, rng))
+        stats = _NBStatistics(X, w)
+        resp = initial_responsibilities(X, n_components, rng, _INIT_SMOOTHING, w)
+        return _m_step(stats, stats.weighted(resp), None)
+
+    return EMSteps(
+        family="negative_binomial",
+        statistics=functools.partial(_nb_chunk_statistics, levels=levels),
+        m_step=m_step,
+        initialise=initialise,
+        online=False,  # a later batch may hold counts that the histograms do not have
     )
 
 
@@ -721,9 +828,16 @@ class NegativeBinomialMixture(MixtureModel):
             random_state=rng,
             sample_weight=data.sample_weight,
         )
+        return self._order_em(result)
+
+    def _order_em(self, em: EMResult) -> EMResult:
         # Canonical labels: components by increasing rate of the first feature.
-        order = np.lexsort(result.params["rates"].T[::-1])
-        return result.reordered(order)
+        return em.reordered(np.lexsort(em.params["rates"].T[::-1]))
+
+    def _em_steps(
+        self, priors: dict[str, Prior], n_features: int, data_pass: Callable[[Callable], dict]
+    ) -> EMSteps:
+        return chunked_nb_steps(self.n_components, data_pass)
 
     def _point_from_em(self, em: EMResult, n_features: int) -> dict[str, np.ndarray]:
         return {

@@ -60,20 +60,20 @@ def _chunked(X, chunks=CHUNKS):
     return da.from_array(X, chunks=(chunks, X.shape[1]))
 
 
-def _assert_same_fit(chunked, memory):
-    np.testing.assert_allclose(chunked.weights_, memory.weights_, rtol=RTOL, atol=RTOL)
+def _assert_same_fit(chunked, memory, rtol=RTOL):
+    np.testing.assert_allclose(chunked.weights_, memory.weights_, rtol=rtol, atol=rtol)
     for name in memory._component_vars:
         np.testing.assert_allclose(
             getattr(chunked, f"{name}_", None) if hasattr(chunked, f"{name}_") else None,
             getattr(memory, f"{name}_", None) if hasattr(memory, f"{name}_") else None,
-            rtol=RTOL,
-            atol=RTOL,
+            rtol=rtol,
+            atol=rtol,
         )
     for name, value in memory.em_.params.items():
-        np.testing.assert_allclose(chunked.em_.params[name], value, rtol=RTOL, atol=RTOL)
+        np.testing.assert_allclose(chunked.em_.params[name], value, rtol=rtol, atol=rtol)
     assert chunked.em_.n_iter == memory.em_.n_iter
-    np.testing.assert_allclose(chunked.em_.log_likelihood, memory.em_.log_likelihood, rtol=RTOL)
-    np.testing.assert_allclose(chunked.em_.lower_bounds, memory.em_.lower_bounds, rtol=RTOL)
+    np.testing.assert_allclose(chunked.em_.log_likelihood, memory.em_.log_likelihood, rtol=rtol)
+    np.testing.assert_allclose(chunked.em_.lower_bounds, memory.em_.lower_bounds, rtol=rtol)
 
 
 CASES = [
@@ -83,6 +83,7 @@ CASES = [
         for obj in ("ml", "map")
     ),
     *((bm.StudentTMixture, {"covariance_type": ct}, _gaussian) for ct in COVARIANCE_TYPES),
+    (bm.NegativeBinomialMixture, {}, _counts),
     (bm.PoissonMixture, {"objective": "ml"}, _counts),
     (bm.PoissonMixture, {"objective": "map"}, _counts),
     (bm.BernoulliMixture, {"objective": "ml"}, _binary),
@@ -283,13 +284,6 @@ def test_nuts_on_chunked_data_is_refused_before_any_work():
         bm.GaussianMixture(n_components=2).fit(X)
 
 
-@pytest.mark.parametrize("cls", [bm.NegativeBinomialMixture])
-def test_families_without_chunked_em_say_so(cls):
-    X = _chunked(_counts(np.random.default_rng(15)))
-    with pytest.raises(InvalidParameterError, match="chunked data"):
-        cls(n_components=2).fit(X, method="em")
-
-
 def test_predicting_chunked_data_with_other_features():
     rng = np.random.default_rng(16)
     fit = bm.GaussianMixture(n_components=2, random_state=0).fit(_gaussian(rng), method="em")
@@ -338,8 +332,9 @@ def cluster_client():
         (bm.GaussianMixture, {"covariance_type": "full"}, _gaussian),
         (bm.PoissonMixture, {"objective": "map"}, _counts),
         (bm.BernoulliMixture, {}, _binary),
+        (bm.NegativeBinomialMixture, {}, _counts),
     ],
-    ids=["gaussian", "poisson-map", "bernoulli"],
+    ids=["gaussian", "poisson-map", "bernoulli", "negative-binomial"],
 )
 def test_local_cluster_equals_in_memory(cluster_client, cls, params, make):
     rng = np.random.default_rng(18)
@@ -350,6 +345,8 @@ def test_local_cluster_equals_in_memory(cluster_client, cls, params, make):
     chunked = cls(**settings).fit(
         _chunked(X), method="em", sample_weight=da.from_array(w, chunks=(CHUNKS,))
     )
-    _assert_same_fit(chunked, memory)
+    # A negative-binomial dispersion is the root of a flat profile likelihood: the
+    # rounding of the histogram totals (summed in another order) moves it by ~1e-10.
+    _assert_same_fit(chunked, memory, 1e-8 if cls is bm.NegativeBinomialMixture else RTOL)
     labels = chunked.predict(_chunked(X)).compute()
     np.testing.assert_array_equal(labels, memory.predict(X))
