@@ -62,13 +62,8 @@ def _chunked(X, chunks=CHUNKS):
 
 def _assert_same_fit(chunked, memory, rtol=RTOL):
     np.testing.assert_allclose(chunked.weights_, memory.weights_, rtol=rtol, atol=rtol)
-    for name in memory._component_vars:
-        np.testing.assert_allclose(
-            getattr(chunked, f"{name}_", None) if hasattr(chunked, f"{name}_") else None,
-            getattr(memory, f"{name}_", None) if hasattr(memory, f"{name}_") else None,
-            rtol=rtol,
-            atol=rtol,
-        )
+    for name, value in memory.posterior_arrays().items():
+        np.testing.assert_allclose(chunked.posterior_arrays()[name], value, rtol=rtol, atol=rtol)
     for name, value in memory.em_.params.items():
         np.testing.assert_allclose(chunked.em_.params[name], value, rtol=rtol, atol=rtol)
     assert chunked.em_.n_iter == memory.em_.n_iter
