@@ -60,7 +60,13 @@ def _read_csv(args: argparse.Namespace, console: Any) -> pd.DataFrame:
 
 
 def _sampler_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    return {"draws": args.draws, "tune": args.tune, "chains": args.chains, "progressbar": True}
+    return {
+        "draws": args.draws,
+        "tune": args.tune,
+        "chains": args.chains,
+        "target_accept": args.target_accept,
+        "progressbar": True,
+    }
 
 
 def _family(args: argparse.Namespace) -> Any:
@@ -116,17 +122,19 @@ def _fit_both(
 
 def _print_table(console: Any, frame: pd.DataFrame, title: str) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title=title)
     table.add_column(frame.index.name or "")
     for column in frame.columns:
-        table.add_column(str(column), justify="right")
+        text = len(frame) > 0 and isinstance(frame[column].iloc[0], str)
+        table.add_column(str(column), justify="left" if text else "right")
     for name, row in frame.iterrows():
         cells = [
-            f"{value:.4g}" if isinstance(value, float | np.floating) else str(value)
+            Text(f"{value:.4g}" if isinstance(value, float | np.floating) else str(value))
             for value in row.to_numpy()
         ]
-        table.add_row(str(name), *cells)
+        table.add_row(Text(str(name)), *cells)
     console.print(table)
 
 
@@ -345,11 +353,40 @@ def _fit(args: argparse.Namespace) -> int:
     return _finish(console, report)
 
 
+# The columns ``select`` prints (the CSV has them all); each problems column becomes a
+# usable yes/no, and the reason lines below the table name every problem.
+_SELECT_COLUMNS = {
+    "bic": "bic",
+    "icl": "icl",
+    "em_problems": "EM usable",
+    "elpd_loo": "elpd_loo",
+    "elpd_diff": "elpd_diff",
+    "dse": "dse",
+    "max_rhat": "max_rhat",
+    "min_ess_bulk": "ess_bulk",
+    "divergences": "divergent",
+    "n_bad_pareto_k": "bad_k",
+    "loo_problems": "LOO usable",
+}
+
+
+def _reported_k(table: pd.DataFrame) -> tuple[int | None, str]:
+    """Return the K whose fits the ``select`` report shows, and the criterion that chose it.
+
+    LOO's choice when there is one (it judges the posterior the report shows), else BIC's.
+    """
+    best = table.attrs["best"]
+    for criterion in ("loo", "bic"):
+        if best.get(criterion) is not None:
+            return best[criterion], criterion.upper()
+    return None, ""
+
+
 def _select(args: argparse.Namespace) -> int:
     import bayesmix as bm
     from bayesmix.report import check_out_dir
 
-    check_out_dir(args.out)  # before any work: a fit is never lost to a bad --out
+    out = check_out_dir(args.out)  # before any work: a fit is never lost to a bad --out
     console = _console()
     X = _read_csv(args, console)
     console.print(f"Comparing K in {args.components} ({args.method}) ...")
@@ -362,18 +399,39 @@ def _select(args: argparse.Namespace) -> int:
         random_state=args.seed,
         **({} if args.method == "em" else _sampler_kwargs(args)),
     )
-    _print_table(console, table.set_index("n_components"), "Choosing K")
-    best = table.attrs["best"]
-    chosen = best.get("loo", best["bic"])
-    console.print(f"Chosen K: {best}; the report shows the fits for K={chosen}.")
+    shown = table.set_index("n_components")
+    shown = shown[[c for c in _SELECT_COLUMNS if c in shown]].copy()
+    for column in ("em_problems", "loo_problems"):
+        if column in shown:
+            shown[column] = np.where(shown[column] == "", "yes", "no")
+    shown = shown.rename(columns=_SELECT_COLUMNS).rename_axis("K")
+    _print_table(console, shown, "Choosing K")
+    console.print(f"Rule: {table.attrs['rule']}", markup=False, style="dim")
+    for criterion, reason in table.attrs["reason"].items():
+        console.print(f"{criterion.upper()}: {reason}", markup=False, soft_wrap=True)
+    chosen, by = _reported_k(table)
+    if chosen is None:
+        out.mkdir(parents=True, exist_ok=True)
+        table.to_csv(out / "select_k.csv", index=False)
+        console.print(
+            f"No K has a usable fit, so there is no fit to report; the table is in "
+            f"{out / 'select_k.csv'}. Try fewer K, more --tune and --draws, or a higher "
+            "--target-accept.",
+            markup=False,
+        )
+        return 1
+    console.print(f"The report shows the fits for K={chosen} (chosen by {by}).", markup=False)
     em, nuts = _fit_both(X, chosen, args.method, args, console)
     report = bm.write_report(
         args.out,
         em_fit=em,
         nuts_fit=nuts,
         k_table=table,
-        title=f"bayesmix select: {Path(args.data).name}",
-        description=f"Choosing the number of components of a {_describe(args)} of {args.data}.",
+        title=f"bayesmix select: {Path(args.data).name}, K={chosen}",
+        description=(
+            f"Choosing the number of components of a {_describe(args)} of {args.data}; "
+            f"the fits shown are those of K={chosen}, chosen by {by}."
+        ),
     )
     return _finish(console, report)
 
@@ -444,6 +502,12 @@ def _add_sampler_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--draws", type=int, default=1000, help="posterior draws per chain")
     parser.add_argument("--tune", type=int, default=1000, help="tuning steps per chain")
     parser.add_argument("--chains", type=int, default=4, help="number of chains")
+    parser.add_argument(
+        "--target-accept",
+        type=float,
+        default=0.9,
+        help="NUTS target acceptance rate (default 0.9); raise it (0.95, 0.99) against divergences",
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed of EM and NUTS")
 
 
@@ -534,7 +598,12 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--out", required=True, help="report folder")
     fit.set_defaults(run=_fit)
 
-    select = commands.add_parser("select", help="choose K by BIC, ICL and LOO")
+    select = commands.add_parser(
+        "select",
+        help="choose K by BIC, ICL and LOO, among the fits that pass the checks (non-"
+        "degenerate EM; NUTS without divergences, R-hat <= 1.01, ESS >= 100 per chain, "
+        "reliable LOO); LOO takes the smallest K within max(2 SE, 4) of the best elpd",
+    )
     _add_data_options(select, "the K to compare: 1..6, 1-6 or 2,3,5")
     select.add_argument("--method", default="both", choices=["nuts", "em", "both"])
     _add_sampler_options(select)

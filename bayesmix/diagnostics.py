@@ -13,7 +13,7 @@ import xarray as xr
 
 from bayesmix.exceptions import ConvergenceWarning, SamplerWarning
 
-__all__ = ["sampler_problems", "summary_table"]
+__all__ = ["collapsed_chains", "sampler_problems", "summary_table"]
 
 # A chain whose mean weight for some component is below this fraction of the median
 # over chains has collapsed that component (an empty-component mode).
@@ -79,17 +79,40 @@ def sampler_problems(
                 "(a different K)."
             )
             problems.append((SamplerWarning, message))
-        weights = post["weights"].mean("draw").to_numpy()  # (chain, component)
-        median = np.median(weights, axis=0)
-        collapsed = np.flatnonzero(np.any(weights < COLLAPSE_RATIO * median, axis=1))
-        if collapsed.size:
+        collapsed = collapsed_chains(idata)
+        if collapsed:
             message = (
-                f"chain(s) {collapsed.tolist()} put a component's weight far below the "
+                f"chain(s) {collapsed} put a component's weight far below the "
                 "other chains' (an empty-component mode): their draws are not from the "
                 "same mode. Try fewer components, a different random_seed, or compare K."
             )
             problems.append((ConvergenceWarning, message))
     return figures, problems
+
+
+def collapsed_chains(idata: xr.DataTree) -> list[int]:
+    """Return the chains that collapsed a component (an empty-component mode).
+
+    A chain collapsed a component when its mean weight for that component is below
+    ``COLLAPSE_RATIO`` (a quarter) of the median over chains. With one chain there is
+    nothing to compare: the list is empty.
+
+    Parameters
+    ----------
+    idata : xarray.DataTree
+        A NUTS fit's result, with ``weights`` (chain, draw, component) in ``posterior``.
+
+    Returns
+    -------
+    list of int
+        The indices of those chains, in increasing order.
+    """
+    post = idata["posterior"]
+    if post.sizes["chain"] < 2:
+        return []
+    weights = post["weights"].mean("draw").to_numpy()  # (chain, component)
+    median = np.median(weights, axis=0)
+    return np.flatnonzero(np.any(weights < COLLAPSE_RATIO * median, axis=1)).tolist()
 
 
 def summary_table(idata: xr.DataTree, kind: str, var_names: tuple[str, ...]) -> pd.DataFrame:

@@ -282,8 +282,12 @@ def _write_report_files(
     if k_table is not None:
         body.append("<h2>Choosing the number of components</h2>")
         k_table.to_csv(out / "select_k.csv", index=False)
-        body.append(f"<p>Chosen K: {html.escape(str(k_table.attrs.get('best', {})))}</p>")
-        body.append(_table(k_table.set_index("n_components")))
+        body.append(_k_choice(k_table))
+        shown = k_table.set_index("n_components")
+        for column in ("em_problems", "loo_problems"):
+            if column in shown:
+                shown[column] = shown[column].fillna("").replace("", "ok")
+        body.append(_table(shown))
         path = _save_figure(plot_select_k(k_table), out / "select_k.png")
         body.append(_img(path, "BIC and ICL (lower is better), LOO elpd (higher is better)."))
 
@@ -294,6 +298,28 @@ def _write_report_files(
         + "</body></html>"
     )
     (out / "report.html").write_text(page, encoding="utf-8")
+
+
+def _k_choice(k_table: pd.DataFrame) -> str:
+    """Return the HTML of the K each criterion chose, why, and the rule of ``select_k``."""
+    best = k_table.attrs.get("best", {})
+    reasons = k_table.attrs.get("reason", {})
+    items = "".join(
+        f"<li><b>{html.escape(name.upper())}</b>: {html.escape(reasons.get(name, f'K={k}'))}</li>"
+        for name, k in best.items()
+    )
+    rule = k_table.attrs.get("rule")
+    rule_text = f'<p class="meta">Rule: {html.escape(rule)}</p>' if rule else ""
+    flagged = any(
+        (k_table[c].fillna("") != "").any() for c in ("em_problems", "loo_problems") if c in k_table
+    )
+    warn = (
+        '<p class="warn">Some fits failed the checks (the <code>em_problems</code> / '
+        "<code>loo_problems</code> columns): no criterion chose them.</p>"
+        if flagged
+        else ""
+    )
+    return f"<ul>{items}</ul>{rule_text}{warn}"
 
 
 def _params(fit: Any) -> str:

@@ -1,10 +1,15 @@
-"""Choosing the number of components: BIC and ICL of EM fits, LOO of NUTS fits."""
+"""Choosing the number of components: BIC and ICL of EM fits, LOO of NUTS fits.
+
+Every criterion chooses only among the fits that pass their checks (:func:`choose_k`):
+non-degenerate EM fits for BIC and ICL, NUTS fits with sound sampler diagnostics and a
+reliable PSIS-LOO for LOO, which takes the smallest K close to the best one.
+"""
 
 from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 import arviz_stats as azs
@@ -15,17 +20,21 @@ from matplotlib.figure import Figure
 from bayesmix._threads import single_blas_thread
 from bayesmix._validation import (
     check_data,
+    check_nonnegative,
     check_option,
     check_positive_int,
     check_sample_weight,
 )
-from bayesmix.exceptions import InvalidParameterError, SamplerWarning
+from bayesmix.diagnostics import ESS_PER_CHAIN_MIN, RHAT_MAX, collapsed_chains
+from bayesmix.exceptions import ConvergenceWarning, InvalidParameterError, SamplerWarning
 from bayesmix.families import FAMILIES
 from bayesmix.model import MixtureModel
 
 __all__ = [
+    "choose_k",
     "classification_entropy",
     "elpd_difference",
+    "loo_problems",
     "nonempty_components",
     "overfitted_mixture",
     "plot_select_k",
@@ -86,6 +95,306 @@ def _model_class(model: Any) -> type[MixtureModel]:
     )
 
 
+# -- the decision rule ------------------------------------------------------------------------
+#
+# A criterion ranks only fits that can be trusted (issue 21, item 1: the LOO winner of
+# faithful K=1..5 had R-hat 1.53, bulk ESS 7 and 37 divergences). The sampler limits
+# are those of every NUTS fit's own warnings (bayesmix.diagnostics).
+
+MAX_BAD_PARETO_SHARE = 0.01
+"""A LOO estimate is unreliable when more than this share of the rows has a high Pareto k."""
+
+NEGLIGIBLE_ELPD_DIFF = 4.0
+"""An elpd difference below this is small whatever its SE (Sivula et al. 2022)."""
+
+CRITERIA = ("bic", "icl", "loo")
+
+EM_RULE = (
+    "BIC and ICL choose the K with the lowest value among the usable EM fits: those for "
+    "which EM gave no ConvergenceWarning (did not converge, an empty component, a "
+    "collapsed covariance, failed restarts)."
+)
+LOO_RULE = (
+    "LOO chooses the smallest K whose elpd is within max({n_se:g} x dse, {negligible:g}) "
+    "of the best usable K's (dse: the SE of the difference, as in arviz-stats compare), "
+    "among the usable NUTS fits: no divergences, max R-hat <= {rhat} (not checked with one "
+    "chain), min bulk and tail ESS >= {ess} per chain, no chain that collapsed a "
+    "component, and at most {pareto:.0%} of the rows with a Pareto k above the PSIS "
+    "threshold (0.7 from about 2200 draws on)."
+)
+NO_USABLE_RULE = "A criterion with no usable fit chooses no K (None) and warns."
+
+
+def loo_problems(
+    figures: Mapping[str, Any], *, n_chains: int, n_rows: int, good_k: float = 0.7
+) -> list[str]:
+    """Return why a NUTS fit's LOO cannot be used to choose K (empty: it can).
+
+    A fit is usable when it has no divergent transition, max R-hat at most 1.01 (R-hat
+    needs two chains: ``NaN`` is not a problem), min bulk and tail ESS at least 100 per
+    chain (the limits of :func:`bayesmix.diagnostics.sampler_problems`, as ArviZ
+    recommends), no chain that collapsed a component, and at most 1% of the rows with a
+    Pareto k above ``good_k`` (more make the PSIS-LOO estimate unreliable, and biased in
+    favour of the fit with the most high k; below 100 rows, any one).
+
+    Parameters
+    ----------
+    figures : mapping
+        A row of :func:`select_k`'s table: ``divergences``, ``max_rhat``,
+        ``min_ess_bulk``, ``min_ess_tail``, ``collapsed_chains`` and ``n_bad_pareto_k``.
+    n_chains : int
+        Chains of the fit: the ESS limit is 100 per chain.
+    n_rows : int
+        Rows of the data (observations with a Pareto k).
+    good_k : float, default=0.7
+        The Pareto k threshold of the LOO (arviz-stats' ``good_k``), for the message.
+
+    Returns
+    -------
+    list of str
+        One short reason per failed check, such as ``"R-hat 1.534 > 1.01"``.
+
+    Examples
+    --------
+    >>> from bayesmix.selection import loo_problems
+    >>> fit = {"divergences": 37, "max_rhat": 1.534, "min_ess_bulk": 7.0,
+    ...        "min_ess_tail": 450.0, "collapsed_chains": 0, "n_bad_pareto_k": 11}
+    >>> loo_problems(fit, n_chains=4, n_rows=272)
+    ['37 divergences', 'R-hat 1.534 > 1.01', 'bulk ESS 7 < 400', '11 of 272 Pareto k > 0.70']
+    """
+    problems = []
+    divergences = int(figures["divergences"])
+    if divergences:
+        problems.append(f"{divergences} divergence{'s' if divergences > 1 else ''}")
+    rhat = float(figures["max_rhat"])
+    if rhat > RHAT_MAX:  # NaN (one chain): not available, not a problem
+        digits = 3 if round(rhat, 3) > RHAT_MAX else 4
+        problems.append(f"R-hat {rhat:.{digits}f} > {RHAT_MAX}")
+    needed = ESS_PER_CHAIN_MIN * n_chains
+    for kind in ("bulk", "tail"):
+        ess = float(figures[f"min_ess_{kind}"])
+        if not ess >= needed:  # also NaN
+            problems.append(f"{kind} ESS {ess:.0f} < {needed}")
+    collapsed = int(figures["collapsed_chains"])
+    if collapsed:
+        problems.append(f"{collapsed} chain{'s' if collapsed > 1 else ''} collapsed a component")
+    n_bad = int(figures["n_bad_pareto_k"])
+    if n_bad > MAX_BAD_PARETO_SHARE * n_rows:
+        problems.append(f"{n_bad} of {n_rows} Pareto k > {good_k:.2f}")
+    return problems
+
+
+def _problems(table: pd.DataFrame, column: str) -> pd.Series:
+    """Return the problems column as strings; empty (or missing, from a CSV): none."""
+    return table[column].fillna("").astype(str)
+
+
+def _skipped(table: pd.DataFrame, column: str) -> str:
+    """``"K=4 (R-hat 1.534 > 1.01); K=5 (...)"``: the K that are not usable, and why."""
+    problems = _problems(table, column)
+    bad = problems != ""
+    return "; ".join(
+        f"K={int(k)} ({p})"
+        for k, p in zip(table.loc[bad, "n_components"], problems[bad], strict=True)
+    )
+
+
+def choose_k(
+    table: pd.DataFrame, criterion: Literal["bic", "icl", "loo"], *, n_se: float = 2.0
+) -> tuple[int | None, str]:
+    """Choose K by one criterion of a :func:`select_k` table, and say why.
+
+    Only usable fits are considered: those with an empty ``em_problems`` (BIC, ICL) or
+    ``loo_problems`` (LOO). BIC and ICL take the usable K with the lowest value. LOO
+    takes the *smallest* usable K whose elpd is within ``max(n_se * dse, 4)`` of the
+    best usable K's elpd, ``elpd_diff >= -max(n_se * dse, 4)``: a difference within two
+    standard errors does not single out the larger model, nor does one below 4, for
+    which the normal approximation of its uncertainty is poor and the models predict
+    alike (Sivula et al. 2022; arviz-stats ``compare`` flags it as ``|elpd_diff| < 4``).
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        :func:`select_k`'s table, or one written by hand with its columns:
+        ``n_components`` and, for BIC or ICL, the criterion and ``em_problems``; for LOO
+        ``elpd_loo``, ``elpd_diff`` and ``dse`` (the difference to the usable K with the
+        highest elpd, and its standard error) and ``loo_problems``. A problems cell that
+        is empty or missing means none.
+    criterion : {"bic", "icl", "loo"}
+    n_se : float, default=2.0
+        LOO: how many standard errors of the difference count as close.
+
+    Returns
+    -------
+    k : int or None
+        The chosen K; ``None`` when no fit is usable.
+    reason : str
+        One sentence: the K and the rule that chose it, and the K that were skipped
+        with their problems (or ``"no K: ..."``).
+
+    Raises
+    ------
+    bayesmix.exceptions.InvalidParameterError
+        For an unknown criterion, missing columns, or LOO differences that are not to the
+        best usable K.
+
+    References
+    ----------
+    T. Sivula, M. Magnusson, A. A. Matamoros and A. Vehtari, "Uncertainty in Bayesian
+    leave-one-out cross-validation based model comparison", arXiv:2008.10296, 2022.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from bayesmix.selection import choose_k
+    >>> table = pd.DataFrame({
+    ...     "n_components": [2, 3, 4], "elpd_loo": [-620.0, -601.0, -598.5],
+    ...     "elpd_diff": [-22.0, -2.5, 0.0], "dse": [6.0, 1.8, 0.0],
+    ...     "loo_problems": ["", "", ""]})
+    >>> choose_k(table, "loo")[0]
+    3
+    """
+    check_option(criterion, "criterion", CRITERIA)
+    check_nonnegative(n_se, "n_se")
+    loo = criterion == "loo"
+    problems_column = "loo_problems" if loo else "em_problems"
+    needed = ["elpd_loo", "elpd_diff", "dse"] if loo else [criterion]
+    missing = [c for c in ["n_components", *needed, problems_column] if c not in table]
+    if missing:
+        raise InvalidParameterError(
+            f"choosing K by {criterion!r} needs the columns {missing} of select_k's table; "
+            f"got the columns {list(table.columns)}. For 'loo', run select_k with "
+            "method='nuts' or 'both'."
+        )
+    usable = _problems(table, problems_column) == ""
+    skipped = _skipped(table, problems_column)
+    fits = "NUTS fit passes the sampler checks" if loo else "EM fit is usable (not degenerate)"
+    if not usable.any():
+        return None, f"no K: no {fits} ({skipped})."
+    candidates = table.loc[usable]
+    not_usable = f"; not usable: {skipped}" if skipped else ""
+    if not loo:
+        best = candidates[criterion].idxmin()
+        k = int(table.loc[best, "n_components"])
+        value = float(table.loc[best, criterion])
+        return k, (
+            f"K={k}: the lowest {criterion.upper()} ({value:.1f}) of the usable EM fits"
+            f"{not_usable}."
+        )
+    reference = candidates["elpd_loo"].idxmax()
+    k_ref = int(table.loc[reference, "n_components"])
+    if not abs(float(table.loc[reference, "elpd_diff"])) <= 1e-9:
+        raise InvalidParameterError(
+            f"elpd_diff must be the differences to the usable K with the highest elpd_loo, "
+            f"K={k_ref}, as select_k computes them; K={k_ref} has elpd_diff "
+            f"{table.loc[reference, 'elpd_diff']!r}, not 0. Recompute the differences to "
+            f"K={k_ref} (bayesmix.selection.elpd_difference)."
+        )
+    tolerance = np.maximum(n_se * candidates["dse"], NEGLIGIBLE_ELPD_DIFF)
+    close = candidates.loc[candidates["elpd_diff"] >= -tolerance]
+    chosen = close["n_components"].idxmin()
+    k = int(table.loc[chosen, "n_components"])
+    within = f"within max({n_se:g} x dse, {NEGLIGIBLE_ELPD_DIFF:g})"
+    if k == k_ref:
+        smaller = (candidates["n_components"] < k).any()
+        why = "the highest LOO elpd of the usable NUTS fits" + (
+            f", and no smaller usable K is {within} of it" if smaller else ""
+        )
+    else:
+        diff, dse = float(table.loc[chosen, "elpd_diff"]), float(table.loc[chosen, "dse"])
+        why = (
+            f"the smallest usable K whose LOO elpd is {within} of the best usable K={k_ref} "
+            f"(elpd_diff {diff:.1f}, dse {dse:.1f})"
+        )
+    return k, f"K={k}: {why}{not_usable}."
+
+
+_EM_PROBLEMS = (
+    ("collapsed", "collapsed covariance"),
+    ("empty", "empty component"),
+    ("did not converge", "EM did not converge"),
+    ("failed", "failed restarts"),
+)
+
+
+def _em_problem(message: str) -> str:
+    """Return a short name for an EM ``ConvergenceWarning`` (its first clause if unknown)."""
+    for key, label in _EM_PROBLEMS:
+        if key in message:
+            return label
+    return message.split(":")[0].split(";")[0][:80]
+
+
+def _fit_one_k(
+    model: type[MixtureModel],
+    spec: dict[str, Any],
+    data: Any,
+    weights: np.ndarray | None,
+    *,
+    nuts: dict[str, Any] | None,
+    **model_kwargs: Any,
+) -> tuple[dict[str, Any], np.ndarray | None, float]:
+    """Fit one K by EM (and NUTS when ``nuts`` holds the sampler settings).
+
+    Returns the table row (the EM figures and ``em_problems``; with NUTS the LOO figures
+    and the sampler's diagnostics), the pointwise LOO elpd (``None`` without NUTS) and
+    the Pareto k threshold of the LOO.
+    """
+    k = spec["n_components"]
+    n_total = data.n_samples if weights is None else float(weights.sum())
+    with warnings.catch_warnings(record=True) as caught:
+        # Recorded in the table rather than warned about: a degenerate K is not chosen.
+        warnings.simplefilter("always", ConvergenceWarning)
+        em = model(**spec, **model_kwargs).fit(data.values, method="em", sample_weight=weights)
+    em_problems: list[str] = []
+    for w in caught:
+        if issubclass(w.category, ConvergenceWarning):
+            label = _em_problem(str(w.message))
+            if label not in em_problems:
+                em_problems.append(label)
+            _log.info("select_k: K=%d, EM: %s", k, w.message)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+    loglik = float(em.em_.log_likelihood * n_total)
+    bic = em.bic(data.values, sample_weight=weights)
+    row: dict[str, Any] = {
+        "n_components": k,
+        "log_likelihood": loglik,
+        "n_parameters": em._n_parameters(data.n_features),
+        "bic": bic,
+        "icl": bic + 2.0 * classification_entropy(em.predict_proba(data.values), weights),
+        "em_problems": "; ".join(em_problems),
+    }
+    _log.info("K=%d: EM log-likelihood %.3f, BIC %.2f", k, loglik, bic)
+    if nuts is None:
+        return row, None, 0.7
+    with warnings.catch_warnings():
+        # Sampler problems and collapsed chains are in the table, per K; the EM start's
+        # ConvergenceWarnings are those of the EM fit above.
+        warnings.simplefilter("ignore", SamplerWarning)
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        fit = model(**spec, **model_kwargs).fit(data.values, sample_weight=weights, **nuts)
+    fit.compute_log_likelihood()  # stored already unless the fit is large
+    loo = azs.loo(fit.idata)
+    pareto_k = np.asarray(loo.pareto_k).ravel()
+    elpd_i = np.asarray(loo.elpd_i).ravel()
+    attrs = fit.idata.attrs
+    row |= {
+        # Frequency weights: every copy of a row contributes its pointwise elpd.
+        "elpd_loo": float(loo.elpd) if weights is None else float(weights @ elpd_i),
+        "se": float(loo.se) if weights is None else _weighted_se(elpd_i, weights),
+        "p_loo": float(loo.p),
+        "max_pareto_k": float(np.nanmax(pareto_k)) if np.isfinite(pareto_k).any() else np.nan,
+        "n_bad_pareto_k": int((~(pareto_k <= loo.good_k)).sum()),  # NaN k: bad
+        "divergences": int(attrs.get("divergences", 0)),
+        "max_rhat": float(attrs.get("max_rhat", np.nan)),
+        "min_ess_bulk": float(attrs.get("min_ess_bulk", np.nan)),
+        "min_ess_tail": float(attrs.get("min_ess_tail", np.nan)),
+        "collapsed_chains": len(collapsed_chains(fit.idata)),
+    }
+    return row, elpd_i, float(loo.good_k)
+
+
 @single_blas_thread
 def select_k(
     X: Any,
@@ -97,12 +406,23 @@ def select_k(
     draws: int = 1000,
     tune: int = 1000,
     chains: int = 4,
+    target_accept: float = 0.9,
+    n_se: float = 2.0,
     random_state: int | None = None,
     progressbar: bool = True,
     sample_weight: Any = None,
     **model_kwargs: Any,
 ) -> pd.DataFrame:
-    """Fit a mixture for every K and rank the K by BIC, ICL and LOO.
+    """Fit a mixture for every K, rank the K by BIC, ICL and LOO, and choose one by each.
+
+    A criterion only chooses among fits that can be trusted. A NUTS fit is usable for
+    LOO when it has no divergences, max R-hat <= 1.01, min bulk and tail ESS >= 100 per
+    chain, no chain that collapsed a component, and at most 1% of the rows with a
+    Pareto k above the PSIS threshold (:func:`loo_problems`); LOO then chooses the
+    smallest usable K whose elpd is within ``max(n_se x dse, 4)`` of the best usable K's
+    (:func:`choose_k`). An EM fit is usable for BIC and ICL unless EM warned that it did
+    not converge or is degenerate (an empty component, a collapsed covariance, failed
+    restarts); they choose the usable K with the lowest value.
 
     Parameters
     ----------
@@ -119,6 +439,10 @@ def select_k(
         name in the family registry (``"poisson"``; see ``bayesmix.families.FAMILIES``).
     draws, tune, chains : int
         Sampler settings of the NUTS fits.
+    target_accept : float, default=0.9
+        NUTS target acceptance rate; raise it (0.95, 0.99) against divergences.
+    n_se : float, default=2.0
+        LOO: an elpd within ``max(n_se x dse, 4)`` of the best usable K's is close.
     random_state : int, optional
         Seeds every fit.
     progressbar : bool, default=True
@@ -135,19 +459,33 @@ def select_k(
     pandas.DataFrame
         One row per K (column ``n_components``): ``log_likelihood`` (EM, summed),
         ``n_parameters``, ``bic`` and ``icl`` (lower is better; ICL = BIC + 2 x the
-        classification entropy, Biernacki, Celeux & Govaert 2000), and with NUTS
-        ``elpd_loo``, ``se``, ``p_loo``, ``elpd_diff`` and ``dse`` (difference to the best
-        K and its standard error), ``max_pareto_k`` and ``n_bad_pareto_k``, and the
-        sampler's ``divergences``, ``max_rhat`` and ``min_ess_bulk`` (a LOO winner whose
-        chains disagree is not a winner); a
-        ``rank_<criterion>`` column per criterion (1 = best). ``df.attrs["best"]`` maps
-        each criterion to its chosen K.
+        classification entropy, Biernacki, Celeux & Govaert 2000), ``em_problems`` (why
+        the EM fit is not usable, ``""`` when it is), and with NUTS ``elpd_loo``, ``se``,
+        ``p_loo``, ``max_pareto_k`` and ``n_bad_pareto_k``, the sampler's
+        ``divergences``, ``max_rhat``, ``min_ess_bulk``, ``min_ess_tail`` and
+        ``collapsed_chains``, ``loo_problems`` (why the fit is not usable for LOO, ``""``
+        when it is), and ``elpd_diff`` and ``dse`` (the difference to the best usable K,
+        or to the best K when none is usable, and its standard error); a
+        ``rank_<criterion>`` column per criterion (1 = best value, usable or not).
+
+        ``df.attrs["best"]`` maps each criterion to its chosen K, ``None`` when no fit
+        is usable; ``df.attrs["reason"]`` maps it to a sentence saying why (and which K
+        were skipped, with their problems); ``df.attrs["rule"]`` states the rule.
 
     Warns
     -----
     SamplerWarning
-        When some Pareto k of a LOO exceed the reliability threshold: that LOO estimate
-        is unreliable (try more draws, or K-fold cross-validation).
+        When no NUTS fit is usable: LOO chooses no K. Try more tune and draws, a higher
+        target_accept, or fewer K.
+    ConvergenceWarning
+        When no EM fit is usable: BIC and ICL choose no K.
+
+    References
+    ----------
+    A. Vehtari, A. Gelman and J. Gabry, "Practical Bayesian model evaluation using
+    leave-one-out cross-validation and WAIC", *Statistics and Computing* 27, 1413-1432,
+    2017. T. Sivula, M. Magnusson, A. A. Matamoros and A. Vehtari, "Uncertainty in
+    Bayesian leave-one-out cross-validation based model comparison", arXiv:2008.10296.
 
     Examples
     --------
@@ -158,6 +496,7 @@ def select_k(
     2
     """
     check_option(method, "method", SELECT_METHODS)
+    check_nonnegative(n_se, "n_se")
     model = _model_class(model)
     ks = [check_positive_int(k, "every K in ks") for k in ks]
     if not ks or len(set(ks)) != len(ks):
@@ -166,82 +505,80 @@ def select_k(
         )
     data = check_data(X, n_components=max(ks), allow_bool=model._accepts_bool, ks=ks)
     weights = check_sample_weight(sample_weight, data.n_samples)
-    n_total = data.n_samples if weights is None else float(weights.sum())
-    rows, pointwise = [], {}
+    nuts = None
+    if method != "em":
+        nuts = {
+            "draws": draws,
+            "tune": tune,
+            "chains": chains,
+            "target_accept": target_accept,
+            "progressbar": progressbar,
+        }
+    rows, pointwise, good_k = [], {}, {}
     from rich.progress import track
 
     for k in track(ks, description="select_k: fitting K", disable=not progressbar, transient=True):
         spec = {"n_components": k, "random_state": random_state}
         if "covariance_type" in model._param_names():
             spec["covariance_type"] = covariance_type
-        em = model(**spec, **model_kwargs).fit(data.values, method="em", sample_weight=weights)
-        loglik = float(em.em_.log_likelihood * n_total)
-        n_params = em._n_parameters(data.n_features)
-        bic = em.bic(data.values, sample_weight=weights)
-        row: dict[str, Any] = {
-            "n_components": k,
-            "log_likelihood": loglik,
-            "n_parameters": n_params,
-            "bic": bic,
-            "icl": bic + 2.0 * classification_entropy(em.predict_proba(data.values), weights),
-        }
-        _log.info("K=%d: EM log-likelihood %.3f, BIC %.2f", k, loglik, bic)
-        if method != "em":
-            with warnings.catch_warnings():
-                # Sampler problems are reported per K in the table, not once per fit.
-                warnings.simplefilter("ignore", SamplerWarning)
-                nuts = model(**spec, **model_kwargs).fit(
-                    data.values,
-                    draws=draws,
-                    tune=tune,
-                    chains=chains,
-                    progressbar=progressbar,
-                    sample_weight=weights,
-                )
-            nuts.compute_log_likelihood()  # stored already unless the fit is large
-            loo = azs.loo(nuts.idata)
-            pareto_k = np.asarray(loo.pareto_k).ravel()
-            n_bad = int((~(pareto_k <= loo.good_k)).sum())  # NaN k: not estimable, bad
-            elpd_i = np.asarray(loo.elpd_i).ravel()
-            row |= {
-                # Frequency weights: every copy of a row contributes its pointwise elpd.
-                "elpd_loo": float(loo.elpd) if weights is None else float(weights @ elpd_i),
-                "se": float(loo.se) if weights is None else _weighted_se(elpd_i, weights),
-                "p_loo": float(loo.p),
-                "max_pareto_k": float(np.nanmax(pareto_k)),
-                "n_bad_pareto_k": n_bad,
-                "divergences": int(nuts.idata.attrs.get("divergences", 0)),
-                "max_rhat": float(nuts.idata.attrs.get("max_rhat", np.nan)),
-                "min_ess_bulk": float(nuts.idata.attrs.get("min_ess_bulk", np.nan)),
-            }
-            pointwise[k] = elpd_i
-            if n_bad:
-                warnings.warn(
-                    f"K={k}: {n_bad} of {pareto_k.size} observations have Pareto k above "
-                    f"{loo.good_k:.2f}, so the LOO estimate for this K is unreliable. Draw "
-                    "more samples, or compare the K by BIC / K-fold cross-validation.",
-                    SamplerWarning,
-                    stacklevel=2,
-                )
+        row, elpd_i, good_k[k] = _fit_one_k(model, spec, data, weights, nuts=nuts, **model_kwargs)
         rows.append(row)
+        if elpd_i is not None:
+            pointwise[k] = elpd_i
     table = pd.DataFrame(rows)
-    best = {
-        "bic": int(table.loc[table["bic"].idxmin(), "n_components"]),
-        "icl": int(table.loc[table["icl"].idxmin(), "n_components"]),
-    }
     table["rank_bic"] = table["bic"].rank(method="min").astype(int)
     table["rank_icl"] = table["icl"].rank(method="min").astype(int)
     if pointwise:
-        best["loo"] = int(table.loc[table["elpd_loo"].idxmax(), "n_components"])
+        problems = [
+            "; ".join(loo_problems(row, n_chains=chains, n_rows=data.n_samples, good_k=good_k[k]))
+            for k, row in zip(ks, rows, strict=True)
+        ]
+        table.insert(table.columns.get_loc("collapsed_chains") + 1, "loo_problems", problems)
+        usable = table.loc[table["loo_problems"] == ""]
+        reference = int(
+            (usable if len(usable) else table).sort_values("elpd_loo").iloc[-1]["n_components"]
+        )
         diffs = [
-            elpd_difference(pointwise[k], pointwise[best["loo"]], weights)
+            elpd_difference(pointwise[k], pointwise[reference], weights)
             for k in table["n_components"]
         ]
         table["elpd_diff"] = [d for d, _ in diffs]
         table["dse"] = [s for _, s in diffs]
         table["rank_loo"] = table["elpd_loo"].rank(ascending=False, method="min").astype(int)
+    best, reason = {}, {}
+    for criterion in CRITERIA if pointwise else CRITERIA[:2]:
+        best[criterion], reason[criterion] = choose_k(table, criterion, n_se=n_se)
+        _log.info("select_k, %s: %s", criterion, reason[criterion])
     table.attrs["best"] = best
+    table.attrs["reason"] = reason
+    loo_rule = LOO_RULE.format(
+        rhat=RHAT_MAX,
+        ess=ESS_PER_CHAIN_MIN,
+        pareto=MAX_BAD_PARETO_SHARE,
+        n_se=n_se,
+        negligible=NEGLIGIBLE_ELPD_DIFF,
+    )
+    table.attrs["rule"] = " ".join([EM_RULE, *([loo_rule] if pointwise else []), NO_USABLE_RULE])
     table.attrs["covariance_type"] = covariance_type
+    if best["bic"] is None:
+        warnings.warn(
+            f"select_k: no K has a usable EM fit ({_skipped(table, 'em_problems')}), so BIC "
+            "and ICL choose no K (None in table.attrs['best']). Try fewer K, more n_init or "
+            "max_iter, objective='map' where the family has it (a prior keeps covariances "
+            "from collapsing), or another covariance_type.",
+            ConvergenceWarning,
+            stacklevel=3,  # select_k < its BLAS-thread wrapper < the caller
+        )
+    if pointwise and best["loo"] is None:
+        warnings.warn(
+            f"select_k: no K has a NUTS fit that passes the sampler checks "
+            f"({_skipped(table, 'loo_problems')}), so LOO chooses no K (None in "
+            "table.attrs['best']). Try more tune and draws, a higher "
+            "target_accept (e.g. 0.95), or fewer K; or choose by BIC "
+            "(table.attrs['best']['bic']).",
+            SamplerWarning,
+            stacklevel=3,
+        )
     return table
 
 
@@ -249,7 +586,9 @@ def plot_select_k(table: pd.DataFrame, *, fig: Figure | None = None) -> Figure:
     """Plot the criteria of :func:`select_k` against K.
 
     Left: BIC and ICL (lower is better). Right, when present: LOO elpd with two
-    standard errors (higher is better). The chosen K of each criterion is circled.
+    standard errors (higher is better). The chosen K of each criterion is circled; a
+    red cross marks a fit that failed the checks (``em_problems``, ``loo_problems``), which
+    no criterion chooses.
 
     Parameters
     ----------
@@ -270,20 +609,26 @@ def plot_select_k(table: pd.DataFrame, *, fig: Figure | None = None) -> Figure:
     axes = fig.subplots(1, 2 if has_loo else 1, squeeze=False)[0]
     k = table["n_components"].to_numpy()
     best = table.attrs.get("best", {})
+
+    def mark(ax: Any, column: str, problems: str, chosen: int | None) -> None:
+        if problems in table:
+            bad = (_problems(table, problems) != "").to_numpy()
+            if bad.any():
+                ax.plot(k[bad], table.loc[bad, column], "x", color="red", ms=10, mew=2)
+        if chosen is not None:
+            value = table.loc[table["n_components"] == chosen, column]
+            ax.plot([chosen], value, marker="o", ms=14, mfc="none", mec="k")
+
     ax = axes[0]
     for name, marker in (("bic", "o"), ("icl", "s")):
         ax.plot(k, table[name], marker=marker, label=name.upper())
-        if name in best:
-            chosen = table.loc[table["n_components"] == best[name], name]
-            ax.plot([best[name]], chosen, marker="o", ms=14, mfc="none", mec="k")
+        mark(ax, name, "em_problems", best.get(name))
     ax.set(xlabel="number of components K", ylabel="criterion (lower is better)", xticks=k)
     ax.legend()
     if has_loo:
         ax = axes[1]
         ax.errorbar(k, table["elpd_loo"], yerr=2 * table["se"], marker="o", capsize=3)
-        if "loo" in best:
-            chosen = table.loc[table["n_components"] == best["loo"], "elpd_loo"]
-            ax.plot([best["loo"]], chosen, marker="o", ms=14, mfc="none", mec="k")
+        mark(ax, "elpd_loo", "loo_problems", best.get("loo"))
         ax.set(xlabel="number of components K", ylabel="LOO elpd (higher is better)", xticks=k)
     return fig
 

@@ -1,5 +1,6 @@
 """The command line end to end in a temporary folder (sampler mocked), and its errors."""
 
+import html
 import json
 import os
 import re
@@ -110,7 +111,7 @@ def test_one_chain_works_with_r_hat_not_available(data_csv, tmp_path, mocked_sam
     assert fit.summary().shape[0] > 0
 
 
-def test_select_em_reports_the_k_table(data_csv, tmp_path):
+def test_select_em_reports_the_k_table(data_csv, tmp_path, capsys):
     out = tmp_path / "select"
     code = main(
         [
@@ -127,10 +128,56 @@ def test_select_em_reports_the_k_table(data_csv, tmp_path):
         ]
     )
     assert code == 0
+    printed = capsys.readouterr().out
     page = _assert_self_contained_report(out)
     assert "Choosing the number of components" in page
     table = pd.read_csv(out / "select_k.csv")
     assert list(table["n_components"]) == [1, 2, 3]
+    assert "em_problems" in table
+    # The reason of every choice is printed and shown in the report (issue 21, item 1).
+    X = pd.read_csv(data_csv)[["x0", "x1"]]
+    expected = bm.select_k(X, ks=[1, 2, 3], method="em", random_state=0, progressbar=False)
+    for criterion in ("bic", "icl"):
+        reason = expected.attrs["reason"][criterion]
+        assert f"{criterion.upper()}: {reason}" in printed
+        assert html.escape(reason) in page
+    assert bm.load(out / "fit.nc").n_components == expected.attrs["best"]["bic"]
+
+
+def test_select_reports_a_k_loo_can_vouch_for_or_says_why_not(
+    data_csv, tmp_path, mocked_sample, capsys
+):
+    """Mocked draws (prior draws, 20 per chain) fail the sampler checks at every K."""
+    out = tmp_path / "select"
+    args = ["select", str(data_csv), "-k", "1..2", "--columns", "x0,x1", "--draws", "20"]
+    code = main([*args, "--tune", "20", "--chains", "2", "--out", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert re.search(r"LOO: no K\b", printed)
+    assert re.search(r"BIC: K=\d", printed)
+    table = pd.read_csv(out / "select_k.csv")
+    assert table["loo_problems"].str.contains("ESS").all()
+    page = (out / "report.html").read_text()
+    assert "loo_problems" in page
+    # No LOO choice: the report shows the fits of the K that BIC chose, and says so.
+    bic_k = int(table.loc[table["bic"].idxmin(), "n_components"])
+    assert f"K={bic_k}" in printed.split("LOO: no K")[1]
+    assert bm.load(out / "fit.nc").n_components == bic_k
+
+
+def test_select_with_no_usable_fit_writes_the_table_and_exits_1(tmp_path, capsys):
+    s = np.random.default_rng(0).normal(size=100)
+    path = tmp_path / "line.csv"
+    pd.DataFrame({"a": s, "b": 2.0 * s + 1.0}).to_csv(path, index=False)  # every fit collapses
+    out = tmp_path / "select"
+    with pytest.warns(bm.ConvergenceWarning, match="no K"):
+        code = main(["select", str(path), "-k", "1..2", "--method", "em", "--out", str(out)])
+    assert code == 1
+    printed = capsys.readouterr().out
+    assert re.search(r"BIC: no K\b", printed)
+    assert "no fit to report" in printed
+    assert list(pd.read_csv(out / "select_k.csv")["n_components"]) == [1, 2]
+    assert not (out / "report.html").exists()
 
 
 def test_demo_runs_end_to_end(tmp_path, mocked_sample, capsys):
