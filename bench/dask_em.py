@@ -98,7 +98,13 @@ def run_peer(peer: str, path: str, n: int, d: int, k: int, iterations: int) -> d
     result: dict = {"peer": peer}
     stop, peak = threading.Event(), []
     sampler = threading.Thread(target=_peak_rss, args=(stop, peak), daemon=True)
-    settings = {"n_components": k, "random_state": 0, "max_iter": iterations, "tol": 0.0}
+    settings = {
+        "n_components": k,
+        "random_state": 0,
+        "max_iter": iterations,
+        "tol": 0.0,
+        "n_init": 1,
+    }
     client = cluster = None
     if peer == "dask-cluster":
         from distributed import Client, LocalCluster
@@ -218,6 +224,9 @@ def main() -> None:
     parser.add_argument("--features", nargs="+", type=int, default=[2])
     parser.add_argument("--components", nargs="+", type=int, default=[3])
     parser.add_argument("--iterations", type=int, default=10)
+    parser.add_argument(
+        "--max-gb", type=float, default=2.0, help="skip data sets larger than this (GB)"
+    )
     parser.add_argument("--workdir", default="/tmp/bayesmix-bench-dask")
     parser.add_argument("--peer", nargs=6, help=argparse.SUPPRESS)  # internal: one peer
     args = parser.parse_args()
@@ -232,6 +241,8 @@ def main() -> None:
     for n in (int(s) for s in sizes):
         for d in args.features:
             for k in args.components:
+                if n * d * 8 / 1e9 > args.max_gb:
+                    continue
                 path = workdir / f"x-{n}-{d}-{k}.zarr"
                 write_seconds = write_zarr(path, n, d, k)
                 size_gb = n * d * 8 / 1e9
