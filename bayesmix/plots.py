@@ -115,6 +115,10 @@ def mixture_densities(
     return np.exp(logsumexp(log_prob, axis=2))
 
 
+#: Largest number of features that plot_components draws in a pairs grid by default.
+MAX_PAIRS_FEATURES = 6
+
+
 def marginal(draws: Draws, features: Sequence[int]) -> Draws:
     """Return the mixture of the marginals on ``features``.
 
@@ -276,6 +280,33 @@ def _ellipse_legend(ax: Axes, n_components: int, with_draws: bool) -> None:
             Line2D([], [], color="k", alpha=0.3, label=f"posterior draws ({N_SIGMA:g}σ)")
         )
     ax.legend(handles=handles, fontsize="small", loc="best")
+
+
+def _shown_features(
+    names: list[str], features: Sequence[str] | None, max_features: int
+) -> list[int]:
+    """Return the indices of the features to draw: ``features`` (by name) or the first."""
+    if not (isinstance(max_features, int) and max_features >= 1):
+        raise InvalidParameterError(
+            f"max_features must be a positive integer; got {max_features!r}."
+        )
+    if features is None:
+        return list(range(min(len(names), max_features)))
+    if isinstance(features, str):
+        features = [features]
+    unknown = [name for name in features if name not in names]
+    if unknown or not features:
+        raise InvalidParameterError(
+            f"features must name some of the fit's features {names}; got {list(features)!r}."
+        )
+    return [names.index(name) for name in features]
+
+
+def _short_list(names: list[str], limit: int = 8) -> str:
+    """Return ``a, b, c``, or ``a, b, ... (n more)`` for long lists."""
+    if len(names) <= limit:
+        return ", ".join(names)
+    return ", ".join(names[:limit]) + f", ... ({len(names) - limit} more)"
 
 
 def _discrete_components(fit: Any, X: Any, *, ax: Any, n_draws: int, hdi_prob: float) -> Figure:
@@ -442,6 +473,8 @@ def plot_components(
     ax: Axes | np.ndarray | None = None,
     n_draws: int = 100,
     hdi_prob: float = 0.94,
+    features: Sequence[str] | None = None,
+    max_features: int = MAX_PAIRS_FEATURES,
 ) -> Figure:
     """Draw the data with the fitted mixture: densities (1-D) or component ellipses (2-D).
 
@@ -453,7 +486,9 @@ def plot_components(
       (dashed).
     - More features: a pairs grid, 2-D panels of every pair of features in the lower
       triangle and 1-D panels of every feature on the diagonal (the marginals of the
-      mixture are again Gaussian mixtures).
+      mixture are again Gaussian mixtures). At most ``max_features`` features are drawn
+      (the first ones, or ``features``); the title names what is left out, so that a fit
+      of many features gives a readable figure of bounded size.
 
     For an EM fit there are no draws: only the EM density or ellipses are drawn.
 
@@ -469,6 +504,11 @@ def plot_components(
         Posterior draws whose densities (1-D) or ellipses (2-D) are drawn, evenly thinned.
     hdi_prob : float, default=0.94
         Mass of the pointwise band of the 1-D posterior density.
+    features : sequence of str, optional
+        The features to draw (names as in ``fit.feature_names_in_``); default: the first
+        ``max_features``.
+    max_features : int, default=6
+        Largest number of features in the pairs grid.
 
     Returns
     -------
@@ -495,8 +535,16 @@ def plot_components(
     draws = _thinned_draws(fit, n_draws)
     em = _point_from_em(fit)
     names = _feature_names(fit)
-    n_features = values.shape[1]
     title = f"{fit.n_components}-component mixture ({fit.idata.attrs.get('inference_method')})"
+    shown = _shown_features(names, features, max_features)
+    if len(shown) < len(names):
+        left_out = [name for i, name in enumerate(names) if i not in shown]
+        title += f"\n{len(shown)} of {len(names)} features; not drawn: {_short_list(left_out)}"
+        values = values[:, shown]
+        draws = None if draws is None else marginal(draws, shown)
+        em = marginal(em, shown)
+        names = [names[i] for i in shown]
+    n_features = values.shape[1]
     if n_features == 1:
         fig, axis = _new_axes(ax)
         _density_panel(axis, values[:, 0], draws, em, hdi_prob, density)
@@ -548,6 +596,7 @@ def plot_compare(
     fit_em: Any = None,
     *,
     var_names: Sequence[str] | None = None,
+    max_panels: int = 48,
 ) -> Figure:
     """Draw the posterior of every scalar parameter with the EM estimate marked.
 
@@ -565,6 +614,10 @@ def plot_compare(
     var_names : sequence of str, optional
         Which parameters to draw; defaults to the weights and the family's component
         parameters (Gaussian: ``("weights", "means", "covariances")``).
+    max_panels : int, default=48
+        Largest number of panels: the first ones are drawn and the title says how many
+        are left out (choose others with ``var_names``), so that a fit of many features
+        gives a readable figure of bounded size.
 
     Returns
     -------
@@ -596,7 +649,11 @@ def plot_compare(
         _check_comparable(fit_em, fit_mcmc)
         point = _point_from_fit(fit_em)
     variables, labels, draws, estimate, _ = _aligned_parameters(fit_mcmc, point)
+    if not (isinstance(max_panels, int) and max_panels >= 1):
+        raise InvalidParameterError(f"max_panels must be a positive integer; got {max_panels!r}.")
     keep = [p for p, name in enumerate(variables) if name in var_names]
+    left_out = len(keep) - max_panels
+    keep = keep[:max_panels]
     n_cols = min(4, len(keep))
     n_rows = math.ceil(len(keep) / n_cols)
     fig, axes = plt.subplots(
@@ -618,6 +675,11 @@ def plot_compare(
         ],
         fontsize="x-small",
     )
+    if left_out > 0:
+        fig.suptitle(
+            f"{len(keep)} of {len(keep) + left_out} parameters; choose others with var_names",
+            fontsize="small",
+        )
     return fig
 
 

@@ -5,6 +5,7 @@ import copy
 import arviz_plots as azp
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import pytest
 from matplotlib.collections import FillBetweenPolyCollection
 from matplotlib.patches import Ellipse
@@ -369,3 +370,42 @@ def test_rank_plots_need_two_chains(rng, mocked_sample):
     with pytest.raises(InvalidParameterError, match="rank plots compare chains"):
         plot_rank(one)
     assert plot_trace(one) is not None
+
+
+# -- bounded figure sizes ------------------------------------------------------------------
+
+
+def test_a_pairs_grid_of_many_features_is_bounded_and_names_the_rest():
+    rng = np.random.default_rng(0)
+    names = [f"f{i}" for i in range(12)]
+    X = rng.normal(size=(300, 12)) + rng.integers(0, 2, 300)[:, None] * 4.0
+    gm = bm.GaussianMixture(n_components=2, random_state=0, covariance_type="diag")
+    gm.fit(pd.DataFrame(X, columns=names), method="em")
+    fig = plot_components(gm)
+    assert len(fig.axes) == 6 * 6
+    assert max(fig.get_size_inches()) <= 2.4 * 6
+    title = fig._suptitle.get_text()
+    assert "6 of 12 features" in title
+    assert "f6" in title
+    assert "f11" in title
+    # The marginal of the drawn features: panel (1, 0) is features f0 (x) and f1 (y).
+    (ellipse, _) = _ellipses(fig.axes[6], GID_EM)
+    np.testing.assert_allclose(ellipse.center, gm.means_[0][[0, 1]])
+    chosen = plot_components(gm, features=["f3", "f7"])
+    assert chosen.axes[0].get_xlabel() == "f3"
+    assert chosen.axes[0].get_ylabel() == "f7"
+    for bad in (["nope"], []):
+        with pytest.raises(InvalidParameterError, match="features"):
+            plot_components(gm, features=bad)
+    with pytest.raises(InvalidParameterError, match="max_features"):
+        plot_components(gm, max_features=0)
+
+
+def test_compare_draws_at_most_max_panels(fit):
+    nuts = fit(2, "nuts")
+    everything = [ax for ax in plot_compare(nuts).axes if ax.axison]
+    few = plot_compare(nuts, max_panels=3)
+    assert [ax.get_title() for ax in few.axes if ax.axison] == [
+        ax.get_title() for ax in everything[:3]
+    ]
+    assert f"3 of {len(everything)} parameters" in few._suptitle.get_text()
