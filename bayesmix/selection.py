@@ -8,6 +8,8 @@ reliable PSIS-LOO for LOO, which takes the smallest K close to the best one.
 from __future__ import annotations
 
 import logging
+import sys
+import time
 import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
@@ -396,6 +398,11 @@ def _fit_one_k(
 
 
 @single_blas_thread
+def _progress_line(text: str) -> None:
+    """Print one progress line to stderr (a terminal or a log alike; no live display)."""
+    print(text, file=sys.stderr, flush=True)
+
+
 def select_k(
     X: Any,
     ks: Iterable[int] = range(1, 7),
@@ -446,7 +453,9 @@ def select_k(
     random_state : int, optional
         Seeds every fit.
     progressbar : bool, default=True
-        Show the progress over K and the sampler's progress.
+        Show the progress: a line on stderr when each K starts and ends (with the time
+        taken), and the sampler's own progress bar below it. Lines, not a live display,
+        so that the sampler's bar does not draw over it and a log shows every phase.
     sample_weight : array-like of shape (n_samples,), optional
         Frequency weights of the rows of ``X``, passed to every fit: the log-likelihood,
         BIC, ICL and the LOO elpd (``sum_n w_n elpd_n``, its SE from the weighted
@@ -515,13 +524,20 @@ def select_k(
             "progressbar": progressbar,
         }
     rows, pointwise, good_k = [], {}, {}
-    from rich.progress import track
-
-    for k in track(ks, description="select_k: fitting K", disable=not progressbar, transient=True):
+    started = time.perf_counter()
+    for index, k in enumerate(ks):
         spec = {"n_components": k, "random_state": random_state}
         if "covariance_type" in model._param_names():
             spec["covariance_type"] = covariance_type
+        if progressbar:  # a line per K: the sampler's own bar draws below it, not over it
+            _progress_line(f"select_k: K={k} ({index + 1} of {len(ks)}) ...")
+        begun = time.perf_counter()
         row, elpd_i, good_k[k] = _fit_one_k(model, spec, data, weights, nuts=nuts, **model_kwargs)
+        if progressbar:
+            _progress_line(
+                f"select_k: K={k} done in {time.perf_counter() - begun:.1f} s "
+                f"({time.perf_counter() - started:.1f} s in all)"
+            )
         rows.append(row)
         if elpd_i is not None:
             pointwise[k] = elpd_i

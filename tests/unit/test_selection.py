@@ -366,3 +366,18 @@ def test_plot_select_k_marks_unusable_fits_and_a_criterion_with_no_choice():
     crosses = [line for line in fig.axes[0].lines if line.get_marker() == "x"]
     assert len(crosses) == 2  # BIC and ICL, each with both K marked
     assert all(len(line.get_xdata()) == 2 for line in crosses)
+
+
+def test_progress_is_a_line_per_k_on_stderr(capsys):
+    # Lines, not a live bar: the sampler's own bar cannot draw over them, and a log
+    # (output not a terminal) shows every K as it starts and ends.
+    X = bm.datasets.load_faithful()
+    bm.select_k(X, ks=[1, 2], method="em", random_state=0, progressbar=True)
+    err = capsys.readouterr().err.splitlines()
+    starts = [line for line in err if line.startswith("select_k: K=") and "of 2" in line]
+    ends = [line for line in err if " done in " in line]
+    assert starts == ["select_k: K=1 (1 of 2) ...", "select_k: K=2 (2 of 2) ..."]
+    assert len(ends) == 2
+    assert ends[1].startswith("select_k: K=2 done in ")
+    bm.select_k(X, ks=[1, 2], method="em", random_state=0, progressbar=False)
+    assert "select_k" not in capsys.readouterr().err
