@@ -2,7 +2,9 @@
 
 A fit is saved (``fit.save(path)``) as its ``idata`` in one netCDF4 file; the root
 attributes carry everything needed to rebuild the estimator (class name, constructor
-arguments, resolved priors, the EM solution). See :mod:`bayesmix._datatree`.
+arguments, resolved priors, the EM solution). Everything read is checked before it is
+used (:func:`bayesmix._datatree.check_fit`), so an edited or damaged file fails on load,
+naming the field, instead of later. See :mod:`bayesmix._datatree`.
 """
 
 from __future__ import annotations
@@ -42,7 +44,13 @@ def load(path: str | os.PathLike, *, expected: type[MixtureModel] | None = None)
         When ``path`` does not exist.
     bayesmix.exceptions.LoadError
         When the file is not a bayesmix fit, is a fit of another class than
-        ``expected``, or its contents do not match the class it names (an edited file).
+        ``expected``, or its contents do not match the class it names (an edited or
+        damaged file): unknown or invalid constructor arguments, priors the model does
+        not accept (distribution, parameters or their shapes), posterior variables of
+        the wrong dims or sizes, non-finite values or values outside their support
+        (weights off the simplex, covariances not symmetric positive definite, negative
+        rates, ...), an EM result that does not fit the model, non-finite data or
+        negative sample weights. The message names the field.
 
     Examples
     --------

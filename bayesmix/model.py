@@ -119,6 +119,9 @@ class MixtureModel(ABC):
                                 :class:`~bayesmix.em.chunked.EMSteps`) for chunked data
                                 (Dask, Zarr, Parquet); optional
     ``_order_em``               the canonical order of the components of an EM result
+    ``_posterior_supports``     the support of each posterior variable, checked when a
+                                fit is loaded (default: weights on the simplex, the
+                                rest finite)
     ==========================  ==========================================================
 
     Everything else (validation, the EM loop, NUTS, Laplace coordinates, relabelling,
@@ -241,6 +244,16 @@ class MixtureModel(ABC):
     def _posterior_dims(self, n_features: int) -> dict[str, list[str]]:
         """Dims of every posterior variable (free and deterministic)."""
         return {name: list(d) for name, d in self._rv_shapes(n_features).items()}
+
+    def _posterior_supports(self) -> dict[str, str]:
+        """Support of each posterior variable, checked when a fit is loaded.
+
+        Names of :data:`bayesmix._datatree.SUPPORTS`: ``"simplex"``, ``"positive"``,
+        ``"nonnegative"``, ``"unit_interval"``, ``"positive_definite"`` (symmetric
+        matrices on the last two dims), ``"correlation_cholesky"``, ``"real"``. A
+        variable not listed only has to be finite.
+        """
+        return {"weights": "simplex"}
 
     def _check_data(self, data: MixtureData) -> None:
         """Run family-specific checks of the training data (counts, binary values, ...)."""
@@ -734,29 +747,18 @@ class MixtureModel(ABC):
         return _datatree.restore(cls, idata, path)
 
     @classmethod
-    def _from_datatree(cls, idata: xr.DataTree, params: dict[str, Any]) -> Self:
-        """Rebuild a fitted estimator from a saved ``idata`` and its constructor arguments."""
-        params = dict(params)
-        if params.get("priors") is not None:
-            params["priors"] = {key: Prior.from_dict(p) for key, p in params["priors"].items()}
-        # JSON has no tuples: a tuple argument (Student-t's dof_bounds) comes back a list.
-        defaults = inspect.signature(cls.__init__).parameters
-        for name, value in params.items():
-            if isinstance(value, list) and isinstance(
-                getattr(defaults.get(name), "default", None), tuple
-            ):
-                params[name] = tuple(value)
-        model = cls(**params)
-        if "observed_data" in idata.children:
-            data = _datatree.observed_data(idata)
-        else:  # a fit to chunked data: no data stored, only the features
-            features = [str(f) for f in idata["posterior"]["feature"].to_numpy()]
-            data = MixtureData(np.empty((0, len(features))), np.empty(0), features)
-        priors = {
-            key: Prior.from_dict(value) for key, value in json.loads(idata.attrs["priors"]).items()
-        }
-        em = EMResult.from_dict(json.loads(idata.attrs["em_result"]))
-        model._set_fitted(data, priors, em, idata)
+    def _from_datatree(cls, idata: xr.DataTree) -> Self:
+        """Rebuild a fitted estimator from a saved ``idata``, once all of it is checked.
+
+        Raises
+        ------
+        bayesmix.exceptions.LoadError
+            Naming the first field that a fit of this class cannot have
+            (:func:`bayesmix._datatree.check_fit`).
+        """
+        checked = _datatree.check_fit(cls, idata)
+        model = checked.model
+        model._set_fitted(checked.data, checked.priors, checked.em, idata)
         return model
 
     def _set_fitted(

@@ -17,12 +17,14 @@ import pymc as pm
 
 from bayesmix.exceptions import PriorError
 
-__all__ = ["Prior", "resolve_priors"]
+__all__ = ["Prior", "resolve_priors", "stored_prior"]
 
 # Parameters that must be strictly positive wherever they appear.
 _POSITIVE_PARAMS = frozenset({"sigma", "tau", "eta", "a", "lam", "alpha", "beta", "nu"})
 # Parameters that the model sets from its own structure; a user may not pass them.
 _STRUCTURAL_PARAMS = frozenset({"n", "shape", "size", "dims", "observed", "transform", "initval"})
+# Parameters that PyMC takes only as scalars (not broadcast to the variable's shape).
+_SCALAR_PARAMS: dict[str, frozenset[str]] = {"LKJCorr": frozenset({"eta"})}
 
 
 def _jsonable(value: Any) -> Any:
@@ -102,9 +104,25 @@ class Prior:
         """Rebuild a prior from the output of :meth:`to_dict`."""
         return cls(data["distribution"], **dict(data["params"]))
 
-    def problems(self, allowed: frozenset[str]) -> list[str]:
-        """List what is wrong with this prior for a variable allowing ``allowed`` distributions."""
-        if self._distribution not in allowed:
+    def problems(
+        self, allowed: frozenset[str], *, shape: tuple[int, ...] | None = None
+    ) -> list[str]:
+        """List what is wrong with this prior for a variable allowing ``allowed`` distributions.
+
+        Parameters
+        ----------
+        allowed : frozenset of str
+            The PyMC distributions the variable accepts.
+        shape : tuple of int, optional
+            The variable's shape; when given, every parameter must broadcast to it (and
+            those PyMC takes only as scalars, such as ``LKJCorr``'s ``eta``, be scalars).
+
+        Returns
+        -------
+        list of str
+            One sentence per problem; empty when the prior is valid.
+        """
+        if not isinstance(self._distribution, str) or self._distribution not in allowed:
             return [
                 f"distribution {self._distribution!r} is not supported here; "
                 f"expected one of {sorted(allowed)}"
@@ -136,7 +154,31 @@ class Prior:
                 found.append(f"parameter {key!r} must be finite; got {value!r}")
             elif key in _POSITIVE_PARAMS and not np.all(array > 0):
                 found.append(f"parameter {key!r} must be > 0; got {value!r}")
+            if shape is not None:
+                found.extend(self._shape_problems(key, array.shape, tuple(shape)))
         return found
+
+    def _shape_problems(
+        self, key: str, param_shape: tuple[int, ...], shape: tuple[int, ...]
+    ) -> list[str]:
+        """Problems of parameter ``key`` (of shape ``param_shape``) on a variable of ``shape``."""
+        if key in _SCALAR_PARAMS.get(self._distribution, frozenset()):
+            if param_shape:
+                return [
+                    f"parameter {key!r} of {self._distribution} must be a scalar; got an "
+                    f"array of shape {param_shape}"
+                ]
+            return []
+        try:
+            fits = np.broadcast_shapes(param_shape, shape) == shape
+        except ValueError:
+            fits = False
+        if fits:
+            return []
+        return [
+            f"parameter {key!r} has shape {param_shape}, which does not broadcast to the "
+            f"variable's shape {shape}; pass a scalar or an array of a shape that does"
+        ]
 
     def create_variable(self, name: str, *, shape: tuple[int, ...], **kwargs: Any) -> Any:
         """Register this prior as the PyMC random variable ``name`` in the current model.
@@ -224,6 +266,51 @@ def resolve_priors(
             + f"\nValid variable names for this model: {sorted(defaults)}."
         )
     return merged
+
+
+def stored_prior(value: Any) -> Prior:
+    """Rebuild a prior from its stored form (the output of :meth:`Prior.to_dict`), strictly.
+
+    Unlike :meth:`Prior.from_dict`, the form itself is checked: a mapping with exactly the
+    keys ``distribution`` (a string) and ``params`` (a mapping of parameter names to
+    numbers or nested lists of numbers). Whether the distribution and its parameters suit
+    a variable is :meth:`Prior.problems`.
+
+    Parameters
+    ----------
+    value : Any
+        What a file holds for one prior.
+
+    Returns
+    -------
+    Prior
+
+    Raises
+    ------
+    bayesmix.exceptions.PriorError
+        Saying what was received and what is expected.
+    """
+    expected = '{"distribution": "<PyMC distribution>", "params": {"<name>": <number(s)>}}'
+    if not isinstance(value, Mapping) or set(value) != {"distribution", "params"}:
+        received = sorted(map(str, value)) if isinstance(value, Mapping) else type(value).__name__
+        raise PriorError(f"expected a prior of the form {expected}; got {received!r}")
+    distribution, params = value["distribution"], value["params"]
+    if not isinstance(distribution, str):
+        raise PriorError(
+            f"the distribution must be the name of a PyMC distribution; got {distribution!r}"
+        )
+    if not isinstance(params, Mapping) or not all(isinstance(key, str) for key in params):
+        raise PriorError(f"the parameters must be a mapping of names to numbers; got {params!r}")
+    for key, param in params.items():
+        try:
+            kind = np.asarray(param).dtype.kind
+        except ValueError:  # a ragged nested list
+            kind = "O"
+        if kind not in "iuf":
+            raise PriorError(
+                f"parameter {key!r} must be a number or a (nested) list of numbers; got {param!r}"
+            )
+    return Prior(distribution, **params)
 
 
 def _rebuild_prior(distribution: str, params: dict[str, Any]) -> Prior:

@@ -136,6 +136,7 @@ class _IndependentFeaturesMixture(MixtureModel):
     """Shared machinery of the Poisson and Bernoulli mixtures (one parameter per feature)."""
 
     _param: str = ""  # the (K, D) component parameter: "rates" or "probs"
+    _param_support: str = "real"  # its support (a name of bayesmix._datatree.SUPPORTS)
     _em_function: Any = None  # its EM function in bayesmix.em.loop
     # (objective, prior, K, D) -> (component M-step, log prior, Dirichlet concentration)
     _em_terms: Any = None
@@ -171,6 +172,9 @@ class _IndependentFeaturesMixture(MixtureModel):
 
     def _rv_shapes(self, n_features: int) -> dict[str, tuple[str, ...]]:
         return {"weights": ("component",), self._param: ("component", "feature")}
+
+    def _posterior_supports(self) -> dict[str, str]:
+        return super()._posterior_supports() | {self._param: self._param_support}
 
     def _n_parameters(self, n_features: int) -> int:
         return self.n_components * n_features + self.n_components - 1

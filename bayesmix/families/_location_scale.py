@@ -153,6 +153,13 @@ class _LocationScaleMixture(MixtureModel):
         dims[self._matrix_var] = ["component", "feature", "feature_bis"]
         return dims
 
+    def _posterior_supports(self) -> dict[str, str]:
+        return super()._posterior_supports() | {
+            "sigma": "positive",
+            "corr_chol": "correlation_cholesky",
+            self._matrix_var: "positive_definite",
+        }
+
     def _scalar_parameters(
         self, draws: tuple[np.ndarray, ...], *, components: list[Any], features: list[Any]
     ) -> tuple[list[str], list[str], np.ndarray]:

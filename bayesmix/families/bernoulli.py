@@ -262,6 +262,7 @@ class BernoulliMixture(_IndependentFeaturesMixture):
     _family = "bernoulli"
     plot_kind = "binary"
     _param = "probs"
+    _param_support = "unit_interval"  # EM estimates are often exactly 0 or 1
     _accepts_bool = True
     _logp = staticmethod(bernoulli_mixture_logp)
     _random = staticmethod(bernoulli_mixture_random)

@@ -795,6 +795,10 @@ class NegativeBinomialMixture(MixtureModel):
         positive = frozenset({"Gamma", "Exponential", "LogNormal", "HalfNormal"})
         return {"weights": frozenset({"Dirichlet"}), "rates": positive, "dispersion": positive}
 
+    def _posterior_supports(self) -> dict[str, str]:
+        # An EM rate is 0 where a component has no counts; a dispersion is never 0.
+        return super()._posterior_supports() | {"rates": "nonnegative", "dispersion": "positive"}
+
     def _build(self, data: MixtureData, priors: dict[str, Prior]) -> pm.Model:
         k, d = self.n_components, data.n_features
         coords = {"component": np.arange(k), "feature": data.features, "obs": data.obs}

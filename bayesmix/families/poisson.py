@@ -255,6 +255,7 @@ class PoissonMixture(_IndependentFeaturesMixture):
     _family = "poisson"
     plot_kind = "counts"
     _param = "rates"
+    _param_support = "nonnegative"  # an EM rate is 0 where a component has no counts
     _logp = staticmethod(poisson_mixture_logp)
     _random = staticmethod(poisson_mixture_random)
     component_log_prob = staticmethod(poisson_log_prob)

@@ -726,6 +726,9 @@ class StudentTMixture(_LocationScaleMixture):
         allowed["dof"] = frozenset({"Gamma", "Exponential", "LogNormal", "InverseGamma"})
         return allowed
 
+    def _posterior_supports(self) -> dict[str, str]:
+        return super()._posterior_supports() | {"dof": "positive"}
+
     def _n_parameters(self, n_features: int) -> int:
         return n_parameters(self.n_components, n_features, self.covariance_type) + (
             self.n_components
