@@ -61,6 +61,9 @@ from bayesmix.stats import (
 
 __all__ = ["MixtureModel"]
 
+# Groups of replicated data that save() leaves out unless asked (they can be drawn again).
+_PREDICTIVE_GROUPS = ("posterior_predictive", "prior", "prior_predictive")
+
 
 @dataclasses.dataclass(frozen=True)
 class _Features:
@@ -714,17 +717,23 @@ class MixtureModel(ABC):
             "sampler_settings": json.dumps(settings),
         }
 
-    def save(self, path: str | os.PathLike) -> Path:
+    def save(self, path: str | os.PathLike, *, predictive: bool = False) -> Path:
         """Save the fit (its ``idata`` with everything needed to rebuild it) to ``path``.
 
-        The file is netCDF4 (HDF5), readable by :func:`xarray.open_datatree` and by
-        :func:`bayesmix.load`, which restores the estimator. It is written to a
-        temporary file and renamed, so a failed save leaves no truncated file.
+        The file is netCDF4 (HDF5), compressed, readable by :func:`xarray.open_datatree`
+        and by :func:`bayesmix.load`, which restores the estimator. It is written to a
+        temporary file and renamed, so a failed save leaves no truncated file. The
+        posterior and prior predictive draws are left out unless ``predictive=True``:
+        they are replicates of the data per draw (the demo's were 17 of its 27 MB) and
+        :meth:`sample_posterior_predictive` draws them again.
 
         Parameters
         ----------
         path : str or path-like
             Usually ending in ``.nc``.
+        predictive : bool, default=False
+            Also store the ``posterior_predictive``, ``prior`` and ``prior_predictive``
+            groups, if any.
 
         Returns
         -------
@@ -732,7 +741,13 @@ class MixtureModel(ABC):
             The path written.
         """
         self._check_fitted()
-        return _datatree.save_datatree(self.idata, path)
+        tree = self.idata
+        left_out = [] if predictive else [g for g in _PREDICTIVE_GROUPS if g in tree.children]
+        if left_out:
+            tree = tree.copy(deep=False)
+            for group in left_out:
+                del tree[group]
+        return _datatree.save_datatree(tree, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Self:

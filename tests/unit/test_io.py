@@ -159,3 +159,21 @@ def test_priors_pickle_and_deepcopy():
     import copy
 
     assert copy.deepcopy(prior) == prior
+
+
+def test_saved_fits_are_compressed_and_leave_out_predictive_draws(tmp_path, mocked_sample):
+    X = bm.datasets.load_faithful()
+    fit = bm.GaussianMixture(n_components=2, random_state=0).fit(X, chains=2, draws=50, tune=50)
+    fit.sample_posterior_predictive(random_seed=0)
+    assert "posterior_predictive" in fit.idata.children
+    small = fit.save(tmp_path / "small.nc")
+    full = fit.save(tmp_path / "full.nc", predictive=True)
+    with xr.open_datatree(small, engine="h5netcdf") as tree:
+        assert "posterior_predictive" not in tree.children
+        assert tree["log_likelihood"]["x"].encoding["zlib"]  # compressed
+    with xr.open_datatree(full, engine="h5netcdf") as tree:
+        assert "posterior_predictive" in tree.children
+    assert small.stat().st_size < full.stat().st_size
+    loaded = bm.load(small)
+    np.testing.assert_array_equal(loaded.means_, fit.means_)
+    assert "posterior_predictive" in fit.idata.children  # the fit itself is unchanged
