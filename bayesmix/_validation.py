@@ -301,8 +301,13 @@ def check_data(
             f"X has {values.shape[0]} samples but n_components={n_components}; a mixture "
             "needs at least one sample per component. Use fewer components or more data."
         )
-    constant = [features[j] for j in np.flatnonzero(column_ranges(values) == 0)]
-    if for_fit and constant and values.shape[0] > 1:
+    if for_fit and values.shape[0] > 1:
+        with np.errstate(over="ignore"):  # a range beyond the floats is inf, not 0
+            ranges = column_ranges(values)
+        constant = [features[j] for j in np.flatnonzero(ranges == 0)]
+    else:
+        constant = []
+    if constant:
         raise DataError(
             f"columns {constant} are constant (zero variance); they carry no information "
             "about the components and make the covariance singular. Drop them."

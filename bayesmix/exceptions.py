@@ -25,7 +25,13 @@ class BayesmixError(Exception):
 
 
 class DataError(BayesmixError, ValueError):
-    """The data passed to a model cannot be used (shape, missing values, dtype, size)."""
+    """The data passed to a model cannot be used (shape, missing values, dtype, size).
+
+    Also raised by ``predict_proba`` / ``predict`` for rows whose responsibilities are
+    undefined: rows that every component gives probability zero (a count where every
+    fitted rate of its feature is 0, an item answer every class excludes), named by
+    their positions in ``X``.
+    """
 
 
 class InvalidParameterError(BayesmixError, ValueError):

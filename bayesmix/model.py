@@ -115,6 +115,9 @@ class MixtureModel(ABC):
     ``_scalar_parameters``      flattening to labelled scalars; optional
     ``_nuts_target``            a fused log density + gradient for nutpie; optional
     ``_fast_pointwise``         a compiled mixture log density; optional
+    ``_far_log_prob``           exact terms of the log densities of rows far out in the
+                                tails (:class:`~bayesmix.stats.FarTerms`), for their
+                                responsibilities; optional
     ``_em_steps``               EM as sufficient statistics (an
                                 :class:`~bayesmix.em.chunked.EMSteps`) for chunked data
                                 (Dask, Zarr, Parquet); optional
@@ -250,6 +253,13 @@ class MixtureModel(ABC):
     # mixture log density that fills ``out`` (draws, N) when it is the faster way
     # (:func:`bayesmix.stats.pointwise_log_likelihood`); None uses ``component_log_prob``.
     _fast_pointwise: Any = None
+
+    # Optional: ``far_log_prob(X, *params) -> FarTerms | None``, the component log
+    # densities of the rows of X far out in the family's tails as exact polynomials in a
+    # power of two (:class:`bayesmix.stats.FarTerms`), from which
+    # :func:`bayesmix.stats.posterior_responsibilities` computes their responsibilities;
+    # None: the log densities are compared as they are.
+    _far_log_prob: Any = None
 
     def _nuts_target(self, data: MixtureData, priors: dict[str, Prior]) -> Any:
         """Return a fused log density + gradient for nutpie, or None (compile the PyMC model).
@@ -1202,7 +1212,10 @@ class MixtureModel(ABC):
         """Return the posterior probability of each component for each sample.
 
         The responsibilities ``p(z_n = k | x_n, theta)`` averaged over posterior draws
-        (at most 1000, evenly thinned); for an EM fit, at the estimate.
+        (at most 1000, evenly thinned); for an EM fit, at the estimate. Computed in log
+        space: a finite row however far out (``1e155``, ``-1e300``) gets finite
+        responsibilities, those of the component whose density is largest out there
+        (the exact differences of the log densities decide, not their rounded values).
 
         Parameters
         ----------
@@ -1211,17 +1224,34 @@ class MixtureModel(ABC):
         Returns
         -------
         ndarray of shape (n_samples, n_components)
-            Rows sum to one.
+            Rows sum to one; never NaN.
+
+        Raises
+        ------
+        bayesmix.exceptions.DataError
+            If ``X`` is not valid data for this fit, or for rows that every component
+            gives probability zero (a count where every fitted rate of its feature is
+            0): their responsibilities are undefined, and the message gives their
+            positions.
         """
         if _dask.is_chunked(X):
             return self._chunked_rows(X).map_rows(
                 self._chunk_function("proba"), n_out=self.n_components
             )
         X, draws = self._draws_for(X, max_draws=1000)
-        return posterior_responsibilities(X, *draws, component_log_prob=self.component_log_prob)
+        return posterior_responsibilities(
+            X,
+            *draws,
+            component_log_prob=self.component_log_prob,
+            far_log_prob=self._far_log_prob,
+        )
 
     def predict(self, X: Any) -> np.ndarray:
-        """Return the most probable component of each sample, shape (n_samples,)."""
+        """Return the most probable component of each sample, shape (n_samples,).
+
+        The largest of :meth:`predict_proba`, which is never NaN (rows without
+        responsibilities raise :class:`~bayesmix.exceptions.DataError` there).
+        """
         return self.predict_proba(X).argmax(axis=1)
 
     @single_blas_thread
@@ -1229,7 +1259,13 @@ class MixtureModel(ABC):
         """Return the log predictive density of each sample, shape (n_samples,).
 
         For NUTS, ``log mean_s p(x_n | theta_s)`` over posterior draws (at most 1000,
-        evenly thinned); for EM, ``log p(x_n | theta_hat)``.
+        evenly thinned); for EM, ``log p(x_n | theta_hat)``. Computed in log space
+        without overflow: finite wherever the log density is a float, even a huge
+        negative one (about ``-5e299`` for a Gaussian row ``1e150`` standard deviations
+        out); ``-inf`` only where it is below the most negative float (``-1.8e308``) or
+        every component gives the row probability zero. Never NaN. :meth:`score`,
+        :meth:`bic` and :meth:`aic` are sums of these values, so they are ``-inf``
+        (``score``) or ``inf`` (``bic``, ``aic``) when one of them is.
         """
         if _dask.is_chunked(X):
             return self._chunked_rows(X).map_rows(self._chunk_function("density"), n_out=None)
@@ -1266,6 +1302,7 @@ class MixtureModel(ABC):
             check=type(self)(**self.get_params())._check_data,
             component_log_prob=self.component_log_prob,
             fast_pointwise=self._fast_pointwise,
+            far_log_prob=self._far_log_prob,
         )
 
     def _chunked_sum(self, X: Any, sample_weight: Any, kind: str) -> tuple[float, float]:
@@ -1284,7 +1321,7 @@ class MixtureModel(ABC):
         pointwise = self._pointwise(data.values, point)[0]
         if weights is None:
             return float(pointwise.sum()), float(data.n_samples)
-        return float(weights @ pointwise), float(weights.sum())
+        return _weighted_sum(weights, pointwise), float(weights.sum())
 
     @single_blas_thread
     def score(self, X: Any, sample_weight: Any = None) -> float:
@@ -1298,7 +1335,9 @@ class MixtureModel(ABC):
         data = self._check_X(X)
         weights = check_sample_weight(sample_weight, data.n_samples)
         values = self.score_samples(X)
-        return float(values.mean() if weights is None else weights @ values / weights.sum())
+        if weights is None:
+            return float(values.mean())
+        return _weighted_sum(weights, values) / float(weights.sum())
 
     @single_blas_thread
     def bic(self, X: Any, sample_weight: Any = None) -> float:
@@ -1324,7 +1363,16 @@ def _weighted_total(values: Callable, X: np.ndarray, w: np.ndarray | None) -> di
     f = values(X)
     if w is None:
         return {"total": float(f.sum()), "weight": float(X.shape[0])}
-    return {"total": float(w @ f), "weight": float(w.sum())}
+    return {"total": _weighted_sum(w, f), "weight": float(w.sum())}
+
+
+def _weighted_sum(w: np.ndarray, values: np.ndarray) -> float:
+    """Return ``sum_n w_n values_n`` over the rows of positive weight.
+
+    A zero weight drops its row, even one of log density ``-inf`` (``0 * -inf`` is NaN).
+    """
+    positive = w > 0
+    return float(w[positive] @ values[positive])
 
 
 def _chunk_prediction(
@@ -1336,6 +1384,7 @@ def _chunk_prediction(
     check: Callable[[MixtureData], None],
     component_log_prob: Callable,
     fast_pointwise: Callable | None,
+    far_log_prob: Callable | None = None,
 ) -> np.ndarray:
     """Return the responsibilities, log predictive density or plug-in log-likelihood.
 
@@ -1351,7 +1400,9 @@ def _chunk_prediction(
         )
     check(MixtureData(values=X, obs=np.arange(X.shape[0]), features=features))
     if kind == "proba":
-        return posterior_responsibilities(X, *draws, component_log_prob=component_log_prob)
+        return posterior_responsibilities(
+            X, *draws, component_log_prob=component_log_prob, far_log_prob=far_log_prob
+        )
     if kind == "density":
         return posterior_log_density(
             X, *draws, component_log_prob=component_log_prob, fast_pointwise=fast_pointwise
