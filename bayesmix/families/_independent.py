@@ -163,8 +163,9 @@ def _check_count_data(data: MixtureData, family: str) -> None:
     bad = (values < 0) | (values != np.round(values))
     if bad.any():
         row, col = np.argwhere(bad)[0]
+        negative = "Negative values in data: " if (values < 0).any() else ""
         raise DataError(
-            f"a {family} mixture needs non-negative integer counts; X has "
+            f"{negative}a {family} mixture needs non-negative integer counts; X has "
             f"{int(bad.sum())} other value(s), the first {values[row, col]!r} in row "
             f"{data.obs[row]}, column {data.features[col]!r}. Pass counts, or use "
             "GaussianMixture."
