@@ -11,9 +11,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 
 from bayesmix._numeric import column_ranges
-from bayesmix.exceptions import DataError, DataWarning, InvalidParameterError
+from bayesmix.exceptions import DataError, DataTypeError, DataWarning, InvalidParameterError
 
 __all__ = [
     "MixtureData",
@@ -242,9 +243,12 @@ def check_data(
 
     Raises
     ------
+    bayesmix.exceptions.DataTypeError
+        On sparse matrices, complex numbers and objects that are not numbers (a
+        ``DataError`` that is also a ``TypeError``).
     bayesmix.exceptions.DataError
-        On non-numeric columns, wrong dimensionality, empty input, NaN or inf,
-        constant columns, or fewer samples than components.
+        On non-numeric columns, wrong dimensionality, empty input (no rows or no
+        columns), NaN or inf, constant columns, or fewer samples than components.
 
     Warns
     -----
@@ -254,6 +258,7 @@ def check_data(
         (:func:`suspicious_columns`). Arrays have no column names to mistake.
     """
     named = isinstance(X, pd.DataFrame | pd.Series)
+    _check_dense_real(X)
     if isinstance(X, pd.Series):
         X = X.to_frame()
     if isinstance(X, pd.DataFrame):
@@ -274,7 +279,12 @@ def check_data(
     else:
         try:
             values = np.array(X, dtype=np.float64, copy=True)
-        except (TypeError, ValueError) as err:
+        except TypeError as err:  # objects that are not numbers (a dict, None, ...)
+            raise DataTypeError(
+                f"X must be numeric array-like; could not convert {type(X).__name__} to float "
+                f"({err}). Pass a numeric NumPy array or DataFrame."
+            ) from None
+        except ValueError as err:  # strings that are not numbers, ragged lists
             raise DataError(
                 f"X must be numeric array-like; could not convert {type(X).__name__} to float "
                 f"({err}). Pass a numeric NumPy array or DataFrame."
@@ -288,8 +298,16 @@ def check_data(
             f"X must be 1-D or 2-D (n_samples, n_features); got an array with {values.ndim} "
             "dimensions. Reshape it, e.g. X.reshape(len(X), -1)."
         )
-    if values.size == 0:
-        raise DataError(f"X is empty (shape {values.shape}); pass at least one sample.")
+    if values.shape[0] == 0:
+        raise DataError(
+            f"Found array with 0 sample(s) (shape={values.shape}) while a minimum of 1 is "
+            "required: X is empty. Pass at least one sample."
+        )
+    if values.shape[1] == 0:
+        raise DataError(
+            f"Found array with 0 feature(s) (shape={values.shape}) while a minimum of 1 is "
+            "required: X has no columns. Pass at least one feature."
+        )
     if not np.all(np.isfinite(values)):
         rows = np.flatnonzero(~np.all(np.isfinite(values), axis=1))
         raise DataError(
@@ -301,8 +319,13 @@ def check_data(
             f"X has {values.shape[0]} samples but n_components={n_components}; a mixture "
             "needs at least one sample per component. Use fewer components or more data."
         )
-    constant = [features[j] for j in np.flatnonzero(column_ranges(values) == 0)]
-    if for_fit and constant and values.shape[0] > 1:
+    if for_fit and values.shape[0] > 1:
+        with np.errstate(over="ignore"):  # a range beyond the floats is inf, not 0
+            ranges = column_ranges(values)
+        constant = [features[j] for j in np.flatnonzero(ranges == 0)]
+    else:
+        constant = []
+    if constant:
         raise DataError(
             f"columns {constant} are constant (zero variance); they carry no information "
             "about the components and make the covariance singular. Drop them."
@@ -312,6 +335,32 @@ def check_data(
         for message in suspicious_columns(values, features, ks):
             warnings.warn(message, DataWarning, skip_file_prefixes=(_PACKAGE_DIR,))
     return MixtureData(values=values, obs=obs, features=features)
+
+
+def _check_dense_real(X: Any) -> None:
+    """Raise :class:`DataTypeError` for sparse matrices and complex numbers, by name.
+
+    NumPy would densify a sparse matrix into a 0-d object array (or fail with an unrelated
+    message) and silently drop the imaginary part of complex numbers.
+    """
+    if sparse.issparse(X):
+        raise DataTypeError(
+            f"X is a sparse matrix ({type(X).__name__}, shape {X.shape}): sparse data are "
+            "not supported, a mixture needs every value. Pass X.toarray() (dense) if it "
+            "fits in memory."
+        )
+    if isinstance(X, pd.DataFrame):
+        complex_ = any(pd.api.types.is_complex_dtype(dtype) for dtype in X.dtypes)
+    elif isinstance(X, pd.Series):
+        complex_ = pd.api.types.is_complex_dtype(X.dtype)
+    else:
+        complex_ = np.iscomplexobj(X) if isinstance(X, np.ndarray | list | tuple) else False
+    if complex_:
+        raise DataTypeError(
+            "Complex data not supported: X has complex values, and a mixture's features "
+            "are real numbers. Pass the real and imaginary parts as separate columns "
+            "(np.column_stack([X.real, X.imag])) or the moduli (np.abs(X))."
+        )
 
 
 def check_enough_samples(data: MixtureData, needed: int, reason: str) -> None:

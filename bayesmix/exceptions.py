@@ -10,6 +10,7 @@ __all__ = [
     "BayesmixError",
     "ConvergenceWarning",
     "DataError",
+    "DataTypeError",
     "DataWarning",
     "FitError",
     "InvalidParameterError",
@@ -25,7 +26,22 @@ class BayesmixError(Exception):
 
 
 class DataError(BayesmixError, ValueError):
-    """The data passed to a model cannot be used (shape, missing values, dtype, size)."""
+    """The data passed to a model cannot be used (shape, missing values, dtype, size).
+
+    Also raised by ``predict_proba`` / ``predict`` for rows whose responsibilities are
+    undefined: rows that every component gives probability zero (a count where every
+    fitted rate of its feature is 0, an item answer every class excludes), named by
+    their positions in ``X``.
+    """
+
+
+class DataTypeError(DataError, TypeError):
+    """The data are of a type that cannot be read as real numbers.
+
+    Sparse matrices, complex numbers and objects that are not numbers (a ``dict`` in an
+    object array). A :class:`DataError` and, as NumPy's and scikit-learn's errors for
+    such input are, a ``TypeError``.
+    """
 
 
 class InvalidParameterError(BayesmixError, ValueError):
@@ -44,8 +60,13 @@ class FitError(BayesmixError, RuntimeError):
     """A fit failed numerically (e.g. a singular covariance); the message says what to change."""
 
 
-class NotFittedError(BayesmixError, AttributeError):
-    """A fitted quantity was requested from a model that has not been fitted: call ``fit`` first."""
+class NotFittedError(BayesmixError, ValueError, AttributeError):
+    """A fitted quantity was requested from a model that has not been fitted: call ``fit`` first.
+
+    A ``ValueError`` and an ``AttributeError``, as scikit-learn's ``NotFittedError`` is
+    (``hasattr(model, "weights_")`` is False before ``fit``); it is not scikit-learn's
+    class, which bayesmix does not import.
+    """
 
 
 class ConvergenceWarning(UserWarning):

@@ -10,6 +10,7 @@ one ``xarray.DataTree`` layout (:mod:`bayesmix._datatree`).
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import inspect
 import json
@@ -45,6 +46,7 @@ from bayesmix.diagnostics import sampler_problems, summary_table
 from bayesmix.em.chunked import EMSteps, OnlineEM, fit_chunked, in_memory_pass, sample_indices
 from bayesmix.em.loop import EMResult
 from bayesmix.exceptions import (
+    BayesmixDeprecationWarning,
     DataError,
     InvalidParameterError,
     LoadError,
@@ -118,6 +120,9 @@ class MixtureModel(ABC):
     ``_scalar_parameters``      flattening to labelled scalars; optional
     ``_nuts_target``            a fused log density + gradient for nutpie; optional
     ``_fast_pointwise``         a compiled mixture log density; optional
+    ``_far_log_prob``           exact terms of the log densities of rows far out in the
+                                tails (:class:`~bayesmix.stats.FarTerms`), for their
+                                responsibilities; optional
     ``_em_steps``               EM as sufficient statistics (an
                                 :class:`~bayesmix.em.chunked.EMSteps`) for chunked data
                                 (Dask, Zarr, Parquet); optional
@@ -267,6 +272,13 @@ class MixtureModel(ABC):
     # (:func:`bayesmix.stats.pointwise_log_likelihood`); None uses ``component_log_prob``.
     _fast_pointwise: Any = None
 
+    # Optional: ``far_log_prob(X, *params) -> FarTerms | None``, the component log
+    # densities of the rows of X far out in the family's tails as exact polynomials in a
+    # power of two (:class:`bayesmix.stats.FarTerms`), from which
+    # :func:`bayesmix.stats.posterior_responsibilities` computes their responsibilities;
+    # None: the log densities are compared as they are.
+    _far_log_prob: Any = None
+
     def _nuts_target(self, data: MixtureData, priors: dict[str, Prior]) -> Any:
         """Return a fused log density + gradient for nutpie, or None (compile the PyMC model).
 
@@ -283,12 +295,84 @@ class MixtureModel(ABC):
     def _param_names(cls) -> list[str]:
         return [name for name in inspect.signature(cls.__init__).parameters if name != "self"]
 
-    def get_params(self) -> dict[str, Any]:
-        """Return the constructor arguments, as scikit-learn estimators do."""
-        return {name: getattr(self, name) for name in self._param_names()}
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Return the constructor arguments, as scikit-learn estimators do.
+
+        Parameters
+        ----------
+        deep : bool, default=True
+            Also return the parameters of arguments that are estimators themselves, as
+            ``"name__parameter"`` (scikit-learn's convention; bayesmix's own arguments
+            are plain values, so this only matters for a subclass that takes one).
+
+        Returns
+        -------
+        dict of str to object
+            Every constructor argument by name, unchanged (not copied).
+        """
+        params = {name: getattr(self, name) for name in self._param_names()}
+        if deep:
+            for name, value in list(params.items()):
+                if hasattr(value, "get_params") and not isinstance(value, type):
+                    for key, inner in value.get_params(deep=True).items():
+                        params[f"{name}__{key}"] = inner
+        return params
+
+    def set_params(self, **params: Any) -> Self:
+        """Set constructor arguments by name and return the estimator (scikit-learn's API).
+
+        Values are stored unchanged and checked when the model is fitted, as the
+        constructor's are. ``"name__parameter"`` sets a parameter of an argument that
+        is itself an estimator. A fit already made is kept until the next ``fit``.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        bayesmix.exceptions.InvalidParameterError
+            For a name that is not a constructor argument (the message lists them).
+        """
+        valid = self._param_names()
+        nested: dict[str, dict[str, Any]] = {}
+        for key, value in params.items():
+            name, _, sub = key.partition("__")
+            if name not in valid:
+                hint = difflib.get_close_matches(name, valid, n=1)
+                raise InvalidParameterError(
+                    f"{type(self).__name__} has no parameter {name!r}; its parameters are "
+                    f"{valid}." + (f" Did you mean {hint[0]!r}?" if hint else "")
+                )
+            if sub:
+                nested.setdefault(name, {})[sub] = value
+            else:
+                setattr(self, name, value)
+        for name, sub_params in nested.items():
+            getattr(self, name).set_params(**sub_params)
+        return self
+
+    def __sklearn_tags__(self) -> Any:
+        """Return scikit-learn's tags of this estimator (called by scikit-learn only).
+
+        scikit-learn is imported here, when scikit-learn itself asks; bayesmix does not
+        depend on it. A density estimator whose target is ignored, taking 2-D real data;
+        families for counts or binary items declare non-negative input.
+        """
+        from sklearn.utils import InputTags, Tags, TargetTags
+
+        return Tags(
+            estimator_type="density_estimator",
+            target_tags=TargetTags(required=False),
+            input_tags=InputTags(positive_only=self.plot_kind != "continuous"),
+        )
+
+    def __sklearn_is_fitted__(self) -> bool:
+        """Whether the model is fitted (scikit-learn's ``check_is_fitted`` asks this)."""
+        return "idata" in self.__dict__
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{key}={value!r}" for key, value in self.get_params().items())
+        args = ", ".join(f"{key}={value!r}" for key, value in self.get_params(deep=False).items())
         return f"{type(self).__name__}({args})"
 
     def _min_samples(self, n_features: int) -> tuple[int, str]:
@@ -360,8 +444,9 @@ class MixtureModel(ABC):
     def fit(
         self,
         X: Any,
-        method: Literal["nuts", "em"] = "nuts",
+        y: Any = None,
         *,
+        method: Literal["nuts", "em"] = "nuts",
         draws: int = 1000,
         tune: int = 1000,
         chains: int = 4,
@@ -381,6 +466,10 @@ class MixtureModel(ABC):
         X : array-like of shape (n_samples, n_features) or (n_samples,)
             NumPy array, pandas DataFrame or Series. Column names and the index become
             the ``feature`` and ``obs`` coordinates of the result.
+        y : ignored
+            Not used: present so that scikit-learn's ``Pipeline`` and ``GridSearchCV``,
+            which pass ``fit(X, y)``, can fit the model. (Passing the method here, as
+            ``fit(X, "em")``, is deprecated: write ``fit(X, method="em")``.)
         method : {"nuts", "em"}, default="nuts"
             ``"nuts"`` samples the posterior, every chain starting at the EM solution;
             ``"em"`` stores the EM estimate as a one-chain, one-draw posterior.
@@ -422,6 +511,15 @@ class MixtureModel(ABC):
             ``nuts`` (compilation, unless a compiled model is reused, and sampling) and
             ``postprocess`` (relabelling, log-likelihood, diagnostics).
         """
+        if isinstance(y, str):  # fit(X, "em"): the method where scikit-learn passes y
+            warnings.warn(
+                f"fit(X, {y!r}) passes the method as the second argument, which is now y "
+                f"(ignored, for scikit-learn); write fit(X, method={y!r}). The positional "
+                "form will be removed.",
+                BayesmixDeprecationWarning,
+                stacklevel=3,  # the caller of the BLAS-thread wrapper
+            )
+            method = y
         check_option(method, "method", METHODS)
         if _dask.is_chunked(X):
             return self._fit_chunked(X, method, sample_weight, warm_start)
@@ -484,7 +582,9 @@ class MixtureModel(ABC):
         return self
 
     @single_blas_thread
-    def partial_fit(self, X: Any, sample_weight: Any = None, *, kappa: float = 0.75) -> Self:
+    def partial_fit(
+        self, X: Any, y: Any = None, sample_weight: Any = None, *, kappa: float = 0.75
+    ) -> Self:
         """Update the EM estimate with one batch of data (stepwise online EM).
 
         For data read once (a stream, or batches of a data set too large to pass over
@@ -506,6 +606,8 @@ class MixtureModel(ABC):
         ----------
         X : array-like of shape (n_samples, n_features)
             One batch (in memory). Shuffle the stream if its order is not random.
+        y : ignored
+            Not used, present for scikit-learn's API (``partial_fit(X, y)``).
         sample_weight : array-like of shape (n_samples,), optional
             Frequency weights of the batch's rows.
         kappa : float, default=0.75
@@ -651,7 +753,7 @@ class MixtureModel(ABC):
         started = time.perf_counter()
         # Every chunk of every pass is checked as fit checks in-memory data (a fresh copy
         # of the estimator: tasks pickle the check, and this one may hold an old fit).
-        data = data.with_check(type(self)(**self.get_params())._check_data)
+        data = data.with_check(type(self)(**self.get_params(deep=False))._check_data)
         start = self._warm_start(warm_start, data.n_features)
         with _dask.one_process_pool():
             priors, em = self._chunked_em(data, start)
@@ -698,7 +800,7 @@ class MixtureModel(ABC):
     ) -> dict[str, Any]:
         from bayesmix import __version__
 
-        params = self.get_params()
+        params = self.get_params(deep=False)
         params["priors"] = (
             None
             if params["priors"] is None
@@ -1196,16 +1298,50 @@ class MixtureModel(ABC):
         return dict(zip(names, arrays, strict=True))
 
     def _check_X(self, X: Any) -> MixtureData:
-        """Validate data for prediction: fitted model, finite values, the fitted features."""
+        """Validate data for prediction: fitted model, finite values, the fitted features.
+
+        As scikit-learn checks: the number of features must be ``n_features_in_`` (a 1-D
+        array is one feature; when the fit has several, the message says to reshape),
+        and a DataFrame's columns must be ``feature_names_in_``, in that order, when the
+        fit was to named columns.
+        """
         self._check_fitted()
         data = check_data(X, for_fit=False)
         if data.n_features != self.n_features_in_:
+            if np.ndim(X) == 1 and self.n_features_in_ > 1:
+                raise DataError(
+                    f"X is 1-D (shape {np.shape(X)}), which bayesmix reads as one feature, "
+                    f"but {type(self).__name__} is expecting {self.n_features_in_} features "
+                    f"as input ({self.feature_names_in_}). Reshape your data: "
+                    "X.reshape(1, -1) if it is one sample."
+                )
+            raise DataError(self._feature_count_message(data.n_features))
+        named = isinstance(X, pd.DataFrame | pd.Series) and self._named_features()
+        if named and data.features != list(self.feature_names_in_):
+            order = sorted(data.features) == sorted(self.feature_names_in_)
             raise DataError(
-                f"X has {data.n_features} features but the model was fitted with "
-                f"{self.n_features_in_} ({self.feature_names_in_}). Pass the same columns."
+                f"The feature names should match those that were passed during fit: X "
+                f"has columns {data.features}, {type(self).__name__} was fitted with "
+                f"{list(self.feature_names_in_)}. "
+                + (
+                    "The same columns in another order: select them as X[fit.feature_names_in_]."
+                    if order
+                    else "Pass the columns the model was fitted to."
+                )
             )
         self._check_data(data)
         return data
+
+    def _feature_count_message(self, n_features: int) -> str:
+        return (
+            f"X has {n_features} features, but {type(self).__name__} is expecting "
+            f"{self.n_features_in_} features as input ({self.feature_names_in_}). Pass the "
+            "columns the model was fitted to."
+        )
+
+    def _named_features(self) -> bool:
+        """Whether the fit's features are column names (not the x0, x1, ... of an array)."""
+        return list(self.feature_names_in_) != [f"x{j}" for j in range(self.n_features_in_)]
 
     def _draws_for(
         self, X: Any, max_draws: int | None = None
@@ -1219,7 +1355,10 @@ class MixtureModel(ABC):
         """Return the posterior probability of each component for each sample.
 
         The responsibilities ``p(z_n = k | x_n, theta)`` averaged over posterior draws
-        (at most 1000, evenly thinned); for an EM fit, at the estimate.
+        (at most 1000, evenly thinned); for an EM fit, at the estimate. Computed in log
+        space: a finite row however far out (``1e155``, ``-1e300``) gets finite
+        responsibilities, those of the component whose density is largest out there
+        (the exact differences of the log densities decide, not their rounded values).
 
         Parameters
         ----------
@@ -1228,17 +1367,34 @@ class MixtureModel(ABC):
         Returns
         -------
         ndarray of shape (n_samples, n_components)
-            Rows sum to one.
+            Rows sum to one; never NaN.
+
+        Raises
+        ------
+        bayesmix.exceptions.DataError
+            If ``X`` is not valid data for this fit, or for rows that every component
+            gives probability zero (a count where every fitted rate of its feature is
+            0): their responsibilities are undefined, and the message gives their
+            positions.
         """
         if _dask.is_chunked(X):
             return self._chunked_rows(X).map_rows(
                 self._chunk_function("proba"), n_out=self.n_components
             )
         X, draws = self._draws_for(X, max_draws=1000)
-        return posterior_responsibilities(X, *draws, component_log_prob=self.component_log_prob)
+        return posterior_responsibilities(
+            X,
+            *draws,
+            component_log_prob=self.component_log_prob,
+            far_log_prob=self._far_log_prob,
+        )
 
     def predict(self, X: Any) -> np.ndarray:
-        """Return the most probable component of each sample, shape (n_samples,)."""
+        """Return the most probable component of each sample, shape (n_samples,).
+
+        The largest of :meth:`predict_proba`, which is never NaN (rows without
+        responsibilities raise :class:`~bayesmix.exceptions.DataError` there).
+        """
         return self.predict_proba(X).argmax(axis=1)
 
     @single_blas_thread
@@ -1246,7 +1402,13 @@ class MixtureModel(ABC):
         """Return the log predictive density of each sample, shape (n_samples,).
 
         For NUTS, ``log mean_s p(x_n | theta_s)`` over posterior draws (at most 1000,
-        evenly thinned); for EM, ``log p(x_n | theta_hat)``.
+        evenly thinned); for EM, ``log p(x_n | theta_hat)``. Computed in log space
+        without overflow: finite wherever the log density is a float, even a huge
+        negative one (about ``-5e299`` for a Gaussian row ``1e150`` standard deviations
+        out); ``-inf`` only where it is below the most negative float (``-1.8e308``) or
+        every component gives the row probability zero. Never NaN. :meth:`score`,
+        :meth:`bic` and :meth:`aic` are sums of these values, so they are ``-inf``
+        (``score``) or ``inf`` (``bic``, ``aic``) when one of them is.
         """
         if _dask.is_chunked(X):
             return self._chunked_rows(X).map_rows(self._chunk_function("density"), n_out=None)
@@ -1263,10 +1425,7 @@ class MixtureModel(ABC):
         self._check_fitted()
         data = _dask.as_chunked(X, sample_weight, allow_bool=self._accepts_bool)
         if data.n_features != self.n_features_in_:
-            raise DataError(
-                f"X has {data.n_features} features but the model was fitted with "
-                f"{self.n_features_in_} ({self.feature_names_in_}). Pass the same columns."
-            )
+            raise DataError(self._feature_count_message(data.n_features))
         return data
 
     def _chunk_function(self, kind: str) -> Callable:
@@ -1280,9 +1439,10 @@ class MixtureModel(ABC):
             kind=kind,
             draws=draws,
             features=list(self.feature_names_in_),
-            check=type(self)(**self.get_params())._check_data,
+            check=type(self)(**self.get_params(deep=False))._check_data,
             component_log_prob=self.component_log_prob,
             fast_pointwise=self._fast_pointwise,
+            far_log_prob=self._far_log_prob,
         )
 
     def _chunked_sum(self, X: Any, sample_weight: Any, kind: str) -> tuple[float, float]:
@@ -1301,13 +1461,25 @@ class MixtureModel(ABC):
         pointwise = self._pointwise(data.values, point)[0]
         if weights is None:
             return float(pointwise.sum()), float(data.n_samples)
-        return float(weights @ pointwise), float(weights.sum())
+        return _weighted_sum(weights, pointwise), float(weights.sum())
 
     @single_blas_thread
-    def score(self, X: Any, sample_weight: Any = None) -> float:
+    def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
         """Return the mean log predictive density of ``X`` (weighted by ``sample_weight``).
 
         The (weighted) mean of :meth:`score_samples`, as scikit-learn's ``score``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : ignored
+            Not used, present for scikit-learn's API (``score(X, y)``).
+        sample_weight : array-like of shape (n_samples,), optional
+            Pass it by keyword: the second argument is ``y``.
+
+        Returns
+        -------
+        float
         """
         if _dask.is_chunked(X):
             total, weight = self._chunked_sum(X, sample_weight, "density")
@@ -1315,7 +1487,9 @@ class MixtureModel(ABC):
         data = self._check_X(X)
         weights = check_sample_weight(sample_weight, data.n_samples)
         values = self.score_samples(X)
-        return float(values.mean() if weights is None else weights @ values / weights.sum())
+        if weights is None:
+            return float(values.mean())
+        return _weighted_sum(weights, values) / float(weights.sum())
 
     @single_blas_thread
     def bic(self, X: Any, sample_weight: Any = None) -> float:
@@ -1341,7 +1515,16 @@ def _weighted_total(values: Callable, X: np.ndarray, w: np.ndarray | None) -> di
     f = values(X)
     if w is None:
         return {"total": float(f.sum()), "weight": float(X.shape[0])}
-    return {"total": float(w @ f), "weight": float(w.sum())}
+    return {"total": _weighted_sum(w, f), "weight": float(w.sum())}
+
+
+def _weighted_sum(w: np.ndarray, values: np.ndarray) -> float:
+    """Return ``sum_n w_n values_n`` over the rows of positive weight.
+
+    A zero weight drops its row, even one of log density ``-inf`` (``0 * -inf`` is NaN).
+    """
+    positive = w > 0
+    return float(w[positive] @ values[positive])
 
 
 def _chunk_prediction(
@@ -1353,6 +1536,7 @@ def _chunk_prediction(
     check: Callable[[MixtureData], None],
     component_log_prob: Callable,
     fast_pointwise: Callable | None,
+    far_log_prob: Callable | None = None,
 ) -> np.ndarray:
     """Return the responsibilities, log predictive density or plug-in log-likelihood.
 
@@ -1368,7 +1552,9 @@ def _chunk_prediction(
         )
     check(MixtureData(values=X, obs=np.arange(X.shape[0]), features=features))
     if kind == "proba":
-        return posterior_responsibilities(X, *draws, component_log_prob=component_log_prob)
+        return posterior_responsibilities(
+            X, *draws, component_log_prob=component_log_prob, far_log_prob=far_log_prob
+        )
     if kind == "density":
         return posterior_log_density(
             X, *draws, component_log_prob=component_log_prob, fast_pointwise=fast_pointwise

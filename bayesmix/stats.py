@@ -5,20 +5,35 @@ the model classes call them on the arrays of their ``idata``. The functions that
 over components take the component parameters positionally and a
 ``component_log_prob(X, *params) -> (n_draws, n_samples, n_components)`` that evaluates
 one family's component densities (the family's ``component_log_prob``; a family may also
-supply a faster ``fast_pointwise`` for :func:`pointwise_log_likelihood`). Nothing here
+supply a faster ``fast_pointwise`` for :func:`pointwise_log_likelihood`, and a
+``far_log_prob`` for rows far out in the tails, see :class:`FarTerms`). Nothing here
 knows a family.
+
+**Finite input, no NaN.** Everything is computed in log space. A log density may be
+``-inf`` for two reasons only: the component gives the row probability zero (a positive
+count where its rate is 0), or the log density is below ``-1.8e308``, the most negative
+float (a Gaussian row ``1e155`` standard deviations out). :func:`pointwise_log_likelihood`
+and :func:`posterior_log_density` return ``-inf`` then, and a finite value wherever the
+log density is a float. The responsibilities of a row far out are computed from the exact
+differences of the components' log densities (:class:`FarTerms`), so they go to the
+component whose density is largest out there, never to NaN; a row that every component
+gives probability zero has no responsibilities and :func:`posterior_responsibilities`
+raises :class:`~bayesmix.exceptions.DataError` naming it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from bayesmix._numeric import logsumexp
+from bayesmix.exceptions import DataError
 
 __all__ = [
+    "FarTerms",
     "draw_log_prob",
     "log_responsibilities",
     "pointwise_log_likelihood",
@@ -34,6 +49,58 @@ _BLOCK_ELEMENTS = 2**22
 
 ComponentLogProb = Callable[..., np.ndarray]
 FastPointwise = Callable[..., bool]
+
+
+@dataclass(frozen=True)
+class FarTerms:
+    r"""The component log densities of rows far out, as exact polynomials in a power of two.
+
+    For the rows ``rows`` of ``X`` (positions), with :math:`s_n = 2^{e_n}`,
+
+    .. math::
+
+        \log p(x_n \mid \theta_k) = s_n^2 a_{nk} + s_n b_{nk} + c_{nk} + g_n,
+
+    where ``a`` (``quadratic``) and ``b`` (``linear``) are finite, ``c`` (``constant``) is
+    finite or ``-inf`` (the component gives the row probability zero) and :math:`g_n` is
+    any term common to all components (left out). Far out, the log densities themselves
+    may be beyond the float range (a Gaussian's ``-0.5 x^2 / sigma^2`` at ``x = 1e155``)
+    or equal in every float digit while their differences are large (two Gaussians with
+    one covariance: the difference is linear in ``x``); the differences of the terms are
+    not, so :func:`posterior_responsibilities` compares the components through them.
+
+    Attributes
+    ----------
+    rows : ndarray of int of shape (n_far,)
+    exponent : ndarray of int of shape (n_far,)
+        :math:`e_n \ge 0`, at most 1023.
+    quadratic, linear, constant : ndarray of shape (n_draws, n_far, n_components)
+    """
+
+    rows: np.ndarray
+    exponent: np.ndarray
+    quadratic: np.ndarray
+    linear: np.ndarray
+    constant: np.ndarray
+
+
+#: ``far_log_prob(X, *params)``: the :class:`FarTerms` of the rows of ``X`` that a family
+#: computes better as exact polynomials (far out in its tails), or None when there is none.
+FarLogProb = Callable[..., "FarTerms | None"]
+
+
+def undefined_rows_error(rows: np.ndarray, what: str) -> DataError:
+    """Return the :class:`DataError` for rows of ``X`` whose ``what`` cannot be computed."""
+    rows = np.asarray(rows)
+    shown = ", ".join(str(int(r)) for r in rows[:10]) + (", ..." if rows.size > 10 else "")
+    return DataError(
+        f"{what} of {rows.size} row(s) of X, at positions [{shown}], cannot be computed: "
+        "every component gives them probability zero (e.g. a positive count in a feature "
+        "whose fitted rate is 0 in every component, or an answer every class excludes), "
+        "or their log densities are not numbers. Check those rows (they may be "
+        "miscoded), or refit with a prior that keeps the parameters inside their "
+        'support (objective="map").'
+    )
 
 
 def draw_log_prob(
@@ -86,16 +153,92 @@ def posterior_responsibilities(
     weights: np.ndarray,
     *params: np.ndarray,
     component_log_prob: ComponentLogProb,
+    far_log_prob: FarLogProb | None = None,
 ) -> np.ndarray:
     """Return ``p(z_n = k | x_n)`` averaged over draws, shape ``(n_samples, n_components)``.
 
     Draws are processed in blocks, so memory does not grow with the number of draws.
-    Arguments as in :func:`draw_log_prob`.
+    Arguments as in :func:`draw_log_prob`; ``far_log_prob(X, *params)``, if given, returns
+    the :class:`FarTerms` of the rows the family computes exactly far out (or None), and
+    their responsibilities come from those terms.
+
+    Returns
+    -------
+    ndarray of shape (n_samples, n_components)
+        Finite, rows summing to one, for every finite row that some component gives a
+        positive probability: a row far out in the tails goes to the component whose
+        log density is largest there.
+
+    Raises
+    ------
+    bayesmix.exceptions.DataError
+        Naming the rows whose responsibilities are undefined in some draw: every
+        component gives them probability zero, or a log density is NaN.
     """
     total = np.zeros((X.shape[0], weights.shape[1]))
-    for _, weighted in _blocks(X, weights, params, component_log_prob):
-        total += np.exp(log_responsibilities(weighted)).sum(axis=0)
+    starts, size = _draw_blocks(X, weights)
+    for start in starts:
+        block = slice(start, start + size)
+        sub = tuple(p[block] for p in params)
+        total += _block_responsibilities(X, weights[block], sub, component_log_prob, far_log_prob)
     return total / weights.shape[0]
+
+
+def _block_responsibilities(
+    X: np.ndarray,
+    weights: np.ndarray,
+    params: tuple[np.ndarray, ...],
+    component_log_prob: ComponentLogProb,
+    far_log_prob: FarLogProb | None,
+) -> np.ndarray:
+    """Return the responsibilities of one block of draws summed over its draws, (N, K)."""
+    weighted = draw_log_prob(X, weights, *params, component_log_prob=component_log_prob)
+    log_norm = logsumexp(weighted, axis=2, keepdims=True)
+    with np.errstate(invalid="ignore"):
+        resp = np.exp(weighted - log_norm)
+    undefined = ~np.isfinite(log_norm[..., 0]) | np.isnan(weighted).any(axis=2)  # (S, N)
+    far = None if far_log_prob is None else far_log_prob(X, *params)
+    if far is not None and far.rows.size:
+        with np.errstate(divide="ignore"):
+            log_w = np.log(weights)
+        resp[:, far.rows], undefined[:, far.rows] = _far_responsibilities(far, log_w)
+    if undefined.any():
+        raise undefined_rows_error(np.flatnonzero(undefined.any(axis=0)), "The responsibilities")
+    return resp.sum(axis=0)
+
+
+def _far_responsibilities(far: FarTerms, log_w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Responsibilities (S, n, K) of the rows of ``far`` and where they are undefined (S, n).
+
+    ``log r_k = -log sum_j exp(L_j - L_k)`` with the differences
+    ``L_j - L_k = s (s (a_j - a_k) + (b_j - b_k)) + (c_j - c_k)`` of the weighted log
+    densities ``L = s^2 a + s b + c + log w``: the nested products overflow to an infinity
+    of the right sign, never to NaN, because ``a`` and ``b`` are finite and ``c`` is
+    compared only between components that are possible (``c + log w > -inf``).
+    """
+    s = np.ldexp(1.0, far.exponent.astype(np.int64))[None, :, None, None]
+    c = far.constant + log_w[:, None, :]
+    finite_terms = np.isfinite(far.quadratic).all(axis=2) & np.isfinite(far.linear).all(axis=2)
+    possible = c > -np.inf  # (S, n, K); NaN compares False
+    c = np.where(possible, c, 0.0)
+    da = far.quadratic[..., :, None] - far.quadratic[..., None, :]
+    db = far.linear[..., :, None] - far.linear[..., None, :]
+    dc = c[..., :, None] - c[..., None, :]
+    with np.errstate(over="ignore", invalid="ignore"):
+        diff = s * (s * da + db) + dc  # (S, n, j, k): L_j - L_k
+    diff = np.where(possible[..., :, None], diff, -np.inf)
+    dominated = (diff == np.inf).any(axis=-2)  # another component is infinitely more likely
+    finite = np.where(np.isfinite(diff), diff, -np.inf)
+    top = finite.max(axis=-2, keepdims=True)  # >= 0 where k is possible (L_k - L_k = 0)
+    top = np.where(np.isfinite(top), top, 0.0)
+    with np.errstate(under="ignore", divide="ignore"):
+        log_r = -(np.log(np.exp(finite - top).sum(axis=-2)) + top[..., 0, :])
+    resp = np.where(possible & ~dominated, np.exp(log_r), 0.0)
+    total = resp.sum(axis=2, keepdims=True)
+    undefined = ~(total[..., 0] > 0) | ~finite_terms
+    with np.errstate(invalid="ignore", divide="ignore"):
+        resp = np.where(total > 0, resp / total, np.nan)
+    return resp, undefined
 
 
 def posterior_log_density(
@@ -108,7 +251,8 @@ def posterior_log_density(
     """Return ``log (1/S) sum_s p(x_n | theta^s)``, shape ``(n_samples,)``, in blocks of draws.
 
     With one draw this is the plug-in log density of a point estimate. Arguments as in
-    :func:`draw_log_prob`.
+    :func:`draw_log_prob`; finite wherever the log density is a float, ``-inf`` as in
+    :func:`pointwise_log_likelihood`, never NaN.
     """
     per_draw = pointwise_log_likelihood(
         X,
@@ -134,12 +278,34 @@ def pointwise_log_likelihood(
     ``(draws, samples, components, features)`` intermediates stay small. Arguments as in
     :func:`draw_log_prob`; ``fast_pointwise(X, weights, *params, out=out)``, if given,
     may fill ``out`` itself (a family's compiled kernel) and returns whether it did.
+
+    Returns
+    -------
+    ndarray of shape (n_draws, n_samples)
+        Finite wherever the log density is a float; ``-inf`` where it is below the most
+        negative float (``-1.8e308``, a row ~1e154 standard deviations out) or where
+        every component gives the row probability zero. Never NaN.
+
+    Raises
+    ------
+    bayesmix.exceptions.DataError
+        Naming the rows whose log density is NaN (parameters that are not numbers).
     """
     out = np.empty((weights.shape[0], X.shape[0]))
     if fast_pointwise is not None and fast_pointwise(X, weights, *params, out=out):
+        # A compiled kernel works at the data's scale: the rows where it gave no finite
+        # value (far out) are recomputed by the family's overflow-safe densities.
+        redo = np.flatnonzero(~np.isfinite(out).all(axis=0))
+        if redo.size:
+            out[:, redo] = pointwise_log_likelihood(
+                X[redo], weights, *params, component_log_prob=component_log_prob
+            )
         return out
     for block, weighted in _blocks(X, weights, params, component_log_prob):
         out[block] = logsumexp(weighted, axis=2)
+    nan = np.isnan(out).any(axis=0)
+    if nan.any():
+        raise undefined_rows_error(np.flatnonzero(nan), "The log density")
     return out
 
 

@@ -78,6 +78,45 @@ _LOG_FLOOR = -1e250
 # A NUTS start must be inside the support: EM estimates on the boundary (a rate or a
 # probability of exactly 0 or 1) are moved this far inside it.
 _BOUNDARY = 1e-3
+# Counts from this value on (about 1.1e12) are far out: their log densities combine the
+# count's log factorial with the terms it cancels (no overflow, no loss of digits) and
+# the responsibilities of their rows come from exact terms (``_count_far_terms``).
+_LARGE_COUNT = 2.0**40
+
+
+def _count_far_terms(X: np.ndarray, log_ratio: np.ndarray, constant: Callable) -> Any:
+    r"""Return the :class:`~bayesmix.stats.FarTerms` of the rows with a count >= 2^40.
+
+    For counts whose component log densities are ``sum_d x_d log_ratio_kd + c_k(x) + g(x)``
+    (Poisson: ``log lambda``, ``-sum lambda``; negative binomial: ``log(mu / (alpha +
+    mu))`` and the rest): with ``s = 2^e`` at least the row's largest count, the linear
+    term is ``s sum_d (x_d / s) log_ratio_kd``, finite however large the counts.
+    ``log_ratio`` (S, K, D) may be ``-inf`` (a zero rate): those components get ``c = -inf``
+    for the rows with a positive count in that feature. ``constant(rows)`` returns ``c``
+    (S, n, K) of the rows.
+    """
+    from bayesmix.stats import FarTerms
+
+    rows = np.flatnonzero((X >= _LARGE_COUNT).any(axis=1))
+    if rows.size == 0:
+        return None
+    x = X[rows]
+    exponent = np.clip(np.frexp(x.max(axis=1))[1].astype(np.int64), 0, 1023)
+    u = np.ldexp(x, -exponent[:, None])  # (n, D), below 2
+    floored = np.maximum(log_ratio, _LOG_FLOOR)  # finite, so 0 * log 0 = 0
+    linear = np.einsum("nd,skd->snk", u, floored)
+    out = np.array(constant(rows), dtype=np.float64)
+    impossible = np.einsum(
+        "nd,skd->snk", (x > 0).astype(np.float64), (log_ratio == -np.inf).astype(np.float64)
+    )
+    out[impossible > 0] = -np.inf
+    return FarTerms(
+        rows=rows,
+        exponent=exponent,
+        quadratic=np.zeros_like(linear),
+        linear=linear,
+        constant=out,
+    )
 
 
 def _draw_labels(
@@ -124,8 +163,9 @@ def _check_count_data(data: MixtureData, family: str) -> None:
     bad = (values < 0) | (values != np.round(values))
     if bad.any():
         row, col = np.argwhere(bad)[0]
+        negative = "Negative values in data: " if (values < 0).any() else ""
         raise DataError(
-            f"a {family} mixture needs non-negative integer counts; X has "
+            f"{negative}a {family} mixture needs non-negative integer counts; X has "
             f"{int(bad.sum())} other value(s), the first {values[row, col]!r} in row "
             f"{data.obs[row]}, column {data.features[col]!r}. Pass counts, or use "
             "GaussianMixture."

@@ -275,8 +275,9 @@ class BernoulliMixture(_IndependentFeaturesMixture):
         bad = (values != 0) & (values != 1)
         if bad.any():
             row, col = np.argwhere(bad)[0]
+            negative = "Negative values in data: " if (values < 0).any() else ""
             raise DataError(
-                f"a Bernoulli mixture needs binary data (0/1 or True/False); X has "
+                f"{negative}a Bernoulli mixture needs binary data (0/1 or True/False); X has "
                 f"{int(bad.sum())} other value(s), the first {values[row, col]!r} in row "
                 f"{data.obs[row]}, column {data.features[col]!r}. Recode the items to 0/1."
             )

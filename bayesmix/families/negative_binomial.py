@@ -90,10 +90,12 @@ from bayesmix.exceptions import DataError
 from bayesmix.families._independent import (
     _BOUNDARY,
     _INIT_SMOOTHING,
+    _LARGE_COUNT,
     _LOG_FLOOR,
     _check_count_data,
     _check_counts,
     _component_params,
+    _count_far_terms,
 )
 from bayesmix.model import MixtureModel
 from bayesmix.priors import Prior
@@ -176,6 +178,34 @@ def _levels(X: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     return [np.unique(column, return_inverse=True) for column in X.T]
 
 
+def _log_factorials(X: np.ndarray) -> np.ndarray:
+    """Return ``sum_d log x_nd!`` over the counts below 2^40 (:func:`_log_rising_factorial`)."""
+    return np.where(X < _LARGE_COUNT, gammaln(X + 1.0), 0.0).sum(axis=1)
+
+
+def _log_rising_factorial(x: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Return ``log Gamma(x + alpha) - log Gamma(alpha) - log x!`` for counts ``x >= 2^40``.
+
+    With Stirling's series for both gamma functions at ``x + alpha`` and ``x + 1`` (both
+    above 100, where its tail is below 1e-17), the terms of size ``x log x`` cancel
+    analytically:
+
+        (x + 1/2) log1p((alpha - 1) / (x + 1)) + (alpha - 1) log(x + alpha) - (alpha - 1)
+        + tail(x + alpha) - tail(x + 1) - log Gamma(alpha),
+
+    about ``(alpha - 1) log x - log Gamma(alpha)``, finite for every count (the difference
+    of the two gamma functions, ~3e16 each at ``x = 1e15``, would lose every digit).
+    """
+    x, alpha = np.broadcast_arrays(np.asarray(x, np.float64), np.asarray(alpha, np.float64))
+    return (
+        (x + 0.5) * np.log1p((alpha - 1.0) / (x + 1.0))
+        + (alpha - 1.0) * np.log(x + alpha)
+        - (alpha - 1.0)
+        + (_stirling_tail(x + alpha) - _stirling_tail(x + 1.0))
+        - gammaln(alpha)
+    )
+
+
 def _log_prob(
     X: np.ndarray,
     levels: list[tuple[np.ndarray, np.ndarray]],
@@ -183,7 +213,12 @@ def _log_prob(
     rates: np.ndarray,
     dispersion: np.ndarray,
 ) -> np.ndarray:
-    """:func:`negative_binomial_log_prob` with the distinct counts and ``sum_d log x_nd!``."""
+    """:func:`negative_binomial_log_prob` with the distinct counts and :func:`_log_factorials`.
+
+    A count of 2^40 or more has its log factorial in :func:`_log_rising_factorial`, not in
+    ``log_factorials``, so that no digits are lost (and nothing overflows) however large
+    it is.
+    """
     rates, dispersion = np.broadcast_arrays(
         np.asarray(rates, np.float64), np.asarray(dispersion, np.float64)
     )
@@ -197,6 +232,11 @@ def _log_prob(
     for d, (values, inverse) in enumerate(levels):
         # log Gamma(x + alpha) - log Gamma(alpha) once per distinct count: (S, V, K).
         rising = _log_rising(values[None, :, None], dispersion[:, None, :, d])
+        large = values >= _LARGE_COUNT
+        if large.any():  # with - log x! (left out of log_factorials)
+            rising[:, large, :] = _log_rising_factorial(
+                values[None, large, None], dispersion[:, None, :, d]
+            )
         out += rising[:, inverse, :]
     zero = rates == 0.0
     if zero.any():
@@ -239,7 +279,41 @@ def negative_binomial_log_prob(
     True
     """
     X = np.asarray(X, dtype=np.float64)
-    return _log_prob(X, _levels(X), gammaln(X + 1.0).sum(axis=1), rates, dispersion)
+    return _log_prob(X, _levels(X), _log_factorials(X), rates, dispersion)
+
+
+def _negative_binomial_far_log_prob(
+    X: np.ndarray, rates: np.ndarray, dispersion: np.ndarray
+) -> Any:
+    """Return the exact far-out terms of :func:`negative_binomial_log_prob` (counts >= 2^40).
+
+    The linear term is ``sum_d x_d log(mu_kd / (alpha_kd + mu_kd))``; the rest (the
+    dispersion terms and :func:`_log_rising_factorial`, ``log x!`` included) is finite.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    rates, dispersion = np.broadcast_arrays(
+        np.asarray(rates, np.float64), np.asarray(dispersion, np.float64)
+    )
+    with np.errstate(divide="ignore"):
+        log_odds = np.log(rates) - np.log(dispersion + rates)
+
+    def constant(rows: np.ndarray) -> np.ndarray:
+        shape = (rates.shape[0], rows.size, rates.shape[1])
+        out = -(dispersion * np.log1p(rates / dispersion)).sum(axis=-1)[:, None, :]
+        out = np.broadcast_to(out, shape).copy()
+        for d in range(X.shape[1]):
+            x = X[rows][None, :, None, d]  # (1, n, 1) against dispersions (S, 1, K)
+            alpha = dispersion[:, None, :, d]
+            large = x >= _LARGE_COUNT
+            small = np.where(large, 0.0, x)
+            out += np.where(
+                large,
+                _log_rising_factorial(np.where(large, x, _LARGE_COUNT), alpha),
+                _log_rising(small, alpha) - gammaln(small + 1.0),
+            )
+        return out
+
+    return _count_far_terms(X, log_odds, constant)
 
 
 def negative_binomial_mixture_logp(value: Any, weights: Any, rates: Any, dispersion: Any) -> Any:
@@ -388,7 +462,7 @@ class _NBStatistics:
     def __init__(self, X: np.ndarray, sample_weight: np.ndarray | None) -> None:
         self.X = X
         self.levels = _levels(X)
-        self.log_factorials = gammaln(X + 1.0).sum(axis=1)
+        self.log_factorials = _log_factorials(X)
         self.sample_weight = sample_weight
         self.total_weight = float(X.shape[0] if sample_weight is None else sample_weight.sum())
         n_samples = X.shape[0]
@@ -523,7 +597,7 @@ def _nb_chunk_statistics(
     """
     local = _levels(X)
     log_prob = _log_prob(
-        X, local, gammaln(X + 1.0).sum(axis=1), params["rates"][None], params["dispersion"][None]
+        X, local, _log_factorials(X), params["rates"][None], params["dispersion"][None]
     )[0]
     log_norm, log_resp = _log_responsibilities(log_prob, weights)
     resp = np.exp(log_resp)
@@ -752,6 +826,7 @@ class NegativeBinomialMixture(MixtureModel):
     plot_kind = "counts"
     _component_vars = ("rates", "dispersion")
     component_log_prob = staticmethod(negative_binomial_log_prob)
+    _far_log_prob = staticmethod(_negative_binomial_far_log_prob)
 
     def __init__(
         self,

@@ -25,10 +25,12 @@ from bayesmix.em.loop import (
 from bayesmix.exceptions import InvalidParameterError
 from bayesmix.families._independent import (
     _BOUNDARY,
+    _LARGE_COUNT,
     _LOG_FLOOR,
     _check_count_data,
     _check_counts,
     _component_params,
+    _count_far_terms,
     _fit_discrete,
     _IndependentFeaturesMixture,
     _resolve_prior,
@@ -43,6 +45,8 @@ def poisson_log_prob(X: np.ndarray, rates: np.ndarray) -> np.ndarray:
 
     ``x log(lambda) - lambda - log(x!)`` with ``0 log 0 = 0``: a zero rate (an EM
     estimate) gives ``-inf`` only to samples with a positive count in that feature.
+    Finite for every count whose log density is a float (counts of 2^40 or more are
+    evaluated by :func:`_large_count_log_prob`), ``-inf`` beyond, never NaN.
 
     Parameters
     ----------
@@ -56,15 +60,64 @@ def poisson_log_prob(X: np.ndarray, rates: np.ndarray) -> np.ndarray:
     """
     with np.errstate(divide="ignore"):
         log_rates = np.maximum(np.log(rates), _LOG_FLOOR)  # finite, so 0 * log 0 = 0
-    out = (
-        np.einsum("nd,skd->snk", X, log_rates)
-        - rates.sum(axis=-1)[:, None, :]
-        - gammaln(X + 1.0).sum(axis=1)[None, :, None]
-    )
+    if np.any(X >= _LARGE_COUNT):
+        out = _large_count_log_prob(X, rates, log_rates)
+    else:
+        out = (
+            np.einsum("nd,skd->snk", X, log_rates)
+            - rates.sum(axis=-1)[:, None, :]
+            - gammaln(X + 1.0).sum(axis=1)[None, :, None]
+        )
     zero = rates == 0
     if zero.any():
         out[np.einsum("nd,skd->snk", (X > 0).astype(float), zero.astype(float)) > 0] = -np.inf
     return out
+
+
+_HALF_LOG_2PI = 0.5 * float(np.log(2.0 * np.pi))
+
+
+def _large_count_log_prob(X: np.ndarray, rates: np.ndarray, log_rates: np.ndarray) -> np.ndarray:
+    """:func:`poisson_log_prob` for data with counts of 2^40 or more, feature by feature.
+
+    A count ``x >= 2^40`` has ``x log lambda - lambda - log x!`` written with Stirling's
+    ``log x! = (x + 1/2) log(x + 1) - (x + 1) + log(2 pi) / 2 + 1 / (12 (x + 1))`` (the
+    next term is below 1e-37) as ``x log(lambda / (x + 1)) + (x + 1 - lambda) - log(x +
+    1) / 2 - log(2 pi) / 2 - 1 / (12 (x + 1))``: the terms of size ``x log x`` cancel
+    analytically, so nothing overflows to ``inf - inf`` and no digits are lost when the
+    rate is near the count (``log(lambda / (x + 1))`` is then a ``log1p``). The result is
+    ``-inf`` only where the log density is below the most negative float.
+    """
+    x = X[None, :, None, :]  # (1, N, 1, D) against rates (S, 1, K, D)
+    lam = rates[:, None, :, :]
+    large = x >= _LARGE_COUNT
+    small = np.where(large, 0.0, x)
+    terms = small * log_rates[:, None, :, :] - lam - gammaln(small + 1.0)  # x = 0 if large
+    big = np.where(large, x, _LARGE_COUNT)  # (1, N, 1, D), every entry large
+    ratio = (lam - (big + 1.0)) / (big + 1.0)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        log_ratio = np.where(np.abs(ratio) < 0.5, np.log1p(ratio), np.log(lam) - np.log(big + 1.0))
+        stirling = (
+            big * log_ratio
+            + ((big + 1.0) - lam)
+            - 0.5 * np.log(big + 1.0)
+            - _HALF_LOG_2PI
+            - 1.0 / (12.0 * (big + 1.0))
+        )
+    terms = np.where(large, stirling, terms)
+    return terms.sum(axis=-1)
+
+
+def _poisson_far_log_prob(X: np.ndarray, rates: np.ndarray) -> Any:
+    """Return the exact far-out terms of :func:`poisson_log_prob` (rows with a count >= 2^40)."""
+    with np.errstate(divide="ignore"):
+        log_rates = np.log(rates)
+    n_draws, n_components = rates.shape[:2]
+
+    def constant(rows: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(-rates.sum(axis=-1)[:, None, :], (n_draws, rows.size, n_components))
+
+    return _count_far_terms(X, log_rates, constant)
 
 
 def _poisson_terms(
@@ -259,6 +312,7 @@ class PoissonMixture(_IndependentFeaturesMixture):
     _logp = staticmethod(poisson_mixture_logp)
     _random = staticmethod(poisson_mixture_random)
     component_log_prob = staticmethod(poisson_log_prob)
+    _far_log_prob = staticmethod(_poisson_far_log_prob)
     _em_function = staticmethod(fit_poisson_em)
     _em_terms = staticmethod(_poisson_terms)
 

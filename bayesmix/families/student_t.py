@@ -81,7 +81,7 @@ from bayesmix.em.loop import (
 )
 from bayesmix.exceptions import InvalidParameterError
 from bayesmix.families._location_scale import _LocationScaleMixture, mahalanobis_terms
-from bayesmix.families.gaussian.densities import n_parameters, squared_mahalanobis
+from bayesmix.families.gaussian.densities import n_parameters, scaled_squared_mahalanobis
 from bayesmix.families.gaussian.em import (
     COVARIANCE_TYPES,
     _centre,
@@ -113,6 +113,11 @@ def student_t_log_prob(
         log Gamma((nu + D) / 2) - log Gamma(nu / 2) - D / 2 log(nu pi) - 1/2 log|Sigma|
             - (nu + D) / 2 log(1 + delta / nu),   delta = (x - mu)^T Sigma^-1 (x - mu)
 
+    Finite for every finite row: far out, where ``delta`` is beyond the floats,
+    ``log(1 + delta / nu)`` is computed from ``log delta`` (the distances of rows of
+    magnitude ``2^256`` or more are computed at a power-of-two scale), and the density
+    decays only polynomially.
+
     Parameters
     ----------
     X : ndarray of shape (n_samples, n_features)
@@ -124,8 +129,24 @@ def student_t_log_prob(
     -------
     ndarray of shape (n_draws, n_samples, n_components)
     """
-    mahalanobis, log_det = squared_mahalanobis(X, means, scales)
-    return t_log_density(mahalanobis, log_det[:, None, :], dof[:, None, :], X.shape[1])
+    chol = np.linalg.cholesky(scales)
+    scaled, exponent = scaled_squared_mahalanobis(X, means, chol)
+    log_det = 2.0 * np.log(np.diagonal(chol, axis1=-2, axis2=-1)).sum(axis=-1)[:, None, :]
+    dof = dof[:, None, :]
+    if not exponent.any():
+        return t_log_density(scaled, log_det, dof, X.shape[1])
+    # Rows far out (2^256 or more): log1p(m / nu) = logaddexp(0, log m - log nu) with
+    # log m = log(scaled) + 2 e log 2, finite however far the row is.
+    with np.errstate(divide="ignore"):
+        log_m = np.log(scaled) + (2.0 * math.log(2.0)) * exponent[None, :, None]
+    n_features = X.shape[1]
+    return (
+        gammaln(0.5 * (dof + n_features))
+        - gammaln(0.5 * dof)
+        - 0.5 * n_features * np.log(np.pi * dof)
+        - 0.5 * log_det
+        - 0.5 * (dof + n_features) * np.logaddexp(0.0, log_m - np.log(dof))
+    )
 
 
 def t_log_density(

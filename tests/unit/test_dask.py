@@ -161,7 +161,9 @@ def test_predictions_are_lazy_and_equal_to_in_memory():
     np.testing.assert_allclose(density.compute(), fit.score_samples(X), rtol=1e-12)
     wd = da.from_array(w, chunks=(CHUNKS,))
     assert fit.score(Xd) == pytest.approx(fit.score(X), rel=1e-12)
-    assert fit.score(Xd, wd) == pytest.approx(fit.score(X, w), rel=1e-12)
+    assert fit.score(Xd, sample_weight=wd) == pytest.approx(
+        fit.score(X, sample_weight=w), rel=1e-12
+    )
     assert fit.bic(Xd, wd) == pytest.approx(fit.bic(X, w), rel=1e-12)
     assert fit.aic(Xd) == pytest.approx(fit.aic(X), rel=1e-12)
 

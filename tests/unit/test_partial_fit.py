@@ -106,7 +106,7 @@ def test_weights_in_a_batch_count_as_repeated_rows():
     rng = np.random.default_rng(2)
     X = _gaussian(rng, n=600)
     w = rng.integers(1, 4, size=X.shape[0]).astype(float)
-    weighted = bm.GaussianMixture(n_components=3, random_state=0).partial_fit(X, w)
+    weighted = bm.GaussianMixture(n_components=3, random_state=0).partial_fit(X, sample_weight=w)
     repeated = bm.GaussianMixture(n_components=3, random_state=0).fit(
         np.repeat(X, w.astype(int), axis=0), method="em"
     )

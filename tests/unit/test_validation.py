@@ -10,10 +10,17 @@ import numpy as np
 import pandas as pd
 import pymc as pm
 import pytest
+from scipy import sparse
 
 import bayesmix as bm
 from bayesmix.datasets import make_mixture
-from bayesmix.exceptions import DataError, InvalidParameterError, NotFittedError, PriorError
+from bayesmix.exceptions import (
+    DataError,
+    DataTypeError,
+    InvalidParameterError,
+    NotFittedError,
+    PriorError,
+)
 
 MEANS = np.array([[0.0, 0.0], [6.0, 0.0]])
 COVS = np.stack([np.eye(2), [[1.0, 0.5], [0.5, 1.0]]])
@@ -21,6 +28,12 @@ COVS = np.stack([np.eye(2), [[1.0, 0.5], [0.5, 1.0]]])
 
 def _X(n=60, seed=0):
     X, _ = make_mixture(n, [0.5, 0.5], MEANS, COVS, random_state=seed)
+    return X
+
+
+def _objects():
+    X = _X().astype(object)
+    X[0, 0] = {"foo": "bar"}
     return X
 
 
@@ -38,7 +51,13 @@ BAD_INPUTS = [
     ("inf", GM(), _with(np.inf, (5, 0)), {}, DataError, "first at position 5"),
     ("0-d array", GM(), np.array(3.0), {}, DataError, "got an array with 0 dimensions"),
     ("3-d array", GM(), np.zeros((4, 3, 2)), {}, DataError, "got an array with 3 dimensions"),
-    ("empty", GM(), np.zeros((0, 2)), {}, DataError, "X is empty (shape (0, 2))"),
+    ("empty", GM(), np.zeros((0, 2)), {}, DataError, "0 sample(s) (shape=(0, 2))"),
+    ("no columns", GM(), np.zeros((12, 0)), {}, DataError, "0 feature(s) (shape=(12, 0))"),
+    # Type errors are DataTypeError: a DataError that is also a TypeError, as NumPy's and
+    # scikit-learn's are (sparse input, complex numbers, objects that are not numbers).
+    ("complex", GM(), _X() + 1j, {}, DataTypeError, "Complex data not supported"),
+    ("sparse", GM(), sparse.csr_array(_X()), {}, DataTypeError, "sparse data are not supported"),
+    ("object", GM(), _objects(), {}, DataTypeError, "float() argument must be"),
     ("empty list", GM(), [], {}, DataError, "X is empty"),
     ("fewer samples than K", GM(n_components=4), _X()[:3], {}, DataError, "3 samples but"),
     (
@@ -192,7 +211,9 @@ def test_all_bad_prior_keys_are_reported_at_once(nothing_runs):
 def test_predict_with_other_features_fails():
     gm = GM(random_state=0).fit(_X(), method="em")
     for call in (gm.predict, gm.predict_proba, gm.score_samples, gm.bic, gm.aic):
-        with pytest.raises(DataError, match="X has 3 features but the model was fitted with 2"):
+        with pytest.raises(
+            DataError, match="X has 3 features, but GaussianMixture is expecting 2 features"
+        ):
             call(np.zeros((4, 3)))
 
 

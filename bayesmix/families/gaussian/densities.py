@@ -17,9 +17,12 @@ from bayesmix.exceptions import InvalidParameterError
 __all__ = [
     "fast_pointwise",
     "free_covariance_entries",
+    "gaussian_far_log_prob",
     "gaussian_log_prob",
     "n_parameters",
+    "row_exponents",
     "scalar_parameters",
+    "scaled_squared_mahalanobis",
     "squared_mahalanobis",
 ]
 
@@ -44,22 +47,72 @@ _GAUSSIAN_KERNEL_MIN_VALUES = 2**18
 _GAUSSIAN_KERNEL_LOADED_MIN_VALUES = 2**15
 
 
+# Rows whose largest absolute value is at least this are scaled by a power of two (exact)
+# before their Mahalanobis distances, so that no intermediate overflows; smaller rows are
+# computed as they are (bit for bit as before).
+_SCALE_FROM = 2.0**256
+# A row is far out when it is this many times further from the centre of the component
+# means than the furthest mean: its responsibilities are then computed from the exact
+# terms of :func:`gaussian_far_log_prob`.
+_FAR_RATIO = 2.0**20
+
+
+def row_exponents(X: np.ndarray, start: float = _SCALE_FROM) -> np.ndarray:
+    """Return ``e_n`` with ``max_d |x_nd| / 2^e_n`` in [0.5, 1) for rows at least ``start``, else 0.
+
+    Dividing a row by ``2^e_n`` is exact, so computing at the scaled row and multiplying
+    back by powers of two changes no digit, only the range.
+    """
+    top = np.max(np.abs(X), axis=1) if X.shape[1] else np.zeros(X.shape[0])
+    exponent = np.frexp(top)[1].astype(np.int64)
+    return np.where(top >= start, exponent, 0)
+
+
+def _forward_substitution(diff: np.ndarray, chol: np.ndarray) -> np.ndarray:
+    """Solve ``L z = diff`` for every (draw, sample, component): diff (S, N, K, D)."""
+    z = np.empty_like(diff)
+    for i in range(diff.shape[-1]):
+        residual = diff[..., i] - np.einsum("skj,snkj->snk", chol[:, :, i, :i], z[..., :i])
+        z[..., i] = residual / chol[:, None, :, i, i]
+    return z
+
+
+def scaled_squared_mahalanobis(
+    X: np.ndarray, means: np.ndarray, chol: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Squared Mahalanobis distances ``m / 4^e_n`` (S, N, K) and the row exponents ``e`` (N,).
+
+    ``chol`` holds the lower Cholesky factors (S, K, D, D). Rows of magnitude below
+    ``2^256`` have ``e_n = 0`` (the distances themselves); a larger row is divided by
+    ``2^e_n`` (:func:`row_exponents`) with the means, so the distance of a row ``1e300``
+    out is computed without overflow and ``m = scaled * 4^e`` may be beyond the floats.
+    """
+    exponent = row_exponents(X)
+    diff = X[None, :, None, :] - means[:, None, :, :]  # (S, N, K, D)
+    if exponent.any():
+        shift = -exponent[None, :, None, None]
+        diff = np.ldexp(X, -exponent[:, None])[None, :, None, :] - np.ldexp(
+            means[:, None, :, :], shift
+        )
+    z = _forward_substitution(diff, chol)
+    return np.einsum("snkd,snkd->snk", z, z), exponent
+
+
 def squared_mahalanobis(
     X: np.ndarray, means: np.ndarray, covariances: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Squared Mahalanobis distances (S, N, K) and log-determinants (S, K) of ``L L^T``.
 
     One batched Cholesky factorisation of the matrices, then forward substitution
-    ``L z = x - mu`` unrolled over the features, no inverse.
+    ``L z = x - mu`` unrolled over the features, no inverse. Rows far out are scaled
+    by powers of two (:func:`scaled_squared_mahalanobis`), so the distances are exact
+    up to rounding wherever they are floats and ``inf`` only beyond (above ``1.8e308``),
+    never NaN.
     """
     chol = np.linalg.cholesky(covariances)  # (S, K, D, D)
-    n_features = X.shape[1]
-    diff = X[None, :, None, :] - means[:, None, :, :]  # (S, N, K, D)
-    z = np.empty_like(diff)
-    for i in range(n_features):
-        residual = diff[..., i] - np.einsum("skj,snkj->snk", chol[:, :, i, :i], z[..., :i])
-        z[..., i] = residual / chol[:, None, :, i, i]
-    mahalanobis = np.einsum("snkd,snkd->snk", z, z)
+    scaled, exponent = scaled_squared_mahalanobis(X, means, chol)
+    with np.errstate(over="ignore"):
+        mahalanobis = np.ldexp(scaled, 2 * exponent[None, :, None])
     log_det = 2.0 * np.log(np.diagonal(chol, axis1=-2, axis2=-1)).sum(axis=-1)  # (S, K)
     return mahalanobis, log_det
 
@@ -69,6 +122,8 @@ def gaussian_log_prob(X: np.ndarray, means: np.ndarray, covariances: np.ndarray)
 
     Vectorised over draws, samples and components (the same computation as the
     model's PyTensor likelihood: Cholesky factor, forward substitution, no inverse).
+    Finite for every finite row whose log density is a float; ``-inf`` only where it is
+    below ``-1.8e308`` (a row ~1e154 standard deviations out), never NaN.
 
     Parameters
     ----------
@@ -80,8 +135,73 @@ def gaussian_log_prob(X: np.ndarray, means: np.ndarray, covariances: np.ndarray)
     -------
     ndarray of shape (n_draws, n_samples, n_components)
     """
-    mahalanobis, log_det = squared_mahalanobis(X, means, covariances)
-    return -0.5 * (X.shape[1] * _LOG_2PI + log_det[:, None, :] + mahalanobis)
+    chol = np.linalg.cholesky(covariances)
+    scaled, exponent = scaled_squared_mahalanobis(X, means, chol)
+    log_det = 2.0 * np.log(np.diagonal(chol, axis1=-2, axis2=-1)).sum(axis=-1)  # (S, K)
+    constant = X.shape[1] * _LOG_2PI + log_det[:, None, :]
+    if not exponent.any():
+        return -0.5 * (constant + scaled)
+    with np.errstate(over="ignore"):
+        mahalanobis = np.ldexp(scaled, 2 * exponent[None, :, None])
+        out = -0.5 * (constant + mahalanobis)
+        far = ~np.isfinite(out)  # -0.5 m may still be a float when m is not
+        half = np.ldexp(0.5 * scaled, 2 * exponent[None, :, None])
+    out[far] = (-0.5 * constant - half)[far]
+    return out
+
+
+def gaussian_far_log_prob(X: np.ndarray, means: np.ndarray, covariances: np.ndarray) -> Any:
+    r"""Return the exact far-out terms of the Gaussian log densities (a ``FarTerms``), or None.
+
+    For a row far from the centre ``o`` of each draw's means (further than ``2^20`` times
+    the furthest mean, or ``2^256`` in magnitude), with ``s = 2^e`` at least its magnitude,
+    ``u = (x - o) / s``, ``v_k = mu_k - o`` and ``L_k z = w`` the forward substitution,
+
+    .. math::
+
+        \log N(x \mid \mu_k, \Sigma_k) = -\tfrac12 s^2 \lVert L_k^{-1} u \rVert^2
+        + s\, (L_k^{-1} v_k)^\top (L_k^{-1} u)
+        - \tfrac12 \lVert L_k^{-1} v_k \rVert^2 - \tfrac12 (D \log 2\pi + \log|\Sigma_k|).
+
+    The quadratic terms of components with one covariance are equal to the last digit,
+    so their responsibilities come from the linear term: the linear discriminant. A
+    NumPy function of the same arguments as :func:`gaussian_log_prob`.
+    """
+    from bayesmix.stats import FarTerms
+
+    centre = means.mean(axis=1)  # (S, D)
+    far = row_exponents(X) > 0  # rows of magnitude 2^256 or more
+    if means.shape[1] > 1:  # one component: its responsibility is 1 wherever it is finite
+        spread = np.max(np.abs(means - centre[:, None, :]), axis=(1, 2))  # (S,)
+        with np.errstate(over="ignore", invalid="ignore"):
+            distance = np.max(np.abs(X[None, :, :] - centre[:, None, :]), axis=2)  # (S, N)
+            far |= (distance > _FAR_RATIO * spread[:, None]).any(axis=0)
+    rows = np.flatnonzero(far)
+    if rows.size == 0:
+        return None
+    x = X[rows]
+    size = np.maximum(np.max(np.abs(x), axis=1), np.max(np.abs(centre)))
+    # s = 2^e > max(|x|, |o|), so |u| < 2 (< 4 for rows beyond 2^1023: e stops at 1023).
+    exponent = np.clip(np.frexp(size)[1].astype(np.int64), 0, 1023)
+    u = np.ldexp(x, -exponent[:, None])[None, :, :] - np.ldexp(
+        centre[:, None, :], -exponent[None, :, None]
+    )  # (S, n, D), |u| < 4
+    chol = np.linalg.cholesky(covariances)
+    n_draws, n_components = means.shape[:2]
+    shape = (n_draws, rows.size, n_components, X.shape[1])
+    zu = _forward_substitution(np.broadcast_to(u[:, :, None, :], shape), chol)  # (S, n, K, D)
+    zv = _forward_substitution((means - centre[:, None, :])[:, None], chol)  # (S, 1, K, D)
+    log_det = 2.0 * np.log(np.diagonal(chol, axis1=-2, axis2=-1)).sum(axis=-1)  # (S, K)
+    constant = -0.5 * (X.shape[1] * _LOG_2PI + log_det)[:, None, :] - 0.5 * np.einsum(
+        "snkd,snkd->snk", zv, zv
+    )
+    return FarTerms(
+        rows=rows,
+        exponent=exponent,
+        quadratic=-0.5 * np.einsum("snkd,snkd->snk", zu, zu),
+        linear=np.einsum("snkd,snkd->snk", zv, zu),
+        constant=np.broadcast_to(constant, shape[:3]),
+    )
 
 
 def _use_gaussian_kernel(n_values: int) -> bool:

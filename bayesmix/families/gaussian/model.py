@@ -30,6 +30,7 @@ from bayesmix.em.chunked import EMSteps
 from bayesmix.families._location_scale import _LocationScaleMixture, mahalanobis_terms
 from bayesmix.families.gaussian.densities import (
     fast_pointwise,
+    gaussian_far_log_prob,
     gaussian_log_prob,
     n_parameters,
 )
@@ -190,6 +191,7 @@ class GaussianMixture(_LocationScaleMixture):
     _component_vars = ("means", "covariances")
     component_log_prob = staticmethod(gaussian_log_prob)
     _fast_pointwise = staticmethod(fast_pointwise)
+    _far_log_prob = staticmethod(gaussian_far_log_prob)
     # Name of the deterministic (K, D, D) matrices built from ``sigma`` and ``corr_chol``.
     _matrix_var = "covariances"
 

@@ -203,7 +203,7 @@ def test_bad_data_for_the_family(cls, X, match):
 
 def test_bad_family_parameters():
     with pytest.raises(InvalidParameterError, match="dof_bounds"):
-        bm.StudentTMixture(dof_bounds=(5.0, 1.0)).fit([[0.0, 1.0], [1.0, 0.0], [2, 2]], "em")
+        bm.StudentTMixture(dof_bounds=(5.0, 1.0)).fit([[0.0, 1.0], [1.0, 0.0], [2, 2]], method="em")
     with pytest.raises(InvalidParameterError, match="objective"):
         bm.PoissonMixture(objective="mle").fit([[1.0], [2.0]], method="em")
     with pytest.raises(PriorError, match="rates"):
