@@ -194,17 +194,8 @@ def fit_chunked(
         run = converge(
             step, weights, params, max_iter=max_iter, tol=tol, name=name, objective=objective
         )
-        return _Restart(
-            weights=run.weights,
-            params=run.params,
-            lower_bound=run.lower_bound,
-            lower_bounds=run.lower_bounds,
-            n_iter=run.n_iter,
-            converged=run.converged,
-            last_change=run.last_change,
-            log_likelihood=np.nan,  # evaluated for the best restart only
-            n_samples=total_weight[0] if total_weight else float(n_samples),
-        )
+        # The log-likelihood is evaluated for the best restart only.
+        return run.restart(np.nan, total_weight[0] if total_weight else float(n_samples))
 
     def log_likelihood(best: _Restart) -> float:
         stats = statistics_at(best.weights, best.params)

@@ -276,6 +276,20 @@ class _Converged:
     converged: bool
     last_change: float
 
+    def restart(self, log_likelihood: float, n_samples: float) -> _Restart:
+        """Return this run as a :class:`_Restart`, with its log-likelihood and weight."""
+        return _Restart(
+            weights=self.weights,
+            params=self.params,
+            lower_bound=self.lower_bound,
+            lower_bounds=self.lower_bounds,
+            n_iter=self.n_iter,
+            converged=self.converged,
+            last_change=self.last_change,
+            log_likelihood=log_likelihood,
+            n_samples=n_samples,
+        )
+
 
 def converge(
     step: _Step,
@@ -364,17 +378,8 @@ def _iterate(
         _, log_likelihood, resp, _ = e_step(run.weights, run.params)
     except FitError as err:
         raise FitError(f"{name}, after iteration {run.n_iter}: {err}") from err
-    return _Restart(
-        weights=run.weights,
-        params=run.params,
-        lower_bound=run.lower_bound,
-        lower_bounds=run.lower_bounds,
-        n_iter=run.n_iter,
-        converged=run.converged,
-        last_change=run.last_change,
-        log_likelihood=float(log_likelihood),
-        n_samples=float(resp.sum()),  # the (weighted) number of samples
-    )
+    # resp.sum() is the (weighted) number of samples.
+    return run.restart(float(log_likelihood), float(resp.sum()))
 
 
 def _fit_restarts(

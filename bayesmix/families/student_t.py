@@ -522,7 +522,7 @@ def chunked_t_steps(
         if np.any(size > _T_CANCELLATION * np.maximum(left, 0.0)):
             second = data_pass(
                 functools.partial(
-                    _second_t_pass,
+                    _t_chunk_sums,
                     weights=weights,
                     params=params,
                     covariance_type=covariance_type,
@@ -570,19 +570,6 @@ def chunked_t_steps(
         recentre=functools.partial(_recentre, covariance_type=covariance_type, mass="su"),
         covariance_type=covariance_type,
     )
-
-
-def _second_t_pass(
-    X: np.ndarray,
-    w: np.ndarray | None,
-    *,
-    weights: np.ndarray,
-    params: dict,
-    covariance_type: str,
-    centres: np.ndarray,
-) -> dict:
-    """Return the ECM sums of one chunk at the current parameters about the new means."""
-    return _t_chunk_sums(X, w, weights, params, covariance_type=covariance_type, centres=centres)
 
 
 def student_t_mixture_logp(value: Any, weights: Any, means: Any, chol: Any, dof: Any) -> Any:

@@ -1463,17 +1463,8 @@ def _run_em(
         name=restart_name,
         objective=objective,
     )
-    return _Restart(
-        weights=run.weights,
-        params=run.params,
-        lower_bound=run.lower_bound,
-        lower_bounds=run.lower_bounds,
-        n_iter=run.n_iter,
-        converged=run.converged,
-        last_change=run.last_change,
-        log_likelihood=np.nan,  # computed for the best restart only (fit_em)
-        n_samples=_total_weight(X, sample_weight),
-    )
+    # The log-likelihood is computed for the best restart only (fit_em).
+    return run.restart(np.nan, _total_weight(X, sample_weight))
 
 
 def _params(means: np.ndarray, covariances: np.ndarray, precisions_cholesky: np.ndarray) -> dict:
@@ -1923,7 +1914,7 @@ def chunked_steps(
         new_centres = np.where(empty[:, None], centres, centres + stats["s1"] / safe[:, None])
         second = data_pass(
             functools.partial(
-                _second_pass,
+                _chunk_sums,
                 weights=weights,
                 means=centres,
                 precisions_cholesky=params["precisions_cholesky"],
@@ -2009,20 +2000,6 @@ def _recentre(stats: dict, old: dict, new: dict, *, covariance_type: str, mass: 
     else:
         scatter = s2 - 2.0 * s1 * delta + nk[:, np.newaxis] * delta**2
     return {**stats, "s1": moved, "s2": scatter}
-
-
-def _second_pass(
-    X: np.ndarray,
-    w: np.ndarray | None,
-    *,
-    weights: np.ndarray,
-    means: np.ndarray,
-    precisions_cholesky: np.ndarray,
-    covariance_type: str,
-    centres: np.ndarray,
-) -> dict:
-    """Return the sums of one chunk at the current parameters, about the new ``centres``."""
-    return _chunk_sums(X, w, weights, means, precisions_cholesky, covariance_type, centres)
 
 
 def _log_prior_of_params(prior: ConjugatePrior, weights: np.ndarray, params: dict) -> float:
