@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from bayesmix import _progress
 from bayesmix.exceptions import BayesmixError, DataError, InvalidParameterError
 from bayesmix.families import FAMILIES
 
@@ -138,7 +139,13 @@ def _print_table(console: Any, frame: pd.DataFrame, title: str) -> None:
     console.print(table)
 
 
+_CONSOLE: Any = None  # the running command's console (main sets it)
+
+
 def _console() -> Any:
+    """Return the command's console: one per command, shared with its progress display."""
+    if _CONSOLE is not None:
+        return _CONSOLE
     from rich.console import Console
 
     console = Console()
@@ -236,20 +243,11 @@ def _pass_progress(console: Any) -> Iterator[None]:
     started = time.perf_counter()
     passes = [0]
     if console.is_terminal:
-        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-        with Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        ) as progress:
-            task = progress.add_task("EM: reading the data", total=None)
+        with _progress.task("EM: reading the data") as update:
 
             def advance(seconds: float) -> None:
                 passes[0] += 1
-                progress.update(task, description=f"EM pass {passes[0]} ({seconds:.2f} s)")
+                update(passes[0], f"pass {passes[0]}: {seconds:.2f} s")
 
             with on_pass(advance):
                 yield
@@ -653,14 +651,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     formatwarning = warnings.formatwarning
     warnings.formatwarning = _format_warning
+    global _CONSOLE
+    _CONSOLE = None
+    _CONSOLE = _console()
     try:
-        return args.run(args)
+        # One progress display for the whole command: select_k's K, NUTS's draws and EM's
+        # data passes are rows of one live display in a terminal, lines in a log.
+        with _progress.display(_CONSOLE):
+            return args.run(args)
     except (BayesmixError, ValueError, OSError) as err:
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
         print(f"bayesmix: error: {message}", file=sys.stderr)
         return 2
     finally:
         warnings.formatwarning = formatwarning
+        _CONSOLE = None
 
 
 if __name__ == "__main__":

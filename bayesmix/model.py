@@ -1042,7 +1042,7 @@ class MixtureModel(ABC):
                 "compute_log_likelihood() adds it",
                 data.n_samples * draws * chains,
             )
-        self._check_chains(idata)
+        self._check_chains(idata, priors)
         timings["postprocess"] = time.perf_counter() - clock
         idata.attrs["timings"] = json.dumps(timings)
         return idata
@@ -1126,9 +1126,20 @@ class MixtureModel(ABC):
         if moved:
             _log.info("relabelled %d of %d draws to the EM labelling", moved, n_chains * n_draws)
 
-    def _check_chains(self, idata: xr.DataTree) -> None:
-        """Record the sampler diagnostics in ``idata.attrs`` and warn once per problem."""
-        figures, problems = sampler_problems(idata, var_names=self._summary_vars)
+    def _check_chains(self, idata: xr.DataTree, priors: dict[str, Prior]) -> None:
+        """Record the sampler diagnostics in ``idata.attrs`` and warn once per problem.
+
+        A weights prior that favours empty components (Dirichlet ``a < 1``: its density
+        piles up on the simplex's faces, as in :func:`bayesmix.overfitted_mixture`)
+        leaves the labels of empty components identified by nothing: the diagnostics
+        then use label-invariant summaries.
+        """
+        weights = priors.get("weights")
+        sparse = weights is not None and bool(
+            np.all(np.asarray(weights.params.get("a", 1.0), dtype=np.float64) < 1)
+        )
+        idata.attrs["label_invariant_diagnostics"] = int(sparse)
+        figures, problems = sampler_problems(idata, var_names=self._summary_vars, sparse=sparse)
         idata.attrs.update(figures)
         idata.attrs["warnings"] = json.dumps([message for _, message in problems])
         for category, message in problems:

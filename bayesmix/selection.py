@@ -7,9 +7,8 @@ reliable PSIS-LOO for LOO, which takes the smallest K close to the best one.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import sys
-import time
 import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
@@ -19,6 +18,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from bayesmix import _progress
 from bayesmix._threads import single_blas_thread
 from bayesmix._validation import (
     check_data,
@@ -398,11 +398,6 @@ def _fit_one_k(
 
 
 @single_blas_thread
-def _progress_line(text: str) -> None:
-    """Print one progress line to stderr (a terminal or a log alike; no live display)."""
-    print(text, file=sys.stderr, flush=True)
-
-
 def select_k(
     X: Any,
     ks: Iterable[int] = range(1, 7),
@@ -524,19 +519,20 @@ def select_k(
             "progressbar": progressbar,
         }
     rows, pointwise, good_k = [], {}, {}
-    started = time.perf_counter()
     for index, k in enumerate(ks):
         spec = {"n_components": k, "random_state": random_state}
         if "covariance_type" in model._param_names():
             spec["covariance_type"] = covariance_type
-        if progressbar:  # a line per K: the sampler's own bar draws below it, not over it
-            _progress_line(f"select_k: K={k} ({index + 1} of {len(ks)}) ...")
-        begun = time.perf_counter()
-        row, elpd_i, good_k[k] = _fit_one_k(model, spec, data, weights, nuts=nuts, **model_kwargs)
-        if progressbar:
-            _progress_line(
-                f"select_k: K={k} done in {time.perf_counter() - begun:.1f} s "
-                f"({time.perf_counter() - started:.1f} s in all)"
+        # One task per K on the current display (the CLI's live display in a terminal),
+        # or a line when it starts and ends: the sampler's own bar never draws over it.
+        shown = (
+            _progress.task(f"select_k: K={k} ({index + 1} of {len(ks)})")
+            if progressbar
+            else contextlib.nullcontext()
+        )
+        with shown:
+            row, elpd_i, good_k[k] = _fit_one_k(
+                model, spec, data, weights, nuts=nuts, **model_kwargs
             )
         rows.append(row)
         if elpd_i is not None:

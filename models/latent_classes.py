@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         print(table[columns].to_string(index=False))
     print(f"best K: {table.attrs['best']}")
 
-    k = table.attrs["best"]["bic"]
+    k = table.attrs["best"]["bic"] or 3  # None only when no EM fit was usable
     spec = {"n_components": k, "n_init": 10, "random_state": args.seed}
     em = bm.BernoulliMixture(**spec).fit(X, method="em")
     with warnings.catch_warnings(record=True) as caught:

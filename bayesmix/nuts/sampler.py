@@ -38,6 +38,7 @@ import pymc as pm
 import xarray as xr
 from pymc.initial_point import make_initial_point_fn
 
+from bayesmix import _progress
 from bayesmix.nuts import laplace as _laplace
 
 __all__ = ["clear_cache", "fused_free_variables", "sample_nutpie"]
@@ -221,17 +222,23 @@ def sample_nutpie(
                 "from nutpie's own start, not the EM estimate; install nutpie>=0.16,<0.17",
                 err,
             )
-    return nutpie.sample(
-        compiled,
-        draws=draws,
-        tune=tune,
-        chains=chains,
-        cores=cores if cores is not None else min(chains, _cpu_count()),
-        seed=random_seed,
-        save_warmup=False,
-        progress_bar=progressbar,
-        target_accept=target_accept,
-    )
+    own_bar, callback, finish = _progress.nuts_progress(chains, draws, tune, enabled=progressbar)
+    try:
+        return nutpie.sample(
+            compiled,
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            cores=cores if cores is not None else min(chains, _cpu_count()),
+            seed=random_seed,
+            save_warmup=False,
+            progress_bar=own_bar,
+            progress_callback=callback,
+            progress_rate=500,
+            target_accept=target_accept,
+        )
+    finally:
+        finish()
 
 
 def _cpu_count() -> int:
