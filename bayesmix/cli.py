@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import sys
 import time
 import warnings
@@ -28,8 +29,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["main", "parse_components"]
-
-_SUMMARY_COLUMNS = ["em", "mean", "sd", "hdi_low", "hdi_high", "em_in_hdi", "z_score"]
 
 
 def parse_components(text: str) -> list[int]:
@@ -121,22 +120,48 @@ def _fit_both(
     return em, nuts
 
 
-def _print_table(console: Any, frame: pd.DataFrame, title: str) -> None:
+def _rich_table(frame: pd.DataFrame, title: str) -> Any:
     from rich.table import Table
     from rich.text import Text
 
     table = Table(title=title)
-    table.add_column(frame.index.name or "")
+    table.add_column(frame.index.name or "", no_wrap=True)
     for column in frame.columns:
         text = len(frame) > 0 and isinstance(frame[column].iloc[0], str)
-        table.add_column(str(column), justify="left" if text else "right")
+        # A header is never cut: a column is at least as wide as its name.
+        table.add_column(
+            str(column), justify="left" if text else "right", min_width=len(str(column))
+        )
     for name, row in frame.iterrows():
         cells = [
             Text(f"{value:.4g}" if isinstance(value, float | np.floating) else str(value))
             for value in row.to_numpy()
         ]
         table.add_row(Text(str(name)), *cells)
-    console.print(table)
+    return table
+
+
+def _print_table(console: Any, frame: pd.DataFrame, title: str) -> None:
+    """Print ``frame`` as a table, split by columns into tables that fit the console.
+
+    Each part repeats the index column, so that a wide table reads as a few whole
+    tables rather than one whose columns are squeezed to a few characters.
+    """
+    from rich.measure import Measurement
+
+    def width(columns: list[Any]) -> int:
+        table = _rich_table(frame[columns], title)
+        unbounded = console.options.update_width(1_000_000)  # the width it wants
+        return Measurement.get(console, unbounded, table).maximum
+
+    parts: list[list[Any]] = [[]]
+    for column in frame.columns:
+        if parts[-1] and width([*parts[-1], column]) > console.width:
+            parts.append([])
+        parts[-1].append(column)
+    for number, columns in enumerate(parts, start=1):
+        suffix = f" ({number} of {len(parts)})" if len(parts) > 1 else ""
+        console.print(_rich_table(frame[columns], title + suffix))
 
 
 _CONSOLE: Any = None  # the running command's console (main sets it)
@@ -149,8 +174,11 @@ def _console() -> Any:
     from rich.console import Console
 
     console = Console()
-    # Piped or captured output: do not squeeze tables to 80 columns.
-    return console if console.is_terminal else Console(width=130)
+    # Piped or captured output: do not squeeze tables to 80 columns, unless COLUMNS
+    # says how wide the output is (rich reads it).
+    if console.is_terminal or os.environ.get("COLUMNS", "").isdigit():
+        return console
+    return Console(width=130)
 
 
 def _finish(console: Any, report: Path) -> int:
@@ -162,8 +190,7 @@ def _show_fits(console: Any, em: Any, nuts: Any, title: str) -> None:
     import bayesmix as bm
 
     if em is not None and nuts is not None:
-        table = bm.compare_fits(em, nuts)
-        _print_table(console, table[_SUMMARY_COLUMNS], f"EM estimate vs posterior: {title}")
+        _print_table(console, bm.compare_fits(em, nuts), f"EM estimate vs posterior: {title}")
     else:
         fit = em if em is not None else nuts
         _print_table(console, fit.summary(), title)
@@ -351,20 +378,21 @@ def _fit(args: argparse.Namespace) -> int:
     return _finish(console, report)
 
 
-# The columns ``select`` prints (the CSV has them all); each problems column becomes a
-# usable yes/no, and the reason lines below the table name every problem.
-_SELECT_COLUMNS = {
-    "bic": "bic",
-    "icl": "icl",
-    "em_problems": "EM usable",
-    "elpd_loo": "elpd_loo",
-    "elpd_diff": "elpd_diff",
-    "dse": "dse",
-    "max_rhat": "max_rhat",
-    "min_ess_bulk": "ess_bulk",
-    "divergences": "divergent",
-    "n_bad_pareto_k": "bad_k",
-    "loo_problems": "LOO usable",
+# The tables ``select`` prints, EM's and NUTS's, and their columns (the CSV has them
+# all); each problems column becomes a usable yes/no, and the reason lines below the
+# tables name every problem.
+_SELECT_TABLES = {
+    "Choosing K: EM": {"bic": "bic", "icl": "icl", "em_problems": "usable"},
+    "Choosing K: NUTS": {
+        "elpd_loo": "elpd_loo",
+        "elpd_diff": "elpd_diff",
+        "dse": "dse",
+        "max_rhat": "max_rhat",
+        "min_ess_bulk": "ess_bulk",
+        "divergences": "divergent",
+        "n_bad_pareto_k": "bad_k",
+        "loo_problems": "usable",
+    },
 }
 
 
@@ -397,13 +425,15 @@ def _select(args: argparse.Namespace) -> int:
         random_state=args.seed,
         **({} if args.method == "em" else _sampler_kwargs(args)),
     )
-    shown = table.set_index("n_components")
-    shown = shown[[c for c in _SELECT_COLUMNS if c in shown]].copy()
+    indexed = table.set_index("n_components")
     for column in ("em_problems", "loo_problems"):
-        if column in shown:
-            shown[column] = np.where(shown[column] == "", "yes", "no")
-    shown = shown.rename(columns=_SELECT_COLUMNS).rename_axis("K")
-    _print_table(console, shown, "Choosing K")
+        if column in indexed:
+            indexed[column] = np.where(indexed[column] == "", "yes", "no")
+    for title, names in _SELECT_TABLES.items():
+        columns = [c for c in names if c in indexed]
+        if columns:
+            shown = indexed[columns].rename(columns=names).rename_axis("K")
+            _print_table(console, shown, title)
     console.print(f"Rule: {table.attrs['rule']}", markup=False, style="dim")
     for criterion, reason in table.attrs["reason"].items():
         console.print(f"{criterion.upper()}: {reason}", markup=False, soft_wrap=True)

@@ -22,11 +22,12 @@ from bayesmix._threads import single_blas_thread
 from bayesmix.exceptions import InvalidParameterError, NotFittedError
 from bayesmix.stats import relabel_permutations
 
-__all__ = ["adjusted_rand_index", "compare_fits"]
+__all__ = ["adjusted_rand_index", "compare_fits", "hdi_columns"]
 
 _log = logging.getLogger("bayesmix")
 
-COLUMNS = ("em", "mean", "sd", "hdi_low", "hdi_high", "em_in_hdi", "z_score")
+#: HDI probability of compare_fits and of the summaries (the ArviZ default).
+HDI_PROB = 0.94
 PARAMETER_NAMES = ("weights", "means", "covariances")
 
 # A point estimate of a mixture: the weights (K,) and then the family's component
@@ -35,6 +36,22 @@ Point = tuple[np.ndarray, ...]
 
 
 # -- pure maths -----------------------------------------------------------------------------
+
+
+def hdi_columns(hdi_prob: float = HDI_PROB) -> tuple[str, str]:
+    """Return the names of the lower and upper HDI columns, as :func:`arviz_stats.summary`.
+
+    ``compare_fits`` and ``summary()`` name their interval columns alike, so the two
+    tables of a report (and code reading both) agree.
+
+    Examples
+    --------
+    >>> from bayesmix.compare import hdi_columns
+    >>> hdi_columns(0.94)
+    ('hdi94_lb', 'hdi94_ub')
+    """
+    percent = int(hdi_prob * 100)  # arviz_stats.summary's rule, so the names always match
+    return f"hdi{percent}_lb", f"hdi{percent}_ub"
 
 
 def adjusted_rand_index(labels_a: Any, labels_b: Any) -> float:
@@ -246,7 +263,7 @@ def _check_prob(value: Any, name: str) -> float:
 
 
 @single_blas_thread
-def compare_fits(em_fit: Any, mcmc_fit: Any, *, hdi_prob: float = 0.94) -> pd.DataFrame:
+def compare_fits(em_fit: Any, mcmc_fit: Any, *, hdi_prob: float = HDI_PROB) -> pd.DataFrame:
     """Compare an EM point estimate with the NUTS posterior of the same mixture.
 
     Both fits are put on the same component labels first: the EM estimate is permuted
@@ -275,8 +292,10 @@ def compare_fits(em_fit: Any, mcmc_fit: Any, *, hdi_prob: float = 0.94) -> pd.Da
 
         - ``em``: the EM estimate, in the MCMC labelling;
         - ``mean``, ``sd``: posterior mean and standard deviation;
-        - ``hdi_low``, ``hdi_high``: the ``hdi_prob`` highest-density interval;
-        - ``em_in_hdi``: whether ``hdi_low <= em <= hdi_high``;
+        - ``hdi94_lb``, ``hdi94_ub``: the ``hdi_prob`` highest-density interval,
+          named as in :meth:`summary` and :func:`arviz_stats.summary` (``hdi90_lb``
+          and ``hdi90_ub`` for ``hdi_prob=0.9``; see :func:`hdi_columns`);
+        - ``em_in_hdi``: whether the EM estimate is inside that interval;
         - ``z_score``: ``(em - mean) / sd``.
 
         ``df.attrs["fit"]`` is a dict of fit-level figures: ``adjusted_rand_index``
@@ -305,7 +324,7 @@ def compare_fits(em_fit: Any, mcmc_fit: Any, *, hdi_prob: float = 0.94) -> pd.Da
     ...     X, method="nuts", chains=2, draws=300, progressbar=False
     ... )  # doctest: +SKIP
     >>> table = compare_fits(em, nuts)  # doctest: +SKIP
-    >>> table.loc["weights[0]", ["em", "mean", "hdi_low", "hdi_high"]]  # doctest: +SKIP
+    >>> table.loc["weights[0]", ["em", "mean", "hdi94_lb", "hdi94_ub"]]  # doctest: +SKIP
     >>> table.attrs["fit"]["adjusted_rand_index"]  # doctest: +SKIP
     """
     hdi_prob = _check_prob(hdi_prob, "hdi_prob")
@@ -320,18 +339,18 @@ def compare_fits(em_fit: Any, mcmc_fit: Any, *, hdi_prob: float = 0.94) -> pd.Da
     sd = flat.std(axis=0, ddof=1)  # as arviz_stats.summary
     with np.errstate(divide="ignore", invalid="ignore"):
         z_score = (estimate - mean) / sd
+    low_name, high_name = hdi_columns(hdi_prob)
     table = pd.DataFrame(
         {
             "em": estimate,
             "mean": mean,
             "sd": sd,
-            "hdi_low": low,
-            "hdi_high": high,
+            low_name: low,
+            high_name: high,
             "em_in_hdi": (low <= estimate) & (estimate <= high),
             "z_score": z_score,
         },
         index=pd.Index(labels, name="parameter"),
-        columns=list(COLUMNS),
     )
     X = _training_data(mcmc_fit)
     ari = adjusted_rand_index(em_fit.predict(X), mcmc_fit.predict(X))

@@ -1262,9 +1262,13 @@ class MixtureModel(ABC):
         Returns
         -------
         pandas.DataFrame
-            One row per scalar parameter (``weights[k]``, ``means[k, feature]``,
-            ``covariances[k, feature, feature]``), unrounded: mean, sd, 94% HDI
-            (``hdi94_lb``, ``hdi94_ub``), ESS, R-hat and MCSE. For an EM fit, one
+            One row per distinct scalar parameter (``weights[k]``, ``means[k, feature]``,
+            ``covariances[k, feature, feature]``), the rows of
+            :func:`bayesmix.compare_fits`: a symmetric matrix appears once, by its
+            entries on and below the diagonal (and only the free entries of the
+            covariance type: the diagonal for ``diag``, component 0 for ``tied``).
+            Unrounded: mean, sd, 94% HDI (``hdi94_lb``, ``hdi94_ub``, named as in
+            ``compare_fits``), ESS, R-hat and MCSE. For an EM fit, one
             column, ``estimate`` (the maximum-likelihood or MAP point estimate; EM gives
             no posterior sd, so there is no ``sd`` column), whatever ``kind``.
             ``table.attrs["warnings"]`` lists the sampler's diagnostic warnings (empty
@@ -1272,8 +1276,21 @@ class MixtureModel(ABC):
         """
         self._check_fitted()
         table = summary_table(self.idata, kind, self._summary_vars)
+        distinct = set(self._scalar_labels())
+        table = table.loc[[label for label in table.index if label in distinct]]
         table.attrs["warnings"] = json.loads(self.idata.attrs.get("warnings", "[]"))
         return table
+
+    def _scalar_labels(self) -> list[str]:
+        """Return the labels of the distinct scalar parameters (``_scalar_parameters``)."""
+        post = self.idata["posterior"]
+        one_draw = tuple(a[:1] for a in self.posterior_arrays(max_draws=1).values())
+        _, labels, _ = self._scalar_parameters(
+            one_draw,
+            components=post["component"].to_numpy().tolist(),
+            features=[str(f) for f in post["feature"].to_numpy()],
+        )
+        return labels
 
     def posterior_arrays(self, max_draws: int | None = None) -> dict[str, np.ndarray]:
         """Return the posterior draws of the weights and component parameters as arrays.

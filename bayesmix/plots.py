@@ -2,11 +2,11 @@
 
 Every ``plot_<thing>(fit, *, ax=None, ...)`` draws on ``ax`` when given, otherwise on a
 new figure, and returns the matplotlib :class:`~matplotlib.figure.Figure` (it never
-calls ``plt.show()``). ``plot_trace`` and ``plot_rank`` return the arviz-plots
-``PlotCollection``. Artists a reader may want to find again carry a ``gid``:
+calls ``plt.show()``). ``plot_trace`` and, for continuous data, ``plot_ppc`` return the
+arviz-plots ``PlotCollection``. Artists a reader may want to find again carry a ``gid``:
 ``"bayesmix-em"`` (EM estimate), ``"bayesmix-draw"`` (posterior draws),
 ``"bayesmix-mean"`` (posterior mean density) and ``"bayesmix-band"`` (its pointwise
-HDI band).
+HDI band; in rank plots, the band of uniform ranks).
 """
 
 from __future__ import annotations
@@ -20,11 +20,12 @@ import arviz_plots as azp
 import arviz_stats as azs
 import matplotlib.pyplot as plt
 import numpy as np
+import scipy.stats
 import xarray as xr
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.patches import Ellipse
+from matplotlib.patches import Ellipse, Patch
 
 from bayesmix._numeric import logsumexp
 from bayesmix._threads import single_blas_thread
@@ -758,6 +759,10 @@ def _diagnostic_data(
 def plot_trace(fit: Any, *, var_names: Sequence[str] | None = None, **kwargs: Any) -> Any:
     """Draw trace and marginal density of posterior variables (arviz-plots).
 
+    One row per variable and feature (``weights``, then ``means`` of each feature, ...),
+    so that features on different scales do not flatten each other; in a row, one
+    colour per component and one line style per chain, named by the two legends.
+
     Parameters
     ----------
     fit : fitted model
@@ -767,8 +772,9 @@ def plot_trace(fit: Any, *, var_names: Sequence[str] | None = None, **kwargs: An
         ``("weights", "means", "sigma")``).
         Posterior variables to draw (``covariances`` and ``corr_chol`` are available too).
     **kwargs
-        Passed to :func:`arviz_plots.plot_trace_dist` (e.g. ``compact=False``,
-        ``backend=...``).
+        Passed to :func:`arviz_plots.plot_trace_dist` (e.g. ``rows``, ``aes``,
+        ``backend=...``); ``compact=True`` draws every entry of a variable on one axis
+        (arviz-plots' default layout) and adds no legends.
 
     Returns
     -------
@@ -781,13 +787,100 @@ def plot_trace(fit: Any, *, var_names: Sequence[str] | None = None, **kwargs: An
         For a fit without posterior draws (``method="em"``).
     """
     idata, names = _diagnostic_data(fit, var_names, "plot_trace")
-    return azp.plot_trace_dist(idata, var_names=names, **kwargs)
+    kwargs.setdefault("compact", False)
+    if kwargs["compact"]:
+        return azp.plot_trace_dist(idata, var_names=names, **kwargs)
+    posterior = idata["posterior"].to_dataset()[names]
+    sample_dims = ("chain", "draw")
+    by_component = "component" in posterior.dims
+    rest = [dim for dim in posterior.dims if dim not in (*sample_dims, "component")]
+    kwargs.setdefault("rows", ["__variable__", *rest])
+    aes = dict(kwargs.pop("aes", {}))
+    if by_component:
+        aes.setdefault("color", ["component"])
+    aes.setdefault("linestyle", ["chain"])
+    aes.setdefault("overlay", [*(["component"] if by_component else []), "chain"])
+    collection = azp.plot_trace_dist(idata, var_names=names, aes=aes, **kwargs)
+    for dim in ("component", "chain"):
+        if any(dim in dims for dims in aes.values()):
+            collection.add_legend(dim, title=dim)
+    return collection
 
 
-def plot_rank(fit: Any, *, var_names: Sequence[str] | None = None, **kwargs: Any) -> Any:
-    """Draw rank plots of posterior variables, per chain (arviz-plots).
+def rank_histogram(values: np.ndarray, n_bins: int) -> np.ndarray:
+    """Return the histogram of every chain's ranks among all draws, shape (chain, n_bins).
 
-    Uniform ranks in every chain mean the chains explore the same distribution.
+    The draws of all chains are ranked together (ties get their average rank); bin ``b``
+    counts a chain's draws whose rank is in the ``b``-th of ``n_bins`` equal slices of
+    ``1..n_chains x n_draws``. When every chain samples the same distribution, every
+    count is about ``n_draws / n_bins`` (Vehtari et al. 2021).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bayesmix.plots import rank_histogram
+    >>> rank_histogram(np.array([[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]]), 2)
+    array([[4, 0],
+           [0, 4]])
+    """
+    ranks = scipy.stats.rankdata(values, axis=None).reshape(values.shape)
+    bins = np.minimum(((ranks - 1) * n_bins / values.size).astype(int), n_bins - 1)
+    return np.stack([np.bincount(row, minlength=n_bins) for row in bins])
+
+
+def uniform_rank_band(n_draws: int, n_bins: int, prob: float) -> tuple[float, float, float]:
+    """Return the expected count of a rank bin and its central ``prob`` interval.
+
+    Under uniform ranks a chain's count in one of ``n_bins`` bins is (about)
+    Binomial(``n_draws``, 1 / ``n_bins``): the band is pointwise, so about
+    ``1 - prob`` of the bars of well-mixed chains fall outside it.
+
+    Examples
+    --------
+    >>> from bayesmix.plots import uniform_rank_band
+    >>> uniform_rank_band(1000, 20, 0.94)
+    (50.0, 37.0, 63.0)
+    """
+    low, high = scipy.stats.binom.interval(prob, n_draws, 1.0 / n_bins)
+    return n_draws / n_bins, float(low), float(high)
+
+
+def _scalar_entries(posterior: xr.DataTree, names: list[str]) -> list[tuple[str, np.ndarray]]:
+    """Label and (chain, draw) values of every entry of ``names``, a symmetric matrix once.
+
+    Labels as :func:`arviz_stats.summary`'s (``"means[0, waiting]"``); of a matrix over
+    ``feature`` and ``feature_bis`` only the entries on and below the diagonal.
+    """
+    entries = []
+    for name in names:
+        da = posterior[name].transpose("chain", "draw", ...)
+        dims = da.dims[2:]
+        for index in np.ndindex(da.shape[2:]):
+            where = dict(zip(dims, index, strict=True))
+            if "feature_bis" in where and where["feature_bis"] > where.get("feature", 0):
+                continue
+            labels = ", ".join(str(da[dim].values[i]) for dim, i in where.items())
+            label = f"{name}[{labels}]" if labels else name
+            entries.append((label, da.to_numpy()[(slice(None), slice(None), *index)]))
+    return entries
+
+
+def plot_rank(
+    fit: Any,
+    *,
+    var_names: Sequence[str] | None = None,
+    n_bins: int | None = None,
+    prob: float = 0.94,
+    max_panels: int = 48,
+) -> Figure:
+    """Draw rank histograms of posterior variables, one line per chain.
+
+    All draws of a parameter are ranked together and each chain's ranks binned: when the
+    chains sample the same distribution, every chain's bars stay near the expected count
+    (dashed), inside the grey band where a bin of uniform ranks falls with probability
+    ``prob`` (Vehtari, Gelman, Simpson, Carpenter & Bürkner 2021). A chain stuck in one
+    region piles its ranks at one end. One panel per scalar parameter (a symmetric
+    matrix once, by its entries on and below the diagonal).
 
     Parameters
     ----------
@@ -797,26 +890,97 @@ def plot_rank(fit: Any, *, var_names: Sequence[str] | None = None, **kwargs: Any
         Defaults to the free variables other than correlation factors (Gaussian:
         ``("weights", "means", "sigma")``).
         Posterior variables to draw.
-    **kwargs
-        Passed to :func:`arviz_plots.plot_rank`.
+    n_bins : int, optional
+        Bins of the histograms; default ``min(20, max(5, n_draws // 10))``.
+    prob : float, default=0.94
+        Probability of the pointwise band of uniform ranks.
+    max_panels : int, default=48
+        Largest number of panels: the first ones are drawn and the title says how many
+        are left out (choose others with ``var_names``).
 
     Returns
     -------
-    arviz_plots.PlotCollection
+    matplotlib.figure.Figure
+        Panels carry the band (``gid="bayesmix-band"``) and one line per chain
+        (``gid="bayesmix-chain-<c>"``).
 
     Raises
     ------
     bayesmix.exceptions.InvalidParameterError
         For a fit without posterior draws (``method="em"``) or with one chain.
+
+    References
+    ----------
+    A. Vehtari, A. Gelman, D. Simpson, B. Carpenter and P.-C. Bürkner, "Rank-normalization,
+    folding, and localization: an improved R-hat for assessing convergence of MCMC",
+    *Bayesian Analysis* 16(2), 667-718, 2021.
     """
     idata, names = _diagnostic_data(fit, var_names, "plot_rank")
-    n_chains = idata["posterior"].sizes["chain"]
+    posterior = idata["posterior"]
+    n_chains, n_draws = posterior.sizes["chain"], posterior.sizes["draw"]
     if n_chains < 2:
         raise InvalidParameterError(
             f"rank plots compare chains, and this fit has {n_chains} chain; fit with "
             "chains=2 or more, or look at plot_trace."
         )
-    return azp.plot_rank(idata, var_names=names, **kwargs)
+    if n_bins is None:
+        n_bins = min(20, max(5, n_draws // 10))
+    if not (isinstance(n_bins, int | np.integer) and not isinstance(n_bins, bool) and n_bins >= 2):
+        raise InvalidParameterError(f"n_bins must be an integer >= 2; got {n_bins!r}.")
+    prob = _check_prob(prob, "prob")
+    if not (isinstance(max_panels, int) and max_panels >= 1):
+        raise InvalidParameterError(f"max_panels must be a positive integer; got {max_panels!r}.")
+    entries = _scalar_entries(posterior, names)
+    left_out = len(entries) - max_panels
+    entries = entries[:max_panels]
+    expected, low, high = uniform_rank_band(n_draws, int(n_bins), prob)
+    edges = np.linspace(0.0, 1.0, int(n_bins) + 1)
+    n_cols = min(4, len(entries))
+    n_rows = math.ceil(len(entries) / n_cols)
+    fig, axes = plt.subplots(
+        n_rows,
+        n_cols,
+        figsize=(3.0 * n_cols, 0.6 + 2.0 * n_rows),
+        squeeze=False,
+        sharex=True,
+        layout="constrained",
+    )
+    flat_axes = axes.ravel()
+    for axis, (label, values) in zip(flat_axes, entries, strict=False):
+        axis.axhspan(low, high, color="0.88", linewidth=0, gid=GID_BAND)
+        axis.axhline(expected, color="0.45", linestyle="--", linewidth=1)
+        for c, counts in enumerate(rank_histogram(values, int(n_bins))):
+            axis.stairs(
+                counts,
+                edges,
+                baseline=None,
+                color=f"C{c % 10}",
+                linewidth=1.3,
+                gid=f"bayesmix-chain-{c}",
+            )
+        axis.set_title(label, fontsize="small")
+        axis.tick_params(labelsize="x-small")
+        axis.set_ylim(bottom=0)
+    for axis in flat_axes[len(entries) :]:
+        axis.set_axis_off()
+    for axis in flat_axes[max(0, len(entries) - n_cols) : len(entries)]:  # each column's last
+        axis.xaxis.set_tick_params(labelbottom=True)
+        axis.set_xlabel("rank (fraction of all draws)", fontsize="small")
+    handles = [
+        Line2D([], [], color=f"C{c % 10}", linewidth=1.3, label=f"chain {c}")
+        for c in range(n_chains)
+    ]
+    handles += [
+        Line2D([], [], color="0.45", linestyle="--", label="expected (uniform ranks)"),
+        Patch(color="0.88", label=f"{prob:.0%} band of uniform ranks"),
+    ]
+    fig.legend(handles=handles, loc="outside upper center", ncols=min(len(handles), 6))
+    if left_out > 0:
+        fig.suptitle(
+            f"{len(entries)} of {len(entries) + left_out} parameters; choose others with var_names",
+            fontsize="small",
+        )
+    return fig
 
 
 def plot_ppc(fit: Any, *, n_draws: int = 50, random_seed: int | None = None, **kwargs: Any) -> Any:

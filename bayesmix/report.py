@@ -15,6 +15,7 @@ import html
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from datetime import UTC, datetime
@@ -45,6 +46,9 @@ _STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222;
        padding: 0 1em; line-height: 1.45; }
 h1 { font-size: 1.6em; } h2 { font-size: 1.25em; margin-top: 2em; border-bottom: 1px solid #ccc; }
+h3 { font-size: 1.05em; margin: 1.2em 0 0.3em; }
+.table-wrap { max-width: 100%; overflow-x: auto; }
+.text-last td:last-child { text-align: left; }
 table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0 1em; }
 th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: right; }
 th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
@@ -72,8 +76,63 @@ def _img(path: Path, caption: str) -> str:
 
 
 def _table(frame: pd.DataFrame, digits: int = 4) -> str:
-    return frame.to_html(
+    """Return the HTML of ``frame`` in a box as wide as the page that scrolls if need be.
+
+    A last column of text (the select_k problems) is aligned left.
+    """
+    table = frame.to_html(
         float_format=lambda value: f"{value:.{digits}g}", border=0, na_rep="", escape=True
+    )
+    # Long names (min_ess_bulk, n_bad_pareto_k) may break after an underscore.
+    table = re.sub(
+        r"(<th[^>]*>)([^<]*)(</th>)",
+        lambda match: match[1] + match[2].replace("_", "_<wbr>") + match[3],
+        table,
+    )
+    text_last = len(frame.columns) > 0 and all(isinstance(v, str) for v in frame.iloc[:, -1])
+    extra = " text-last" if text_last else ""
+    return f'<div class="table-wrap{extra}">{table}</div>'
+
+
+# The select_k table in parts a page can hold, each with its title; columns of no part
+# (none today) are shown in a last one, so that the report never hides a column.
+_K_TABLES = (
+    (
+        "EM: BIC and ICL (lower is better)",
+        ("log_likelihood", "n_parameters", "bic", "rank_bic", "icl", "rank_icl", "em_problems"),
+    ),
+    (
+        "NUTS: LOO (higher elpd is better)",
+        ("elpd_loo", "se", "p_loo", "elpd_diff", "dse", "rank_loo", "loo_problems"),
+    ),
+    (
+        "NUTS: sampler and PSIS checks",
+        (
+            "divergences",
+            "max_rhat",
+            "min_ess_bulk",
+            "min_ess_tail",
+            "collapsed_chains",
+            "max_pareto_k",
+            "n_bad_pareto_k",
+        ),
+    ),
+)
+
+
+def _k_tables(k_table: pd.DataFrame) -> str:
+    """Return the HTML of the select_k table as a few narrow tables, one K per row."""
+    shown = k_table.set_index("n_components")
+    for column in ("em_problems", "loo_problems"):
+        if column in shown:
+            shown[column] = shown[column].fillna("").replace("", "ok")
+    parts = [(title, [c for c in columns if c in shown]) for title, columns in _K_TABLES]
+    placed = {c for _, columns in parts for c in columns}
+    parts.append(("Other columns", [c for c in shown if c not in placed]))
+    return "".join(
+        f"<h3>{html.escape(title)}</h3>{_table(shown[columns])}"
+        for title, columns in parts
+        if columns
     )
 
 
@@ -244,9 +303,17 @@ def _write_report_files(
         body.append(_table(summary))
         body.append("<h2>Sampler diagnostics</h2>")
         body.append(_table(_diagnostics(nuts_fit)))
-        figures = [("trace", plot_trace, "Trace and marginal posterior of every chain.")]
+        caption = (
+            "Marginal posterior (left) and trace (right) of every chain: one row per "
+            "variable and feature, one colour per component, one line style per chain."
+        )
+        figures = [("trace", plot_trace, caption)]
         if nuts_fit.idata["posterior"].sizes["chain"] > 1:
-            caption = "Rank plots: uniform bars in every chain mean the chains agree."
+            caption = (
+                "Rank histograms: all draws of a parameter ranked together, one line per "
+                "chain. When the chains agree every line stays near the dashed expected "
+                "count, mostly inside the grey band (94% of the bins of uniform ranks)."
+            )
             figures.append(("rank", plot_rank, caption))
         else:
             body.append("<p>One chain: no R-hat and no rank plots (they compare chains).</p>")
@@ -283,11 +350,7 @@ def _write_report_files(
         body.append("<h2>Choosing the number of components</h2>")
         k_table.to_csv(out / "select_k.csv", index=False)
         body.append(_k_choice(k_table))
-        shown = k_table.set_index("n_components")
-        for column in ("em_problems", "loo_problems"):
-            if column in shown:
-                shown[column] = shown[column].fillna("").replace("", "ok")
-        body.append(_table(shown))
+        body.append(_k_tables(k_table))
         path = _save_figure(plot_select_k(k_table), out / "select_k.png")
         body.append(_img(path, "BIC and ICL (lower is better), LOO elpd (higher is better)."))
 

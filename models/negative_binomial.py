@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     compared = bm.compare_fits(em, nuts)
     compared.to_csv(args.out / "compare.csv")
     with pd.option_context("display.width", 160, "display.float_format", "{:.3f}".format):
-        print(compared[["em", "mean", "sd", "hdi_low", "hdi_high", "em_in_hdi"]].to_string())
+        print(compared[["em", "mean", "sd", "hdi94_lb", "hdi94_ub", "em_in_hdi"]].to_string())
     print(
         f"negative binomial K={k}: rates {nuts.rates_.ravel().round(2).tolist()}, dispersion "
         f"{nuts.dispersion_.ravel().round(2).tolist()} (EM {em.rates_.ravel().round(2).tolist()}, "

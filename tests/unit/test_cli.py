@@ -92,7 +92,7 @@ def test_fit_both_with_mocked_sampler(data_csv, tmp_path, mocked_sample):
     for name in ("components", "responsibilities", "trace", "rank", "compare"):
         assert (out / f"{name}.png").stat().st_size > 1000
     compare = pd.read_csv(out / "compare.csv", index_col=0)
-    assert {"em", "mean", "sd", "hdi_low", "hdi_high", "em_in_hdi", "z_score"} <= set(compare)
+    assert {"em", "mean", "sd", "hdi94_lb", "hdi94_ub", "em_in_hdi", "z_score"} <= set(compare)
     assert bm.load(out / "fit.nc").idata.attrs["inference_method"] == "nuts"
     assert bm.load(out / "fit_em.nc").idata.attrs["inference_method"] == "em"
 
@@ -495,3 +495,23 @@ def test_an_em_fit_shows_no_column_of_zero_sds(data_csv, tmp_path, capsys):
     page = (out / "report.html").read_text()
     assert "<th>estimate</th>" in page
     assert "<th>sd</th>" not in page
+
+
+@pytest.mark.parametrize("width", [100, 80])
+def test_select_both_tables_fit_the_terminal_with_whole_headers(
+    data_csv, tmp_path, mocked_sample, capsys, monkeypatch, width
+):
+    """Issue 21, item 8: the table of select --method both cut its columns to 4-5 characters."""
+    monkeypatch.setenv("COLUMNS", str(width))
+    args = ["select", str(data_csv), "-k", "1..2", "--draws", "20", "--tune", "20"]
+    assert main([*args, "--chains", "2", "--out", str(tmp_path / "select")]) == 0
+    printed = capsys.readouterr().out
+    lines = printed.splitlines()
+    tables = [line for line in lines if line[:1] in "┏┃┡│└"]
+    assert tables, printed
+    assert max(len(line) for line in tables) <= width
+    assert "…" not in printed
+    headers = {cell.strip() for line in lines if line.startswith("┃") for cell in line.split("┃")}
+    for name in ("bic", "icl", "elpd_loo", "elpd_diff", "dse", "max_rhat", "ess_bulk"):
+        assert name in headers, (name, headers)
+    assert {"divergent", "bad_k", "usable", "K"} <= headers

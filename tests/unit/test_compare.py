@@ -22,7 +22,7 @@ from bayesmix.families.gaussian.densities import (
     scalar_parameters,
 )
 
-COLUMNS = ["em", "mean", "sd", "hdi_low", "hdi_high", "em_in_hdi", "z_score"]
+COLUMNS = ["em", "mean", "sd", "hdi94_lb", "hdi94_ub", "em_in_hdi", "z_score"]
 EXPECTED_INDEX = [
     "weights[0]",
     "weights[1]",
@@ -85,14 +85,14 @@ def test_table_has_one_row_per_scalar_parameter(table):
 def test_posterior_columns_match_arviz_summary(table, nuts_fit):
     reference = nuts_fit.summary("stats").loc[table.index]
     np.testing.assert_allclose(
-        table[["mean", "sd", "hdi_low", "hdi_high"]].to_numpy(),
+        table[["mean", "sd", "hdi94_lb", "hdi94_ub"]].to_numpy(),
         reference[["mean", "sd", "hdi94_lb", "hdi94_ub"]].to_numpy(),
         rtol=1e-12,
         atol=1e-14,
     )
     z = (table["em"] - table["mean"]) / table["sd"]
     np.testing.assert_allclose(table["z_score"], z)
-    inside = (table["hdi_low"] <= table["em"]) & (table["em"] <= table["hdi_high"])
+    inside = (table["hdi94_lb"] <= table["em"]) & (table["em"] <= table["hdi94_ub"])
     assert (table["em_in_hdi"] == inside).all()
 
 
@@ -177,9 +177,57 @@ def test_permuted_em_labels_are_matched_back(table, em_fit, nuts_fit):
 
 def test_hdi_prob_changes_the_interval(em_fit, nuts_fit, table):
     narrow = compare_fits(em_fit, nuts_fit, hdi_prob=0.5)
-    width = narrow["hdi_high"] - narrow["hdi_low"]
-    assert (width < table["hdi_high"] - table["hdi_low"]).all()
+    assert list(narrow.columns) == [
+        "em",
+        "mean",
+        "sd",
+        "hdi50_lb",
+        "hdi50_ub",
+        "em_in_hdi",
+        "z_score",
+    ]
+    width = narrow["hdi50_ub"] - narrow["hdi50_lb"]
+    assert (width < table["hdi94_ub"] - table["hdi94_lb"]).all()
     assert narrow.attrs["fit"]["hdi_prob"] == 0.5
+
+
+def test_summary_and_compare_name_the_hdi_alike_and_list_each_parameter_once(
+    table, em_fit, nuts_fit
+):
+    """Issue 21, item 8: the two tables of the report named the HDI differently
+    (hdi94_lb / hdi_low), and the summary listed every off-diagonal covariance twice."""
+    summary = nuts_fit.summary()
+    hdi = [column for column in summary.columns if column.startswith("hdi")]
+    assert hdi == [column for column in table.columns if column.startswith("hdi")]
+    assert list(summary.index) == EXPECTED_INDEX == list(table.index)
+    assert "covariances[0, length, width]" not in summary.index  # the upper triangle
+    assert list(em_fit.summary().index) == EXPECTED_INDEX
+
+
+@pytest.mark.parametrize(
+    ("covariance_type", "entries"),
+    [
+        (
+            "diag",
+            [
+                "[0, length, length]",
+                "[0, width, width]",
+                "[1, length, length]",
+                "[1, width, width]",
+            ],
+        ),
+        ("tied", ["[0, length, length]", "[0, width, length]", "[0, width, width]"]),
+        ("spherical", ["[0, length, length]", "[1, length, length]"]),
+    ],
+)
+def test_summary_rows_are_the_free_entries_of_the_covariance_type(X, covariance_type, entries):
+    em = bm.GaussianMixture(n_components=2, covariance_type=covariance_type, random_state=0).fit(
+        X, method="em"
+    )
+    assert list(em.summary().index) == [
+        *EXPECTED_INDEX[:6],
+        *(f"covariances{entry}" for entry in entries),
+    ]
 
 
 # -- errors ---------------------------------------------------------------------------------

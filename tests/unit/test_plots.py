@@ -25,6 +25,8 @@ from bayesmix.plots import (
     plot_rank,
     plot_responsibilities,
     plot_trace,
+    rank_histogram,
+    uniform_rank_band,
 )
 
 N_DRAWS_TOTAL = 400  # 2 chains x 200 draws (tests/unit/conftest.py)
@@ -85,12 +87,11 @@ def test_every_plot_saves_a_png(fit, n_features, method, tmp_path):
     }
     if method == "nuts":
         figures["compare"] = plot_compare(gm, var_names=("weights", "means"))
+        figures["rank"] = plot_rank(gm, var_names=("weights",))
         trace = plot_trace(gm, var_names=("weights",))
-        rank = plot_rank(gm, var_names=("weights",))
-        for name, collection in (("trace", trace), ("rank", rank)):
-            assert isinstance(collection, azp.PlotCollection)
-            collection.savefig(tmp_path / f"{name}.png")
-            assert _is_png(tmp_path / f"{name}.png")
+        assert isinstance(trace, azp.PlotCollection)
+        trace.savefig(tmp_path / "trace.png")
+        assert _is_png(tmp_path / "trace.png")
     for name, figure in figures.items():
         assert isinstance(figure, plt.Figure)
         figure.savefig(tmp_path / f"{name}.png")
@@ -331,9 +332,105 @@ def test_trace_and_rank_show_the_posterior_variables(fit):
     trace = plot_trace(nuts)
     assert set(trace.data.data_vars) == {"weights", "means", "sigma"}
     rank = plot_rank(nuts, var_names=("covariances",))
-    assert set(rank.data.data_vars) == {"covariances"}
+    assert _panel_titles(rank) == [
+        f"covariances[{k}, {entry}]"
+        for k in (0, 1)
+        for entry in ("length, length", "width, length", "width, width")
+    ]  # a symmetric matrix once
     with pytest.raises(InvalidParameterError, match="posterior variables"):
         plot_trace(nuts, var_names=("nope",))
+    with pytest.raises(InvalidParameterError, match="n_bins"):
+        plot_rank(nuts, n_bins=1)
+
+
+def _panel_titles(fig):
+    return [ax.get_title() for ax in fig.axes if ax.axison]
+
+
+def _overlaps(fig):
+    """Pairs (title, tick label) of the figure whose drawn boxes intersect."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    titles = [ax.title for ax in fig.axes if ax.axison and ax.get_title()]
+    ticks = [
+        label
+        for ax in fig.axes
+        if ax.axison
+        for label in ax.get_xticklabels() + ax.get_yticklabels()
+        if label.get_visible() and label.get_text()
+    ]
+    return [
+        (title.get_text(), label.get_text())
+        for title in titles
+        for label in ticks
+        if title.get_window_extent(renderer).overlaps(label.get_window_extent(renderer))
+    ]
+
+
+def test_trace_has_a_row_per_variable_and_feature_and_legends(fit):
+    """Issue 21, item 8: every feature of a variable shared one axis (eruption traces
+    flat next to waiting times), with no legend."""
+    nuts = fit(2, "nuts")
+    figure = plot_trace(nuts).get_viz("figure")
+    rows = [ax.get_ylabel() for ax in figure.axes if ax.get_ylabel()]
+    assert rows == [
+        "weights",
+        "means\nlength",
+        "means\nwidth",
+        "sigma\nlength",
+        "sigma\nwidth",
+    ]
+    assert len(figure.axes) == 2 * len(rows)  # density and trace of every row
+    legends = {legend.get_title().get_text(): legend for legend in figure.legends}
+    assert set(legends) == {"component", "chain"}
+    assert [t.get_text() for t in legends["chain"].get_texts()] == ["0", "1"]
+    # A row holds one feature: its traces stay on that feature's scale.
+    for ax in figure.axes[1::2]:
+        low, high = ax.get_ylim()
+        assert high - low < 10  # length and width in one row would span about 5 + 3
+
+
+def test_rank_plots_have_a_uniform_band_and_a_line_per_chain(fit):
+    """Issue 21, item 8: no uniform reference band, titles over the tick labels."""
+    nuts = fit(2, "nuts")
+    n_draws = nuts.idata["posterior"].sizes["draw"]
+    fig = plot_rank(nuts, n_bins=10)
+    expected, low, high = uniform_rank_band(n_draws, 10, 0.94)
+    panels = [ax for ax in fig.axes if ax.axison]
+    assert len(panels) == 2 + 4 + 4  # weights, means and sigma of 2 components, 2 features
+    for ax in panels:
+        (band,) = [p for p in ax.patches if p.get_gid() == GID_BAND]
+        assert (band.get_y(), band.get_y() + band.get_height()) == pytest.approx((low, high))
+        (dashed,) = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
+        assert list(dashed.get_ydata()) == [expected, expected]
+        chains = [p for p in ax.patches if str(p.get_gid()).startswith("bayesmix-chain-")]
+        assert len(chains) == 2
+    assert fig.legends, "the chains, the expected count and the band are named"
+    assert _overlaps(fig) == []
+
+
+def test_rank_titles_clear_the_tick_labels_of_many_panels(fit):
+    fig = plot_rank(fit(4, "nuts"))  # 2 + 8 + 8 panels
+    assert len([ax for ax in fig.axes if ax.axison]) == 18
+    assert _overlaps(fig) == []
+
+
+def test_rank_histogram_and_its_uniform_band():
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(4, 1000))
+    counts = rank_histogram(values, 20)
+    assert counts.shape == (4, 20)
+    assert (counts.sum(axis=1) == 1000).all()
+    assert (counts.sum(axis=0) == 200).all()  # the pooled ranks are exactly uniform
+    expected, low, high = uniform_rank_band(1000, 20, 0.94)
+    assert expected == 50.0
+    inside = [
+        np.mean((low <= c) & (c <= high))
+        for c in (rank_histogram(rng.normal(size=(4, 1000)), 20) for _ in range(50))
+    ]
+    assert 0.92 <= np.mean(inside) <= 0.995  # pointwise: about 94% of well-mixed bins
+    stuck = np.stack([rng.normal(size=1000), rng.normal(size=1000) + 1.0])
+    assert (rank_histogram(stuck, 20)[1, -3:] > high).all()  # a shifted chain's ranks pile up
 
 
 @pytest.mark.parametrize("method", METHODS)
