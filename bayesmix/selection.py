@@ -397,6 +397,11 @@ def _fit_one_k(
     return row, elpd_i, float(loo.good_k)
 
 
+def _rank(values: pd.Series, *, ascending: bool) -> pd.Series:
+    """Rank of every K by a criterion (1 = best); missing where the criterion is NaN."""
+    return values.rank(ascending=ascending, method="min", na_option="keep").astype("Int64")
+
+
 @single_blas_thread
 def select_k(
     X: Any,
@@ -538,8 +543,8 @@ def select_k(
         if elpd_i is not None:
             pointwise[k] = elpd_i
     table = pd.DataFrame(rows)
-    table["rank_bic"] = table["bic"].rank(method="min").astype(int)
-    table["rank_icl"] = table["icl"].rank(method="min").astype(int)
+    table["rank_bic"] = _rank(table["bic"], ascending=True)
+    table["rank_icl"] = _rank(table["icl"], ascending=True)
     if pointwise:
         problems = [
             "; ".join(loo_problems(row, n_chains=chains, n_rows=data.n_samples, good_k=good_k[k]))
@@ -556,7 +561,7 @@ def select_k(
         ]
         table["elpd_diff"] = [d for d, _ in diffs]
         table["dse"] = [s for _, s in diffs]
-        table["rank_loo"] = table["elpd_loo"].rank(ascending=False, method="min").astype(int)
+        table["rank_loo"] = _rank(table["elpd_loo"], ascending=False)
     best, reason = {}, {}
     for criterion in CRITERIA if pointwise else CRITERIA[:2]:
         best[criterion], reason[criterion] = choose_k(table, criterion, n_se=n_se)

@@ -381,3 +381,13 @@ def test_progress_is_a_line_per_k_on_stderr(capsys):
     assert ends[1].startswith("select_k: K=2 (2 of 2): done in ")
     bm.select_k(X, ks=[1, 2], method="em", random_state=0, progressbar=False)
     assert "select_k" not in capsys.readouterr().err
+
+
+def test_a_criterion_missing_for_some_k_ranks_the_others():
+    """A NaN elpd (a fit LOO could not score) crashed the ranking with an int cast."""
+    from bayesmix.selection import _rank
+
+    ranks = _rank(pd.Series([-10.0, np.nan, -8.0, -8.0]), ascending=False)
+    assert ranks.tolist()[0] == 3
+    assert ranks.isna().tolist() == [False, True, False, False]
+    assert ranks.tolist()[2:] == [1, 1]
