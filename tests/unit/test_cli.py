@@ -497,7 +497,7 @@ def test_an_em_fit_shows_no_column_of_zero_sds(data_csv, tmp_path, capsys):
     assert "<th>sd</th>" not in page
 
 
-@pytest.mark.parametrize("width", [100, 80])
+@pytest.mark.parametrize("width", [100, pytest.param(80, marks=pytest.mark.slow)])
 def test_select_both_tables_fit_the_terminal_with_whole_headers(
     data_csv, tmp_path, mocked_sample, capsys, monkeypatch, width
 ):

@@ -57,6 +57,7 @@ def test_fit_zarr_by_em_recovers_the_truth(zarr_data, tmp_path, capsys):
     assert (out / "components.png").exists()
 
 
+@pytest.mark.slow  # starts worker processes (~9 s)
 def test_fit_zarr_on_the_process_scheduler(zarr_data, tmp_path):
     out = tmp_path / "report"
     args = ["fit", str(zarr_data), "-k", "3", "--scheduler", "processes", "--out", str(out)]

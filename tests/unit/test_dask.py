@@ -300,6 +300,7 @@ def test_without_the_extra_the_error_names_it(monkeypatch, tmp_path):
 # -- schedulers ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # starts worker processes (~10 s)
 def test_processes_scheduler():
     dask = pytest.importorskip("dask")
     rng = np.random.default_rng(17)
@@ -327,9 +328,10 @@ def cluster_client():
     ("cls", "params", "make"),
     [
         (bm.GaussianMixture, {"covariance_type": "full"}, _gaussian),
-        (bm.PoissonMixture, {"objective": "map"}, _counts),
-        (bm.BernoulliMixture, {}, _binary),
-        (bm.NegativeBinomialMixture, {}, _counts),
+        # The other families on a cluster in the slow suite (a fast-suite budget).
+        pytest.param(bm.PoissonMixture, {"objective": "map"}, _counts, marks=pytest.mark.slow),
+        pytest.param(bm.BernoulliMixture, {}, _binary, marks=pytest.mark.slow),
+        pytest.param(bm.NegativeBinomialMixture, {}, _counts, marks=pytest.mark.slow),
     ],
     ids=["gaussian", "poisson-map", "bernoulli", "negative-binomial"],
 )
