@@ -115,6 +115,11 @@ class ChunkedData:
         """The number of rows of every chunk."""
         return tuple(int(c) for c in self.array.chunks[0])
 
+    @property
+    def row_starts(self) -> np.ndarray:
+        """First row of every chunk, and the row count at the end (``n_chunks + 1``)."""
+        return np.concatenate([[0], np.cumsum(self.row_chunks)]).astype(np.int64)
+
     def with_check(self, check_chunk: Any) -> ChunkedData:
         """Return these data with the family's chunk check."""
         return ChunkedData(self.array, self.features, self.sample_weight, self.source, check_chunk)
@@ -133,7 +138,7 @@ class ChunkedData:
             if self.sample_weight is None
             else list(self.sample_weight.to_delayed().ravel())
         )
-        starts = np.concatenate([[0], np.cumsum(self.row_chunks)])
+        starts = self.row_starts
         parts = [
             dask.delayed(_chunk_pass, pure=True)(
                 fn, block, weight, index, int(starts[index]), self.check_chunk, self.features
@@ -172,7 +177,7 @@ class ChunkedData:
             weight = np.asarray(weight, dtype=np.float64)
             _check_weights(weight, lambda r: self._where(int(positions[r])))
         if self.check_chunk is not None:  # chunk by chunk, so that errors name the chunk
-            starts = np.concatenate([[0], np.cumsum(self.row_chunks)])
+            starts = self.row_starts
             owner = np.searchsorted(starts, positions, side="right") - 1
             for index in np.unique(owner):
                 mine = owner == index
@@ -186,7 +191,7 @@ class ChunkedData:
 
     def _where(self, row: int) -> str:
         """'chunk i (rows a-b), row r' for a global row index."""
-        starts = np.concatenate([[0], np.cumsum(self.row_chunks)])
+        starts = self.row_starts
         index = int(np.searchsorted(starts, row, side="right") - 1)
         return f"chunk {index} (rows {starts[index]}-{starts[index + 1] - 1}), row {row},"
 
