@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import os
 import warnings
 from collections.abc import Iterable
@@ -14,22 +13,18 @@ import pandas as pd
 from scipy import sparse
 
 from bayesmix._numeric import column_ranges
-from bayesmix.exceptions import DataError, DataTypeError, DataWarning, InvalidParameterError
+from bayesmix.exceptions import DataError, DataTypeError, DataWarning
 
 __all__ = [
     "MixtureData",
     "check_data",
     "check_enough_samples",
-    "check_nonnegative",
-    "check_option",
-    "check_positive_int",
     "check_sample_weight",
-    "check_seed",
     "suspicious_columns",
 ]
 
 # Warnings point at the first frame outside the package (the user's call).
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 # Fewer rows than this: no opinion on what a column looks like.
 MIN_ROWS_FOR_COLUMN_CHECKS = 10
 
@@ -94,53 +89,6 @@ def check_sample_weight(sample_weight: Any, n_samples: int) -> np.ndarray | None
             "weights (frequency weights: 1 for a row seen once, 2 for twice, ...)."
         )
     return w
-
-
-def check_positive_int(value: Any, name: str) -> int:
-    """Return ``value`` as an int; raise ``InvalidParameterError`` unless it is an int >= 1."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise InvalidParameterError(
-            f"{name} must be a positive integer; got {value!r} ({type(value).__name__}). "
-            f"Pass an int >= 1, e.g. {name}=2."
-        )
-    return int(value)
-
-
-def check_option(value: Any, name: str, options: tuple[str, ...]) -> str:
-    """Return ``value`` if it is one of ``options``; else raise ``InvalidParameterError``."""
-    if not isinstance(value, str) or value not in options:
-        hint = ""
-        if isinstance(value, str):
-            close = difflib.get_close_matches(value, options, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise InvalidParameterError(f"{name} must be one of {list(options)}; got {value!r}.{hint}")
-    return value
-
-
-def check_nonnegative(value: Any, name: str) -> float:
-    """Return ``value`` as a float; raise ``InvalidParameterError`` unless finite and >= 0."""
-    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
-        ok = False
-    else:
-        ok = bool(np.isfinite(value) and value >= 0)
-    if not ok:
-        raise InvalidParameterError(
-            f"{name} must be a finite number >= 0; got {value!r}. Try the default."
-        )
-    return float(value)
-
-
-def check_seed(value: Any, name: str) -> int | None:
-    """Return ``value`` if it is None or a non-negative int (a reproducible, saveable seed)."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
-        raise InvalidParameterError(
-            f"{name} must be None or a non-negative int; got {value!r} "
-            f"({type(value).__name__}). Pass an int such as {name}=0 to make fits "
-            "reproducible (seeds are saved with the fit, so generators are not accepted)."
-        )
-    return int(value)
 
 
 def suspicious_columns(
@@ -333,7 +281,7 @@ def check_data(
     if for_fit and named and n_components is not None:
         ks = [n_components] if ks is None else ks
         for message in suspicious_columns(values, features, ks):
-            warnings.warn(message, DataWarning, skip_file_prefixes=(_PACKAGE_DIR,))
+            warnings.warn(message, DataWarning, skip_file_prefixes=(PACKAGE_DIR,))
     return MixtureData(values=values, obs=obs, features=features)
 
 

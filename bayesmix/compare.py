@@ -18,6 +18,7 @@ import pandas as pd
 import xarray as xr
 
 from bayesmix._datatree import observed_data as _observed_data
+from bayesmix._params import HDI_PROB, validate_params, validated
 from bayesmix._threads import single_blas_thread
 from bayesmix.exceptions import InvalidParameterError, NotFittedError
 from bayesmix.stats import relabel_permutations
@@ -238,14 +239,13 @@ def _aligned_parameters(
 
 
 def _check_prob(value: Any, name: str) -> float:
-    if not (isinstance(value, float | int) and not isinstance(value, bool) and 0 < value < 1):
-        raise InvalidParameterError(
-            f"{name} must be a number in (0, 1); got {value!r}. Try 0.94 (the ArviZ default)."
-        )
+    """Return ``value`` as a float after checking it is a probability (``HDI_PROB``)."""
+    validate_params({name: HDI_PROB}, {name: value}, None)
     return float(value)
 
 
 @single_blas_thread
+@validated({"em_fit": ["no_validation"], "mcmc_fit": ["no_validation"], "hdi_prob": HDI_PROB})
 def compare_fits(em_fit: Any, mcmc_fit: Any, *, hdi_prob: float = 0.94) -> pd.DataFrame:
     """Compare an EM point estimate with the NUTS posterior of the same mixture.
 
@@ -308,7 +308,7 @@ def compare_fits(em_fit: Any, mcmc_fit: Any, *, hdi_prob: float = 0.94) -> pd.Da
     >>> table.loc["weights[0]", ["em", "mean", "hdi_low", "hdi_high"]]  # doctest: +SKIP
     >>> table.attrs["fit"]["adjusted_rand_index"]  # doctest: +SKIP
     """
-    hdi_prob = _check_prob(hdi_prob, "hdi_prob")
+    hdi_prob = float(hdi_prob)
     _check_comparable(em_fit, mcmc_fit)
     _, labels, draws, estimate, perm = _aligned_parameters(mcmc_fit, _point_from_fit(em_fit))
     da = xr.DataArray(draws, dims=("chain", "draw", "parameter"))

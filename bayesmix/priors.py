@@ -105,7 +105,11 @@ class Prior:
         return cls(data["distribution"], **dict(data["params"]))
 
     def problems(
-        self, allowed: frozenset[str], *, shape: tuple[int, ...] | None = None
+        self,
+        allowed: frozenset[str],
+        *,
+        shape: tuple[int, ...] | None = None,
+        dims: tuple[str, ...] | None = None,
     ) -> list[str]:
         """List what is wrong with this prior for a variable allowing ``allowed`` distributions.
 
@@ -116,6 +120,9 @@ class Prior:
         shape : tuple of int, optional
             The variable's shape; when given, every parameter must broadcast to it (and
             those PyMC takes only as scalars, such as ``LKJCorr``'s ``eta``, be scalars).
+        dims : tuple of str, optional
+            The names of the variable's dims (``("component", "feature")``), for the
+            messages.
 
         Returns
         -------
@@ -155,11 +162,15 @@ class Prior:
             elif key in _POSITIVE_PARAMS and not np.all(array > 0):
                 found.append(f"parameter {key!r} must be > 0; got {value!r}")
             if shape is not None:
-                found.extend(self._shape_problems(key, array.shape, tuple(shape)))
+                found.extend(self._shape_problems(key, array.shape, tuple(shape), dims))
         return found
 
     def _shape_problems(
-        self, key: str, param_shape: tuple[int, ...], shape: tuple[int, ...]
+        self,
+        key: str,
+        param_shape: tuple[int, ...],
+        shape: tuple[int, ...],
+        dims: tuple[str, ...] | None = None,
     ) -> list[str]:
         """Problems of parameter ``key`` (of shape ``param_shape``) on a variable of ``shape``."""
         if key in _SCALAR_PARAMS.get(self._distribution, frozenset()):
@@ -175,9 +186,10 @@ class Prior:
             fits = False
         if fits:
             return []
+        named = f" ({', '.join(dims)})" if dims else ""
         return [
             f"parameter {key!r} has shape {param_shape}, which does not broadcast to the "
-            f"variable's shape {shape}; pass a scalar or an array of a shape that does"
+            f"variable's shape {shape}{named}; pass a scalar or an array of a shape that does"
         ]
 
     def create_variable(self, name: str, *, shape: tuple[int, ...], **kwargs: Any) -> Any:
@@ -215,6 +227,8 @@ def resolve_priors(
     defaults: Mapping[str, Prior],
     user: Mapping[str, Prior | Mapping[str, Any]] | None,
     allowed: Mapping[str, frozenset[str]],
+    *,
+    dims: Mapping[str, tuple[tuple[int, ...], tuple[str, ...]]] | None = None,
 ) -> dict[str, Prior]:
     """Merge user priors over defaults, reporting every bad key in one :class:`PriorError`.
 
@@ -227,6 +241,11 @@ def resolve_priors(
         modified.
     allowed : mapping of str to frozenset of str
         The distributions allowed for each random variable.
+    dims : mapping of str to (shape, dim names), optional
+        The shape of each random variable and the names of its dims: every parameter of
+        a user's prior must broadcast to it (``mu`` of ``means`` to ``(n_components,
+        n_features)``), checked here so that a wrong shape is named before any model is
+        built, not met as a broadcasting error deep inside PyMC or EM.
 
     Returns
     -------
@@ -239,12 +258,7 @@ def resolve_priors(
         Listing every unknown key and every invalid prior at once.
     """
     if user is None:
-        user = {}
-    if not isinstance(user, Mapping):
-        raise PriorError(
-            f"priors must be a dict mapping variable names to bayesmix.Prior; got "
-            f"{type(user).__name__}. Valid names: {sorted(defaults)}."
-        )
+        user = {}  # a mapping otherwise: the model's parameter constraints say so
     problems = []
     merged = dict(defaults)
     for key, value in user.items():
@@ -257,7 +271,10 @@ def resolve_priors(
         if not isinstance(prior, Prior):
             problems.append(f"{key!r}: expected a bayesmix.Prior, got {type(value).__name__}")
             continue
-        problems.extend(f"{key!r}: {text}" for text in prior.problems(allowed[key]))
+        shape, names = (None, None) if dims is None or key not in dims else dims[key]
+        problems.extend(
+            f"{key!r}: {text}" for text in prior.problems(allowed[key], shape=shape, dims=names)
+        )
         merged[key] = prior
     if problems:
         raise PriorError(
