@@ -195,7 +195,8 @@ def check_data(
         On sparse matrices, complex numbers and objects that are not numbers (a
         ``DataError`` that is also a ``TypeError``).
     bayesmix.exceptions.DataError
-        On non-numeric columns, wrong dimensionality, empty input (no rows or no
+        On non-numeric columns, repeated column names (compared as strings: ``1`` and
+        ``"1"`` both name feature ``"1"``), wrong dimensionality, empty input (no rows or no
         columns), NaN or inf, constant columns, or fewer samples than components.
 
     Warns
@@ -210,18 +211,32 @@ def check_data(
     if isinstance(X, pd.Series):
         X = X.to_frame()
     if isinstance(X, pd.DataFrame):
+        features = [str(c) for c in X.columns]
+        repeated = sorted({name for name in features if features.count(name) > 1})
+        if repeated:
+            raise DataError(
+                f"column names must be unique, as they name the features of the fit; "
+                f"{repeated} occur more than once (as strings) in the columns {features}. "
+                "Rename the columns, or drop the repeated ones."
+            )
+        nul = [name for name in features if "\x00" in name]
+        if nul:  # NumPy strings drop a trailing NUL, netCDF cannot store one
+            raise DataError(
+                f"column names {nul} have a NUL character ('\\x00'), which the fit's "
+                "labels cannot hold (NumPy drops it, netCDF refuses it). Rename the columns."
+            )
+        # By position: X[name] of a repeated name would be a DataFrame.
         bad = [
-            str(c)
-            for c in X.columns
-            if not pd.api.types.is_numeric_dtype(X[c])
-            or (pd.api.types.is_bool_dtype(X[c]) and not allow_bool)
+            name
+            for name, dtype in zip(features, X.dtypes, strict=True)
+            if not pd.api.types.is_numeric_dtype(dtype)
+            or (pd.api.types.is_bool_dtype(dtype) and not allow_bool)
         ]
         if bad:
             raise DataError(
                 f"columns {bad} are not numeric; this mixture needs numeric features. "
                 "Drop them or encode them as numbers first."
             )
-        features = [str(c) for c in X.columns]
         obs = np.asarray(X.index)
         values = X.to_numpy(dtype=np.float64, copy=True)
     else:

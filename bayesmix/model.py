@@ -888,6 +888,13 @@ class MixtureModel(ABC):
         -------
         pathlib.Path
             The path written.
+
+        Raises
+        ------
+        bayesmix.exceptions.DataError
+            When a label of the training data (the index of ``X``) has a NUL character,
+            which netCDF cannot store. Labels that are neither strings nor numbers (the
+            tuples of a pandas MultiIndex) are saved as their strings.
         """
         self._check_fitted()
         tree = self.idata
@@ -1352,7 +1359,7 @@ class MixtureModel(ABC):
         fit was to named columns.
         """
         self._check_fitted()
-        data = check_data(X, for_fit=False)
+        data = check_data(X, for_fit=False, allow_bool=self._accepts_bool)
         if data.n_features != self.n_features_in_:
             if np.ndim(X) == 1 and self.n_features_in_ > 1:
                 raise DataError(

@@ -23,6 +23,12 @@ __all__ = ["Prior", "resolve_priors", "stored_prior"]
 _POSITIVE_PARAMS = frozenset({"sigma", "tau", "eta", "a", "lam", "alpha", "beta", "nu"})
 # Parameters that the model sets from its own structure; a user may not pass them.
 _STRUCTURAL_PARAMS = frozenset({"n", "shape", "size", "dims", "observed", "transform", "initval"})
+# Parameters the model supplies when a prior leaves them out (create_variable, the LKJ
+# size), given to PyMC when checking that a prior can be built.
+_MODEL_SUPPLIED: dict[str, dict[str, Any]] = {
+    "Dirichlet": {"a": np.asarray(1.0)},
+    "LKJCorr": {"n": 2},
+}
 # Parameters that PyMC takes only as scalars (not broadcast to the variable's shape).
 _SCALAR_PARAMS: dict[str, frozenset[str]] = {"LKJCorr": frozenset({"eta"})}
 
@@ -163,7 +169,28 @@ class Prior:
                 found.append(f"parameter {key!r} must be > 0; got {value!r}")
             if shape is not None:
                 found.extend(self._shape_problems(key, array.shape, tuple(shape), dims))
+        if not found:
+            found.extend(self._parametrisation_problems())
         return found
+
+    def _parametrisation_problems(self) -> list[str]:
+        """Say why PyMC cannot build the distribution from these parameters, if it cannot.
+
+        A required parameter left out (``HalfStudentT`` without ``nu``) or a combination
+        PyMC refuses would otherwise pass an EM fit, which does not use the priors, and
+        fail when the PyMC model is built (found by fuzzing).
+        """
+        params = {key: np.asarray(value, dtype=np.float64) for key, value in self._params.items()}
+        for key, value in _MODEL_SUPPLIED.get(self._distribution, {}).items():
+            params.setdefault(key, value)
+        if self._distribution == "Dirichlet" and params["a"].ndim == 0:
+            params["a"] = np.full(2, params["a"])  # create_variable broadcasts it to (K,)
+        try:
+            getattr(pm, self._distribution).dist(**params)
+        except (TypeError, ValueError) as err:
+            given = ", ".join(self._params) or "no parameters"
+            return [f"PyMC cannot build {self._distribution} from {given}: {err}"]
+        return []
 
     def _shape_problems(
         self,

@@ -821,7 +821,9 @@ def nonempty_components(
     for s in range(n_draws):
         if cdf is None or not plug_in:
             one = tuple(a[s : s + 1] for a in draws)
-            weighted = draw_log_prob(X, *one, component_log_prob=fit.component_log_prob)
+            weighted = draw_log_prob(
+                X, *one, component_log_prob=fit.component_log_prob, centre=True
+            )
             proba = np.exp(log_responsibilities(weighted))[0]  # (N, K)
             cdf = np.cumsum(proba, axis=1)
         labels = (rng.random((X.shape[0], 1)) > cdf).sum(axis=1)

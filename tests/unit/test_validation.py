@@ -99,6 +99,24 @@ BAD_INPUTS = [
         DataError,
         "columns ['name'] are not numeric",
     ),
+    # Found by the fuzzer (issue 24): repeated names were "not numeric" columns, and
+    # names equal as strings gave a fit with two features of one name.
+    (
+        "repeated column names",
+        GM(),
+        pd.DataFrame(_X(), columns=["a", "a"]),
+        {},
+        DataError,
+        "['a'] occur more than once",
+    ),
+    (
+        "column names equal as strings",
+        GM(),
+        pd.DataFrame(_X(), columns=[1, "1"]),
+        {},
+        DataError,
+        "['1'] occur more than once (as strings)",
+    ),
     (
         "categorical column",
         GM(),
@@ -195,6 +213,25 @@ BAD_INPUTS = [
         {},
         PriorError,
         "'sigma': parameter 'sigma' has shape (3, 1)",
+    ),
+    # Found by the fuzzer: a prior PyMC cannot build passed an EM fit and failed in
+    # build_model with PyMC's TypeError.
+    (
+        "prior without a required parameter",
+        GM(priors={"sigma": bm.Prior("HalfStudentT", sigma=1.0)}),
+        _X(),
+        {"method": "em"},
+        PriorError,
+        "PyMC cannot build HalfStudentT from sigma: HalfStudentT.dist() missing 1 required "
+        "positional argument: 'nu'",
+    ),
+    (
+        "prior of an incomplete parametrisation",
+        GM(priors={"sigma": bm.Prior("Gamma", alpha=2.0)}),
+        _X(),
+        {"method": "em"},
+        PriorError,
+        "PyMC cannot build Gamma from alpha: Incompatible parameterization",
     ),
     (
         "priors not a dict",
