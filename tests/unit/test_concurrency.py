@@ -111,19 +111,25 @@ def test_one_model_fitted_in_many_threads_at_once():
     _assert_same(results, [expected] * 6)
 
 
-def _blas_threads(controller):
+def _blas_threads():
+    controller = ThreadpoolController()  # after bayesmix has loaded NumPy's and SciPy's
     return [c.num_threads for c in controller.lib_controllers if c.user_api == "blas"]
 
 
-def test_blas_limit_is_restored_after_fits_in_threads():
-    """Every fit limits BLAS to one thread and restores the limit after, from any thread."""
-    controller = ThreadpoolController()
-    if not _blas_threads(controller):
-        pytest.skip("no BLAS library found")
-    with controller.limit(limits=3, user_api="blas"):
-        assert set(_blas_threads(controller)) == {3}
+def test_blas_thread_count_is_restored_after_fits_in_threads():
+    """Every fit limits BLAS to one thread, a process-wide setting, and restores it.
+
+    Each thread limiting and restoring on its own left the process with one BLAS thread
+    after fits in threads (a thread that entered while another held the limit restored
+    the limited count); the limit is now shared by the fits running at the time.
+    """
+    _fit(*_jobs()[0])
+    before = _blas_threads()
+    if not before or max(before) < 2:
+        pytest.skip("BLAS runs one thread: there is no limit to see")
+    for _ in range(3):
         Parallel(n_jobs=4, backend="threading")(delayed(_fit)(m, X) for m, X in _jobs())
-        assert set(_blas_threads(controller)) == {3}
+        assert _blas_threads() == before
 
 
 # -- the compiled-model cache of the NUTS engine ------------------------------------------------

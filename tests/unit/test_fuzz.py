@@ -291,6 +291,10 @@ def _assert_valid_output(name: str, result: Any, n: int, k: int) -> None:
         assert result.shape == (n,)
         assert not np.any(np.isnan(result))
         assert not np.any(result == np.inf)
+    elif name == "bic":  # -2 log L + p log n: +inf where a row has density zero
+        assert isinstance(result, float)
+        assert not math.isnan(result)
+        assert result != -np.inf
     else:
         assert isinstance(result, float)
         assert not math.isnan(result)
@@ -336,7 +340,7 @@ def _fit_and_predict(model: Any, X: Any, weights: Any, X_new: Any) -> None:
     for target in (X, X_new):
         snapshot = _snapshot(target)
         m = _n_samples(target)
-        for method in ("predict", "predict_proba", "score_samples", "score"):
+        for method in ("predict", "predict_proba", "score_samples", "score", "bic"):
             result, error = _call(getattr(model, method), target)
             _assert_unchanged(snapshot, target)
             if error is None:
