@@ -37,7 +37,7 @@ import xarray as xr
 
 from bayesmix._validation import MixtureData, check_sample_weight
 from bayesmix.em.loop import EMResult
-from bayesmix.exceptions import BayesmixError, LoadError
+from bayesmix.exceptions import BayesmixError, DataError, LoadError
 from bayesmix.priors import Prior, stored_prior
 
 __all__ = [
@@ -176,16 +176,56 @@ def _compressed(idata: xr.DataTree) -> dict[str, dict[str, dict]]:
     }
 
 
+def _storable_labels(idata: xr.DataTree) -> xr.DataTree:
+    """Return ``idata`` with labels netCDF can store (a shallow copy where it changes them).
+
+    Coordinates of Python objects other than strings (the tuples of a pandas MultiIndex,
+    an index mixing numbers and strings) are written as their strings; netCDF has no
+    type for them. ``idata`` itself is not modified.
+
+    Raises
+    ------
+    bayesmix.exceptions.DataError
+        For labels with a NUL character, which netCDF strings cannot hold (HDF5 stops
+        at it, or refuses it): found by fuzzing with odd column names.
+    """
+    replaced = {}
+    for node in idata.subtree:
+        for name, coord in node.dataset.coords.items():
+            if coord.dtype.kind not in "OUS":
+                continue
+            values = coord.to_numpy()
+            labels = [str(v) if not isinstance(v, str | bytes) else v for v in values.ravel()]
+            nul = sorted({str(label) for label in labels if "\x00" in str(label)})
+            if nul:
+                raise DataError(
+                    f"the {name!r} labels {nul[:5]} have a NUL character ('\\x00'), which "
+                    "a netCDF file cannot store, so this fit cannot be saved. Rename them "
+                    "(the column names or the index of X) and fit again."
+                )
+            if coord.dtype.kind == "O" and not all(isinstance(v, str) for v in values.ravel()):
+                replaced.setdefault(node.path, {})[name] = np.asarray(labels, dtype=str)
+    if not replaced:
+        return idata
+    tree = idata.copy(deep=False)
+    for path, coords in replaced.items():
+        tree[path] = tree[path].to_dataset().assign_coords(coords)
+    return tree
+
+
 def save_datatree(idata: xr.DataTree, path: str | os.PathLike) -> Path:
     """Write ``idata`` to ``path`` (netCDF4/HDF5) atomically and durably; return the path.
 
-    Every numeric variable is compressed (gzip level 4, shuffled). The tree is written
+    Labels that are Python objects other than strings (a MultiIndex's tuples) are written
+    as strings (:func:`_storable_labels`). Every numeric variable is compressed (gzip
+    level 4, shuffled). The tree is written
     to a temporary file next to ``path``, created with the mode a new file gets
     (``0o666 & ~umask``; the process umask is read, never changed), flushed to disk and
     then renamed over ``path``; the folder is flushed after the rename. On any error the
     temporary file is removed and an existing file at ``path`` is left untouched.
     """
     path = Path(path)
+    idata = _storable_labels(idata)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import os
 import warnings
 from collections.abc import Iterable
@@ -14,22 +13,18 @@ import pandas as pd
 from scipy import sparse
 
 from bayesmix._numeric import column_ranges
-from bayesmix.exceptions import DataError, DataTypeError, DataWarning, InvalidParameterError
+from bayesmix.exceptions import DataError, DataTypeError, DataWarning
 
 __all__ = [
     "MixtureData",
     "check_data",
     "check_enough_samples",
-    "check_nonnegative",
-    "check_option",
-    "check_positive_int",
     "check_sample_weight",
-    "check_seed",
     "suspicious_columns",
 ]
 
 # Warnings point at the first frame outside the package (the user's call).
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 # Fewer rows than this: no opinion on what a column looks like.
 MIN_ROWS_FOR_COLUMN_CHECKS = 10
 
@@ -94,53 +89,6 @@ def check_sample_weight(sample_weight: Any, n_samples: int) -> np.ndarray | None
             "weights (frequency weights: 1 for a row seen once, 2 for twice, ...)."
         )
     return w
-
-
-def check_positive_int(value: Any, name: str) -> int:
-    """Return ``value`` as an int; raise ``InvalidParameterError`` unless it is an int >= 1."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise InvalidParameterError(
-            f"{name} must be a positive integer; got {value!r} ({type(value).__name__}). "
-            f"Pass an int >= 1, e.g. {name}=2."
-        )
-    return int(value)
-
-
-def check_option(value: Any, name: str, options: tuple[str, ...]) -> str:
-    """Return ``value`` if it is one of ``options``; else raise ``InvalidParameterError``."""
-    if not isinstance(value, str) or value not in options:
-        hint = ""
-        if isinstance(value, str):
-            close = difflib.get_close_matches(value, options, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise InvalidParameterError(f"{name} must be one of {list(options)}; got {value!r}.{hint}")
-    return value
-
-
-def check_nonnegative(value: Any, name: str) -> float:
-    """Return ``value`` as a float; raise ``InvalidParameterError`` unless finite and >= 0."""
-    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
-        ok = False
-    else:
-        ok = bool(np.isfinite(value) and value >= 0)
-    if not ok:
-        raise InvalidParameterError(
-            f"{name} must be a finite number >= 0; got {value!r}. Try the default."
-        )
-    return float(value)
-
-
-def check_seed(value: Any, name: str) -> int | None:
-    """Return ``value`` if it is None or a non-negative int (a reproducible, saveable seed)."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
-        raise InvalidParameterError(
-            f"{name} must be None or a non-negative int; got {value!r} "
-            f"({type(value).__name__}). Pass an int such as {name}=0 to make fits "
-            "reproducible (seeds are saved with the fit, so generators are not accepted)."
-        )
-    return int(value)
 
 
 def suspicious_columns(
@@ -247,7 +195,8 @@ def check_data(
         On sparse matrices, complex numbers and objects that are not numbers (a
         ``DataError`` that is also a ``TypeError``).
     bayesmix.exceptions.DataError
-        On non-numeric columns, wrong dimensionality, empty input (no rows or no
+        On non-numeric columns, repeated column names (compared as strings: ``1`` and
+        ``"1"`` both name feature ``"1"``), wrong dimensionality, empty input (no rows or no
         columns), NaN or inf, constant columns, or fewer samples than components.
 
     Warns
@@ -262,18 +211,32 @@ def check_data(
     if isinstance(X, pd.Series):
         X = X.to_frame()
     if isinstance(X, pd.DataFrame):
+        features = [str(c) for c in X.columns]
+        repeated = sorted({name for name in features if features.count(name) > 1})
+        if repeated:
+            raise DataError(
+                f"column names must be unique, as they name the features of the fit; "
+                f"{repeated} occur more than once (as strings) in the columns {features}. "
+                "Rename the columns, or drop the repeated ones."
+            )
+        nul = [name for name in features if "\x00" in name]
+        if nul:  # NumPy strings drop a trailing NUL, netCDF cannot store one
+            raise DataError(
+                f"column names {nul} have a NUL character ('\\x00'), which the fit's "
+                "labels cannot hold (NumPy drops it, netCDF refuses it). Rename the columns."
+            )
+        # By position: X[name] of a repeated name would be a DataFrame.
         bad = [
-            str(c)
-            for c in X.columns
-            if not pd.api.types.is_numeric_dtype(X[c])
-            or (pd.api.types.is_bool_dtype(X[c]) and not allow_bool)
+            name
+            for name, dtype in zip(features, X.dtypes, strict=True)
+            if not pd.api.types.is_numeric_dtype(dtype)
+            or (pd.api.types.is_bool_dtype(dtype) and not allow_bool)
         ]
         if bad:
             raise DataError(
                 f"columns {bad} are not numeric; this mixture needs numeric features. "
                 "Drop them or encode them as numbers first."
             )
-        features = [str(c) for c in X.columns]
         obs = np.asarray(X.index)
         values = X.to_numpy(dtype=np.float64, copy=True)
     else:
@@ -333,7 +296,7 @@ def check_data(
     if for_fit and named and n_components is not None:
         ks = [n_components] if ks is None else ks
         for message in suspicious_columns(values, features, ks):
-            warnings.warn(message, DataWarning, skip_file_prefixes=(_PACKAGE_DIR,))
+            warnings.warn(message, DataWarning, skip_file_prefixes=(PACKAGE_DIR,))
     return MixtureData(values=values, obs=obs, features=features)
 
 

@@ -17,7 +17,7 @@ import time
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 
@@ -594,10 +594,25 @@ def _add_data_options(parser: argparse.ArgumentParser, components_help: str) -> 
     )
 
 
+class _ArgumentError(Exception):
+    """A command line that argparse cannot parse (reported in one line by :func:`main`)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, whose errors are one line (with a pointer to --help).
+
+    argparse prints the usage block and then the error; a bad option would be many lines
+    of usage around one of error. Subcommands' parsers are of this class too (argparse
+    makes them of the class of their parent).
+    """
+
+    def error(self, message: str) -> NoReturn:
+        """Raise the error for :func:`main` to print on one line (exit code 2)."""
+        raise _ArgumentError(f"{message} (`{self.prog} --help` lists the options)")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="bayesmix", description="Bayesian mixture models on PyMC, with exact EM."
-    )
+    parser = _Parser(prog="bayesmix", description="Bayesian mixture models on PyMC, with exact EM.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what bayesmix does")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -675,7 +690,11 @@ def _format_warning(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``bayesmix`` command; return the exit code (2 for bad input)."""
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except _ArgumentError as err:
+        print(f"bayesmix: error: {err}", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s"
     )

@@ -18,6 +18,8 @@ import pandas as pd
 import xarray as xr
 
 from bayesmix._datatree import observed_data as _observed_data
+from bayesmix._params import HDI_PROB as PROBABILITY
+from bayesmix._params import validate_params, validated
 from bayesmix._threads import single_blas_thread
 from bayesmix.exceptions import InvalidParameterError, NotFittedError
 from bayesmix.stats import relabel_permutations
@@ -255,14 +257,13 @@ def _aligned_parameters(
 
 
 def _check_prob(value: Any, name: str) -> float:
-    if not (isinstance(value, float | int) and not isinstance(value, bool) and 0 < value < 1):
-        raise InvalidParameterError(
-            f"{name} must be a number in (0, 1); got {value!r}. Try 0.94 (the ArviZ default)."
-        )
+    """Return ``value`` as a float after checking it is a probability in (0, 1)."""
+    validate_params({name: PROBABILITY}, {name: value}, None)
     return float(value)
 
 
 @single_blas_thread
+@validated({"em_fit": ["no_validation"], "mcmc_fit": ["no_validation"], "hdi_prob": PROBABILITY})
 def compare_fits(em_fit: Any, mcmc_fit: Any, *, hdi_prob: float = HDI_PROB) -> pd.DataFrame:
     """Compare an EM point estimate with the NUTS posterior of the same mixture.
 
@@ -327,7 +328,7 @@ def compare_fits(em_fit: Any, mcmc_fit: Any, *, hdi_prob: float = HDI_PROB) -> p
     >>> table.loc["weights[0]", ["em", "mean", "hdi94_lb", "hdi94_ub"]]  # doctest: +SKIP
     >>> table.attrs["fit"]["adjusted_rand_index"]  # doctest: +SKIP
     """
-    hdi_prob = _check_prob(hdi_prob, "hdi_prob")
+    hdi_prob = float(hdi_prob)
     _check_comparable(em_fit, mcmc_fit)
     _, labels, draws, estimate, perm = _aligned_parameters(mcmc_fit, _point_from_fit(em_fit))
     da = xr.DataArray(draws, dims=("chain", "draw", "parameter"))

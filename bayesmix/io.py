@@ -13,6 +13,7 @@ import os
 from typing import TYPE_CHECKING
 
 from bayesmix._datatree import read_fit, restore
+from bayesmix._params import Satisfies, validated
 from bayesmix.exceptions import LoadError
 from bayesmix.families import FAMILIES, class_named
 
@@ -22,6 +23,18 @@ if TYPE_CHECKING:
 __all__ = ["load"]
 
 
+def _is_model_class(value: object) -> bool:
+    from bayesmix.model import MixtureModel
+
+    return isinstance(value, type) and issubclass(value, MixtureModel)
+
+
+@validated(
+    {
+        "path": [str, os.PathLike],
+        "expected": [None, Satisfies(_is_model_class, "a bayesmix model class")],
+    }
+)
 def load(path: str | os.PathLike, *, expected: type[MixtureModel] | None = None) -> MixtureModel:
     """Load a fit saved with ``fit.save(path)``.
 

@@ -19,9 +19,10 @@ import os
 import time
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from numbers import Real
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, ClassVar, Literal, Self
 
 import arviz_base as azb
 import numpy as np
@@ -31,16 +32,24 @@ import xarray as xr
 
 from bayesmix import _datatree
 from bayesmix import dask as _dask
+from bayesmix._params import (
+    POSITIVE_INT,
+    SEED,
+    TARGET_ACCEPT,
+    Hint,
+    Interval,
+    Options,
+    signature_defaults,
+    validate_params,
+    validated,
+)
 from bayesmix._threads import one_blas_thread, single_blas_thread
 from bayesmix._validation import (
+    PACKAGE_DIR,
     MixtureData,
     check_data,
     check_enough_samples,
-    check_nonnegative,
-    check_option,
-    check_positive_int,
     check_sample_weight,
-    check_seed,
 )
 from bayesmix.diagnostics import sampler_problems, summary_table
 from bayesmix.em.chunked import EMSteps, OnlineEM, fit_chunked, in_memory_pass, sample_indices
@@ -86,6 +95,24 @@ AnyEMResult = EMResult
 
 METHODS = ("nuts", "em")
 NUTS_SAMPLERS = ("nutpie", "pymc")
+
+# The declaration of fit's arguments (bayesmix._params), checked before any work.
+_FIT_CONSTRAINTS: dict[str, list[Any]] = {
+    "X": ["no_validation"],  # check_data
+    "y": ["no_validation"],  # ignored (a string: the deprecated positional method)
+    "method": [Options(*METHODS)],
+    "draws": POSITIVE_INT,
+    "tune": POSITIVE_INT,
+    "chains": POSITIVE_INT,
+    "cores": [None, *POSITIVE_INT],
+    "target_accept": TARGET_ACCEPT,
+    "nuts_sampler": [Options(*NUTS_SAMPLERS)],
+    "random_seed": SEED,
+    "progressbar": ["boolean"],
+    "log_likelihood": [None, "boolean", Hint("None stores it when it is small enough.")],
+    "sample_weight": ["no_validation"],  # check_sample_weight, against X
+    "warm_start": ["boolean"],
+}
 # The pointwise log-likelihood (chains x draws x observations, float64) is stored with a
 # NUTS fit by default up to this many values (256 MiB); beyond, on request.
 _LOG_LIKELIHOOD_MAX_VALUES = 2**25
@@ -147,6 +174,24 @@ class MixtureModel(ABC):
     #: ``"continuous"`` (densities, ellipses), ``"counts"`` (frequencies of each count per
     #: feature) or ``"binary"`` (item profiles, number of positive items).
     plot_kind: str = "continuous"
+    # What every constructor argument accepts (bayesmix._params), checked when the model
+    # is fitted (the constructor stores its arguments and does no work). A family adds
+    # its own arguments: {**MixtureModel._parameter_constraints, "name": [...]}.
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "n_components": POSITIVE_INT,
+        "priors": [
+            None,
+            Mapping,
+            Hint(
+                "Pass a dict of bayesmix.Prior by random variable, such as priors="
+                "{'weights': bm.Prior('Dirichlet', a=1.0)}."
+            ),
+        ],
+        "n_init": POSITIVE_INT,
+        "max_iter": POSITIVE_INT,
+        "tol": [Interval(Real, 0, None)],
+        "random_state": SEED,
+    }
 
     # -- hooks a family implements ---------------------------------------------------------
 
@@ -380,11 +425,13 @@ class MixtureModel(ABC):
         return self.n_components, "at least one sample per component"
 
     def _check_params(self) -> None:
-        check_positive_int(self.n_components, "n_components")
-        check_positive_int(self.n_init, "n_init")
-        check_positive_int(self.max_iter, "max_iter")
-        check_nonnegative(self.tol, "tol")
-        check_seed(self.random_state, "random_state")
+        """Check every constructor argument against ``_parameter_constraints``."""
+        validate_params(
+            self._parameter_constraints,
+            self.get_params(deep=False),
+            type(self).__name__,
+            defaults=signature_defaults(type(self).__init__),
+        )
 
     def __getattr__(self, name: str) -> Any:
         # Only called when normal lookup fails: fitted attributes before ``fit``.
@@ -404,9 +451,19 @@ class MixtureModel(ABC):
             data = dataclasses.replace(data, sample_weight=weights)
         self._check_data(data)
         check_enough_samples(data, *self._min_samples(data.n_features))
-        defaults = self._default_priors(data)
-        priors = resolve_priors(defaults, self.priors, self._allowed_priors())
-        return data, priors
+        return data, self._resolve_priors(data)
+
+    def _resolve_priors(self, data: MixtureData) -> dict[str, Prior]:
+        """Return the user's priors over the data-scaled defaults, shapes checked (K, D)."""
+        dims = self._rv_shapes(data.n_features)
+        sizes = {"component": self.n_components, "feature": data.n_features}
+        sizes["feature_bis"] = data.n_features
+        return resolve_priors(
+            self._default_priors(data),
+            self.priors,
+            self._allowed_priors(),
+            dims={key: (tuple(sizes[d] for d in names), names) for key, names in dims.items()},
+        )
 
     def build_model(self, X: Any, sample_weight: Any = None) -> pm.Model:
         """Build the PyMC model for data ``X`` without fitting anything.
@@ -441,6 +498,7 @@ class MixtureModel(ABC):
     # -- fitting -------------------------------------------------------------------------
 
     @single_blas_thread
+    @validated(_FIT_CONSTRAINTS)
     def fit(
         self,
         X: Any,
@@ -517,29 +575,14 @@ class MixtureModel(ABC):
                 f"(ignored, for scikit-learn); write fit(X, method={y!r}). The positional "
                 "form will be removed.",
                 BayesmixDeprecationWarning,
-                stacklevel=3,  # the caller of the BLAS-thread wrapper
+                skip_file_prefixes=(PACKAGE_DIR,),
             )
             method = y
-        check_option(method, "method", METHODS)
+            validate_params(
+                {"method": _FIT_CONSTRAINTS["method"]}, {"method": y}, f"{type(self).__name__}.fit"
+            )
         if _dask.is_chunked(X):
             return self._fit_chunked(X, method, sample_weight, warm_start)
-        if method == "nuts":
-            for name, value in (("draws", draws), ("tune", tune), ("chains", chains)):
-                check_positive_int(value, name)
-            check_option(nuts_sampler, "nuts_sampler", NUTS_SAMPLERS)
-            if not (isinstance(target_accept, float | int) and 0 < target_accept < 1):
-                raise InvalidParameterError(
-                    f"target_accept must be a number in (0, 1); got {target_accept!r}. "
-                    "Try 0.9, or 0.95-0.99 when there are divergences."
-                )
-            check_seed(random_seed, "random_seed")
-            if cores is not None:
-                check_positive_int(cores, "cores")
-            if log_likelihood not in (None, True, False):
-                raise InvalidParameterError(
-                    f"log_likelihood must be True, False or None (automatic); got "
-                    f"{log_likelihood!r}."
-                )
         data, priors = self._prepare(X, sample_weight)
         rng = np.random.default_rng(self.random_state)
         started = time.perf_counter()
@@ -582,6 +625,14 @@ class MixtureModel(ABC):
         return self
 
     @single_blas_thread
+    @validated(
+        {
+            "kappa": [
+                Interval(Real, 0.5, 1, closed="right"),
+                Hint("Try 0.75 (the step-size exponent of online EM)."),
+            ]
+        }
+    )
     def partial_fit(
         self, X: Any, y: Any = None, sample_weight: Any = None, *, kappa: float = 0.75
     ) -> Self:
@@ -631,11 +682,6 @@ class MixtureModel(ABC):
         4
         >>> gm = gm.fit(X, method="em", warm_start=True)
         """
-        if not (isinstance(kappa, float | int) and 0.5 < kappa <= 1.0):
-            raise InvalidParameterError(
-                f"kappa must be a number in (0.5, 1] (the step-size exponent of online EM); "
-                f"got {kappa!r}. Try 0.75."
-            )
         online = self.__dict__.get("_online")
         if online is None and "em_" not in self.__dict__:  # the first batch: fit EM to it
             data, priors = self._prepare(X, sample_weight)
@@ -779,7 +825,7 @@ class MixtureModel(ABC):
             sample_weight=weights,
         )
         check_enough_samples(sample, *self._min_samples(data.n_features))
-        priors = resolve_priors(self._default_priors(sample), self.priors, self._allowed_priors())
+        priors = self._resolve_priors(sample)
         steps = self._em_steps(priors, data.n_features, data.data_pass)
         if start is not None:
             return priors, self._em_from(steps, start, data.n_features, data)
@@ -819,6 +865,7 @@ class MixtureModel(ABC):
             "sampler_settings": json.dumps(settings),
         }
 
+    @validated({"path": [str, os.PathLike], "predictive": ["boolean"]})
     def save(self, path: str | os.PathLike, *, predictive: bool = False) -> Path:
         """Save the fit (its ``idata`` with everything needed to rebuild it) to ``path``.
 
@@ -841,6 +888,13 @@ class MixtureModel(ABC):
         -------
         pathlib.Path
             The path written.
+
+        Raises
+        ------
+        bayesmix.exceptions.DataError
+            When a label of the training data (the index of ``X``) has a NUL character,
+            which netCDF cannot store. Labels that are neither strings nor numbers (the
+            tuples of a pandas MultiIndex) are saved as their strings.
         """
         self._check_fitted()
         tree = self.idata
@@ -852,6 +906,7 @@ class MixtureModel(ABC):
         return _datatree.save_datatree(tree, path)
 
     @classmethod
+    @validated({"path": [str, os.PathLike]})
     def load(cls, path: str | os.PathLike) -> Self:
         """Load a fit of this class saved with :meth:`save` (see :func:`bayesmix.load`)."""
         idata = _datatree.read_fit(path)
@@ -1143,9 +1198,7 @@ class MixtureModel(ABC):
         idata.attrs.update(figures)
         idata.attrs["warnings"] = json.dumps([message for _, message in problems])
         for category, message in problems:
-            warnings.warn(
-                message, category, stacklevel=5
-            )  # _check_chains < _sample_nuts < fit < blas wrapper
+            warnings.warn(message, category, skip_file_prefixes=(PACKAGE_DIR,))
 
     # -- fitted accessors ----------------------------------------------------------------
 
@@ -1175,6 +1228,7 @@ class MixtureModel(ABC):
                 f"this {type(self).__name__} is not fitted yet; call fit(X) first."
             )
 
+    @validated({"draws": POSITIVE_INT, "random_seed": SEED})
     def sample_prior_predictive(
         self, X: Any, *, draws: int = 500, random_seed: int | None = None
     ) -> xr.DataTree:
@@ -1196,8 +1250,6 @@ class MixtureModel(ABC):
             Groups ``prior`` (weights, means, covariances, ...) and
             ``prior_predictive`` (``x`` with dims chain, draw, obs, feature).
         """
-        check_positive_int(draws, "draws")
-        check_seed(random_seed, "random_seed")
         data, priors = self._prepare(X)
         model = self._model(data, priors)
         with warnings.catch_warnings():
@@ -1215,6 +1267,7 @@ class MixtureModel(ABC):
         return PlotAccessor(self)
 
     @single_blas_thread
+    @validated({"random_seed": SEED, "extend_idata": ["boolean"]})
     def sample_posterior_predictive(
         self, *, random_seed: int | None = None, extend_idata: bool = True
     ) -> xr.DataTree:
@@ -1235,7 +1288,6 @@ class MixtureModel(ABC):
             With a ``posterior_predictive`` group: ``x`` (chain, draw, obs, feature).
         """
         self._check_fitted()
-        check_seed(random_seed, "random_seed")
         model = self._model(_datatree.observed_data(self.idata), self.priors_)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "Numba will use object mode", UserWarning)
@@ -1251,6 +1303,7 @@ class MixtureModel(ABC):
             self.idata["posterior_predictive"] = result["posterior_predictive"]
         return result
 
+    @validated({"kind": [Options("all", "stats", "diagnostics")]})
     def summary(self, kind: Literal["all", "stats", "diagnostics"] = "all") -> pd.DataFrame:
         """Summarise the posterior of the weights, means and covariances with arviz-stats.
 
@@ -1292,6 +1345,7 @@ class MixtureModel(ABC):
         )
         return labels
 
+    @validated({"max_draws": [None, *POSITIVE_INT]})
     def posterior_arrays(self, max_draws: int | None = None) -> dict[str, np.ndarray]:
         """Return the posterior draws of the weights and component parameters as arrays.
 
@@ -1318,7 +1372,6 @@ class MixtureModel(ABC):
         names = ("weights", *self._component_vars)
         arrays = [a.reshape(-1, *a.shape[2:]) for a in self._param_draws(self.idata)]
         if max_draws is not None:
-            check_positive_int(max_draws, "max_draws")
             n_draws = arrays[0].shape[0]
             if n_draws > max_draws:
                 keep = np.linspace(0, n_draws - 1, max_draws).round().astype(int)
@@ -1334,7 +1387,7 @@ class MixtureModel(ABC):
         fit was to named columns.
         """
         self._check_fitted()
-        data = check_data(X, for_fit=False)
+        data = check_data(X, for_fit=False, allow_bool=self._accepts_bool)
         if data.n_features != self.n_features_in_:
             if np.ndim(X) == 1 and self.n_features_in_ > 1:
                 raise DataError(

@@ -23,6 +23,12 @@ __all__ = ["Prior", "resolve_priors", "stored_prior"]
 _POSITIVE_PARAMS = frozenset({"sigma", "tau", "eta", "a", "lam", "alpha", "beta", "nu"})
 # Parameters that the model sets from its own structure; a user may not pass them.
 _STRUCTURAL_PARAMS = frozenset({"n", "shape", "size", "dims", "observed", "transform", "initval"})
+# Parameters the model supplies when a prior leaves them out (create_variable, the LKJ
+# size), given to PyMC when checking that a prior can be built.
+_MODEL_SUPPLIED: dict[str, dict[str, Any]] = {
+    "Dirichlet": {"a": np.asarray(1.0)},
+    "LKJCorr": {"n": 2},
+}
 # Parameters that PyMC takes only as scalars (not broadcast to the variable's shape).
 _SCALAR_PARAMS: dict[str, frozenset[str]] = {"LKJCorr": frozenset({"eta"})}
 
@@ -105,7 +111,11 @@ class Prior:
         return cls(data["distribution"], **dict(data["params"]))
 
     def problems(
-        self, allowed: frozenset[str], *, shape: tuple[int, ...] | None = None
+        self,
+        allowed: frozenset[str],
+        *,
+        shape: tuple[int, ...] | None = None,
+        dims: tuple[str, ...] | None = None,
     ) -> list[str]:
         """List what is wrong with this prior for a variable allowing ``allowed`` distributions.
 
@@ -116,6 +126,9 @@ class Prior:
         shape : tuple of int, optional
             The variable's shape; when given, every parameter must broadcast to it (and
             those PyMC takes only as scalars, such as ``LKJCorr``'s ``eta``, be scalars).
+        dims : tuple of str, optional
+            The names of the variable's dims (``("component", "feature")``), for the
+            messages.
 
         Returns
         -------
@@ -155,11 +168,36 @@ class Prior:
             elif key in _POSITIVE_PARAMS and not np.all(array > 0):
                 found.append(f"parameter {key!r} must be > 0; got {value!r}")
             if shape is not None:
-                found.extend(self._shape_problems(key, array.shape, tuple(shape)))
+                found.extend(self._shape_problems(key, array.shape, tuple(shape), dims))
+        if not found:
+            found.extend(self._parametrisation_problems())
         return found
 
+    def _parametrisation_problems(self) -> list[str]:
+        """Say why PyMC cannot build the distribution from these parameters, if it cannot.
+
+        A required parameter left out (``HalfStudentT`` without ``nu``) or a combination
+        PyMC refuses would otherwise pass an EM fit, which does not use the priors, and
+        fail when the PyMC model is built (found by fuzzing).
+        """
+        params = {key: np.asarray(value, dtype=np.float64) for key, value in self._params.items()}
+        for key, value in _MODEL_SUPPLIED.get(self._distribution, {}).items():
+            params.setdefault(key, value)
+        if self._distribution == "Dirichlet" and params["a"].ndim == 0:
+            params["a"] = np.full(2, params["a"])  # create_variable broadcasts it to (K,)
+        try:
+            getattr(pm, self._distribution).dist(**params)
+        except (TypeError, ValueError) as err:
+            given = ", ".join(self._params) or "no parameters"
+            return [f"PyMC cannot build {self._distribution} from {given}: {err}"]
+        return []
+
     def _shape_problems(
-        self, key: str, param_shape: tuple[int, ...], shape: tuple[int, ...]
+        self,
+        key: str,
+        param_shape: tuple[int, ...],
+        shape: tuple[int, ...],
+        dims: tuple[str, ...] | None = None,
     ) -> list[str]:
         """Problems of parameter ``key`` (of shape ``param_shape``) on a variable of ``shape``."""
         if key in _SCALAR_PARAMS.get(self._distribution, frozenset()):
@@ -175,9 +213,10 @@ class Prior:
             fits = False
         if fits:
             return []
+        named = f" ({', '.join(dims)})" if dims else ""
         return [
             f"parameter {key!r} has shape {param_shape}, which does not broadcast to the "
-            f"variable's shape {shape}; pass a scalar or an array of a shape that does"
+            f"variable's shape {shape}{named}; pass a scalar or an array of a shape that does"
         ]
 
     def create_variable(self, name: str, *, shape: tuple[int, ...], **kwargs: Any) -> Any:
@@ -215,6 +254,8 @@ def resolve_priors(
     defaults: Mapping[str, Prior],
     user: Mapping[str, Prior | Mapping[str, Any]] | None,
     allowed: Mapping[str, frozenset[str]],
+    *,
+    dims: Mapping[str, tuple[tuple[int, ...], tuple[str, ...]]] | None = None,
 ) -> dict[str, Prior]:
     """Merge user priors over defaults, reporting every bad key in one :class:`PriorError`.
 
@@ -227,6 +268,11 @@ def resolve_priors(
         modified.
     allowed : mapping of str to frozenset of str
         The distributions allowed for each random variable.
+    dims : mapping of str to (shape, dim names), optional
+        The shape of each random variable and the names of its dims: every parameter of
+        a user's prior must broadcast to it (``mu`` of ``means`` to ``(n_components,
+        n_features)``), checked here so that a wrong shape is named before any model is
+        built, not met as a broadcasting error deep inside PyMC or EM.
 
     Returns
     -------
@@ -239,12 +285,7 @@ def resolve_priors(
         Listing every unknown key and every invalid prior at once.
     """
     if user is None:
-        user = {}
-    if not isinstance(user, Mapping):
-        raise PriorError(
-            f"priors must be a dict mapping variable names to bayesmix.Prior; got "
-            f"{type(user).__name__}. Valid names: {sorted(defaults)}."
-        )
+        user = {}  # a mapping otherwise: the model's parameter constraints say so
     problems = []
     merged = dict(defaults)
     for key, value in user.items():
@@ -257,7 +298,10 @@ def resolve_priors(
         if not isinstance(prior, Prior):
             problems.append(f"{key!r}: expected a bayesmix.Prior, got {type(value).__name__}")
             continue
-        problems.extend(f"{key!r}: {text}" for text in prior.problems(allowed[key]))
+        shape, names = (None, None) if dims is None or key not in dims else dims[key]
+        problems.extend(
+            f"{key!r}: {text}" for text in prior.problems(allowed[key], shape=shape, dims=names)
+        )
         merged[key] = prior
     if problems:
         raise PriorError(

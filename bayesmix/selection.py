@@ -10,7 +10,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from numbers import Integral, Real
 from typing import Any, Literal
 
 import arviz_stats as azs
@@ -19,14 +20,18 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from bayesmix import _progress
-from bayesmix._threads import single_blas_thread
-from bayesmix._validation import (
-    check_data,
-    check_nonnegative,
-    check_option,
-    check_positive_int,
-    check_sample_weight,
+from bayesmix._params import (
+    POSITIVE_INT,
+    SEED,
+    TARGET_ACCEPT,
+    Hint,
+    Interval,
+    Options,
+    Satisfies,
+    validated,
 )
+from bayesmix._threads import single_blas_thread
+from bayesmix._validation import PACKAGE_DIR, check_data, check_sample_weight
 from bayesmix.diagnostics import ESS_PER_CHAIN_MIN, RHAT_MAX, collapsed_chains
 from bayesmix.exceptions import ConvergenceWarning, InvalidParameterError, SamplerWarning
 from bayesmix.families import FAMILIES
@@ -86,15 +91,34 @@ def _weighted_se(values: np.ndarray, sample_weight: np.ndarray) -> float:
 
 
 def _model_class(model: Any) -> type[MixtureModel]:
-    """Return the model class of ``model``: a bayesmix class or a family registry name."""
-    if isinstance(model, str) and model in FAMILIES:
-        return FAMILIES[model]
-    if isinstance(model, type) and issubclass(model, MixtureModel):
-        return model
-    raise InvalidParameterError(
-        f"model must be a bayesmix mixture class such as bm.GaussianMixture or a family "
-        f"name in {sorted(FAMILIES)}; got {model!r}."
+    """Return the model class of ``model`` (checked by ``MODEL``): a class or a family name."""
+    return FAMILIES[model] if isinstance(model, str) else model
+
+
+def _is_model(model: Any) -> bool:
+    if isinstance(model, str):
+        return model in FAMILIES
+    return isinstance(model, type) and issubclass(model, MixtureModel)
+
+
+#: The declaration of a ``model`` argument: a bayesmix model class or a family name.
+MODEL = [
+    Satisfies(
+        _is_model,
+        f"a bayesmix mixture class such as bm.GaussianMixture or a family name in "
+        f"{sorted(FAMILIES)}",
     )
+]
+NONNEGATIVE = [Interval(Real, 0, None)]
+
+
+def _distinct_ks(ks: Any) -> bool:
+    """Whether ``ks`` are distinct ints >= 1, at least one (a list, tuple, range, array)."""
+    if isinstance(ks, str | Iterator) or not isinstance(ks, Iterable):
+        return False  # an iterator would be used up by the check
+    ks = list(ks)
+    valid = all(isinstance(k, Integral) and not isinstance(k, bool) and k >= 1 for k in ks)
+    return valid and bool(ks) and len(set(ks)) == len(ks)
 
 
 # -- the decision rule ------------------------------------------------------------------------
@@ -201,6 +225,7 @@ def _skipped(table: pd.DataFrame, column: str) -> str:
     )
 
 
+@validated({"criterion": [Options(*CRITERIA)], "n_se": NONNEGATIVE})
 def choose_k(
     table: pd.DataFrame, criterion: Literal["bic", "icl", "loo"], *, n_se: float = 2.0
 ) -> tuple[int | None, str]:
@@ -256,8 +281,6 @@ def choose_k(
     >>> choose_k(table, "loo")[0]
     3
     """
-    check_option(criterion, "criterion", CRITERIA)
-    check_nonnegative(n_se, "n_se")
     loo = criterion == "loo"
     problems_column = "loo_problems" if loo else "em_problems"
     needed = ["elpd_loo", "elpd_diff", "dse"] if loo else [criterion]
@@ -403,6 +426,29 @@ def _rank(values: pd.Series, *, ascending: bool) -> pd.Series:
 
 
 @single_blas_thread
+@validated(
+    {
+        "X": ["no_validation"],  # check_data
+        "ks": [
+            Satisfies(
+                _distinct_ks, "distinct positive ints (a list, tuple, range or array of them)"
+            ),
+            Hint("Try ks=range(1, 7)."),
+        ],
+        "method": [Options(*SELECT_METHODS)],
+        # Passed to the model's constructor, which checks it (for the families that have it).
+        "covariance_type": ["no_validation"],
+        "model": MODEL,
+        "draws": POSITIVE_INT,
+        "tune": POSITIVE_INT,
+        "chains": POSITIVE_INT,
+        "target_accept": TARGET_ACCEPT,
+        "n_se": NONNEGATIVE,
+        "random_state": SEED,
+        "progressbar": ["boolean"],
+        "sample_weight": ["no_validation"],  # check_sample_weight, against X
+    }
+)
 def select_k(
     X: Any,
     ks: Iterable[int] = range(1, 7),
@@ -504,14 +550,15 @@ def select_k(
     >>> table.attrs["best"]["bic"]
     2
     """
-    check_option(method, "method", SELECT_METHODS)
-    check_nonnegative(n_se, "n_se")
     model = _model_class(model)
-    ks = [check_positive_int(k, "every K in ks") for k in ks]
-    if not ks or len(set(ks)) != len(ks):
-        raise InvalidParameterError(
-            f"ks must be distinct positive integers; got {ks}. Try ks=range(1, 7)."
-        )
+    ks = [int(k) for k in ks]
+    specs = []
+    for k in ks:
+        spec = {"n_components": k, "random_state": random_state}
+        if "covariance_type" in model._param_names():
+            spec["covariance_type"] = covariance_type
+        model(**spec, **model_kwargs)._check_params()  # every K's arguments, before any fit
+        specs.append(spec)
     data = check_data(X, n_components=max(ks), allow_bool=model._accepts_bool, ks=ks)
     weights = check_sample_weight(sample_weight, data.n_samples)
     nuts = None
@@ -524,10 +571,7 @@ def select_k(
             "progressbar": progressbar,
         }
     rows, pointwise, good_k = [], {}, {}
-    for index, k in enumerate(ks):
-        spec = {"n_components": k, "random_state": random_state}
-        if "covariance_type" in model._param_names():
-            spec["covariance_type"] = covariance_type
+    for index, (k, spec) in enumerate(zip(ks, specs, strict=True)):
         # One task per K on the current display (the CLI's live display in a terminal),
         # or a line when it starts and ends: the sampler's own bar never draws over it.
         shown = (
@@ -584,7 +628,7 @@ def select_k(
             "max_iter, objective='map' where the family has it (a prior keeps covariances "
             "from collapsing), or another covariance_type.",
             ConvergenceWarning,
-            stacklevel=3,  # select_k < its BLAS-thread wrapper < the caller
+            skip_file_prefixes=(PACKAGE_DIR,),
         )
     if pointwise and best["loo"] is None:
         warnings.warn(
@@ -594,7 +638,7 @@ def select_k(
             "target_accept (e.g. 0.95), or fewer K; or choose by BIC "
             "(table.attrs['best']['bic']).",
             SamplerWarning,
-            stacklevel=3,
+            skip_file_prefixes=(PACKAGE_DIR,),
         )
     return table
 
@@ -650,6 +694,20 @@ def plot_select_k(table: pd.DataFrame, *, fig: Figure | None = None) -> Figure:
     return fig
 
 
+@validated(
+    {
+        "k_max": [
+            Interval(Integral, 2, None),
+            Hint(
+                "An overfitted mixture has more components than the data have clusters "
+                "(Malsiner-Walli et al. recommend 10 or so); for one component fit "
+                "GaussianMixture(n_components=1) or its family's class."
+            ),
+        ],
+        "concentration": [Interval(Real, 0, None, closed="neither"), Hint("Try 0.01.")],
+        "model": MODEL,
+    }
+)
 def overfitted_mixture(
     k_max: int = 8,
     *,
@@ -670,7 +728,7 @@ def overfitted_mixture(
     Parameters
     ----------
     k_max : int, default=8
-        Number of components of the overfitted model.
+        Number of components of the overfitted model, at least 2.
     concentration : float, default=0.01
         Dirichlet concentration ``e0`` of every weight.
     model : class or str, default="gaussian"
@@ -699,12 +757,7 @@ def overfitted_mixture(
     >>> sparse.n_components, sparse.priors["weights"]
     (6, Prior('Dirichlet', a=0.01))
     """
-    check_positive_int(k_max, "k_max")
     model = _model_class(model)
-    if not (isinstance(concentration, float | int) and 0 < concentration < np.inf):
-        raise InvalidParameterError(
-            f"concentration must be a positive number; got {concentration!r}. Try 0.01."
-        )
     from bayesmix.priors import Prior
 
     priors = dict(params.pop("priors", None) or {})
@@ -713,6 +766,7 @@ def overfitted_mixture(
 
 
 @single_blas_thread
+@validated({"fit": ["no_validation"], "max_draws": POSITIVE_INT, "random_seed": SEED})
 def nonempty_components(
     fit: MixtureModel, *, max_draws: int = 1000, random_seed: int | None = None
 ) -> pd.Series:
@@ -723,20 +777,28 @@ def nonempty_components(
     distinct labels are counted: a draw of ``K+`` from its posterior, as the
     allocations of a Gibbs sampler would give it (Malsiner-Walli et al. 2016).
 
+    A fit with a single draw (an EM fit: one point estimate) has no posterior of the
+    parameters to average over: the labels are drawn ``max_draws`` times at that point,
+    which gives the distribution of ``K+`` given the estimate (the uncertainty of the
+    allocations only, none of the parameters'), flagged by ``attrs["plug_in"]``. One
+    allocation draw would be a random 0/1 answer.
+
     Parameters
     ----------
     fit : fitted model
         Usually an :func:`overfitted_mixture` fitted with NUTS.
     max_draws : int, default=1000
+        Posterior draws used (evenly thinned), or allocation draws of a one-draw fit.
     random_seed : int, optional
         Seeds the allocation draws.
 
     Returns
     -------
     pandas.Series
-        Posterior probability of each value of ``K+`` (index ``1..n_components``,
-        name ``"probability"``); ``series.attrs["draws"]`` holds the per-draw counts
-        and ``series.attrs["mode"]`` the most probable ``K+``.
+        Probability of each value of ``K+`` (index ``1..n_components``, name
+        ``"probability"``); ``series.attrs["draws"]`` holds the counts, one per draw,
+        ``series.attrs["mode"]`` the most probable ``K+`` and ``series.attrs["plug_in"]``
+        whether the fit had one draw (the distribution given the estimate).
 
     Examples
     --------
@@ -746,23 +808,25 @@ def nonempty_components(
     >>> bm.nonempty_components(gm, random_seed=0).attrs["mode"]
     2
     """
-    from bayesmix._validation import check_seed
     from bayesmix.compare import _check_fitted, _training_data
     from bayesmix.stats import draw_log_prob, log_responsibilities
 
     _check_fitted(fit, "fit")
-    check_positive_int(max_draws, "max_draws")
-    check_seed(random_seed, "random_seed")
     rng = np.random.default_rng(random_seed)
     X = _training_data(fit)
     draws = tuple(fit.posterior_arrays(max_draws).values())
-    n_draws = draws[0].shape[0]
+    plug_in = draws[0].shape[0] == 1  # an EM fit: allocations at the estimate
+    n_draws = max_draws if plug_in else draws[0].shape[0]
     counts = np.empty(n_draws, dtype=np.int64)
+    cdf = None
     for s in range(n_draws):
-        one = tuple(a[s : s + 1] for a in draws)
-        weighted = draw_log_prob(X, *one, component_log_prob=fit.component_log_prob)
-        proba = np.exp(log_responsibilities(weighted))[0]  # (N, K)
-        cdf = np.cumsum(proba, axis=1)
+        if cdf is None or not plug_in:
+            one = tuple(a[s : s + 1] for a in draws)
+            weighted = draw_log_prob(
+                X, *one, component_log_prob=fit.component_log_prob, centre=True
+            )
+            proba = np.exp(log_responsibilities(weighted))[0]  # (N, K)
+            cdf = np.cumsum(proba, axis=1)
         labels = (rng.random((X.shape[0], 1)) > cdf).sum(axis=1)
         counts[s] = np.unique(np.minimum(labels, fit.n_components - 1)).size
     index = pd.RangeIndex(1, fit.n_components + 1, name="nonempty_components")
@@ -773,4 +837,5 @@ def nonempty_components(
     )
     table.attrs["draws"] = counts
     table.attrs["mode"] = int(index[np.argmax(table.to_numpy())])
+    table.attrs["plug_in"] = plug_in
     return table

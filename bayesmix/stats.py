@@ -108,6 +108,7 @@ def draw_log_prob(
     weights: np.ndarray,
     *params: np.ndarray,
     component_log_prob: ComponentLogProb,
+    centre: bool = False,
 ) -> np.ndarray:
     """Return ``log pi_k + log p(x_n | theta_k)`` for every draw, sample and component.
 
@@ -120,6 +121,12 @@ def draw_log_prob(
         ``covariances`` (S, K, D, D)).
     component_log_prob : callable
         ``component_log_prob(X, *params)`` of shape (n_draws, n_samples, n_components).
+    centre : bool, default=False
+        Subtract each row's largest component log density (per draw) before adding the
+        log weights. The responsibilities are unchanged, and keep their precision where
+        the log densities are large: at ``-2.5e13`` the floats are 0.004 apart, so
+        adding ``log pi_k`` first rounds it (rows summed to 1.002; found by fuzzing),
+        while the common part of the log densities cancels exactly.
 
     Returns
     -------
@@ -127,7 +134,12 @@ def draw_log_prob(
     """
     with np.errstate(divide="ignore"):
         log_w = np.log(weights)
-    return log_w[:, None, :] + component_log_prob(X, *params)
+    log_p = component_log_prob(X, *params)
+    if centre:
+        with np.errstate(invalid="ignore"):
+            top = log_p.max(axis=2, keepdims=True)
+        log_p = log_p - np.where(np.isfinite(top), top, 0.0)
+    return log_w[:, None, :] + log_p
 
 
 def _draw_blocks(X: np.ndarray, weights: np.ndarray) -> tuple[range, int]:
@@ -192,7 +204,9 @@ def _block_responsibilities(
     far_log_prob: FarLogProb | None,
 ) -> np.ndarray:
     """Return the responsibilities of one block of draws summed over its draws, (N, K)."""
-    weighted = draw_log_prob(X, weights, *params, component_log_prob=component_log_prob)
+    weighted = draw_log_prob(
+        X, weights, *params, component_log_prob=component_log_prob, centre=True
+    )
     log_norm = logsumexp(weighted, axis=2, keepdims=True)
     with np.errstate(invalid="ignore"):
         resp = np.exp(weighted - log_norm)

@@ -7,6 +7,8 @@ from typing import Literal, overload
 
 import pandas as pd
 
+from bayesmix._params import validated
+
 __all__ = [
     "load_carcinoma",
     "load_discoveries",
@@ -105,6 +107,7 @@ def load_iris(*, return_labels: Literal[False] = ...) -> pd.DataFrame: ...
 def load_iris(*, return_labels: Literal[True]) -> tuple[pd.DataFrame, pd.Series]: ...
 
 
+@validated({"return_labels": ["boolean"]})
 def load_iris(*, return_labels: bool = False) -> pd.DataFrame | tuple[pd.DataFrame, pd.Series]:
     """Load Anderson's iris measurements (150 flowers, 4 measurements; the species on request).
 
@@ -262,6 +265,7 @@ def load_warpbreaks(*, return_labels: Literal[False] = ...) -> pd.DataFrame: ...
 def load_warpbreaks(*, return_labels: Literal[True]) -> tuple[pd.DataFrame, pd.DataFrame]: ...
 
 
+@validated({"return_labels": ["boolean"]})
 def load_warpbreaks(
     *, return_labels: bool = False
 ) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]:

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+from numbers import Integral
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 
+from bayesmix._params import POSITIVE_INT, SEED, Interval, validated
 from bayesmix.exceptions import DataError
 
 __all__ = ["make_mixture", "make_mixture_chunked"]
 
 
+@validated(
+    {
+        "n_samples": POSITIVE_INT,
+        "random_state": [*SEED[:2], np.random.Generator],
+    }
+)
 def make_mixture(
     n_samples: int,
     weights: ArrayLike,
@@ -47,6 +55,8 @@ def make_mixture(
 
     Raises
     ------
+    bayesmix.exceptions.InvalidParameterError
+        If ``n_samples`` is not a positive int or ``random_state`` not a seed.
     bayesmix.exceptions.DataError
         If the shapes disagree, the weights are not a probability vector or a
         covariance is not positive definite.
@@ -60,8 +70,6 @@ def make_mixture(
     >>> X.shape, z.shape
     ((500, 2), (500,))
     """
-    if not (isinstance(n_samples, int | np.integer) and n_samples >= 1):
-        raise DataError(f"n_samples must be a positive integer; got {n_samples!r}.")
     w = np.asarray(weights, dtype=np.float64)
     mu = np.atleast_2d(np.asarray(means, dtype=np.float64))
     cov = np.asarray(covariances, dtype=np.float64)
@@ -94,6 +102,13 @@ def make_mixture(
     return X, z
 
 
+@validated(
+    {
+        "n_samples": POSITIVE_INT,
+        "chunk_rows": POSITIVE_INT,
+        "random_state": [Interval(Integral, 0, None)],
+    }
+)
 def make_mixture_chunked(
     n_samples: int,
     weights: ArrayLike,
@@ -138,10 +153,6 @@ def make_mixture_chunked(
 
     dask, da = _import_dask()
     make_mixture(1, weights, means, covariances, random_state=0)  # check the arguments
-    if not (isinstance(chunk_rows, int | np.integer) and chunk_rows >= 1):
-        raise DataError(f"chunk_rows must be a positive integer; got {chunk_rows!r}.")
-    if not (isinstance(n_samples, int | np.integer) and n_samples >= 1):
-        raise DataError(f"n_samples must be a positive integer; got {n_samples!r}.")
     n_features = np.atleast_2d(np.asarray(means)).shape[1]
     sizes = [chunk_rows] * (n_samples // chunk_rows)
     if n_samples % chunk_rows:

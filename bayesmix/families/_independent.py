@@ -42,13 +42,14 @@ import functools
 import logging
 import math
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pymc as pm
 
 from bayesmix._numeric import column_sums
-from bayesmix._validation import MixtureData, check_option
+from bayesmix._params import Options
+from bayesmix._validation import MixtureData
 from bayesmix.em.chunked import EMSteps, sample_indices
 from bayesmix.em.init import initial_responsibilities
 from bayesmix.em.loop import (
@@ -182,6 +183,10 @@ class _IndependentFeaturesMixture(MixtureModel):
     _em_terms: Any = None
     _logp: Any = None
     _random: Any = None
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        **MixtureModel._parameter_constraints,
+        "objective": [Options(*_OBJECTIVES)],
+    }
 
     def __init__(
         self,
@@ -205,10 +210,6 @@ class _IndependentFeaturesMixture(MixtureModel):
     @property
     def _component_vars(self) -> tuple[str, ...]:  # type: ignore[override]
         return (self._param,)
-
-    def _check_params(self) -> None:
-        super()._check_params()
-        check_option(self.objective, "objective", _OBJECTIVES)
 
     def _rv_shapes(self, n_features: int) -> dict[str, tuple[str, ...]]:
         return {"weights": ("component",), self._param: ("component", "feature")}

@@ -11,7 +11,8 @@ estimate, relabelling, flattening), so that neither family subclasses the other.
 
 from __future__ import annotations
 
-from typing import Any
+from numbers import Real
+from typing import Any, ClassVar
 
 import numpy as np
 import pymc as pm
@@ -19,7 +20,8 @@ import pytensor.tensor as pt
 from pymc.distributions.transforms import Ordered, Transform
 
 from bayesmix._numeric import column_moments
-from bayesmix._validation import MixtureData, check_nonnegative, check_option
+from bayesmix._params import Interval, Options
+from bayesmix._validation import MixtureData
 from bayesmix.families.gaussian.densities import scalar_parameters
 from bayesmix.families.gaussian.em import COVARIANCE_TYPES
 from bayesmix.model import MixtureModel
@@ -104,10 +106,11 @@ class _LocationScaleMixture(MixtureModel):
     # Name of the deterministic (K, D, D) matrices built from ``sigma`` and ``corr_chol``.
     _matrix_var = "covariances"
 
-    def _check_params(self) -> None:
-        super()._check_params()
-        check_nonnegative(self.reg_covar, "reg_covar")
-        check_option(self.covariance_type, "covariance_type", COVARIANCE_TYPES)
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        **MixtureModel._parameter_constraints,
+        "covariance_type": [Options(*COVARIANCE_TYPES)],
+        "reg_covar": [Interval(Real, 0, None)],
+    }
 
     def _min_samples(self, n_features: int) -> tuple[int, str]:
         if self.covariance_type == "full" and n_features > 1:

@@ -56,7 +56,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pymc as pm
@@ -65,6 +65,7 @@ from scipy.optimize import brentq
 from scipy.special import digamma, gammaln
 
 from bayesmix._numeric import column_sums
+from bayesmix._params import Hint, Satisfies
 from bayesmix._threads import single_blas_thread
 from bayesmix._validation import MixtureData
 from bayesmix.em.chunked import EMSteps, sample_indices
@@ -618,6 +619,14 @@ def student_t_mixture_random(
     return mu + np.einsum("...ij,...j->...i", factor, eps)
 
 
+def _valid_bounds(bounds: Any) -> bool:
+    """Whether ``bounds`` are two numbers ``0 < low < high < inf`` (dof_bounds)."""
+    if isinstance(bounds, str):
+        return False
+    low, high = (float(b) for b in bounds)
+    return bool(0 < low < high < np.inf)
+
+
 class StudentTMixture(_LocationScaleMixture):
     r"""Bayesian finite mixture of multivariate Student-t distributions (robust clustering).
 
@@ -691,6 +700,13 @@ class StudentTMixture(_LocationScaleMixture):
     _component_vars = ("means", "scales", "dof")
     component_log_prob = staticmethod(student_t_log_prob)
     _matrix_var = "scales"
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        **_LocationScaleMixture._parameter_constraints,
+        "dof_bounds": [
+            Satisfies(_valid_bounds, "two numbers 0 < low < high (finite)"),
+            Hint("Try the default (1.0, 200.0)."),
+        ],
+    }
 
     def __init__(
         self,
@@ -714,10 +730,6 @@ class StudentTMixture(_LocationScaleMixture):
         self.reg_covar = reg_covar
         self.random_state = random_state
         self.dof_bounds = dof_bounds
-
-    def _check_params(self) -> None:
-        super()._check_params()
-        _check_bounds(self.dof_bounds)
 
     def _rv_shapes(self, n_features: int) -> dict[str, tuple[str, ...]]:
         dims = super()._rv_shapes(n_features)
@@ -790,7 +802,7 @@ class StudentTMixture(_LocationScaleMixture):
             n_features,
             covariance_type=self.covariance_type,
             reg_covar=self.reg_covar,
-            dof_bounds=_check_bounds(self.dof_bounds),
+            dof_bounds=tuple(float(b) for b in self.dof_bounds),
         )
 
     def _point_from_em(self, em: EMResult, n_features: int) -> dict[str, np.ndarray]:
@@ -801,16 +813,3 @@ class StudentTMixture(_LocationScaleMixture):
         point = self._matrix_point(em.weights, em.params["means"], scales, n_features)
         point["dof"] = np.asarray(em.params["dof"], dtype=np.float64)
         return point
-
-
-def _check_bounds(bounds: Any) -> tuple[float, float]:
-    try:
-        low, high = (float(b) for b in bounds)
-    except (TypeError, ValueError):
-        low, high = np.nan, np.nan
-    if not (0 < low < high < np.inf):
-        raise InvalidParameterError(
-            f"dof_bounds must be two numbers 0 < low < high; got {bounds!r}. "
-            "Try the default (1.0, 200.0)."
-        )
-    return low, high

@@ -28,6 +28,7 @@ same ``DataTree`` layout.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -46,11 +47,27 @@ __all__ = ["clear_cache", "fused_free_variables", "sample_nutpie"]
 _log = logging.getLogger("bayesmix")
 _CACHE: OrderedDict[Hashable, Any] = OrderedDict()
 _CACHE_SIZE = 16
+# Fits in threads share the cache: _CACHE_LOCK guards the dict (a lookup's move_to_end
+# and another fit's eviction would race), and one lock per key being compiled makes the
+# threads that need the same structure wait for one compilation instead of each
+# compiling it (seconds to tens of seconds).
+_CACHE_LOCK = threading.Lock()
+_COMPILING: dict[Hashable, threading.Lock] = {}
 
 
 def clear_cache() -> None:
     """Forget every compiled model."""
-    _CACHE.clear()
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+def _cached(key: Hashable) -> Any:
+    """Return the compiled model of ``key`` (most recently used now), or None."""
+    with _CACHE_LOCK:
+        compiled = _CACHE.get(key)
+        if compiled is not None:
+            _CACHE.move_to_end(key)
+        return compiled
 
 
 def _flat_start(model: pm.Model, start: dict[str, np.ndarray]) -> np.ndarray:
@@ -81,21 +98,34 @@ def _nudged(flat: np.ndarray, scale: float = 1e-3) -> Any:
 
 
 def _compiled(model: pm.Model, key: Hashable) -> Any:
+    """Return the compiled model of structure ``key``: from the cache, or compiled once."""
     import nutpie
 
-    if key in _CACHE:
-        _CACHE.move_to_end(key)
-        _log.info("NUTS on the PyMC model: reusing the compiled model")
-        return _CACHE[key]
-    start = time.perf_counter()
-    compiled = nutpie.compile_pymc_model(model, backend="numba", jitter_rvs=set())
-    _log.info(
-        "NUTS on the PyMC model: compiled with nutpie/numba in %.1f s",
-        time.perf_counter() - start,
-    )
-    _CACHE[key] = compiled
-    while len(_CACHE) > _CACHE_SIZE:
-        _CACHE.popitem(last=False)
+    compiled = _cached(key)
+    if compiled is None:
+        with _CACHE_LOCK:
+            compiling = _COMPILING.setdefault(key, threading.Lock())
+        with compiling:  # another thread may be compiling this structure: wait for it
+            compiled = _cached(key)
+            if compiled is None:
+                start = time.perf_counter()
+                try:
+                    compiled = nutpie.compile_pymc_model(model, backend="numba", jitter_rvs=set())
+                except BaseException:
+                    with _CACHE_LOCK:
+                        _COMPILING.pop(key, None)
+                    raise
+                _log.info(
+                    "NUTS on the PyMC model: compiled with nutpie/numba in %.1f s",
+                    time.perf_counter() - start,
+                )
+                with _CACHE_LOCK:  # in the cache before the key's lock is dropped
+                    _CACHE[key] = compiled
+                    while len(_CACHE) > _CACHE_SIZE:
+                        _CACHE.popitem(last=False)
+                    _COMPILING.pop(key, None)
+                return compiled
+    _log.info("NUTS on the PyMC model: reusing the compiled model")
     return compiled
 
 

@@ -228,11 +228,28 @@ def test_help_for_every_command(command, capsys):
     assert "usage: bayesmix" in capsys.readouterr().out
 
 
-def test_bad_option_values_exit_2(capsys):
-    with pytest.raises(SystemExit) as info:
-        main(["select", "x.csv", "-k", "one..six", "--out", "o"])
-    assert info.value.code == 2
-    assert "--components must be" in capsys.readouterr().err
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["select", "x.csv", "-k", "one..six", "--out", "o"], "--components must be"),
+        (["fit", "x.csv", "-k", "2"], "the following arguments are required: --out"),
+        (["fit", "x.csv", "-k", "2", "--out", "o", "--draws", "many"], "invalid int value"),
+        (["fit", "x.csv", "-k", "2", "--out", "o", "--family", "gamma"], "invalid choice"),
+        (["fit", "x.csv", "-k", "2", "--out", "o", "--bogus"], "unrecognized arguments"),
+        (["frobnicate"], "invalid choice"),
+        ([], "the following arguments are required: command"),
+    ],
+)
+def test_bad_arguments_are_one_line_and_exit_code_2(argv, fragment, capsys):
+    """The README's promise: bad input is one line on stderr (no usage block), code 2."""
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("bayesmix: error: ")
+    assert fragment in lines[0]
+    assert "--help" in lines[0]
 
 
 def test_parse_components():

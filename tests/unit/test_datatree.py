@@ -281,13 +281,14 @@ EDITS = {
     ),
     "n_components=-1": (
         lambda t: _set_json(t, "params", lambda p: p.__setitem__("n_components", -1)),
-        "attribute 'params' (the constructor arguments): n_components must be a positive "
-        "integer; got -1",
+        "attribute 'params' (the constructor arguments): GaussianMixture: n_components must "
+        "be a positive int (>= 1); got -1 (int)",
     ),
     "an unknown covariance type": (
         lambda t: _set_json(t, "params", lambda p: p.__setitem__("covariance_type", "banana")),
-        "attribute 'params' (the constructor arguments): covariance_type must be one of "
-        "['full', 'tied', 'diag', 'spherical']; got 'banana'. It was edited",
+        "attribute 'params' (the constructor arguments): GaussianMixture: covariance_type "
+        "must be one of ['full', 'tied', 'diag', 'spherical']; got 'banana'. Try the default, "
+        "covariance_type='full'. It was edited",
     ),
     # the EM result
     "em_result that is not JSON": (

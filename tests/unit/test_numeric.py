@@ -31,6 +31,20 @@ def test_column_moments_has_no_cancellation_far_from_zero(rng):
     np.testing.assert_allclose(column_moments(X)[1], (X - 1e8).std(axis=0), rtol=1e-6)
 
 
+@pytest.mark.parametrize("scale", [1e-300, 1e-160, 1.0, 1e160, 1e300])
+def test_column_moments_at_every_float_scale(scale, rng):
+    """Found by fuzzing: at 1e-300 the squared deviations underflowed to an sd of 0 (a
+    default prior of scale 0, which a saved fit could not be loaded with); at 1e300
+    they overflowed to inf."""
+    Z = rng.normal(size=(50, 2))
+    weights = rng.uniform(0.5, 2.0, size=50)
+    for w in (None, weights):
+        mean, std = column_moments(Z * scale, w)
+        expected_mean, expected_std = column_moments(Z, w)
+        np.testing.assert_allclose(mean, expected_mean * scale, rtol=1e-12)
+        np.testing.assert_allclose(std, expected_std * scale, rtol=1e-12)
+
+
 def test_column_ranges_propagate_nan():
     X = np.array([[1.0, 2.0], [np.nan, 5.0], [3.0, 4.0]])
     got = column_ranges(X)

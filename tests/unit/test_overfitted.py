@@ -1,5 +1,7 @@
 """The overfitted (sparse finite) mixture and the posterior of the number of clusters."""
 
+import itertools
+
 import numpy as np
 import pytest
 import scipy.stats as st
@@ -66,3 +68,45 @@ def test_nonempty_components_of_well_separated_clusters():
     k_plus = bm.nonempty_components(fit, random_seed=0)
     assert k_plus.attrs["mode"] == 3
     assert k_plus[3] == 1.0
+
+
+@pytest.mark.parametrize("k_max", [1, 0, 2.0, True])
+def test_overfitted_mixture_needs_two_components_or_more(k_max):
+    with pytest.raises(InvalidParameterError, match=rf"k_max must be an int >= 2; got {k_max!r}"):
+        bm.overfitted_mixture(k_max=k_max)
+
+
+def _exact_nonempty(r):
+    """P(K+ = m) of labels drawn from responsibilities ``r`` (N, K), by inclusion-exclusion.
+
+    P(every label in S) = prod_n sum_{k in S} r_nk; P(the labels used are exactly S) =
+    sum over T within S of (-1)^(|S| - |T|) P(every label in T).
+    """
+    k = r.shape[1]
+    subsets = [s for m in range(1, k + 1) for s in itertools.combinations(range(k), m)]
+    within = {s: r[:, list(s)].sum(axis=1).prod() for s in subsets}
+    exactly = {
+        s: sum((-1) ** (len(s) - len(t)) * within[t] for t in subsets if set(t) <= set(s))
+        for s in subsets
+    }
+    return np.array([sum(p for s, p in exactly.items() if len(s) == m) for m in range(1, k + 1)])
+
+
+def test_nonempty_components_of_an_em_fit_is_the_plug_in_distribution():
+    """An EM fit is one point: K+ is drawn ``max_draws`` times from the allocations there.
+
+    Issue 24: one allocation draw gave a random 0/1 answer (probability 1 for whatever
+    count that draw had). Now the distribution of K+ given the estimate.
+    """
+    X = np.random.default_rng(0).normal(size=(8, 1))
+    fit = bm.GaussianMixture(n_components=3, covariance_type="tied", random_state=0)
+    fit.fit(X, method="em")
+    exact = _exact_nonempty(fit.predict_proba(X))
+    assert exact.max() < 0.99  # an answer that one allocation draw cannot give
+    k_plus = bm.nonempty_components(fit, max_draws=4000, random_seed=0)
+    assert k_plus.attrs["draws"].shape == (4000,)
+    assert k_plus.attrs["plug_in"] is True
+    se = np.sqrt(exact * (1 - exact) / 4000)
+    np.testing.assert_array_less(np.abs(k_plus.to_numpy() - exact), 4 * se + 1e-12)
+    again = bm.nonempty_components(fit, max_draws=4000, random_seed=0)
+    assert again.equals(k_plus)

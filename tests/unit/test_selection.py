@@ -158,8 +158,12 @@ def test_bad_arguments():
     X, _ = make_mixture(50, [0.5, 0.5], MEANS[:2], COVS[:2], random_state=1)
     with pytest.raises(bm.exceptions.InvalidParameterError, match="distinct"):
         bm.select_k(X, ks=[2, 2], method="em")
-    with pytest.raises(bm.exceptions.InvalidParameterError, match="got 0"):
+    with pytest.raises(bm.exceptions.InvalidParameterError, match=r"ks must be.*got \[0, 1\]"):
         bm.select_k(X, ks=[0, 1], method="em")
+    with pytest.raises(bm.exceptions.InvalidParameterError, match="GaussianMixture: n_init"):
+        bm.select_k(X, ks=[1, 2], method="em", n_init=0)  # before any fit
+    with pytest.raises(bm.exceptions.InvalidParameterError, match="covariance_type"):
+        bm.select_k(X, ks=[1, 2], method="em", covariance_type="ful")
     with pytest.raises(bm.exceptions.InvalidParameterError, match="method must be one of"):
         bm.select_k(X, ks=[1, 2], method="bic")
 

@@ -99,6 +99,24 @@ BAD_INPUTS = [
         DataError,
         "columns ['name'] are not numeric",
     ),
+    # Found by the fuzzer (issue 24): repeated names were "not numeric" columns, and
+    # names equal as strings gave a fit with two features of one name.
+    (
+        "repeated column names",
+        GM(),
+        pd.DataFrame(_X(), columns=["a", "a"]),
+        {},
+        DataError,
+        "['a'] occur more than once",
+    ),
+    (
+        "column names equal as strings",
+        GM(),
+        pd.DataFrame(_X(), columns=[1, "1"]),
+        {},
+        DataError,
+        "['1'] occur more than once (as strings)",
+    ),
     (
         "categorical column",
         GM(),
@@ -167,6 +185,69 @@ BAD_INPUTS = [
         {},
         PriorError,
         "'a' must be > 0",
+    ),
+    # Issue 24, item 3: a prior parameter whose shape does not fit K or D failed with a
+    # NumPy broadcast error from deep inside the model (or was silently ignored by EM).
+    (
+        "prior means of the wrong shape",
+        GM(priors={"means": bm.Prior("Normal", mu=[0.0, 0.0, 0.0], sigma=1.0)}),
+        _X(),
+        {},
+        PriorError,
+        "'means': parameter 'mu' has shape (3,), which does not broadcast to the "
+        "variable's shape (2, 2) (component, feature)",
+    ),
+    (
+        "prior weights of the wrong shape",
+        GM(n_components=2, priors={"weights": bm.Prior("Dirichlet", a=[1.0, 1.0, 1.0])}),
+        _X(),
+        {"method": "em"},
+        PriorError,
+        "'weights': parameter 'a' has shape (3,), which does not broadcast to the "
+        "variable's shape (2,) (component)",
+    ),
+    (
+        "prior sigma of the wrong shape",
+        GM(priors={"sigma": bm.Prior("HalfNormal", sigma=np.ones((3, 1)))}),
+        _X(),
+        {},
+        PriorError,
+        "'sigma': parameter 'sigma' has shape (3, 1)",
+    ),
+    # Found by the fuzzer: a prior PyMC cannot build passed an EM fit and failed in
+    # build_model with PyMC's TypeError.
+    (
+        "prior without a required parameter",
+        GM(priors={"sigma": bm.Prior("HalfStudentT", sigma=1.0)}),
+        _X(),
+        {"method": "em"},
+        PriorError,
+        "PyMC cannot build HalfStudentT from sigma: HalfStudentT.dist() missing 1 required "
+        "positional argument: 'nu'",
+    ),
+    (
+        "prior of an incomplete parametrisation",
+        GM(priors={"sigma": bm.Prior("Gamma", alpha=2.0)}),
+        _X(),
+        {"method": "em"},
+        PriorError,
+        "PyMC cannot build Gamma from alpha: Incompatible parameterization",
+    ),
+    (
+        "priors not a dict",
+        GM(priors=[bm.Prior("Dirichlet", a=1.0)]),
+        _X(),
+        {},
+        InvalidParameterError,
+        "priors must be None or a dict",
+    ),
+    (
+        "progressbar not a bool",
+        GM(),
+        _X(),
+        {"progressbar": "yes"},
+        InvalidParameterError,
+        "progressbar must be True or False; got 'yes'",
     ),
 ]
 
@@ -347,3 +428,43 @@ def test_arrays_and_predict_are_not_checked(recwarn):
     fit.fit(X.to_numpy(), method="em")  # no names: the check is for DataFrames
     fit.predict(X)
     assert not [w for w in recwarn.list if issubclass(w.category, bm.DataWarning)]
+
+
+@pytest.mark.parametrize(
+    ("model", "X", "key", "fragment"),
+    [
+        (
+            bm.PoissonMixture(priors={"rates": bm.Prior("Gamma", alpha=[1.0] * 3, beta=1.0)}),
+            np.random.default_rng(0).poisson(3.0, size=(30, 2)),
+            "rates",
+            "(2, 2) (component, feature)",
+        ),
+        (
+            bm.StudentTMixture(priors={"dof": bm.Prior("Gamma", alpha=[2.0] * 5, beta=0.1)}),
+            _X(),
+            "dof",
+            "(2,) (component)",
+        ),
+        (
+            bm.BernoulliMixture(
+                n_components=3, priors={"probs": bm.Prior("Beta", alpha=np.ones((2, 4)), beta=1)}
+            ),
+            np.random.default_rng(0).integers(0, 2, size=(30, 4)),
+            "probs",
+            "(3, 4) (component, feature)",
+        ),
+    ],
+    ids=["poisson", "student-t", "bernoulli"],
+)
+@pytest.mark.parametrize("method", ["em", "nuts"])
+def test_prior_shapes_are_checked_against_k_and_d(model, X, key, fragment, method, monkeypatch):
+    def reached(*args, **kwargs):
+        raise AssertionError("validation should have failed before this point")
+
+    monkeypatch.setattr(type(model), "_run_em", reached)
+    with pytest.raises(PriorError) as info:
+        model.fit(X, method=method)
+    assert f"'{key}': parameter" in str(info.value)
+    assert fragment in str(info.value)
+    with pytest.raises(PriorError):
+        model.build_model(X)

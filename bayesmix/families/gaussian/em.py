@@ -177,6 +177,11 @@ def _check_covariance_ndim(covariances: np.ndarray, covariance_type: str) -> Non
 # Precision Cholesky factors and densities
 
 
+# A squared Cholesky pivot below this times D times its variance is rounding error: the
+# matrix is numerically singular.
+_SINGULAR_PIVOT = 16 * np.finfo(np.float64).eps
+
+
 def _precision_cholesky_matrix(covariance: np.ndarray, name: str, covariance_type: str):
     """Return the upper-triangular ``U`` with ``U U^T = covariance^-1`` for one matrix.
 
@@ -205,14 +210,23 @@ def _precision_cholesky_matrix(covariance: np.ndarray, name: str, covariance_typ
             f"The covariance of {name} (covariance_type={covariance_type!r}) contains NaN "
             f"or infinite values, so it has no Cholesky factor. {_FIT_ADVICE}"
         )
+    singular = FitError(
+        f"The covariance of {name} (covariance_type={covariance_type!r}) is not positive "
+        "definite: it is singular or nearly so, typically because the component "
+        f"collapsed onto too few or duplicated points. {_FIT_ADVICE}"
+    )
     try:
         cov_chol = linalg.cholesky(covariance, lower=True, check_finite=False)
     except linalg.LinAlgError as err:
-        raise FitError(
-            f"The covariance of {name} (covariance_type={covariance_type!r}) is not positive "
-            "definite: it is singular or nearly so, typically because the component "
-            f"collapsed onto too few or duplicated points. {_FIT_ADVICE}"
-        ) from err
+        raise singular from err
+    # A pivot within rounding error of zero is a singular matrix that this Cholesky
+    # happened to factorise: another LAPACK (NumPy's, in the densities) may not (found
+    # by fuzzing: a tied covariance of 5 rows, 2 components and 4 features, rank 3).
+    # Each pivot relative to its variance (1 - R^2 of the feature on the ones before it):
+    # the same at any scale of the features.
+    relative = np.diagonal(cov_chol) ** 2 / np.diagonal(covariance)
+    if not relative.min() > _SINGULAR_PIVOT * n_features:
+        raise singular
     eye = np.eye(n_features, dtype=np.float64)
     return linalg.solve_triangular(cov_chol, eye, lower=True, check_finite=False).T
 

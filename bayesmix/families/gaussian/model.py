@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from bayesmix._validation import MixtureData, check_option
+from bayesmix._params import Options
+from bayesmix._validation import MixtureData
 from bayesmix.em.chunked import EMSteps
 from bayesmix.families._location_scale import _LocationScaleMixture, mahalanobis_terms
 from bayesmix.families.gaussian.densities import (
@@ -194,6 +195,10 @@ class GaussianMixture(_LocationScaleMixture):
     _far_log_prob = staticmethod(gaussian_far_log_prob)
     # Name of the deterministic (K, D, D) matrices built from ``sigma`` and ``corr_chol``.
     _matrix_var = "covariances"
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        **_LocationScaleMixture._parameter_constraints,
+        "objective": [Options(*OBJECTIVES)],
+    }
 
     def __init__(
         self,
@@ -219,10 +224,6 @@ class GaussianMixture(_LocationScaleMixture):
         self.objective = objective
 
     # -- specification -------------------------------------------------------------------
-
-    def _check_params(self) -> None:
-        super()._check_params()
-        check_option(self.objective, "objective", OBJECTIVES)
 
     def _fitted_attributes(self, point: dict[str, np.ndarray]) -> None:
         self.means_ = point["means"]
