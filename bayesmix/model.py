@@ -44,7 +44,7 @@ from bayesmix._validation import (
 )
 from bayesmix.diagnostics import sampler_problems, summary_table
 from bayesmix.em.chunked import EMSteps, OnlineEM, fit_chunked, in_memory_pass, sample_indices
-from bayesmix.em.loop import EMResult
+from bayesmix.em.loop import INITS, EMResult
 from bayesmix.exceptions import (
     BayesmixDeprecationWarning,
     DataError,
@@ -382,6 +382,7 @@ class MixtureModel(ABC):
     def _check_params(self) -> None:
         check_positive_int(self.n_components, "n_components")
         check_positive_int(self.n_init, "n_init")
+        check_option(self.init, "init", INITS)
         check_positive_int(self.max_iter, "max_iter")
         check_nonnegative(self.tol, "tol")
         check_seed(self.random_state, "random_state")
@@ -656,6 +657,7 @@ class MixtureModel(ABC):
                 max_iter=self.max_iter,
                 tol=self.tol,
                 rng=np.random.default_rng(self.random_state),
+                init=self.init,
             )
             online = OnlineEM(steps, em.weights, em.params, kappa=float(kappa))
             online.prime(values, w, em.log_likelihood)
@@ -718,7 +720,7 @@ class MixtureModel(ABC):
         data: MixtureData | _dask.ChunkedData | _Features,
     ) -> AnyEMResult:
         """EM over ``data`` (in memory: one chunk) from ``start``; one restart."""
-        steps = dataclasses.replace(steps, initialise=lambda rows, n, rng: start)
+        steps = dataclasses.replace(steps, initialise=lambda rows, n, rng, partition: start)
         if isinstance(data, MixtureData):
             data_pass = in_memory_pass(data.values, data.sample_weight)
         else:
@@ -792,6 +794,7 @@ class MixtureModel(ABC):
             max_iter=self.max_iter,
             tol=self.tol,
             rng=np.random.default_rng(self.random_state),
+            init=self.init,
         )
         return priors, self._order_em(em)
 
