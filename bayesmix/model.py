@@ -53,7 +53,7 @@ from bayesmix._validation import (
 )
 from bayesmix.diagnostics import sampler_problems, summary_table
 from bayesmix.em.chunked import EMSteps, OnlineEM, fit_chunked, in_memory_pass, sample_indices
-from bayesmix.em.loop import EMResult
+from bayesmix.em.loop import INITS, EMResult
 from bayesmix.exceptions import (
     BayesmixDeprecationWarning,
     DataError,
@@ -188,6 +188,7 @@ class MixtureModel(ABC):
             ),
         ],
         "n_init": POSITIVE_INT,
+        "init": [Options(*INITS)],
         "max_iter": POSITIVE_INT,
         "tol": [Interval(Real, 0, None)],
         "random_state": SEED,
@@ -702,6 +703,7 @@ class MixtureModel(ABC):
                 max_iter=self.max_iter,
                 tol=self.tol,
                 rng=np.random.default_rng(self.random_state),
+                init=self.init,
             )
             online = OnlineEM(steps, em.weights, em.params, kappa=float(kappa))
             online.prime(values, w, em.log_likelihood)
@@ -764,7 +766,7 @@ class MixtureModel(ABC):
         data: MixtureData | _dask.ChunkedData | _Features,
     ) -> AnyEMResult:
         """EM over ``data`` (in memory: one chunk) from ``start``; one restart."""
-        steps = dataclasses.replace(steps, initialise=lambda rows, n, rng: start)
+        steps = dataclasses.replace(steps, initialise=lambda rows, n, rng, partition: start)
         if isinstance(data, MixtureData):
             data_pass = in_memory_pass(data.values, data.sample_weight)
         else:
@@ -838,6 +840,7 @@ class MixtureModel(ABC):
             max_iter=self.max_iter,
             tol=self.tol,
             rng=np.random.default_rng(self.random_state),
+            init=self.init,
         )
         return priors, self._order_em(em)
 

@@ -138,7 +138,7 @@ CRITERIA = ("bic", "icl", "loo")
 EM_RULE = (
     "BIC and ICL choose the K with the lowest value among the usable EM fits: those for "
     "which EM gave no ConvergenceWarning (did not converge, an empty component, a "
-    "collapsed covariance, failed restarts)."
+    "collapsed covariance, a degenerate component, failed restarts)."
 )
 LOO_RULE = (
     "LOO chooses the smallest K whose elpd is within max({n_se:g} x dse, {negligible:g}) "
@@ -336,6 +336,7 @@ def choose_k(
 
 _EM_PROBLEMS = (
     ("collapsed", "collapsed covariance"),
+    ("are degenerate", "degenerate component"),
     ("empty", "empty component"),
     ("did not converge", "EM did not converge"),
     ("failed", "failed restarts"),

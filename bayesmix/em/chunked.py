@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bayesmix.em.loop import EMResult, _fit_restarts, _Restart, converge
+from bayesmix.em.loop import EMResult, _fit_restarts, _Restart, _restart_plan, converge
 from bayesmix.exceptions import FitError
 
 __all__ = [
@@ -68,7 +68,9 @@ class EMSteps:
     m_step : callable
         ``m_step(stats, weights, params, data_pass) -> (weights, params)``.
     initialise : callable
-        ``initialise(rows, n_samples, rng) -> (weights, params)``.
+        ``initialise(rows, n_samples, rng, partition) -> (weights, params)``: the start
+        from a partition of :func:`bayesmix.em.init.initial_labels` (``"k-means++"`` or
+        ``"random"``) of the rows drawn by ``rows``.
     log_prior : callable or None
         ``log_prior(weights, params)`` for ``objective="map"``, None for maximum likelihood.
     centre, recentre : callable or None
@@ -83,18 +85,26 @@ class EMSteps:
         over the distinct counts).
     objective : str
     covariance_type : str or None
+    degenerate : callable or None
+        ``degenerate(weights, params, total_weight) -> {component: what was found}``: the
+        family's check for spurious maxima of an unbounded likelihood (see
+        :func:`bayesmix.em.loop._fit_restarts`); None when the likelihood is bounded.
+    degenerate_advice : str
+        What the degenerate-fit warning advises.
     """
 
     family: str
     statistics: Callable[[np.ndarray, np.ndarray | None, np.ndarray, dict], dict]
     m_step: Callable[[dict, np.ndarray, dict, DataPass], tuple[np.ndarray, dict]]
-    initialise: Callable[[Rows, int, np.random.Generator], tuple[np.ndarray, dict]]
+    initialise: Callable[[Rows, int, np.random.Generator, str], tuple[np.ndarray, dict]]
     log_prior: Callable[[np.ndarray, dict], float] | None = None
     centre: Callable[[dict, dict], dict] | None = None
     recentre: Callable[[dict, dict, dict], dict] | None = None
     online: bool = True
     objective: str = "ml"
     covariance_type: str | None = None
+    degenerate: Callable[[np.ndarray, dict, float], dict[int, str]] | None = None
+    degenerate_advice: str = 'Use objective="map", fewer components or a larger n_init.'
 
 
 def in_memory_pass(X: np.ndarray, sample_weight: np.ndarray | None = None) -> DataPass:
@@ -135,6 +145,7 @@ def fit_chunked(
     tol: float,
     rng: np.random.Generator,
     label: str | None = None,
+    init: str = "k-means++",
 ) -> EMResult:
     """Run ``n_init`` restarts of EM over a chunked data set; return the best.
 
@@ -154,6 +165,9 @@ def fit_chunked(
         Seeds the initialisations.
     label : str, optional
         Name of the fit in messages (default ``"<family> EM"``).
+    init : {"k-means++", "random", "emem"}, default="k-means++"
+        How the restarts start (:func:`bayesmix.em.loop._restart_plan`); the short runs of
+        ``"emem"`` are data passes too.
 
     Returns
     -------
@@ -166,13 +180,15 @@ def fit_chunked(
         fn = functools.partial(_call_statistics, steps.statistics, weights, params)
         return data_pass(fn)
 
-    def run_restart(init: int) -> _Restart:
-        name = f"{label} restart {init + 1}/{n_init}"
+    def start(partition: str) -> tuple[np.ndarray, dict]:
         try:
-            weights, params = steps.initialise(rows, n_samples, rng)
+            return steps.initialise(rows, n_samples, rng, partition)
         except FitError as err:
             raise FitError(f"initialisation: {err}") from err
 
+    def run(
+        weights: np.ndarray, params: dict, iterations: int, tolerance: float, name: str
+    ) -> _Restart:
         def step(n_iter: int, weights: np.ndarray, params: dict):
             stats = statistics_at(weights, params)
             if not total_weight:
@@ -192,10 +208,33 @@ def fit_chunked(
             return _objective(steps, statistics_at(weights, params), weights, params)
 
         run = converge(
-            step, weights, params, max_iter=max_iter, tol=tol, name=name, objective=objective
+            step,
+            weights,
+            params,
+            max_iter=iterations,
+            tol=tolerance,
+            name=name,
+            objective=objective,
         )
         # The log-likelihood is evaluated for the best restart only.
         return run.restart(np.nan, total_weight[0] if total_weight else float(n_samples))
+
+    degenerate = None
+    if steps.degenerate is not None:
+
+        def degenerate(run: _Restart) -> dict[int, str]:
+            return steps.degenerate(run.weights, run.params, run.n_samples)
+
+    run_restart = _restart_plan(
+        start,
+        run,
+        init=init,
+        n_init=n_init,
+        max_iter=max_iter,
+        tol=tol,
+        label=label,
+        degenerate=degenerate,
+    )
 
     def log_likelihood(best: _Restart) -> float:
         stats = statistics_at(best.weights, best.params)
@@ -212,6 +251,8 @@ def fit_chunked(
         stacklevel=4,  # _fit_restarts, fit_chunked, the model's fit, the caller
         label=label,
         log_likelihood=log_likelihood,
+        degenerate=degenerate,
+        degenerate_advice=steps.degenerate_advice,
     )
 
 

@@ -1,8 +1,17 @@
-"""Initialisation of EM for every family: k-means++ seeds and starting responsibilities.
+"""Initialisation of EM for every family: starting partitions and responsibilities.
 
-:func:`kmeans_plusplus` (Arthur & Vassilvitskii 2007) picks ``K`` seeds among the rows of
-``X``; :func:`initial_responsibilities` assigns every row to its nearest seed, softened, so
-that any family's M-step can start from it.
+A restart of any family starts from a partition of the rows (:func:`initial_labels`):
+
+* ``"k-means++"`` -- every row goes to its nearest of ``K`` seeds chosen by
+  :func:`kmeans_plusplus` (Arthur & Vassilvitskii 2007), spread over the data;
+* ``"random"`` -- every row goes to its nearest of ``K`` distinct rows drawn uniformly
+  (weighted by ``sample_weight``): a random Voronoi partition, the "random centres" start
+  of Biernacki, Celeux & Govaert (2003).
+
+:func:`initial_responsibilities` turns the partition into responsibilities, softened, so
+that any family's M-step can start from it. Which partitions the restarts use, and how
+(``init="emem"``: many short runs from both kinds, the best continued), is the EM loop's
+(:mod:`bayesmix.em.loop`).
 """
 
 from __future__ import annotations
@@ -13,12 +22,94 @@ import numpy as np
 
 from bayesmix.exceptions import InvalidParameterError
 
-__all__ = ["initial_responsibilities", "kmeans_plusplus", "nearest_centres"]
+__all__ = [
+    "PARTITIONS",
+    "initial_labels",
+    "initial_responsibilities",
+    "kmeans_plusplus",
+    "nearest_centres",
+]
 
 logger = logging.getLogger("bayesmix")
 
 # Softening of the hard k-means++ assignment of the starting responsibilities.
 _INIT_SMOOTHING = 0.1
+
+# The starting partitions a restart can use (see the module docstring).
+PARTITIONS: tuple[str, ...] = ("k-means++", "random")
+
+
+def initial_labels(
+    X: np.ndarray,
+    n_components: int,
+    rng: np.random.Generator,
+    partition: str = "k-means++",
+    sample_weight: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return a starting partition of the rows of ``X`` and each row's distance to its centre.
+
+    Parameters
+    ----------
+    X : numpy.ndarray of shape (n_samples, n_features)
+        Data.
+    n_components : int
+        Number of groups ``K`` (at least 1, at most ``n_samples``).
+    rng : numpy.random.Generator
+        Source of randomness.
+    partition : {"k-means++", "random"}, default="k-means++"
+        ``"k-means++"``: the nearest of the :func:`kmeans_plusplus` seeds; ``"random"``:
+        the nearest of ``K`` distinct rows drawn uniformly (with probability proportional
+        to ``sample_weight``).
+    sample_weight : numpy.ndarray of shape (n_samples,), optional
+        Non-negative weights, not all zero.
+
+    Returns
+    -------
+    labels : numpy.ndarray of shape (n_samples,)
+        The group of every row, in ``0 .. K-1``. A group is empty only when ``X`` has
+        fewer distinct rows than ``K``.
+    sq_distances : numpy.ndarray of shape (n_samples,)
+        Squared Euclidean distance of every row to its centre.
+    """
+    seeding = _SEEDINGS.get(partition)
+    if seeding is None:
+        raise InvalidParameterError(f"partition must be one of {PARTITIONS}, got {partition!r}.")
+    centres = seeding(np.asarray(X, dtype=np.float64), n_components, rng, sample_weight)
+    return nearest_centres(X, centres)
+
+
+def _random_centres(
+    X: np.ndarray,
+    n_components: int,
+    rng: np.random.Generator,
+    sample_weight: np.ndarray | None,
+) -> np.ndarray:
+    """Return ``K`` distinct rows of ``X`` drawn at random (with probability by weight).
+
+    Each draw picks a row with probability proportional to its weight (as the first
+    k-means++ seed is drawn: one uniform number, weight 0 never drawn); a row equal to one
+    already drawn is drawn again (up to ``100 K`` draws, for data with fewer distinct rows
+    than ``K``). So integer weights draw the same rows as the data with every row repeated
+    ``w_n`` times.
+    """
+    n_samples = X.shape[0]
+    if not 1 <= n_components <= n_samples:
+        raise InvalidParameterError(
+            f"n_components must be between 1 and the number of samples ({n_samples}), got "
+            f"{n_components}."
+        )
+    weights = np.ones(n_samples) if sample_weight is None else sample_weight
+    cumulative = np.cumsum(weights)
+    chosen: list[int] = []
+    for attempt in range(100 * n_components + n_components):
+        if len(chosen) == n_components:
+            break
+        value = rng.uniform() * cumulative[-1]
+        index = min(int(np.searchsorted(cumulative, value)), n_samples - 1)
+        repeated = any(np.array_equal(X[index], X[other]) for other in chosen)
+        if not repeated or attempt >= 100 * n_components:
+            chosen.append(index)
+    return X[chosen].copy()
 
 
 def initial_responsibilities(
@@ -27,25 +118,27 @@ def initial_responsibilities(
     rng: np.random.Generator,
     smoothing: float,
     sample_weight: np.ndarray | None = None,
+    partition: str = "k-means++",
 ) -> np.ndarray:
-    """Hard-assign every sample to its nearest k-means++ seed, softened by ``smoothing``.
+    """Hard-assign every sample to its group of :func:`initial_labels`, softened by ``smoothing``.
 
     The responsibilities are ``(1 - s) * one-hot + s / K``. With ``smoothing=0`` they stay
-    hard unless a seed receives no sample (``X`` has fewer distinct rows than
+    hard unless a group receives no sample (``X`` has fewer distinct rows than
     ``n_components``), in which case :data:`_INIT_SMOOTHING` is used so that no component
-    starts empty. ``sample_weight`` weights the seeding (:func:`kmeans_plusplus`); the
-    responsibilities are not weighted (the caller's M-step weights them).
+    starts empty. ``sample_weight`` weights the seeding; the responsibilities are not
+    weighted (the caller's M-step weights them). ``partition`` is ``"k-means++"`` or
+    ``"random"`` (see :func:`initial_labels`).
     """
-    centres = kmeans_plusplus(X, n_components, rng, sample_weight)
-    labels = nearest_centres(X, centres)[0]
+    labels = initial_labels(X, n_components, rng, partition, sample_weight)[0]
     resp = np.zeros((X.shape[0], n_components), dtype=np.float64)
     resp[np.arange(X.shape[0]), labels] = 1.0
     empty = np.flatnonzero(np.bincount(labels, minlength=n_components) == 0).tolist()
     if empty and smoothing == 0.0:
         smoothing = _INIT_SMOOTHING
         logger.warning(
-            "k-means++ initialisation: component(s) %s received no sample (X has fewer "
+            "%s initialisation: component(s) %s received no sample (X has fewer "
             "distinct rows than n_components=%d?); starting from softened responsibilities.",
+            partition,
             empty,
             n_components,
         )
@@ -152,6 +245,14 @@ def kmeans_plusplus(
         indices[c] = candidate_ids[best]
 
     return X[indices].copy()
+
+
+# partition -> seeding(X, n_components, rng, sample_weight) -> centres (K, D); through the
+# module's names, so that a test can replace them.
+_SEEDINGS = {
+    "k-means++": lambda *args: kmeans_plusplus(*args),
+    "random": lambda *args: _random_centres(*args),
+}
 
 
 def _total(distances: np.ndarray, sample_weight: np.ndarray | None) -> np.ndarray:

@@ -62,6 +62,7 @@ from bayesmix.em.loop import (
     _map_weights,
     _ml_weights,
     _Restart,
+    _restart_plan,
 )
 from bayesmix.exceptions import DataError, InvalidParameterError
 from bayesmix.model import MixtureModel
@@ -194,6 +195,7 @@ class _IndependentFeaturesMixture(MixtureModel):
         n_components: int = 2,
         priors: dict[str, Prior] | None = None,
         n_init: int = 5,
+        init: Literal["emem", "k-means++", "random"] = "emem",
         max_iter: int = 500,
         tol: float = 1e-6,
         random_state: int | None = None,
@@ -202,6 +204,7 @@ class _IndependentFeaturesMixture(MixtureModel):
         self.n_components = n_components
         self.priors = priors
         self.n_init = n_init
+        self.init = init
         self.max_iter = max_iter
         self.tol = tol
         self.random_state = random_state
@@ -255,6 +258,7 @@ class _IndependentFeaturesMixture(MixtureModel):
             data.values,
             self.n_components,
             n_init=self.n_init,
+            init=self.init,
             max_iter=self.max_iter,
             tol=self.tol,
             random_state=rng,
@@ -399,6 +403,7 @@ def _fit_discrete(
     random_state: int | np.random.Generator | None,
     objective: str,
     sample_weight: np.ndarray | None = None,
+    init: str = "k-means++",
 ) -> EMResult:
     """EM for a mixture with conditionally independent features (Poisson, Bernoulli).
 
@@ -434,23 +439,23 @@ def _fit_discrete(
     def update(resp: np.ndarray, _cache, weights: np.ndarray, params: dict | None):
         return m_step(column_sums(resp), resp.T @ X, weights, params)
 
-    def run_restart(init: int) -> _Restart:
-        resp = initial_responsibilities(X, n_components, rng, _INIT_SMOOTHING, w)
+    def start(partition: str) -> tuple[np.ndarray, dict]:
+        resp = initial_responsibilities(X, n_components, rng, _INIT_SMOOTHING, w, partition)
         if w is not None:
             resp *= w[:, np.newaxis]
-        weights, params = update(resp, None, np.full(n_components, 1.0 / n_components), None)
+        return update(resp, None, np.full(n_components, 1.0 / n_components), None)
+
+    def run(
+        weights: np.ndarray, params: dict, iterations: int, tolerance: float, run_name: str
+    ) -> _Restart:
         return _iterate(
-            e_step,
-            update,
-            weights,
-            params,
-            max_iter=max_iter,
-            tol=tol,
-            name=f"{family} EM restart {init + 1}/{n_init}",
+            e_step, update, weights, params, max_iter=iterations, tol=tolerance, name=run_name
         )
 
     return _fit_restarts(
-        run_restart,
+        _restart_plan(
+            start, run, init=init, n_init=n_init, max_iter=max_iter, tol=tol, label=f"{family} EM"
+        ),
         n_init=n_init,
         max_iter=max_iter,
         tol=tol,
@@ -546,9 +551,11 @@ def _discrete_steps(
         concentration=concentration,
     )
 
-    def initialise(rows, n_samples: int, rng: np.random.Generator) -> tuple:
+    def initialise(
+        rows, n_samples: int, rng: np.random.Generator, partition: str = "k-means++"
+    ) -> tuple:
         X, w = rows(sample_indices(n_samples, rng))
-        resp = initial_responsibilities(X, n_components, rng, _INIT_SMOOTHING, w)
+        resp = initial_responsibilities(X, n_components, rng, _INIT_SMOOTHING, w, partition)
         if w is not None:
             resp *= w[:, np.newaxis]
         start = np.full(n_components, 1.0 / n_components)

@@ -62,7 +62,7 @@ import functools
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pymc as pm
@@ -85,6 +85,7 @@ from bayesmix.em.loop import (
     _log_responsibilities,
     _ml_weights,
     _Restart,
+    _restart_plan,
 )
 from bayesmix.exceptions import DataError
 from bayesmix.families._independent import (
@@ -641,10 +642,12 @@ def chunked_nb_steps(n_components: int, data_pass: Callable[[Callable], dict]) -
         hists = [stats["hists"][:, a:b] for a, b in itertools.pairwise(sizes)]
         return _m_step_from_histograms(list(levels), hists, np.asarray(stats["nk"]), params)
 
-    def initialise(rows, n_samples: int, rng: np.random.Generator) -> tuple:
+    def initialise(
+        rows, n_samples: int, rng: np.random.Generator, partition: str = "k-means++"
+    ) -> tuple:
         X, w = rows(sample_indices(n_samples, rng))
         stats = _NBStatistics(X, w)
-        resp = initial_responsibilities(X, n_components, rng, _INIT_SMOOTHING, w)
+        resp = initial_responsibilities(X, n_components, rng, _INIT_SMOOTHING, w, partition)
         return _m_step(stats, stats.weighted(resp), None)
 
     return EMSteps(
@@ -666,6 +669,7 @@ def fit_negative_binomial_em(
     tol: float = 1e-6,
     random_state: int | np.random.Generator | None = None,
     sample_weight: np.ndarray | None = None,
+    init: str = "k-means++",
 ) -> EMResult:
     r"""Fit a mixture of independent negative binomials by maximum likelihood (ECM).
 
@@ -681,20 +685,26 @@ def fit_negative_binomial_em(
     n_components : int
         Number of components ``K``.
     n_init : int, default=1
-        Number of restarts from k-means++ seeds; the one with the highest final
-        objective is returned (the first on ties).
+        Number of restarts (see ``init``); the one with the highest final objective is
+        returned (the first on ties).
     max_iter : int, default=200
         Maximum number of EM iterations per restart (0 returns the starting parameters).
     tol : float, default=1e-6
         Convergence threshold on the change of the objective (per sample).
     random_state : int, numpy.random.Generator or None, default=None
-        Seed of the k-means++ initialisation; a ``Generator`` is used as is.
+        Seed of the initialisation; a ``Generator`` is used as is.
     sample_weight : numpy.ndarray of shape (n_samples,) or None, default=None
         Non-negative frequency weights (None: all ones). They multiply the
         responsibilities in every sufficient statistic, and the objective is the
         weighted mean log-likelihood ``sum_n w_n log p(x_n) / sum_n w_n``: integer weights
-        give the fit of the data with every row repeated ``w_n`` times. The k-means++
-        seeding is weighted too.
+        give the fit of the data with every row repeated ``w_n`` times. The seeding is
+        weighted too.
+    init : {"k-means++", "random", "emem"}, default="k-means++"
+        How the restarts start (:func:`bayesmix.em.loop._restart_plan`): each from the
+        nearest-seed partition of new k-means++ seeds or of ``K`` random rows; or
+        ``"emem"``: ``8 * n_init`` short runs (to a change below 1e-3, at most 50
+        iterations) from both kinds, the best ``n_init`` run to convergence (the
+        estimators' default).
 
     Returns
     -------
@@ -730,23 +740,40 @@ def fit_negative_binomial_em(
     True
     """
     X = np.asarray(X, dtype=np.float64)
-    _check_arguments(X, n_components, n_init, max_iter, tol, "ml")
+    _check_arguments(X, n_components, n_init, max_iter, tol, "ml", init)
     _check_counts(X, "negative binomial")
     stats = _NBStatistics(X, check_sample_weight(sample_weight, X.shape[0]))
     rng = np.random.default_rng(random_state)
 
-    def run_restart(init: int) -> _Restart:
-        resp = initial_responsibilities(X, n_components, rng, _INIT_SMOOTHING, stats.sample_weight)
-        return _run_restart(
-            stats,
-            resp,
-            max_iter=max_iter,
-            tol=tol,
-            name=f"negative_binomial EM restart {init + 1}/{n_init}",
+    def start(partition: str) -> tuple[np.ndarray, dict]:
+        resp = initial_responsibilities(
+            X, n_components, rng, _INIT_SMOOTHING, stats.sample_weight, partition
+        )
+        return _m_step(stats, stats.weighted(resp), None)
+
+    def run(
+        weights: np.ndarray, params: dict, iterations: int, tolerance: float, name: str
+    ) -> _Restart:
+        return _iterate(
+            lambda w, p: _e_step(stats, w, p),
+            lambda r, _cache, _w, p: _m_step(stats, r, p),
+            weights,
+            params,
+            max_iter=iterations,
+            tol=tolerance,
+            name=name,
         )
 
     return _fit_restarts(
-        run_restart,
+        _restart_plan(
+            start,
+            run,
+            init=init,
+            n_init=n_init,
+            max_iter=max_iter,
+            tol=tol,
+            label="negative_binomial EM",
+        ),
         n_init=n_init,
         max_iter=max_iter,
         tol=tol,
@@ -777,7 +804,15 @@ class NegativeBinomialMixture(MixtureModel):
         ``weights`` (Dirichlet), ``rates`` and ``dispersion`` (Gamma, Exponential,
         LogNormal, HalfNormal).
     n_init : int, default=5
-        Number of EM restarts.
+        Number of EM restarts run to convergence; the best is kept.
+    init : {"emem", "k-means++", "random"}, default="emem"
+        How the EM restarts start. ``"emem"`` (Biernacki, Celeux & Govaert 2003): ``8 *
+        n_init`` short runs (until the mean log-likelihood changes by less than 1e-3, at
+        most 50 iterations) from k-means++ and random partitions in turn, of which the
+        best ``n_init`` run to convergence; it reaches the best known optimum more often
+        than k-means++ restarts (``bench/results/em_init.md``). ``"k-means++"``:
+        every restart from new k-means++ seeds (scikit-learn's start, bayesmix's earlier
+        default); ``"random"``: from ``K`` random rows.
     max_iter : int, default=500
     tol : float, default=1e-6
     random_state : int or None, default=None
@@ -834,6 +869,7 @@ class NegativeBinomialMixture(MixtureModel):
         n_components: int = 2,
         priors: dict[str, Prior] | None = None,
         n_init: int = 5,
+        init: Literal["emem", "k-means++", "random"] = "emem",
         max_iter: int = 500,
         tol: float = 1e-6,
         random_state: int | None = None,
@@ -841,6 +877,7 @@ class NegativeBinomialMixture(MixtureModel):
         self.n_components = n_components
         self.priors = priors
         self.n_init = n_init
+        self.init = init
         self.max_iter = max_iter
         self.tol = tol
         self.random_state = random_state
@@ -902,6 +939,7 @@ class NegativeBinomialMixture(MixtureModel):
             data.values,
             self.n_components,
             n_init=self.n_init,
+            init=self.init,
             max_iter=self.max_iter,
             tol=self.tol,
             random_state=rng,

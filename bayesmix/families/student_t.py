@@ -56,7 +56,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pymc as pm
@@ -79,6 +79,7 @@ from bayesmix.em.loop import (
     _iterate,
     _log_responsibilities,
     _Restart,
+    _restart_plan,
 )
 from bayesmix.exceptions import InvalidParameterError
 from bayesmix.families._location_scale import _LocationScaleMixture, mahalanobis_terms
@@ -86,6 +87,8 @@ from bayesmix.families.gaussian.densities import n_parameters, scaled_squared_ma
 from bayesmix.families.gaussian.em import (
     COVARIANCE_TYPES,
     _centre,
+    _chunked_degenerate,
+    _degenerate_findings,
     _recentre,
     compute_precision_cholesky,
     full_covariances,
@@ -288,6 +291,7 @@ def fit_student_t_em(
     random_state: int | np.random.Generator | None = None,
     dof_bounds: tuple[float, float] = (1.0, 200.0),
     sample_weight: np.ndarray | None = None,
+    init: str = "k-means++",
 ) -> EMResult:
     r"""Fit a mixture of multivariate t distributions by maximum likelihood (ECM).
 
@@ -315,7 +319,7 @@ def fit_student_t_em(
     reg_covar : float, default=1e-6
         Non-negative ridge added to the diagonal of every scale matrix.
     random_state : int, numpy.random.Generator or None, default=None
-        Seed of the k-means++ initialisation (the same seeding as
+        Seed of the initialisation (the same seeding as
         :func:`bayesmix.families.gaussian.em.fit_em`); a ``Generator`` is used as is.
     dof_bounds : tuple of two floats, default=(1.0, 200.0)
         Interval ``0 < low <= high < inf`` for the degrees of freedom; ``low == high``
@@ -323,6 +327,12 @@ def fit_student_t_em(
     sample_weight : numpy.ndarray of shape (n_samples,), optional
         Non-negative frequency weights (validated by the caller); integer weights give the
         fit of the data with every row repeated ``w_n`` times.
+    init : {"k-means++", "random", "emem"}, default="k-means++"
+        How the restarts start (:func:`bayesmix.em.loop._restart_plan`): each from the
+        nearest-seed partition of new k-means++ seeds or of ``K`` random rows; or
+        ``"emem"``: ``8 * n_init`` short runs (to a change below 1e-3, at most 50
+        iterations) from both kinds, the best ``n_init`` run to convergence (the
+        estimators' default).
 
     Returns
     -------
@@ -345,7 +355,7 @@ def fit_student_t_em(
         restart failed while another succeeded, or if a component of the result is empty.
     """
     X = np.asarray(X, dtype=np.float64)
-    _check_arguments(X, n_components, n_init, max_iter, tol, "ml")
+    _check_arguments(X, n_components, n_init, max_iter, tol, "ml", init)
     if covariance_type not in COVARIANCE_TYPES:
         raise InvalidParameterError(
             f"covariance_type must be one of {COVARIANCE_TYPES}, got {covariance_type!r}."
@@ -390,8 +400,8 @@ def fit_student_t_em(
             dof_bounds=bounds,
         )
 
-    def run_restart(init: int) -> _Restart:
-        resp = initial_responsibilities(X, n_components, rng, 0.0, sample_weight)
+    def start(partition: str) -> tuple[np.ndarray, dict]:
+        resp = initial_responsibilities(X, n_components, rng, 0.0, sample_weight, partition)
         if sample_weight is not None:
             resp *= sample_weight[:, np.newaxis]
         weights, means, covariances = m_step(X, resp, covariance_type, reg_covar)
@@ -400,18 +410,33 @@ def fit_student_t_em(
             "covariances": covariances,
             "dof": np.full(n_components, min(max(_INIT_DOF, low), high)),
         }
+        return weights, params
+
+    def run(
+        weights: np.ndarray, params: dict, iterations: int, tolerance: float, name: str
+    ) -> _Restart:
         return _iterate(
-            e_step,
-            update,
-            weights,
-            params,
-            max_iter=max_iter,
-            tol=tol,
-            name=f"student_t EM restart {init + 1}/{n_init}",
+            e_step, update, weights, params, max_iter=iterations, tol=tolerance, name=name
         )
 
+    degenerate = functools.partial(
+        _degenerate_findings,
+        X,
+        covariance_type=covariance_type,
+        reg_covar=reg_covar,
+        sample_weight=sample_weight,
+    )
     return _fit_restarts(
-        run_restart,
+        _restart_plan(
+            start,
+            run,
+            init=init,
+            n_init=n_init,
+            max_iter=max_iter,
+            tol=tol,
+            label="student_t EM",
+            degenerate=degenerate,
+        ),
         n_init=n_init,
         max_iter=max_iter,
         tol=tol,
@@ -419,6 +444,8 @@ def fit_student_t_em(
         objective="ml",
         covariance_type=covariance_type,
         stacklevel=4,  # _fit_restarts, fit_student_t_em, BLAS-thread wrapper, caller
+        degenerate=degenerate,
+        degenerate_advice=_DEGENERATE_ADVICE,
     )
 
 
@@ -485,6 +512,13 @@ def _t_chunk_sums(
 # relatively: then a second pass sums about the new means.
 _T_CANCELLATION = 1e7
 
+# The advice of the degenerate-fit warning (the Student-t EM has no MAP objective).
+_DEGENERATE_ADVICE = (
+    "Use fewer components, a larger reg_covar or a larger n_init (StudentTMixture has no "
+    'objective="map"; GaussianMixture(objective="map") keeps every covariance away from '
+    "zero)."
+)
+
 
 def _t_scatter(su: np.ndarray, s1: np.ndarray, s2: np.ndarray, matrices: bool) -> np.ndarray:
     """Return the scatter about ``c + s1 / su`` from the sums about ``c``."""
@@ -503,8 +537,12 @@ def chunked_t_steps(
     covariance_type: str,
     reg_covar: float,
     dof_bounds: tuple[float, float],
+    data_pass: Callable[[Callable], dict] | None = None,
 ) -> EMSteps:
     """Return the Student-t ECM as sufficient statistics (:class:`EMSteps`, chunked data).
+
+    With ``data_pass``, restarts are checked for degenerate components (two passes
+    for the data covariance, at the first check).
 
     One pass per iteration (:func:`_t_chunk_sums` about the current means); both CM-steps
     of :func:`_t_cm_steps` from the totals, with a second pass about the new means when
@@ -552,9 +590,11 @@ def chunked_t_steps(
             dof[k] = _update_dof(float(stats["a"][k]), float(nk[k]), dof_bounds)
         return floored / floored.sum(), {"means": means, "covariances": covariances, "dof": dof}
 
-    def initialise(rows, n_samples: int, rng: np.random.Generator) -> tuple:
+    def initialise(
+        rows, n_samples: int, rng: np.random.Generator, partition: str = "k-means++"
+    ) -> tuple:
         X, w = rows(sample_indices(n_samples, rng))
-        resp = initial_responsibilities(X, n_components, rng, 0.0, w)
+        resp = initial_responsibilities(X, n_components, rng, 0.0, w, partition)
         if w is not None:
             resp *= w[:, np.newaxis]
         weights, means, covariances = m_step(X, resp, covariance_type, reg_covar)
@@ -570,6 +610,10 @@ def chunked_t_steps(
         centre=functools.partial(_centre, mass="su"),
         recentre=functools.partial(_recentre, covariance_type=covariance_type, mass="su"),
         covariance_type=covariance_type,
+        degenerate=None
+        if data_pass is None
+        else _chunked_degenerate(data_pass, n_features, covariance_type, reg_covar),
+        degenerate_advice=_DEGENERATE_ADVICE,
     )
 
 
@@ -645,7 +689,18 @@ class StudentTMixture(_LocationScaleMixture):
         Priors for ``weights``, ``means``, ``sigma``, ``corr_chol`` (as for
         :class:`GaussianMixture`) and ``dof`` (Gamma, Exponential, ...).
     n_init : int, default=5
-        Number of ECM restarts.
+        Number of ECM restarts run to convergence; the best is kept.
+    init : {"emem", "k-means++", "random"}, default="emem"
+        How the EM restarts start. ``"emem"`` (Biernacki, Celeux & Govaert 2003): ``8 *
+        n_init`` short runs (until the mean log-likelihood changes by less than 1e-3, at
+        most 50 iterations) from k-means++ and random partitions in turn, of which the
+        best ``n_init`` run to convergence; it reaches the best known optimum more often
+        than k-means++ restarts (``bench/results/em_init.md``). ``"k-means++"``:
+        every restart from new k-means++ seeds (scikit-learn's start, bayesmix's earlier
+        default); ``"random"``: from ``K`` random rows. With maximum likelihood, a
+        restart that ends degenerate (a component on fewer points than its parameters
+        need, or with a variance below 1e-6 of the data's) is kept only if every restart
+        does.
     max_iter : int, default=500
     tol : float, default=1e-6
     reg_covar : float, default=1e-6
@@ -715,6 +770,7 @@ class StudentTMixture(_LocationScaleMixture):
         covariance_type: str = "full",
         priors: dict[str, Prior] | None = None,
         n_init: int = 5,
+        init: Literal["emem", "k-means++", "random"] = "emem",
         max_iter: int = 500,
         tol: float = 1e-6,
         reg_covar: float = 1e-6,
@@ -725,6 +781,7 @@ class StudentTMixture(_LocationScaleMixture):
         self.covariance_type = covariance_type
         self.priors = priors
         self.n_init = n_init
+        self.init = init
         self.max_iter = max_iter
         self.tol = tol
         self.reg_covar = reg_covar
@@ -782,6 +839,7 @@ class StudentTMixture(_LocationScaleMixture):
             self.n_components,
             covariance_type=self.covariance_type,
             n_init=self.n_init,
+            init=self.init,
             max_iter=self.max_iter,
             tol=self.tol,
             reg_covar=self.reg_covar,
@@ -803,6 +861,7 @@ class StudentTMixture(_LocationScaleMixture):
             covariance_type=self.covariance_type,
             reg_covar=self.reg_covar,
             dof_bounds=tuple(float(b) for b in self.dof_bounds),
+            data_pass=data_pass,
         )
 
     def _point_from_em(self, em: EMResult, n_features: int) -> dict[str, np.ndarray]:

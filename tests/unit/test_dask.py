@@ -99,7 +99,9 @@ def test_dask_em_equals_in_memory_em(cls, params, make, weighted):
     memory = cls(**settings).fit(X, method="em", sample_weight=w)
     w_chunked = None if w is None else da.from_array(w, chunks=(CHUNKS,))
     chunked = cls(**settings).fit(_chunked(X), method="em", sample_weight=w_chunked)
-    _assert_same_fit(chunked, memory)
+    # A negative-binomial dispersion near the Poisson limit lies on a flat ridge of the
+    # likelihood: the rounding of the chunked sums moves it by ~1e-10 relatively.
+    _assert_same_fit(chunked, memory, rtol=1e-9 if cls is bm.NegativeBinomialMixture else RTOL)
 
 
 def test_large_data_start_from_the_same_subsample():

@@ -23,6 +23,7 @@ NON_DEFAULT = {
     "covariance_type": "diag",
     "priors": {"means": bm.Prior("Normal", mu=[0.0, 1.0], sigma=[5.0, 6.0])},
     "n_init": 2,
+    "init": "k-means++",
     "max_iter": 321,
     "tol": 1e-5,
     "reg_covar": 1e-4,

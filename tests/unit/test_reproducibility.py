@@ -44,5 +44,6 @@ def test_row_order_of_a_dataframe_does_not_change_the_estimate():
     a = bm.GaussianMixture(**spec).fit(df, method="em")
     b = bm.GaussianMixture(**spec).fit(shuffled, method="em")
     # Canonical labels (sorted by the first feature's mean) make the estimates comparable.
-    np.testing.assert_allclose(a.means_, b.means_, rtol=1e-5)
+    # tol=1e-12 on the mean log-likelihood leaves the parameters ~1e-6 from the maximum.
+    np.testing.assert_allclose(a.means_, b.means_, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(a.weights_, b.weights_, rtol=1e-5)

@@ -154,6 +154,14 @@ def _expected_failures(estimator):
         )
         deviations["check_fit_score_takes_y"] = refuses
         deviations["check_n_features_in_after_fitting"] = refuses
+    if isinstance(estimator, bm.PoissonMixture):
+        deviations["check_sample_weight_equivalence_on_dense_data"] = (
+            "The check shuffles the weighted rows, so the weighted and the repeated fits "
+            "start from different rows (emEM's 40 short runs). Both reach the same maximum "
+            "but stop at tol=1e-6 a few 1e-7 apart in predict_proba, above the check's "
+            "rtol=1e-7. From the same start integer weights equal repeated rows exactly: "
+            "tests/unit/em/test_sample_weight.py."
+        )
     if estimator.plot_kind == "continuous":
         deviations["check_sample_weight_equivalence_on_dense_data"] = (
             "The check fits 2 components with full covariances to 15 rows of 30 features; "

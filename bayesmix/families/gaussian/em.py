@@ -26,7 +26,10 @@ The objective -- the mean log-likelihood for ``"ml"``, the mean log posterior
 the next (exactly for ``"map"`` with ``reg_covar=0``; up to the tiny effect of ``reg_covar``
 otherwise), and the loop stops when it changes by less than ``tol``. EM only finds a local
 maximum, so the fit is restarted ``n_init`` times from k-means++ seeds (Arthur &
-Vassilvitskii, 2007) and the restart with the highest objective is kept.
+Vassilvitskii, 2007; ``init="k-means++"``, the default here) or random partitions, or
+from the best of many short runs (``init="emem"``, the estimator's default; see
+:func:`bayesmix.em.loop._restart_plan`), and the restart with the highest objective is
+kept (with maximum likelihood, the highest that is not degenerate when there is one).
 
 Degenerate data are handled as follows:
 
@@ -41,6 +44,11 @@ Degenerate data are handled as follows:
   :func:`fit_em` then warns that the estimate is degenerate, or (``reg_covar=0``) raises a
   :class:`~bayesmix.exceptions.FitError` naming what to change; the ``"map"`` objective
   keeps every covariance positive definite without ``reg_covar``;
+* a maximum-likelihood component with fewer effective points than its covariance needs
+  (``D + 1`` for ``"full"``, 2 for ``"diag"`` and ``"spherical"``) or with a variance below
+  1e-6 of the data's in some direction is degenerate (:func:`_degenerate_components`): a
+  sound restart is preferred to it, and if none is found :func:`fit_em` warns, naming the
+  component and what was found and recommending ``objective="map"``;
 * a restart that fails is skipped with a warning when another restart succeeded.
 
 Parameters are stored exactly as in scikit-learn's ``GaussianMixture``: the four
@@ -91,8 +99,16 @@ from scipy.special import gammaln, multigammaln
 
 from bayesmix._numeric import column_means, column_sums, logsumexp
 from bayesmix.em.chunked import EMSteps, sample_indices
-from bayesmix.em.init import kmeans_plusplus, nearest_centres
-from bayesmix.em.loop import EMResult, _check_arguments, _fit_restarts, _Restart, converge
+from bayesmix.em.init import initial_labels, kmeans_plusplus
+from bayesmix.em.loop import (
+    EMResult,
+    _check_arguments,
+    _fit_restarts,
+    _Restart,
+    _restart_plan,
+    converge,
+)
+from bayesmix.em.loop import _warn_degenerate as _warn_degenerate_fit
 from bayesmix.exceptions import ConvergenceWarning, FitError, InvalidParameterError
 
 __all__ = [
@@ -123,6 +139,15 @@ _EMPTY_MASS = 1e-8
 # A maximum-likelihood covariance whose data part (covariance minus reg_covar), relative to
 # the data covariance, has an eigenvalue below this has collapsed (std ratio 1e-6).
 _COLLAPSE_RTOL = 1e-12
+# ... and one below this is degenerate (std ratio 1e-3; see _degenerate_components and
+# bench/results/em_init.md).
+_DEGENERATE_VARIANCE = 1e-6
+
+# The advice of the degenerate-fit warning (maximum likelihood).
+_DEGENERATE_ADVICE = (
+    'Use objective="map" (the conjugate prior of Fraley & Raftery 2007 keeps every '
+    "covariance away from zero), fewer components or a larger n_init."
+)
 
 _FIT_ADVICE = (
     'Try objective="map" (a conjugate prior that keeps every covariance positive definite), '
@@ -1179,7 +1204,7 @@ def _move_components(
 _INIT_SUBSAMPLE = 2**16
 
 
-def _kmeans_plusplus_parameters(
+def _initial_parameters(
     X: np.ndarray,
     n_components: int,
     covariance_type: str,
@@ -1188,12 +1213,15 @@ def _kmeans_plusplus_parameters(
     prior: ConjugatePrior | None,
     reinit: _Reinit,
     sample_weight: np.ndarray | None = None,
+    partition: str = "k-means++",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Start from k-means++ centres: hard-assign samples to them, then run the M-step.
+    """Start from a partition (:func:`~bayesmix.em.init.initial_labels`): its M-step.
 
-    A centre that receives no sample (possible only when ``X`` has fewer distinct rows than
-    components) is moved to the sample farthest from every centre, as an empty component is
-    during the iterations.
+    Every sample is hard-assigned to its nearest k-means++ seed (``partition="k-means++"``)
+    or its nearest of ``K`` random rows (``"random"``), then the M-step of that assignment
+    gives the parameters. A centre that receives no sample (possible only when ``X`` has
+    fewer distinct rows than components) is moved to the sample farthest from every centre,
+    as an empty component is during the iterations.
 
     With more than ``_INIT_SUBSAMPLE`` samples, the seeding and the hard-assignment M-step
     use that many samples drawn without replacement (as mclust initialises large data sets
@@ -1204,8 +1232,7 @@ def _kmeans_plusplus_parameters(
         keep = np.sort(rng.choice(X.shape[0], size=_INIT_SUBSAMPLE, replace=False))
         X = X[keep]
         sample_weight = None if sample_weight is None else sample_weight[keep]
-    centres = kmeans_plusplus(X, n_components, rng, sample_weight)
-    labels, sq_distances = nearest_centres(X, centres)
+    labels, sq_distances = initial_labels(X, n_components, rng, partition, sample_weight)
     resp = np.zeros((X.shape[0], n_components), dtype=np.float64)
     resp[np.arange(X.shape[0]), labels] = 1.0 if sample_weight is None else sample_weight
     weights, means, covariances = m_step(X, resp, covariance_type, reg_covar, prior=prior)
@@ -1217,8 +1244,9 @@ def _kmeans_plusplus_parameters(
             X, weights, means, covariances, empty, locations, reinit.covariance, covariance_type
         )
         logger.warning(
-            "k-means++ initialisation: component(s) %s received no sample (X has fewer "
+            "%s initialisation: component(s) %s received no sample (X has fewer "
             "distinct rows than n_components=%d?); placed at sample(s) %s with weight 1/N.",
+            partition,
             empty,
             n_components,
             locations,
@@ -1486,6 +1514,59 @@ def _params(means: np.ndarray, covariances: np.ndarray, precisions_cholesky: np.
     return {"means": means, "covariances": covariances, "precisions_cholesky": precisions_cholesky}
 
 
+def _variance_ratios(
+    X: np.ndarray,
+    covariances: np.ndarray,
+    covariance_type: str,
+    reg_covar: float,
+    scatter: np.ndarray | None = None,
+    sample_weight: np.ndarray | None = None,
+) -> np.ndarray:
+    """:func:`_ratios_to` the covariance of ``X`` (``scatter``: its scatter, if computed)."""
+    if scatter is None:
+        scatter = _data_scatter(X, sample_weight)
+    data_cov = scatter / _total_weight(X, sample_weight)
+    return _ratios_to(data_cov, covariances, covariance_type, reg_covar)
+
+
+def _ratios_to(
+    data_cov: np.ndarray, covariances: np.ndarray, covariance_type: str, reg_covar: float
+) -> np.ndarray:
+    """Return each covariance's smallest variance, less ``reg_covar``, relative to the data's.
+
+    For ``"full"`` and ``"tied"`` the smallest eigenvalue of ``L^-1 (Sigma - reg_covar I)
+    L^-T`` (``C = L L^T`` the covariance of the data): the smallest variance of the
+    component in any direction, as a fraction of the data's variance in that direction
+    (affine invariant); for ``"diag"`` the smallest ratio of a variance to the data
+    variance of its feature, for ``"spherical"`` the ratio to the mean data variance.
+    Shape (1,) for ``"tied"``, (K,) otherwise; all 0 when the data covariance itself is
+    singular.
+    """
+    n_features = data_cov.shape[0]
+    if covariance_type in ("full", "tied"):
+        matrices = covariances[np.newaxis] if covariance_type == "tied" else covariances
+        try:
+            data_chol = linalg.cholesky(data_cov, lower=True, check_finite=False)
+        except linalg.LinAlgError:
+            # The data span a lower-dimensional subspace: every covariance is degenerate.
+            return np.zeros(matrices.shape[0])
+        ratios = np.empty(matrices.shape[0])
+        for k, matrix in enumerate(matrices):
+            data_part = matrix - reg_covar * np.eye(n_features)
+            half = linalg.solve_triangular(data_chol, data_part, lower=True)
+            whitened = linalg.solve_triangular(data_chol, half.T, lower=True)
+            ratios[k] = linalg.eigvalsh(0.5 * (whitened + whitened.T))[0]
+        return ratios
+    if covariance_type == "diag":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = (covariances - reg_covar) / np.diag(data_cov)
+        return np.nan_to_num(ratio, nan=0.0, posinf=np.inf).min(axis=1)
+    mean_variance = np.trace(data_cov) / n_features
+    if not mean_variance > 0.0:
+        return np.zeros(covariances.shape[0])
+    return (covariances - reg_covar) / mean_variance
+
+
 def _collapsed_components(
     X: np.ndarray,
     covariances: np.ndarray,
@@ -1496,39 +1577,60 @@ def _collapsed_components(
 ) -> list[int]:
     """Return the components whose covariance minus ``reg_covar`` is (nearly) singular.
 
-    "Nearly" is relative to the covariance ``C`` of the data: for ``"full"`` and ``"tied"``
-    the smallest eigenvalue of ``L^-1 (Sigma - reg_covar I) L^-T`` (``C = L L^T``) is compared
-    with :data:`_COLLAPSE_RTOL`, for ``"diag"`` every variance with the data variance of its
-    feature, for ``"spherical"`` with the mean data variance. This is affine invariant.
-    For ``"tied"`` the list is ``[0]`` when the shared covariance collapsed. ``scatter`` is
-    :func:`_data_scatter` of ``X`` if already computed.
+    "Nearly" is relative to the covariance of the data (:func:`_variance_ratios`, compared
+    with :data:`_COLLAPSE_RTOL`). For ``"tied"`` the list is ``[0]`` when the shared
+    covariance collapsed.
     """
-    n_features = X.shape[1]
-    if scatter is None:
-        scatter = _data_scatter(X, sample_weight)
-    data_cov = scatter / _total_weight(X, sample_weight)
-    if covariance_type in ("full", "tied"):
-        matrices = covariances[np.newaxis] if covariance_type == "tied" else covariances
-        try:
-            data_chol = linalg.cholesky(data_cov, lower=True, check_finite=False)
-        except linalg.LinAlgError:
-            # The data span a lower-dimensional subspace: every covariance is degenerate.
-            collapsed = list(range(matrices.shape[0]))
-        else:
-            collapsed = []
-            for k, matrix in enumerate(matrices):
-                data_part = matrix - reg_covar * np.eye(n_features)
-                half = linalg.solve_triangular(data_chol, data_part, lower=True)
-                whitened = linalg.solve_triangular(data_chol, half.T, lower=True)
-                eigenvalues = linalg.eigvalsh(0.5 * (whitened + whitened.T))
-                if eigenvalues[0] <= _COLLAPSE_RTOL:
-                    collapsed.append(k)
-        return collapsed
-    if covariance_type == "diag":
-        bad = (covariances - reg_covar) <= _COLLAPSE_RTOL * np.diag(data_cov)
-        return np.flatnonzero(bad.any(axis=1)).tolist()
-    mean_variance = np.trace(data_cov) / n_features
-    return np.flatnonzero((covariances - reg_covar) <= _COLLAPSE_RTOL * mean_variance).tolist()
+    ratios = _variance_ratios(X, covariances, covariance_type, reg_covar, scatter, sample_weight)
+    return np.flatnonzero(ratios <= _COLLAPSE_RTOL).tolist()
+
+
+def _min_points(n_features: int, covariance_type: str) -> int:
+    """Effective points a component needs for its covariance to be regular without a ridge.
+
+    ``D + 1`` for a full covariance (``D + 1`` points in general position span ``D``
+    dimensions about their mean), 2 for a diagonal or spherical one (two distinct values
+    per feature), 0 for ``"tied"`` (the pooled covariance uses every point).
+    """
+    return {"full": n_features + 1, "diag": 2, "spherical": 2}.get(covariance_type, 0)
+
+
+def _degenerate_components(
+    effective_points: np.ndarray,
+    ratios: np.ndarray,
+    n_features: int,
+    covariance_type: str,
+    *,
+    min_ratio: float | None = None,
+) -> dict[int, str]:
+    """Return ``{component: what was found}`` for the degenerate components of a fit.
+
+    A component is degenerate (a spurious maximum of an unbounded likelihood) when it
+    has fewer effective points (its total responsibility; components below
+    :data:`_EMPTY_MASS`, empty, are left out) than :func:`_min_points` (by more than
+    0.1%, so that a component on exactly ``D + 1`` points is not), or a variance
+    below ``min_ratio`` (default :data:`_DEGENERATE_VARIANCE`) of the data's in some
+    direction (:func:`_variance_ratios`; for ``"tied"`` the shared covariance, reported
+    as component 0).
+    """
+    min_ratio = _DEGENERATE_VARIANCE if min_ratio is None else min_ratio
+    needed = _min_points(n_features, covariance_type)
+    found: dict[int, list[str]] = {}
+    for k, points in enumerate(effective_points):
+        # Up to 0.1%: a component on exactly D + 1 points, less rounding, is regular.
+        if _EMPTY_MASS <= points < needed * (1.0 - 1e-3):
+            found.setdefault(k, []).append(
+                f"{points:.3g} effective points, fewer than the {needed} that a "
+                f"{covariance_type} covariance in {n_features}-D needs"
+            )
+    for k, ratio in enumerate(ratios):
+        if covariance_type != "tied" and effective_points[k] < _EMPTY_MASS:
+            continue
+        if ratio < min_ratio:
+            found.setdefault(k, []).append(
+                f"a variance {max(ratio, 0.0):.2g} times the data's (below {min_ratio:g})"
+            )
+    return {k: " and ".join(what) for k, what in sorted(found.items())}
 
 
 def _check_fit_arguments(
@@ -1540,13 +1642,14 @@ def _check_fit_arguments(
     tol: float,
     reg_covar: float,
     objective: str,
+    init: str = "k-means++",
 ) -> None:
     """Raise :class:`InvalidParameterError` (a ``ValueError``) for arguments of :func:`fit_em`.
 
     The checks every family's EM shares (:func:`bayesmix.em.loop._check_arguments`), the
     covariance type and the ridge.
     """
-    _check_arguments(X, n_components, n_init, max_iter, tol, objective)
+    _check_arguments(X, n_components, n_init, max_iter, tol, objective, init)
     _check_covariance_type(covariance_type)
     if not reg_covar >= 0.0:
         raise InvalidParameterError(f"reg_covar must be non-negative, got {reg_covar}.")
@@ -1561,8 +1664,13 @@ def _warn_degenerate(
     scatter: np.ndarray | None = None,
     stacklevel: int = 3,
     sample_weight: np.ndarray | None = None,
+    n_init: int = 1,
 ) -> None:
-    """Warn about empty components and (maximum likelihood) collapsed covariances."""
+    """Warn about empty components and (maximum likelihood) collapsed or degenerate ones.
+
+    A collapsed covariance (:func:`_collapsed_components`) has its own warning; the other
+    degenerate components (:func:`_degenerate_components`) share one.
+    """
     n_samples, n_components = _total_weight(X, sample_weight), best.weights.shape[0]
     empty = np.flatnonzero(best.weights * n_samples < _EMPTY_MASS).tolist()
     if empty:
@@ -1595,6 +1703,32 @@ def _warn_degenerate(
             ConvergenceWarning,
             stacklevel=stacklevel,
         )
+    found = _degenerate_findings(
+        X, best, covariance_type, reg_covar, scatter, sample_weight, exclude=collapsed
+    )
+    _warn_degenerate_fit(found, "EM", n_init, _DEGENERATE_ADVICE, stacklevel=stacklevel + 1)
+
+
+def _degenerate_findings(
+    X: np.ndarray,
+    run: _Restart,
+    covariance_type: str,
+    reg_covar: float,
+    scatter: np.ndarray | None = None,
+    sample_weight: np.ndarray | None = None,
+    *,
+    exclude: list[int] = (),
+) -> dict[int, str]:
+    """:func:`_degenerate_components` of a maximum-likelihood run on ``X``, less ``exclude``.
+
+    ``params["covariances"]`` are the covariances (Gaussian) or scale matrices (Student-t).
+    """
+    ratios = _variance_ratios(
+        X, run.params["covariances"], covariance_type, reg_covar, scatter, sample_weight
+    )
+    points = run.weights * _total_weight(X, sample_weight)
+    found = _degenerate_components(points, ratios, X.shape[1], covariance_type)
+    return {k: what for k, what in found.items() if k not in exclude}
 
 
 def fit_em(
@@ -1610,15 +1744,16 @@ def fit_em(
     init_params: Mapping[str, np.ndarray] | None = None,
     objective: str = "ml",
     sample_weight: np.ndarray | None = None,
+    init: str = "k-means++",
 ) -> EMResult:
     """Fit a Gaussian mixture by maximum likelihood or maximum a posteriori with EM.
 
     Each of the ``n_init`` restarts iterates E- and M-steps until the objective changes by
-    less than ``tol`` or ``max_iter`` iterations have run; with ``objective="ml"`` this is
-    exactly scikit-learn's ``GaussianMixture``. The restart with the highest final objective
-    is returned (the first one on ties). A restart that fails with a
-    :class:`~bayesmix.exceptions.FitError` is skipped, with a warning, if another one
-    succeeds.
+    less than ``tol`` or ``max_iter`` iterations have run; with ``objective="ml"`` and the
+    default ``init="k-means++"`` this is exactly scikit-learn's ``GaussianMixture``. The
+    restart with the highest final objective is returned (the first one on ties). A restart
+    that fails with a :class:`~bayesmix.exceptions.FitError` is skipped, with a warning, if
+    another one succeeds.
 
     Parameters
     ----------
@@ -1640,12 +1775,13 @@ def fit_em(
         ``objective="map"`` it is not needed (``reg_covar=0`` gives the exact posterior mode
         and an exactly monotone objective).
     random_state : int, numpy.random.Generator or None, default=None
-        Seed for the k-means++ initialisation; a ``Generator`` is used as is.
+        Seed for the initialisation; a ``Generator`` is used as is.
     init_params : mapping or None, default=None
         Starting parameters with keys ``"weights"`` (K,), ``"means"`` (K, D) and
         ``"covariances"`` (scikit-learn shape for ``covariance_type``). Every restart then
-        starts from them. If None, each restart hard-assigns every sample to its nearest
-        k-means++ centre and starts from the M-step of that assignment.
+        starts from them (``init`` is not used). If None, each restart hard-assigns every
+        sample to a group of a starting partition (see ``init``) and starts from the
+        M-step of that assignment.
     objective : {"ml", "map"}, default="ml"
         ``"ml"`` maximises the likelihood. ``"map"`` maximises the posterior density under
         the conjugate prior :func:`default_prior` of Fraley & Raftery (2007) -- mean prior
@@ -1658,6 +1794,14 @@ def fit_em(
         sum over samples (seeding, sufficient statistics, objective, the MAP prior's data
         mean and scale) is weighted, so integer weights give the fit of the data with
         each row repeated ``w_n`` times (from the same start). Uses the NumPy engine.
+    init : {"k-means++", "random", "emem"}, default="k-means++"
+        How the restarts start (:func:`bayesmix.em.loop._restart_plan`): every restart from
+        the nearest-seed partition of new k-means++ seeds (scikit-learn's start), or of
+        ``K`` random rows; or ``"emem"``: ``8 * n_init`` short runs (to a change below
+        1e-3, at most 50 iterations) from both kinds of partition, of which the best
+        ``n_init`` are run to convergence
+        (Biernacki, Celeux & Govaert 2003; the default of the estimators, which reaches
+        the best known optimum more often, see ``bench/results/em_init.md``).
 
     Returns
     -------
@@ -1683,7 +1827,7 @@ def fit_em(
     """
     X = np.asarray(X, dtype=np.float64)
     _check_fit_arguments(
-        X, n_components, covariance_type, n_init, max_iter, tol, reg_covar, objective
+        X, n_components, covariance_type, n_init, max_iter, tol, reg_covar, objective, init
     )
     n_features = X.shape[1]
     engine = _ENGINE
@@ -1714,31 +1858,35 @@ def fit_em(
                 f"init_params['covariances'] is not a valid set of covariances: {err}"
             ) from err
 
-    def run_restart(init: int) -> _Restart:
-        if init_params is None:
-            weights, means, covariances = _kmeans_plusplus_parameters(
-                X, n_components, covariance_type, reg_covar, rng, prior, reinit, w
-            )
-            try:
-                precisions_cholesky = compute_precision_cholesky(covariances, covariance_type)
-            except FitError as err:
-                raise FitError(f"k-means++ initialisation: {err}") from err
-        else:
+    def start_from(partition: str) -> tuple[np.ndarray, dict]:
+        if init_params is not None:
             weights, means, covariances = (a.copy() for a in start)
-            precisions_cholesky = start_precisions_cholesky.copy()
+            return weights, _params(means, covariances, start_precisions_cholesky.copy())
+        weights, means, covariances = _initial_parameters(
+            X, n_components, covariance_type, reg_covar, rng, prior, reinit, w, partition
+        )
+        try:
+            precisions_cholesky = compute_precision_cholesky(covariances, covariance_type)
+        except FitError as err:
+            raise FitError(f"{partition} initialisation: {err}") from err
+        return weights, _params(means, covariances, precisions_cholesky)
+
+    def run(
+        weights: np.ndarray, params: dict, iterations: int, tolerance: float, name: str
+    ) -> _Restart:
         return _run_em(
             X,
             weights,
-            means,
-            covariances,
-            precisions_cholesky,
+            params["means"],
+            params["covariances"],
+            params["precisions_cholesky"],
             covariance_type=covariance_type,
-            max_iter=max_iter,
-            tol=tol,
+            max_iter=iterations,
+            tol=tolerance,
             reg_covar=reg_covar,
             prior=prior,
             reinit=reinit,
-            restart_name=f"EM restart {init + 1}/{n_init}",
+            restart_name=name,
             engine=engine,
             sample_weight=w,
         )
@@ -1753,7 +1901,21 @@ def fit_em(
             scatter,
             stacklevel=stacklevel + 1,
             sample_weight=w,
+            n_init=n_init,
         )
+
+    degenerate = (
+        None
+        if objective != "ml"
+        else functools.partial(
+            _degenerate_findings,
+            X,
+            covariance_type=covariance_type,
+            reg_covar=reg_covar,
+            scatter=scatter,
+            sample_weight=w,
+        )
+    )
 
     def log_likelihood(best: _Restart) -> float:
         params = best.params
@@ -1767,6 +1929,16 @@ def fit_em(
             w,
         )
 
+    run_restart = _restart_plan(
+        start_from,
+        run,
+        init="k-means++" if init_params is not None else init,
+        n_init=n_init,
+        max_iter=max_iter,
+        tol=tol,
+        label="EM",
+        degenerate=degenerate,
+    )
     return _fit_restarts(
         run_restart,
         n_init=n_init,
@@ -1780,6 +1952,7 @@ def fit_em(
         advice="standardising the data or using fewer components",
         check_result=check_result,
         log_likelihood=log_likelihood,
+        degenerate=degenerate,
     )
 
 
@@ -1963,11 +2136,13 @@ def chunked_steps(
                 precisions_cholesky[empty] = params["precisions_cholesky"][empty]
         return floored / floored.sum(), _params(means, covariances, precisions_cholesky)
 
-    def initialise(rows, n_samples: int, rng: np.random.Generator) -> tuple:
+    def initialise(
+        rows, n_samples: int, rng: np.random.Generator, partition: str = "k-means++"
+    ) -> tuple:
         X, w = rows(sample_indices(n_samples, rng))
         reinit = _make_reinit(X, n_components, covariance_type, reg_covar, prior, None, w)
-        weights, means, covariances = _kmeans_plusplus_parameters(
-            X, n_components, covariance_type, reg_covar, rng, prior, reinit, w
+        weights, means, covariances = _initial_parameters(
+            X, n_components, covariance_type, reg_covar, rng, prior, reinit, w, partition
         )
         precisions_cholesky = compute_precision_cholesky(covariances, covariance_type)
         return weights, _params(means, covariances, precisions_cholesky)
@@ -1982,7 +2157,35 @@ def chunked_steps(
         recentre=functools.partial(_recentre, covariance_type=covariance_type),
         objective=objective,
         covariance_type=covariance_type,
+        degenerate=(
+            _chunked_degenerate(data_pass, n_features, covariance_type, reg_covar)
+            if objective == "ml"
+            else None
+        ),
+        degenerate_advice=_DEGENERATE_ADVICE,
     )
+
+
+def _chunked_degenerate(
+    data_pass: Callable[[Callable], dict], n_features: int, covariance_type: str, reg_covar: float
+) -> Callable[[np.ndarray, dict, float], dict[int, str]]:
+    """Return the degenerate-fit check of chunked EM (``EMSteps.degenerate``).
+
+    :func:`_degenerate_components` of ``params["covariances"]`` (Gaussian covariances or
+    Student-t scale matrices); the data covariance takes two data passes, at the first call.
+    """
+    data_cov: list[np.ndarray] = []
+
+    def degenerate(weights: np.ndarray, params: dict, total_weight: float) -> dict[int, str]:
+        if not data_cov:
+            moments = data_pass(_moment_sums)
+            mean = moments["sum"] / moments["weight"]
+            scatter = data_pass(functools.partial(_moment_sums, centre=mean))["scatter"]
+            data_cov.append(scatter / moments["weight"])
+        ratios = _ratios_to(data_cov[0], params["covariances"], covariance_type, reg_covar)
+        return _degenerate_components(weights * total_weight, ratios, n_features, covariance_type)
+
+    return degenerate
 
 
 def _centre(stats: dict, params: dict, *, mass: str = "nk") -> dict:

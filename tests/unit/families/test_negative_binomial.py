@@ -410,6 +410,7 @@ def test_constructor_stores_arguments_unchanged():
         "n_components": 3,
         "priors": priors,
         "n_init": 2,
+        "init": "emem",
         "max_iter": 10,
         "tol": 1e-4,
         "random_state": 4,

@@ -261,6 +261,82 @@ def test_more_components_than_distinct_points_warns_and_names_fewer_components(
 
 
 # ---------------------------------------------------------------------------------------
+# 2b. Degenerate maxima that are not (yet) singular
+
+
+def _blob_and_near_duplicates(rng):
+    """100 points of N(0, I) and 4 points within 1e-4 of (8, 8) (2-D)."""
+    return np.vstack([rng.normal(size=(100, 2)), 8.0 + 1e-4 * rng.normal(size=(4, 2))])
+
+
+def _near_duplicates_init():
+    return {
+        "weights": np.array([0.9, 0.1]),
+        "means": np.array([[0.0, 0.0], [8.0, 8.0]]),
+        "covariances": np.stack([np.eye(2), 0.5 * np.eye(2)]),
+    }
+
+
+def test_a_component_on_near_duplicates_warns_that_ml_is_degenerate():
+    # The component on the 4 points has a variance ~1e-8 (times reg_covar ~1e-2) of the
+    # data's: far above the 1e-12 at which it counts as collapsed, but the likelihood
+    # there grows without bound as the points coincide.
+    X = _blob_and_near_duplicates(np.random.default_rng(1))
+    result, record = _fit_recording(X, 2, init_params=_near_duplicates_init())
+    messages = [str(w.message) for w in record if issubclass(w.category, ConvergenceWarning)]
+    assert len(messages) == 1
+    assert "Component(s) [1]" in messages[0]
+    assert "degenerate" in messages[0]
+    assert "times the data's (below 1e-06)" in messages[0]
+    assert 'objective="map"' in messages[0]
+    assert "collapsed" not in messages[0]
+    assert record[0].filename == __file__
+    np.testing.assert_allclose(result.weights[1] * X.shape[0], 4.0, rtol=1e-6)
+    # The MAP objective keeps the covariance away from zero: nothing to warn about.
+    _, record = _fit_recording(X, 2, init_params=_near_duplicates_init(), objective="map")
+    assert not [w for w in record if issubclass(w.category, ConvergenceWarning)]
+
+
+def test_a_component_with_fewer_than_d_plus_one_effective_points_warns():
+    # 1-D: a component shared by two points at 3.2 and 3.6 and the tail of the blob
+    # holds 1.97 effective points; its variance (0.04) is not small.
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(size=60), [3.2, 3.6]])[:, None]
+    init = {
+        "weights": np.array([0.95, 0.05]),
+        "means": np.array([[0.0], [3.4]]),
+        "covariances": np.array([[[1.0]], [[0.1]]]),
+    }
+    with pytest.warns(ConvergenceWarning, match="degenerate") as record:
+        result = fit_em(X, 2, init_params=init, max_iter=500, tol=1e-8)
+    message = str(record[0].message)
+    assert "component 1 has 1.97 effective points, fewer than the 2" in message
+    assert 'objective="map"' in message
+    assert 1.9 < result.weights[1] * X.shape[0] < 2.0
+
+
+def test_the_best_sound_restart_wins_over_higher_degenerate_ones():
+    # 4 near-duplicates at the edge of the blob: some restarts give them a component of
+    # their own (a higher, spurious likelihood), others split the blob. The best of the
+    # sound restarts is returned, without a warning.
+    rng = np.random.default_rng(1)
+    X = np.vstack([rng.normal(size=(100, 2)), 2.0 + 1e-4 * rng.normal(size=(4, 2))])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        result = fit_em(X, 2, init="k-means++", n_init=10, random_state=0, tol=1e-8)
+    assert result.log_likelihood < result.init_log_likelihoods.max() - 0.03
+    assert result.weights.min() * X.shape[0] > 5.0
+    sound = []
+    for seed in range(10):
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("always")
+            one = fit_em(X, 2, init="k-means++", random_state=seed, tol=1e-8)
+        if not any("degenerate" in str(w.message) for w in record):
+            sound.append(one.log_likelihood)
+    assert result.log_likelihood == pytest.approx(max(sound), abs=1e-9)
+
+
+# ---------------------------------------------------------------------------------------
 # 3. Singular covariances: a component on a line
 
 
