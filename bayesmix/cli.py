@@ -92,7 +92,7 @@ def _fit_both(
 ) -> tuple[Any, Any]:
     family, spec = _family(args), _spec(args, k)
     em = nuts = None
-    if method in ("em", "both"):
+    if method in ("em", "both", "laplace"):
         start = time.perf_counter()
         em = family(**spec).fit(X, method="em")
         stats = em.idata["em_stats"].attrs
@@ -116,6 +116,16 @@ def _fit_both(
             f"{rhat_text}, min bulk ESS {attrs['min_ess_bulk']:.0f}, "
             f"divergences {attrs.get('divergences', 0)}, relabelled draws "
             f"{attrs['relabelled_draws']}"
+        )
+    if method == "laplace":
+        console.print("Laplace + PSIS: the mode from the EM estimate, 4000 draws ...")
+        start = time.perf_counter()
+        nuts = family(**spec).fit(X, method="laplace")
+        attrs = nuts.idata.attrs
+        console.print(
+            f"Laplace + PSIS: {time.perf_counter() - start:.1f} s; k-hat "
+            f"{attrs['laplace_khat']:.2f} (below 0.7: usable), importance ESS "
+            f"{attrs['laplace_ess']:.0f} of 4000"
         )
     return em, nuts
 
@@ -629,8 +639,9 @@ def _parser() -> argparse.ArgumentParser:
     _add_data_options(fit, "number of components K")
     fit.add_argument(
         "--method",
-        choices=["nuts", "em", "both"],
-        help="default: both for a CSV file, em for Zarr / Parquet (read in chunks)",
+        choices=["nuts", "em", "both", "laplace"],
+        help="default: both (EM and NUTS) for a CSV file, em for Zarr / Parquet (read in "
+        "chunks); laplace: EM and the Laplace + PSIS posterior (fast at large N)",
     )
     fit.add_argument(
         "--scheduler",

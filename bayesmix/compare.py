@@ -132,7 +132,7 @@ def _check_fitted(fit: Any, name: str) -> None:
 
 
 def _inference_method(fit: Any) -> str:
-    """Return ``"em"`` or ``"nuts"``: how ``fit`` was fitted."""
+    """Return ``"em"``, ``"nuts"`` or ``"laplace"``: how ``fit`` was fitted."""
     return str(fit.idata.attrs.get("inference_method", "unknown"))
 
 
@@ -170,15 +170,19 @@ def _posterior_draws(fit: Any, max_draws: int | None = None) -> tuple[np.ndarray
 
 
 def _check_comparable(em_fit: Any, mcmc_fit: Any) -> None:
-    """Raise unless ``em_fit`` is an EM fit and ``mcmc_fit`` a NUTS fit of the same model."""
+    """Raise unless ``em_fit`` is EM and ``mcmc_fit`` a posterior (NUTS, Laplace) of one model."""
     _check_fitted(em_fit, "em_fit")
     _check_fitted(mcmc_fit, "mcmc_fit")
-    for name, fit, expected in (("em_fit", em_fit, "em"), ("mcmc_fit", mcmc_fit, "nuts")):
+    for name, fit, expected in (
+        ("em_fit", em_fit, ("em",)),
+        ("mcmc_fit", mcmc_fit, ("nuts", "laplace")),
+    ):
         received = _inference_method(fit)
-        if received != expected:
+        if received not in expected:
             raise InvalidParameterError(
-                f"{name} must be fitted with method={expected!r}, but it was fitted with "
-                f"method={received!r}. Pass the EM fit first and the NUTS fit second: "
+                f"{name} must be fitted with method={' or '.join(map(repr, expected))}, but "
+                f"it was fitted with method={received!r}. Pass the EM fit first and the "
+                "posterior (NUTS or Laplace) fit second: "
                 "compare_fits(model.fit(X, method='em'), other.fit(X, method='nuts'))."
             )
     if type(em_fit) is not type(mcmc_fit):

@@ -32,6 +32,7 @@ import xarray as xr
 
 from bayesmix import _datatree
 from bayesmix import dask as _dask
+from bayesmix import laplace as _laplace
 from bayesmix._params import (
     POSITIVE_INT,
     SEED,
@@ -60,6 +61,7 @@ from bayesmix.exceptions import (
     InvalidParameterError,
     LoadError,
     NotFittedError,
+    SamplerWarning,
 )
 from bayesmix.nuts import sampler as _nutpie
 from bayesmix.priors import Prior, resolve_priors
@@ -93,7 +95,12 @@ _log = logging.getLogger("bayesmix")
 # The EM result of every family.
 AnyEMResult = EMResult
 
-METHODS = ("nuts", "em")
+METHODS = ("nuts", "em", "laplace")
+# Laplace draws when fit(method="laplace") is not given draws= (PSIS needs a few thousand).
+_LAPLACE_DRAWS = 4000
+# Laplace's exact-density pass evaluates blocks of draws of at most this many
+# (draw, observation) values at once (32 MiB of float64).
+_BATCH_VALUES = 2**22
 NUTS_SAMPLERS = ("nutpie", "pymc")
 
 # The declaration of fit's arguments (bayesmix._params), checked before any work.
@@ -101,7 +108,7 @@ _FIT_CONSTRAINTS: dict[str, list[Any]] = {
     "X": ["no_validation"],  # check_data
     "y": ["no_validation"],  # ignored (a string: the deprecated positional method)
     "method": [Options(*METHODS)],
-    "draws": POSITIVE_INT,
+    "draws": [None, *POSITIVE_INT],
     "tune": POSITIVE_INT,
     "chains": POSITIVE_INT,
     "cores": [None, *POSITIVE_INT],
@@ -505,8 +512,8 @@ class MixtureModel(ABC):
         X: Any,
         y: Any = None,
         *,
-        method: Literal["nuts", "em"] = "nuts",
-        draws: int = 1000,
+        method: Literal["nuts", "em", "laplace"] = "nuts",
+        draws: int | None = None,
         tune: int = 1000,
         chains: int = 4,
         cores: int | None = None,
@@ -518,7 +525,7 @@ class MixtureModel(ABC):
         sample_weight: Any = None,
         warm_start: bool = False,
     ) -> Self:
-        """Fit the mixture to ``X`` by NUTS (the posterior) or by EM (a point estimate).
+        """Fit the mixture to ``X``: NUTS or Laplace + PSIS (the posterior), or EM (a point).
 
         Parameters
         ----------
@@ -529,11 +536,23 @@ class MixtureModel(ABC):
             Not used: present so that scikit-learn's ``Pipeline`` and ``GridSearchCV``,
             which pass ``fit(X, y)``, can fit the model. (Passing the method here, as
             ``fit(X, "em")``, is deprecated: write ``fit(X, method="em")``.)
-        method : {"nuts", "em"}, default="nuts"
+        method : {"nuts", "em", "laplace"}, default="nuts"
             ``"nuts"`` samples the posterior, every chain starting at the EM solution;
-            ``"em"`` stores the EM estimate as a one-chain, one-draw posterior.
-        draws, tune, chains : int, default=1000, 1000, 4
-            Posterior draws and tuning steps per chain, and the number of chains.
+            ``"em"`` stores the EM estimate as a one-chain, one-draw posterior;
+            ``"laplace"`` draws from the Gaussian approximation at the posterior mode
+            (found from the EM solution) and corrects the draws by Pareto smoothed
+            importance sampling (:mod:`bayesmix.laplace`): one chain of ``draws``
+            resampled draws, the importance weights in ``sample_stats``, PSIS's k-hat in
+            ``idata.attrs["laplace_khat"]``, and a
+            :class:`~bayesmix.exceptions.SamplerWarning` when k-hat > 0.7 (then use
+            NUTS). For large N, where the posterior is close to Gaussian, it is the
+            fast posterior.
+        draws : int, optional
+            NUTS: draws per chain (default 1000). Laplace: proposals and resampled
+            draws (default 4000).
+        tune, chains : int, default=1000, 4
+            NUTS's tuning steps per chain, and the number of chains (ignored by
+            ``"laplace"`` and ``"em"``).
         cores : int, optional
             Chains run in parallel; defaults to ``min(chains, number of CPUs)``.
         target_accept : float, default=0.9
@@ -598,7 +617,14 @@ class MixtureModel(ABC):
         if method == "em":
             idata = self._em_datatree(data, em)
             settings: dict[str, Any] = {}
+        elif method == "laplace":
+            seed = int(rng.integers(2**31 - 1)) if random_seed is None else random_seed
+            settings = {"draws": draws or _LAPLACE_DRAWS, "random_seed": seed}
+            if log_likelihood is None:
+                log_likelihood = data.n_samples * settings["draws"] <= _LOG_LIKELIHOOD_MAX_VALUES
+            idata = self._fit_laplace(data, priors, em, log_likelihood=log_likelihood, **settings)
         else:
+            draws = draws or 1000
             seed = int(rng.integers(2**31 - 1)) if random_seed is None else random_seed
             settings = {
                 "draws": draws,
@@ -1105,6 +1131,127 @@ class MixtureModel(ABC):
         idata.attrs["timings"] = json.dumps(timings)
         return idata
 
+    # -- Laplace + PSIS ------------------------------------------------------------------
+
+    def _fit_laplace(
+        self,
+        data: MixtureData,
+        priors: dict[str, Prior],
+        em: AnyEMResult,
+        *,
+        draws: int,
+        random_seed: int,
+        log_likelihood: bool,
+    ) -> xr.DataTree:
+        """Return the Laplace fit: approximation at the mode, PSIS (:mod:`bayesmix.laplace`)."""
+        clock = time.perf_counter()
+        names = list(self._posterior_dims(data.n_features))
+        start = self._start_from_em(em, data.n_features)
+        fused = self._nuts_target(data, priors)
+        if fused is None:  # the PyMC model, compiled by PyTensor
+            model = self._model(data, priors)
+            free = {rv.name for rv in model.free_RVs}
+            start = {key: value for key, value in start.items() if key in free}
+            target = _laplace.pymc_target(model, start, names, self._batch_log_likelihood(data))
+        else:  # the family's fused log density
+            free = _nutpie.fused_free_variables(fused)
+            start = {key: value for key, value in start.items() if key in free}
+            target = _laplace.fused_target(fused, _model_data(data), start)
+        timings = {"build": time.perf_counter() - clock}
+        clock = time.perf_counter()
+        with one_blas_thread():
+            result = _laplace.approximate(
+                target.logp_dlogp,
+                target.start,
+                draws=draws,
+                rng=np.random.default_rng(random_seed),
+                batch_log_density=target.batch_log_density,
+            )
+        timings["laplace"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        expanded = [target.expand(x) for x in result.proposals[result.resampled]]
+        posterior = {name: np.stack([values[name] for values in expanded])[None] for name in names}
+        chosen = result.resampled
+        idata = azb.from_dict(
+            {
+                "posterior": posterior,
+                "sample_stats": {
+                    "lp": result.log_density[chosen][None],
+                    "log_weight": result.log_weights[chosen][None],
+                    "proposal": chosen[None],
+                },
+            },
+            coords=self._coords(data),
+            dims=self._posterior_dims(data.n_features),
+        )
+        idata["observed_data"] = _datatree.observed_data_group(data)
+        self._relabel(idata, em, data)
+        if log_likelihood:
+            idata["log_likelihood"] = self._log_likelihood_group(idata, data)
+        self._check_laplace(idata, result, draws)
+        timings["postprocess"] = time.perf_counter() - clock
+        idata.attrs["timings"] = json.dumps(timings)
+        return idata
+
+    def _batch_log_likelihood(self, data: MixtureData) -> Callable[[list[dict]], np.ndarray]:
+        """Return ``points -> sum_n w_n log p(x_n | theta)`` of many constrained points.
+
+        The family's vectorised pointwise densities (:meth:`_pointwise`) for blocks of
+        points, each block's ``(points, n_samples)`` values at most 32 MiB.
+        """
+        names = ("weights", *self._component_vars)
+        block = max(1, _BATCH_VALUES // data.n_samples)
+
+        def log_likelihood(points: list[dict]) -> np.ndarray:
+            out = np.empty(len(points))
+            for first in range(0, len(points), block):
+                chunk = points[first : first + block]
+                params = tuple(np.stack([point[name] for point in chunk]) for name in names)
+                pointwise = self._pointwise(data.values, params)
+                out[first : first + len(chunk)] = (
+                    pointwise.sum(axis=1)
+                    if data.sample_weight is None
+                    else pointwise @ data.sample_weight
+                )
+            return out
+
+        return log_likelihood
+
+    def _check_laplace(
+        self, idata: xr.DataTree, result: _laplace.LaplaceResult, draws: int
+    ) -> None:
+        """Record PSIS's k-hat and importance ESS in ``idata.attrs``; warn when k-hat > 0.7."""
+        khat, ess = result.khat, result.ess
+        idata.attrs.update(
+            {
+                "laplace_khat": float(khat),
+                "laplace_ess": float(ess),
+                "laplace_unique_draws": int(np.unique(result.resampled).size),
+                "laplace_optimizer": json.dumps(result.optimizer),
+            }
+        )
+        problems = []
+        if khat > _laplace.KHAT_MAX:
+            problems.append(
+                f"Laplace + PSIS: Pareto k-hat is {khat:.2f} (above {_laplace.KHAT_MAX}): the "
+                f"posterior is too far from the Gaussian approximation at its mode for "
+                f"importance sampling to correct (importance ESS {ess:.0f} of {draws} "
+                "draws), so these draws are not reliable. Use method='nuts'."
+            )
+        elif khat > _laplace.KHAT_GOOD:
+            _log.info(
+                "Laplace + PSIS: k-hat %.2f (between %.1f and %.1f): usable, with a "
+                "noisier correction (importance ESS %.0f of %d); method='nuts' is exact",
+                khat,
+                _laplace.KHAT_GOOD,
+                _laplace.KHAT_MAX,
+                ess,
+                draws,
+            )
+        idata.attrs["warnings"] = json.dumps(problems)
+        for message in problems:
+            warnings.warn(message, SamplerWarning, skip_file_prefixes=(PACKAGE_DIR,))
+
     def _structure_key(self, data: MixtureData, priors: dict[str, Prior]) -> tuple:
         """Everything a compiled model depends on except the data values."""
         resolved = json.dumps({key: p.to_dict() for key, p in priors.items()}, sort_keys=True)
@@ -1326,11 +1473,17 @@ class MixtureModel(ABC):
             Unrounded: mean, sd, 94% HDI (``hdi94_lb``, ``hdi94_ub``, named as in
             ``compare_fits``), ESS, R-hat and MCSE. For an EM fit, one
             column, ``estimate`` (the maximum-likelihood or MAP point estimate; EM gives
-            no posterior sd, so there is no ``sd`` column), whatever ``kind``.
+            no posterior sd, so there is no ``sd`` column), whatever ``kind``. For a
+            Laplace fit, the statistics whatever ``kind``: its draws are resampled
+            independent draws, which R-hat, ESS and MCSE do not describe (PSIS's k-hat
+            and importance ESS are ``idata.attrs["laplace_khat"]`` and
+            ``["laplace_ess"]``).
             ``table.attrs["warnings"]`` lists the sampler's diagnostic warnings (empty
             when all is well).
         """
         self._check_fitted()
+        if self.idata.attrs.get("inference_method") == "laplace":
+            kind = "stats"  # resampled independent draws: no chains to diagnose
         table = summary_table(self.idata, kind, self._summary_vars)
         distinct = set(self._scalar_labels())
         table = table.loc[[label for label in table.index if label in distinct]]

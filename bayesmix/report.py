@@ -136,8 +136,14 @@ def _k_tables(k_table: pd.DataFrame) -> str:
     )
 
 
+def _is_laplace(fit: Any) -> bool:
+    return fit.idata.attrs.get("inference_method") == "laplace"
+
+
 def _warnings_block(fit: Any) -> str:
     messages = json.loads(fit.idata.attrs.get("warnings", "[]"))
+    if not messages and _is_laplace(fit):
+        return '<p class="ok">No warnings: PSIS k-hat &le; 0.7.</p>'
     if not messages:
         return '<p class="ok">No sampler warnings: no divergences, R-hat &le; 1.01, ESS OK.</p>'
     items = "".join(f"<li>{html.escape(m)}</li>" for m in messages)
@@ -154,6 +160,16 @@ def _rhat_text(value: Any) -> Any:
 def _diagnostics(fit: Any) -> pd.DataFrame:
     attrs = fit.idata.attrs
     settings = json.loads(attrs.get("sampler_settings", "{}"))
+    if _is_laplace(fit):
+        rows = {
+            "method": "Laplace approximation at the mode + PSIS",
+            "draws": settings.get("draws"),
+            "PSIS k-hat": attrs.get("laplace_khat"),
+            "importance ESS": attrs.get("laplace_ess"),
+            "distinct resampled draws": attrs.get("laplace_unique_draws"),
+            "relabelled draws": attrs.get("relabelled_draws"),
+        }
+        return pd.DataFrame({"value": pd.Series(rows, dtype=object)})
     rows = {
         "chains x draws (tune)": (
             f"{settings.get('chains')} x {settings.get('draws')} ({settings.get('tune')})"
@@ -315,6 +331,12 @@ def _write_report_files(
                 "count, mostly inside the grey band (94% of the bins of uniform ranks)."
             )
             figures.append(("rank", plot_rank, caption))
+        elif _is_laplace(nuts_fit):
+            body.append(
+                "<p>Laplace + PSIS: independent draws resampled by their importance "
+                "weights, so no R-hat and no rank plots; PSIS's k-hat above says whether "
+                "the approximation can be trusted (below 0.5 reliable, above 0.7 not).</p>"
+            )
         else:
             body.append("<p>One chain: no R-hat and no rank plots (they compare chains).</p>")
         for name, plot, caption in figures:

@@ -65,6 +65,23 @@ def test_fit_em_writes_a_report_and_a_loadable_fit(data_csv, tmp_path, capsys):
     assert "Report:" in capsys.readouterr().out
 
 
+def test_fit_laplace_writes_the_psis_diagnostics_and_a_loadable_fit(data_csv, tmp_path, capsys):
+    out = tmp_path / "laplace"
+    code = main(["fit", str(data_csv), "-k", "2", "--method", "laplace", "--out", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert re.search(r"Laplace \+ PSIS: .* k-hat -?\d\.\d\d", printed)
+    assert "EM: log-likelihood" in printed  # EM runs too: the report compares the two
+    page = _assert_self_contained_report(out)
+    assert "PSIS k-hat" in page
+    assert "Comparison" in page or "compare" in page.lower()
+    fit = bm.load(out / "fit.nc")
+    assert fit.idata.attrs["inference_method"] == "laplace"
+    assert fit.idata["posterior"].sizes["draw"] == 4000
+    khat = fit.idata.attrs["laplace_khat"]
+    assert f"{khat:.2f}" in printed
+
+
 def test_fit_both_with_mocked_sampler(data_csv, tmp_path, mocked_sample):
     out = tmp_path / "both"
     code = main(
