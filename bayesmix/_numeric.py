@@ -4,7 +4,34 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["column_means", "column_moments", "column_ranges", "column_sums", "logsumexp"]
+__all__ = [
+    "column_means",
+    "column_moments",
+    "column_ranges",
+    "column_sums",
+    "features_dot",
+    "logsumexp",
+]
+
+
+def features_dot(X: np.ndarray, A: np.ndarray) -> np.ndarray:
+    """Return ``einsum("nd,skd->snk", X, A)`` as one matrix product (BLAS).
+
+    ``sum_d x_nd a_skd`` for every draw ``s``, sample ``n`` and component ``k``: the
+    linear part of the independent-feature families' log densities. NumPy's ``einsum``
+    does not call BLAS for it and is several times slower at large N.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bayesmix._numeric import features_dot
+    >>> X, A = np.arange(6.0).reshape(3, 2), np.arange(8.0).reshape(2, 2, 2)
+    >>> np.array_equal(features_dot(X, A), np.einsum("nd,skd->snk", X, A))
+    True
+    """
+    s, k, d = A.shape
+    product = np.asarray(X, dtype=np.float64) @ A.reshape(s * k, d).T
+    return product.reshape(X.shape[0], s, k).transpose(1, 0, 2)
 
 
 def logsumexp(a: np.ndarray, axis: int, keepdims: bool = False) -> np.ndarray:

@@ -273,14 +273,14 @@ def _scheduler(name: str | None) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _pass_progress(console: Any) -> Iterator[None]:
-    """Show every EM data pass: a live line in a terminal, one line per pass otherwise."""
+def _pass_progress(console: Any, what: str = "EM") -> Iterator[None]:
+    """Show every data pass: a live line in a terminal, one line per pass otherwise."""
     from bayesmix.dask import on_pass
 
     started = time.perf_counter()
     passes = [0]
     if console.is_terminal:
-        with _progress.task("EM: reading the data") as update:
+        with _progress.task(f"{what}: reading the data") as update:
 
             def advance(seconds: float) -> None:
                 passes[0] += 1
@@ -293,7 +293,8 @@ def _pass_progress(console: Any) -> Iterator[None]:
     def line(seconds: float) -> None:
         passes[0] += 1
         console.print(
-            f"EM pass {passes[0]}: {seconds:.2f} s ({time.perf_counter() - started:.1f} s in all)"
+            f"{what} pass {passes[0]}: {seconds:.2f} s "
+            f"({time.perf_counter() - started:.1f} s in all)"
         )
 
     with on_pass(line):
@@ -307,11 +308,11 @@ def _fit_chunked(args: argparse.Namespace, console: Any) -> int:
     from bayesmix.em.chunked import sample_indices
 
     method = args.method or "em"
-    if method != "em":
+    if method not in ("em", "laplace"):
         raise InvalidParameterError(
-            f"{args.data} is read in chunks (Zarr / Parquet), which EM fits in passes; got "
-            f"--method {method}. Use --method em (NUTS needs the data in memory: fit a "
-            "sample of it written to CSV)."
+            f"{args.data} is read in chunks (Zarr / Parquet), which EM and Laplace + PSIS "
+            f"fit in passes; got --method {method}. Use --method em or --method laplace "
+            "(NUTS needs the data in memory: fit a sample of it written to CSV)."
         )
     k = _one_k(args)
     data: Any = args.data
@@ -328,9 +329,13 @@ def _fit_chunked(args: argparse.Namespace, console: Any) -> int:
     family, spec = _family(args), _spec(args, k)
     with _scheduler(args.scheduler):
         started = time.perf_counter()
-        with _pass_progress(console):
-            em = family(**spec).fit(data, method="em")
-        stats = em.idata["em_stats"].attrs
+        with _pass_progress(console, "EM" if method == "em" else "EM / Laplace"):
+            em = family(**spec).fit(data, method=method)
+        stats = {
+            "log_likelihood": em.em_.log_likelihood,
+            "n_iter": em.em_.n_iter,
+            "n_init": len(em.em_.init_log_likelihoods),
+        }
         source = json.loads(em.idata.attrs["data_source"])
         n_rows = source["shape"][0]
         console.print(
@@ -338,6 +343,14 @@ def _fit_chunked(args: argparse.Namespace, console: Any) -> int:
             f"{stats['log_likelihood']:.6g} after {stats['n_iter']} iterations, best of "
             f"{stats['n_init']} restarts ({time.perf_counter() - started:.1f} s)"
         )
+        if method == "laplace":
+            attrs = em.idata.attrs
+            console.print(
+                f"Laplace + PSIS: k-hat {attrs['laplace_khat']:.2f} (below 0.7: usable), "
+                f"importance ESS {attrs['laplace_ess']:.0f} of "
+                f"{em.idata['posterior'].sizes['draw']} "
+                f"({time.perf_counter() - started:.1f} s with EM)"
+            )
         chunked = as_chunked(data, allow_bool=family._accepts_bool)
         values, _ = chunked.rows(sample_indices(n_rows, np.random.default_rng(0), 5_000))
     import pandas as pd
@@ -345,12 +358,13 @@ def _fit_chunked(args: argparse.Namespace, console: Any) -> int:
     sample = pd.DataFrame(values, columns=chunked.features)
     title = f"{Path(args.data).name}, K={k}, {_describe(args)}"
     _print_table(console, em.summary(), title)
+    how = "EM" if method == "em" else "EM and Laplace + PSIS"
     report = bm.write_report(
         args.out,
-        em_fit=em,
+        **({"em_fit": em} if method == "em" else {"nuts_fit": em}),
         title=f"bayesmix fit: {Path(args.data).name}, K={k}",
-        description=f"A {_describe(args)} fitted by EM to {args.data} ({n_rows} rows, read in "
-        f"chunks); the plots show a uniform sample of {len(sample)} rows.",
+        description=f"A {_describe(args)} fitted by {how} to {args.data} ({n_rows} rows, "
+        f"read in chunks); the plots show a uniform sample of {len(sample)} rows.",
         data_sample=sample,
     )
     return _finish(console, report)

@@ -32,6 +32,7 @@ normalised weights (out of ``draws``) is reported with k-hat.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -50,8 +51,12 @@ __all__ = [
     "LaplaceResult",
     "Target",
     "approximate",
+    "correct",
+    "difference_derivatives",
+    "difference_points",
     "find_mode",
     "fused_target",
+    "newton_mode",
     "pymc_target",
     "smoothed_log_weights",
     "systematic_resample",
@@ -190,7 +195,7 @@ def approximate(
     rng: np.random.Generator,
     batch_log_density: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> LaplaceResult:
-    """Run the five steps of the module docstring from ``start``.
+    """Run the five steps of the module docstring from ``start`` (data in memory).
 
     Parameters
     ----------
@@ -205,21 +210,42 @@ def approximate(
         ``(S, P) -> (S,)``: the log posterior of many points in one pass over the data.
         By default ``logp_dlogp`` is called once per point.
     """
-    seconds = {}
     clock = time.perf_counter()
     mode, at_mode, report = find_mode(logp_dlogp, start)
-    seconds["mode"] = time.perf_counter() - clock
+    report["seconds"] = {"mode": time.perf_counter() - clock}
     clock = time.perf_counter()
     hessian = negative_hessian(lambda x: logp_dlogp(x)[1], mode)
-    seconds["hessian"] = time.perf_counter() - clock
+    report["seconds"]["hessian"] = time.perf_counter() - clock
+    if batch_log_density is None:
+
+        def batch_log_density(points: np.ndarray) -> np.ndarray:
+            return np.array([logp_dlogp(x)[0] for x in points], dtype=np.float64)
+
+    return correct(mode, at_mode, hessian, batch_log_density, draws=draws, rng=rng, report=report)
+
+
+def correct(
+    mode: np.ndarray,
+    at_mode: float,
+    hessian: np.ndarray,
+    batch_log_density: Callable[[np.ndarray], np.ndarray],
+    *,
+    draws: int,
+    rng: np.random.Generator,
+    report: dict,
+) -> LaplaceResult:
+    """Run steps 3-5 of the module docstring: draws, their exact density, PSIS, resampling.
+
+    ``hessian`` is the negative Hessian at ``mode``; ``batch_log_density`` evaluates the
+    log posterior of all the draws (one pass over the data); ``report`` describes how the
+    mode was found (see :class:`LaplaceResult`).
+    """
     factor = _inverse_root(hessian, report)
     u = rng.standard_normal((draws, mode.size))
     proposals = mode + u @ factor.T
     clock = time.perf_counter()
-    if batch_log_density is None:
-        log_density = np.array([logp_dlogp(x)[0] for x in proposals], dtype=np.float64)
-    else:
-        log_density = np.asarray(batch_log_density(proposals), dtype=np.float64)
+    log_density = np.asarray(batch_log_density(proposals), dtype=np.float64)
+    seconds = report.setdefault("seconds", {})
     seconds["log_density"] = time.perf_counter() - clock
     # Points outside the support (log density -inf) get weight 0; NaN is a bug upstream.
     if np.isnan(log_density).any():
@@ -233,14 +259,15 @@ def approximate(
         khat = float(-np.inf)
     resampled = systematic_resample(log_weights, draws, rng)
     weights = np.exp(log_weights)
+    ess = 1.0 / float(np.sum(weights**2))
     report["seconds"] = {key: round(value, 4) for key, value in seconds.items()}
     _log.info(
-        "Laplace + PSIS: mode after %d L-BFGS iterations (largest gradient %.2g), "
-        "k-hat %.3f, importance ESS %.0f of %d draws",
+        "Laplace + PSIS: mode after %d iterations (largest gradient %.2g), k-hat %.3f, "
+        "importance ESS %.0f of %d draws",
         report["n_iter"],
         report["grad_norm"],
         khat,
-        1.0 / float(np.sum(weights**2)),
+        ess,
         draws,
     )
     return LaplaceResult(
@@ -252,10 +279,111 @@ def approximate(
         log_ratios=log_ratios,
         log_weights=log_weights,
         khat=khat,
-        ess=1.0 / float(np.sum(weights**2)),
+        ess=ess,
         resampled=resampled,
         optimizer=report,
     )
+
+
+def difference_points(x: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """Return the ``1 + 2 P^2`` points of central differences around ``x``.
+
+    Row 0 is ``x``; then ``x + s_i e_i`` and ``x - s_i e_i`` for every ``i``; then the four
+    points ``x +- s_i e_i +- s_j e_j`` for every pair ``i < j``. With their log densities,
+    :func:`difference_derivatives` gives the gradient and the negative Hessian, so one
+    batched pass over the data gives both.
+    """
+    p = x.size
+    rows = [x]
+    for i in range(p):
+        for sign in (1.0, -1.0):
+            point = x.copy()
+            point[i] += sign * steps[i]
+            rows.append(point)
+    for i in range(p):
+        for j in range(i + 1, p):
+            for si, sj in ((1.0, 1.0), (1.0, -1.0), (-1.0, 1.0), (-1.0, -1.0)):
+                point = x.copy()
+                point[i] += si * steps[i]
+                point[j] += sj * steps[j]
+                rows.append(point)
+    return np.array(rows)
+
+
+def difference_derivatives(values: np.ndarray, steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(gradient, negative Hessian)`` from the values at :func:`difference_points`."""
+    p = steps.size
+    center = values[0]
+    plus, minus = values[1 : 1 + 2 * p : 2], values[2 : 2 + 2 * p : 2]
+    grad = (plus - minus) / (2.0 * steps)
+    hessian = np.empty((p, p))
+    hessian[np.diag_indices(p)] = -(plus - 2.0 * center + minus) / steps**2
+    position = 1 + 2 * p
+    for i in range(p):
+        for j in range(i + 1, p):
+            pp, pm, mp, mm = values[position : position + 4]
+            position += 4
+            hessian[i, j] = hessian[j, i] = -(pp - pm - mp + mm) / (4.0 * steps[i] * steps[j])
+    return grad, hessian
+
+
+def newton_mode(
+    batch_log_density: Callable[[np.ndarray], np.ndarray],
+    start: np.ndarray,
+    *,
+    max_passes: int = 8,
+    tol: float = 1e-2,
+) -> tuple[np.ndarray, float, np.ndarray, dict]:
+    """Return ``(mode, log density, negative Hessian, report)`` from log densities only.
+
+    For data read in passes (Dask): each Newton step costs one batched pass, which
+    evaluates the ``1 + 2 P^2`` points of :func:`difference_points`. The first pass uses
+    steps of ``1e-3 * max(1, |x_i|)``; later passes one conditional posterior sd,
+    ``1 / sqrt(H_ii)``, where a log posterior that is close to quadratic (large N, the
+    regime of the method) is measured without round-off trouble. A step that lowers the
+    log density is halved (at most 10 times). Stops when the Newton step is shorter than
+    ``tol`` posterior sds (``sqrt(d' H d)``); the curvature returned is that of the last
+    pass, at the mode (PSIS corrects what the approximation misses).
+    """
+    x = np.asarray(start, dtype=np.float64).copy()
+    steps = 1e-3 * np.maximum(1.0, np.abs(x))
+    report = {"n_iter": 0, "n_eval": 0, "converged": False}
+    previous = None  # (x, log density, direction, halvings) of the last accepted pass
+    for n_pass in range(1, max_passes + 1):
+        values = np.asarray(batch_log_density(difference_points(x, steps)), dtype=np.float64)
+        report.update(n_iter=n_pass, n_eval=report["n_eval"] + values.size)
+        if previous is not None and not values[0] >= previous[1]:  # overshot: halve
+            x_old, value_old, direction, halvings = previous
+            if halvings >= 10:
+                x, at_x = x_old, value_old
+                break
+            previous = (x_old, value_old, direction, halvings + 1)
+            x = x_old + 0.5 ** (halvings + 1) * direction
+            continue
+        if not np.all(np.isfinite(values)):
+            raise FitError(
+                "the log posterior is not finite around the EM start; the Laplace "
+                "approximation needs a finite neighbourhood. Try method='em', or fit a "
+                "sample in memory with method='nuts'."
+            )
+        grad, hessian = difference_derivatives(values, steps)
+        at_x = float(values[0])
+        report["grad_norm"] = float(np.abs(grad).max())
+        diagonal = np.diag(hessian)
+        if np.all(diagonal > 0):
+            steps = 1.0 / np.sqrt(diagonal)
+        try:
+            direction = np.linalg.solve(hessian, grad)
+        except np.linalg.LinAlgError:
+            break
+        length = float(np.sqrt(abs(direction @ hessian @ direction)))
+        if length < tol:
+            report["converged"] = True
+            break
+        previous = (x, float(values[0]), direction, 0)
+        x = x + direction
+    report["message"] = "converged" if report["converged"] else "stopped"
+    return x, at_x, hessian, report
 
 
 def _inverse_root(hessian: np.ndarray, report: dict) -> np.ndarray:
@@ -330,14 +458,18 @@ def pymc_target(
     shapes = [np.shape(point[v.name]) for v in values]
     sizes = [int(np.prod(shape)) for shape in shapes]
     flat = np.concatenate([np.asarray(point[v.name], dtype=np.float64).ravel() for v in values])
-    function = model.logp_dlogp_function(ravel_inputs=True)
-    function.set_extra_values({})
     outputs = model.replace_rvs_by_values([model[name] for name in names])
     constrain = model.compile_fn(outputs, inputs=values, on_unused_input="ignore", point_fn=False)
     splits = np.cumsum(sizes)[:-1]
 
+    @functools.cache
+    def compiled() -> Any:  # on first use: data read in passes never need it
+        function = model.logp_dlogp_function(ravel_inputs=True)
+        function.set_extra_values({})
+        return function
+
     def logp_dlogp(x: np.ndarray) -> tuple[float, np.ndarray]:
-        value, grad = function(np.asarray(x, dtype=np.float64))
+        value, grad = compiled()(np.asarray(x, dtype=np.float64))
         return float(value), np.asarray(grad, dtype=np.float64)
 
     def unpack(x: np.ndarray) -> list[np.ndarray]:

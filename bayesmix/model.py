@@ -125,6 +125,22 @@ _FIT_CONSTRAINTS: dict[str, list[Any]] = {
 _LOG_LIKELIHOOD_MAX_VALUES = 2**25
 
 
+def _summed_log_likelihood(
+    pointwise: Callable[[np.ndarray, tuple], np.ndarray],
+    params: tuple[np.ndarray, ...],
+    X: np.ndarray,
+    w: np.ndarray | None,
+) -> dict[str, np.ndarray]:
+    """``sum_n w_n log p(x_n | theta_s)`` of one chunk for every point ``s`` (a data pass task)."""
+    n_points = params[0].shape[0]
+    out = np.empty(n_points)
+    block = max(1, _BATCH_VALUES // max(1, X.shape[0]))
+    for first in range(0, n_points, block):
+        part = pointwise(X, tuple(p[first : first + block] for p in params))
+        out[first : first + part.shape[0]] = part.sum(axis=1) if w is None else part @ w
+    return {"log_likelihood": out}
+
+
 class MixtureModel(ABC):
     """Base class of the bayesmix mixture families (not instantiated directly).
 
@@ -602,7 +618,9 @@ class MixtureModel(ABC):
                 {"method": _FIT_CONSTRAINTS["method"]}, {"method": y}, f"{type(self).__name__}.fit"
             )
         if _dask.is_chunked(X):
-            return self._fit_chunked(X, method, sample_weight, warm_start)
+            return self._fit_chunked(
+                X, method, sample_weight, warm_start, draws=draws, random_seed=random_seed
+            )
         data, priors = self._prepare(X, sample_weight)
         rng = np.random.default_rng(self.random_state)
         started = time.perf_counter()
@@ -809,13 +827,27 @@ class MixtureModel(ABC):
         )
         return self._order_em(em)
 
-    def _fit_chunked(self, X: Any, method: str, sample_weight: Any, warm_start: bool) -> Self:
-        """EM on chunked data (:mod:`bayesmix.dask`): one pass per iteration, nothing loaded."""
-        if method != "em":
+    def _fit_chunked(
+        self,
+        X: Any,
+        method: str,
+        sample_weight: Any,
+        warm_start: bool,
+        *,
+        draws: int | None = None,
+        random_seed: int | None = None,
+    ) -> Self:
+        """EM (and Laplace + PSIS) on chunked data (:mod:`bayesmix.dask`), nothing loaded.
+
+        EM takes one pass per iteration; ``method="laplace"`` then a pass per Newton
+        step to the mode and one for the draws' exact density.
+        """
+        if method == "nuts":
             raise InvalidParameterError(
-                f"Data on Dask (or a Zarr / Parquet path) are fitted with method='em'; got "
-                f"method={method!r}. Fit EM on the full data, or load a sample into memory "
-                "(X[:n].compute()) for a posterior by NUTS."
+                "Data on Dask (or a Zarr / Parquet path) are fitted with method='em' or "
+                "method='laplace' (the posterior from the Laplace approximation, corrected "
+                "by importance sampling); got method='nuts'. Use one of those, or load a "
+                "sample into memory (X[:n].compute()) for a posterior by NUTS."
             )
         self._check_params()
         data = _dask.as_chunked(X, sample_weight, allow_bool=self._accepts_bool)
@@ -829,11 +861,19 @@ class MixtureModel(ABC):
         # of the estimator: tasks pickle the check, and this one may hold an old fit).
         data = data.with_check(type(self)(**self.get_params(deep=False))._check_data)
         start = self._warm_start(warm_start, data.n_features)
+        rng = np.random.default_rng(self.random_state)
+        settings: dict[str, Any] = {}
         with _dask.one_process_pool():
-            priors, em = self._chunked_em(data, start)
-        timings = {"em": time.perf_counter() - started}
-        idata = self._em_datatree(data, em)
-        idata.attrs.update(self._root_attrs(priors, em, method, {}))
+            priors, em, sample = self._chunked_em(data, start)
+            timings = {"em": time.perf_counter() - started}
+            if method == "laplace":
+                seed = int(rng.integers(2**31 - 1)) if random_seed is None else random_seed
+                settings = {"draws": draws or _LAPLACE_DRAWS, "random_seed": seed}
+                idata = self._fit_laplace(data, priors, em, model_data=sample, **settings)
+                timings |= json.loads(idata.attrs["timings"])
+            else:
+                idata = self._em_datatree(data, em)
+        idata.attrs.update(self._root_attrs(priors, em, method, settings))
         idata.attrs["data_source"] = json.dumps(data.source)
         idata.attrs["timings"] = json.dumps({key: round(v, 4) for key, v in timings.items()})
         self._set_fitted(data, priors, em, idata)
@@ -841,8 +881,11 @@ class MixtureModel(ABC):
 
     def _chunked_em(
         self, data: _dask.ChunkedData, start: tuple | None = None
-    ) -> tuple[dict[str, Prior], AnyEMResult]:
-        """Resolve the priors and run EM over the chunks (see :func:`fit_chunked`)."""
+    ) -> tuple[dict[str, Prior], AnyEMResult, MixtureData]:
+        """Resolve the priors and run EM over the chunks (see :func:`fit_chunked`).
+
+        Returns the priors, the EM result and the rows the priors were scaled to.
+        """
         # The data-scaled default priors from the rows that seed EM when there are few,
         # else from 2**16 rows drawn with a fixed seed.
         values, weights = data.rows(sample_indices(data.n_samples, np.random.default_rng(0)))
@@ -856,7 +899,7 @@ class MixtureModel(ABC):
         priors = self._resolve_priors(sample)
         steps = self._em_steps(priors, data.n_features, data.data_pass)
         if start is not None:
-            return priors, self._em_from(steps, start, data.n_features, data)
+            return priors, self._em_from(steps, start, data.n_features, data), sample
         em = fit_chunked(
             steps,
             data.data_pass,
@@ -868,7 +911,7 @@ class MixtureModel(ABC):
             rng=np.random.default_rng(self.random_state),
             init=self.init,
         )
-        return priors, self._order_em(em)
+        return priors, self._order_em(em), sample
 
     def _root_attrs(
         self, priors: dict[str, Prior], em: AnyEMResult, method: str, settings: dict[str, Any]
@@ -1135,38 +1178,66 @@ class MixtureModel(ABC):
 
     def _fit_laplace(
         self,
-        data: MixtureData,
+        data: MixtureData | _dask.ChunkedData,
         priors: dict[str, Prior],
         em: AnyEMResult,
         *,
         draws: int,
         random_seed: int,
-        log_likelihood: bool,
+        log_likelihood: bool = False,
+        model_data: MixtureData | None = None,
     ) -> xr.DataTree:
-        """Return the Laplace fit: approximation at the mode, PSIS (:mod:`bayesmix.laplace`)."""
+        """Return the Laplace fit: approximation at the mode, PSIS (:mod:`bayesmix.laplace`).
+
+        In memory, the mode by L-BFGS on the log density and its gradient (the family's
+        fused kernel if it has one, else the PyMC model) and the curvature from gradient
+        differences. Chunked data (Dask): Newton steps from log densities only, each step
+        one batched pass (:func:`bayesmix.laplace.newton_mode`); the PyMC model is built on
+        ``model_data`` (a sample of rows; it supplies the prior, the transforms and the
+        constrained values, not the likelihood). Then the same draws, one batched pass
+        for their exact density, PSIS and resampling.
+        """
         clock = time.perf_counter()
         names = list(self._posterior_dims(data.n_features))
+        chunked = isinstance(data, _dask.ChunkedData)
+        data_pass = data.data_pass if chunked else in_memory_pass(data.values, data.sample_weight)
+        batch = self._batch_log_likelihood(data_pass)
         start = self._start_from_em(em, data.n_features)
-        fused = self._nuts_target(data, priors)
+        fused = None if chunked else self._nuts_target(data, priors)
         if fused is None:  # the PyMC model, compiled by PyTensor
-            model = self._model(data, priors)
+            model = self._model(model_data if chunked else data, priors)
             free = {rv.name for rv in model.free_RVs}
             start = {key: value for key, value in start.items() if key in free}
-            target = _laplace.pymc_target(model, start, names, self._batch_log_likelihood(data))
+            target = _laplace.pymc_target(model, start, names, batch)
         else:  # the family's fused log density
             free = _nutpie.fused_free_variables(fused)
             start = {key: value for key, value in start.items() if key in free}
             target = _laplace.fused_target(fused, _model_data(data), start)
         timings = {"build": time.perf_counter() - clock}
         clock = time.perf_counter()
+        rng = np.random.default_rng(random_seed)
         with one_blas_thread():
-            result = _laplace.approximate(
-                target.logp_dlogp,
-                target.start,
-                draws=draws,
-                rng=np.random.default_rng(random_seed),
-                batch_log_density=target.batch_log_density,
-            )
+            if chunked:
+                mode, at_mode, hessian, report = _laplace.newton_mode(
+                    target.batch_log_density, target.start
+                )
+                result = _laplace.correct(
+                    mode,
+                    at_mode,
+                    hessian,
+                    target.batch_log_density,
+                    draws=draws,
+                    rng=rng,
+                    report=report,
+                )
+            else:
+                result = _laplace.approximate(
+                    target.logp_dlogp,
+                    target.start,
+                    draws=draws,
+                    rng=rng,
+                    batch_log_density=target.batch_log_density,
+                )
         timings["laplace"] = time.perf_counter() - clock
         clock = time.perf_counter()
         expanded = [target.expand(x) for x in result.proposals[result.resampled]]
@@ -1184,36 +1255,34 @@ class MixtureModel(ABC):
             coords=self._coords(data),
             dims=self._posterior_dims(data.n_features),
         )
-        idata["observed_data"] = _datatree.observed_data_group(data)
-        self._relabel(idata, em, data)
-        if log_likelihood:
+        if not chunked:
+            idata["observed_data"] = _datatree.observed_data_group(data)
+        # Relabelling scales the locations by the data's spread: the sample's, if chunked.
+        self._relabel(idata, em, model_data if chunked else data)
+        if log_likelihood and not chunked:
             idata["log_likelihood"] = self._log_likelihood_group(idata, data)
         self._check_laplace(idata, result, draws)
         timings["postprocess"] = time.perf_counter() - clock
         idata.attrs["timings"] = json.dumps(timings)
         return idata
 
-    def _batch_log_likelihood(self, data: MixtureData) -> Callable[[list[dict]], np.ndarray]:
+    def _batch_log_likelihood(
+        self, data_pass: Callable[[Callable], dict]
+    ) -> Callable[[list[dict]], np.ndarray]:
         """Return ``points -> sum_n w_n log p(x_n | theta)`` of many constrained points.
 
-        The family's vectorised pointwise densities (:meth:`_pointwise`) for blocks of
-        points, each block's ``(points, n_samples)`` values at most 32 MiB.
+        One data pass for all the points: every chunk evaluates the family's vectorised
+        pointwise densities (:meth:`_pointwise`) for blocks of points (at most 32 MiB of
+        ``(points, rows)`` values at once) and the chunks' sums are added up.
         """
         names = ("weights", *self._component_vars)
-        block = max(1, _BATCH_VALUES // data.n_samples)
+        # A fresh estimator: chunk tasks pickle the function, and this one may hold a fit.
+        pointwise = type(self)(**self.get_params(deep=False))._pointwise
 
         def log_likelihood(points: list[dict]) -> np.ndarray:
-            out = np.empty(len(points))
-            for first in range(0, len(points), block):
-                chunk = points[first : first + block]
-                params = tuple(np.stack([point[name] for point in chunk]) for name in names)
-                pointwise = self._pointwise(data.values, params)
-                out[first : first + len(chunk)] = (
-                    pointwise.sum(axis=1)
-                    if data.sample_weight is None
-                    else pointwise @ data.sample_weight
-                )
-            return out
+            params = tuple(np.stack([point[name] for point in points]) for name in names)
+            task = functools.partial(_summed_log_likelihood, pointwise, params)
+            return np.asarray(data_pass(task)["log_likelihood"], dtype=np.float64)
 
         return log_likelihood
 

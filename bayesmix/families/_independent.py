@@ -47,7 +47,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import pymc as pm
 
-from bayesmix._numeric import column_sums
+from bayesmix._numeric import column_sums, features_dot
 from bayesmix._params import Options
 from bayesmix._validation import MixtureData
 from bayesmix.em.chunked import EMSteps, sample_indices
@@ -106,11 +106,9 @@ def _count_far_terms(X: np.ndarray, log_ratio: np.ndarray, constant: Callable) -
     exponent = np.clip(np.frexp(x.max(axis=1))[1].astype(np.int64), 0, 1023)
     u = np.ldexp(x, -exponent[:, None])  # (n, D), below 2
     floored = np.maximum(log_ratio, _LOG_FLOOR)  # finite, so 0 * log 0 = 0
-    linear = np.einsum("nd,skd->snk", u, floored)
+    linear = features_dot(u, floored)
     out = np.array(constant(rows), dtype=np.float64)
-    impossible = np.einsum(
-        "nd,skd->snk", (x > 0).astype(np.float64), (log_ratio == -np.inf).astype(np.float64)
-    )
+    impossible = features_dot((x > 0).astype(np.float64), (log_ratio == -np.inf).astype(np.float64))
     out[impossible > 0] = -np.inf
     return FarTerms(
         rows=rows,

@@ -14,6 +14,7 @@ import numpy as np
 import pytensor.tensor as pt
 from scipy.special import betaln, xlog1py, xlogy
 
+from bayesmix._numeric import features_dot
 from bayesmix._threads import single_blas_thread
 from bayesmix._validation import MixtureData
 from bayesmix.em.loop import (
@@ -53,11 +54,11 @@ def bernoulli_log_prob(X: np.ndarray, probs: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore"):
         log_p = np.maximum(np.log(probs), _LOG_FLOOR)  # finite, so 0 * log 0 = 0
         log_q = np.maximum(np.log1p(-probs), _LOG_FLOOR)
-    out = np.einsum("nd,skd->snk", X, log_p) + np.einsum("nd,skd->snk", 1.0 - X, log_q)
+    out = features_dot(X, log_p) + features_dot(1.0 - X, log_q)
     edge = (probs == 0) | (probs == 1)
     if edge.any():
-        excluded = np.einsum("nd,skd->snk", X, (probs == 0).astype(float)) + np.einsum(
-            "nd,skd->snk", 1.0 - X, (probs == 1).astype(float)
+        excluded = features_dot(X, (probs == 0).astype(float)) + features_dot(
+            1.0 - X, (probs == 1).astype(float)
         )
         out[excluded > 0] = -np.inf
     return out

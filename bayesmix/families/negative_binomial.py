@@ -70,7 +70,7 @@ import pytensor.tensor as pt
 from scipy import sparse
 from scipy.special import digamma, gammaln, polygamma
 
-from bayesmix._numeric import column_means
+from bayesmix._numeric import column_means, features_dot
 from bayesmix._threads import single_blas_thread
 from bayesmix._validation import MixtureData, check_sample_weight
 from bayesmix.em.chunked import EMSteps, sample_indices
@@ -227,7 +227,7 @@ def _log_prob(
         log_rates = np.log(rates)
     # log(mu / (alpha + mu)), finite (0 * log 0 = 0 for a zero rate; fixed below).
     log_odds = np.maximum(log_rates - np.log(dispersion + rates), _LOG_FLOOR)
-    out = np.einsum("nd,skd->snk", X, log_odds)
+    out = features_dot(X, log_odds)
     out -= (dispersion * np.log1p(rates / dispersion)).sum(axis=-1)[:, None, :]
     out -= log_factorials[None, :, None]
     for d, (values, inverse) in enumerate(levels):
@@ -241,7 +241,7 @@ def _log_prob(
         out += rising[:, inverse, :]
     zero = rates == 0.0
     if zero.any():
-        impossible = np.einsum("nd,skd->snk", (X > 0).astype(np.float64), zero.astype(np.float64))
+        impossible = features_dot((X > 0).astype(np.float64), zero.astype(np.float64))
         out[impossible > 0] = -np.inf
     return out
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytensor.tensor as pt
 from scipy.special import gammaln, xlogy
 
-from bayesmix._numeric import column_means
+from bayesmix._numeric import column_means, features_dot
 from bayesmix._threads import single_blas_thread
 from bayesmix._validation import MixtureData
 from bayesmix.em.loop import (
@@ -64,13 +64,13 @@ def poisson_log_prob(X: np.ndarray, rates: np.ndarray) -> np.ndarray:
         out = _large_count_log_prob(X, rates, log_rates)
     else:
         out = (
-            np.einsum("nd,skd->snk", X, log_rates)
+            features_dot(X, log_rates)
             - rates.sum(axis=-1)[:, None, :]
             - gammaln(X + 1.0).sum(axis=1)[None, :, None]
         )
     zero = rates == 0
     if zero.any():
-        out[np.einsum("nd,skd->snk", (X > 0).astype(float), zero.astype(float)) > 0] = -np.inf
+        out[features_dot((X > 0).astype(float), zero.astype(float)) > 0] = -np.inf
     return out
 
 

@@ -7,6 +7,7 @@ in-memory fit of the same table).
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -55,6 +56,27 @@ def test_fit_zarr_by_em_recovers_the_truth(zarr_data, tmp_path, capsys):
     html = (out / "report.html").read_text()
     assert "uniform sample of 5000 rows" in html
     assert (out / "components.png").exists()
+
+
+def test_fit_zarr_by_laplace_gives_a_posterior_around_the_truth(zarr_data, tmp_path, capsys):
+    out = tmp_path / "laplace"
+    args = ["fit", str(zarr_data), "-k", "3", "--method", "laplace", "--out", str(out)]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "EM / Laplace pass 1:" in printed
+    assert re.search(r"Laplace \+ PSIS: k-hat -?\d\.\d\d", printed)
+    fit = bm.load(out / "fit.nc")
+    assert fit.idata.attrs["inference_method"] == "laplace"
+    assert fit.idata.attrs["laplace_khat"] < 0.7
+    truth = json.loads(zarr_data.with_suffix(".truth.json").read_text())
+    order = np.argsort(np.asarray(truth["means"])[:, 0])
+    # 60,000 rows: posterior sds of the means ~0.01; the truth within 5 of them.
+    post = fit.idata["posterior"]["means"]
+    sd = post.std(("chain", "draw")).to_numpy()
+    z = np.abs(fit.means_ - np.asarray(truth["means"])[order]) / sd
+    assert z.max() < 5
+    html = (out / "report.html").read_text()
+    assert "PSIS k-hat" in html
 
 
 @pytest.mark.slow  # starts worker processes (~9 s)

@@ -16,6 +16,7 @@ from scipy import integrate, special, stats
 
 import bayesmix as bm
 from bayesmix import laplace
+from bayesmix.em.chunked import in_memory_pass
 from bayesmix.exceptions import FitError, SamplerWarning
 
 
@@ -87,6 +88,55 @@ def test_a_heavy_tailed_target_gets_a_large_khat():
     )
     assert result.khat > laplace.KHAT_MAX
     assert result.ess < 0.5 * 4000
+
+
+def test_central_differences_of_a_quadratic_are_exact():
+    rng = np.random.default_rng(11)
+    a = rng.standard_normal((4, 4))
+    precision = a @ a.T + 4 * np.eye(4)
+    b = rng.standard_normal(4)
+
+    def batch(points):
+        return -0.5 * np.einsum("si,ij,sj->s", points, precision, points) + points @ b
+
+    x = rng.standard_normal(4)
+    steps = np.array([0.3, 0.1, 1.0, 0.05])
+    points = laplace.difference_points(x, steps)
+    assert points.shape == (1 + 2 * 4**2, 4)
+    grad, hessian = laplace.difference_derivatives(batch(points), steps)
+    np.testing.assert_allclose(grad, -precision @ x + b, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(hessian, precision, rtol=1e-9, atol=1e-9)
+
+
+def test_newton_from_log_densities_finds_the_mode_and_curvature():
+    # The Laplace setting at large N: a log posterior that is quadratic near its mode
+    # (here with a small quartic term far out), started a few sds away.
+    mean = np.array([1.0, -2.0, 0.5])
+    cov = np.array([[2e-4, 3e-5, 0.0], [3e-5, 1e-4, -4e-5], [0.0, -4e-5, 5e-5]])
+    precision = np.linalg.inv(cov)
+
+    def batch(points):
+        d = points - mean
+        return -0.5 * np.einsum("si,ij,sj->s", d, precision, d) - 1e-3 * (d**4).sum(axis=1)
+
+    mode, at_mode, hessian, report = laplace.newton_mode(batch, mean + 0.05)
+    assert report["converged"]
+    assert report["n_iter"] <= 4
+    assert report["n_eval"] == report["n_iter"] * (1 + 2 * 3**2)
+    np.testing.assert_allclose(mode, mean, atol=1e-3 * np.sqrt(np.diag(cov)).min())
+    np.testing.assert_allclose(hessian, precision, rtol=1e-3)
+    assert at_mode == pytest.approx(float(batch(mode[None])[0]), abs=1e-6)
+
+
+def test_newton_halves_a_step_that_overshoots():
+    # A ridge whose curvature grows away from the start: the first Newton step overshoots.
+    def batch(points):
+        x = points[:, 0]
+        return -np.log(np.cosh(x - 3.0))
+
+    mode, _, _, report = laplace.newton_mode(batch, np.array([0.0]), max_passes=40)
+    assert report["converged"]
+    assert mode[0] == pytest.approx(3.0, abs=1e-2)
 
 
 def test_smoothed_weights_are_normalised_and_khat_is_psis():
@@ -292,7 +342,8 @@ def test_the_batched_log_posterior_equals_the_per_draw_one(name, weighted):
     free = {rv.name for rv in model.free_RVs}
     start = {k: v for k, v in model_._start_from_em(em, data.n_features).items() if k in free}
     names = list(model_._posterior_dims(data.n_features))
-    target = laplace.pymc_target(model, start, names, model_._batch_log_likelihood(data))
+    data_pass = in_memory_pass(data.values, data.sample_weight)
+    target = laplace.pymc_target(model, start, names, model_._batch_log_likelihood(data_pass))
     rng = np.random.default_rng(10)
     points = target.start + 0.1 * rng.standard_normal((7, target.start.size))
     batched = target.batch_log_density(points)
