@@ -81,7 +81,7 @@ from bayesmix.em.loop import (
     _Restart,
     _restart_plan,
 )
-from bayesmix.exceptions import InvalidParameterError
+from bayesmix.exceptions import FitError, InvalidParameterError
 from bayesmix.families._location_scale import _LocationScaleMixture, mahalanobis_terms
 from bayesmix.families.gaussian.densities import n_parameters, scaled_squared_mahalanobis
 from bayesmix.families.gaussian.em import (
@@ -216,6 +216,12 @@ def _update_dof(expected: float, nk: float, bounds: tuple[float, float]) -> floa
     if low == high:
         return low
     constant = 1.0 + expected / nk
+    if not math.isfinite(constant):  # e.g. a component on rows ~1e139 apart: tau overflows
+        raise FitError(
+            f"the degrees-of-freedom update of a component is not a number (its expected "
+            f"log precision is {expected!r} over weight {nk!r}): the component's rows are "
+            "too far apart for the Student-t's latent precisions. Rescale the data."
+        )
 
     def equation(nu: float) -> float:
         return -float(digamma(0.5 * nu)) + math.log(0.5 * nu) + constant

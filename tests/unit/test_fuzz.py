@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 import bayesmix as bm
-from bayesmix.exceptions import BayesmixError, DataError, InvalidParameterError
+from bayesmix.exceptions import BayesmixError, DataError, FitError, InvalidParameterError
 from bayesmix.families import FAMILIES
 
 _COMMON = {
@@ -614,3 +614,28 @@ def test_extreme_scales_fit_finitely(X):
             continue
         _assert_valid_fit(gm, 1)
         assert np.all(np.isfinite(gm.score_samples(X)))
+
+
+def test_a_nan_degrees_of_freedom_update_is_a_failed_run_not_a_scipy_error():
+    """Found by the long fuzz run: an emEM short run from a random partition of rows ~1e139
+    apart gave a NaN expected log precision, and scipy's root finder raised ValueError.
+    A FitError makes the loop count the short run as failed and go on."""
+    from bayesmix.families.student_t import _update_dof
+
+    with pytest.raises(FitError, match="degrees-of-freedom update"):
+        _update_dof(float("nan"), 2.0, (1.0, 200.0))
+    assert 1.0 <= _update_dof(-1.5, 2.0, (1.0, 200.0)) <= 200.0  # finite input still works
+
+
+def test_the_degeneracy_check_survives_an_overflowing_data_covariance():
+    """Found by the long fuzz run: data ~1e155 apart overflow their covariance, and the
+    variance-ratio check raised scipy's 'array must not contain infs or NaNs'."""
+    from bayesmix.families.gaussian.em import _ratios_to
+
+    data_cov = np.array([[np.inf, 0.0], [0.0, 1.0]])
+    covariances = np.stack([np.eye(2), np.eye(2)])
+    np.testing.assert_array_equal(_ratios_to(data_cov, covariances, "full", 0.0), np.inf)
+    overflowing = np.stack([np.eye(2), np.full((2, 2), np.inf)])
+    ratios = _ratios_to(np.eye(2), overflowing, "full", 0.0)
+    assert ratios[0] == pytest.approx(1.0)
+    assert ratios[1] == np.inf

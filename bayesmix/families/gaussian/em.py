@@ -1550,8 +1550,15 @@ def _ratios_to(
         except linalg.LinAlgError:
             # The data span a lower-dimensional subspace: every covariance is degenerate.
             return np.zeros(matrices.shape[0])
+        if not np.all(np.isfinite(data_chol)):
+            # The data's covariance overflows (values beyond ~1e154): there is no scale to
+            # compare with, so no covariance is called degenerate by its variance.
+            return np.full(matrices.shape[0], np.inf)
         ratios = np.empty(matrices.shape[0])
         for k, matrix in enumerate(matrices):
+            if not np.all(np.isfinite(matrix)):
+                ratios[k] = np.inf  # an overflowing covariance is not a collapsed one
+                continue
             data_part = matrix - reg_covar * np.eye(n_features)
             half = linalg.solve_triangular(data_chol, data_part, lower=True)
             whitened = linalg.solve_triangular(data_chol, half.T, lower=True)
