@@ -118,14 +118,14 @@ def _fit_both(
             f"{attrs['relabelled_draws']}"
         )
     if method == "laplace":
-        console.print("Laplace + PSIS: the mode from the EM estimate, 4000 draws ...")
+        console.print("Laplace + PSIS: the mode from the EM estimate, then the draws ...")
         start = time.perf_counter()
         nuts = family(**spec).fit(X, method="laplace")
         attrs = nuts.idata.attrs
         console.print(
             f"Laplace + PSIS: {time.perf_counter() - start:.1f} s; k-hat "
             f"{attrs['laplace_khat']:.2f} (below 0.7: usable), importance ESS "
-            f"{attrs['laplace_ess']:.0f} of 4000"
+            f"{attrs['laplace_ess']:.0f} of {nuts.idata['posterior'].sizes['draw']}"
         )
     return em, nuts
 

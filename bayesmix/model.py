@@ -125,6 +125,11 @@ _FIT_CONSTRAINTS: dict[str, list[Any]] = {
 _LOG_LIKELIHOOD_MAX_VALUES = 2**25
 
 
+def _sampler_seed(rng: np.random.Generator, random_seed: int | None) -> int:
+    """Return ``random_seed``, or one drawn from the estimator's ``rng`` when it is None."""
+    return int(rng.integers(2**31 - 1)) if random_seed is None else random_seed
+
+
 def _summed_log_likelihood(
     pointwise: Callable[[np.ndarray, tuple], np.ndarray],
     params: tuple[np.ndarray, ...],
@@ -636,14 +641,14 @@ class MixtureModel(ABC):
             idata = self._em_datatree(data, em)
             settings: dict[str, Any] = {}
         elif method == "laplace":
-            seed = int(rng.integers(2**31 - 1)) if random_seed is None else random_seed
+            seed = _sampler_seed(rng, random_seed)
             settings = {"draws": draws or _LAPLACE_DRAWS, "random_seed": seed}
             if log_likelihood is None:
                 log_likelihood = data.n_samples * settings["draws"] <= _LOG_LIKELIHOOD_MAX_VALUES
             idata = self._fit_laplace(data, priors, em, log_likelihood=log_likelihood, **settings)
         else:
             draws = draws or 1000
-            seed = int(rng.integers(2**31 - 1)) if random_seed is None else random_seed
+            seed = _sampler_seed(rng, random_seed)
             settings = {
                 "draws": draws,
                 "tune": tune,
@@ -867,7 +872,7 @@ class MixtureModel(ABC):
             priors, em, sample = self._chunked_em(data, start)
             timings = {"em": time.perf_counter() - started}
             if method == "laplace":
-                seed = int(rng.integers(2**31 - 1)) if random_seed is None else random_seed
+                seed = _sampler_seed(rng, random_seed)
                 settings = {"draws": draws or _LAPLACE_DRAWS, "random_seed": seed}
                 idata = self._fit_laplace(data, priors, em, model_data=sample, **settings)
                 timings |= json.loads(idata.attrs["timings"])
