@@ -24,6 +24,7 @@ import numpy as np
 from bayesmix import _progress
 from bayesmix.exceptions import BayesmixError, DataError, InvalidParameterError
 from bayesmix.families import FAMILIES
+from bayesmix.nuts import NUTS_SAMPLERS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -65,6 +66,7 @@ def _sampler_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "tune": args.tune,
         "chains": args.chains,
         "target_accept": args.target_accept,
+        "nuts_sampler": args.nuts_sampler,
         "progressbar": True,
     }
 
@@ -559,6 +561,13 @@ def _add_sampler_options(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=0.9,
         help="NUTS target acceptance rate (default 0.9); raise it (0.95, 0.99) against divergences",
+    )
+    parser.add_argument(
+        "--nuts-sampler",
+        choices=NUTS_SAMPLERS,
+        default="nutpie",
+        help="NUTS implementation (default nutpie); numpyro and blackjax run on JAX (a GPU "
+        'if JAX finds one) and need pip install "bayesmix[jax]"',
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed of EM and NUTS")
 

@@ -63,6 +63,8 @@ from bayesmix.exceptions import (
     NotFittedError,
     SamplerWarning,
 )
+from bayesmix.nuts import NUTS_SAMPLERS
+from bayesmix.nuts import jax as _jax
 from bayesmix.nuts import sampler as _nutpie
 from bayesmix.priors import Prior, resolve_priors
 from bayesmix.stats import (
@@ -101,7 +103,6 @@ _LAPLACE_DRAWS = 4000
 # Laplace's exact-density pass evaluates blocks of draws of at most this many
 # (draw, observation) values at once (32 MiB of float64).
 _BATCH_VALUES = 2**22
-NUTS_SAMPLERS = ("nutpie", "pymc")
 
 # The declaration of fit's arguments (bayesmix._params), checked before any work.
 _FIT_CONSTRAINTS: dict[str, list[Any]] = {
@@ -539,7 +540,7 @@ class MixtureModel(ABC):
         chains: int = 4,
         cores: int | None = None,
         target_accept: float = 0.9,
-        nuts_sampler: Literal["nutpie", "pymc"] = "nutpie",
+        nuts_sampler: Literal["nutpie", "pymc", "numpyro", "blackjax"] = "nutpie",
         random_seed: int | None = None,
         progressbar: bool = True,
         log_likelihood: bool | None = None,
@@ -578,9 +579,12 @@ class MixtureModel(ABC):
             Chains run in parallel; defaults to ``min(chains, number of CPUs)``.
         target_accept : float, default=0.9
             NUTS target acceptance rate; raise it if there are divergences.
-        nuts_sampler : {"nutpie", "pymc"}, default="nutpie"
-            NUTS implementation. nutpie starts every chain exactly at the EM estimate;
-            PyMC's sampler starts each chain at a jittered copy of it.
+        nuts_sampler : {"nutpie", "pymc", "numpyro", "blackjax"}, default="nutpie"
+            NUTS implementation. nutpie starts every chain exactly at the EM estimate
+            and moves in Laplace coordinates; the others start each chain at a jittered
+            copy of it. ``"numpyro"`` and ``"blackjax"`` run the PyMC model on JAX, on a
+            GPU when JAX finds one (optional extra ``jax``:
+            :mod:`bayesmix.nuts.jax`); the result has the same layout.
         random_seed : int, optional
             Seed of the sampler; defaults to one derived from ``random_state``.
         progressbar : bool, default=True
@@ -622,6 +626,8 @@ class MixtureModel(ABC):
             validate_params(
                 {"method": _FIT_CONSTRAINTS["method"]}, {"method": y}, f"{type(self).__name__}.fit"
             )
+        if method == "nuts" and nuts_sampler in _jax.JAX_SAMPLERS:
+            _jax.require(nuts_sampler)  # the optional extra, before any work
         if _dask.is_chunked(X):
             return self._fit_chunked(
                 X, method, sample_weight, warm_start, draws=draws, random_seed=random_seed
@@ -1148,19 +1154,29 @@ class MixtureModel(ABC):
                 )
             else:
                 jitter_rng = np.random.default_rng(random_seed)
-                idata = pm.sample(
-                    model=model,
-                    nuts_sampler="pymc",
-                    initvals=[
-                        self._jitter_start(start, data, em, jitter_rng) for _ in range(chains)
-                    ],
-                    init="adapt_diag",
-                    target_accept=target_accept,
-                    random_seed=random_seed,
-                    progressbar=progressbar,
-                    compute_convergence_checks=False,
-                    **settings,
-                )
+                initvals = [self._jitter_start(start, data, em, jitter_rng) for _ in range(chains)]
+                if nuts_sampler == "pymc":
+                    idata = pm.sample(
+                        model=model,
+                        nuts_sampler="pymc",
+                        initvals=initvals,
+                        init="adapt_diag",
+                        target_accept=target_accept,
+                        random_seed=random_seed,
+                        progressbar=progressbar,
+                        compute_convergence_checks=False,
+                        **settings,
+                    )
+                else:
+                    idata = _jax.sample_jax(
+                        model,
+                        sampler=nuts_sampler,
+                        initvals=initvals,
+                        target_accept=target_accept,
+                        random_seed=random_seed,
+                        progressbar=progressbar,
+                        **settings,
+                    )
         timings["nuts"] = time.perf_counter() - clock  # compile (unless cached) + sample
         clock = time.perf_counter()
         if "observed_data" not in idata.children:

@@ -36,6 +36,8 @@ from bayesmix.diagnostics import ESS_PER_CHAIN_MIN, RHAT_MAX, collapsed_chains
 from bayesmix.exceptions import ConvergenceWarning, InvalidParameterError, SamplerWarning
 from bayesmix.families import FAMILIES
 from bayesmix.model import MixtureModel
+from bayesmix.nuts import NUTS_SAMPLERS
+from bayesmix.nuts import jax as _jax
 
 __all__ = [
     "choose_k",
@@ -444,6 +446,7 @@ def _rank(values: pd.Series, *, ascending: bool) -> pd.Series:
         "tune": POSITIVE_INT,
         "chains": POSITIVE_INT,
         "target_accept": TARGET_ACCEPT,
+        "nuts_sampler": [Options(*NUTS_SAMPLERS)],
         "n_se": NONNEGATIVE,
         "random_state": SEED,
         "progressbar": ["boolean"],
@@ -461,6 +464,7 @@ def select_k(
     tune: int = 1000,
     chains: int = 4,
     target_accept: float = 0.9,
+    nuts_sampler: Literal["nutpie", "pymc", "numpyro", "blackjax"] = "nutpie",
     n_se: float = 2.0,
     random_state: int | None = None,
     progressbar: bool = True,
@@ -495,6 +499,8 @@ def select_k(
         Sampler settings of the NUTS fits.
     target_accept : float, default=0.9
         NUTS target acceptance rate; raise it (0.95, 0.99) against divergences.
+    nuts_sampler : {"nutpie", "pymc", "numpyro", "blackjax"}, default="nutpie"
+        NUTS implementation of every fit (see ``fit``).
     n_se : float, default=2.0
         LOO: an elpd within ``max(n_se x dse, 4)`` of the best usable K's is close.
     random_state : int, optional
@@ -564,11 +570,14 @@ def select_k(
     weights = check_sample_weight(sample_weight, data.n_samples)
     nuts = None
     if method != "em":
+        if nuts_sampler in _jax.JAX_SAMPLERS:
+            _jax.require(nuts_sampler)  # the optional extra, before any fit
         nuts = {
             "draws": draws,
             "tune": tune,
             "chains": chains,
             "target_accept": target_accept,
+            "nuts_sampler": nuts_sampler,
             "progressbar": progressbar,
         }
     rows, pointwise, good_k = [], {}, {}

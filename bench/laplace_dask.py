@@ -6,6 +6,7 @@ Usage::
                                                 # bench/results/laplace_dask.json and .md
     python bench/laplace_dask.py --quick        # N = 1e5 only (checks the harness)
     python bench/laplace_dask.py --sizes 1e6 --peers laplace laplace-cluster
+    python bench/laplace_dask.py --sizes 1e7 --merge   # add rows, keep the saved others
 
 The data are simulated chunk by chunk into a Zarr array (chunks of 1e6 rows; the
 simulation of ``bench/dask_em.py``: three unit-variance clusters with centres drawn from
@@ -170,6 +171,11 @@ def main() -> None:
     parser.add_argument("--workdir", default="/tmp/bayesmix-bench-laplace")
     parser.add_argument("--peer", nargs=3, help=argparse.SUPPRESS)  # internal: one peer
     parser.add_argument("--report-only", action="store_true", help="rewrite the .md from the .json")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the saved rows of other (N, peer) pairs in the .json and .md",
+    )
     args = parser.parse_args()
     if args.report_only:
         saved = json.loads((HERE / "results" / "laplace_dask.json").read_text())
@@ -207,6 +213,15 @@ def main() -> None:
     }
     suffix = "_quick" if args.quick else ""
     results = HERE / "results"
+    saved_path = results / f"laplace_dask{suffix}.json"
+    if args.merge and saved_path.exists():
+        new = {(row["n"], row["peer"]) for row in rows}
+        kept = [
+            row
+            for row in json.loads(saved_path.read_text())["rows"]
+            if (row["n"], row["peer"]) not in new
+        ]
+        rows = sorted(kept + rows, key=lambda row: row["n"])
     (results / f"laplace_dask{suffix}.json").write_text(
         json.dumps({"meta": meta, "rows": rows}, indent=1)
     )
