@@ -16,9 +16,13 @@ and the backend's names for the rest (:func:`nutpie_stat_names`).
 
 JAX runs on whatever device it finds: with ``jax[cuda12]`` installed on a machine with a
 GPU, the log density and gradient run there. With as many devices as chains, chains run
-in parallel (``pmap``; on a CPU, PyMC's JAX module exposes the host as many devices, so
-the chains share the cores); otherwise they are vectorised on the one device. Needs
-the optional extra ``jax`` (``pip install "bayesmix[jax]"``).
+in parallel (``pmap``); otherwise they are vectorised on the one device (``vmap``), as on
+a CPU. (Importing ``pymc.sampling.jax`` before JAX starts makes a CPU look like 100
+devices; bayesmix does not rely on it: on this 2-core machine 4 chains of the 2-D
+Gaussian at N = 1e4 took 53-55 s vectorised, 63 s over PyMC's 100 host devices and 40 s
+over exactly 4, set with ``XLA_FLAGS=--xla_force_host_platform_device_count=4`` before
+JAX starts, which is the setting to use for long CPU runs.) Needs the optional extra
+``jax`` (``pip install "bayesmix[jax]"``).
 
 Differences from nutpie, stated so that nobody is surprised: no Laplace coordinates
 (numpyro and blackjax adapt a diagonal mass matrix from the jittered start), no compiled
@@ -102,12 +106,6 @@ def sample_jax(
     """
     require(sampler)
     import jax
-
-    # PyMC's JAX module exposes a CPU host as many devices (XLA_FLAGS) if it is imported
-    # before JAX starts its backend: import it first, so that chains run in parallel on
-    # a CPU whatever was imported before (measured: 4 chains of the 2-D Gaussian at
-    # N = 1e4 took 40 s in parallel on 2 cores, 53 s vectorised).
-    import pymc.sampling.jax  # noqa: F401
 
     method = chain_method(chains)
     _log.info("NUTS on JAX (%s): %d chains, %s, devices %s", sampler, chains, method, _devices())
