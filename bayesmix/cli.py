@@ -310,11 +310,11 @@ def _fit_chunked(args: argparse.Namespace, console: Any) -> int:
     from bayesmix.em.chunked import sample_indices
 
     method = args.method or "em"
-    if method not in ("em", "laplace"):
+    if method not in ("em", "laplace", "nuts"):
         raise InvalidParameterError(
-            f"{args.data} is read in chunks (Zarr / Parquet), which EM and Laplace + PSIS "
-            f"fit in passes; got --method {method}. Use --method em or --method laplace "
-            "(NUTS needs the data in memory: fit a sample of it written to CSV)."
+            f"{args.data} is read in chunks (Zarr / Parquet), which EM, Laplace + PSIS and "
+            f"NUTS fit in passes; got --method {method}. Use --method em, laplace or nuts "
+            "(one at a time)."
         )
     k = _one_k(args)
     data: Any = args.data
@@ -331,8 +331,11 @@ def _fit_chunked(args: argparse.Namespace, console: Any) -> int:
     family, spec = _family(args), _spec(args, k)
     with _scheduler(args.scheduler):
         started = time.perf_counter()
-        with _pass_progress(console, "EM" if method == "em" else "EM / Laplace"):
-            em = family(**spec).fit(data, method=method)
+        if method == "nuts":  # nutpie's own progress bar; a Dask pass per gradient
+            em = family(**spec).fit(data, method="nuts", **_sampler_kwargs(args))
+        else:
+            with _pass_progress(console, "EM" if method == "em" else "EM / Laplace"):
+                em = family(**spec).fit(data, method=method)
         stats = {
             "log_likelihood": em.em_.log_likelihood,
             "n_iter": em.em_.n_iter,
@@ -353,6 +356,13 @@ def _fit_chunked(args: argparse.Namespace, console: Any) -> int:
                 f"{em.idata['posterior'].sizes['draw']} "
                 f"({time.perf_counter() - started:.1f} s with EM)"
             )
+        if method == "nuts":
+            stats_attrs = em.idata["sample_stats"].attrs
+            console.print(
+                f"NUTS: {stats_attrs['gradients']} gradients, each a pass over the chunks "
+                f"({1e3 * stats_attrs['seconds_per_gradient']:.1f} ms each; "
+                f"{time.perf_counter() - started:.1f} s with EM)"
+            )
         chunked = as_chunked(data, allow_bool=family._accepts_bool)
         values, _ = chunked.rows(sample_indices(n_rows, np.random.default_rng(0), 5_000))
     import pandas as pd
@@ -360,7 +370,7 @@ def _fit_chunked(args: argparse.Namespace, console: Any) -> int:
     sample = pd.DataFrame(values, columns=chunked.features)
     title = f"{Path(args.data).name}, K={k}, {_describe(args)}"
     _print_table(console, em.summary(), title)
-    how = "EM" if method == "em" else "EM and Laplace + PSIS"
+    how = {"em": "EM", "laplace": "EM and Laplace + PSIS", "nuts": "EM and NUTS"}[method]
     report = bm.write_report(
         args.out,
         **({"em_fit": em} if method == "em" else {"nuts_fit": em}),
@@ -664,7 +674,8 @@ def _parser() -> argparse.ArgumentParser:
         "--method",
         choices=["nuts", "em", "both", "laplace"],
         help="default: both (EM and NUTS) for a CSV file, em for Zarr / Parquet (read in "
-        "chunks); laplace: EM and the Laplace + PSIS posterior (fast at large N)",
+        "chunks); laplace: EM and the Laplace + PSIS posterior (fast at large N); nuts on "
+        "Zarr / Parquet: each gradient one pass over the chunks (exact, slow per draw)",
     )
     fit.add_argument(
         "--scheduler",

@@ -99,6 +99,8 @@ class ChunkedData:
     # The family's check of the values, check(MixtureData) -> None or DataError naming
     # the row by its number (counts, 0/1, ...); run on every chunk of every pass.
     check_chunk: Any = None
+    # True when every chunk was checked already (see ``persisted``): passes skip the checks.
+    checked: bool = False
 
     @property
     def n_samples(self) -> int:
@@ -122,14 +124,28 @@ class ChunkedData:
 
     def with_check(self, check_chunk: Any) -> ChunkedData:
         """Return these data with the family's chunk check."""
-        return ChunkedData(self.array, self.features, self.sample_weight, self.source, check_chunk)
+        return ChunkedData(
+            self.array, self.features, self.sample_weight, self.source, check_chunk, self.checked
+        )
+
+    def persisted(self) -> ChunkedData:
+        """Return these data held in memory (on the workers, with a distributed client).
+
+        For many passes over the same data (NUTS: one per gradient): the chunks are read
+        once. Every later pass skips the checks of the values, which the first pass (EM's)
+        made.
+        """
+        dask, _ = _import_dask()
+        array, weight = dask.persist(self.array, self.sample_weight)
+        return ChunkedData(array, self.features, weight, self.source, None, checked=True)
 
     def data_pass(self, fn: Any, split_every: int = SPLIT_EVERY) -> dict:
         """Apply ``fn(X_chunk, w_chunk)`` to every chunk and return the sum of the results.
 
         One pass over the data: each chunk's result (a dictionary of arrays and floats) is
         added up by a tree of tasks with at most ``split_every`` inputs each, so the
-        client receives one small dictionary.
+        client receives one small dictionary. Every chunk is checked first (finite
+        values, valid weights, the family's check) unless the data are ``checked``.
         """
         dask, _ = _import_dask()
         blocks = self.array.to_delayed().ravel()
@@ -139,15 +155,21 @@ class ChunkedData:
             else list(self.sample_weight.to_delayed().ravel())
         )
         starts = self.row_starts
+        # Passes over checked data (NUTS: one per gradient, two chains at once) get fresh
+        # keys: hashing ``fn`` each time costs time, and two identical passes in flight
+        # on a distributed client would share keys that the first one releases.
+        pure = not self.checked
         parts = [
             dask.delayed(_chunk_pass, pure=True)(
                 fn, block, weight, index, int(starts[index]), self.check_chunk, self.features
             )
+            if not self.checked
+            else dask.delayed(fn, pure=False)(block, weight)
             for index, (block, weight) in enumerate(zip(blocks, weights, strict=True))
         ]
         while len(parts) > 1:
             parts = [
-                dask.delayed(_add, pure=True)(*parts[i : i + split_every])
+                dask.delayed(_add, pure=pure)(*parts[i : i + split_every])
                 for i in range(0, len(parts), split_every)
             ]
         started = time.perf_counter()

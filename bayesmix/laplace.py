@@ -449,15 +449,13 @@ def pymc_target(
     log Jacobians of the transforms (the model's free variables only, no data), which
     equals the model's log density when the likelihood is the model's only other term.
     """
-    from pymc.initial_point import make_initial_point_fn
+    from bayesmix.nuts.sampler import unconstrained_point
 
-    point = make_initial_point_fn(
-        model=model, overrides=dict(start), jitter_rvs=set(), return_transformed=True
-    )(0)
+    point = unconstrained_point(model, start)
     values = list(model.continuous_value_vars)
     shapes = [np.shape(point[v.name]) for v in values]
     sizes = [int(np.prod(shape)) for shape in shapes]
-    flat = np.concatenate([np.asarray(point[v.name], dtype=np.float64).ravel() for v in values])
+    flat = np.concatenate([point[v.name].ravel() for v in values])
     outputs = model.replace_rvs_by_values([model[name] for name in names])
     constrain = model.compile_fn(outputs, inputs=values, on_unused_input="ignore", point_fn=False)
     splits = np.cumsum(sizes)[:-1]

@@ -568,7 +568,9 @@ class MixtureModel(ABC):
             ``idata.attrs["laplace_khat"]``, and a
             :class:`~bayesmix.exceptions.SamplerWarning` when k-hat > 0.7 (then use
             NUTS). For large N, where the posterior is close to Gaussian, it is the
-            fast posterior.
+            fast posterior. On chunked data (Dask, Zarr, Parquet) ``"nuts"`` evaluates
+            every gradient as one pass over the persisted chunks
+            (:mod:`bayesmix.nuts.distributed`; nutpie only).
         draws : int, optional
             NUTS: draws per chain (default 1000). Laplace: proposals and resampled
             draws (default 4000).
@@ -629,8 +631,10 @@ class MixtureModel(ABC):
         if method == "nuts" and nuts_sampler in _jax.JAX_SAMPLERS:
             _jax.require(nuts_sampler)  # the optional extra, before any work
         if _dask.is_chunked(X):
+            nuts = {"tune": tune, "chains": chains, "cores": cores, "nuts_sampler": nuts_sampler}
+            nuts |= {"target_accept": target_accept, "progressbar": progressbar}
             return self._fit_chunked(
-                X, method, sample_weight, warm_start, draws=draws, random_seed=random_seed
+                X, method, sample_weight, warm_start, draws=draws, random_seed=random_seed, **nuts
             )
         data, priors = self._prepare(X, sample_weight)
         rng = np.random.default_rng(self.random_state)
@@ -847,18 +851,22 @@ class MixtureModel(ABC):
         *,
         draws: int | None = None,
         random_seed: int | None = None,
+        nuts_sampler: str = "nutpie",
+        progressbar: bool = True,
+        **nuts: Any,
     ) -> Self:
-        """EM (and Laplace + PSIS) on chunked data (:mod:`bayesmix.dask`), nothing loaded.
+        """EM, Laplace + PSIS or NUTS on chunked data (:mod:`bayesmix.dask`), nothing loaded.
 
         EM takes one pass per iteration; ``method="laplace"`` then a pass per Newton
-        step to the mode and one for the draws' exact density.
+        step to the mode and one for the draws' exact density; ``method="nuts"`` one
+        pass per gradient over the persisted chunks (:mod:`bayesmix.nuts.distributed`).
         """
-        if method == "nuts":
+        if method == "nuts" and nuts_sampler != "nutpie":
             raise InvalidParameterError(
-                "Data on Dask (or a Zarr / Parquet path) are fitted with method='em' or "
-                "method='laplace' (the posterior from the Laplace approximation, corrected "
-                "by importance sampling); got method='nuts'. Use one of those, or load a "
-                "sample into memory (X[:n].compute()) for a posterior by NUTS."
+                f"Data on Dask (or a Zarr / Parquet path) are sampled by nutpie, each "
+                f"gradient one Dask pass; got nuts_sampler={nuts_sampler!r}. Use "
+                "nuts_sampler='nutpie', or load the data into memory (X.compute()) for "
+                "the JAX samplers."
             )
         self._check_params()
         data = _dask.as_chunked(X, sample_weight, allow_bool=self._accepts_bool)
@@ -881,6 +889,14 @@ class MixtureModel(ABC):
                 seed = _sampler_seed(rng, random_seed)
                 settings = {"draws": draws or _LAPLACE_DRAWS, "random_seed": seed}
                 idata = self._fit_laplace(data, priors, em, model_data=sample, **settings)
+                timings |= json.loads(idata.attrs["timings"])
+            elif method == "nuts":
+                seed = _sampler_seed(rng, random_seed)
+                settings = {"draws": draws or 1000, "random_seed": seed} | nuts
+                settings["nuts_sampler"] = nuts_sampler
+                idata = self._sample_nuts_chunked(
+                    data, priors, em, sample, progressbar=progressbar, **settings
+                )
                 timings |= json.loads(idata.attrs["timings"])
             else:
                 idata = self._em_datatree(data, em)
@@ -1194,6 +1210,104 @@ class MixtureModel(ABC):
         timings["postprocess"] = time.perf_counter() - clock
         idata.attrs["timings"] = json.dumps(timings)
         return idata
+
+    def _sample_nuts_chunked(
+        self,
+        data: _dask.ChunkedData,
+        priors: dict[str, Prior],
+        em: AnyEMResult,
+        sample: MixtureData,
+        *,
+        draws: int,
+        tune: int,
+        chains: int,
+        cores: int | None,
+        target_accept: float,
+        random_seed: int,
+        progressbar: bool,
+        nuts_sampler: str = "nutpie",
+    ) -> xr.DataTree:
+        """NUTS on chunked data, each gradient one Dask pass (:mod:`bayesmix.nuts.distributed`).
+
+        The family's fused kernel per chunk if it has one, else the PyMC model's compiled
+        log-likelihood per chunk; the model is built on ``sample`` (a sample of rows: it
+        supplies the prior, the transforms and the layout, not the likelihood).
+        """
+        from bayesmix.nuts import distributed as _distributed
+
+        clock = time.perf_counter()
+        logp_dlogp, flat, expand = self._distributed_log_density(data, priors, em, sample)
+        timings = {"build": time.perf_counter() - clock}
+        _log.info(
+            "NUTS on %d rows in %d chunks: %d chains x %d draws (+%d tune) from the EM estimate",
+            data.n_samples,
+            len(data.row_chunks),
+            chains,
+            draws,
+            tune,
+        )
+        clock = time.perf_counter()
+        with one_blas_thread():
+            idata = _distributed.sample(
+                logp_dlogp,
+                expand,
+                flat,
+                dims=self._posterior_dims(data.n_features),
+                coords=self._coords(data),
+                draws=draws,
+                tune=tune,
+                chains=chains,
+                cores=cores,
+                target_accept=target_accept,
+                random_seed=random_seed,
+                progressbar=progressbar,
+            )
+        timings["nuts"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        # Relabelling scales the locations by the data's spread: the sample's.
+        self._relabel(idata, em, sample)
+        self._check_chains(idata, priors)
+        timings["postprocess"] = time.perf_counter() - clock
+        idata.attrs["timings"] = json.dumps(timings)
+        return idata
+
+    def _distributed_log_density(
+        self,
+        data: _dask.ChunkedData,
+        priors: dict[str, Prior],
+        em: AnyEMResult,
+        sample: MixtureData,
+    ) -> tuple[Any, np.ndarray, Callable[[np.ndarray], dict[str, np.ndarray]]]:
+        """Return ``(log density, flat EM start, expand)`` for NUTS on chunked data.
+
+        The log density is a :class:`~bayesmix.nuts.distributed.DistributedLogDensity`
+        over the persisted chunks of ``data``; ``expand`` maps a flat unconstrained point
+        to the posterior variables.
+        """
+        from bayesmix.nuts import distributed as _distributed
+
+        start = self._start_from_em(em, data.n_features)
+        fused = self._nuts_target(sample, priors)
+        if fused is None:  # the PyMC model, compiled by PyTensor
+            model = self._model(sample, priors)
+            free = {rv.name for rv in model.free_RVs}
+            start = {key: value for key, value in start.items() if key in free}
+            names = list(self._posterior_dims(data.n_features))
+            target = _laplace.pymc_target(model, start, names)
+            flat, expand = target.start, target.expand
+            values = list(model.continuous_value_vars)
+            chunk = _distributed.PyMCChunkLikelihood(model, values)
+            log_prior = _distributed.pymc_log_prior(model, values)
+        else:  # the family's fused kernel, chunk by chunk
+            free = _nutpie.fused_free_variables(fused)
+            start = {key: value for key, value in start.items() if key in free}
+            flat, expand = fused.unconstrain(start), fused.expand
+            chunk = _distributed.FusedChunkLikelihood(fused)
+            log_prior = chunk.log_prior
+        logp_dlogp = _distributed.DistributedLogDensity(
+            log_prior, chunk, data.persisted().data_pass
+        )
+        return logp_dlogp, flat, expand
 
     # -- Laplace + PSIS ------------------------------------------------------------------
 

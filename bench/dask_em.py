@@ -34,15 +34,17 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import subprocess
 import sys
 import threading
 import time
-from importlib.metadata import version
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from _table import markdown_table, run_meta  # noqa: E402  (a sibling module)
+
 CHUNK = 1_000_000
 IN_MEMORY_MAX = 10_000_000
 
@@ -288,15 +290,8 @@ def main() -> None:
                     rows.append(row)
                     print(json.dumps(row), flush=True)
                 subprocess.run(["rm", "-rf", str(path)], check=False)
-    meta = {
-        "date": time.strftime("%Y-%m-%d %H:%M"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-        "python": platform.python_version(),
-        "versions": {
-            name: version(name) for name in ("bayesmix", "dask", "distributed", "zarr", "numba")
-        },
-        "iterations": args.iterations,
-    }
+    meta = run_meta(("bayesmix", "dask", "distributed", "zarr", "numba"))
+    meta["iterations"] = args.iterations
     results = HERE / "results"
     results.mkdir(exist_ok=True)
     (results / "dask_em.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
@@ -309,26 +304,30 @@ def main() -> None:
         "x N); the larger of the two is the floor a pass is compared with. Cached read: "
         "the Zarr array read and decompressed from the page cache by Dask.",
         "",
-        "| N | D | K | data GB | peer | s/pass | disk s | kernel s | cached read s | "
-        "s/pass / floor | peak RSS GiB |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
+    cells = []
     for r in rows:
+        head = [f"{r['n_samples']:.0e}", r["n_features"], r["n_components"]]
+        head += [f"{r['data_gb']:.2f}", r["peer"]]
         if "error" in r:
-            lines.append(
-                f"| {r['n_samples']:.0e} | {r['n_features']} | {r['n_components']} | "
-                f"{r['data_gb']:.2f} | {r['peer']} | error: {r['error'][:60]} | | | | | |"
-            )
+            cells.append([*head, f"error: {r['error'][:60]}"])
             continue
         disk = r["disk_read_seconds"]
         floor = max(disk or 0.0, r["kernel_floor_seconds"])
-        lines.append(
-            f"| {r['n_samples']:.0e} | {r['n_features']} | {r['n_components']} | "
-            f"{r['data_gb']:.2f} | {r['peer']} | {r['seconds_per_pass']:.3f} | "
-            f"{'n/a' if disk is None else f'{disk:.3f}'} | {r['kernel_floor_seconds']:.3f} | "
-            f"{r['read_floor_seconds']:.3f} | {r['seconds_per_pass'] / floor:.2f} | "
-            f"{r['peak_rss_gib']:.2f} |"
+        cells.append(
+            [
+                *head,
+                f"{r['seconds_per_pass']:.3f}",
+                "n/a" if disk is None else f"{disk:.3f}",
+                f"{r['kernel_floor_seconds']:.3f}",
+                f"{r['read_floor_seconds']:.3f}",
+                f"{r['seconds_per_pass'] / floor:.2f}",
+                f"{r['peak_rss_gib']:.2f}",
+            ]
         )
+    header = ["N", "D", "K", "data GB", "peer", "s/pass", "disk s", "kernel s"]
+    header += ["cached read s", "s/pass / floor", "peak RSS GiB"]
+    lines += markdown_table(header, cells)
     (results / "dask_em.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -20,17 +20,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
-from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from _table import markdown_table, run_meta  # noqa: E402  (a sibling module)
+
 SAMPLERS = ("nutpie", "numpyro", "blackjax")
 
 
@@ -95,27 +96,31 @@ def report(rows: list[dict], meta: dict) -> str:
         + ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
         + ".",
         "",
-        "| workload | N | sampler | s | min bulk ESS | ESS/s | max R-hat | divergences "
-        "| max mean gap (nutpie sds) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
+    cells = []
     for row in rows:
+        head = [row["workload"], f"{row['n']:.0e}", row["sampler"]]
         if "error" in row:
-            lines.append(
-                f"| {row['workload']} | {row['n']:.0e} | {row['sampler']} | "
-                f"error: {row['error']} | | | | | |"
-            )
+            cells.append([*head, f"error: {row['error']}"])
             continue
         reference = next(
             r
             for r in rows
             if r["workload"] == row["workload"] and r["n"] == row["n"] and r["sampler"] == "nutpie"
         )
-        lines.append(
-            f"| {row['workload']} | {row['n']:.0e} | {row['sampler']} | {row['seconds']:.1f} | "
-            f"{row['min_bulk_ess']:.0f} | {row['ess_per_s']:.0f} | {row['max_rhat']:.3f} | "
-            f"{row['divergences']} | {_gap(row, reference):.2f} |"
+        cells.append(
+            [
+                *head,
+                f"{row['seconds']:.1f}",
+                f"{row['min_bulk_ess']:.0f}",
+                f"{row['ess_per_s']:.0f}",
+                f"{row['max_rhat']:.3f}",
+                row["divergences"],
+                f"{_gap(row, reference):.2f}",
+            ]
         )
+    header = ["workload", "N", "sampler", "s", "min bulk ESS", "ESS/s", "max R-hat"]
+    lines += markdown_table([*header, "divergences", "max mean gap (nutpie sds)"], cells)
     return "\n".join(lines) + "\n"
 
 
@@ -149,13 +154,7 @@ def main() -> None:
                 row = json.loads(out.stdout.strip().splitlines()[-1])
             rows.append(row)
             print({k: v for k, v in row.items() if k not in ("means", "sds")}, flush=True)
-    meta = {
-        "date": time.strftime("%Y-%m-%d %H:%M"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-        "versions": {
-            name: version(name) for name in ("bayesmix", "nutpie", "jax", "numpyro", "blackjax")
-        },
-    }
+    meta = run_meta(("bayesmix", "nutpie", "jax", "numpyro", "blackjax"))
     suffix = "_quick" if args.quick else ""
     (HERE / "results" / f"jax_samplers{suffix}.json").write_text(
         json.dumps({"meta": meta, "rows": rows}, indent=1)

@@ -34,18 +34,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import threading
 import time
-from importlib.metadata import version
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from dask_em import CHUNK, _peak_rss, write_zarr  # noqa: E402  (a sibling script)
+from _table import markdown_table, run_meta  # noqa: E402  (sibling modules)
+from dask_em import CHUNK, _peak_rss, write_zarr  # noqa: E402
 
 
 def run_peer(peer: str, path: str, n: int) -> dict:
@@ -126,26 +125,30 @@ def report(rows: list[dict], meta: dict) -> str:
         "The cost per draw, row and core counts the cores busy in the draws' pass: one task "
         "per chunk, so at most min(cores, chunks).",
         "",
-        "| N | peer | s | peak RSS GiB | EM s (iterations) | Newton s (passes) | draws' pass s "
-        "| k-hat | importance ESS | ns per draw x row x core |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
+    cells = []
     for r in rows:
+        head = [f"{r['n']:.0e}", r["peer"]]
         if "error" in r:
-            lines.append(f"| {r['n']:.0e} | {r['peer']} | error: {r['error']} |" + " |" * 7)
+            cells.append([*head, f"error: {r['error']}"])
             continue
-        laplace = "khat" in r
-        lines.append(
-            f"| {r['n']:.0e} | {r['peer']} | {r['seconds']:.1f} | {r['peak_rss_gib']:.2f} | "
-            f"{r['em_seconds']:.1f} ({r['em_iterations']}) | "
-            + (
-                f"{r['newton_seconds']:.1f} ({r['newton_passes']}) | "
-                f"{r['draws_pass_seconds']:.1f} | {r['khat']:.2f} | {r['ess']:.0f} | "
-                f"{r['ns_per_draw_row_core']:.1f} |"
-                if laplace
-                else "- | - | - | - | - |"
-            )
+        em = [f"{r['seconds']:.1f}", f"{r['peak_rss_gib']:.2f}"]
+        em.append(f"{r['em_seconds']:.1f} ({r['em_iterations']})")
+        laplace = (
+            [
+                f"{r['newton_seconds']:.1f} ({r['newton_passes']})",
+                f"{r['draws_pass_seconds']:.1f}",
+                f"{r['khat']:.2f}",
+                f"{r['ess']:.0f}",
+                f"{r['ns_per_draw_row_core']:.1f}",
+            ]
+            if "khat" in r
+            else ["-"] * 5
         )
+        cells.append([*head, *em, *laplace])
+    header = ["N", "peer", "s", "peak RSS GiB", "EM s (iterations)", "Newton s (passes)"]
+    header += ["draws' pass s", "k-hat", "importance ESS", "ns per draw x row x core"]
+    lines += markdown_table(header, cells)
     costs = [r["ns_per_draw_row_core"] for r in rows if "ns_per_draw_row_core" in r]
     if costs:
         cost = max(costs)
@@ -206,11 +209,7 @@ def main() -> None:
             rows.append(row)
             print(json.dumps(row), flush=True)
         subprocess.run(["rm", "-rf", str(path)], check=False)
-    meta = {
-        "date": time.strftime("%Y-%m-%d %H:%M"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-        "versions": {name: version(name) for name in ("bayesmix", "dask", "distributed", "zarr")},
-    }
+    meta = run_meta(("bayesmix", "dask", "distributed", "zarr"))
     suffix = "_quick" if args.quick else ""
     results = HERE / "results"
     saved_path = results / f"laplace_dask{suffix}.json"

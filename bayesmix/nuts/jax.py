@@ -10,9 +10,10 @@ data, not the data times the intermediate arrays. Every chain starts at its own
 scale-aware jittered copy of the EM estimate (the estimator's ``_jitter_start``, as for
 ``nuts_sampler="pymc"``), and the result goes through the same relabelling,
 log-likelihood and diagnostics as nutpie's, so the ``DataTree`` has the same groups,
-variables, dims and coordinates. The sampler's statistics carry nutpie's names for what
-both report (``diverging``, ``step_size``, ``n_steps``, ``depth``, ``logp``, ``energy``)
-and the backend's names for the rest (:func:`nutpie_stat_names`).
+variables, dims and coordinates. The sampler's statistics carry nutpie's names
+(``diverging``, ``step_size``, ``n_steps``, ``depth``, ``logp``, ``energy``, plus
+``acceptance_rate``); ``logp`` is the log density on the unconstrained scale for both
+backends (numpyro reports its negative, the potential energy).
 
 JAX runs on whatever device it finds: with ``jax[cuda12]`` installed on a machine with a
 GPU, the log density and gradient run there. With as many devices as chains, chains run
@@ -39,14 +40,14 @@ from typing import Any
 import numpy as np
 import pymc as pm
 import xarray as xr
-from pymc.initial_point import make_initial_point_fn
+
+from bayesmix.nuts.sampler import unconstrained_point
 
 __all__ = [
     "CHUNK_ROWS",
     "JAX_SAMPLERS",
     "chain_method",
     "log_density",
-    "nutpie_stat_names",
     "require",
     "sample_jax",
 ]
@@ -102,7 +103,7 @@ def sample_jax(
     ``initvals`` holds one start per chain (constrained values of the free variables).
     ``cores`` is not used: JAX places the chains on its devices (:func:`chain_method`).
     Returns ``posterior`` (the free variables and deterministics, dims and coordinates
-    of the model) and ``sample_stats`` (nutpie's names, :func:`nutpie_stat_names`).
+    of the model) and ``sample_stats`` (nutpie's names, module docstring).
     """
     require(sampler)
     import jax
@@ -110,8 +111,8 @@ def sample_jax(
     method = chain_method(chains)
     _log.info("NUTS on JAX (%s): %d chains, %s, devices %s", sampler, chains, method, _devices())
     logp = log_density(model, chunk_rows=chunk_rows)
-    starts = [_unconstrained(model, start) for start in initvals]
-    positions = [jax.numpy.stack([start[i] for start in starts]) for i in range(len(starts[0]))]
+    starts = [unconstrained_point(model, start) for start in initvals]
+    positions = [jax.numpy.stack([start[var.name] for start in starts]) for var in model.value_vars]
     run = _run_numpyro if sampler == "numpyro" else _run_blackjax
     key = jax.random.PRNGKey(random_seed)
     samples, stats = run(
@@ -120,9 +121,8 @@ def sample_jax(
     return xr.DataTree.from_dict(
         {
             "posterior": _posterior(model, samples),
-            "sample_stats": nutpie_stat_names(
-                xr.Dataset({name: (("chain", "draw"), np.asarray(v)) for name, v in stats.items()}),
-                sampler,
+            "sample_stats": xr.Dataset(
+                {name: (("chain", "draw"), np.asarray(v)) for name, v in stats.items()}
             ),
         }
     )
@@ -180,14 +180,6 @@ def log_density(model: pm.Model, *, chunk_rows: int = CHUNK_ROWS) -> Callable[[l
     return logp
 
 
-def _unconstrained(model: pm.Model, start: dict[str, Any]) -> list[np.ndarray]:
-    """``start`` (constrained values) on the unconstrained scale, in ``value_vars`` order."""
-    point = make_initial_point_fn(
-        model=model, overrides=start, jitter_rvs=set(), return_transformed=True
-    )(0)
-    return [np.asarray(point[var.name], dtype=float) for var in model.value_vars]
-
-
 def _run_numpyro(logp, positions, key, draws, tune, chains, method, target_accept, progressbar):
     import jax
     from numpyro.infer import MCMC, NUTS
@@ -214,9 +206,9 @@ def _run_numpyro(logp, positions, key, draws, tune, chains, method, target_accep
         "energy": extra["energy"],
         "step_size": extra["adapt_state.step_size"],
         "n_steps": n_steps,
-        "tree_depth": np.floor(np.log2(np.maximum(n_steps, 1))).astype(int) + 1,
+        "depth": np.floor(np.log2(np.maximum(n_steps, 1))).astype(int) + 1,
         "acceptance_rate": extra["accept_prob"],
-        "lp": extra["potential_energy"],  # numpyro's potential: logp negated by nutpie_stat_names
+        "logp": -np.asarray(extra["potential_energy"]),  # numpyro's potential is -logp
     }
     return samples, stats
 
@@ -238,10 +230,10 @@ def _run_blackjax(logp, positions, key, draws, tune, chains, method, target_acce
             stats = {
                 "diverging": info.is_divergent,
                 "energy": info.energy,
-                "tree_depth": info.num_trajectory_expansions,
+                "depth": info.num_trajectory_expansions,
                 "n_steps": info.num_integration_steps,
                 "acceptance_rate": info.acceptance_rate,
-                "lp": state.logdensity,  # blackjax's log density: kept by nutpie_stat_names
+                "logp": state.logdensity,
                 "step_size": params["step_size"],
             }
             return state, (state.position, stats)
@@ -276,23 +268,6 @@ def _posterior(model: pm.Model, samples: list) -> xr.Dataset:
     chains, draws = np.asarray(values[0]).shape[:2]
     coords |= {"chain": np.arange(chains), "draw": np.arange(draws)}
     return xr.Dataset(data_vars, coords=coords)
-
-
-def nutpie_stat_names(stats: xr.Dataset, sampler: str) -> xr.Dataset:
-    """Return PyMC's statistics of a JAX sampler under nutpie's names where they differ.
-
-    ``lp`` becomes ``logp``, the log density on the unconstrained scale: PyMC stores
-    numpyro's potential energy (its negative) and blackjax's log density under the one
-    name ``lp``. ``tree_depth`` becomes ``depth``. The other statistics keep their names.
-    """
-    stats = stats.copy()
-    if "lp" in stats and "logp" not in stats:
-        lp = stats["lp"]
-        stats["logp"] = -lp if sampler == "numpyro" else lp
-        stats = stats.drop_vars("lp")
-    if "tree_depth" in stats and "depth" not in stats:
-        stats = stats.rename({"tree_depth": "depth"})
-    return stats
 
 
 def _devices() -> str:

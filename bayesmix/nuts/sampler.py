@@ -31,7 +31,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
 import numpy as np
@@ -70,13 +70,24 @@ def _cached(key: Hashable) -> Any:
         return compiled
 
 
+def unconstrained_point(model: pm.Model, start: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Return ``start`` (constrained values of the free variables) on the unconstrained scale.
+
+    Keys are the names of the model's value variables (``mu``, ``sigma_log__``, ...), the
+    values float64 arrays of their shapes. No jitter: PyMC's initial-point function with
+    ``start`` as overrides.
+    """
+    point = make_initial_point_fn(
+        model=model, overrides=dict(start), jitter_rvs=set(), return_transformed=True
+    )(0)
+    return {name: np.asarray(value, dtype=np.float64) for name, value in point.items()}
+
+
 def _flat_start(model: pm.Model, start: dict[str, np.ndarray]) -> np.ndarray:
     """Return ``start`` on the unconstrained scale, flattened in nutpie's variable order."""
-    point = make_initial_point_fn(
-        model=model, overrides=start, jitter_rvs=set(), return_transformed=True
-    )(0)
+    point = unconstrained_point(model, start)
     names = [model.rvs_to_values[rv].name for rv in model.free_RVs]
-    return np.concatenate([np.asarray(point[name], dtype=np.float64).ravel() for name in names])
+    return np.concatenate([point[name].ravel() for name in names])
 
 
 def _nudged(flat: np.ndarray, scale: float = 1e-3) -> Any:
@@ -228,8 +239,6 @@ def sample_nutpie(
     xarray.DataTree
         ``posterior`` (free variables and deterministics) and ``sample_stats``.
     """
-    import nutpie
-
     compiled = None if target is None else _fused_compiled(target, data, start)
     if compiled is None:
         if model is None:
@@ -252,6 +261,32 @@ def sample_nutpie(
                 "from nutpie's own start, not the EM estimate; install nutpie>=0.16,<0.17",
                 err,
             )
+    return run_nutpie(
+        compiled,
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        cores=cores if cores is not None else min(chains, _cpu_count()),
+        target_accept=target_accept,
+        random_seed=random_seed,
+        progressbar=progressbar,
+    )
+
+
+def run_nutpie(
+    compiled: Any,
+    *,
+    draws: int,
+    tune: int,
+    chains: int,
+    cores: int,
+    target_accept: float,
+    random_seed: int,
+    progressbar: bool,
+) -> xr.DataTree:
+    """Sample nutpie's ``compiled`` model (no warmup draws kept), with bayesmix's progress."""
+    import nutpie
+
     own_bar, callback, finish = _progress.nuts_progress(chains, draws, tune, enabled=progressbar)
     try:
         return nutpie.sample(
@@ -259,7 +294,7 @@ def sample_nutpie(
             draws=draws,
             tune=tune,
             chains=chains,
-            cores=cores if cores is not None else min(chains, _cpu_count()),
+            cores=cores,
             seed=random_seed,
             save_warmup=False,
             progress_bar=own_bar,

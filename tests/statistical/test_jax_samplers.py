@@ -7,10 +7,12 @@ is the model's log density on the unconstrained scale (checked against PyMC's co
 Gaussian data the numpyro and blackjax posteriors agree with nutpie's.
 """
 
+import functools
+
 import numpy as np
-import pandas as pd
 import pytensor.tensor as pt
 import pytest
+from mixture_data import binary_frame, counts_frame
 
 import bayesmix as bm
 
@@ -33,19 +35,6 @@ def _student_t(rng, n=240):
     return np.where(z[:, None], [-4.0, 0.0], [4.0, 1.0]) + rng.standard_t(4, size=(n, 2))
 
 
-def _counts(rng, n=240):
-    z = rng.random(n) < 0.4
-    return pd.DataFrame(
-        {"a": rng.poisson(np.where(z, 1.0, 8.0)), "b": rng.poisson(np.where(z, 6.0, 2.0))}
-    )
-
-
-def _binary(rng, n=240):
-    z = rng.random(n) < 0.5
-    p = np.where(z[:, None], [0.9, 0.8, 0.2, 0.1], [0.1, 0.3, 0.8, 0.9])
-    return pd.DataFrame((rng.random(p.shape) < p).astype(int), columns=list("abcd"))
-
-
 def _overdispersed(rng, n=240):
     z = rng.random(n) < 0.5
     mean = np.where(z[:, None], [2.0, 20.0], [20.0, 3.0])
@@ -55,8 +44,8 @@ def _overdispersed(rng, n=240):
 FAMILIES = {
     "gaussian": (bm.GaussianMixture, _gaussian),
     "student_t": (bm.StudentTMixture, _student_t),
-    "poisson": (bm.PoissonMixture, _counts),
-    "bernoulli": (bm.BernoulliMixture, _binary),
+    "poisson": (bm.PoissonMixture, functools.partial(counts_frame, n=240)),
+    "bernoulli": (bm.BernoulliMixture, functools.partial(binary_frame, n=240)),
     "negative_binomial": (bm.NegativeBinomialMixture, _overdispersed),
 }
 

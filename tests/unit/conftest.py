@@ -84,3 +84,16 @@ def mixture():
         return mixture_data(n_features), MIXTURES[n_features]
 
     return get
+
+
+@pytest.fixture(scope="module")
+def cluster_client():
+    """A two-process Dask ``LocalCluster`` and its client (the default scheduler meanwhile)."""
+    distributed = pytest.importorskip("distributed")
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        yield client

@@ -108,9 +108,22 @@ def test_fit_parquet_columns(tmp_path):
     np.testing.assert_allclose(fit.means_, memory.means_, rtol=1e-10)
 
 
-def test_nuts_on_chunked_data_is_refused_before_any_work(zarr_data, tmp_path, capsys):
+def test_both_on_chunked_data_is_refused_before_any_work(zarr_data, tmp_path, capsys):
     out = tmp_path / "report"
-    assert main(["fit", str(zarr_data), "-k", "3", "--method", "nuts", "--out", str(out)]) == 2
+    assert main(["fit", str(zarr_data), "-k", "3", "--method", "both", "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "--method em" in err
+    assert "--method em, laplace or nuts" in err
     assert not out.exists()
+
+
+def test_nuts_on_zarr_samples_with_a_pass_per_gradient(zarr_data, tmp_path, capsys):
+    out = tmp_path / "report"
+    args = ["fit", str(zarr_data), "-k", "3", "--method", "nuts", "--out", str(out)]
+    assert main([*args, "--draws", "30", "--tune", "30", "--chains", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "NUTS:" in printed
+    assert "gradients, each a pass over the chunks" in printed
+    fit = bm.load(out / "fit.nc")
+    assert fit.idata["posterior"].sizes["chain"] == 2
+    assert fit.idata["posterior"].sizes["draw"] == 30
+    assert fit.idata.attrs["inference_method"] == "nuts"

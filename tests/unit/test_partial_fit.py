@@ -7,10 +7,12 @@ the same k-means++ start (the first online step is exactly that iteration).
 
 from __future__ import annotations
 
+import functools
 import json
 
 import numpy as np
 import pytest
+from mixture_data import binary_array, counts_array
 
 import bayesmix as bm
 from bayesmix.exceptions import DataError, InvalidParameterError
@@ -35,17 +37,6 @@ def _heavy_tailed(rng, n=20_000):
     return centres[z] + rng.standard_t(4.0, size=(n, 2))
 
 
-def _counts(rng, n=20_000):
-    z = rng.integers(0, 2, size=n)
-    return rng.poisson(np.where(z[:, None] == 0, [1.0, 6.0], [9.0, 2.0])).astype(float)
-
-
-def _binary(rng, n=20_000):
-    z = rng.integers(0, 2, size=n)
-    p = np.where(z[:, None] == 0, [0.9, 0.8, 0.1, 0.2], [0.1, 0.3, 0.8, 0.9])
-    return (rng.uniform(size=p.shape) < p).astype(float)
-
-
 CASES = [
     *(
         (bm.GaussianMixture, {"covariance_type": ct}, _gaussian, 3)
@@ -53,8 +44,13 @@ CASES = [
     ),
     (bm.GaussianMixture, {"objective": "map"}, _gaussian, 3),
     (bm.StudentTMixture, {}, _heavy_tailed, 3),
-    (bm.PoissonMixture, {}, _counts, 2),
-    (bm.BernoulliMixture, {}, _binary, 2),
+    (
+        bm.PoissonMixture,
+        {},
+        functools.partial(counts_array, n=20_000, rates=((1.0, 6.0), (9.0, 2.0))),
+        2,
+    ),
+    (bm.BernoulliMixture, {}, functools.partial(binary_array, n=20_000), 2),
 ]
 IDS = [f"{c.__name__}-{p}" for c, p, _, _ in CASES]
 

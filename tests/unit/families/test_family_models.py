@@ -7,11 +7,13 @@ summary, compare, save/load, plots) uses the mocked sampler of tests/conftest.py
 with real sampling is in tests/statistical/test_family_recovery.py.
 """
 
+import functools
+
 import matplotlib.pyplot as plt
 import numpy as np
-import pandas as pd
 import pytest
 import scipy.stats as st
+from mixture_data import binary_frame, counts_frame
 from scipy.special import logsumexp
 
 import bayesmix as bm
@@ -19,19 +21,6 @@ from bayesmix.exceptions import DataError, InvalidParameterError, PriorError
 
 # The mocked "posterior" is prior draws: its diagnostics are bad by construction.
 pytestmark = pytest.mark.filterwarnings("ignore::bayesmix.SamplerWarning")
-
-
-def _counts(rng, n=120):
-    z = rng.random(n) < 0.4
-    return pd.DataFrame(
-        {"a": rng.poisson(np.where(z, 1.0, 8.0)), "b": rng.poisson(np.where(z, 6.0, 2.0))}
-    )
-
-
-def _binary(rng, n=150):
-    z = rng.random(n) < 0.5
-    p = np.where(z[:, None], [0.9, 0.8, 0.2, 0.1], [0.1, 0.3, 0.8, 0.9])
-    return pd.DataFrame((rng.random(p.shape) < p).astype(int), columns=list("abcd"))
 
 
 def _heavy(rng, n=150):
@@ -58,8 +47,8 @@ def _component_logpdf(fit, X):
 
 
 CASES = {
-    "poisson": (bm.PoissonMixture, _counts, "rates"),
-    "bernoulli": (bm.BernoulliMixture, _binary, "probs"),
+    "poisson": (bm.PoissonMixture, functools.partial(counts_frame, n=120), "rates"),
+    "bernoulli": (bm.BernoulliMixture, functools.partial(binary_frame, n=150), "probs"),
     "student_t": (bm.StudentTMixture, _heavy, "scales"),
 }
 

@@ -7,7 +7,6 @@ import sys
 
 import numpy as np
 import pytest
-import xarray as xr
 
 import bayesmix as bm
 from bayesmix.model import MixtureModel
@@ -19,29 +18,27 @@ pytestmark = pytest.mark.filterwarnings(
 )
 
 
-def _stats(sampler: str) -> xr.Dataset:
-    lp = np.array([[-3.0, -2.5], [-1.0, -4.0]])
-    return xr.Dataset(
-        {
-            "lp": (("chain", "draw"), lp),
-            "tree_depth": (("chain", "draw"), np.array([[2, 3], [1, 4]])),
-            "diverging": (("chain", "draw"), np.zeros((2, 2), dtype=bool)),
-        }
+@pytest.mark.parametrize("sampler", ["numpyro", "blackjax"])
+def test_drivers_report_logp_as_the_log_density_and_nutpie_names(sampler):
+    """numpyro's potential energy is -logp: the driver must store logp itself."""
+    import jax
+    import jax.numpy as jnp
+
+    def logp(params):
+        return -0.5 * jnp.sum((params[0] - 1.0) ** 2) / 4.0  # N(1, 2^2), unnormalised
+
+    run = _jax._run_numpyro if sampler == "numpyro" else _jax._run_blackjax
+    positions = [jnp.zeros((2, 3))]
+    samples, stats = run(
+        logp, positions, jax.random.PRNGKey(0), 20, 30, 2, "vectorized", 0.8, False
     )
-
-
-def test_numpyro_lp_is_the_potential_energy_and_becomes_logp_negated():
-    stats = _jax.nutpie_stat_names(_stats("numpyro"), "numpyro")
-    np.testing.assert_array_equal(stats["logp"], [[3.0, 2.5], [1.0, 4.0]])
-    np.testing.assert_array_equal(stats["depth"], [[2, 3], [1, 4]])
-    assert "lp" not in stats
-    assert "tree_depth" not in stats
-    assert "diverging" in stats
-
-
-def test_blackjax_lp_is_the_log_density_and_keeps_its_sign():
-    stats = _jax.nutpie_stat_names(_stats("blackjax"), "blackjax")
-    np.testing.assert_array_equal(stats["logp"], [[-3.0, -2.5], [-1.0, -4.0]])
+    x = np.asarray(samples[0])
+    assert x.shape == (2, 20, 3)
+    np.testing.assert_allclose(
+        np.asarray(stats["logp"]), -0.5 * ((x - 1.0) ** 2).sum(axis=-1) / 4.0, rtol=1e-6
+    )
+    assert {"diverging", "energy", "step_size", "n_steps", "depth", "logp"} <= set(stats)
+    assert np.all(np.asarray(stats["depth"]) >= 1)
 
 
 @pytest.mark.parametrize("sampler", ["numpyro", "blackjax"])
@@ -102,8 +99,8 @@ def fake_jax_run(monkeypatch):
             shape = (chains, draws)
             stats = {
                 "diverging": np.zeros(shape, dtype=bool),
-                "lp": np.full(shape, 7.0),
-                "tree_depth": np.full(shape, 3),
+                "logp": np.full(shape, -7.0),
+                "depth": np.full(shape, 3),
                 "step_size": np.full(shape, 0.1),
                 "n_steps": np.full(shape, 7),
             }
@@ -134,9 +131,8 @@ def test_jax_fit_starts_every_chain_near_em_and_has_nutpies_stat_names(fake_jax_
     first = [np.asarray(p[0]) for p in call["positions"]]
     assert np.isfinite(float(call["logp"](first)))
     stats = model.idata["sample_stats"]
-    np.testing.assert_array_equal(stats["logp"], -7.0)  # numpyro's potential energy, negated
-    assert "depth" in stats
-    assert "lp" not in stats
+    np.testing.assert_array_equal(stats["logp"], -7.0)  # the driver's statistics, kept
+    np.testing.assert_array_equal(stats["depth"], 3)
     assert {"posterior", "sample_stats", "observed_data", "log_likelihood"} <= set(
         model.idata.children
     )
