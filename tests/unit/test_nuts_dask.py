@@ -3,7 +3,7 @@
 The distributed log density is checked against PyMC's own ``logp``/``dlogp`` of the model
 built on all the rows in memory (the independent reference), for every family, with and
 without weights, on the threaded scheduler and on a ``LocalCluster``; a fit's layout here,
-the agreement with the in-memory posterior is in ``tests/statistical/test_nuts_dask.py``.
+the agreement with the in-memory posterior is in ``tests/statistical/test_nuts_dask_posterior.py``.
 """
 
 from __future__ import annotations
