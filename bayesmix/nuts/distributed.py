@@ -157,7 +157,12 @@ class PyMCChunkLikelihood:
         x_chunk = x_data.type("x_chunk")
         w_chunk = pt.dvector("w_chunk")
         (pointwise,) = model.logp(vars=model.observed_RVs, sum=False)
-        pointwise = graph_replace(pointwise, {x_data: x_chunk}, strict=True)
+        # The rows, and the length of the "obs" dimension where a distribution's size is
+        # taken from it (``pm.CustomDist`` broadcasts its parameters to that size).
+        replace = {x_data: x_chunk}
+        if "obs" in model.dim_lengths:
+            replace[model.dim_lengths["obs"]] = x_chunk.shape[0]
+        pointwise = graph_replace(pointwise, replace, strict=False)
         value = pt.sum(w_chunk * pointwise)
         point = model.initial_point()
         [value], flat = join_nonshared_inputs(
