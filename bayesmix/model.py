@@ -893,10 +893,10 @@ class MixtureModel(ABC):
             elif method == "nuts":
                 seed = _sampler_seed(rng, random_seed)
                 settings = {"draws": draws or 1000, "random_seed": seed} | nuts
-                settings["nuts_sampler"] = nuts_sampler
                 idata = self._sample_nuts_chunked(
                     data, priors, em, sample, progressbar=progressbar, **settings
                 )
+                settings["nuts_sampler"] = nuts_sampler  # recorded in the root attrs
                 timings |= json.loads(idata.attrs["timings"])
             else:
                 idata = self._em_datatree(data, em)
@@ -1115,6 +1115,21 @@ class MixtureModel(ABC):
 
     # -- NUTS ----------------------------------------------------------------------------
 
+    def _free_start(
+        self, em: AnyEMResult, n_features: int, model: pm.Model | None, fused: Any
+    ) -> dict[str, np.ndarray]:
+        """Return the EM start (:meth:`_start_from_em`) of the variables that are sampled.
+
+        Those are the free variables of the family's fused kernel ``fused`` (its
+        ``_nuts_target``) if given, else of the PyMC ``model``.
+        """
+        if fused is None:
+            free = {rv.name for rv in model.free_RVs}
+        else:
+            free = _nutpie.fused_free_variables(fused)
+        start = self._start_from_em(em, n_features)
+        return {key: value for key, value in start.items() if key in free}
+
     def _sample_nuts(
         self,
         data: MixtureData,
@@ -1133,15 +1148,11 @@ class MixtureModel(ABC):
     ) -> xr.DataTree:
         clock = time.perf_counter()
         target = self._nuts_target(data, priors) if nuts_sampler == "nutpie" else None
-        if target is None:  # the PyMC model, compiled by nutpie or sampled by PyMC
-            model = self._model(data, priors)
-            free = {rv.name for rv in model.free_RVs}
-        else:  # nutpie samples the family's fused kernel: no PyMC model needed
-            model = None
-            free = _nutpie.fused_free_variables(target)
+        # The PyMC model, compiled by nutpie or sampled by PyMC; none if nutpie samples
+        # the family's fused kernel.
+        model = self._model(data, priors) if target is None else None
         timings = {"build": time.perf_counter() - clock}
-        start = self._start_from_em(em, data.n_features)
-        start = {key: value for key, value in start.items() if key in free}
+        start = self._free_start(em, data.n_features, model, target)
         _log.info(
             "NUTS (%s): %d chains x %d draws (+%d tune), started at the EM estimate "
             "(log-likelihood %.4f per sample)",
@@ -1225,7 +1236,6 @@ class MixtureModel(ABC):
         target_accept: float,
         random_seed: int,
         progressbar: bool,
-        nuts_sampler: str = "nutpie",
     ) -> xr.DataTree:
         """NUTS on chunked data, each gradient one Dask pass (:mod:`bayesmix.nuts.distributed`).
 
@@ -1286,12 +1296,10 @@ class MixtureModel(ABC):
         """
         from bayesmix.nuts import distributed as _distributed
 
-        start = self._start_from_em(em, data.n_features)
         fused = self._nuts_target(sample, priors)
-        if fused is None:  # the PyMC model, compiled by PyTensor
-            model = self._model(sample, priors)
-            free = {rv.name for rv in model.free_RVs}
-            start = {key: value for key, value in start.items() if key in free}
+        model = self._model(sample, priors) if fused is None else None
+        start = self._free_start(em, data.n_features, model, fused)
+        if model is not None:  # the PyMC model, compiled by PyTensor
             names = list(self._posterior_dims(data.n_features))
             target = _laplace.pymc_target(model, start, names)
             flat, expand = target.start, target.expand
@@ -1299,8 +1307,6 @@ class MixtureModel(ABC):
             chunk = _distributed.PyMCChunkLikelihood(model, values)
             log_prior = _distributed.pymc_log_prior(model, values)
         else:  # the family's fused kernel, chunk by chunk
-            free = _nutpie.fused_free_variables(fused)
-            start = {key: value for key, value in start.items() if key in free}
             flat, expand = fused.unconstrain(start), fused.expand
             chunk = _distributed.FusedChunkLikelihood(fused)
             log_prior = chunk.log_prior
@@ -1337,16 +1343,12 @@ class MixtureModel(ABC):
         chunked = isinstance(data, _dask.ChunkedData)
         data_pass = data.data_pass if chunked else in_memory_pass(data.values, data.sample_weight)
         batch = self._batch_log_likelihood(data_pass)
-        start = self._start_from_em(em, data.n_features)
         fused = None if chunked else self._nuts_target(data, priors)
-        if fused is None:  # the PyMC model, compiled by PyTensor
-            model = self._model(model_data if chunked else data, priors)
-            free = {rv.name for rv in model.free_RVs}
-            start = {key: value for key, value in start.items() if key in free}
+        model = self._model(model_data if chunked else data, priors) if fused is None else None
+        start = self._free_start(em, data.n_features, model, fused)
+        if model is not None:  # the PyMC model, compiled by PyTensor
             target = _laplace.pymc_target(model, start, names, batch)
         else:  # the family's fused log density
-            free = _nutpie.fused_free_variables(fused)
-            start = {key: value for key, value in start.items() if key in free}
             target = _laplace.fused_target(fused, _model_data(data), start)
         timings = {"build": time.perf_counter() - clock}
         clock = time.perf_counter()

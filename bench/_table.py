@@ -1,12 +1,16 @@
-"""What the benchmark reports share: the run's metadata and a Markdown table."""
+"""What the benchmark reports share: the run's metadata, a Markdown table, the files."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from importlib.metadata import version
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def run_meta(packages: Iterable[str]) -> dict:
@@ -26,3 +30,21 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> l
         cells = [str(cell) for cell in row] + [""] * (len(header) - len(row))
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def write_results(
+    stem: str,
+    meta: dict,
+    rows: list[dict],
+    report: Callable[[list[dict], dict], str],
+    folder: Path = RESULTS,
+) -> str:
+    """Write ``{stem}.json`` (``meta`` and ``rows``) and ``{stem}.md`` in ``folder``.
+
+    The Markdown file is ``report(rows, meta)``, which is returned (to print).
+    """
+    folder.mkdir(exist_ok=True)
+    (folder / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    text = report(rows, meta)
+    (folder / f"{stem}.md").write_text(text)
+    return text

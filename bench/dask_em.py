@@ -43,7 +43,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _table import markdown_table, run_meta  # noqa: E402  (a sibling module)
+from _table import markdown_table, run_meta, write_results  # noqa: E402  (a sibling module)
 
 CHUNK = 1_000_000
 IN_MEMORY_MAX = 10_000_000
@@ -219,6 +219,43 @@ def read_floor(path: str) -> float:
     return min(times)
 
 
+def report(rows: list[dict], meta: dict) -> str:
+    lines = [
+        f"# Dask EM benchmark ({meta['date']}, {meta['machine']})",
+        "",
+        f"{meta['iterations']} EM iterations per fit (tol=0), Gaussian full covariance, every "
+        "peer in a fresh process started on an empty page cache. Floors: the disk (reading "
+        "the Zarr files cold), the kernel (the in-memory fused EM pass, one thread, per row "
+        "x N); the larger of the two is the floor a pass is compared with. Cached read: "
+        "the Zarr array read and decompressed from the page cache by Dask.",
+        "",
+    ]
+    cells = []
+    for r in rows:
+        head = [f"{r['n_samples']:.0e}", r["n_features"], r["n_components"]]
+        head += [f"{r['data_gb']:.2f}", r["peer"]]
+        if "error" in r:
+            cells.append([*head, f"error: {r['error'][:60]}"])
+            continue
+        disk = r["disk_read_seconds"]
+        floor = max(disk or 0.0, r["kernel_floor_seconds"])
+        cells.append(
+            [
+                *head,
+                f"{r['seconds_per_pass']:.3f}",
+                "n/a" if disk is None else f"{disk:.3f}",
+                f"{r['kernel_floor_seconds']:.3f}",
+                f"{r['read_floor_seconds']:.3f}",
+                f"{r['seconds_per_pass'] / floor:.2f}",
+                f"{r['peak_rss_gib']:.2f}",
+            ]
+        )
+    header = ["N", "D", "K", "data GB", "peer", "s/pass", "disk s", "kernel s"]
+    header += ["cached read s", "s/pass / floor", "peak RSS GiB"]
+    lines += markdown_table(header, cells)
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
@@ -292,44 +329,7 @@ def main() -> None:
                 subprocess.run(["rm", "-rf", str(path)], check=False)
     meta = run_meta(("bayesmix", "dask", "distributed", "zarr", "numba"))
     meta["iterations"] = args.iterations
-    results = HERE / "results"
-    results.mkdir(exist_ok=True)
-    (results / "dask_em.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    lines = [
-        f"# Dask EM benchmark ({meta['date']}, {meta['machine']})",
-        "",
-        f"{args.iterations} EM iterations per fit (tol=0), Gaussian full covariance, every "
-        "peer in a fresh process started on an empty page cache. Floors: the disk (reading "
-        "the Zarr files cold), the kernel (the in-memory fused EM pass, one thread, per row "
-        "x N); the larger of the two is the floor a pass is compared with. Cached read: "
-        "the Zarr array read and decompressed from the page cache by Dask.",
-        "",
-    ]
-    cells = []
-    for r in rows:
-        head = [f"{r['n_samples']:.0e}", r["n_features"], r["n_components"]]
-        head += [f"{r['data_gb']:.2f}", r["peer"]]
-        if "error" in r:
-            cells.append([*head, f"error: {r['error'][:60]}"])
-            continue
-        disk = r["disk_read_seconds"]
-        floor = max(disk or 0.0, r["kernel_floor_seconds"])
-        cells.append(
-            [
-                *head,
-                f"{r['seconds_per_pass']:.3f}",
-                "n/a" if disk is None else f"{disk:.3f}",
-                f"{r['kernel_floor_seconds']:.3f}",
-                f"{r['read_floor_seconds']:.3f}",
-                f"{r['seconds_per_pass'] / floor:.2f}",
-                f"{r['peak_rss_gib']:.2f}",
-            ]
-        )
-    header = ["N", "D", "K", "data GB", "peer", "s/pass", "disk s", "kernel s"]
-    header += ["cached read s", "s/pass / floor", "peak RSS GiB"]
-    lines += markdown_table(header, cells)
-    (results / "dask_em.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    print(write_results("dask_em", meta, rows, report), end="")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _table import markdown_table, run_meta  # noqa: E402  (a sibling module)
+from _table import markdown_table, run_meta, write_results  # noqa: E402  (a sibling module)
 
 SAMPLERS = ("nutpie", "numpyro", "blackjax")
 
@@ -156,11 +156,7 @@ def main() -> None:
             print({k: v for k, v in row.items() if k not in ("means", "sds")}, flush=True)
     meta = run_meta(("bayesmix", "nutpie", "jax", "numpyro", "blackjax"))
     suffix = "_quick" if args.quick else ""
-    (HERE / "results" / f"jax_samplers{suffix}.json").write_text(
-        json.dumps({"meta": meta, "rows": rows}, indent=1)
-    )
-    (HERE / "results" / f"jax_samplers{suffix}.md").write_text(report(rows, meta))
-    print(report(rows, meta))
+    print(write_results(f"jax_samplers{suffix}", meta, rows, report))
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _table import markdown_table, run_meta  # noqa: E402  (sibling modules)
+from _table import RESULTS, markdown_table, run_meta, write_results  # noqa: E402  (sibling modules)
 from dask_em import CHUNK, _peak_rss, write_zarr  # noqa: E402
 
 
@@ -181,8 +181,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.report_only:
-        saved = json.loads((HERE / "results" / "laplace_dask.json").read_text())
-        (HERE / "results" / "laplace_dask.md").write_text(report(saved["rows"], saved["meta"]))
+        saved = json.loads((RESULTS / "laplace_dask.json").read_text())
+        (RESULTS / "laplace_dask.md").write_text(report(saved["rows"], saved["meta"]))
         return
     if args.peer:
         peer, path, n = args.peer
@@ -211,8 +211,7 @@ def main() -> None:
         subprocess.run(["rm", "-rf", str(path)], check=False)
     meta = run_meta(("bayesmix", "dask", "distributed", "zarr"))
     suffix = "_quick" if args.quick else ""
-    results = HERE / "results"
-    saved_path = results / f"laplace_dask{suffix}.json"
+    saved_path = RESULTS / f"laplace_dask{suffix}.json"
     if args.merge and saved_path.exists():
         new = {(row["n"], row["peer"]) for row in rows}
         kept = [
@@ -221,11 +220,7 @@ def main() -> None:
             if (row["n"], row["peer"]) not in new
         ]
         rows = sorted(kept + rows, key=lambda row: row["n"])
-    (results / f"laplace_dask{suffix}.json").write_text(
-        json.dumps({"meta": meta, "rows": rows}, indent=1)
-    )
-    (results / f"laplace_dask{suffix}.md").write_text(report(rows, meta))
-    print(report(rows, meta))
+    print(write_results(f"laplace_dask{suffix}", meta, rows, report))
 
 
 if __name__ == "__main__":

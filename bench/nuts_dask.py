@@ -39,7 +39,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _table import markdown_table, run_meta  # noqa: E402  (a sibling module)
+from _table import markdown_table, run_meta, write_results  # noqa: E402  (a sibling module)
 
 
 def simulate(n: int, seed: int = 0) -> np.ndarray:
@@ -246,13 +246,7 @@ def main() -> None:
                 print(json.dumps(rows[-1]), flush=True)
     meta = run_meta(("bayesmix", "dask", "distributed", "nutpie", "numba"))
     suffix = "_quick" if args.quick else ""
-    results = HERE / "results"
-    results.mkdir(exist_ok=True)
-    (results / f"nuts_dask{suffix}.json").write_text(
-        json.dumps({"meta": meta, "rows": rows}, indent=1)
-    )
-    (results / f"nuts_dask{suffix}.md").write_text(report(rows, meta))
-    print(report(rows, meta))
+    print(write_results(f"nuts_dask{suffix}", meta, rows, report))
 
 
 if __name__ == "__main__":

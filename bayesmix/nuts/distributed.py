@@ -274,11 +274,11 @@ def sample(
     evaluation, scheduler included).
     """
     from bayesmix.nuts import _nutpie_internals as internals
-    from bayesmix.nuts.sampler import _laplace_map, _nudged, run_nutpie
+    from bayesmix.nuts.sampler import laplace_map, nudged, run_nutpie
 
     clock = time.perf_counter()
-    affine = _laplace_map(lambda x: logp_dlogp(x)[1], start)
-    initial_point = _nudged(start) if affine is None else _laplace.corner_start(start.size)
+    affine = laplace_map(lambda x: logp_dlogp(x)[1], start)
+    initial_point = nudged(start) if affine is None else _laplace.corner_start(start.size)
     target = _Target(logp_dlogp, expand, start, dims, coords)
     compiled = internals.pyfunc_model(target, {}, initial_point=initial_point, affine=affine)
     _log.info(

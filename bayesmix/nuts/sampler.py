@@ -19,7 +19,7 @@ Two ways to get the log density and its gradient:
 
 Without Laplace coordinates (more than ``_laplace.MAX_DIM`` parameters, or a curvature
 that is not finite) NUTS moves in the model's unconstrained coordinates from the start
-nudged by 1e-3 (``_nudged``).
+nudged by 1e-3 (:func:`nudged`).
 
 Both give the same unconstrained parametrisation, the same posterior variables and the
 same ``DataTree`` layout.
@@ -42,7 +42,7 @@ from pymc.initial_point import make_initial_point_fn
 from bayesmix import _progress
 from bayesmix.nuts import laplace as _laplace
 
-__all__ = ["clear_cache", "fused_free_variables", "sample_nutpie"]
+__all__ = ["clear_cache", "fused_free_variables", "laplace_map", "nudged", "sample_nutpie"]
 
 _log = logging.getLogger("bayesmix")
 _CACHE: OrderedDict[Hashable, Any] = OrderedDict()
@@ -90,12 +90,26 @@ def _flat_start(model: pm.Model, start: dict[str, np.ndarray]) -> np.ndarray:
     return np.concatenate([point[name].ravel() for name in names])
 
 
-def _nudged(flat: np.ndarray, scale: float = 1e-3) -> Any:
+def nudged(flat: np.ndarray, scale: float = 1e-3) -> Any:
     """Return nutpie's per-chain initial-point function: ``flat`` moved by ~``scale``.
 
     Used where the sampler moves in the model's own coordinates (no Laplace coordinates,
-    see ``_laplace_map``).
+    see :func:`laplace_map`).
 
+    Parameters
+    ----------
+    flat : ndarray
+        The start on the unconstrained scale, flattened.
+    scale : float, default=1e-3
+        Standard deviation of the move, per coordinate.
+
+    Returns
+    -------
+    callable
+        ``seed -> flat + scale * z``, ``z`` standard normal draws seeded by ``seed``.
+
+    Notes
+    -----
     nutpie sets the initial mass matrix from the gradient at the start, so a gradient
     entry that is exactly zero fails ("bad initial gradient"); an EM estimate with
     exactly balanced weights (two perfectly separated clusters of equal size) has one.
@@ -154,8 +168,8 @@ def _fused_compiled(target: Any, data: dict[str, np.ndarray], start: dict[str, n
     # The first call loads the kernel from numba's cache (or compiles it, the first time
     # ever) before the sampler's threads need it.
     logp, _ = target.logp_dlogp(flat, **shared)
-    affine = _laplace_map(lambda x: target.logp_dlogp(x, **shared)[1], flat)
-    initial_point = _nudged(flat) if affine is None else _laplace.corner_start(flat.size)
+    affine = laplace_map(lambda x: target.logp_dlogp(x, **shared)[1], flat)
+    initial_point = nudged(flat) if affine is None else _laplace.corner_start(flat.size)
     compiled = target.nutpie_model(shared, initial_point=initial_point, affine=affine)
     _log.info(
         "NUTS on the fused kernel %r: ready in %.2f s, log density %.4g at the start",
@@ -166,16 +180,25 @@ def _fused_compiled(target: Any, data: dict[str, np.ndarray], start: dict[str, n
     return compiled
 
 
-def _laplace_map(
+def laplace_map(
     grad: Callable[[np.ndarray], np.ndarray], flat: np.ndarray
 ) -> _laplace.Affine | None:
     """Return the Laplace coordinates around the start ``flat`` (:mod:`bayesmix.nuts.laplace`).
 
-    ``grad`` is the gradient of the log density on the unconstrained scale.
+    Parameters
+    ----------
+    grad : callable
+        ``x -> gradient`` of the log density on the unconstrained scale.
+    flat : ndarray
+        The start on the unconstrained scale, flattened.
 
-    None (sample in the model's own coordinates) above ``_laplace.MAX_DIM`` parameters,
-    when the curvature is not finite, or when ``grad`` raises ``RuntimeError`` (a compiled
-    callback that fails near the start: the sampler reports it if it matters).
+    Returns
+    -------
+    bayesmix.nuts.laplace.Affine or None
+        None (sample in the model's own coordinates, from :func:`nudged`) above
+        ``_laplace.MAX_DIM`` parameters, when the curvature is not finite, or when
+        ``grad`` raises ``RuntimeError`` (a compiled callback that fails near the start:
+        the sampler reports it if it matters).
     """
     if flat.size > _laplace.MAX_DIM:
         _log.info(
@@ -247,10 +270,10 @@ def sample_nutpie(
 
         compiled = _compiled(model, key).with_data(**data)
         flat = _flat_start(model, start)
-        affine = _laplace_map(lambda x: internals.compiled_logp_dlogp(compiled, x)[1], flat)
+        affine = laplace_map(lambda x: internals.compiled_logp_dlogp(compiled, x)[1], flat)
         try:
             if affine is None:
-                compiled = internals.with_initial_point(compiled, _nudged(flat))
+                compiled = internals.with_initial_point(compiled, nudged(flat))
             else:
                 compiled = internals.in_laplace_coordinates(
                     compiled, affine, _laplace.corner_start(flat.size)

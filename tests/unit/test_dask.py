@@ -310,8 +310,7 @@ def test_laplace_from_the_same_mode_is_the_same_on_dask_and_in_memory(cls, param
     data, priors = model_._prepare(X, w)
     em = model_._run_em(data, np.random.default_rng(0), priors)
     model = model_._model(data, priors)
-    free = {rv.name for rv in model.free_RVs}
-    start = {k: v for k, v in model_._start_from_em(em, data.n_features).items() if k in free}
+    start = model_._free_start(em, data.n_features, model, None)
     names = list(model_._posterior_dims(data.n_features))
     chunked = as_chunked(_chunked(X), None if w is None else da.from_array(w, chunks=(CHUNKS,)))
     in_memory = in_memory_pass(data.values, data.sample_weight)

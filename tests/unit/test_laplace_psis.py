@@ -339,8 +339,7 @@ def test_the_batched_log_posterior_equals_the_per_draw_one(name, weighted):
     data, priors = model_._prepare(X, weights)
     em = model_._run_em(data, np.random.default_rng(0), priors)
     model = model_._model(data, priors)
-    free = {rv.name for rv in model.free_RVs}
-    start = {k: v for k, v in model_._start_from_em(em, data.n_features).items() if k in free}
+    start = model_._free_start(em, data.n_features, model, None)
     names = list(model_._posterior_dims(data.n_features))
     data_pass = in_memory_pass(data.values, data.sample_weight)
     target = laplace.pymc_target(model, start, names, model_._batch_log_likelihood(data_pass))

@@ -158,7 +158,7 @@ def test_no_laplace_map_when_the_gradient_fails_near_the_start(caplog):
         raise RuntimeError("the logp callback failed with code 1")
 
     with caplog.at_level(logging.INFO, logger="bayesmix"):
-        assert _nutpie._laplace_map(failing, np.zeros(DIM)) is None
+        assert _nutpie.laplace_map(failing, np.zeros(DIM)) is None
     assert "gradient failed near the start" in caplog.text
     # Non-finite curvature (codes 3 and 4 give non-finite values) also means no map.
-    assert _nutpie._laplace_map(lambda x: np.full(DIM, np.nan), np.zeros(DIM)) is None
+    assert _nutpie.laplace_map(lambda x: np.full(DIM, np.nan), np.zeros(DIM)) is None

@@ -380,11 +380,11 @@ def test_laplace_coordinates_give_nutpie_a_first_metric_in_the_right_units():
     hessian = negative_hessian(lambda x: fast.logp_dlogp(x, **shared)[1], flat)
     variance = np.diag(np.linalg.inv(hessian))  # test-only reference: Laplace variances
 
-    _, grad = fast.logp_dlogp(_nutpie._nudged(flat)(0), **shared)
+    _, grad = fast.logp_dlogp(_nutpie.nudged(flat)(0), **shared)
     old_ratio = (1.0 / np.abs(grad)) / variance
     assert np.min(old_ratio) > 100.0  # measured: 418 to 12805
 
-    affine = _nutpie._laplace_map(lambda x: fast.logp_dlogp(x, **shared)[1], flat)
+    affine = _nutpie.laplace_map(lambda x: fast.logp_dlogp(x, **shared)[1], flat)
     compiled = fast.nutpie_model(shared, affine=affine)
     ratios = [
         1.0 / np.abs(compiled.logp_dlogp(corner_start(fast.n_dim)(seed))[1]) for seed in range(4)
@@ -404,7 +404,7 @@ def test_no_laplace_coordinates_above_the_size_limit(rng, monkeypatch, caplog):
     assert compiled.affine is None
     assert "no Laplace coordinates" in caplog.text
     flat = fg.build(spec).unconstrain(start)
-    np.testing.assert_array_equal(compiled.initial_point_func(1), _nutpie._nudged(flat)(1))
+    np.testing.assert_array_equal(compiled.initial_point_func(1), _nutpie.nudged(flat)(1))
 
 
 def test_kernel_handles_blocks_and_non_finite_points(rng):
@@ -585,7 +585,7 @@ def _pymc_layout_run(model, fast, data, start, seed):
 
     flat = _nutpie._flat_start(model, start)
     shared = fast.shared_data(data.values)
-    affine = _nutpie._laplace_map(lambda x: fast.logp_dlogp(x, **shared)[1], flat)
+    affine = _nutpie.laplace_map(lambda x: fast.logp_dlogp(x, **shared)[1], flat)
 
     def make_logp():
         return affine.wrap(fast.make_logp_fn())
