@@ -61,7 +61,9 @@ def mocked_sample(monkeypatch):
     # the fused kernel it would not need one).
     from bayesmix.model import MixtureModel
 
-    monkeypatch.setattr(MixtureModel, "_nuts_target", lambda self, data, priors: None)
-    from bayesmix.families.gaussian.model import GaussianMixture
-
-    monkeypatch.setattr(GaussianMixture, "_nuts_target", lambda self, data, priors: None)
+    classes = [MixtureModel]
+    while classes:
+        cls = classes.pop()
+        classes.extend(cls.__subclasses__())
+        if "_nuts_target" in vars(cls):  # every family with a fused kernel
+            monkeypatch.setattr(cls, "_nuts_target", lambda self, data, priors: None)

@@ -182,6 +182,10 @@ class _IndependentFeaturesMixture(MixtureModel):
     _em_terms: Any = None
     _logp: Any = None
     _random: Any = None
+    # The fused NUTS kernel (bayesmix.nuts.expfam): the cumulant of the features'
+    # exponential family, and the constant c(x_n) of each row's log density (None: zero).
+    _cumulant: str = ""
+    _row_constant: Any = None
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         **MixtureModel._parameter_constraints,
         "objective": [Options(*_OBJECTIVES)],
@@ -243,6 +247,30 @@ class _IndependentFeaturesMixture(MixtureModel):
 
     def _fitted_attributes(self, point: dict[str, np.ndarray]) -> None:
         setattr(self, f"{self._param}_", point[self._param])
+
+    def _nuts_target(self, data: MixtureData, priors: dict[str, Prior]) -> Any:
+        """Return the fused exponential-family kernel (:mod:`bayesmix.nuts.expfam`) if it applies.
+
+        It covers every prior family these mixtures accept for the defaults' parameters;
+        for other parameterisations None, and the PyMC model is compiled instead.
+        """
+        from bayesmix.nuts import expfam
+
+        target = expfam.build(
+            param=self._param,
+            cumulant=self._cumulant,
+            n_components=self.n_components,
+            n_features=data.n_features,
+            priors=priors,
+            features=list(data.features),
+            row_constant=self._row_constant,
+        )
+        if target is None:
+            logger.info(
+                "the fused kernel does not cover these priors (%s); compiling the PyMC model",
+                priors,
+            )
+        return target
 
     def _em_prior(self, priors: dict[str, Prior]) -> dict[str, Any] | None:
         """Hyperparameters of the conjugate priors for ``objective="map"``."""

@@ -287,6 +287,7 @@ class BernoulliMixture(_IndependentFeaturesMixture):
     component_log_prob = staticmethod(bernoulli_log_prob)
     _em_function = staticmethod(fit_bernoulli_em)
     _em_terms = staticmethod(_bernoulli_terms)
+    _cumulant = "softplus"  # log p(x | eta) = x eta - log(1 + exp(eta)), eta = logit p
 
     def _check_data(self, data: MixtureData) -> None:
         values = data.values

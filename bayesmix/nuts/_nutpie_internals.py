@@ -121,6 +121,29 @@ def affine_pull_back(grad, out, factor_address):  # pragma: no cover - compiled
             out[j] += factor[i, j] * grad[i]
 
 
+@njit(nogil=True)
+def model_point(x, shift_address, factor_address):  # pragma: no cover - compiled
+    """Return the kernel's point for the sampler's ``x`` (no map if ``shift_address`` is 0).
+
+    ``x`` itself without a map, else ``shift + factor @ x``.
+    """
+    if shift_address == 0:
+        return x
+    return affine_point(x, shift_address, factor_address)
+
+
+@njit(nogil=True)
+def pull_back(grad, out, factor_address):  # pragma: no cover - compiled
+    """Write the gradient in the sampler's coordinates into ``out``.
+
+    ``grad`` itself if ``factor_address`` is 0 (no affine map), else ``factor^T @ grad``.
+    """
+    if factor_address == 0:
+        out[:] = grad
+    else:
+        affine_pull_back(grad, out, factor_address)
+
+
 def call_c(cfunc: Any, *args: Any) -> int:
     """Call a numba ``CFunc`` through ctypes (arrays by their data pointer); its return code."""
     values = [

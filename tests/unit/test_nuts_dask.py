@@ -50,7 +50,14 @@ CASES = {
         _gaussian,
     ),
     "student-t": (bm.StudentTMixture, {"covariance_type": "diag"}, _heavy),
+    # The fused exponential-family kernel per chunk (bayesmix.nuts.expfam).
     "poisson": (bm.PoissonMixture, {}, counts_array),
+    # The PyMC route for a parameterisation of the prior the kernel lacks.
+    "poisson-pymc": (
+        bm.PoissonMixture,
+        {"priors": {"rates": bm.Prior("Gamma", mu=4.0, sigma=4.0)}},
+        counts_array,
+    ),
     "negative-binomial": (bm.NegativeBinomialMixture, {}, counts_array),
     "bernoulli": (bm.BernoulliMixture, {}, binary_array),
 }
@@ -110,8 +117,8 @@ def _check_against_reference(name, seed):
 
 
 # The PyMC route is one piece of code for every family (the observed variable's logp with
-# the rows as an input): three families in the fast suite, the others in the slow one
-# (cold PyTensor compilations of their models cost 15-35 s each).
+# the rows as an input): the fused kernels and one PyMC model in the fast suite, the
+# others in the slow one (cold PyTensor compilations of their models cost 15-35 s each).
 @pytest.mark.parametrize(
     "name",
     [
@@ -128,11 +135,11 @@ def test_distributed_log_density_equals_pymc_on_all_rows(name):
 
 
 @pytest.mark.parametrize(
-    "name", [pytest.param("gaussian-fused", marks=pytest.mark.slow), "poisson"]
+    "name", [pytest.param("gaussian-fused", marks=pytest.mark.slow), "poisson", "poisson-pymc"]
 )
 def test_distributed_log_density_on_a_local_cluster(cluster_client, name):
-    # Chunk functions are pickled to two worker processes (the PyMC one as a graph,
-    # compiled there); the sum equals PyMC's full-data logp all the same.
+    # Chunk functions are pickled to two worker processes (a fused target as it is, the
+    # PyMC one as a graph, compiled there); the sum equals PyMC's full-data logp all the same.
     _check_against_reference(name, seed=5)
 
 

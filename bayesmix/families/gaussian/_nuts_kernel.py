@@ -56,6 +56,9 @@ import numpy as np
 
 from bayesmix._numba_cache import cfunc, njit
 from bayesmix.nuts import _nutpie_internals
+from bayesmix.nuts._blocks import BLOCK as _BLOCK
+from bayesmix.nuts._blocks import FASTMATH as _FASTMATH
+from bayesmix.nuts._blocks import finish_block, weigh_block
 from bayesmix.nuts._nutpie_internals import (
     _C_EXPAND,
     _C_LOGP,
@@ -74,147 +77,6 @@ COVARIANCE_CODES = {"full": 0, "diag": 1, "spherical": 2, "tied": 3}
 _LOG_2PI = math.log(2.0 * math.pi)
 _LOG_PI = math.log(math.pi)
 _HALF_LOG_2_OVER_PI = 0.5 * math.log(2.0 / math.pi)
-
-# Only fused multiply-adds: no reassociation, no assumptions about NaN or infinities.
-_FASTMATH = {"contract"}
-
-# Observations per block.
-_BLOCK = 256
-
-# exp(x) = 2^n exp(r), n = round(x / ln 2), r = x - n ln 2 in [-ln 2 / 2, ln 2 / 2]
-# (Cody-Waite reduction, as in bayesmix.families.gaussian._em_kernels; kept here so that this
-# module's numba cache depends on this file only).
-_LOG2E = 1.4426950408889634
-_LN2_HI = 6.93147180369123816490e-01  # ln 2 rounded to 32 significant bits: n * _LN2_HI exact
-_LN2_LO = 1.90821492927058770002e-10  # ln 2 - _LN2_HI
-_SHIFTER = 6755399441055744.0  # 1.5 * 2^52: adding it rounds to an integer in the low bits
-# Subtracted from the bits of t = x log2(e) + _SHIFTER, leaves n + 1023 (the biased exponent).
-_SCALE_OFFSET = int(np.array([_SHIFTER]).view(np.int64)[0]) - 1023
-# Arguments are raised to this floor: 2^n stays a normal number (n >= -1022).
-_EXP_FLOOR = -708.0
-# Taylor coefficients 1 / j!, j = 2..13 (|r|^14 / 14! < 2^-60 for |r| <= ln 2 / 2).
-_C2 = 1.0 / 2.0
-_C3 = 1.0 / 6.0
-_C4 = 1.0 / 24.0
-_C5 = 1.0 / 120.0
-_C6 = 1.0 / 720.0
-_C7 = 1.0 / 5040.0
-_C8 = 1.0 / 40320.0
-_C9 = 1.0 / 362880.0
-_C10 = 1.0 / 3628800.0
-_C11 = 1.0 / 39916800.0
-_C12 = 1.0 / 479001600.0
-_C13 = 1.0 / 6227020800.0
-
-
-# -- numba building blocks --------------------------------------------------------------
-
-
-@numba.njit(nogil=True, inline="always", fastmath=_FASTMATH)
-def _sum(a, n):  # pragma: no cover - compiled
-    """Return ``sum(a[:n])`` with four interleaved partial sums."""
-    s0 = 0.0
-    s1 = 0.0
-    s2 = 0.0
-    s3 = 0.0
-    m = n - n % 4
-    for b in range(0, m, 4):
-        s0 += a[b]
-        s1 += a[b + 1]
-        s2 += a[b + 2]
-        s3 += a[b + 3]
-    for b in range(m, n):
-        s0 += a[b]
-    return (s0 + s1) + (s2 + s3)
-
-
-@numba.njit(nogil=True, inline="always", fastmath=_FASTMATH)
-def _log_prod(a, n, chunk):  # pragma: no cover - compiled
-    """Return ``sum(log(a[:n]))`` as the log of products of ``chunk`` values (``a >= 1``)."""
-    total = 0.0
-    for start in range(0, n, chunk):
-        stop = min(start + chunk, n)
-        p0 = 1.0
-        p1 = 1.0
-        m = stop - (stop - start) % 2
-        for b in range(start, m, 2):
-            p0 *= a[b]
-            p1 *= a[b + 1]
-        for b in range(m, stop):
-            p0 *= a[b]
-        total += math.log(p0 * p1)
-    return total
-
-
-@numba.njit(nogil=True, inline="always", fastmath=_FASTMATH)
-def _finish_block(wlp, top, inv_norm, scale, n_components, n):  # pragma: no cover
-    """Exponentiate the weighted log densities of a block, shifted by their maximum.
-
-    On return ``wlp[k, b] = exp(wlp[k, b] - top[b])`` (unnormalised responsibilities)
-    and ``inv_norm[b]`` is the inverse of their sum over components; returns
-    ``sum_b logsumexp_k wlp[k, b]`` (NaN if a value is NaN). The exponential is a
-    Cody-Waite reduction and a degree-13 Taylor polynomial (about 1 ulp), written so that
-    LLVM vectorises it; arguments below -708 are raised to -708 (their exponentials,
-    below 4e-308, only meet sums of at least 1).
-    """
-    for b in range(n):
-        top[b] = wlp[0, b]
-    for k in range(1, n_components):
-        row = wlp[k]
-        for b in range(n):
-            v = row[b]
-            t = top[b]
-            top[b] = v if v > t else t
-    for b in range(n):
-        inv_norm[b] = 0.0
-    scale_bits = scale.view(np.int64)
-    for k in range(n_components):
-        row = wlp[k]
-        for b in range(n):
-            y = row[b] - top[b]
-            y = _EXP_FLOOR if y < _EXP_FLOOR else y  # keeps NaN
-            t = y * _LOG2E + _SHIFTER
-            nf = t - _SHIFTER
-            r = (y - nf * _LN2_HI) - nf * _LN2_LO
-            # Estrin's scheme: a shallow dependency chain.
-            r2 = r * r
-            r4 = r2 * r2
-            q0 = (1.0 + r) + (_C2 + _C3 * r) * r2
-            q1 = (_C4 + _C5 * r) + (_C6 + _C7 * r) * r2
-            q2 = (_C8 + _C9 * r) + (_C10 + _C11 * r) * r2
-            q3 = _C12 + _C13 * r
-            row[b] = (q0 + q1 * r4) + (q2 + q3 * r4) * (r4 * r4)
-            scale[b] = t
-        # 2^n as a bit pattern: n + 1023 sits in the low bits of t.
-        for b in range(n):
-            scale_bits[b] = (scale_bits[b] - _SCALE_OFFSET) << 52
-        for b in range(n):
-            e = row[b] * scale[b]
-            row[b] = e
-            inv_norm[b] += e
-    # The normaliser of an observation is in [1, K]: K^chunk stays below 2^1000.
-    chunk = n if n_components < 2 else max(1, min(n, int(690.0 / math.log(n_components))))
-    total = _sum(top, n) + _log_prod(inv_norm, n, chunk)
-    for b in range(n):
-        inv_norm[b] = 1.0 / inv_norm[b]
-    return total
-
-
-@numba.njit(nogil=True, inline="always", fastmath=_FASTMATH)
-def _weigh_block(w, start, top, inv_norm, n):  # pragma: no cover - compiled
-    """Weight a finished block by the frequency weights ``w[start:start + n]``.
-
-    Returns ``sum_b w_b log p(x_b)`` (``log p = top - log inv_norm``; a row of weight 0
-    adds nothing, even with a non-finite density) and multiplies ``inv_norm`` by ``w``,
-    so that the responsibilities, and every sum of them, are weighted.
-    """
-    total = 0.0
-    for b in range(n):
-        wb = w[start + b]
-        if wb != 0.0:
-            total += wb * (top[b] - math.log(inv_norm[b]))
-        inv_norm[b] *= wb
-    return total
 
 
 # Reductions over a block with reassociation allowed, so that LLVM vectorises them.
@@ -319,9 +181,9 @@ def _full_pass(X, w, logc, means, chol, rdiag):  # pragma: no cover - compiled
                     z = zi[b] * r
                     zi[b] = z
                     row[b] -= 0.5 * z * z
-        block = _finish_block(wlp, top, inv_norm, scale, n_components, n)
+        block = finish_block(wlp, top, inv_norm, scale, n_components, n)
         if w.shape[0] > 0:
-            block = _weigh_block(w, start, top, inv_norm, n)
+            block = weigh_block(w, start, top, inv_norm, n)
         total += block
         for k in range(n_components):
             resp_sum[k] += _accumulate_full(wlp[k], inv_norm, zb[k], rz, n, first, second, k)
@@ -366,9 +228,9 @@ def _diag_pass(X, w, logc, means, rsd):  # pragma: no cover - compiled
                     z = (xi[b] - m) * r
                     zi[b] = z
                     row[b] -= 0.5 * z * z
-        block = _finish_block(wlp, top, inv_norm, scale, n_components, n)
+        block = finish_block(wlp, top, inv_norm, scale, n_components, n)
         if w.shape[0] > 0:
-            block = _weigh_block(w, start, top, inv_norm, n)
+            block = weigh_block(w, start, top, inv_norm, n)
         total += block
         for k in range(n_components):
             resp_sum[k] += _accumulate_diag(wlp[k], inv_norm, zb[k], n, first, second, k)

@@ -1,0 +1,725 @@
+r"""A fused log density and gradient for mixtures of independent exponential-family features.
+
+The Poisson and Bernoulli families (and any family whose components are independent
+features ``x_d | theta_kd`` of a natural exponential family) sample their posterior through
+this module instead of a compiled PyMC model: one numba kernel, compiled once per machine
+and loaded from numba's on-disk cache (:mod:`bayesmix._numba_cache`), handed to nutpie as
+C callbacks (no Python per gradient), optionally in Laplace coordinates.
+
+The model and its coordinates
+-----------------------------
+A family is described by its *cumulant* ``A``: the density of a feature is
+``log p(x | eta) = x eta - A(eta) + c(x)``, where ``eta`` is the natural parameter, and the
+PyMC model's transform of the constrained parameter is the link that makes ``eta`` the
+unconstrained coordinate:
+
+========== ====================== ===================== ===============================
+cumulant   ``A(eta)``             parameter ``A'(eta)`` PyMC transform (value variable)
+========== ====================== ===================== ===============================
+``exp``    ``exp(eta)``           a rate (Poisson)      ``log`` (``<name>_log__``)
+``softplus`` ``log(1 + exp(eta))`` a probability        ``logodds`` (``<name>_logodds__``)
+========== ====================== ===================== ===============================
+
+The unconstrained vector is laid out as nutpie lays out the PyMC model: the weights'
+``weights_simplex__`` (K - 1; ``y = (v, -sum v)``, ``log pi = y - logsumexp(y)``,
+log-Jacobian ``log K + sum_k log pi_k``) and then ``eta`` (K, D) in C order.
+
+The prior on a parameter, written on ``eta`` with the transform's log-Jacobian, is one of
+three shapes (each with a constant computed once in Python):
+
+* *conjugate*, ``c1 eta - c2 A(eta)``: ``Gamma(alpha, beta)`` on a rate (``c1 = alpha``,
+  ``c2 = beta``), ``Exponential(lam)`` (``Gamma(1, lam)``), ``Beta(alpha, beta)`` on a
+  probability (``c1 = alpha``, ``c2 = alpha + beta``);
+* *normal*, ``-(eta - m)^2 / (2 s^2)``: ``LogNormal(mu, sigma)`` on a rate;
+* *half-normal*, ``eta - exp(2 eta) / (2 s^2)``: ``HalfNormal(sigma)`` on a rate.
+
+The likelihood ``sum_n w_n logsumexp_k [log pi_k + sum_d (x_nd eta_kd - A(eta_kd))]`` plus
+``sum_n w_n c(x_n)`` is one pass over the rows in blocks (:mod:`bayesmix.nuts._blocks`);
+its gradient needs only the responsibility sums ``R_k = sum_n w_n r_nk`` and
+``T_kd = sum_n w_n r_nk x_nd``: ``d/d log pi_k = R_k``,
+``d/d eta_kd = T_kd - R_k A'(eta_kd)``. Scratch memory is O(K D block); nothing of size
+(N, K) is formed. The constants ``c(x_n)`` (``-log x!`` for counts) are computed once per
+data set (:meth:`ExpFamTarget.shared_data`), never per gradient.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numba
+import numpy as np
+from scipy.special import betaln, gammaln
+
+from bayesmix._numba_cache import cfunc, njit
+from bayesmix.nuts import _nutpie_internals
+from bayesmix.nuts._blocks import BLOCK, FASTMATH, finish_block, weigh_block
+from bayesmix.nuts._nutpie_internals import _C_EXPAND, _C_LOGP, _as_pointer
+from bayesmix.nuts.laplace import Affine
+
+__all__ = ["CUMULANTS", "ExpFamTarget", "build", "logp_dlogp"]
+
+# The cumulants the kernel implements, and the PyMC transform whose value is ``eta``.
+CUMULANTS = {"exp": 0, "softplus": 1}
+_TRANSFORMS = {"exp": "log", "softplus": "logodds"}
+
+# Shapes of the prior on eta (see the module docstring).
+_CONJUGATE, _NORMAL, _HALF_NORMAL = 0, 1, 2
+
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+# -- the kernel ---------------------------------------------------------------------------
+
+
+@njit(nogil=True, fastmath=FASTMATH)
+def _cumulant(eta, code):  # pragma: no cover - compiled
+    """Return ``A(eta)`` and ``A'(eta)`` elementwise (``code``: see :data:`CUMULANTS`)."""
+    a = np.empty_like(eta)
+    da = np.empty_like(eta)
+    for j in range(eta.shape[0]):
+        e = eta[j]
+        if code == 0:
+            v = math.exp(e)
+            a[j] = v
+            da[j] = v
+        else:  # softplus, without overflow at either end
+            t = math.exp(-abs(e))
+            a[j] = max(e, 0.0) + math.log1p(t)
+            da[j] = 1.0 / (1.0 + t) if e >= 0.0 else t / (1.0 + t)
+    return a, da
+
+
+@njit(nogil=True, fastmath={"contract", "reassoc"})
+def _accumulate(e, inv_norm, xb, n, sums, k):  # pragma: no cover - compiled
+    """Add a block's ``r x`` to ``sums[k]``; return the sum of the responsibilities.
+
+    ``e * inv_norm`` are component ``k``'s responsibilities (``e`` is overwritten by them).
+    """
+    s = 0.0
+    for b in range(n):
+        r = e[b] * inv_norm[b]
+        e[b] = r
+        s += r
+    for i in range(xb.shape[0]):
+        xi = xb[i]
+        acc = 0.0
+        for b in range(n):
+            acc += e[b] * xi[b]
+        sums[k, i] += acc
+    return s
+
+
+@njit(nogil=True, fastmath=FASTMATH)
+def _pass(X, w, row_const, logc, eta):  # pragma: no cover - compiled
+    """One pass over the rows: ``(sum_n w_n log p(x_n), R (K,), T (K, D))``.
+
+    ``logc[k] = log pi_k - sum_d A(eta_kd)``; ``eta`` (K, D); ``w`` (N,) or (0,) for
+    none; ``row_const`` (N,) the constants ``c(x_n)``, or (0,) when they are zero.
+    """
+    n_samples, n_features = X.shape
+    n_components = logc.shape[0]
+    resp_sum = np.zeros(n_components)
+    sums = np.zeros((n_components, n_features))
+    xb = np.empty((n_features, BLOCK))
+    wlp = np.empty((n_components, BLOCK))
+    top = np.empty(BLOCK)
+    inv_norm = np.empty(BLOCK)
+    scale = np.empty(BLOCK)
+    weighted = w.shape[0] > 0
+    total = 0.0
+    for start in range(0, n_samples, BLOCK):
+        n = min(BLOCK, n_samples - start)
+        for b in range(n):
+            for i in range(n_features):
+                xb[i, b] = X[start + b, i]
+        for k in range(n_components):
+            row = wlp[k]
+            c = logc[k]
+            for b in range(n):
+                row[b] = c
+            for i in range(n_features):
+                h = eta[k, i]
+                xi = xb[i]
+                for b in range(n):
+                    row[b] += h * xi[b]
+        block = finish_block(wlp, top, inv_norm, scale, n_components, n)
+        if weighted:
+            block = weigh_block(w, start, top, inv_norm, n)
+        total += block
+        if row_const.shape[0] > 0:
+            for b in range(n):
+                if not weighted:
+                    total += row_const[start + b]
+                elif w[start + b] != 0.0:
+                    total += w[start + b] * row_const[start + b]
+        for k in range(n_components):
+            resp_sum[k] += _accumulate(wlp[k], inv_norm, xb, n, sums, k)
+    return total, resp_sum, sums
+
+
+@njit(nogil=True, fastmath=FASTMATH)
+def _weights(x, n_components):  # pragma: no cover - compiled
+    """``(log pi, pi)`` from the simplex coordinates ``x[:K - 1]``."""
+    k_ = n_components
+    y = np.empty(k_)
+    s = 0.0
+    for j in range(k_ - 1):
+        y[j] = x[j]
+        s += x[j]
+    y[k_ - 1] = -s
+    top = y.max()
+    acc = 0.0
+    for j in range(k_):
+        acc += math.exp(y[j] - top)
+    lse = top + math.log(acc)
+    log_weights = np.empty(k_)
+    weights = np.empty(k_)
+    for j in range(k_):
+        log_weights[j] = y[j] - lse
+        weights[j] = math.exp(y[j] - top) / acc
+    return log_weights, weights
+
+
+@njit(nogil=True, fastmath=FASTMATH)
+def logp_dlogp(x, X, w, row_const, a, kind, p1, p2, const, cumulant):  # pragma: no cover - compiled
+    """Return the joint log density (with Jacobians) and its gradient at ``x``.
+
+    Parameters
+    ----------
+    x : (K - 1 + K D,) the unconstrained point. X : (N, D) the rows. w : (N,) or (0,)
+    frequency weights. row_const : (N,) or (0,) the constants ``c(x_n)``. a : (K,) the
+    Dirichlet concentrations. kind : the shape of the prior on eta; p1, p2 : (K D,) its
+    parameters. const : every constant of the prior (normalisers, ``log K``).
+    cumulant : the code of ``A`` (:data:`CUMULANTS`).
+    """
+    k_ = a.shape[0]
+    d_ = X.shape[1]
+    eta = x[k_ - 1 :].copy()
+    A, dA = _cumulant(eta, cumulant)
+    log_weights, weights = _weights(x, k_)
+    grad = np.zeros(x.shape[0])
+    logp = const
+    g_logw = np.empty(k_)
+    for k in range(k_):
+        logp += a[k] * log_weights[k]
+        g_logw[k] = a[k]
+    g_eta = grad[k_ - 1 :]
+    for j in range(eta.shape[0]):
+        e = eta[j]
+        if kind == 0:
+            logp += p1[j] * e - p2[j] * A[j]
+            g_eta[j] = p1[j] - p2[j] * dA[j]
+        elif kind == 1:
+            z = (e - p1[j]) / p2[j]
+            logp -= 0.5 * z * z
+            g_eta[j] = -z / p2[j]
+        else:
+            z = math.exp(e) / p2[j]
+            logp += e - 0.5 * z * z
+            g_eta[j] = 1.0 - z * z
+    logc = np.empty(k_)
+    for k in range(k_):
+        s = log_weights[k]
+        for i in range(d_):
+            s -= A[k * d_ + i]
+        logc[k] = s
+    total, resp_sum, sums = _pass(X, w, row_const, logc, eta.reshape((k_, d_)))
+    logp += total
+    for k in range(k_):
+        g_logw[k] += resp_sum[k]
+        for i in range(d_):
+            j = k * d_ + i
+            g_eta[j] += sums[k, i] - resp_sum[k] * dA[j]
+    # The simplex transform: y = (v, -sum v), log pi = y - logsumexp(y).
+    g_sum = 0.0
+    for k in range(k_):
+        g_sum += g_logw[k]
+    last = g_logw[k_ - 1] - weights[k_ - 1] * g_sum
+    for j in range(k_ - 1):
+        grad[j] = (g_logw[j] - weights[j] * g_sum) - last
+    if not math.isfinite(logp):
+        return -np.inf, grad
+    for j in range(grad.shape[0]):
+        if not math.isfinite(grad[j]):
+            return -np.inf, grad
+    return logp, grad
+
+
+@njit(nogil=True, fastmath=FASTMATH)
+def constrained_values(x, n_components, cumulant):  # pragma: no cover - compiled
+    """Return the weights (K,) and the parameters ``A'(eta)`` (K D,) at ``x``."""
+    _, weights = _weights(x, n_components)
+    _, mean = _cumulant(x[n_components - 1 :].copy(), cumulant)
+    return weights, mean
+
+
+# -- C entry points for nutpie (see bayesmix.families.gaussian._nuts_kernel) ---------------
+
+(
+    _U_X,
+    _U_N,
+    _U_D,
+    _U_K,
+    _U_W,
+    _U_NW,
+    _U_C,
+    _U_NC,
+    _U_A,
+    _U_KIND,
+    _U_P1,
+    _U_P2,
+    _U_CONST,
+    _U_CUMULANT,
+    _U_SHIFT,
+    _U_FACTOR,
+) = range(16)
+_U_SIZE = 16
+
+
+@njit(nogil=True)
+def _logp_record(x, user_data):  # pragma: no cover - compiled
+    """``logp_dlogp`` at the kernel's point for ``x`` (the sampler's), from the record."""
+    meta = numba.carray(user_data, (_U_SIZE,), np.int64)
+    n, d, k = meta[_U_N], meta[_U_D], meta[_U_K]
+    X = numba.carray(_as_pointer(meta[_U_X]), (n, d), np.float64)
+    w = numba.carray(_as_pointer(meta[_U_W]), (meta[_U_NW],), np.float64)
+    row_const = numba.carray(_as_pointer(meta[_U_C]), (meta[_U_NC],), np.float64)
+    a = numba.carray(_as_pointer(meta[_U_A]), (k,), np.float64)
+    p1 = numba.carray(_as_pointer(meta[_U_P1]), (k * d,), np.float64)
+    p2 = numba.carray(_as_pointer(meta[_U_P2]), (k * d,), np.float64)
+    const = numba.carray(_as_pointer(meta[_U_CONST]), (1,), np.float64)[0]
+    point = _nutpie_internals.model_point(x, meta[_U_SHIFT], meta[_U_FACTOR])
+    return logp_dlogp(point, X, w, row_const, a, meta[_U_KIND], p1, p2, const, meta[_U_CUMULANT])
+
+
+def _logp_c(dim, x_, out_, logp_, user_data):  # pragma: no cover - compiled
+    """Compute nutpie's ``logp`` callback: 0, or 4 when the density is not finite, 1 on errors."""
+    try:
+        meta = numba.carray(user_data, (_U_SIZE,), np.int64)
+        value, grad = _logp_record(numba.carray(x_, (dim,)), user_data)
+        if grad.shape[0] != dim:
+            return -1
+        _nutpie_internals.pull_back(grad, numba.carray(out_, (dim,)), meta[_U_FACTOR])
+        numba.carray(logp_, (1,))[0] = value
+        if not math.isfinite(value):
+            return 4
+    except Exception:
+        return 1
+    return 0
+
+
+def _expand_c(dim, expanded, x_, out_, user_data):  # pragma: no cover - compiled
+    """Write nutpie's ``expand`` callback: the weights, then the parameters; 0 on success."""
+    try:
+        meta = numba.carray(user_data, (_U_SIZE,), np.int64)
+        k = meta[_U_K]
+        x = numba.carray(x_, (dim,))
+        point = _nutpie_internals.model_point(x, meta[_U_SHIFT], meta[_U_FACTOR])
+        weights, mean = constrained_values(point, k, meta[_U_CUMULANT])
+        if weights.shape[0] + mean.shape[0] != expanded:
+            return -1
+        out = numba.carray(out_, (expanded,))
+        out[:k] = weights
+        out[k:] = mean
+    except Exception:
+        return -2
+    return 0
+
+
+@functools.cache
+def c_callbacks() -> tuple[Any, Any]:
+    """Return nutpie's C callbacks ``(logp, expand)`` as numba ``CFunc`` objects (loaded once)."""
+    return cfunc(_C_LOGP)(_logp_c), cfunc(_C_EXPAND)(_expand_c)
+
+
+# -- priors ---------------------------------------------------------------------------------
+
+
+def _prior_on_eta(prior: Any, cumulant: str, shape: tuple[int, ...]) -> tuple | None:
+    """``(kind, p1, p2, constant)`` of ``prior`` written on eta, or None if not covered.
+
+    ``p1``, ``p2`` are flat (K D,) arrays; ``constant`` sums the normalisers.
+    """
+    params = dict(getattr(prior, "params", {}))
+    name = getattr(prior, "distribution", None)
+
+    def broadcast(*names: str, default: float | None = None) -> list[np.ndarray] | None:
+        out = []
+        for key in names:
+            value = params.get(key, default)
+            if value is None:
+                return None
+            try:
+                array = np.broadcast_to(np.asarray(value, dtype=np.float64), shape)
+            except ValueError:
+                return None
+            if not np.all(np.isfinite(array)) or not np.all(array > 0):
+                return None
+            out.append(np.ascontiguousarray(array, dtype=np.float64).ravel().copy())
+        return out
+
+    match (cumulant, name, frozenset(params)):
+        case ("exp", "Gamma", keys) if keys <= {"alpha", "beta"}:
+            values = broadcast("alpha", "beta")
+            if values is None:
+                return None
+            alpha, beta = values
+            return _CONJUGATE, alpha, beta, float(np.sum(alpha * np.log(beta) - gammaln(alpha)))
+        case ("exp", "Exponential", keys) if keys <= {"lam"}:
+            values = broadcast("lam", default=1.0)
+            if values is None:
+                return None
+            (lam,) = values
+            return _CONJUGATE, np.ones_like(lam), lam, float(np.sum(np.log(lam)))
+        case ("exp", "LogNormal", keys) if keys <= {"mu", "sigma"}:
+            values = broadcast("sigma", default=1.0)
+            mu = params.get("mu", 0.0)
+            try:
+                mu = np.broadcast_to(np.asarray(mu, dtype=np.float64), shape).ravel().copy()
+            except ValueError:
+                return None
+            if values is None or not np.all(np.isfinite(mu)):
+                return None
+            (sigma,) = values
+            return _NORMAL, mu, sigma, float(np.sum(-np.log(sigma) - _HALF_LOG_2PI))
+        case ("exp", "HalfNormal", keys) if keys <= {"sigma"}:
+            values = broadcast("sigma", default=1.0)
+            if values is None:
+                return None
+            (sigma,) = values
+            constant = np.sum(0.5 * math.log(2.0 / math.pi) - np.log(sigma))
+            return _HALF_NORMAL, np.zeros_like(sigma), sigma, float(constant)
+        case ("softplus", "Beta", keys) if keys <= {"alpha", "beta"}:
+            values = broadcast("alpha", "beta")
+            if values is None:
+                return None
+            alpha, beta = values
+            return _CONJUGATE, alpha, alpha + beta, float(np.sum(-betaln(alpha, beta)))
+    return None
+
+
+def _prior_data(
+    priors: Mapping[str, Any], param: str, cumulant: str, n_components: int, n_features: int
+) -> dict[str, Any] | None:
+    """Kernel data of the priors, or None if one is outside what the kernel covers."""
+    if set(priors) != {"weights", param}:
+        return None
+    weights = priors["weights"]
+    if getattr(weights, "distribution", None) != "Dirichlet" or set(weights.params) - {"a"}:
+        return None
+    try:
+        a = np.broadcast_to(
+            np.asarray(weights.params.get("a", 1.0), dtype=np.float64), (n_components,)
+        ).copy()
+    except ValueError:
+        return None
+    if not np.all(np.isfinite(a)) or not np.all(a > 0):
+        return None
+    on_eta = _prior_on_eta(priors[param], cumulant, (n_components, n_features))
+    if on_eta is None:
+        return None
+    kind, p1, p2, constant = on_eta
+    # Dirichlet normaliser and the simplex transform's log K.
+    constant += float(gammaln(a.sum()) - gammaln(a).sum() + math.log(n_components))
+    return {
+        "kind": kind,
+        "weights_a": a,
+        "prior_p1": p1,
+        "prior_p2": p2,
+        "prior_const": np.array([constant]),
+    }
+
+
+# -- the model description -------------------------------------------------------------------
+
+_SHARED_KEYS = ("x_data", "w_data", "row_const", "weights_a", "prior_p1", "prior_p2", "prior_const")
+
+
+@dataclass(frozen=True)
+class ExpFamTarget:
+    """The layout of one exponential-family mixture structure (cumulant, K, D) for nutpie.
+
+    Build it with :func:`build`. It has the interface of the Gaussian family's fused
+    target (``free``, ``unconstrain``, ``shared_data``, ``logp_dlogp``, ``expand``,
+    ``nutpie_model``) and samples exactly the posterior of the family's PyMC model.
+    """
+
+    param: str
+    cumulant: str
+    n_components: int
+    n_features: int
+    features: tuple[Any, ...]
+    prior_data: dict[str, Any] = field(repr=False)
+    row_constant: Callable[[np.ndarray], np.ndarray] | None = field(default=None, repr=False)
+
+    @property
+    def free(self) -> list[tuple[str, str, tuple[int, ...]]]:
+        """``(variable, value variable, shape)`` of every free variable, in nutpie's order."""
+        k, d = self.n_components, self.n_features
+        return [
+            ("weights", "weights_simplex__", (k - 1,)),
+            (self.param, f"{self.param}_{_TRANSFORMS[self.cumulant]}__", (k, d)),
+        ]
+
+    @property
+    def n_dim(self) -> int:
+        """Length of the unconstrained vector."""
+        return self.n_components - 1 + self.n_components * self.n_features
+
+    @property
+    def dims(self) -> dict[str, tuple[str, ...]]:
+        """Dims of every stored variable (as the PyMC model names them)."""
+        return {"weights": ("component",), self.param: ("component", "feature")}
+
+    @property
+    def stored(self) -> list[tuple[str, tuple[int, ...]]]:
+        """Stored variables in the order of nutpie's PyMC path, with their shapes."""
+        return [
+            ("weights", (self.n_components,)),
+            (self.param, (self.n_components, self.n_features)),
+        ]
+
+    @property
+    def coords(self) -> dict[str, Any]:
+        """Coordinates of the stored variables' dims."""
+        import pandas as pd
+
+        return {
+            "component": pd.Index(np.arange(self.n_components)),
+            "feature": pd.Index(list(self.features)),
+        }
+
+    # -- data -------------------------------------------------------------------------
+
+    def _row_const(self, X: np.ndarray) -> np.ndarray:
+        if self.row_constant is None or X.shape[0] == 0:
+            return np.zeros(0)
+        return np.ascontiguousarray(self.row_constant(X), dtype=np.float64).reshape(-1)
+
+    def shared_data(
+        self,
+        X: np.ndarray,
+        priors: Mapping[str, Any] | None = None,
+        sample_weight: np.ndarray | None = None,
+    ) -> dict:
+        """Return the kernel's data for rows ``X`` (and other ``priors``).
+
+        Keys: ``x_data`` and ``w_data`` (named as the PyMC model's ``pm.Data``; ``w_data``
+        of size 0 for no weights), ``row_const`` (the constants ``c(x_n)``, size 0 when
+        the family has none), ``weights_a``, ``prior_p1``, ``prior_p2``, ``prior_const``.
+        ``priors`` (resolved ``bayesmix.Prior`` objects) replace the priors given to
+        :func:`build`; priors the kernel does not cover raise ``ValueError``.
+        """
+        data = {key: value for key, value in self.prior_data.items() if key != "kind"}
+        if priors is not None:
+            new = _prior_data(priors, self.param, self.cumulant, self.n_components, self.n_features)
+            if new is None or new["kind"] != self.prior_data["kind"]:
+                raise ValueError("these priors are not supported by this fused kernel")
+            data.update((key, value) for key, value in new.items() if key != "kind")
+        X = _as_observations(X, self.n_features)
+        data["x_data"] = X
+        data["w_data"] = _as_weights(sample_weight, X.shape[0])
+        data["row_const"] = self._row_const(X)
+        return data
+
+    # -- the model functions ------------------------------------------------------------
+
+    def logp_dlogp(self, x: np.ndarray, **shared: Any) -> tuple[float, np.ndarray]:
+        """Return ``(logp, grad)`` at the unconstrained point ``x`` (see :func:`logp_dlogp`)."""
+        X = shared["x_data"]
+        row_const = shared.get("row_const")
+        if row_const is None:
+            row_const = self._row_const(X)
+        return logp_dlogp(
+            np.ascontiguousarray(x, dtype=np.float64),
+            X,
+            _as_weights(shared.get("w_data"), X.shape[0]),
+            row_const,
+            shared["weights_a"],
+            self.prior_data["kind"],
+            shared["prior_p1"],
+            shared["prior_p2"],
+            float(np.asarray(shared["prior_const"]).reshape(-1)[0]),
+            CUMULANTS[self.cumulant],
+        )
+
+    def make_logp_fn(self) -> Callable[..., tuple[float, np.ndarray]]:
+        """Return nutpie's logp function ``logp(x, **shared_data) -> (logp, grad)``."""
+        return lambda x, **shared: self.logp_dlogp(x, **shared)
+
+    def expand(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Constrained values of the stored variables at the unconstrained point ``x``."""
+        weights, mean = constrained_values(
+            np.ascontiguousarray(x, dtype=np.float64),
+            self.n_components,
+            CUMULANTS[self.cumulant],
+        )
+        return {"weights": weights, self.param: mean.reshape(self.n_components, -1)}
+
+    def unconstrain(self, point: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Return the constrained ``point`` (weights and the parameter) as ``x``."""
+        log_w = np.log(np.asarray(point["weights"], dtype=np.float64).reshape(-1))
+        value = np.asarray(point[self.param], dtype=np.float64).reshape(-1)
+        eta = np.log(value) if self.cumulant == "exp" else np.log(value) - np.log1p(-value)
+        return np.concatenate([(log_w - log_w.mean())[:-1], eta])
+
+    def nutpie_model(
+        self,
+        shared_data: Mapping[str, Any],
+        *,
+        initial_point: Callable[[Any], np.ndarray] | None = None,
+        affine: Affine | None = None,
+    ) -> Any:
+        """Return a ``nutpie`` model on the kernel's C callbacks (no Python per gradient)."""
+        return _nutpie_internals.callback_model(
+            self,
+            shared_data,
+            initial_point=initial_point or (lambda seed: np.zeros(self.n_dim)),
+            affine=affine,
+        )
+
+    # -- what nutpie's callback model needs (bayesmix.nuts._nutpie_internals) -----------
+
+    def c_callbacks(self) -> tuple[Any, Any]:
+        """Return the C callbacks ``(logp, expand)`` (numba ``CFunc`` objects)."""
+        return c_callbacks()
+
+    def freeze(self, shared: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Return read-only C-contiguous float64 copies of ``shared`` (the C code reads them)."""
+        X = _as_observations(shared["x_data"], self.n_features)
+        out = {
+            "x_data": X,
+            "w_data": _as_weights(shared.get("w_data"), X.shape[0]),
+            "row_const": (
+                np.asarray(shared["row_const"], dtype=np.float64)
+                if shared.get("row_const") is not None
+                else self._row_const(X)
+            ),
+        }
+        for key in ("weights_a", "prior_p1", "prior_p2", "prior_const"):
+            out[key] = shared[key]
+        frozen = {}
+        for key, value in out.items():
+            value = np.array(value, dtype=np.float64, order="C", copy=True).reshape(
+                (1,) if key == "prior_const" else np.shape(value)
+            )
+            value.flags.writeable = False
+            frozen[key] = value
+        return frozen
+
+    def record(self, shared: Mapping[str, np.ndarray], affine: Affine | None) -> np.ndarray:
+        """Return the int64 record the C callbacks read: addresses and sizes of ``shared``.
+
+        ``shared`` (from :meth:`freeze`) and ``affine`` must outlive every use of it.
+        """
+        X = shared["x_data"]
+        k, d = self.n_components, self.n_features
+        expected = {"weights_a": (k,), "prior_p1": (k * d,), "prior_p2": (k * d,)}
+        for key, shape in expected.items():
+            if shared[key].shape != shape:
+                raise ValueError(f"{key} must have shape {shape}; got {shared[key].shape}")
+        for key in ("w_data", "row_const"):
+            if shared[key].shape not in ((0,), (X.shape[0],)):
+                raise ValueError(
+                    f"{key} must have shape (0,) or ({X.shape[0]},); got {shared[key].shape}"
+                )
+        record = np.zeros(_U_SIZE, dtype=np.int64)
+        record[_U_X] = X.ctypes.data
+        record[_U_N], record[_U_D], record[_U_K] = X.shape[0], d, k
+        record[_U_W], record[_U_NW] = shared["w_data"].ctypes.data, shared["w_data"].size
+        record[_U_C], record[_U_NC] = shared["row_const"].ctypes.data, shared["row_const"].size
+        record[_U_A] = shared["weights_a"].ctypes.data
+        record[_U_KIND] = self.prior_data["kind"]
+        record[_U_P1] = shared["prior_p1"].ctypes.data
+        record[_U_P2] = shared["prior_p2"].ctypes.data
+        record[_U_CONST] = shared["prior_const"].ctypes.data
+        record[_U_CUMULANT] = CUMULANTS[self.cumulant]
+        if affine is not None:
+            record[_U_SHIFT] = affine.shift.ctypes.data
+            record[_U_FACTOR] = affine.factor.ctypes.data
+        return record
+
+    def updated_data(
+        self, shared: Mapping[str, np.ndarray], updates: Mapping[str, Any]
+    ) -> dict[str, np.ndarray]:
+        """Return frozen shared data with ``updates`` (nutpie's ``with_data``) applied."""
+        unknown = set(updates) - {"x_data", "w_data"}
+        if unknown:
+            raise KeyError(f"unknown data {sorted(unknown)}; expected x_data and w_data")
+        merged = dict(shared)
+        merged.update(updates)
+        if "x_data" in updates:
+            X = _as_observations(updates["x_data"], self.n_features)
+            merged["x_data"] = X
+            merged["row_const"] = self._row_const(X)
+            merged.setdefault("w_data", None)
+            if "w_data" not in updates:
+                merged["w_data"] = None  # new rows: their own weights or none
+        return self.freeze(merged)
+
+
+def _as_weights(sample_weight: Any, n_samples: int) -> np.ndarray:
+    """Frequency weights as a C-contiguous float64 (N,) array, or (0,) for none."""
+    if sample_weight is None or np.size(sample_weight) == 0:
+        return np.zeros(0)
+    w = np.array(sample_weight, dtype=np.float64, order="C", copy=True).reshape(-1)
+    if w.shape[0] != n_samples:
+        raise ValueError(f"expected {n_samples} weights (one per row); got {w.shape[0]}")
+    return w
+
+
+def _as_observations(X: Any, n_features: int) -> np.ndarray:
+    """``X`` as a C-contiguous float64 (N, D) array."""
+    X = np.array(X, dtype=np.float64, order="C", copy=True)
+    if X.ndim == 1:
+        X = X[:, None]
+    if X.ndim != 2 or X.shape[1] != n_features:
+        raise ValueError(f"expected rows of shape (N, {n_features}); got {X.shape}")
+    return X
+
+
+def build(
+    *,
+    param: str,
+    cumulant: str,
+    n_components: int,
+    n_features: int,
+    priors: Mapping[str, Any],
+    features: Any = None,
+    row_constant: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> ExpFamTarget | None:
+    """Return the fused target of one mixture structure, or None when the kernel does not cover it.
+
+    Parameters
+    ----------
+    param : str
+        Name of the component parameter (``"rates"``, ``"probs"``).
+    cumulant : {"exp", "softplus"}
+        The cumulant of the features' exponential family (:data:`CUMULANTS`).
+    n_components, n_features : int
+        K and D.
+    priors : mapping
+        Resolved ``bayesmix.Prior`` objects for ``"weights"`` (Dirichlet) and ``param``.
+    features : sequence, optional
+        Feature names (default ``x0, x1, ...``).
+    row_constant : callable, optional
+        ``X -> c(x_n)`` per row (module-level, so the target pickles); None for zero.
+
+    Returns
+    -------
+    ExpFamTarget or None
+        None for a prior the kernel does not cover (see the module docstring).
+    """
+    if cumulant not in CUMULANTS or n_components < 1 or n_features < 1:
+        return None
+    features = tuple(features if features is not None else [f"x{i}" for i in range(n_features)])
+    if len(features) != n_features:
+        return None
+    data = _prior_data(priors, param, cumulant, n_components, n_features)
+    if data is None:
+        return None
+    return ExpFamTarget(param, cumulant, n_components, n_features, features, data, row_constant)
