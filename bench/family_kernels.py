@@ -161,6 +161,7 @@ def measure(name: str, make, generate, sizes) -> dict:
         row["ns_pymc"][str(n)] = _time_per_point(pymc_call, n)
         if target is None:  # bayesmix samples the compiled PyMC model
             row["ns_bayesmix"][str(n)] = row["ns_pymc"][str(n)]
+            print(f"  N={n:,}: {row['ns_pymc'][str(n)]:.1f} ns (the compiled PyMC model)")
             continue
         model = target.nutpie_model(target.shared_data(data.values))
         fused_call, fused_logp = _c_call(

@@ -24,14 +24,11 @@ The unconstrained vector is laid out as nutpie lays out the PyMC model: the weig
 ``weights_simplex__`` (K - 1; ``y = (v, -sum v)``, ``log pi = y - logsumexp(y)``,
 log-Jacobian ``log K + sum_k log pi_k``) and then ``eta`` (K, D) in C order.
 
-The prior on a parameter, written on ``eta`` with the transform's log-Jacobian, is one of
-three shapes (each with a constant computed once in Python):
-
-* *conjugate*, ``c1 eta - c2 A(eta)``: ``Gamma(alpha, beta)`` on a rate (``c1 = alpha``,
-  ``c2 = beta``), ``Exponential(lam)`` (``Gamma(1, lam)``), ``Beta(alpha, beta)`` on a
-  probability (``c1 = alpha``, ``c2 = alpha + beta``);
-* *normal*, ``-(eta - m)^2 / (2 s^2)``: ``LogNormal(mu, sigma)`` on a rate;
-* *half-normal*, ``eta - exp(2 eta) / (2 s^2)``: ``HalfNormal(sigma)`` on a rate.
+The prior of a rate is any prior family of a positive parameter on the log scale
+(:func:`bayesmix.nuts._priors.log_scale_prior`: Gamma, Exponential, LogNormal,
+HalfNormal, ...); the prior of a probability is ``Beta(alpha, beta)``, on the log-odds
+scale with its Jacobian ``alpha eta - (alpha + beta) A(eta)`` (up to ``-log B(alpha,
+beta)``).
 
 The likelihood ``sum_n w_n logsumexp_k [log pi_k + sum_d (x_nd eta_kd - A(eta_kd))]`` plus
 ``sum_n w_n c(x_n)`` is one pass over the rows in blocks (:mod:`bayesmix.nuts._blocks`);
@@ -58,6 +55,7 @@ from bayesmix._numba_cache import cfunc, njit
 from bayesmix.nuts import _nutpie_internals
 from bayesmix.nuts._blocks import BLOCK, FASTMATH, finish_block, weigh_block
 from bayesmix.nuts._nutpie_internals import _C_EXPAND, _C_LOGP, _as_pointer
+from bayesmix.nuts._priors import LOG_SCALE_KINDS, log_scale_prior, prior_table
 from bayesmix.nuts.laplace import Affine
 
 __all__ = ["CUMULANTS", "ExpFamTarget", "build", "logp_dlogp"]
@@ -66,10 +64,9 @@ __all__ = ["CUMULANTS", "ExpFamTarget", "build", "logp_dlogp"]
 CUMULANTS = {"exp": 0, "softplus": 1}
 _TRANSFORMS = {"exp": "log", "softplus": "logodds"}
 
-# Shapes of the prior on eta (see the module docstring).
-_CONJUGATE, _NORMAL, _HALF_NORMAL = 0, 1, 2
-
-_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+# The Beta prior of a probability on the log-odds scale (the other kinds are those of
+# bayesmix.nuts._priors.LOG_SCALE_KINDS).
+_LOGIT_BETA = -1
 
 
 # -- the kernel ---------------------------------------------------------------------------
@@ -185,15 +182,17 @@ def _weights(x, n_components):  # pragma: no cover - compiled
 
 
 @njit(nogil=True, fastmath=FASTMATH)
-def logp_dlogp(x, X, w, row_const, a, kind, p1, p2, const, cumulant):  # pragma: no cover - compiled
+def logp_dlogp(x, X, w, row_const, a, kind, table, const, cumulant):  # pragma: no cover
     """Return the joint log density (with Jacobians) and its gradient at ``x``.
 
     Parameters
     ----------
     x : (K - 1 + K D,) the unconstrained point. X : (N, D) the rows. w : (N,) or (0,)
     frequency weights. row_const : (N,) or (0,) the constants ``c(x_n)``. a : (K,) the
-    Dirichlet concentrations. kind : the shape of the prior on eta; p1, p2 : (K D,) its
-    parameters. const : every constant of the prior (normalisers, ``log K``).
+    Dirichlet concentrations. kind, table : the prior of the parameters (a kind of
+    :data:`bayesmix.nuts._priors.LOG_SCALE_KINDS` and its (4, K D) table, or
+    ``_LOGIT_BETA`` with alpha, alpha + beta and the constant in rows 0, 1 and 3).
+    const : the Dirichlet's normaliser and the simplex transform's ``log K``.
     cumulant : the code of ``A`` (:data:`CUMULANTS`).
     """
     k_ = a.shape[0]
@@ -208,19 +207,12 @@ def logp_dlogp(x, X, w, row_const, a, kind, p1, p2, const, cumulant):  # pragma:
         logp += a[k] * log_weights[k]
         g_logw[k] = a[k]
     g_eta = grad[k_ - 1 :]
-    for j in range(eta.shape[0]):
-        e = eta[j]
-        if kind == 0:
-            logp += p1[j] * e - p2[j] * A[j]
-            g_eta[j] = p1[j] - p2[j] * dA[j]
-        elif kind == 1:
-            z = (e - p1[j]) / p2[j]
-            logp -= 0.5 * z * z
-            g_eta[j] = -z / p2[j]
-        else:
-            z = math.exp(e) / p2[j]
-            logp += e - 0.5 * z * z
-            g_eta[j] = 1.0 - z * z
+    if kind == _LOGIT_BETA:
+        for j in range(eta.shape[0]):
+            logp += table[3, j] + table[0, j] * eta[j] - table[1, j] * A[j]
+            g_eta[j] = table[0, j] - table[1, j] * dA[j]
+    else:
+        logp += log_scale_prior(kind, table, eta, g_eta)
     logc = np.empty(k_)
     for k in range(k_):
         s = log_weights[k]
@@ -270,14 +262,13 @@ def constrained_values(x, n_components, cumulant):  # pragma: no cover - compile
     _U_NC,
     _U_A,
     _U_KIND,
-    _U_P1,
-    _U_P2,
+    _U_TABLE,
     _U_CONST,
     _U_CUMULANT,
     _U_SHIFT,
     _U_FACTOR,
-) = range(16)
-_U_SIZE = 16
+) = range(15)
+_U_SIZE = 15
 
 
 @njit(nogil=True)
@@ -289,11 +280,10 @@ def _logp_record(x, user_data):  # pragma: no cover - compiled
     w = numba.carray(_as_pointer(meta[_U_W]), (meta[_U_NW],), np.float64)
     row_const = numba.carray(_as_pointer(meta[_U_C]), (meta[_U_NC],), np.float64)
     a = numba.carray(_as_pointer(meta[_U_A]), (k,), np.float64)
-    p1 = numba.carray(_as_pointer(meta[_U_P1]), (k * d,), np.float64)
-    p2 = numba.carray(_as_pointer(meta[_U_P2]), (k * d,), np.float64)
+    table = numba.carray(_as_pointer(meta[_U_TABLE]), (4, k * d), np.float64)
     const = numba.carray(_as_pointer(meta[_U_CONST]), (1,), np.float64)[0]
     point = _nutpie_internals.model_point(x, meta[_U_SHIFT], meta[_U_FACTOR])
-    return logp_dlogp(point, X, w, row_const, a, meta[_U_KIND], p1, p2, const, meta[_U_CUMULANT])
+    return logp_dlogp(point, X, w, row_const, a, meta[_U_KIND], table, const, meta[_U_CUMULANT])
 
 
 def _logp_c(dim, x_, out_, logp_, user_data):  # pragma: no cover - compiled
@@ -340,66 +330,24 @@ def c_callbacks() -> tuple[Any, Any]:
 
 
 def _prior_on_eta(prior: Any, cumulant: str, shape: tuple[int, ...]) -> tuple | None:
-    """``(kind, p1, p2, constant)`` of ``prior`` written on eta, or None if not covered.
-
-    ``p1``, ``p2`` are flat (K D,) arrays; ``constant`` sums the normalisers.
-    """
-    params = dict(getattr(prior, "params", {}))
-    name = getattr(prior, "distribution", None)
-
-    def broadcast(*names: str, default: float | None = None) -> list[np.ndarray] | None:
-        out = []
-        for key in names:
-            value = params.get(key, default)
-            if value is None:
-                return None
-            try:
-                array = np.broadcast_to(np.asarray(value, dtype=np.float64), shape)
-            except ValueError:
-                return None
-            if not np.all(np.isfinite(array)) or not np.all(array > 0):
-                return None
-            out.append(np.ascontiguousarray(array, dtype=np.float64).ravel().copy())
-        return out
-
-    match (cumulant, name, frozenset(params)):
-        case ("exp", "Gamma", keys) if keys <= {"alpha", "beta"}:
-            values = broadcast("alpha", "beta")
-            if values is None:
-                return None
-            alpha, beta = values
-            return _CONJUGATE, alpha, beta, float(np.sum(alpha * np.log(beta) - gammaln(alpha)))
-        case ("exp", "Exponential", keys) if keys <= {"lam"}:
-            values = broadcast("lam", default=1.0)
-            if values is None:
-                return None
-            (lam,) = values
-            return _CONJUGATE, np.ones_like(lam), lam, float(np.sum(np.log(lam)))
-        case ("exp", "LogNormal", keys) if keys <= {"mu", "sigma"}:
-            values = broadcast("sigma", default=1.0)
-            mu = params.get("mu", 0.0)
-            try:
-                mu = np.broadcast_to(np.asarray(mu, dtype=np.float64), shape).ravel().copy()
-            except ValueError:
-                return None
-            if values is None or not np.all(np.isfinite(mu)):
-                return None
-            (sigma,) = values
-            return _NORMAL, mu, sigma, float(np.sum(-np.log(sigma) - _HALF_LOG_2PI))
-        case ("exp", "HalfNormal", keys) if keys <= {"sigma"}:
-            values = broadcast("sigma", default=1.0)
-            if values is None:
-                return None
-            (sigma,) = values
-            constant = np.sum(0.5 * math.log(2.0 / math.pi) - np.log(sigma))
-            return _HALF_NORMAL, np.zeros_like(sigma), sigma, float(constant)
-        case ("softplus", "Beta", keys) if keys <= {"alpha", "beta"}:
-            values = broadcast("alpha", "beta")
-            if values is None:
-                return None
-            alpha, beta = values
-            return _CONJUGATE, alpha, alpha + beta, float(np.sum(-betaln(alpha, beta)))
-    return None
+    """``(kind, table)`` of the parameters' ``prior`` on eta, or None if not covered."""
+    if cumulant == "exp":  # a rate, on the log scale
+        return prior_table(prior, LOG_SCALE_KINDS, shape)
+    params = dict(getattr(prior, "params", {}) or {})
+    if getattr(prior, "distribution", None) != "Beta" or set(params) != {"alpha", "beta"}:
+        return None
+    try:
+        alpha, beta = (
+            np.broadcast_to(np.asarray(params[key], dtype=np.float64), shape).reshape(-1)
+            for key in ("alpha", "beta")
+        )
+    except ValueError:
+        return None
+    if not np.all(np.isfinite(alpha + beta)) or not np.all((alpha > 0) & (beta > 0)):
+        return None
+    table = np.zeros((4, alpha.size))
+    table[0], table[1], table[3] = alpha, alpha + beta, -betaln(alpha, beta)
+    return _LOGIT_BETA, table
 
 
 def _prior_data(
@@ -422,21 +370,20 @@ def _prior_data(
     on_eta = _prior_on_eta(priors[param], cumulant, (n_components, n_features))
     if on_eta is None:
         return None
-    kind, p1, p2, constant = on_eta
+    kind, table = on_eta
     # Dirichlet normaliser and the simplex transform's log K.
-    constant += float(gammaln(a.sum()) - gammaln(a).sum() + math.log(n_components))
+    constant = float(gammaln(a.sum()) - gammaln(a).sum() + math.log(n_components))
     return {
         "kind": kind,
         "weights_a": a,
-        "prior_p1": p1,
-        "prior_p2": p2,
+        "prior_table": table,
         "prior_const": np.array([constant]),
     }
 
 
 # -- the model description -------------------------------------------------------------------
 
-_SHARED_KEYS = ("x_data", "w_data", "row_const", "weights_a", "prior_p1", "prior_p2", "prior_const")
+_SHARED_KEYS = ("x_data", "w_data", "row_const", "weights_a", "prior_table", "prior_const")
 
 
 @dataclass(frozen=True)
@@ -510,7 +457,7 @@ class ExpFamTarget:
 
         Keys: ``x_data`` and ``w_data`` (named as the PyMC model's ``pm.Data``; ``w_data``
         of size 0 for no weights), ``row_const`` (the constants ``c(x_n)``, size 0 when
-        the family has none), ``weights_a``, ``prior_p1``, ``prior_p2``, ``prior_const``.
+        the family has none), ``weights_a``, ``prior_table``, ``prior_const``.
         ``priors`` (resolved ``bayesmix.Prior`` objects) replace the priors given to
         :func:`build`; priors the kernel does not cover raise ``ValueError``.
         """
@@ -541,8 +488,7 @@ class ExpFamTarget:
             row_const,
             shared["weights_a"],
             self.prior_data["kind"],
-            shared["prior_p1"],
-            shared["prior_p2"],
+            shared["prior_table"],
             float(np.asarray(shared["prior_const"]).reshape(-1)[0]),
             CUMULANTS[self.cumulant],
         )
@@ -600,7 +546,7 @@ class ExpFamTarget:
                 else self._row_const(X)
             ),
         }
-        for key in ("weights_a", "prior_p1", "prior_p2", "prior_const"):
+        for key in ("weights_a", "prior_table", "prior_const"):
             out[key] = shared[key]
         frozen = {}
         for key, value in out.items():
@@ -618,7 +564,7 @@ class ExpFamTarget:
         """
         X = shared["x_data"]
         k, d = self.n_components, self.n_features
-        expected = {"weights_a": (k,), "prior_p1": (k * d,), "prior_p2": (k * d,)}
+        expected = {"weights_a": (k,), "prior_table": (4, k * d)}
         for key, shape in expected.items():
             if shared[key].shape != shape:
                 raise ValueError(f"{key} must have shape {shape}; got {shared[key].shape}")
@@ -634,8 +580,7 @@ class ExpFamTarget:
         record[_U_C], record[_U_NC] = shared["row_const"].ctypes.data, shared["row_const"].size
         record[_U_A] = shared["weights_a"].ctypes.data
         record[_U_KIND] = self.prior_data["kind"]
-        record[_U_P1] = shared["prior_p1"].ctypes.data
-        record[_U_P2] = shared["prior_p2"].ctypes.data
+        record[_U_TABLE] = shared["prior_table"].ctypes.data
         record[_U_CONST] = shared["prior_const"].ctypes.data
         record[_U_CUMULANT] = CUMULANTS[self.cumulant]
         if affine is not None:

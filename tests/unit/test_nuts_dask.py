@@ -40,12 +40,13 @@ def _heavy(rng, n=1000):
 CASES = {
     # The fused numba kernel per chunk (the Gaussian family's default priors).
     "gaussian-fused": (bm.GaussianMixture, {"covariance_type": "full"}, _gaussian),
-    # The PyMC model's compiled log-likelihood per chunk (a prior the kernel lacks).
+    # The PyMC model's compiled log-likelihood per chunk (a prior parameterisation the
+    # kernel lacks).
     "gaussian-pymc": (
         bm.GaussianMixture,
         {
             "covariance_type": "diag",
-            "priors": {"means": bm.Prior("StudentT", nu=3.0, mu=0.0, sigma=5.0)},
+            "priors": {"means": bm.Prior("StudentT", nu=3.0, mu=0.0, lam=0.04)},
         },
         _gaussian,
     ),

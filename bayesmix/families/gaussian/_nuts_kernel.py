@@ -18,8 +18,10 @@ What is computed, on the unconstrained vector laid out as nutpie lays out the Py
   ``Dirichlet(a)``.
 * ``means`` (K, D), or ``means_ordered_components__`` (K, 1) for one feature
   (``mu_0 = u_0``, ``mu_k = mu_{k-1} + exp(u_k)``, log-Jacobian ``sum_{k>0} u_k``);
-  prior ``Normal(m, s)``.
-* ``sigma_log__``: ``sigma = exp(t)``, log-Jacobian ``sum t``; prior ``HalfNormal(tau)``.
+  prior ``Normal`` or ``StudentT`` (:func:`bayesmix.nuts._priors.real_prior`).
+* ``sigma_log__``: ``sigma = exp(t)``, log-Jacobian ``sum t``; prior any family of
+  :data:`bayesmix.nuts._priors.LOG_SCALE_KINDS` (HalfNormal, HalfStudentT, HalfCauchy,
+  Exponential, Gamma, InverseGamma, LogNormal).
   Shape (K, D) for ``full`` and ``diag``, (D,) for ``tied``, (K,) for ``spherical``.
 * ``corr_chol_cholesky_corr__`` (``full``: (K, D(D-1)/2), ``tied``: (D(D-1)/2,), only
   for D > 1): PyMC's ``CholeskyCorrTransform`` (the strictly lower triangle filled in
@@ -66,6 +68,13 @@ from bayesmix.nuts._nutpie_internals import (
     affine_point,
     affine_pull_back,
 )
+from bayesmix.nuts._priors import (
+    LOG_SCALE_KINDS,
+    REAL_KINDS,
+    log_scale_prior,
+    prior_table,
+    real_prior,
+)
 from bayesmix.nuts.laplace import Affine
 
 _log = logging.getLogger("bayesmix")
@@ -76,7 +85,6 @@ COVARIANCE_CODES = {"full": 0, "diag": 1, "spherical": 2, "tied": 3}
 
 _LOG_2PI = math.log(2.0 * math.pi)
 _LOG_PI = math.log(math.pi)
-_HALF_LOG_2_OVER_PI = 0.5 * math.log(2.0 / math.pi)
 
 
 # Reductions over a block with reassociation allowed, so that LLVM vectorises them.
@@ -355,7 +363,7 @@ def _factors(sigma, corr, n_components, n_features, code):  # pragma: no cover -
 
 
 @njit(nogil=True, fastmath=_FASTMATH)
-def logp_dlogp(x, X, w, a, mu0, s0, tau, eta, code):  # pragma: no cover - compiled
+def logp_dlogp(x, X, w, a, kinds, means_prior, sigma_prior, eta, code):  # pragma: no cover
     """Return the joint log density (with Jacobians) and its gradient at ``x``.
 
     Parameters
@@ -369,10 +377,13 @@ def logp_dlogp(x, X, w, a, mu0, s0, tau, eta, code):  # pragma: no cover - compi
         size 0 for none.
     a : ndarray of shape (K,)
         Dirichlet concentrations.
-    mu0, s0 : ndarray of shape (K, D)
-        Normal prior of the means.
-    tau : ndarray of shape (n_sigma,)
-        Half-normal scales, flattened to the shape of ``sigma``.
+    kinds : ndarray of shape (2,)
+        The prior families of the means (:data:`~bayesmix.nuts._priors.REAL_KINDS`) and
+        of the scales (:data:`~bayesmix.nuts._priors.LOG_SCALE_KINDS`), as floats.
+    means_prior : ndarray of shape (4, K D)
+        The table of the means' prior (:func:`bayesmix.nuts._priors.prior_table`).
+    sigma_prior : ndarray of shape (4, n_sigma)
+        The table of the scales' prior, flattened to the shape of ``sigma``.
     eta : float
         LKJ shape (unused without correlation factors).
     code : int
@@ -402,23 +413,18 @@ def logp_dlogp(x, X, w, a, mu0, s0, tau, eta, code):  # pragma: no cover - compi
     logp += math.lgamma(a_sum) + math.log(k_)
     g_logw = a.copy()
 
-    # Normal prior of the means (and the ordering Jacobian for one feature).
-    g_mu = np.empty((k_, d_))
-    for k in range(k_):
-        for i in range(d_):
-            z = (means[k, i] - mu0[k, i]) / s0[k, i]
-            logp += -0.5 * z * z - math.log(s0[k, i]) - 0.5 * _LOG_2PI
-            g_mu[k, i] = -z / s0[k, i]
+    # Prior of the means (and the ordering Jacobian for one feature).
+    g_mu = np.zeros((k_, d_))
+    logp += real_prior(int(kinds[0]), means_prior, means.reshape(k_ * d_), g_mu.reshape(k_ * d_))
     if d_ == 1:
         for k in range(1, k_):
             logp += x[o_mu + k]
 
-    # Half-normal prior of the scales and the log Jacobian; g_sig is d/d sigma.
-    g_sig = np.empty(n_sig)
-    for j in range(n_sig):
-        u = sigma[j] / tau[j]
-        logp += _HALF_LOG_2_OVER_PI - math.log(tau[j]) - 0.5 * u * u + x[o_sig + j]
-        g_sig[j] = -u / tau[j]
+    # Prior of the scales with the log Jacobian (g_t is d/d log sigma); g_sig, the
+    # likelihood's part, is d/d sigma.
+    g_t = np.zeros(n_sig)
+    logp += log_scale_prior(int(kinds[1]), sigma_prior, x[o_sig : o_sig + n_sig], g_t)
+    g_sig = np.zeros(n_sig)
 
     # LKJ prior of the correlation factors and the transform's Jacobian; g_corr is d/d L.
     g_corr = np.zeros((n_corr, d_, d_))
@@ -514,7 +520,7 @@ def logp_dlogp(x, X, w, a, mu0, s0, tau, eta, code):  # pragma: no cover - compi
             for i in range(d_):
                 grad[o_mu + k * d_ + i] = g_mu[k, i]
     for j in range(n_sig):
-        grad[o_sig + j] = sigma[j] * g_sig[j] + 1.0
+        grad[o_sig + j] = sigma[j] * g_sig[j] + g_t[j]
     if n_corr > 0:
         index = _spiral_index(d_)
         for c in range(n_corr):
@@ -568,10 +574,10 @@ def constrained_values(x, n_components, n_features, code):  # pragma: no cover -
     _U_K,
     _U_CODE,
     _U_A,
-    _U_MU,
-    _U_S0,
-    _U_TAU,
-    _U_NTAU,
+    _U_MP,
+    _U_KINDS,
+    _U_SP,
+    _U_NSIG,
     _U_ETA,
     _U_SHIFT,
     _U_FACTOR,
@@ -583,17 +589,17 @@ _U_SIZE = 15
 
 @njit(inline="always")
 def _unpack(user_data):  # pragma: no cover - compiled
-    """(X, w, a, mu0, s0, tau, eta, code) from the user-data pointer."""
+    """(X, w, a, kinds, means_prior, sigma_prior, eta, code) from the user-data pointer."""
     meta = numba.carray(user_data, (_U_SIZE,), np.int64)
     n, d, k = meta[_U_N], meta[_U_D], meta[_U_K]
     X = numba.carray(_as_pointer(meta[_U_X]), (n, d), np.float64)
     a = numba.carray(_as_pointer(meta[_U_A]), (k,), np.float64)
-    mu0 = numba.carray(_as_pointer(meta[_U_MU]), (k, d), np.float64)
-    s0 = numba.carray(_as_pointer(meta[_U_S0]), (k, d), np.float64)
-    tau = numba.carray(_as_pointer(meta[_U_TAU]), (meta[_U_NTAU],), np.float64)
+    kinds = numba.carray(_as_pointer(meta[_U_KINDS]), (2,), np.float64)
+    means_prior = numba.carray(_as_pointer(meta[_U_MP]), (4, k * d), np.float64)
+    sigma_prior = numba.carray(_as_pointer(meta[_U_SP]), (4, meta[_U_NSIG]), np.float64)
     eta = numba.carray(_as_pointer(meta[_U_ETA]), (1,), np.float64)[0]
     w = numba.carray(_as_pointer(meta[_U_W]), (meta[_U_NW],), np.float64)
-    return X, w, a, mu0, s0, tau, eta, meta[_U_CODE]
+    return X, w, a, kinds, means_prior, sigma_prior, eta, meta[_U_CODE]
 
 
 @njit(nogil=True)
@@ -618,11 +624,11 @@ def _pull_back(grad, out, user_data):  # pragma: no cover - compiled
 def _logp_c(dim, x_, out_, logp_, user_data):  # pragma: no cover - compiled
     """Compute nutpie's ``logp`` callback: 0, or 4 when the density is not finite, 1 on errors."""
     try:
-        X, w, a, mu0, s0, tau, eta, code = _unpack(user_data)
+        X, w, a, kinds, means_prior, sigma_prior, eta, code = _unpack(user_data)
         x = _model_point(numba.carray(x_, (dim,)), user_data)
         out = numba.carray(out_, (dim,))
         logp = numba.carray(logp_, (1,))
-        value, grad = logp_dlogp(x, X, w, a, mu0, s0, tau, eta, code)
+        value, grad = logp_dlogp(x, X, w, a, kinds, means_prior, sigma_prior, eta, code)
         if grad.shape[0] != dim:
             return -1
         _pull_back(grad, out, user_data)
@@ -698,15 +704,6 @@ def _broadcast(value: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray |
         return np.ascontiguousarray(np.broadcast_to(value, shape), dtype=np.float64).copy()
     except ValueError:
         return None
-
-
-# The prior families (and their parameters) the kernel implements.
-_FAMILIES = {
-    "weights": ("Dirichlet", {"a"}),
-    "means": ("Normal", {"mu", "sigma"}),
-    "sigma": ("HalfNormal", {"sigma"}),
-    "corr_chol": ("LKJCorr", {"eta"}),
-}
 
 
 @dataclass(frozen=True)
@@ -812,9 +809,10 @@ class FastGaussian:
         Keys: ``x_data`` (the observations, named as the ``pm.Data`` of the PyMC model, so
         that ``with_data(x_data=...)`` works on both paths), ``w_data`` (frequency
         weights of the observations, as the PyMC model's ``pm.Data``; size 0 for none),
-        ``weights_a``, ``means_mu``,
-        ``means_sigma``, ``sigma_sigma`` (prior parameters broadcast to the shapes of their
-        variables; ``sigma_sigma`` flattened) and ``corr_chol_eta`` (a float). ``priors``
+        ``weights_a`` (the Dirichlet's concentrations), ``prior_kinds`` (the prior
+        families of the means and the scales, as two floats), ``means_prior`` and
+        ``sigma_prior`` (their tables, :func:`bayesmix.nuts._priors.prior_table`) and
+        ``corr_chol_eta`` (a float). ``priors``
         (resolved ``bayesmix.Prior`` objects) replace the priors given to :func:`build`;
         priors outside the supported families raise ``ValueError``.
         """
@@ -837,10 +835,10 @@ class FastGaussian:
             shared["x_data"],
             as_weights(shared.get("w_data"), shared["x_data"].shape[0]),
             shared["weights_a"],
-            shared["means_mu"],
-            shared["means_sigma"],
-            shared["sigma_sigma"],
-            float(shared["corr_chol_eta"]),
+            np.asarray(shared["prior_kinds"], dtype=np.float64),
+            shared["means_prior"],
+            shared["sigma_prior"],
+            float(np.asarray(shared["corr_chol_eta"]).reshape(-1)[0]),
             self.code,
         )
 
@@ -854,16 +852,15 @@ class FastGaussian:
             *,
             x_data,
             weights_a,
-            means_mu,
-            means_sigma,
-            sigma_sigma,
+            prior_kinds,
+            means_prior,
+            sigma_prior,
             corr_chol_eta,
             w_data=None,
         ):
             w = as_weights(w_data, x_data.shape[0])
-            return kernel(
-                x, x_data, w, weights_a, means_mu, means_sigma, sigma_sigma, corr_chol_eta, code
-            )
+            eta = float(np.asarray(corr_chol_eta).reshape(-1)[0])
+            return kernel(x, x_data, w, weights_a, prior_kinds, means_prior, sigma_prior, eta, code)
 
         return logp
 
@@ -972,9 +969,9 @@ _SHARED_KEYS = (
     "x_data",
     "w_data",
     "weights_a",
-    "means_mu",
-    "means_sigma",
-    "sigma_sigma",
+    "prior_kinds",
+    "means_prior",
+    "sigma_prior",
     "corr_chol_eta",
 )
 
@@ -1007,8 +1004,8 @@ def user_data(
     k, d = fast.n_components, fast.n_features
     expected = {
         "weights_a": (k,),
-        "means_mu": (k, d),
-        "means_sigma": (k, d),
+        "prior_kinds": (2,),
+        "means_prior": (4, k * d),
         "corr_chol_eta": (1,),
     }
     for key, shape in expected.items():
@@ -1019,10 +1016,13 @@ def user_data(
     record[_U_N], record[_U_D], record[_U_K] = X.shape[0], d, k
     record[_U_CODE] = fast.code
     record[_U_A] = shared["weights_a"].ctypes.data
-    record[_U_MU] = shared["means_mu"].ctypes.data
-    record[_U_S0] = shared["means_sigma"].ctypes.data
-    record[_U_TAU] = shared["sigma_sigma"].ctypes.data
-    record[_U_NTAU] = shared["sigma_sigma"].size
+    sigma_prior = shared["sigma_prior"]
+    if sigma_prior.ndim != 2 or sigma_prior.shape[0] != 4:
+        raise ValueError(f"sigma_prior must have shape (4, n); got {sigma_prior.shape}")
+    record[_U_KINDS] = shared["prior_kinds"].ctypes.data
+    record[_U_MP] = shared["means_prior"].ctypes.data
+    record[_U_SP] = sigma_prior.ctypes.data
+    record[_U_NSIG] = sigma_prior.shape[1]
     record[_U_ETA] = shared["corr_chol_eta"].ctypes.data
     weights = shared["w_data"]
     if weights.shape not in ((0,), (X.shape[0],)):
@@ -1077,37 +1077,33 @@ def _prior_data(
     expected = {"weights", "means", "sigma"} | ({"corr_chol"} if needs_corr else set())
     if set(priors) != expected:
         return None
-    for name in expected:
-        family, params = _FAMILIES[name]
-        prior = priors[name]
-        if getattr(prior, "distribution", None) != family or not set(prior.params) <= params:
-            return None
-    sigma_shape = {"full": (k, d), "diag": (k, d), "tied": (d,), "spherical": (k,)}
-    data = {
-        "weights_a": _broadcast(_param(priors["weights"], "a", 1.0), (k,)),
-        "means_mu": _broadcast(_param(priors["means"], "mu", 0.0), (k, d)),
-        "means_sigma": _broadcast(_param(priors["means"], "sigma", 1.0), (k, d)),
-        "sigma_sigma": _broadcast(
-            _param(priors["sigma"], "sigma", 1.0), sigma_shape[covariance_type]
-        ),
-    }
-    if any(value is None for value in data.values()):
+    weights = priors["weights"]
+    if getattr(weights, "distribution", None) != "Dirichlet" or set(weights.params) - {"a"}:
         return None
-    data["sigma_sigma"] = data["sigma_sigma"].ravel()
+    a = _broadcast(_param(weights, "a", 1.0), (k,))
+    sigma_shape = {"full": (k, d), "diag": (k, d), "tied": (d,), "spherical": (k,)}
+    means = prior_table(priors["means"], REAL_KINDS, (k, d))
+    sigma = prior_table(priors["sigma"], LOG_SCALE_KINDS, sigma_shape[covariance_type])
+    if a is None or means is None or sigma is None:
+        return None
     eta = 1.0
     if needs_corr:
-        value = _param(priors["corr_chol"], "eta", None)
+        corr = priors["corr_chol"]
+        if getattr(corr, "distribution", None) != "LKJCorr" or set(corr.params) - {"eta"}:
+            return None
+        value = _param(corr, "eta", None)
         if value is None or value.ndim != 0:
             return None
         eta = float(value)
-    data["corr_chol_eta"] = eta
-    for value in data.values():
-        if not np.all(np.isfinite(value)):
-            return None
-    positive = ("weights_a", "means_sigma", "sigma_sigma", "corr_chol_eta")
-    if not all(np.all(np.asarray(data[name]) > 0) for name in positive):
+    if not (np.all(np.isfinite(a)) and np.all(a > 0) and math.isfinite(eta) and eta > 0):
         return None
-    return data
+    return {
+        "weights_a": a,
+        "prior_kinds": np.array([means[0], sigma[0]], dtype=np.float64),
+        "means_prior": means[1],
+        "sigma_prior": sigma[1],
+        "corr_chol_eta": eta,
+    }
 
 
 def build(spec: Mapping[str, Any]) -> FastGaussian | None:
@@ -1124,7 +1120,9 @@ def build(spec: Mapping[str, Any]) -> FastGaussian | None:
     -------
     FastGaussian or None
         None for an unknown covariance type or a prior outside Dirichlet (weights),
-        Normal (means), HalfNormal (sigma) and LKJCorr with a scalar eta (corr_chol).
+        the families of :data:`bayesmix.nuts._priors.REAL_KINDS` (means) and
+        :data:`~bayesmix.nuts._priors.LOG_SCALE_KINDS` (sigma) in PyMC's canonical
+        parameters, and LKJCorr with a scalar eta (corr_chol).
     """
     covariance_type = spec.get("covariance_type")
     if covariance_type not in COVARIANCE_CODES:

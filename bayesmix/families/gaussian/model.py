@@ -266,8 +266,9 @@ class GaussianMixture(_LocationScaleMixture):
     def _nuts_target(self, data: MixtureData, priors: dict[str, Prior]) -> Any:
         """Return the fused numba log density + gradient (``_nuts_kernel``) if it applies.
 
-        It implements the default prior families (Dirichlet, Normal, HalfNormal, LKJCorr);
-        for other priors None, and the PyMC model is compiled instead.
+        It implements every prior family the family accepts (Normal or StudentT means,
+        any of the scales' families, LKJCorr with a scalar eta) in PyMC's canonical
+        parameters; for other parameterisations None, and the PyMC model is compiled.
         """
         from bayesmix.families.gaussian import _nuts_kernel
 

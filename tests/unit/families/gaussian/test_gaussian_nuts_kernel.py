@@ -163,6 +163,58 @@ def test_logp_gradient_and_expand_equal_pymc(covariance_type, k, d, custom):
             np.testing.assert_allclose(ours[name], ref, rtol=1e-12, atol=1e-14)
 
 
+# Every prior family the Gaussian family accepts for the means and the scales, in PyMC's
+# canonical parameters, each scale family once with Normal and once with StudentT means.
+_SCALE_PRIORS = {
+    "HalfNormal": {"sigma": [1.5, 3.0]},
+    "HalfStudentT": {"nu": 3.0, "sigma": 2.0},
+    "HalfCauchy": {"beta": 1.5},
+    "Exponential": {"lam": [0.5, 2.0]},
+    "Gamma": {"alpha": 2.0, "beta": 1.0},
+    "InverseGamma": {"alpha": 3.0, "beta": 2.0},
+    "LogNormal": {"mu": 0.3, "sigma": 1.0},
+}
+_MEANS_PRIORS = {
+    "Normal": {"mu": [0.5, -1.0], "sigma": 5.0},
+    "StudentT": {"nu": 3.0, "mu": 1.0, "sigma": [4.0, 2.0]},
+}
+
+
+@pytest.mark.parametrize("means", list(_MEANS_PRIORS))
+@pytest.mark.parametrize("scales", list(_SCALE_PRIORS))
+def test_every_prior_family_equals_compile_logp_and_compile_dlogp(means, scales):
+    rng = np.random.default_rng(len(means) * 100 + len(scales))
+    covariance_type = ["full", "diag", "tied", "spherical"][len(scales) % 4]
+    if covariance_type == "spherical":
+        sigma = {key: np.asarray(value).ravel()[0] for key, value in _SCALE_PRIORS[scales].items()}
+    else:
+        sigma = _SCALE_PRIORS[scales]
+    priors = {"means": Prior(means, **_MEANS_PRIORS[means]), "sigma": Prior(scales, **sigma)}
+    X = _data(rng, 50, 2, k=3)
+    gm, data, resolved, spec = _prepare(covariance_type, 3, X, priors)
+    model = gm._build(data, resolved)
+    fast = fg.build(spec)
+    assert fast is not None
+    logp = model.compile_logp(jacobian=True, mode=_PY_FAST)
+    dlogp = model.compile_dlogp(jacobian=True, mode=_PY_FAST)
+    shapes = _value_shapes(model)
+    sizes = [int(np.prod(shape)) for shape in shapes]
+    shared = fast.shared_data(data.values)
+    compiled = fast.nutpie_model(shared)
+    for _ in range(3):
+        x = rng.normal(scale=0.7, size=fast.n_dim)
+        parts = np.split(x, np.cumsum(sizes)[:-1])
+        point = {
+            v.name: p.reshape(s) for v, p, s in zip(_value_vars(model), parts, shapes, strict=True)
+        }
+        value, grad = fast.logp_dlogp(x, **shared)
+        np.testing.assert_allclose(value, logp(point), rtol=_RTOL)
+        np.testing.assert_allclose(grad, dlogp(point), rtol=_RTOL, atol=1e-10)
+        c_value, c_grad = compiled.logp_dlogp(x)  # the C callback nutpie calls
+        assert c_value == value
+        np.testing.assert_array_equal(c_grad, grad)
+
+
 def test_literal_compile_logp_and_compile_dlogp(rng):
     X = _data(rng, 60, 2, k=3)
     gm, data, resolved, spec = _prepare("full", 3, X)
@@ -434,8 +486,9 @@ def test_kernel_handles_blocks_and_non_finite_points(rng):
     "change",
     [
         {"covariance_type": "banded"},
-        {"priors": {"means": Prior("StudentT", nu=3, mu=0, sigma=1)}},
-        {"priors": {"sigma": Prior("HalfCauchy", beta=1.0)}},
+        {"priors": {"means": Prior("StudentT", nu=3, mu=0, lam=1.0)}},  # not sigma
+        {"priors": {"sigma": Prior("Gamma", mu=1.0, sigma=1.0)}},  # not alpha, beta
+        {"priors": {"sigma": Prior("HalfCauchy", beta=[1.0, 2.0, 3.0])}},  # does not broadcast
         {"priors": {"sigma": Prior("HalfNormal", tau=1.0)}},
         {"priors": {"weights": Prior("Dirichlet", a=[1.0, 2.0, 3.0])}},  # does not broadcast
         {"priors": {"corr_chol": Prior("LKJCorr", eta=[1.0, 2.0])}},
@@ -462,7 +515,7 @@ def test_unsupported_models_fall_back(rng, change, caplog):
 
 def test_the_family_hands_nuts_no_target_for_priors_outside_the_kernel(rng, caplog):
     X = _data(rng, 30, 2)
-    model = bm.GaussianMixture(n_components=2, priors={"sigma": Prior("HalfCauchy", beta=1.0)})
+    model = bm.GaussianMixture(n_components=2, priors={"sigma": Prior("Gamma", mu=1.0, sigma=1.0)})
     data, priors = model._prepare(X)
     with caplog.at_level(logging.INFO, logger="bayesmix"):
         assert model._nuts_target(data, priors) is None
@@ -475,7 +528,7 @@ def test_the_family_hands_nuts_no_target_for_priors_outside_the_kernel(rng, capl
 def test_sample_nutpie_falls_back_to_the_pymc_model(rng, monkeypatch):
     X = _data(rng, 30, 2)
     _, data, resolved, spec = _prepare("full", 2, X)
-    spec["priors"] = {**resolved, "sigma": Prior("HalfCauchy", beta=1.0)}
+    spec["priors"] = {**resolved, "sigma": Prior("Gamma", mu=1.0, sigma=1.0)}
 
     class Compiled(Exception):
         pass
