@@ -132,8 +132,12 @@ def run_bayesmix(X: np.ndarray, k: int, settings: dict) -> dict:
     return result
 
 
-def plain_pymc_model(X: np.ndarray, k: int):
-    """Build the formulation users write by hand, with bayesmix's default priors."""
+def plain_pymc_model(X: np.ndarray, k: int, means_prior: dict | None = None):
+    """Build the formulation users write by hand, with bayesmix's default priors.
+
+    ``means_prior``: ``StudentT`` parameters (``nu``, ``mu``, ``sigma``) of the means
+    instead of the default ``Normal(mean, 3 sd)`` (``bench/families.py``).
+    """
     import pymc as pm
     import pytensor.tensor as pt
     from pymc.distributions.transforms import ordered
@@ -142,19 +146,23 @@ def plain_pymc_model(X: np.ndarray, k: int):
     loc, scale = X.mean(0), X.std(0)
     with pm.Model() as model:
         weights = pm.Dirichlet("weights", a=np.ones(k))
-        first = pm.Normal(
+        if means_prior is None:
+            means_dist = {"first": (pm.Normal, {"mu": loc[0], "sigma": 3 * scale[0]})}
+            means_dist["rest"] = (pm.Normal, {"mu": loc[1:], "sigma": 3 * scale[1:]})
+        else:
+            means_dist = dict.fromkeys(("first", "rest"), (pm.StudentT, means_prior))
+        dist, params = means_dist["first"]
+        first = dist(
             "means_first",
-            mu=loc[0],
-            sigma=3 * scale[0],
+            **params,
             shape=k,
             transform=ordered,
             initval=np.linspace(-1, 1, k) * scale[0] + loc[0],
         )
         columns = [first[:, None]]
         if d > 1:
-            columns.append(
-                pm.Normal("means_rest", mu=loc[1:], sigma=3 * scale[1:], shape=(k, d - 1))
-            )
+            dist, params = means_dist["rest"]
+            columns.append(dist("means_rest", **params, shape=(k, d - 1)))
         means = pm.Deterministic("means", pt.concatenate(columns, axis=1))
         chols, covs = [], []
         for j in range(k):

@@ -1,0 +1,376 @@
+"""Time to a posterior for every family: bayesmix against the plain PyMC formulation.
+
+Usage::
+
+    python bench/families.py            # results in bench/results/families.{json,md}
+    python bench/families.py --quick    # short chains, two workloads (checks the harness)
+
+One workload per family (issue 25), each fit in a fresh process, 2 chains x (1000 tune +
+1000 draws), the same data and the same priors (bayesmix's defaults) for every peer:
+
+- ``bayesmix``: ``Family(n_components=K).fit(X, method="nuts")`` timed whole (EM, the
+  fused kernel or the PyMC model's compile, the Laplace map, sampling, relabelling and
+  the pointwise log-likelihood);
+- ``plain``: the formulation a user writes: ``pm.Mixture`` of the component distribution
+  with the first location ordered (a ``logsumexp`` potential for the multivariate
+  Bernoulli items, which ``pm.Mixture`` does not take), nutpie, PyMC's default start;
+  build, compile and sampling timed;
+- ``plain-em``: the same model and sampler, both chains started without jitter at
+  bayesmix's EM estimate (its time included): the hand-written model at its best.
+
+Metrics: total seconds, min bulk ESS over the component parameters and weights, max
+R-hat, divergences, min bulk ESS per total second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _table import markdown_table, run_meta, write_results  # noqa: E402  (a sibling module)
+from run import _diagnostics, _sampler_stats, make_data  # noqa: E402
+
+SETTINGS = {"draws": 1000, "tune": 1000, "chains": 2}
+QUICK_SETTINGS = {"draws": 200, "tune": 200, "chains": 2}
+PEERS = ("bayesmix", "plain", "plain-em")
+
+
+def _student_t_data(rng):
+    z = rng.random(2000) < 0.4
+    x = np.where(z, -3.0, 3.0) + rng.standard_t(4, 2000)
+    outliers = rng.random(2000) < 0.02
+    return np.where(outliers, rng.uniform(-30.0, 30.0, 2000), x)[:, None]
+
+
+def _poisson_data(rng):
+    rates = np.array([1.0, 6.0, 15.0])[rng.choice(3, 2000, p=[0.3, 0.4, 0.3])]
+    return rng.poisson(rates).astype(float)[:, None]
+
+
+def _negative_binomial_data(rng):
+    means = np.array([2.0, 12.0])[rng.choice(2, 2000, p=[0.5, 0.5])]
+    return rng.negative_binomial(4.0, 4.0 / (4.0 + means)).astype(float)[:, None]
+
+
+def _bernoulli_data(rng):
+    probs = np.array(
+        [
+            [0.9, 0.8, 0.85, 0.1, 0.2, 0.15],
+            [0.1, 0.2, 0.15, 0.9, 0.8, 0.85],
+            [0.8, 0.1, 0.9, 0.2, 0.85, 0.1],
+        ]
+    )
+    z = rng.choice(3, 1000, p=[0.4, 0.35, 0.25])
+    return (rng.random((1000, 6)) < probs[z]).astype(float)
+
+
+# name: (family, K, data, constructor arguments, the variables the ESS is taken over)
+WORKLOADS = {
+    "Student-t, 1-D, K=2, N=2000, 2% outliers": (
+        "student_t",
+        2,
+        _student_t_data,
+        {},
+        ("weights", "means", "sigma", "dof"),
+    ),
+    "Poisson, 1-D, K=3, N=2000": ("poisson", 3, _poisson_data, {}, ("weights", "rates")),
+    "Negative binomial, 1-D, K=2, N=2000": (
+        "negative_binomial",
+        2,
+        _negative_binomial_data,
+        {},
+        ("weights", "rates", "dispersion"),
+    ),
+    "Bernoulli, D=6, K=3, N=1000": ("bernoulli", 3, _bernoulli_data, {}, ("weights", "probs")),
+    "Gaussian, 2-D, K=3, N=2000, StudentT prior on the means": (
+        "gaussian",
+        3,
+        lambda rng: make_data(2, 3, 2000, seed=3),
+        {"means_prior": {"nu": 3.0, "mu": 0.0, "sigma": 5.0}},
+        ("weights", "means", "covariances"),
+    ),
+}
+QUICK = ["Poisson, 1-D, K=3, N=2000", "Bernoulli, D=6, K=3, N=1000"]
+
+
+def _estimator(family: str, k: int, options: dict):
+    import bayesmix as bm
+
+    if family == "gaussian":
+        prior = bm.Prior("StudentT", **options["means_prior"])
+        return bm.GaussianMixture(n_components=k, random_state=0, priors={"means": prior})
+    cls = {
+        "student_t": bm.StudentTMixture,
+        "poisson": bm.PoissonMixture,
+        "negative_binomial": bm.NegativeBinomialMixture,
+        "bernoulli": bm.BernoulliMixture,
+    }[family]
+    return cls(n_components=k, random_state=0)
+
+
+def _ess_rhat(posterior, names) -> dict:
+    """Min bulk ESS and max R-hat over ``names`` (``run._diagnostics`` for the Gaussian)."""
+    import arviz_stats as azs
+
+    posterior = posterior.to_dataset() if hasattr(posterior, "to_dataset") else posterior
+    names = [name for name in names if name in posterior]
+    ess = azs.ess(posterior[names], method="bulk")
+    rhat = azs.rhat(posterior[names])
+    return {
+        "min_ess_bulk": float(min(float(ess[name].min()) for name in names)),
+        "max_rhat": float(max(float(rhat[name].max()) for name in names)),
+    }
+
+
+def run_bayesmix(X, family, k, options, names, settings) -> dict:
+    estimator = _estimator(family, k, options)  # imports PyMC: before the clock
+    start = time.perf_counter()
+    estimator.fit(X, method="nuts", progressbar=False, **settings)
+    total = time.perf_counter() - start
+    timings = json.loads(estimator.idata.attrs.get("timings", "{}"))
+    result = {"total_s": total} | {f"{key}_s": value for key, value in timings.items()}
+    result["path"] = "fused kernel" if "NUTS on the fused" in _LOG.text else "compiled PyMC"
+    result |= _ess_rhat(estimator.idata["posterior"], names)
+    result |= _sampler_stats(estimator.idata["sample_stats"])
+    return result
+
+
+def plain_model(X, family, k, options):
+    """Return the formulation users write by hand, with bayesmix's default priors."""
+    import pymc as pm
+    import pytensor.tensor as pt
+    from pymc.distributions.transforms import Ordered
+
+    if family == "gaussian":
+        from run import plain_pymc_model
+
+        return plain_pymc_model(X, k, means_prior=options["means_prior"])
+    x = X[:, 0]
+    with pm.Model() as model:
+        weights = pm.Dirichlet("weights", a=np.ones(k))
+        if family == "student_t":
+            loc, scale = x.mean(), x.std()
+            means = pm.Normal(
+                "means",
+                mu=loc,
+                sigma=3 * scale,
+                shape=k,
+                transform=Ordered(),
+                initval=loc + scale * np.linspace(-1, 1, k),
+            )
+            sigma = pm.HalfNormal("sigma", sigma=2 * scale, shape=k)
+            dof = pm.Gamma("dof", alpha=2.0, beta=0.1, shape=k)
+            components = pm.StudentT.dist(nu=dof, mu=means, sigma=sigma)
+            pm.Mixture("x", w=weights, comp_dists=components, observed=x)
+        elif family in ("poisson", "negative_binomial"):
+            mean = max(x.mean(), 1e-3)
+            rates = pm.Gamma(
+                "rates",
+                alpha=1.0,
+                beta=1.0 / mean,
+                shape=k,
+                transform=Ordered(positive=True),
+                initval=mean * np.linspace(0.5, 1.5, k),
+            )
+            if family == "poisson":
+                components = pm.Poisson.dist(mu=rates)
+            else:
+                dispersion = pm.Gamma("dispersion", alpha=2.0, beta=0.1, shape=k)
+                components = pm.NegativeBinomial.dist(mu=rates, alpha=dispersion)
+            pm.Mixture("x", w=weights, comp_dists=components, observed=x)
+        else:  # Bernoulli items: independent within a class, no pm.Mixture for them
+            probs = pm.Beta("probs", alpha=1.0, beta=1.0, shape=(k, X.shape[1]))
+            items = X[:, None, :]
+            log_p = (items * pt.log(probs) + (1 - items) * pt.log1p(-probs)).sum(-1)
+            pm.Potential("x", pm.math.logsumexp(pt.log(weights) + log_p, axis=1).sum())
+    return model
+
+
+def em_initial_points(X, family, k, options) -> dict:
+    """Return bayesmix's EM estimate as initial values of :func:`plain_model`'s variables."""
+    if family == "gaussian":
+        from run import em_initial_points as gaussian_points
+
+        return gaussian_points(X, k)
+    em = _estimator(family, k, options).fit(X, method="em").em_
+    params = {name: np.asarray(value) for name, value in em.params.items()}
+    if family == "bernoulli":
+        return {"weights": em.weights, "probs": np.clip(params["probs"], 1e-3, 1 - 1e-3)}
+    location = "means" if family == "student_t" else "rates"
+    order = np.argsort(params[location][:, 0])
+    points = {"weights": np.asarray(em.weights)[order]}
+    if family == "student_t":
+        points["means"] = params["means"][order, 0]
+        points["sigma"] = np.sqrt(params["covariances"].reshape(k, -1)[order, 0])
+        points["dof"] = params["dof"][order]
+    else:
+        for name in ("rates", "dispersion"):
+            if name in params:
+                points[name] = np.maximum(params[name][order, 0], 1e-3)
+    return points
+
+
+def run_plain(X, family, k, options, names, settings, em_start: bool) -> dict:
+    import nutpie
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        start = time.perf_counter()
+        model = plain_model(X, family, k, options)
+        build = time.perf_counter() - start
+        start = time.perf_counter()
+        kwargs = {}
+        if em_start:
+            kwargs = {"initial_points": em_initial_points(X, family, k, options)}
+            kwargs["jitter_rvs"] = set()
+        em_s = time.perf_counter() - start
+        start = time.perf_counter()
+        compiled = nutpie.compile_pymc_model(model, backend="numba", **kwargs)
+        compile_s = time.perf_counter() - start
+        start = time.perf_counter()
+        idata = nutpie.sample(compiled, seed=0, progress_bar=False, **settings)
+        sample_s = time.perf_counter() - start
+    result = {"build_s": build, "em_s": em_s, "compile_s": compile_s, "sample_s": sample_s}
+    result["total_s"] = build + em_s + compile_s + sample_s
+    posterior = idata["posterior"]
+    if family == "gaussian":
+        result |= _diagnostics(posterior)
+    else:
+        result |= _ess_rhat(posterior, names)
+    result |= _sampler_stats(idata["sample_stats"])
+    return result
+
+
+class _Log:
+    """Collects bayesmix's log records (which path the fit sampled)."""
+
+    text = ""
+
+
+_LOG = _Log()
+
+
+def worker(spec: dict) -> dict:
+    import logging
+
+    class Handler(logging.Handler):
+        def emit(self, record):
+            _LOG.text += record.getMessage() + "\n"
+
+    logger = logging.getLogger("bayesmix")
+    logger.setLevel(logging.INFO)
+    logger.addHandler(Handler())
+    family, k, data, options, names = WORKLOADS[spec["workload"]]
+    X = data(np.random.default_rng(0))
+    settings = spec["settings"]
+    if spec["peer"] == "bayesmix":
+        return run_bayesmix(X, family, k, options, names, settings)
+    em_start = spec["peer"] == "plain-em"
+    return run_plain(X, family, k, options, names, settings, em_start)
+
+
+def report(rows: list[dict], meta: dict) -> str:
+    header = [
+        "workload",
+        "bayesmix path",
+        "bayesmix s",
+        "ESS",
+        "R-hat",
+        "plain s (R-hat)",
+        "plain from EM s (R-hat)",
+        "ESS/s vs plain from EM",
+        "ESS/s vs plain",
+    ]
+
+    def ratio(ours: dict, peer: dict) -> str:
+        """Return the ratio of ESS per second, flagged if the peer's chains disagree."""
+        value = (ours["min_ess_bulk"] / ours["total_s"]) / (peer["min_ess_bulk"] / peer["total_s"])
+        return f"**{value:.1f}x**" if peer["max_rhat"] <= 1.01 else f"{value:.1f}x (not converged)"
+
+    table = []
+    for row in rows:
+        ours, plain, em = row["bayesmix"], row["plain"], row["plain-em"]
+
+        table.append(
+            [
+                row["workload"],
+                ours["path"],
+                f"{ours['total_s']:.1f}",
+                f"{ours['min_ess_bulk']:.0f}",
+                f"{ours['max_rhat']:.3f}",
+                f"{plain['total_s']:.1f} ({plain['max_rhat']:.3f})",
+                f"{em['total_s']:.1f} ({em['max_rhat']:.3f})",
+                ratio(ours, em),
+                ratio(ours, plain),
+            ]
+        )
+    settings = meta["settings"]
+    lines = [
+        "# Time to a posterior, every family",
+        "",
+        f"{meta['date']}, {meta['machine']}, Python {meta['python']}; "
+        + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()),
+        "",
+        f"{settings['chains']} chains x ({settings['tune']} tune + {settings['draws']} draws), "
+        "every fit in a fresh process; ESS is the minimum bulk ESS over the weights and "
+        "the component parameters; `python bench/families.py`.",
+        "",
+        *markdown_table(header, table),
+        "",
+        "Divergences (bayesmix / plain / plain from EM): "
+        + "; ".join(
+            f"{row['workload'].split(',')[0]} {row['bayesmix']['divergences']} / "
+            f"{row['plain']['divergences']} / {row['plain-em']['divergences']}"
+            for row in rows
+        ),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short chains, two workloads")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--folder", type=Path, default=None, help="where to write the results")
+    args = parser.parse_args()
+    if args.worker:
+        print("RESULT " + json.dumps(worker(json.loads(args.worker))))
+        return
+    settings = QUICK_SETTINGS if args.quick else SETTINGS
+    names = QUICK if args.quick else list(WORKLOADS)
+    meta = run_meta(["bayesmix", "pymc", "pytensor", "nutpie", "numba"]) | {"settings": settings}
+    rows = []
+    env = dict(os.environ, PYTHONPATH=str(HERE))
+    for name in names:
+        row = {"workload": name}
+        for peer in PEERS:
+            spec = {"workload": name, "peer": peer, "settings": settings}
+            print(f"{name}: {peer} ...", flush=True)
+            proc = subprocess.run(
+                [sys.executable, __file__, "--worker", json.dumps(spec)],
+                capture_output=True,
+                text=True,
+                env=env,
+            )
+            lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+            if proc.returncode != 0 or not lines:
+                raise RuntimeError(f"{name} / {peer} failed:\n{proc.stderr[-3000:]}")
+            row[peer] = json.loads(lines[-1][len("RESULT ") :])
+            print(f"  {row[peer]['total_s']:.1f} s", flush=True)
+        rows.append(row)
+    kwargs = {} if args.folder is None else {"folder": args.folder}
+    print(write_results("families", meta, rows, report, **kwargs))
+
+
+if __name__ == "__main__":
+    main()
