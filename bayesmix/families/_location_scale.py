@@ -11,6 +11,7 @@ estimate, relabelling, flattening), so that neither family subclasses the other.
 
 from __future__ import annotations
 
+import logging
 from numbers import Real
 from typing import Any, ClassVar
 
@@ -28,6 +29,8 @@ from bayesmix.model import MixtureModel
 from bayesmix.priors import Prior
 
 __all__ = ["mahalanobis_terms"]
+
+_log = logging.getLogger("bayesmix")
 
 
 _ALLOWED_PRIORS = {
@@ -105,12 +108,45 @@ class _LocationScaleMixture(MixtureModel):
 
     # Name of the deterministic (K, D, D) matrices built from ``sigma`` and ``corr_chol``.
     _matrix_var = "covariances"
+    # Whether the components have degrees of freedom ``dof`` (multivariate Student-t).
+    _has_dof = False
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         **MixtureModel._parameter_constraints,
         "covariance_type": [Options(*COVARIANCE_TYPES)],
         "reg_covar": [Interval(Real, 0, None)],
     }
+
+    def _nuts_target(self, data: MixtureData, priors: dict[str, Prior]) -> Any:
+        """Return the fused numba log density + gradient if it applies.
+
+        :mod:`bayesmix.families.gaussian._nuts_kernel`, with Normal components or, with
+        degrees of freedom, Student-t ones. It implements every prior family these
+        families accept (Normal or StudentT means, any of the scales' and the degrees of
+        freedom's families, LKJCorr with a scalar eta) in PyMC's canonical parameters;
+        for other parameterisations None, and the PyMC model is compiled.
+        """
+        from bayesmix.families.gaussian import _nuts_kernel
+
+        target = _nuts_kernel.build(
+            {
+                "covariance_type": self.covariance_type,
+                "n_components": self.n_components,
+                "n_features": data.n_features,
+                "priors": priors,
+                "features": list(data.features),
+                "dof": self._has_dof,
+                "matrix_name": self._matrix_var,
+            }
+        )
+        if target is None:
+            _log.info(
+                "the fused location-scale kernel does not cover this model "
+                "(covariance_type=%r, priors %s); compiling the PyMC model instead",
+                self.covariance_type,
+                {name: prior.distribution for name, prior in priors.items()},
+            )
+        return target
 
     def _min_samples(self, n_features: int) -> tuple[int, str]:
         if self.covariance_type == "full" and n_features > 1:

@@ -761,6 +761,7 @@ class StudentTMixture(_LocationScaleMixture):
     _component_vars = ("means", "scales", "dof")
     component_log_prob = staticmethod(student_t_log_prob)
     _matrix_var = "scales"
+    _has_dof = True
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         **_LocationScaleMixture._parameter_constraints,
         "dof_bounds": [

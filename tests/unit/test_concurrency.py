@@ -325,7 +325,10 @@ def test_processes_compiling_the_em_kernels_into_an_empty_cache(tmp_path):
 
 def _nuts(seed):
     X = _data()[1]
-    fit = bm.PoissonMixture(n_components=2, random_state=0).fit(
+    # A prior parameterisation outside the fused kernel's table: nutpie compiles the PyMC
+    # model, through the compiled-model cache this test is about.
+    rates = bm.Prior("Gamma", mu=3.0, sigma=3.0)
+    fit = bm.PoissonMixture(n_components=2, random_state=0, priors={"rates": rates}).fit(
         X, draws=100, tune=100, chains=2, random_seed=seed, progressbar=False
     )
     return fit.posterior_arrays()

@@ -1,4 +1,7 @@
-"""A fused log-density and gradient of the Gaussian mixture model, for nutpie (internal).
+"""A fused log-density and gradient of the location-scale mixtures, for nutpie (internal).
+
+The Gaussian family's model and, with degrees of freedom, the Student-t family's (the
+same free variables plus ``dof_log__``; see *Student-t components* below).
 
 :meth:`bayesmix.GaussianMixture.build_model` builds a PyMC model; compiling it with
 nutpie's numba backend costs 10-25 s in every fresh process, and the generated code spends
@@ -38,6 +41,16 @@ weighted sums ``R_k = sum_n r_nk``, ``A_k = sum_n r_nk z_nk`` and
 ``d/d log pi_k = R_k``, ``d/d mu_k = C_k^-T A_k`` and
 ``d/d C_k = tril(C_k^-T S_k) - diag(R_k / C_k,ii)``, then the chain rule through the
 transforms. Scratch memory is O(K D _BLOCK); nothing of size (N, K) or (N, K, D) is formed.
+
+**Student-t components** (``FastGaussian.dof``, the Student-t family's model): the
+degrees of freedom ``nu = exp(t)`` (``dof_log__``, (K,), last; prior any family of
+:data:`~bayesmix.nuts._priors.LOG_SCALE_KINDS`) and the component density
+``log t(x | mu, C C^T, nu) = lgamma((nu + D) / 2) - lgamma(nu / 2) - D / 2 log(pi nu)
+- log|C| - (nu + D) / 2 log(1 + q / nu)``, ``q = |z|^2``. The pass is the same with the
+sums ``A_k`` and ``S_k`` weighted by ``s_nk = (nu_k + D) / (nu_k + q_nk)`` (the
+derivative of the density in ``q`` is ``-s / 2`` where the Normal's is ``-1 / 2``), and one
+more sum per component, ``sum_n r_nk (s_nk q_nk / nu_k - log(1 + q_nk / nu_k)) / 2``,
+which with ``R_k (psi((nu + D) / 2) - psi(nu / 2) - D / nu) / 2`` is ``d/d nu_k``.
 
 The kernel runs on one thread and releases the GIL (nutpie runs chains in threads). It
 is compiled once per machine (15-20 s) and cached by numba (:mod:`bayesmix._numba_cache`); later
@@ -140,23 +153,75 @@ def _accumulate_diag(e, inv_norm, zk, n, first, second, k):  # pragma: no cover
     return s
 
 
+@njit(nogil=True, fastmath=_FASTMATH, inline="always")
+def _radial_block(row, qb, c, dof, k, n_features, n, sb, gb):  # pragma: no cover
+    """Write a block's component log densities from the squared distances ``qb``.
+
+    Normal (``dof`` of size 0): ``c - q / 2``. Student-t: ``c - (nu + D) / 2
+    log(1 + q / nu)``, and for the gradient the weights ``s = (nu + D) / (nu + q)``
+    (into ``sb[k]``) and ``d/d nu`` of the data term (into ``gb[k]``).
+    """
+    if dof.shape[0] == 0:
+        for b in range(n):
+            row[b] = c - 0.5 * qb[b]
+        return
+    nu = dof[k]
+    half = 0.5 * (nu + n_features)
+    sk = sb[k]
+    gk = gb[k]
+    for b in range(n):
+        q = qb[b]
+        lq = math.log1p(q / nu)
+        row[b] = c - half * lq
+        s = (nu + n_features) / (nu + q)
+        sk[b] = s
+        gk[b] = 0.5 * (s * q / nu - lq)
+
+
+@njit(nogil=True, fastmath=_FASTMATH, inline="always")
+def _radial_weights(e, inv_norm, dof, k, n, sb, gb, dof_sums):  # pragma: no cover
+    """Student-t only: return ``sum_b r_b`` and add ``sum_b r_b g_b`` to ``dof_sums[k]``.
+
+    Scales ``e`` by ``s``, so that the sufficient sums that follow are ``s``-weighted.
+    """
+    sk = sb[k]
+    gk = gb[k]
+    acc = 0.0
+    acc_g = 0.0
+    for b in range(n):
+        r = e[b] * inv_norm[b]
+        acc += r
+        acc_g += r * gk[b]
+        e[b] *= sk[b]
+    dof_sums[k] += acc_g
+    return acc
+
+
 @njit(nogil=True, fastmath=_FASTMATH)
-def _full_pass(X, w, logc, means, chol, rdiag):  # pragma: no cover - compiled
+def _full_pass(X, w, logc, means, chol, rdiag, dof):  # pragma: no cover - compiled
     """Likelihood pass for lower-triangular covariance factors ``chol`` (K, D, D).
 
     ``logc[k] = log pi_k - sum_i log C_k,ii - D log(2 pi) / 2`` and
     ``rdiag[k, i] = 1 / C_k,ii``. Returns ``sum_n log p(x_n)``, ``R`` (K,), ``A`` (K, D)
     and the upper triangle of ``S`` (K, D, D), as in the module docstring; with frequency
-    weights ``w`` (N,) every sum is weighted (``w`` of size 0: unweighted).
+    weights ``w`` (N,) every sum is weighted (``w`` of size 0: unweighted). With degrees
+    of freedom ``dof`` (K,) the components are Student-t: ``logc`` holds the t's
+    normalising terms, ``A`` and ``S`` are weighted by ``s`` (:func:`_radial_block`) and
+    the last result is ``sum_n r_nk d/d nu`` of the data terms (else zeros).
     """
     n_samples, n_features = X.shape
     n_components = means.shape[0]
     resp_sum = np.zeros(n_components)
+    dof_sums = np.zeros(n_components)
     first = np.zeros((n_components, n_features))
     second = np.zeros((n_components, n_features, n_features))
     xb = np.empty((n_features, _BLOCK))
     zb = np.empty((n_components, n_features, _BLOCK))
     wlp = np.empty((n_components, _BLOCK))
+    qb = np.empty(_BLOCK)
+    n_t = n_components if dof.shape[0] > 0 else 0
+    sb = np.empty((n_t, _BLOCK))
+    gb = np.empty((n_t, _BLOCK))
     rz = np.empty(_BLOCK)
     top = np.empty(_BLOCK)
     inv_norm = np.empty(_BLOCK)
@@ -168,10 +233,8 @@ def _full_pass(X, w, logc, means, chol, rdiag):  # pragma: no cover - compiled
             for i in range(n_features):
                 xb[i, b] = X[start + b, i]
         for k in range(n_components):
-            row = wlp[k]
-            c = logc[k]
             for b in range(n):
-                row[b] = c
+                qb[b] = 0.0
             zk = zb[k]
             for i in range(n_features):
                 m = means[k, i]
@@ -188,31 +251,41 @@ def _full_pass(X, w, logc, means, chol, rdiag):  # pragma: no cover - compiled
                 for b in range(n):
                     z = zi[b] * r
                     zi[b] = z
-                    row[b] -= 0.5 * z * z
+                    qb[b] += z * z
+            _radial_block(wlp[k], qb, logc[k], dof, k, n_features, n, sb, gb)
         block = finish_block(wlp, top, inv_norm, scale, n_components, n)
         if w.shape[0] > 0:
             block = weigh_block(w, start, top, inv_norm, n)
         total += block
         for k in range(n_components):
-            resp_sum[k] += _accumulate_full(wlp[k], inv_norm, zb[k], rz, n, first, second, k)
-    return total, resp_sum, first, second
+            if n_t > 0:
+                resp_sum[k] += _radial_weights(wlp[k], inv_norm, dof, k, n, sb, gb, dof_sums)
+                _accumulate_full(wlp[k], inv_norm, zb[k], rz, n, first, second, k)
+            else:
+                resp_sum[k] += _accumulate_full(wlp[k], inv_norm, zb[k], rz, n, first, second, k)
+    return total, resp_sum, first, second, dof_sums
 
 
 @njit(nogil=True, fastmath=_FASTMATH)
-def _diag_pass(X, w, logc, means, rsd):  # pragma: no cover - compiled
-    """Likelihood pass for diagonal factors; ``rsd[k, i] = 1 / sigma_ki``; ``w`` as above.
+def _diag_pass(X, w, logc, means, rsd, dof):  # pragma: no cover - compiled
+    """Likelihood pass for diagonal factors; ``rsd[k, i] = 1 / sigma_ki``; ``w``, ``dof`` as above.
 
-    Returns ``sum_n log p(x_n)``, ``R`` (K,), ``A`` (K, D) and the diagonal of ``S``
-    (K, D).
+    Returns ``sum_n log p(x_n)``, ``R`` (K,), ``A`` (K, D), the diagonal of ``S`` (K, D)
+    and the degrees-of-freedom sums (K,).
     """
     n_samples, n_features = X.shape
     n_components = means.shape[0]
     resp_sum = np.zeros(n_components)
+    dof_sums = np.zeros(n_components)
     first = np.zeros((n_components, n_features))
     second = np.zeros((n_components, n_features))
     xb = np.empty((n_features, _BLOCK))
     zb = np.empty((n_components, n_features, _BLOCK))
     wlp = np.empty((n_components, _BLOCK))
+    qb = np.empty(_BLOCK)
+    n_t = n_components if dof.shape[0] > 0 else 0
+    sb = np.empty((n_t, _BLOCK))
+    gb = np.empty((n_t, _BLOCK))
     top = np.empty(_BLOCK)
     inv_norm = np.empty(_BLOCK)
     scale = np.empty(_BLOCK)
@@ -223,10 +296,8 @@ def _diag_pass(X, w, logc, means, rsd):  # pragma: no cover - compiled
             for i in range(n_features):
                 xb[i, b] = X[start + b, i]
         for k in range(n_components):
-            row = wlp[k]
-            c = logc[k]
             for b in range(n):
-                row[b] = c
+                qb[b] = 0.0
             for i in range(n_features):
                 m = means[k, i]
                 r = rsd[k, i]
@@ -235,14 +306,19 @@ def _diag_pass(X, w, logc, means, rsd):  # pragma: no cover - compiled
                 for b in range(n):
                     z = (xi[b] - m) * r
                     zi[b] = z
-                    row[b] -= 0.5 * z * z
+                    qb[b] += z * z
+            _radial_block(wlp[k], qb, logc[k], dof, k, n_features, n, sb, gb)
         block = finish_block(wlp, top, inv_norm, scale, n_components, n)
         if w.shape[0] > 0:
             block = weigh_block(w, start, top, inv_norm, n)
         total += block
         for k in range(n_components):
-            resp_sum[k] += _accumulate_diag(wlp[k], inv_norm, zb[k], n, first, second, k)
-    return total, resp_sum, first, second
+            if n_t > 0:
+                resp_sum[k] += _radial_weights(wlp[k], inv_norm, dof, k, n, sb, gb, dof_sums)
+                _accumulate_diag(wlp[k], inv_norm, zb[k], n, first, second, k)
+            else:
+                resp_sum[k] += _accumulate_diag(wlp[k], inv_norm, zb[k], n, first, second, k)
+    return total, resp_sum, first, second, dof_sums
 
 
 @njit(nogil=True)
@@ -363,7 +439,27 @@ def _factors(sigma, corr, n_components, n_features, code):  # pragma: no cover -
 
 
 @njit(nogil=True, fastmath=_FASTMATH)
-def logp_dlogp(x, X, w, a, kinds, means_prior, sigma_prior, eta, code):  # pragma: no cover
+def _digamma(x):  # pragma: no cover - compiled
+    """Return the digamma function at ``x > 0`` (error below 1e-11, 1e-12 relative).
+
+    The recurrence ``psi(x) = psi(x + 1) - 1 / x`` up to ``x >= 6``, then the asymptotic
+    series.
+    """
+    result = 0.0
+    while x < 6.0:
+        result -= 1.0 / x
+        x += 1.0
+    f = 1.0 / (x * x)
+    series = f * (
+        1.0 / 12.0 - f * (1.0 / 120.0 - f * (1.0 / 252.0 - f * (1.0 / 240.0 - f * (1.0 / 132.0))))
+    )
+    return result + math.log(x) - 0.5 / x - series
+
+
+@njit(nogil=True, fastmath=_FASTMATH)
+def logp_dlogp(
+    x, X, w, a, kinds, means_prior, sigma_prior, dof_prior, eta, code
+):  # pragma: no cover
     """Return the joint log density (with Jacobians) and its gradient at ``x``.
 
     Parameters
@@ -377,13 +473,18 @@ def logp_dlogp(x, X, w, a, kinds, means_prior, sigma_prior, eta, code):  # pragm
         size 0 for none.
     a : ndarray of shape (K,)
         Dirichlet concentrations.
-    kinds : ndarray of shape (2,)
-        The prior families of the means (:data:`~bayesmix.nuts._priors.REAL_KINDS`) and
-        of the scales (:data:`~bayesmix.nuts._priors.LOG_SCALE_KINDS`), as floats.
+    kinds : ndarray of shape (3,)
+        The prior families of the means (:data:`~bayesmix.nuts._priors.REAL_KINDS`), of
+        the scales and of the degrees of freedom
+        (:data:`~bayesmix.nuts._priors.LOG_SCALE_KINDS`), as floats; a negative third
+        kind: Normal components, no degrees of freedom.
     means_prior : ndarray of shape (4, K D)
         The table of the means' prior (:func:`bayesmix.nuts._priors.prior_table`).
     sigma_prior : ndarray of shape (4, n_sigma)
         The table of the scales' prior, flattened to the shape of ``sigma``.
+    dof_prior : ndarray of shape (4, K) or (4, 0)
+        The table of the degrees of freedom's prior (Student-t components; ``dof_log__``
+        last in ``x``).
     eta : float
         LKJ shape (unused without correlation factors).
     code : int
@@ -399,8 +500,11 @@ def logp_dlogp(x, X, w, a, kinds, means_prior, sigma_prior, eta, code):  # pragm
     k_ = a.shape[0]
     o_mu, o_sig, n_sig, o_corr, n_corr = _layout(k_, d_, code)
     m = d_ * (d_ - 1) // 2
+    student = kinds[2] >= 0.0
+    o_dof = o_corr + n_corr * m
+    n_dof = k_ if student else 0
     grad = np.zeros(x.shape[0])
-    if x.shape[0] != o_corr + n_corr * m:
+    if x.shape[0] != o_dof + n_dof:
         return -np.inf, grad
     log_weights, weights, means, sigma, corr, norms = _constrain(x, k_, d_, code)
     logp = 0.0
@@ -439,11 +543,24 @@ def logp_dlogp(x, X, w, a, kinds, means_prior, sigma_prior, eta, code):  # pragm
                 logp += coef * math.log(corr[c, i, i])
                 g_corr[c, i, i] = coef / corr[c, i, i]
 
+    # Student-t components: the prior of the degrees of freedom with the log Jacobian.
+    dof = np.empty(n_dof)
+    g_tdof = np.zeros(n_dof)
+    if student:
+        for k in range(k_):
+            dof[k] = math.exp(x[o_dof + k])
+        logp += log_scale_prior(int(kinds[2]), dof_prior, x[o_dof : o_dof + k_], g_tdof)
+
     # The likelihood.
     chol = _factors(sigma, corr, k_, d_, code)
     logc = np.empty(k_)
     for k in range(k_):
-        v = log_weights[k] - 0.5 * d_ * _LOG_2PI
+        if student:
+            nu = dof[k]
+            v = log_weights[k] + math.lgamma(0.5 * (nu + d_)) - math.lgamma(0.5 * nu)
+            v -= 0.5 * d_ * math.log(math.pi * nu)
+        else:
+            v = log_weights[k] - 0.5 * d_ * _LOG_2PI
         for i in range(d_):
             v -= math.log(chol[k, i, i])
         logc[k] = v
@@ -452,7 +569,7 @@ def logp_dlogp(x, X, w, a, kinds, means_prior, sigma_prior, eta, code):  # pragm
         for k in range(k_):
             for i in range(d_):
                 rdiag[k, i] = 1.0 / chol[k, i, i]
-        total, resp_sum, first, second = _full_pass(X, w, logc, means, chol, rdiag)
+        total, resp_sum, first, second, dof_sums = _full_pass(X, w, logc, means, chol, rdiag, dof)
         work = np.empty((d_, d_))
         for k in range(k_):
             # d/d mu_k = C^-T A_k (back substitution).
@@ -489,7 +606,7 @@ def logp_dlogp(x, X, w, a, kinds, means_prior, sigma_prior, eta, code):  # pragm
         for k in range(k_):
             for i in range(d_):
                 rsd[k, i] = 1.0 / chol[k, i, i]
-        total, resp_sum, first, second = _diag_pass(X, w, logc, means, rsd)
+        total, resp_sum, first, second, dof_sums = _diag_pass(X, w, logc, means, rsd, dof)
         for k in range(k_):
             for i in range(d_):
                 g_mu[k, i] += first[k, i] * rsd[k, i]
@@ -501,6 +618,10 @@ def logp_dlogp(x, X, w, a, kinds, means_prior, sigma_prior, eta, code):  # pragm
     logp += total
     for k in range(k_):
         g_logw[k] += resp_sum[k]
+    for k in range(n_dof):
+        nu = dof[k]
+        per_row = 0.5 * (_digamma(0.5 * (nu + d_)) - _digamma(0.5 * nu) - d_ / nu)
+        grad[o_dof + k] = nu * (dof_sums[k] + resp_sum[k] * per_row) + g_tdof[k]
 
     # Chain rule through the transforms.
     g_sum = 0.0
@@ -541,9 +662,16 @@ def logp_dlogp(x, X, w, a, kinds, means_prior, sigma_prior, eta, code):  # pragm
 
 
 @njit(nogil=True, fastmath=_FASTMATH)
-def constrained_values(x, n_components, n_features, code):  # pragma: no cover - compiled
-    """Return weights (K,), means (K, D), sigma (flat), corr (n_corr, D, D), covariances."""
+def constrained_values(x, n_components, n_features, code, n_dof):  # pragma: no cover
+    """Return the weights, means, sigma, corr, the (K, D, D) matrices and the dof.
+
+    Shapes (K,), (K, D), flat, (n_corr, D, D), (K, D, D) and (n_dof,) (``n_dof``: K for
+    Student-t components, else 0).
+    """
     _, weights, means, sigma, corr, _ = _constrain(x, n_components, n_features, code)
+    dof = np.empty(n_dof)
+    for k in range(n_dof):
+        dof[k] = math.exp(x[x.shape[0] - n_dof + k])
     chol = _factors(sigma, corr, n_components, n_features, code)
     k_, d_ = n_components, n_features
     cov = np.zeros((k_, d_, d_))
@@ -554,7 +682,7 @@ def constrained_values(x, n_components, n_features, code):  # pragma: no cover -
                 for t in range(min(i, j) + 1):
                     v += chol[k, i, t] * chol[k, j, t]
                 cov[k, i, j] = v
-    return weights, means, sigma, corr, cov
+    return weights, means, sigma, corr, cov, dof
 
 
 # -- C entry points for nutpie ------------------------------------------------------------
@@ -583,23 +711,26 @@ def constrained_values(x, n_components, n_features, code):  # pragma: no cover -
     _U_FACTOR,
     _U_W,
     _U_NW,
-) = range(15)
-_U_SIZE = 15
+    _U_DP,
+    _U_NDOF,
+) = range(17)
+_U_SIZE = 17
 
 
 @njit(inline="always")
 def _unpack(user_data):  # pragma: no cover - compiled
-    """(X, w, a, kinds, means_prior, sigma_prior, eta, code) from the user-data pointer."""
+    """(X, w, a, kinds, means_prior, sigma_prior, dof_prior, eta, code) from the user data."""
     meta = numba.carray(user_data, (_U_SIZE,), np.int64)
     n, d, k = meta[_U_N], meta[_U_D], meta[_U_K]
     X = numba.carray(_as_pointer(meta[_U_X]), (n, d), np.float64)
     a = numba.carray(_as_pointer(meta[_U_A]), (k,), np.float64)
-    kinds = numba.carray(_as_pointer(meta[_U_KINDS]), (2,), np.float64)
+    kinds = numba.carray(_as_pointer(meta[_U_KINDS]), (3,), np.float64)
     means_prior = numba.carray(_as_pointer(meta[_U_MP]), (4, k * d), np.float64)
     sigma_prior = numba.carray(_as_pointer(meta[_U_SP]), (4, meta[_U_NSIG]), np.float64)
+    dof_prior = numba.carray(_as_pointer(meta[_U_DP]), (4, meta[_U_NDOF]), np.float64)
     eta = numba.carray(_as_pointer(meta[_U_ETA]), (1,), np.float64)[0]
     w = numba.carray(_as_pointer(meta[_U_W]), (meta[_U_NW],), np.float64)
-    return X, w, a, kinds, means_prior, sigma_prior, eta, meta[_U_CODE]
+    return X, w, a, kinds, means_prior, sigma_prior, dof_prior, eta, meta[_U_CODE]
 
 
 @njit(nogil=True)
@@ -624,11 +755,11 @@ def _pull_back(grad, out, user_data):  # pragma: no cover - compiled
 def _logp_c(dim, x_, out_, logp_, user_data):  # pragma: no cover - compiled
     """Compute nutpie's ``logp`` callback: 0, or 4 when the density is not finite, 1 on errors."""
     try:
-        X, w, a, kinds, means_prior, sigma_prior, eta, code = _unpack(user_data)
+        X, w, a, kinds, means_prior, sigma_prior, dof_prior, eta, code = _unpack(user_data)
         x = _model_point(numba.carray(x_, (dim,)), user_data)
         out = numba.carray(out_, (dim,))
         logp = numba.carray(logp_, (1,))
-        value, grad = logp_dlogp(x, X, w, a, kinds, means_prior, sigma_prior, eta, code)
+        value, grad = logp_dlogp(x, X, w, a, kinds, means_prior, sigma_prior, dof_prior, eta, code)
         if grad.shape[0] != dim:
             return -1
         _pull_back(grad, out, user_data)
@@ -648,12 +779,14 @@ def _write(out, pos, values):  # pragma: no cover - compiled
 
 
 @njit(nogil=True)
-def expand_into(x, out, n_components, n_features, code):  # pragma: no cover - compiled
+def expand_into(x, out, n_components, n_features, code, n_dof):  # pragma: no cover
     """Write the stored variables at ``x`` into ``out`` in :attr:`FastGaussian.stored` order.
 
     Returns the number of values written.
     """
-    weights, means, sigma, corr, cov = constrained_values(x, n_components, n_features, code)
+    weights, means, sigma, corr, cov, dof = constrained_values(
+        x, n_components, n_features, code, n_dof
+    )
     pos = 0
     if n_features > 1:  # untransformed, so stored first
         pos = _write(out, pos, means)
@@ -662,6 +795,7 @@ def expand_into(x, out, n_components, n_features, code):  # pragma: no cover - c
         pos = _write(out, pos, means)
     pos = _write(out, pos, sigma)
     pos = _write(out, pos, corr)
+    pos = _write(out, pos, dof)
     return _write(out, pos, cov)
 
 
@@ -671,7 +805,8 @@ def _expand_c(dim, expanded, x_, out_, user_data):  # pragma: no cover - compile
         meta = numba.carray(user_data, (_U_SIZE,), np.int64)
         x = _model_point(numba.carray(x_, (dim,)), user_data)
         out = numba.carray(out_, (expanded,))
-        if expand_into(x, out, meta[_U_K], meta[_U_D], meta[_U_CODE]) != expanded:
+        n_dof = meta[_U_NDOF]
+        if expand_into(x, out, meta[_U_K], meta[_U_D], meta[_U_CODE], n_dof) != expanded:
             return -1
     except Exception:
         return -2
@@ -708,10 +843,13 @@ def _broadcast(value: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray |
 
 @dataclass(frozen=True)
 class FastGaussian:
-    """The layout of one Gaussian mixture structure (covariance type, K, D) for nutpie.
+    """The layout of one location-scale mixture structure (covariance type, K, D) for nutpie.
 
     Build it with :func:`build`; :meth:`shared_data` gives the kernel's data for
-    observations and priors, :meth:`nutpie_model` a ``nutpie`` model.
+    observations and priors, :meth:`nutpie_model` a ``nutpie`` model. With ``dof`` the
+    components are multivariate Student-t (degrees of freedom ``dof_log__`` last in the
+    unconstrained vector; the Student-t family's model, whose (K, D, D) matrices are
+    named ``matrix_name``), else Normal.
     """
 
     covariance_type: str
@@ -719,6 +857,8 @@ class FastGaussian:
     n_features: int
     features: tuple[Any, ...]
     prior_data: dict[str, Any] = field(repr=False)
+    dof: bool = False
+    matrix_name: str = "covariances"
 
     @property
     def code(self) -> int:
@@ -739,6 +879,8 @@ class FastGaussian:
             m = d * (d - 1) // 2
             shape = (k, m) if self.covariance_type == "full" else (m,)
             out.append(("corr_chol", "corr_chol_cholesky_corr__", shape))
+        if self.dof:
+            out.append(("dof", "dof_log__", (k,)))
         return out
 
     @property
@@ -763,7 +905,9 @@ class FastGaussian:
         if any(name == "corr_chol" for name, _, _ in self.free):
             batch = ("component",) if self.covariance_type == "full" else ()
             dims["corr_chol"] = (*batch, "feature", "feature_bis")
-        dims["covariances"] = ("component", "feature", "feature_bis")
+        if self.dof:
+            dims["dof"] = ("component",)
+        dims[self.matrix_name] = ("component", "feature", "feature_bis")
         return dims
 
     @property
@@ -781,7 +925,7 @@ class FastGaussian:
         }
         untransformed = [name for name, value, _ in self.free if name == value]
         names = untransformed + [name for name, _, _ in self.free if name not in untransformed]
-        names.append("covariances")
+        names.append(self.matrix_name)
         return [(name, tuple(sizes[dim] for dim in self.dims[name])) for name in names]
 
     @property
@@ -810,15 +954,18 @@ class FastGaussian:
         that ``with_data(x_data=...)`` works on both paths), ``w_data`` (frequency
         weights of the observations, as the PyMC model's ``pm.Data``; size 0 for none),
         ``weights_a`` (the Dirichlet's concentrations), ``prior_kinds`` (the prior
-        families of the means and the scales, as two floats), ``means_prior`` and
-        ``sigma_prior`` (their tables, :func:`bayesmix.nuts._priors.prior_table`) and
+        families of the means, the scales and the degrees of freedom, as three floats; -1
+        for none), ``means_prior``, ``sigma_prior`` and ``dof_prior`` (their tables,
+        :func:`bayesmix.nuts._priors.prior_table`; (4, 0) for none) and
         ``corr_chol_eta`` (a float). ``priors``
         (resolved ``bayesmix.Prior`` objects) replace the priors given to :func:`build`;
         priors outside the supported families raise ``ValueError``.
         """
         data = dict(self.prior_data)
         if priors is not None:
-            new = _prior_data(priors, self.covariance_type, self.n_components, self.n_features)
+            new = _prior_data(
+                priors, self.covariance_type, self.n_components, self.n_features, self.dof
+            )
             if new is None:
                 raise ValueError("these priors are not supported by the fused kernel")
             data.update(new)
@@ -838,6 +985,7 @@ class FastGaussian:
             np.asarray(shared["prior_kinds"], dtype=np.float64),
             shared["means_prior"],
             shared["sigma_prior"],
+            shared["dof_prior"],
             float(np.asarray(shared["corr_chol_eta"]).reshape(-1)[0]),
             self.code,
         )
@@ -855,22 +1003,24 @@ class FastGaussian:
             prior_kinds,
             means_prior,
             sigma_prior,
+            dof_prior,
             corr_chol_eta,
             w_data=None,
         ):
             w = as_weights(w_data, x_data.shape[0])
             eta = float(np.asarray(corr_chol_eta).reshape(-1)[0])
-            return kernel(x, x_data, w, weights_a, prior_kinds, means_prior, sigma_prior, eta, code)
+            priors = (prior_kinds, means_prior, sigma_prior, dof_prior)
+            return kernel(x, x_data, w, weights_a, *priors, eta, code)
 
         return logp
 
     def expand(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """Constrained values of every stored variable at the unconstrained point ``x``."""
         k, d = self.n_components, self.n_features
-        weights, means, sigma, corr, cov = constrained_values(
-            np.ascontiguousarray(x, dtype=np.float64), k, d, self.code
+        weights, means, sigma, corr, cov, dof = constrained_values(
+            np.ascontiguousarray(x, dtype=np.float64), k, d, self.code, k if self.dof else 0
         )
-        values = {"weights": weights, "means": means, "covariances": cov}
+        values = {"weights": weights, "means": means, self.matrix_name: cov, "dof": dof}
         shapes = dict(self.stored)
         values["sigma"] = sigma.reshape(shapes["sigma"])
         if "corr_chol" in shapes:
@@ -909,6 +1059,8 @@ class FastGaussian:
                     parts.append(np.log(value).ravel())
                 case "corr_chol":
                     parts.append(_corr_unconstrain(value, self.n_features).ravel())
+                case "dof":
+                    parts.append(np.log(value).ravel())
         return np.concatenate(parts)
 
     def nutpie_model(
@@ -972,6 +1124,7 @@ _SHARED_KEYS = (
     "prior_kinds",
     "means_prior",
     "sigma_prior",
+    "dof_prior",
     "corr_chol_eta",
 )
 
@@ -1004,7 +1157,7 @@ def user_data(
     k, d = fast.n_components, fast.n_features
     expected = {
         "weights_a": (k,),
-        "prior_kinds": (2,),
+        "prior_kinds": (3,),
         "means_prior": (4, k * d),
         "corr_chol_eta": (1,),
     }
@@ -1023,6 +1176,13 @@ def user_data(
     record[_U_MP] = shared["means_prior"].ctypes.data
     record[_U_SP] = sigma_prior.ctypes.data
     record[_U_NSIG] = sigma_prior.shape[1]
+    dof_prior = shared["dof_prior"]
+    if dof_prior.shape != (4, k if fast.dof else 0):
+        raise ValueError(
+            f"dof_prior must have shape (4, {k if fast.dof else 0}); got {dof_prior.shape}"
+        )
+    record[_U_DP] = dof_prior.ctypes.data
+    record[_U_NDOF] = dof_prior.shape[1]
     record[_U_ETA] = shared["corr_chol_eta"].ctypes.data
     weights = shared["w_data"]
     if weights.shape not in ((0,), (X.shape[0],)):
@@ -1069,12 +1229,17 @@ def _corr_unconstrain(corr: np.ndarray, n_features: int) -> np.ndarray:
 
 
 def _prior_data(
-    priors: Mapping[str, Any], covariance_type: str, n_components: int, n_features: int
+    priors: Mapping[str, Any],
+    covariance_type: str,
+    n_components: int,
+    n_features: int,
+    dof: bool = False,
 ) -> dict[str, Any] | None:
     """Kernel data of the priors, or None if one is outside the supported families."""
     k, d = n_components, n_features
     needs_corr = d > 1 and covariance_type in ("full", "tied")
     expected = {"weights", "means", "sigma"} | ({"corr_chol"} if needs_corr else set())
+    expected |= {"dof"} if dof else set()
     if set(priors) != expected:
         return None
     weights = priors["weights"]
@@ -1084,7 +1249,8 @@ def _prior_data(
     sigma_shape = {"full": (k, d), "diag": (k, d), "tied": (d,), "spherical": (k,)}
     means = prior_table(priors["means"], REAL_KINDS, (k, d))
     sigma = prior_table(priors["sigma"], LOG_SCALE_KINDS, sigma_shape[covariance_type])
-    if a is None or means is None or sigma is None:
+    dof_table = prior_table(priors["dof"], LOG_SCALE_KINDS, (k,)) if dof else (-1, np.zeros((4, 0)))
+    if a is None or means is None or sigma is None or dof_table is None:
         return None
     eta = 1.0
     if needs_corr:
@@ -1099,9 +1265,10 @@ def _prior_data(
         return None
     return {
         "weights_a": a,
-        "prior_kinds": np.array([means[0], sigma[0]], dtype=np.float64),
+        "prior_kinds": np.array([means[0], sigma[0], dof_table[0]], dtype=np.float64),
         "means_prior": means[1],
         "sigma_prior": sigma[1],
+        "dof_prior": dof_table[1],
         "corr_chol_eta": eta,
     }
 
@@ -1114,7 +1281,10 @@ def build(spec: Mapping[str, Any]) -> FastGaussian | None:
     spec : mapping
         ``covariance_type``, ``n_components``, ``n_features``, ``priors`` (resolved
         ``bayesmix.Prior`` objects by variable name), ``features`` (names) and optionally
-        ``obs`` (unused: the posterior has no observation dimension).
+        ``obs`` (unused: the posterior has no observation dimension), ``dof`` (True:
+        multivariate Student-t components with degrees of freedom ``dof``, prior any
+        family of :data:`~bayesmix.nuts._priors.LOG_SCALE_KINDS`) and ``matrix_name``
+        (the name of the (K, D, D) matrices; default ``"covariances"``).
 
     Returns
     -------
@@ -1134,7 +1304,9 @@ def build(spec: Mapping[str, Any]) -> FastGaussian | None:
     features = tuple(spec.get("features", [f"x{i}" for i in range(d)]))
     if len(features) != d:
         return None
-    data = _prior_data(spec.get("priors", {}), covariance_type, k, d)
+    dof = bool(spec.get("dof", False))
+    data = _prior_data(spec.get("priors", {}), covariance_type, k, d, dof)
     if data is None:
         return None
-    return FastGaussian(covariance_type, k, d, features, data)
+    matrix_name = str(spec.get("matrix_name", "covariances"))
+    return FastGaussian(covariance_type, k, d, features, data, dof, matrix_name)

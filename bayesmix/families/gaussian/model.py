@@ -263,33 +263,6 @@ class GaussianMixture(_LocationScaleMixture):
 
     # -- EM ------------------------------------------------------------------------------
 
-    def _nuts_target(self, data: MixtureData, priors: dict[str, Prior]) -> Any:
-        """Return the fused numba log density + gradient (``_nuts_kernel``) if it applies.
-
-        It implements every prior family the family accepts (Normal or StudentT means,
-        any of the scales' families, LKJCorr with a scalar eta) in PyMC's canonical
-        parameters; for other parameterisations None, and the PyMC model is compiled.
-        """
-        from bayesmix.families.gaussian import _nuts_kernel
-
-        target = _nuts_kernel.build(
-            {
-                "covariance_type": self.covariance_type,
-                "n_components": self.n_components,
-                "n_features": data.n_features,
-                "priors": priors,
-                "features": list(data.features),
-            }
-        )
-        if target is None:
-            _log.info(
-                "the fused Gaussian-mixture kernel does not cover this model "
-                "(covariance_type=%r, priors %s); compiling the PyMC model instead",
-                self.covariance_type,
-                {name: prior.distribution for name, prior in priors.items()},
-            )
-        return target
-
     def _run_em(
         self, data: MixtureData, rng: np.random.Generator, priors: dict[str, Prior]
     ) -> EMResult:
