@@ -133,8 +133,8 @@ class FusedChunkLikelihood:
 
 # Compiled PyTensor functions of this process, by the token of their graph; the most
 # recently used few (a long-lived worker serves many fits, each with its own token).
-_COMPILED: OrderedDict[str, Any] = OrderedDict()
-_COMPILED_MAX = 8
+_COMPILED: OrderedDict[tuple[str, int | None], Any] = OrderedDict()
+_COMPILED_MAX = 32
 _COMPILED_LOCK = threading.Lock()
 
 
@@ -174,19 +174,32 @@ class PyMCChunkLikelihood:
         self._graph = pickle.dumps(([flat, x_chunk, w_chunk], value))
 
     def _function(self) -> Any:
-        with _COMPILED_LOCK:
-            function = _COMPILED.get(self.token)
-            if function is None:
-                import pytensor
-                import pytensor.tensor as pt
+        """Return this thread's compiled function (compiled once per process, then copied).
 
-                inputs, value = pickle.loads(self._graph)
-                grad = pt.grad(value, inputs[0])
-                function = pytensor.function(inputs, [value, grad], on_unused_input="ignore")
-                _COMPILED[self.token] = function
-                while len(_COMPILED) > _COMPILED_MAX:
-                    _COMPILED.popitem(last=False)
-            _COMPILED.move_to_end(self.token)
+        A compiled PyTensor function keeps its intermediate values in its own storage,
+        so two threads must not call one function at the same time (Dask's threaded
+        scheduler, a worker's threads): every thread calls its own copy.
+        """
+        key = (self.token, threading.get_ident())
+        with _COMPILED_LOCK:
+            function = _COMPILED.get(key)
+            if function is None:
+                master = _COMPILED.get((self.token, None))
+                if master is None:
+                    import pytensor
+                    import pytensor.tensor as pt
+
+                    inputs, value = pickle.loads(self._graph)
+                    grad = pt.grad(value, inputs[0])
+                    master = pytensor.function(inputs, [value, grad], on_unused_input="ignore")
+                    _COMPILED[(self.token, None)] = master
+                function = master.copy(share_memory=False)
+                _COMPILED[key] = function
+            _COMPILED.move_to_end(key)
+            if (self.token, None) in _COMPILED:
+                _COMPILED.move_to_end((self.token, None))
+            while len(_COMPILED) > _COMPILED_MAX:
+                _COMPILED.popitem(last=False)
             return function
 
     def __call__(self, x: np.ndarray, X: np.ndarray, w: np.ndarray | None) -> dict:

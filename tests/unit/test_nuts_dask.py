@@ -178,3 +178,25 @@ def test_nuts_on_chunked_data_has_the_nuts_layout():
     assert {"diverging", "step_size", "depth"} <= set(stats.data_vars)
     # Relabelled to the EM order, as in memory: means near EM's.
     np.testing.assert_allclose(fit.means_, memory.em_.params["means"], atol=0.3)
+
+
+def test_the_pymc_chunk_function_is_safe_to_call_from_threads():
+    # Dask's threaded scheduler runs chunks in parallel threads of one process; a compiled
+    # PyTensor function keeps intermediate values in its own storage (and frees them as it
+    # goes), so sharing one between threads lost them (a CI failure of the negative
+    # binomial's check). Every thread has its own copy. The race is rare: this test can
+    # miss it, but it checks that concurrent calls give the sequential results.
+    from concurrent.futures import ThreadPoolExecutor
+
+    cls, params, make = CASES["negative-binomial"]
+    rng = np.random.default_rng(21)
+    X = make(rng)
+    _, _, logp_dlogp, flat, _, _ = _distributed(cls, params, X, None)
+    chunks = [np.asarray(X[i : i + 250], dtype=np.float64) for i in range(0, 1000, 250)]
+    expected = [logp_dlogp.chunk(flat, chunk, None) for chunk in chunks]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for _ in range(20):
+            got = list(pool.map(lambda chunk: logp_dlogp.chunk(flat, chunk, None), chunks))
+            for result, want in zip(got, expected, strict=True):
+                assert result["value"] == want["value"]
+                np.testing.assert_array_equal(result["grad"], want["grad"])
