@@ -33,6 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _table import markdown_table, run_meta, write_results
+from kernel import _time_per_point
 
 N_COMPONENTS = 3
 N_FEATURES = 2
@@ -91,22 +92,6 @@ def workloads():
     }
 
 
-def _time_per_point(fn, n: int, rounds: int = 5, budget: float = 0.3) -> float:
-    """Best-of-``rounds`` nanoseconds per observation of ``fn()``."""
-    fn()
-    start = time.perf_counter()
-    fn()
-    once = max(time.perf_counter() - start, 1e-7)
-    reps = max(1, int(budget / once))
-    best = np.inf
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for _ in range(reps):
-            fn()
-        best = min(best, (time.perf_counter() - start) / reps)
-    return best / n * 1e9
-
-
 def _c_call(address: int, n_dim: int, x: np.ndarray, user_data: int):
     """Return a no-argument call of a nutpie C logp callback at ``x``, and its logp array."""
     function = ctypes.CFUNCTYPE(
@@ -158,7 +143,7 @@ def measure(name: str, make, generate, sizes) -> dict:
             x,
             int(compiled.user_data.ctypes.data),
         )
-        row["ns_pymc"][str(n)] = _time_per_point(pymc_call, n)
+        row["ns_pymc"][str(n)] = _time_per_point(pymc_call, n, rounds=5)
         if target is None:  # bayesmix samples the compiled PyMC model
             row["ns_bayesmix"][str(n)] = row["ns_pymc"][str(n)]
             print(f"  N={n:,}: {row['ns_pymc'][str(n)]:.1f} ns (the compiled PyMC model)")
@@ -170,7 +155,7 @@ def measure(name: str, make, generate, sizes) -> dict:
             x,
             int(model.user_data.ctypes.data),
         )
-        row["ns_bayesmix"][str(n)] = _time_per_point(fused_call, n)
+        row["ns_bayesmix"][str(n)] = _time_per_point(fused_call, n, rounds=5)
         diff = abs(fused_logp[0] - pymc_logp[0]) / abs(pymc_logp[0])
         row["logp_rel_diff"][str(n)] = float(diff)
         print(f"  N={n:,}: {row['ns_bayesmix'][str(n)]:.1f} vs {row['ns_pymc'][str(n)]:.1f} ns")

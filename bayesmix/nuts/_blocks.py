@@ -14,11 +14,12 @@ this module's source too).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numba
 import numpy as np
 
-__all__ = ["BLOCK", "FASTMATH", "finish_block", "weigh_block"]
+__all__ = ["BLOCK", "FASTMATH", "as_observations", "as_weights", "finish_block", "weigh_block"]
 
 # Only fused multiply-adds: no reassociation, no assumptions about NaN or infinities.
 FASTMATH = {"contract"}
@@ -156,3 +157,26 @@ def weigh_block(w, start, top, inv_norm, n):  # pragma: no cover - compiled
             total += wb * (top[b] - math.log(inv_norm[b]))
         inv_norm[b] *= wb
     return total
+
+
+# -- the kernels' data ---------------------------------------------------------------
+
+
+def as_weights(sample_weight: Any, n_samples: int) -> np.ndarray:
+    """Return frequency weights as a C-contiguous float64 (N,) array, or (0,) for none."""
+    if sample_weight is None or np.size(sample_weight) == 0:
+        return np.zeros(0)
+    w = np.array(sample_weight, dtype=np.float64, order="C", copy=True).reshape(-1)
+    if w.shape[0] != n_samples:
+        raise ValueError(f"expected {n_samples} weights (one per observation); got {w.shape[0]}")
+    return w
+
+
+def as_observations(X: Any, n_features: int) -> np.ndarray:
+    """Return ``X`` as a writeable C-contiguous float64 (N, D) array (one kernel type)."""
+    X = np.array(X, dtype=np.float64, order="C", copy=True)
+    if X.ndim == 1:
+        X = X[:, None]
+    if X.ndim != 2 or X.shape[1] != n_features:
+        raise ValueError(f"expected observations of shape (N, {n_features}); got {X.shape}")
+    return np.ascontiguousarray(X)

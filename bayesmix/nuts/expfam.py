@@ -53,7 +53,14 @@ from scipy.special import betaln, gammaln
 
 from bayesmix._numba_cache import cfunc, njit
 from bayesmix.nuts import _nutpie_internals
-from bayesmix.nuts._blocks import BLOCK, FASTMATH, finish_block, weigh_block
+from bayesmix.nuts._blocks import (
+    BLOCK,
+    FASTMATH,
+    as_observations,
+    as_weights,
+    finish_block,
+    weigh_block,
+)
 from bayesmix.nuts._nutpie_internals import _C_EXPAND, _C_LOGP, _as_pointer
 from bayesmix.nuts._priors import LOG_SCALE_KINDS, log_scale_prior, prior_table
 from bayesmix.nuts.laplace import Affine
@@ -467,9 +474,9 @@ class ExpFamTarget:
             if new is None or new["kind"] != self.prior_data["kind"]:
                 raise ValueError("these priors are not supported by this fused kernel")
             data.update((key, value) for key, value in new.items() if key != "kind")
-        X = _as_observations(X, self.n_features)
+        X = as_observations(X, self.n_features)
         data["x_data"] = X
-        data["w_data"] = _as_weights(sample_weight, X.shape[0])
+        data["w_data"] = as_weights(sample_weight, X.shape[0])
         data["row_const"] = self._row_const(X)
         return data
 
@@ -484,7 +491,7 @@ class ExpFamTarget:
         return logp_dlogp(
             np.ascontiguousarray(x, dtype=np.float64),
             X,
-            _as_weights(shared.get("w_data"), X.shape[0]),
+            as_weights(shared.get("w_data"), X.shape[0]),
             row_const,
             shared["weights_a"],
             self.prior_data["kind"],
@@ -536,10 +543,10 @@ class ExpFamTarget:
 
     def freeze(self, shared: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Return read-only C-contiguous float64 copies of ``shared`` (the C code reads them)."""
-        X = _as_observations(shared["x_data"], self.n_features)
+        X = as_observations(shared["x_data"], self.n_features)
         out = {
             "x_data": X,
-            "w_data": _as_weights(shared.get("w_data"), X.shape[0]),
+            "w_data": as_weights(shared.get("w_data"), X.shape[0]),
             "row_const": (
                 np.asarray(shared["row_const"], dtype=np.float64)
                 if shared.get("row_const") is not None
@@ -598,33 +605,13 @@ class ExpFamTarget:
         merged = dict(shared)
         merged.update(updates)
         if "x_data" in updates:
-            X = _as_observations(updates["x_data"], self.n_features)
+            X = as_observations(updates["x_data"], self.n_features)
             merged["x_data"] = X
             merged["row_const"] = self._row_const(X)
             merged.setdefault("w_data", None)
             if "w_data" not in updates:
                 merged["w_data"] = None  # new rows: their own weights or none
         return self.freeze(merged)
-
-
-def _as_weights(sample_weight: Any, n_samples: int) -> np.ndarray:
-    """Frequency weights as a C-contiguous float64 (N,) array, or (0,) for none."""
-    if sample_weight is None or np.size(sample_weight) == 0:
-        return np.zeros(0)
-    w = np.array(sample_weight, dtype=np.float64, order="C", copy=True).reshape(-1)
-    if w.shape[0] != n_samples:
-        raise ValueError(f"expected {n_samples} weights (one per row); got {w.shape[0]}")
-    return w
-
-
-def _as_observations(X: Any, n_features: int) -> np.ndarray:
-    """``X`` as a C-contiguous float64 (N, D) array."""
-    X = np.array(X, dtype=np.float64, order="C", copy=True)
-    if X.ndim == 1:
-        X = X[:, None]
-    if X.ndim != 2 or X.shape[1] != n_features:
-        raise ValueError(f"expected rows of shape (N, {n_features}); got {X.shape}")
-    return X
 
 
 def build(

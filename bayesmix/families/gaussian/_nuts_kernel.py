@@ -73,7 +73,7 @@ from bayesmix._numba_cache import cfunc, njit
 from bayesmix.nuts import _nutpie_internals
 from bayesmix.nuts._blocks import BLOCK as _BLOCK
 from bayesmix.nuts._blocks import FASTMATH as _FASTMATH
-from bayesmix.nuts._blocks import finish_block, weigh_block
+from bayesmix.nuts._blocks import as_observations, as_weights, finish_block, weigh_block
 from bayesmix.nuts._nutpie_internals import (
     _C_EXPAND,
     _C_LOGP,
@@ -1193,26 +1193,6 @@ def user_data(
         record[_U_SHIFT] = affine.shift.ctypes.data
         record[_U_FACTOR] = affine.factor.ctypes.data
     return record
-
-
-def as_weights(sample_weight: Any, n_samples: int) -> np.ndarray:
-    """Return frequency weights as a C-contiguous float64 (N,) array, or (0,) for none."""
-    if sample_weight is None or np.size(sample_weight) == 0:
-        return np.zeros(0)
-    w = np.array(sample_weight, dtype=np.float64, order="C", copy=True).reshape(-1)
-    if w.shape[0] != n_samples:
-        raise ValueError(f"expected {n_samples} weights (one per observation); got {w.shape[0]}")
-    return w
-
-
-def as_observations(X: Any, n_features: int) -> np.ndarray:
-    """Return ``X`` as a writeable C-contiguous float64 (N, D) array (one kernel type)."""
-    X = np.array(X, dtype=np.float64, order="C", copy=True)
-    if X.ndim == 1:
-        X = X[:, None]
-    if X.ndim != 2 or X.shape[1] != n_features:
-        raise ValueError(f"expected observations of shape (N, {n_features}); got {X.shape}")
-    return np.ascontiguousarray(X)
 
 
 def _corr_unconstrain(corr: np.ndarray, n_features: int) -> np.ndarray:
