@@ -46,6 +46,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pymc as pm
+from scipy.special import gammaln
 
 from bayesmix._numeric import column_sums, features_dot
 from bayesmix._params import Options
@@ -84,6 +85,11 @@ _BOUNDARY = 1e-3
 # count's log factorial with the terms it cancels (no overflow, no loss of digits) and
 # the responsibilities of their rows come from exact terms (``_count_far_terms``).
 _LARGE_COUNT = 2.0**40
+
+
+def count_row_constant(X: np.ndarray) -> np.ndarray:
+    """Return ``-sum_d log x_nd!`` per row: the part of a row of counts free of parameters."""
+    return -gammaln(np.asarray(X, dtype=np.float64) + 1.0).sum(axis=1)
 
 
 def _count_far_terms(X: np.ndarray, log_ratio: np.ndarray, constant: Callable) -> Any:

@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -97,9 +98,12 @@ from bayesmix.families._independent import (
     _check_counts,
     _component_params,
     _count_far_terms,
+    count_row_constant,
 )
 from bayesmix.model import MixtureModel
 from bayesmix.priors import Prior
+
+logger = logging.getLogger("bayesmix")
 
 __all__ = [
     "NegativeBinomialMixture",
@@ -978,3 +982,25 @@ class NegativeBinomialMixture(MixtureModel):
     def _fitted_attributes(self, point: dict[str, np.ndarray]) -> None:
         self.rates_ = point["rates"]
         self.dispersion_ = point["dispersion"]
+
+    def _nuts_target(self, data: MixtureData, priors: dict[str, Prior]) -> Any:
+        """Return the fused negative binomial kernel (:mod:`bayesmix.nuts.negbin`) if it applies.
+
+        It covers every prior family this mixture accepts, in PyMC's canonical
+        parameters; for other parameterisations None, and the PyMC model is compiled.
+        """
+        from bayesmix.nuts import negbin
+
+        target = negbin.build(
+            n_components=self.n_components,
+            n_features=data.n_features,
+            priors=priors,
+            features=list(data.features),
+            row_constant=count_row_constant,
+        )
+        if target is None:
+            logger.info(
+                "the fused kernel does not cover these priors (%s); compiling the PyMC model",
+                priors,
+            )
+        return target

@@ -34,6 +34,7 @@ from bayesmix.families._independent import (
     _fit_discrete,
     _IndependentFeaturesMixture,
     _resolve_prior,
+    count_row_constant,
 )
 from bayesmix.priors import Prior
 
@@ -251,11 +252,6 @@ def fit_poisson_em(
     )
 
 
-def poisson_row_constant(X: np.ndarray) -> np.ndarray:
-    """Return ``-sum_d log x_nd!`` per row: the part of a row's log density free of rates."""
-    return -gammaln(np.asarray(X, dtype=np.float64) + 1.0).sum(axis=1)
-
-
 def poisson_mixture_logp(value: Any, weights: Any, rates: Any) -> Any:
     """Return ``log sum_k pi_k prod_d Poisson(x_nd | lambda_kd)`` per observation (PyTensor)."""
     x = value[..., None, :]  # (..., N, 1, D) against rates (..., K, D)
@@ -337,7 +333,7 @@ class PoissonMixture(_IndependentFeaturesMixture):
     _em_function = staticmethod(fit_poisson_em)
     _em_terms = staticmethod(_poisson_terms)
     _cumulant = "exp"  # log p(x | eta) = x eta - exp(eta) - log x!, eta = log rate
-    _row_constant = staticmethod(poisson_row_constant)
+    _row_constant = staticmethod(count_row_constant)
 
     def _check_data(self, data: MixtureData) -> None:
         _check_count_data(data, "Poisson")

@@ -19,7 +19,18 @@ from typing import Any
 import numba
 import numpy as np
 
-__all__ = ["BLOCK", "FASTMATH", "as_observations", "as_weights", "finish_block", "weigh_block"]
+__all__ = [
+    "BLOCK",
+    "FASTMATH",
+    "as_observations",
+    "as_weights",
+    "digamma",
+    "finish_block",
+    "finite_or_minus_inf",
+    "simplex_gradient",
+    "simplex_weights",
+    "weigh_block",
+]
 
 # Only fused multiply-adds: no reassociation, no assumptions about NaN or infinities.
 FASTMATH = {"contract"}
@@ -157,6 +168,78 @@ def weigh_block(w, start, top, inv_norm, n):  # pragma: no cover - compiled
             total += wb * (top[b] - math.log(inv_norm[b]))
         inv_norm[b] *= wb
     return total
+
+
+@numba.njit(nogil=True, inline="always", fastmath=FASTMATH)
+def simplex_weights(x, n_components):  # pragma: no cover - compiled
+    """Return ``(log pi, pi)`` from the simplex coordinates ``x[:K - 1]``.
+
+    PyMC's simplex transform: ``y = (x[:K - 1], -sum x[:K - 1])``,
+    ``log pi = y - logsumexp(y)``.
+    """
+    k_ = n_components
+    y = np.empty(k_)
+    s = 0.0
+    for j in range(k_ - 1):
+        y[j] = x[j]
+        s += x[j]
+    y[k_ - 1] = -s
+    top = y.max()
+    acc = 0.0
+    for j in range(k_):
+        acc += math.exp(y[j] - top)
+    lse = top + math.log(acc)
+    log_weights = np.empty(k_)
+    weights = np.empty(k_)
+    for j in range(k_):
+        log_weights[j] = y[j] - lse
+        weights[j] = math.exp(y[j] - top) / acc
+    return log_weights, weights
+
+
+@numba.njit(nogil=True, inline="always", fastmath=FASTMATH)
+def simplex_gradient(g_logw, weights, grad):  # pragma: no cover - compiled
+    """Write the gradient in the simplex coordinates into ``grad[:K - 1]``.
+
+    ``g_logw`` (K,) is the gradient in ``log pi``; the chain rule through
+    ``log pi = y - logsumexp(y)`` and ``y = (v, -sum v)`` of :func:`simplex_weights`.
+    """
+    k_ = weights.shape[0]
+    g_sum = 0.0
+    for k in range(k_):
+        g_sum += g_logw[k]
+    last = g_logw[k_ - 1] - weights[k_ - 1] * g_sum
+    for j in range(k_ - 1):
+        grad[j] = (g_logw[j] - weights[j] * g_sum) - last
+
+
+@numba.njit(nogil=True, inline="always")
+def finite_or_minus_inf(logp, grad):  # pragma: no cover - compiled
+    """Return ``(logp, grad)``, or ``(-inf, grad)`` if either is not finite (nutpie rejects it)."""
+    if not math.isfinite(logp):
+        return -np.inf, grad
+    for j in range(grad.shape[0]):
+        if not math.isfinite(grad[j]):
+            return -np.inf, grad
+    return logp, grad
+
+
+@numba.njit(nogil=True, inline="always", fastmath=FASTMATH)
+def digamma(x):  # pragma: no cover - compiled
+    """Return the digamma function at ``x > 0`` (error below 1e-11, 1e-12 relative).
+
+    The recurrence ``psi(x) = psi(x + 1) - 1 / x`` up to ``x >= 6``, then the asymptotic
+    series.
+    """
+    result = 0.0
+    while x < 6.0:
+        result -= 1.0 / x
+        x += 1.0
+    f = 1.0 / (x * x)
+    series = f * (
+        1.0 / 12.0 - f * (1.0 / 120.0 - f * (1.0 / 252.0 - f * (1.0 / 240.0 - f * (1.0 / 132.0))))
+    )
+    return result + math.log(x) - 0.5 / x - series
 
 
 # -- the kernels' data ---------------------------------------------------------------

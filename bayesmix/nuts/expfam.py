@@ -59,13 +59,17 @@ from bayesmix.nuts._blocks import (
     as_observations,
     as_weights,
     finish_block,
+    finite_or_minus_inf,
+    simplex_gradient,
+    simplex_weights,
     weigh_block,
 )
 from bayesmix.nuts._nutpie_internals import _C_EXPAND, _C_LOGP, _as_pointer
 from bayesmix.nuts._priors import LOG_SCALE_KINDS, log_scale_prior, prior_table
+from bayesmix.nuts._target import IndependentFeaturesTarget
 from bayesmix.nuts.laplace import Affine
 
-__all__ = ["CUMULANTS", "ExpFamTarget", "build", "logp_dlogp"]
+__all__ = ["CUMULANTS", "ExpFamTarget", "build", "dirichlet_data", "logp_dlogp"]
 
 # The cumulants the kernel implements, and the PyMC transform whose value is ``eta``.
 CUMULANTS = {"exp": 0, "softplus": 1}
@@ -166,29 +170,6 @@ def _pass(X, w, row_const, logc, eta):  # pragma: no cover - compiled
 
 
 @njit(nogil=True, fastmath=FASTMATH)
-def _weights(x, n_components):  # pragma: no cover - compiled
-    """``(log pi, pi)`` from the simplex coordinates ``x[:K - 1]``."""
-    k_ = n_components
-    y = np.empty(k_)
-    s = 0.0
-    for j in range(k_ - 1):
-        y[j] = x[j]
-        s += x[j]
-    y[k_ - 1] = -s
-    top = y.max()
-    acc = 0.0
-    for j in range(k_):
-        acc += math.exp(y[j] - top)
-    lse = top + math.log(acc)
-    log_weights = np.empty(k_)
-    weights = np.empty(k_)
-    for j in range(k_):
-        log_weights[j] = y[j] - lse
-        weights[j] = math.exp(y[j] - top) / acc
-    return log_weights, weights
-
-
-@njit(nogil=True, fastmath=FASTMATH)
 def logp_dlogp(x, X, w, row_const, a, kind, table, const, cumulant):  # pragma: no cover
     """Return the joint log density (with Jacobians) and its gradient at ``x``.
 
@@ -206,7 +187,7 @@ def logp_dlogp(x, X, w, row_const, a, kind, table, const, cumulant):  # pragma: 
     d_ = X.shape[1]
     eta = x[k_ - 1 :].copy()
     A, dA = _cumulant(eta, cumulant)
-    log_weights, weights = _weights(x, k_)
+    log_weights, weights = simplex_weights(x, k_)
     grad = np.zeros(x.shape[0])
     logp = const
     g_logw = np.empty(k_)
@@ -233,25 +214,14 @@ def logp_dlogp(x, X, w, row_const, a, kind, table, const, cumulant):  # pragma: 
         for i in range(d_):
             j = k * d_ + i
             g_eta[j] += sums[k, i] - resp_sum[k] * dA[j]
-    # The simplex transform: y = (v, -sum v), log pi = y - logsumexp(y).
-    g_sum = 0.0
-    for k in range(k_):
-        g_sum += g_logw[k]
-    last = g_logw[k_ - 1] - weights[k_ - 1] * g_sum
-    for j in range(k_ - 1):
-        grad[j] = (g_logw[j] - weights[j] * g_sum) - last
-    if not math.isfinite(logp):
-        return -np.inf, grad
-    for j in range(grad.shape[0]):
-        if not math.isfinite(grad[j]):
-            return -np.inf, grad
-    return logp, grad
+    simplex_gradient(g_logw, weights, grad)
+    return finite_or_minus_inf(logp, grad)
 
 
 @njit(nogil=True, fastmath=FASTMATH)
 def constrained_values(x, n_components, cumulant):  # pragma: no cover - compiled
     """Return the weights (K,) and the parameters ``A'(eta)`` (K D,) at ``x``."""
-    _, weights = _weights(x, n_components)
+    _, weights = simplex_weights(x, n_components)
     _, mean = _cumulant(x[n_components - 1 :].copy(), cumulant)
     return weights, mean
 
@@ -357,34 +327,40 @@ def _prior_on_eta(prior: Any, cumulant: str, shape: tuple[int, ...]) -> tuple | 
     return _LOGIT_BETA, table
 
 
+def dirichlet_data(prior: Any, n_components: int) -> tuple[np.ndarray, float] | None:
+    """Return the weights' Dirichlet concentrations and constant, or None if not a Dirichlet.
+
+    The constant is the Dirichlet's normaliser plus the simplex transform's ``log K``.
+    """
+    if getattr(prior, "distribution", None) != "Dirichlet" or set(prior.params) - {"a"}:
+        return None
+    try:
+        a = np.broadcast_to(
+            np.asarray(prior.params.get("a", 1.0), dtype=np.float64), (n_components,)
+        ).copy()
+    except ValueError:
+        return None
+    if not np.all(np.isfinite(a)) or not np.all(a > 0):
+        return None
+    return a, float(gammaln(a.sum()) - gammaln(a).sum() + math.log(n_components))
+
+
 def _prior_data(
     priors: Mapping[str, Any], param: str, cumulant: str, n_components: int, n_features: int
 ) -> dict[str, Any] | None:
     """Kernel data of the priors, or None if one is outside what the kernel covers."""
     if set(priors) != {"weights", param}:
         return None
-    weights = priors["weights"]
-    if getattr(weights, "distribution", None) != "Dirichlet" or set(weights.params) - {"a"}:
-        return None
-    try:
-        a = np.broadcast_to(
-            np.asarray(weights.params.get("a", 1.0), dtype=np.float64), (n_components,)
-        ).copy()
-    except ValueError:
-        return None
-    if not np.all(np.isfinite(a)) or not np.all(a > 0):
-        return None
+    dirichlet = dirichlet_data(priors["weights"], n_components)
     on_eta = _prior_on_eta(priors[param], cumulant, (n_components, n_features))
-    if on_eta is None:
+    if dirichlet is None or on_eta is None:
         return None
     kind, table = on_eta
-    # Dirichlet normaliser and the simplex transform's log K.
-    constant = float(gammaln(a.sum()) - gammaln(a).sum() + math.log(n_components))
     return {
         "kind": kind,
-        "weights_a": a,
+        "weights_a": dirichlet[0],
         "prior_table": table,
-        "prior_const": np.array([constant]),
+        "prior_const": np.array([dirichlet[1]]),
     }
 
 
@@ -394,7 +370,7 @@ _SHARED_KEYS = ("x_data", "w_data", "row_const", "weights_a", "prior_table", "pr
 
 
 @dataclass(frozen=True)
-class ExpFamTarget:
+class ExpFamTarget(IndependentFeaturesTarget):
     """The layout of one exponential-family mixture structure (cumulant, K, D) for nutpie.
 
     Build it with :func:`build`. It has the interface of the Gaussian family's fused
@@ -410,6 +386,8 @@ class ExpFamTarget:
     prior_data: dict[str, Any] = field(repr=False)
     row_constant: Callable[[np.ndarray], np.ndarray] | None = field(default=None, repr=False)
 
+    _callbacks = staticmethod(c_callbacks)
+
     @property
     def free(self) -> list[tuple[str, str, tuple[int, ...]]]:
         """``(variable, value variable, shape)`` of every free variable, in nutpie's order."""
@@ -419,40 +397,7 @@ class ExpFamTarget:
             (self.param, f"{self.param}_{_TRANSFORMS[self.cumulant]}__", (k, d)),
         ]
 
-    @property
-    def n_dim(self) -> int:
-        """Length of the unconstrained vector."""
-        return self.n_components - 1 + self.n_components * self.n_features
-
-    @property
-    def dims(self) -> dict[str, tuple[str, ...]]:
-        """Dims of every stored variable (as the PyMC model names them)."""
-        return {"weights": ("component",), self.param: ("component", "feature")}
-
-    @property
-    def stored(self) -> list[tuple[str, tuple[int, ...]]]:
-        """Stored variables in the order of nutpie's PyMC path, with their shapes."""
-        return [
-            ("weights", (self.n_components,)),
-            (self.param, (self.n_components, self.n_features)),
-        ]
-
-    @property
-    def coords(self) -> dict[str, Any]:
-        """Coordinates of the stored variables' dims."""
-        import pandas as pd
-
-        return {
-            "component": pd.Index(np.arange(self.n_components)),
-            "feature": pd.Index(list(self.features)),
-        }
-
     # -- data -------------------------------------------------------------------------
-
-    def _row_const(self, X: np.ndarray) -> np.ndarray:
-        if self.row_constant is None or X.shape[0] == 0:
-            return np.zeros(0)
-        return np.ascontiguousarray(self.row_constant(X), dtype=np.float64).reshape(-1)
 
     def shared_data(
         self,
@@ -500,10 +445,6 @@ class ExpFamTarget:
             CUMULANTS[self.cumulant],
         )
 
-    def make_logp_fn(self) -> Callable[..., tuple[float, np.ndarray]]:
-        """Return nutpie's logp function ``logp(x, **shared_data) -> (logp, grad)``."""
-        return lambda x, **shared: self.logp_dlogp(x, **shared)
-
     def expand(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """Constrained values of the stored variables at the unconstrained point ``x``."""
         weights, mean = constrained_values(
@@ -519,27 +460,6 @@ class ExpFamTarget:
         value = np.asarray(point[self.param], dtype=np.float64).reshape(-1)
         eta = np.log(value) if self.cumulant == "exp" else np.log(value) - np.log1p(-value)
         return np.concatenate([(log_w - log_w.mean())[:-1], eta])
-
-    def nutpie_model(
-        self,
-        shared_data: Mapping[str, Any],
-        *,
-        initial_point: Callable[[Any], np.ndarray] | None = None,
-        affine: Affine | None = None,
-    ) -> Any:
-        """Return a ``nutpie`` model on the kernel's C callbacks (no Python per gradient)."""
-        return _nutpie_internals.callback_model(
-            self,
-            shared_data,
-            initial_point=initial_point or (lambda seed: np.zeros(self.n_dim)),
-            affine=affine,
-        )
-
-    # -- what nutpie's callback model needs (bayesmix.nuts._nutpie_internals) -----------
-
-    def c_callbacks(self) -> tuple[Any, Any]:
-        """Return the C callbacks ``(logp, expand)`` (numba ``CFunc`` objects)."""
-        return c_callbacks()
 
     def freeze(self, shared: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Return read-only C-contiguous float64 copies of ``shared`` (the C code reads them)."""

@@ -70,10 +70,18 @@ import numba
 import numpy as np
 
 from bayesmix._numba_cache import cfunc, njit
-from bayesmix.nuts import _nutpie_internals
 from bayesmix.nuts._blocks import BLOCK as _BLOCK
 from bayesmix.nuts._blocks import FASTMATH as _FASTMATH
-from bayesmix.nuts._blocks import as_observations, as_weights, finish_block, weigh_block
+from bayesmix.nuts._blocks import (
+    as_observations,
+    as_weights,
+    digamma,
+    finish_block,
+    finite_or_minus_inf,
+    simplex_gradient,
+    simplex_weights,
+    weigh_block,
+)
 from bayesmix.nuts._nutpie_internals import (
     _C_EXPAND,
     _C_LOGP,
@@ -88,6 +96,7 @@ from bayesmix.nuts._priors import (
     prior_table,
     real_prior,
 )
+from bayesmix.nuts._target import CallbackTarget
 from bayesmix.nuts.laplace import Affine
 
 _log = logging.getLogger("bayesmix")
@@ -369,22 +378,7 @@ def _constrain(x, n_components, n_features, code):  # pragma: no cover - compile
     """
     k_, d_ = n_components, n_features
     o_mu, o_sig, n_sig, o_corr, n_corr = _layout(k_, d_, code)
-    y = np.empty(k_)
-    s = 0.0
-    for j in range(k_ - 1):
-        y[j] = x[j]
-        s += x[j]
-    y[k_ - 1] = -s
-    top = y.max()
-    acc = 0.0
-    for j in range(k_):
-        acc += math.exp(y[j] - top)
-    lse = top + math.log(acc)
-    log_weights = np.empty(k_)
-    weights = np.empty(k_)
-    for j in range(k_):
-        log_weights[j] = y[j] - lse
-        weights[j] = math.exp(y[j] - top) / acc
+    log_weights, weights = simplex_weights(x, k_)
     means = np.empty((k_, d_))
     if d_ == 1:
         means[0, 0] = x[o_mu]
@@ -436,24 +430,6 @@ def _factors(sigma, corr, n_components, n_features, code):  # pragma: no cover -
             else:
                 chol[k, i, i] = sd
     return chol
-
-
-@njit(nogil=True, fastmath=_FASTMATH)
-def _digamma(x):  # pragma: no cover - compiled
-    """Return the digamma function at ``x > 0`` (error below 1e-11, 1e-12 relative).
-
-    The recurrence ``psi(x) = psi(x + 1) - 1 / x`` up to ``x >= 6``, then the asymptotic
-    series.
-    """
-    result = 0.0
-    while x < 6.0:
-        result -= 1.0 / x
-        x += 1.0
-    f = 1.0 / (x * x)
-    series = f * (
-        1.0 / 12.0 - f * (1.0 / 120.0 - f * (1.0 / 252.0 - f * (1.0 / 240.0 - f * (1.0 / 132.0))))
-    )
-    return result + math.log(x) - 0.5 / x - series
 
 
 @njit(nogil=True, fastmath=_FASTMATH)
@@ -620,16 +596,11 @@ def logp_dlogp(
         g_logw[k] += resp_sum[k]
     for k in range(n_dof):
         nu = dof[k]
-        per_row = 0.5 * (_digamma(0.5 * (nu + d_)) - _digamma(0.5 * nu) - d_ / nu)
+        per_row = 0.5 * (digamma(0.5 * (nu + d_)) - digamma(0.5 * nu) - d_ / nu)
         grad[o_dof + k] = nu * (dof_sums[k] + resp_sum[k] * per_row) + g_tdof[k]
 
     # Chain rule through the transforms.
-    g_sum = 0.0
-    for k in range(k_):
-        g_sum += g_logw[k]
-    last = g_logw[k_ - 1] - weights[k_ - 1] * g_sum
-    for j in range(k_ - 1):
-        grad[j] = (g_logw[j] - weights[j] * g_sum) - last
+    simplex_gradient(g_logw, weights, grad)
     if d_ == 1:
         tail = 0.0
         for k in range(k_ - 1, 0, -1):
@@ -653,12 +624,7 @@ def logp_dlogp(
                 for j in range(i):
                     g = (g_corr[c, i, j] - proj * corr[c, i, j]) / r
                     grad[o_corr + c * m + index[i, j]] = g
-    if not math.isfinite(logp):
-        return -np.inf, grad
-    for j in range(grad.shape[0]):
-        if not math.isfinite(grad[j]):
-            return -np.inf, grad
-    return logp, grad
+    return finite_or_minus_inf(logp, grad)
 
 
 @njit(nogil=True, fastmath=_FASTMATH)
@@ -842,7 +808,7 @@ def _broadcast(value: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray |
 
 
 @dataclass(frozen=True)
-class FastGaussian:
+class FastGaussian(CallbackTarget):
     """The layout of one location-scale mixture structure (covariance type, K, D) for nutpie.
 
     Build it with :func:`build`; :meth:`shared_data` gives the kernel's data for
@@ -859,6 +825,8 @@ class FastGaussian:
     prior_data: dict[str, Any] = field(repr=False)
     dof: bool = False
     matrix_name: str = "covariances"
+
+    _callbacks = staticmethod(c_callbacks)
 
     @property
     def code(self) -> int:
@@ -1063,35 +1031,7 @@ class FastGaussian:
                     parts.append(np.log(value).ravel())
         return np.concatenate(parts)
 
-    def nutpie_model(
-        self,
-        shared_data: Mapping[str, Any],
-        *,
-        initial_point: Callable[[Any], np.ndarray] | None = None,
-        affine: Affine | None = None,
-    ) -> Any:
-        """Return a ``nutpie`` model on the kernel's C callbacks (no Python per gradient).
-
-        ``shared_data`` comes from :meth:`shared_data`; ``with_data`` on the result
-        replaces any of it (new observations, new prior parameters) without compiling.
-        With ``affine`` (:mod:`bayesmix.nuts.laplace`) the sampler moves in coordinates ``u``
-        with ``x = affine.shift + affine.factor @ u``; ``initial_point`` then returns
-        ``u``. Falls back to ``nutpie``'s public ``from_pyfunc`` (a Python call per
-        gradient, about 25 us) if this nutpie lacks the internals the C path needs
-        (:mod:`bayesmix.nuts._nutpie_internals`).
-        """
-        return _nutpie_internals.callback_model(
-            self,
-            shared_data,
-            initial_point=initial_point or (lambda seed: np.zeros(self.n_dim)),
-            affine=affine,
-        )
-
     # -- what nutpie's callback model needs (bayesmix.nuts._nutpie_internals) -----------
-
-    def c_callbacks(self) -> tuple[Any, Any]:
-        """Return the C callbacks ``(logp, expand)`` (numba ``CFunc`` objects)."""
-        return c_callbacks()
 
     def freeze(self, shared: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Return read-only C-contiguous float64 copies of ``shared`` (the C code reads them)."""
