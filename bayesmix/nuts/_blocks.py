@@ -27,6 +27,7 @@ __all__ = [
     "digamma",
     "finish_block",
     "finite_or_minus_inf",
+    "log_block",
     "simplex_gradient",
     "simplex_weights",
     "weigh_block",
@@ -168,6 +169,49 @@ def weigh_block(w, start, top, inv_norm, n):  # pragma: no cover - compiled
             total += wb * (top[b] - math.log(inv_norm[b]))
         inv_norm[b] *= wb
     return total
+
+
+# log(y) = k ln 2 + log(m), y = 2^k m with m in [sqrt(2) / 2, sqrt(2)) (fdlibm's e_log.c):
+# with f = m - 1 and s = f / (2 + f), log(m) = f - (f^2 / 2 - s (f^2 / 2 + R(s^2))).
+_LG1 = 6.666666666666735130e-01
+_LG2 = 3.999999999940941908e-01
+_LG3 = 2.857142874366239149e-01
+_LG4 = 2.222219843214978396e-01
+_LG5 = 1.818357216161805012e-01
+_LG6 = 1.531383769920937332e-01
+_LG7 = 1.479819860511658591e-01
+# Added to the bits of y, carries the exponent up where the mantissa is >= sqrt(2).
+_SQRT2_SHIFT = 0x3FF0000000000000 - 0x3FE6A09E00000000
+_SQRT_HALF_BITS = 0x3FE6A09E00000000
+_MANTISSA = 0x000FFFFFFFFFFFFF
+_LARGEST = 1.7976931348623157e308
+
+
+@numba.njit(nogil=True, inline="always", fastmath=FASTMATH)
+def log_block(a, exponent, n):  # pragma: no cover - compiled
+    """Replace ``a[:n]`` (positive normal numbers) by their natural logarithms, vectorised.
+
+    fdlibm's algorithm (below 1 ulp) without branches or calls, so that LLVM vectorises
+    it; ``exponent`` (at least ``n`` floats) is scratch. Infinities and NaN are left as
+    they are. Not for zero, negative or subnormal arguments (the kernels call it on
+    ``1 + q / nu >= 1``).
+    """
+    bits = a.view(np.int64)
+    for b in range(n):
+        y = a[b]
+        shifted = bits[b] + _SQRT2_SHIFT
+        exponent[b] = float((shifted >> 52) - 1023) if y <= _LARGEST else y
+        bits[b] = (shifted & _MANTISSA) + _SQRT_HALF_BITS
+    for b in range(n):
+        f = a[b] - 1.0
+        hfsq = 0.5 * f * f
+        s = f / (2.0 + f)
+        z = s * s
+        w = z * z
+        t1 = w * (_LG2 + w * (_LG4 + w * _LG6))
+        t2 = z * (_LG1 + w * (_LG3 + w * (_LG5 + w * _LG7)))
+        dk = exponent[b]
+        a[b] = dk * _LN2_HI - ((hfsq - (s * (hfsq + t1 + t2) + dk * _LN2_LO)) - f)
 
 
 @numba.njit(nogil=True, inline="always", fastmath=FASTMATH)

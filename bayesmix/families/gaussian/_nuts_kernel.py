@@ -78,6 +78,7 @@ from bayesmix.nuts._blocks import (
     digamma,
     finish_block,
     finite_or_minus_inf,
+    log_block,
     simplex_gradient,
     simplex_weights,
     weigh_block,
@@ -175,16 +176,20 @@ def _radial_block(row, qb, c, dof, k, n_features, n, sb, gb):  # pragma: no cove
             row[b] = c - 0.5 * qb[b]
         return
     nu = dof[k]
+    inv_nu = 1.0 / nu
     half = 0.5 * (nu + n_features)
     sk = sb[k]
     gk = gb[k]
     for b in range(n):
+        gk[b] = 1.0 + qb[b] * inv_nu
+    log_block(gk, sk, n)  # log(1 + q / nu), vectorised (sk is scratch)
+    for b in range(n):
         q = qb[b]
-        lq = math.log1p(q / nu)
+        lq = gk[b]
         row[b] = c - half * lq
         s = (nu + n_features) / (nu + q)
         sk[b] = s
-        gk[b] = 0.5 * (s * q / nu - lq)
+        gk[b] = 0.5 * (s * q * inv_nu - lq)
 
 
 @njit(nogil=True, fastmath=_FASTMATH, inline="always")

@@ -12,10 +12,8 @@ import logging
 import numpy as np
 import pytensor
 import pytest
-from scipy import special
 
 import bayesmix as bm
-from bayesmix.nuts._blocks import digamma
 from bayesmix.priors import Prior
 
 _PY_FAST = pytensor.compile.mode.Mode(linker="py", optimizer="fast_run").excluding("fusion")
@@ -109,12 +107,6 @@ def test_weights_repeat_rows_and_the_start_is_pymcs_transform():
     # unconstrain inverts expand (the EM start goes through it).
     point = fast.expand(x)
     np.testing.assert_allclose(fast.unconstrain(point), x, rtol=1e-10, atol=1e-10)
-
-
-def test_digamma_equals_scipy():
-    x = np.concatenate([np.geomspace(1e-3, 1e5, 400), np.linspace(0.5, 12.0, 200)])
-    ours = np.array([digamma(value) for value in x])
-    np.testing.assert_allclose(ours, special.digamma(x), rtol=1e-12, atol=1e-11)
 
 
 def test_a_parameterisation_outside_the_table_compiles_the_pymc_model(caplog):
