@@ -254,6 +254,16 @@ class _IndependentFeaturesMixture(MixtureModel):
     def _fitted_attributes(self, point: dict[str, np.ndarray]) -> None:
         setattr(self, f"{self._param}_", point[self._param])
 
+    def _fast_pointwise(
+        self, X: np.ndarray, weights: np.ndarray, param: np.ndarray, out: np.ndarray
+    ) -> bool:
+        """Fill the pointwise log-likelihood of many draws with the exponential-family kernel."""
+        from bayesmix.nuts import expfam
+
+        return expfam.pointwise(
+            X, weights, param, out, cumulant=self._cumulant, row_constant=self._row_constant
+        )
+
     def _nuts_target(self, data: MixtureData, priors: dict[str, Prior]) -> Any:
         """Return the fused exponential-family kernel (:mod:`bayesmix.nuts.expfam`) if it applies.
 

@@ -983,6 +983,19 @@ class NegativeBinomialMixture(MixtureModel):
         self.rates_ = point["rates"]
         self.dispersion_ = point["dispersion"]
 
+    def _fast_pointwise(
+        self,
+        X: np.ndarray,
+        weights: np.ndarray,
+        rates: np.ndarray,
+        dispersion: np.ndarray,
+        out: np.ndarray,
+    ) -> bool:
+        """Fill the pointwise log-likelihood of many draws with the negative binomial kernel."""
+        from bayesmix.nuts import negbin
+
+        return negbin.pointwise(X, weights, rates, dispersion, out, row_constant=count_row_constant)
+
     def _nuts_target(self, data: MixtureData, priors: dict[str, Prior]) -> Any:
         """Return the fused negative binomial kernel (:mod:`bayesmix.nuts.negbin`) if it applies.
 

@@ -14,6 +14,7 @@ this module's source too).
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 import numba
@@ -24,9 +25,11 @@ __all__ = [
     "FASTMATH",
     "as_observations",
     "as_weights",
+    "block_log_densities",
     "digamma",
     "finish_block",
     "finite_or_minus_inf",
+    "kernel_pays_off",
     "log_block",
     "simplex_gradient",
     "simplex_weights",
@@ -284,6 +287,33 @@ def digamma(x):  # pragma: no cover - compiled
         1.0 / 12.0 - f * (1.0 / 120.0 - f * (1.0 / 252.0 - f * (1.0 / 240.0 - f * (1.0 / 132.0))))
     )
     return result + math.log(x) - 0.5 / x - series
+
+
+@numba.njit(nogil=True, inline="always", fastmath=FASTMATH)
+def block_log_densities(wlp, top, inv_norm, scale, n_components, n):  # pragma: no cover
+    """Turn a block's weighted log densities into each row's ``log sum_k exp wlp[k, b]``.
+
+    The result is left in ``top[:n]`` (:func:`finish_block`, then a vectorised log of the
+    normalisers); ``wlp``, ``inv_norm`` and ``scale`` are overwritten.
+    """
+    finish_block(wlp, top, inv_norm, scale, n_components, n)
+    log_block(inv_norm, scale, n)
+    for b in range(n):
+        top[b] -= inv_norm[b]
+
+
+# The pointwise log densities of many draws (the log_likelihood group) use a kernel from
+# this many values (draws x rows) on, or from the smaller count once numba is imported
+# (by a fit's kernels: loading one more function from numba's cache then costs ~10 ms).
+KERNEL_MIN_VALUES = 2**18
+KERNEL_LOADED_MIN_VALUES = 2**15
+
+
+def kernel_pays_off(n_values: int) -> bool:
+    """Whether a compiled kernel is the faster way to ``n_values`` log densities."""
+    if n_values >= KERNEL_MIN_VALUES:
+        return True
+    return n_values >= KERNEL_LOADED_MIN_VALUES and "numba" in sys.modules
 
 
 # -- the kernels' data ---------------------------------------------------------------

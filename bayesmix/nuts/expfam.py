@@ -58,8 +58,10 @@ from bayesmix.nuts._blocks import (
     FASTMATH,
     as_observations,
     as_weights,
+    block_log_densities,
     finish_block,
     finite_or_minus_inf,
+    kernel_pays_off,
     simplex_gradient,
     simplex_weights,
     weigh_block,
@@ -69,7 +71,14 @@ from bayesmix.nuts._priors import LOG_SCALE_KINDS, log_scale_prior, prior_table
 from bayesmix.nuts._target import IndependentFeaturesTarget
 from bayesmix.nuts.laplace import Affine
 
-__all__ = ["CUMULANTS", "ExpFamTarget", "build", "dirichlet_data", "logp_dlogp"]
+__all__ = [
+    "CUMULANTS",
+    "ExpFamTarget",
+    "build",
+    "dirichlet_data",
+    "logp_dlogp",
+    "pointwise",
+]
 
 # The cumulants the kernel implements, and the PyMC transform whose value is ``eta``.
 CUMULANTS = {"exp": 0, "softplus": 1}
@@ -224,6 +233,79 @@ def constrained_values(x, n_components, cumulant):  # pragma: no cover - compile
     _, weights = simplex_weights(x, n_components)
     _, mean = _cumulant(x[n_components - 1 :].copy(), cumulant)
     return weights, mean
+
+
+@njit(nogil=True, fastmath=FASTMATH)
+def _pointwise(X, row_const, logc, eta, out):  # pragma: no cover - compiled
+    """Write ``out[s, n] = log sum_k exp(logc[s, k] + sum_d eta[s, k, d] x_nd) + c(x_n)``.
+
+    ``logc`` (S, K) are ``log pi_k - sum_d A(eta_kd)`` per draw; ``row_const`` (N,) or
+    (0,). Rows in blocks, every draw per block (the block stays in cache).
+    """
+    n_draws, n_components = logc.shape
+    n_samples, n_features = X.shape
+    xb = np.empty((n_features, BLOCK))
+    wlp = np.empty((n_components, BLOCK))
+    top = np.empty(BLOCK)
+    inv_norm = np.empty(BLOCK)
+    scale = np.empty(BLOCK)
+    constant = row_const.shape[0] > 0
+    for start in range(0, n_samples, BLOCK):
+        n = min(BLOCK, n_samples - start)
+        for b in range(n):
+            for i in range(n_features):
+                xb[i, b] = X[start + b, i]
+        for s in range(n_draws):
+            for k in range(n_components):
+                row = wlp[k]
+                c = logc[s, k]
+                for b in range(n):
+                    row[b] = c
+                for i in range(n_features):
+                    h = eta[s, k, i]
+                    xi = xb[i]
+                    for b in range(n):
+                        row[b] += h * xi[b]
+            block_log_densities(wlp, top, inv_norm, scale, n_components, n)
+            out_s = out[s]
+            for b in range(n):
+                out_s[start + b] = top[b] + row_const[start + b] if constant else top[b]
+
+
+def pointwise(
+    X: np.ndarray,
+    weights: np.ndarray,
+    param: np.ndarray,
+    out: np.ndarray,
+    *,
+    cumulant: str,
+    row_constant: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> bool:
+    """Write ``log p(x_n | theta^s)`` of every draw into ``out`` (S, N) with the kernel.
+
+    ``weights`` (S, K) and ``param`` (S, K, D) (rates or probabilities) are draws;
+    ``row_constant`` gives ``c(x_n)``. Returns False (``out`` untouched) where NumPy is
+    the faster way (few values) or for parameters on the boundary of their support (a
+    rate of 0, a probability of 0 or 1: EM estimates), which the family's NumPy density
+    handles; the signature of :attr:`bayesmix.model.MixtureModel._fast_pointwise`.
+    """
+    weights = np.asarray(weights, dtype=np.float64)
+    param = np.asarray(param, dtype=np.float64)
+    inside = (param > 0.0) & (param < (np.inf if cumulant == "exp" else 1.0))
+    if not kernel_pays_off(out.size) or not inside.all() or not (weights > 0.0).all():
+        return False
+    if cumulant == "exp":
+        eta, a = np.log(param), param
+    else:
+        eta = np.log(param) - np.log1p(-param)
+        a = -np.log1p(-param)  # log(1 + exp(eta))
+    X = as_observations(X, param.shape[-1])
+    row_const = np.zeros(0)
+    if row_constant is not None and X.shape[0] > 0:
+        row_const = np.ascontiguousarray(row_constant(X), dtype=np.float64)
+    logc = np.ascontiguousarray(np.log(weights) - a.sum(axis=-1))
+    _pointwise(X, row_const, logc, np.ascontiguousarray(eta), out)
+    return True
 
 
 # -- C entry points for nutpie (see bayesmix.families.gaussian._nuts_kernel) ---------------

@@ -58,9 +58,11 @@ from bayesmix.nuts._blocks import (
     FASTMATH,
     as_observations,
     as_weights,
+    block_log_densities,
     digamma,
     finish_block,
     finite_or_minus_inf,
+    kernel_pays_off,
     simplex_gradient,
     simplex_weights,
     weigh_block,
@@ -71,7 +73,7 @@ from bayesmix.nuts._target import IndependentFeaturesTarget
 from bayesmix.nuts.expfam import dirichlet_data
 from bayesmix.nuts.laplace import Affine
 
-__all__ = ["NegBinTarget", "build", "levels", "logp_dlogp"]
+__all__ = ["NegBinTarget", "build", "levels", "logp_dlogp", "pointwise"]
 
 # Distinct counts further apart than this are tabulated by lgamma / digamma instead of
 # the running sums.
@@ -273,6 +275,90 @@ def constrained_values(x, n_components, n_features):  # pragma: no cover - compi
     kd = n_components * n_features
     start = n_components - 1
     return weights, np.exp(x[start : start + kd]), np.exp(x[start + kd : start + 2 * kd])
+
+
+@njit(nogil=True, fastmath=FASTMATH)
+def _pointwise(
+    index, values, starts, row_const, log_weights, rates, dispersion, out
+):  # pragma: no cover - compiled
+    """Write ``out[s, n] = log p(x_n | theta^s)`` for draws of (K,) weights, (K, D) parameters.
+
+    Each draw tabulates its distinct counts (:func:`_tables`), then one pass over the rows.
+    """
+    n_draws, n_components = log_weights.shape
+    n_samples, n_features = index.shape
+    m_ = values.shape[0]
+    table = np.empty((n_components, m_))
+    dpsi = np.empty((n_components, m_))
+    eta = np.empty((n_components, n_features))
+    logc = np.empty(n_components)
+    ib = np.empty((n_features, BLOCK), dtype=np.int64)
+    wlp = np.empty((n_components, BLOCK))
+    top = np.empty(BLOCK)
+    inv_norm = np.empty(BLOCK)
+    scale = np.empty(BLOCK)
+    constant = row_const.shape[0] > 0
+    for s in range(n_draws):
+        mu = rates[s]
+        alpha = dispersion[s]
+        for k in range(n_components):
+            c = log_weights[s, k]
+            for i in range(n_features):
+                eta[k, i] = math.log(mu[k, i]) - math.log(alpha[k, i] + mu[k, i])
+                c -= alpha[k, i] * math.log1p(mu[k, i] / alpha[k, i])
+            logc[k] = c
+        _tables(values, starts, eta, alpha, table, dpsi)
+        out_s = out[s]
+        for start in range(0, n_samples, BLOCK):
+            n = min(BLOCK, n_samples - start)
+            for b in range(n):
+                for i in range(n_features):
+                    ib[i, b] = index[start + b, i]
+            for k in range(n_components):
+                row = wlp[k]
+                tk = table[k]
+                for b in range(n):
+                    row[b] = logc[k]
+                for i in range(n_features):
+                    ii = ib[i]
+                    for b in range(n):
+                        row[b] += tk[ii[b]]
+            block_log_densities(wlp, top, inv_norm, scale, n_components, n)
+            for b in range(n):
+                out_s[start + b] = top[b] + row_const[start + b] if constant else top[b]
+
+
+def pointwise(
+    X: np.ndarray,
+    weights: np.ndarray,
+    rates: np.ndarray,
+    dispersion: np.ndarray,
+    out: np.ndarray,
+    *,
+    row_constant: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> bool:
+    """Write ``log p(x_n | theta^s)`` of every draw into ``out`` (S, N) with the kernel.
+
+    ``weights`` (S, K), ``rates`` and ``dispersion`` (S, K, D) are draws; ``row_constant``
+    gives ``-sum_d log x_nd!``. Returns False (``out`` untouched) where NumPy is the
+    faster way (few values), for rates of 0 (EM estimates) and for dispersions above
+    ``1e3`` (the NumPy density's Stirling series keeps the Poisson limit exact); the
+    signature of :attr:`bayesmix.model.MixtureModel._fast_pointwise`.
+    """
+    weights = np.asarray(weights, dtype=np.float64)
+    rates = np.ascontiguousarray(rates, dtype=np.float64)
+    dispersion = np.ascontiguousarray(dispersion, dtype=np.float64)
+    usable = (rates > 0.0).all() and ((dispersion > 0.0) & (dispersion <= 1e3)).all()
+    if not kernel_pays_off(out.size) or not usable or not (weights > 0.0).all():
+        return False
+    X = as_observations(X, rates.shape[-1])
+    values, starts, index = levels(X)
+    row_const = np.zeros(0)
+    if row_constant is not None and X.shape[0] > 0:
+        row_const = np.ascontiguousarray(row_constant(X), dtype=np.float64)
+    log_weights = np.ascontiguousarray(np.log(weights))
+    _pointwise(index, values, starts, row_const, log_weights, rates, dispersion, out)
+    return True
 
 
 # -- C entry points for nutpie (see bayesmix.nuts.expfam) -------------------------------------

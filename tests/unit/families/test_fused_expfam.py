@@ -206,3 +206,28 @@ def test_nuts_fit_samples_the_fused_kernel_near_the_em_estimate(cls, caplog):
     sd = posterior[name].std(("chain", "draw")).to_numpy()
     em = estimator.em_.params[name]
     assert np.all(np.abs(mean - em) <= 4.0 * sd + 1e-3)
+
+
+@pytest.mark.parametrize("cls", [bm.PoissonMixture, bm.BernoulliMixture])
+def test_pointwise_log_likelihood_of_many_draws_equals_numpys(cls):
+    from bayesmix.stats import pointwise_log_likelihood
+
+    rng = np.random.default_rng(10)
+    X = _rows(cls, rng, n=600)
+    estimator = cls(n_components=K)
+    draws, d = 400, X.shape[1]
+    weights = rng.dirichlet(np.ones(K), draws)
+    if cls is bm.PoissonMixture:
+        param = rng.gamma(3.0, 2.0, (draws, K, d))
+    else:
+        param = rng.uniform(0.01, 0.99, (draws, K, d))
+    out = np.full((draws, len(X)), np.nan)
+    assert estimator._fast_pointwise(X, weights, param, out=out)
+    expected = pointwise_log_likelihood(
+        X, weights, param, component_log_prob=estimator.component_log_prob
+    )
+    np.testing.assert_allclose(out, expected, rtol=1e-12)
+    # Parameters on the boundary (EM estimates) and few values are NumPy's.
+    param[0, 0, 0] = 0.0
+    assert not estimator._fast_pointwise(X, weights, param, out=out)
+    assert not estimator._fast_pointwise(X[:3], weights[:2], param[:2], out=out[:2, :3])

@@ -240,3 +240,24 @@ def test_nuts_fit_samples_the_fused_kernel_near_the_em_estimate(caplog):
     mean = posterior["rates"].mean(("chain", "draw")).to_numpy()
     sd = posterior["rates"].std(("chain", "draw")).to_numpy()
     assert np.all(np.abs(mean - estimator.em_.params["rates"]) <= 4.0 * sd + 1e-3)
+
+
+def test_pointwise_log_likelihood_of_many_draws_equals_numpys():
+    from bayesmix.stats import pointwise_log_likelihood
+
+    rng = np.random.default_rng(10)
+    X = _counts(rng, n=600, spread=True)
+    estimator = bm.NegativeBinomialMixture(n_components=K)
+    draws = 300
+    weights = rng.dirichlet(np.ones(K), draws)
+    rates = rng.gamma(3.0, 2.0, (draws, K, 2))
+    dispersion = np.exp(rng.uniform(-2.0, 6.5, (draws, K, 2)))
+    out = np.full((draws, len(X)), np.nan)
+    assert estimator._fast_pointwise(X, weights, rates, dispersion, out=out)
+    expected = pointwise_log_likelihood(
+        X, weights, rates, dispersion, component_log_prob=estimator.component_log_prob
+    )
+    np.testing.assert_allclose(out, expected, rtol=1e-11)
+    # Near the Poisson limit the NumPy density's Stirling series is the exact one.
+    dispersion[0, 0, 0] = 1e5
+    assert not estimator._fast_pointwise(X, weights, rates, dispersion, out=out)
