@@ -2,7 +2,28 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
+
+# Many log densities (draws x rows: the log_likelihood group) are computed by a compiled
+# kernel from this many values on, or from the smaller count once numba is imported (by a
+# fit's kernels: loading one more function from numba's cache then costs ~10 ms, while a
+# fresh process pays ~0.3 s to import numba).
+KERNEL_MIN_VALUES = 2**18
+KERNEL_LOADED_MIN_VALUES = 2**15
+
+
+def kernel_pays_off(
+    n_values: int,
+    min_values: int = KERNEL_MIN_VALUES,
+    loaded_min_values: int = KERNEL_LOADED_MIN_VALUES,
+) -> bool:
+    """Whether a compiled kernel is the faster way to ``n_values`` log densities."""
+    if n_values >= min_values:
+        return True
+    return n_values >= loaded_min_values and "numba" in sys.modules
+
 
 __all__ = [
     "column_means",

@@ -48,7 +48,7 @@ import numpy as np
 import pymc as pm
 from scipy.special import gammaln
 
-from bayesmix._numeric import column_sums, features_dot
+from bayesmix._numeric import column_sums, features_dot, kernel_pays_off
 from bayesmix._params import Options
 from bayesmix._validation import MixtureData
 from bayesmix.em.chunked import EMSteps, sample_indices
@@ -258,6 +258,8 @@ class _IndependentFeaturesMixture(MixtureModel):
         self, X: np.ndarray, weights: np.ndarray, param: np.ndarray, out: np.ndarray
     ) -> bool:
         """Fill the pointwise log-likelihood of many draws with the exponential-family kernel."""
+        if not kernel_pays_off(out.size):
+            return False
         from bayesmix.nuts import expfam
 
         return expfam.pointwise(

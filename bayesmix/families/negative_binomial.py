@@ -71,7 +71,7 @@ import pytensor.tensor as pt
 from scipy import sparse
 from scipy.special import digamma, gammaln, polygamma
 
-from bayesmix._numeric import column_means, features_dot
+from bayesmix._numeric import column_means, features_dot, kernel_pays_off
 from bayesmix._threads import single_blas_thread
 from bayesmix._validation import MixtureData, check_sample_weight
 from bayesmix.em.chunked import EMSteps, sample_indices
@@ -992,6 +992,8 @@ class NegativeBinomialMixture(MixtureModel):
         out: np.ndarray,
     ) -> bool:
         """Fill the pointwise log-likelihood of many draws with the negative binomial kernel."""
+        if not kernel_pays_off(out.size):
+            return False
         from bayesmix.nuts import negbin
 
         return negbin.pointwise(X, weights, rates, dispersion, out, row_constant=count_row_constant)

@@ -64,7 +64,7 @@ import pytensor.tensor as pt
 from scipy.optimize import brentq
 from scipy.special import digamma, gammaln
 
-from bayesmix._numeric import column_sums
+from bayesmix._numeric import column_sums, kernel_pays_off
 from bayesmix._params import Hint, Satisfies
 from bayesmix._threads import single_blas_thread
 from bayesmix._validation import MixtureData
@@ -151,6 +151,22 @@ def student_t_log_prob(
         - 0.5 * log_det
         - 0.5 * (dof + n_features) * np.logaddexp(0.0, log_m - np.log(dof))
     )
+
+
+def _fast_pointwise(
+    X: np.ndarray,
+    weights: np.ndarray,
+    means: np.ndarray,
+    scales: np.ndarray,
+    dof: np.ndarray,
+    out: np.ndarray,
+) -> bool:
+    """Fill the pointwise log-likelihood of many draws with the location-scale kernel."""
+    if not kernel_pays_off(out.size):
+        return False
+    from bayesmix.families.gaussian._nuts_kernel import pointwise_t
+
+    return pointwise_t(X, weights, means, scales, dof, out)
 
 
 def t_log_density(
@@ -760,6 +776,7 @@ class StudentTMixture(_LocationScaleMixture):
     _family = "student_t"
     _component_vars = ("means", "scales", "dof")
     component_log_prob = staticmethod(student_t_log_prob)
+    _fast_pointwise = staticmethod(_fast_pointwise)
     _matrix_var = "scales"
     _has_dof = True
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {

@@ -14,7 +14,6 @@ this module's source too).
 from __future__ import annotations
 
 import math
-import sys
 from typing import Any
 
 import numba
@@ -29,7 +28,6 @@ __all__ = [
     "digamma",
     "finish_block",
     "finite_or_minus_inf",
-    "kernel_pays_off",
     "log_block",
     "simplex_gradient",
     "simplex_weights",
@@ -300,20 +298,6 @@ def block_log_densities(wlp, top, inv_norm, scale, n_components, n):  # pragma: 
     log_block(inv_norm, scale, n)
     for b in range(n):
         top[b] -= inv_norm[b]
-
-
-# The pointwise log densities of many draws (the log_likelihood group) use a kernel from
-# this many values (draws x rows) on, or from the smaller count once numba is imported
-# (by a fit's kernels: loading one more function from numba's cache then costs ~10 ms).
-KERNEL_MIN_VALUES = 2**18
-KERNEL_LOADED_MIN_VALUES = 2**15
-
-
-def kernel_pays_off(n_values: int) -> bool:
-    """Whether a compiled kernel is the faster way to ``n_values`` log densities."""
-    if n_values >= KERNEL_MIN_VALUES:
-        return True
-    return n_values >= KERNEL_LOADED_MIN_VALUES and "numba" in sys.modules
 
 
 # -- the kernels' data ---------------------------------------------------------------

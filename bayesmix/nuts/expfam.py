@@ -61,7 +61,6 @@ from bayesmix.nuts._blocks import (
     block_log_densities,
     finish_block,
     finite_or_minus_inf,
-    kernel_pays_off,
     simplex_gradient,
     simplex_weights,
     weigh_block,
@@ -284,15 +283,16 @@ def pointwise(
     """Write ``log p(x_n | theta^s)`` of every draw into ``out`` (S, N) with the kernel.
 
     ``weights`` (S, K) and ``param`` (S, K, D) (rates or probabilities) are draws;
-    ``row_constant`` gives ``c(x_n)``. Returns False (``out`` untouched) where NumPy is
-    the faster way (few values) or for parameters on the boundary of their support (a
-    rate of 0, a probability of 0 or 1: EM estimates), which the family's NumPy density
-    handles; the signature of :attr:`bayesmix.model.MixtureModel._fast_pointwise`.
+    ``row_constant`` gives ``c(x_n)``. Returns False (``out`` untouched) for parameters
+    on the boundary of their support (a rate of 0, a probability of 0 or 1: EM
+    estimates), which the family's NumPy density handles. Families call it as their
+    :attr:`bayesmix.model.MixtureModel._fast_pointwise` for many values
+    (:func:`bayesmix._numeric.kernel_pays_off`).
     """
     weights = np.asarray(weights, dtype=np.float64)
     param = np.asarray(param, dtype=np.float64)
     inside = (param > 0.0) & (param < (np.inf if cumulant == "exp" else 1.0))
-    if not kernel_pays_off(out.size) or not inside.all() or not (weights > 0.0).all():
+    if not inside.all() or not (weights > 0.0).all():
         return False
     if cumulant == "exp":
         eta, a = np.log(param), param

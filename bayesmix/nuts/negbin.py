@@ -62,7 +62,6 @@ from bayesmix.nuts._blocks import (
     digamma,
     finish_block,
     finite_or_minus_inf,
-    kernel_pays_off,
     simplex_gradient,
     simplex_weights,
     weigh_block,
@@ -340,16 +339,17 @@ def pointwise(
     """Write ``log p(x_n | theta^s)`` of every draw into ``out`` (S, N) with the kernel.
 
     ``weights`` (S, K), ``rates`` and ``dispersion`` (S, K, D) are draws; ``row_constant``
-    gives ``-sum_d log x_nd!``. Returns False (``out`` untouched) where NumPy is the
-    faster way (few values), for rates of 0 (EM estimates) and for dispersions above
-    ``1e3`` (the NumPy density's Stirling series keeps the Poisson limit exact); the
-    signature of :attr:`bayesmix.model.MixtureModel._fast_pointwise`.
+    gives ``-sum_d log x_nd!``. Returns False (``out`` untouched) for rates of 0 (EM
+    estimates) and for dispersions above ``1e3`` (the NumPy density's Stirling series
+    keeps the Poisson limit exact). The family calls it as its
+    :attr:`bayesmix.model.MixtureModel._fast_pointwise` for many values
+    (:func:`bayesmix._numeric.kernel_pays_off`).
     """
     weights = np.asarray(weights, dtype=np.float64)
     rates = np.ascontiguousarray(rates, dtype=np.float64)
     dispersion = np.ascontiguousarray(dispersion, dtype=np.float64)
     usable = (rates > 0.0).all() and ((dispersion > 0.0) & (dispersion <= 1e3)).all()
-    if not kernel_pays_off(out.size) or not usable or not (weights > 0.0).all():
+    if not usable or not (weights > 0.0).all():
         return False
     X = as_observations(X, rates.shape[-1])
     values, starts, index = levels(X)

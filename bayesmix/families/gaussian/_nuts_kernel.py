@@ -75,6 +75,7 @@ from bayesmix.nuts._blocks import FASTMATH as _FASTMATH
 from bayesmix.nuts._blocks import (
     as_observations,
     as_weights,
+    block_log_densities,
     digamma,
     finish_block,
     finite_or_minus_inf,
@@ -87,8 +88,8 @@ from bayesmix.nuts._nutpie_internals import (
     _C_EXPAND,
     _C_LOGP,
     _as_pointer,
-    affine_point,
-    affine_pull_back,
+    model_point,
+    pull_back,
 )
 from bayesmix.nuts._priors import (
     LOG_SCALE_KINDS,
@@ -102,7 +103,7 @@ from bayesmix.nuts.laplace import Affine
 
 _log = logging.getLogger("bayesmix")
 
-__all__ = ["FastGaussian", "build", "logp_dlogp"]
+__all__ = ["FastGaussian", "build", "logp_dlogp", "pointwise_t"]
 
 COVARIANCE_CODES = {"full": 0, "diag": 1, "spherical": 2, "tied": 3}
 
@@ -656,6 +657,108 @@ def constrained_values(x, n_components, n_features, code, n_dof):  # pragma: no 
     return weights, means, sigma, corr, cov, dof
 
 
+@njit(nogil=True, fastmath=_FASTMATH)
+def _pointwise_t(X, logc, means, chol, dof, out):  # pragma: no cover - compiled
+    """Write ``out[s, n] = log sum_k exp(logc[s, k] - (nu + D) / 2 log(1 + q / nu))``.
+
+    ``q = |L_sk^-1 (x_n - mu_sk)|^2`` with the lower Cholesky factors ``chol`` (S, K, D, D)
+    of the scale matrices; ``logc`` (S, K) the log weights plus the t's normalising terms;
+    ``dof`` (S, K). Rows in blocks, every draw per block (the block stays in cache).
+    """
+    n_draws, n_components = logc.shape
+    n_samples, n_features = X.shape
+    xb = np.empty((n_features, _BLOCK))
+    zb = np.empty((n_features, _BLOCK))
+    wlp = np.empty((n_components, _BLOCK))
+    top = np.empty(_BLOCK)
+    inv_norm = np.empty(_BLOCK)
+    scale = np.empty(_BLOCK)
+    for start in range(0, n_samples, _BLOCK):
+        n = min(_BLOCK, n_samples - start)
+        for b in range(n):
+            for i in range(n_features):
+                xb[i, b] = X[start + b, i]
+        for s in range(n_draws):
+            for k in range(n_components):
+                row = wlp[k]
+                for b in range(n):
+                    row[b] = 0.0
+                for i in range(n_features):
+                    m = means[s, k, i]
+                    xi = xb[i]
+                    zi = zb[i]
+                    for b in range(n):
+                        zi[b] = xi[b] - m
+                    for j in range(i):
+                        cij = chol[s, k, i, j]
+                        zj = zb[j]
+                        for b in range(n):
+                            zi[b] -= cij * zj[b]
+                    r = 1.0 / chol[s, k, i, i]
+                    for b in range(n):
+                        z = zi[b] * r
+                        zi[b] = z
+                        row[b] += z * z
+                nu = dof[s, k]
+                inv_nu = 1.0 / nu
+                for b in range(n):
+                    row[b] = 1.0 + row[b] * inv_nu
+                log_block(row, scale, n)  # log(1 + q / nu); scale is scratch
+                half = 0.5 * (nu + n_features)
+                c = logc[s, k]
+                for b in range(n):
+                    row[b] = c - half * row[b]
+            block_log_densities(wlp, top, inv_norm, scale, n_components, n)
+            out_s = out[s]
+            for b in range(n):
+                out_s[start + b] = top[b]
+
+
+def pointwise_t(
+    X: np.ndarray,
+    weights: np.ndarray,
+    means: np.ndarray,
+    scales: np.ndarray,
+    dof: np.ndarray,
+    out: np.ndarray,
+) -> bool:
+    """Write ``log p(x_n | theta^s)`` of Student-t mixture draws into ``out`` (S, N).
+
+    ``weights`` (S, K), ``means`` (S, K, D), ``scales`` (S, K, D, D), ``dof`` (S, K).
+    Returns False (``out`` untouched) for weights of 0; rows whose value is not finite
+    here (beyond the floats' range) are recomputed by the family's overflow-safe density
+    (:func:`bayesmix.stats.pointwise_log_likelihood`). A scale matrix that is not
+    positive definite raises ``numpy.linalg.LinAlgError``. The family calls it as its
+    :attr:`bayesmix.model.MixtureModel._fast_pointwise` for many values
+    (:func:`bayesmix._numeric.kernel_pays_off`).
+    """
+    from scipy.special import gammaln
+
+    weights = np.asarray(weights, dtype=np.float64)
+    if not (weights > 0.0).all():
+        return False
+    dof = np.ascontiguousarray(dof, dtype=np.float64)
+    chol = np.ascontiguousarray(np.linalg.cholesky(scales), dtype=np.float64)
+    n_features = chol.shape[-1]
+    log_det = np.log(np.diagonal(chol, axis1=-2, axis2=-1)).sum(axis=-1)
+    logc = (
+        np.log(weights)
+        + gammaln(0.5 * (dof + n_features))
+        - gammaln(0.5 * dof)
+        - 0.5 * n_features * np.log(np.pi * dof)
+        - log_det
+    )
+    _pointwise_t(
+        as_observations(X, n_features),
+        np.ascontiguousarray(logc),
+        np.ascontiguousarray(means, dtype=np.float64),
+        chol,
+        dof,
+        out,
+    )
+    return True
+
+
 # -- C entry points for nutpie ------------------------------------------------------------
 #
 # nutpie's Rust sampler calls a log density through a C function pointer with a pointer to
@@ -708,19 +811,7 @@ def _unpack(user_data):  # pragma: no cover - compiled
 def _model_point(x, user_data):  # pragma: no cover - compiled
     """Return the kernel's point: ``x``, or ``shift + factor @ x`` if the record has a map."""
     meta = numba.carray(user_data, (_U_SIZE,), np.int64)
-    if meta[_U_SHIFT] == 0:
-        return x
-    return affine_point(x, meta[_U_SHIFT], meta[_U_FACTOR])
-
-
-@njit(nogil=True)
-def _pull_back(grad, out, user_data):  # pragma: no cover - compiled
-    """Write the gradient in the sampler's coordinates: ``factor^T @ grad``, or ``grad``."""
-    meta = numba.carray(user_data, (_U_SIZE,), np.int64)
-    if meta[_U_SHIFT] == 0:
-        out[:] = grad
-    else:
-        affine_pull_back(grad, out, meta[_U_FACTOR])
+    return model_point(x, meta[_U_SHIFT], meta[_U_FACTOR])
 
 
 def _logp_c(dim, x_, out_, logp_, user_data):  # pragma: no cover - compiled
@@ -733,7 +824,8 @@ def _logp_c(dim, x_, out_, logp_, user_data):  # pragma: no cover - compiled
         value, grad = logp_dlogp(x, X, w, a, kinds, means_prior, sigma_prior, dof_prior, eta, code)
         if grad.shape[0] != dim:
             return -1
-        _pull_back(grad, out, user_data)
+        meta = numba.carray(user_data, (_U_SIZE,), np.int64)
+        pull_back(grad, out, meta[_U_FACTOR])
         logp[0] = value
         if not math.isfinite(value):
             return 4

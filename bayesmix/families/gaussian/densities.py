@@ -7,11 +7,11 @@ mixture log density through the numba kernel of :mod:`._em_kernels` for many dra
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import numpy as np
 
+from bayesmix._numeric import kernel_pays_off
 from bayesmix.exceptions import InvalidParameterError
 
 __all__ = [
@@ -208,9 +208,9 @@ def _use_gaussian_kernel(n_values: int) -> bool:
     """Whether the numba kernel is the faster way to ``n_values`` Gaussian log-densities."""
     if not _GAUSSIAN_KERNEL:
         return False
-    if n_values >= _GAUSSIAN_KERNEL_MIN_VALUES:
-        return True
-    return n_values >= _GAUSSIAN_KERNEL_LOADED_MIN_VALUES and "numba" in sys.modules
+    return kernel_pays_off(
+        n_values, _GAUSSIAN_KERNEL_MIN_VALUES, _GAUSSIAN_KERNEL_LOADED_MIN_VALUES
+    )
 
 
 def fast_pointwise(

@@ -133,3 +133,30 @@ def test_nuts_fit_samples_the_fused_kernel_near_the_em_estimate(caplog):
     mean = posterior["means"].mean(("chain", "draw")).to_numpy()
     sd = posterior["means"].std(("chain", "draw")).to_numpy()
     np.testing.assert_array_less(np.abs(mean - estimator.em_.params["means"]), 4.0 * sd + 0.05)
+
+
+def test_pointwise_log_likelihood_of_many_draws_equals_numpys():
+    from scipy.stats import wishart
+
+    from bayesmix.stats import pointwise_log_likelihood
+
+    rng = np.random.default_rng(11)
+    X = _heavy(rng, 500, 3)
+    X[0] = 1e200  # beyond the floats' range in the kernel: recomputed by NumPy
+    draws, k = 600, 2  # 3e5 values: the kernel's side of kernel_pays_off
+    weights = rng.dirichlet(np.ones(k), draws)
+    means = rng.normal(scale=3.0, size=(draws, k, 3))
+    scales = wishart(df=6, scale=np.eye(3) / 6).rvs(size=draws * k, random_state=rng)
+    scales = scales.reshape(draws, k, 3, 3)
+    dof = rng.gamma(2.0, 5.0, size=(draws, k)) + 0.3
+    estimator = bm.StudentTMixture(n_components=k)
+    kwargs = {"component_log_prob": estimator.component_log_prob}
+    ours = pointwise_log_likelihood(
+        X, weights, means, scales, dof, fast_pointwise=estimator._fast_pointwise, **kwargs
+    )
+    expected = pointwise_log_likelihood(X, weights, means, scales, dof, **kwargs)
+    np.testing.assert_allclose(ours, expected, rtol=1e-12)
+    out = np.empty((draws, len(X)))
+    assert estimator._fast_pointwise(X[1:], weights, means, scales, dof, out=out[:, 1:])
+    few = (X[:2], weights[:1], means[:1], scales[:1], dof[:1])
+    assert not estimator._fast_pointwise(*few, out=out[:1, :2])  # NumPy's: few values
