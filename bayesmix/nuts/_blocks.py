@@ -25,12 +25,14 @@ __all__ = [
     "as_observations",
     "as_weights",
     "block_log_densities",
+    "block_total",
     "digamma",
     "finish_block",
     "finite_or_minus_inf",
     "log_block",
     "simplex_gradient",
     "simplex_weights",
+    "transpose_block",
     "weigh_block",
 ]
 
@@ -99,6 +101,14 @@ def _log_prod(a, n, chunk):  # pragma: no cover - compiled
             p0 *= a[b]
         total += math.log(p0 * p1)
     return total
+
+
+@numba.njit(nogil=True, inline="always")
+def transpose_block(X, start, n, out):  # pragma: no cover - compiled
+    """Copy rows ``start:start + n`` of ``X`` (N, D) into ``out[:, :n]`` (D, block), by feature."""
+    for b in range(n):
+        for i in range(X.shape[1]):
+            out[i, b] = X[start + b, i]
 
 
 @numba.njit(nogil=True, inline="always", fastmath=FASTMATH)
@@ -285,6 +295,27 @@ def digamma(x):  # pragma: no cover - compiled
         1.0 / 12.0 - f * (1.0 / 120.0 - f * (1.0 / 252.0 - f * (1.0 / 240.0 - f * (1.0 / 132.0))))
     )
     return result + math.log(x) - 0.5 / x - series
+
+
+@numba.njit(nogil=True, inline="always", fastmath=FASTMATH)
+def block_total(wlp, top, inv_norm, scale, n, w, start, row_const):  # pragma: no cover
+    """Return a filled block's ``sum_b w_b (log p(x_b) + c(x_b))`` and its responsibilities.
+
+    :func:`finish_block`, then :func:`weigh_block` when there are frequency weights
+    ``w`` (size 0: none), plus the rows' constants ``row_const`` (size 0: none; a row of
+    weight 0 adds nothing). ``wlp[k] * inv_norm`` are the (weighted) responsibilities.
+    """
+    total = finish_block(wlp, top, inv_norm, scale, wlp.shape[0], n)
+    weighted = w.shape[0] > 0
+    if weighted:
+        total = weigh_block(w, start, top, inv_norm, n)
+    if row_const.shape[0] > 0:
+        for b in range(n):
+            if not weighted:
+                total += row_const[start + b]
+            elif w[start + b] != 0.0:
+                total += w[start + b] * row_const[start + b]
+    return total
 
 
 @numba.njit(nogil=True, inline="always", fastmath=FASTMATH)

@@ -59,11 +59,11 @@ from bayesmix.nuts._blocks import (
     as_observations,
     as_weights,
     block_log_densities,
-    finish_block,
+    block_total,
     finite_or_minus_inf,
     simplex_gradient,
     simplex_weights,
-    weigh_block,
+    transpose_block,
 )
 from bayesmix.nuts._nutpie_internals import _C_EXPAND, _C_LOGP, _as_pointer
 from bayesmix.nuts._priors import LOG_SCALE_KINDS, log_scale_prior, prior_table
@@ -129,6 +129,21 @@ def _accumulate(e, inv_norm, xb, n, sums, k):  # pragma: no cover - compiled
     return s
 
 
+@njit(nogil=True, fastmath=FASTMATH, inline="always")
+def _linear_block(wlp, logc, eta, xb, n):  # pragma: no cover - compiled
+    """Fill ``wlp[k, b] = logc[k] + sum_d eta[k, d] xb[d, b]`` for a block of ``n`` rows."""
+    for k in range(logc.shape[0]):
+        row = wlp[k]
+        c = logc[k]
+        for b in range(n):
+            row[b] = c
+        for i in range(xb.shape[0]):
+            h = eta[k, i]
+            xi = xb[i]
+            for b in range(n):
+                row[b] += h * xi[b]
+
+
 @njit(nogil=True, fastmath=FASTMATH)
 def _pass(X, w, row_const, logc, eta):  # pragma: no cover - compiled
     """One pass over the rows: ``(sum_n w_n log p(x_n), R (K,), T (K, D))``.
@@ -145,33 +160,12 @@ def _pass(X, w, row_const, logc, eta):  # pragma: no cover - compiled
     top = np.empty(BLOCK)
     inv_norm = np.empty(BLOCK)
     scale = np.empty(BLOCK)
-    weighted = w.shape[0] > 0
     total = 0.0
     for start in range(0, n_samples, BLOCK):
         n = min(BLOCK, n_samples - start)
-        for b in range(n):
-            for i in range(n_features):
-                xb[i, b] = X[start + b, i]
-        for k in range(n_components):
-            row = wlp[k]
-            c = logc[k]
-            for b in range(n):
-                row[b] = c
-            for i in range(n_features):
-                h = eta[k, i]
-                xi = xb[i]
-                for b in range(n):
-                    row[b] += h * xi[b]
-        block = finish_block(wlp, top, inv_norm, scale, n_components, n)
-        if weighted:
-            block = weigh_block(w, start, top, inv_norm, n)
-        total += block
-        if row_const.shape[0] > 0:
-            for b in range(n):
-                if not weighted:
-                    total += row_const[start + b]
-                elif w[start + b] != 0.0:
-                    total += w[start + b] * row_const[start + b]
+        transpose_block(X, start, n, xb)
+        _linear_block(wlp, logc, eta, xb, n)
+        total += block_total(wlp, top, inv_norm, scale, n, w, start, row_const)
         for k in range(n_components):
             resp_sum[k] += _accumulate(wlp[k], inv_norm, xb, n, sums, k)
     return total, resp_sum, sums
@@ -251,20 +245,9 @@ def _pointwise(X, row_const, logc, eta, out):  # pragma: no cover - compiled
     constant = row_const.shape[0] > 0
     for start in range(0, n_samples, BLOCK):
         n = min(BLOCK, n_samples - start)
-        for b in range(n):
-            for i in range(n_features):
-                xb[i, b] = X[start + b, i]
+        transpose_block(X, start, n, xb)
         for s in range(n_draws):
-            for k in range(n_components):
-                row = wlp[k]
-                c = logc[s, k]
-                for b in range(n):
-                    row[b] = c
-                for i in range(n_features):
-                    h = eta[s, k, i]
-                    xi = xb[i]
-                    for b in range(n):
-                        row[b] += h * xi[b]
+            _linear_block(wlp, logc[s], eta[s], xb, n)
             block_log_densities(wlp, top, inv_norm, scale, n_components, n)
             out_s = out[s]
             for b in range(n):

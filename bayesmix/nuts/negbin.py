@@ -59,12 +59,12 @@ from bayesmix.nuts._blocks import (
     as_observations,
     as_weights,
     block_log_densities,
+    block_total,
     digamma,
-    finish_block,
     finite_or_minus_inf,
     simplex_gradient,
     simplex_weights,
-    weigh_block,
+    transpose_block,
 )
 from bayesmix.nuts._nutpie_internals import _C_EXPAND, _C_LOGP, _as_pointer
 from bayesmix.nuts._priors import LOG_SCALE_KINDS, log_scale_prior, prior_table
@@ -142,6 +142,21 @@ def _tables(values, starts, eta, alpha, table, dpsi):  # pragma: no cover - comp
                 dpsi[k, j] = p
 
 
+@njit(nogil=True, fastmath=FASTMATH, inline="always")
+def _gather_block(wlp, logc, table, ib, n):  # pragma: no cover - compiled
+    """Fill ``wlp[k, b] = logc[k] + sum_d table[k, ib[d, b]]`` for a block of ``n`` rows."""
+    for k in range(logc.shape[0]):
+        row = wlp[k]
+        tk = table[k]
+        c = logc[k]
+        for b in range(n):
+            row[b] = c
+        for i in range(ib.shape[0]):
+            ii = ib[i]
+            for b in range(n):
+                row[b] += tk[ii[b]]
+
+
 @njit(nogil=True, fastmath=FASTMATH)
 def _pass(index, w, row_const, logc, table, hist):  # pragma: no cover - compiled
     """One pass over the rows: ``sum_n w_n log p(x_n)``; adds the histogram into ``hist``.
@@ -156,33 +171,12 @@ def _pass(index, w, row_const, logc, table, hist):  # pragma: no cover - compile
     top = np.empty(BLOCK)
     inv_norm = np.empty(BLOCK)
     scale = np.empty(BLOCK)
-    weighted = w.shape[0] > 0
     total = 0.0
     for start in range(0, n_samples, BLOCK):
         n = min(BLOCK, n_samples - start)
-        for b in range(n):
-            for i in range(n_features):
-                ib[i, b] = index[start + b, i]
-        for k in range(n_components):
-            row = wlp[k]
-            tk = table[k]
-            c = logc[k]
-            for b in range(n):
-                row[b] = c
-            for i in range(n_features):
-                ii = ib[i]
-                for b in range(n):
-                    row[b] += tk[ii[b]]
-        block = finish_block(wlp, top, inv_norm, scale, n_components, n)
-        if weighted:
-            block = weigh_block(w, start, top, inv_norm, n)
-        total += block
-        if row_const.shape[0] > 0:
-            for b in range(n):
-                if not weighted:
-                    total += row_const[start + b]
-                elif w[start + b] != 0.0:
-                    total += w[start + b] * row_const[start + b]
+        transpose_block(index, start, n, ib)
+        _gather_block(wlp, logc, table, ib, n)
+        total += block_total(wlp, top, inv_norm, scale, n, w, start, row_const)
         for k in range(n_components):
             e = wlp[k]
             hk = hist[k]
@@ -310,18 +304,8 @@ def _pointwise(
         out_s = out[s]
         for start in range(0, n_samples, BLOCK):
             n = min(BLOCK, n_samples - start)
-            for b in range(n):
-                for i in range(n_features):
-                    ib[i, b] = index[start + b, i]
-            for k in range(n_components):
-                row = wlp[k]
-                tk = table[k]
-                for b in range(n):
-                    row[b] = logc[k]
-                for i in range(n_features):
-                    ii = ib[i]
-                    for b in range(n):
-                        row[b] += tk[ii[b]]
+            transpose_block(index, start, n, ib)
+            _gather_block(wlp, logc, table, ib, n)
             block_log_densities(wlp, top, inv_norm, scale, n_components, n)
             for b in range(n):
                 out_s[start + b] = top[b] + row_const[start + b] if constant else top[b]

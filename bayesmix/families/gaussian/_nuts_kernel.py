@@ -82,6 +82,7 @@ from bayesmix.nuts._blocks import (
     log_block,
     simplex_gradient,
     simplex_weights,
+    transpose_block,
     weigh_block,
 )
 from bayesmix.nuts._nutpie_internals import (
@@ -244,9 +245,7 @@ def _full_pass(X, w, logc, means, chol, rdiag, dof):  # pragma: no cover - compi
     total = 0.0
     for start in range(0, n_samples, _BLOCK):
         n = min(_BLOCK, n_samples - start)
-        for b in range(n):
-            for i in range(n_features):
-                xb[i, b] = X[start + b, i]
+        transpose_block(X, start, n, xb)
         for k in range(n_components):
             for b in range(n):
                 qb[b] = 0.0
@@ -307,9 +306,7 @@ def _diag_pass(X, w, logc, means, rsd, dof):  # pragma: no cover - compiled
     total = 0.0
     for start in range(0, n_samples, _BLOCK):
         n = min(_BLOCK, n_samples - start)
-        for b in range(n):
-            for i in range(n_features):
-                xb[i, b] = X[start + b, i]
+        transpose_block(X, start, n, xb)
         for k in range(n_components):
             for b in range(n):
                 qb[b] = 0.0
@@ -675,9 +672,7 @@ def _pointwise_t(X, logc, means, chol, dof, out):  # pragma: no cover - compiled
     scale = np.empty(_BLOCK)
     for start in range(0, n_samples, _BLOCK):
         n = min(_BLOCK, n_samples - start)
-        for b in range(n):
-            for i in range(n_features):
-                xb[i, b] = X[start + b, i]
+        transpose_block(X, start, n, xb)
         for s in range(n_draws):
             for k in range(n_components):
                 row = wlp[k]
