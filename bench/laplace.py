@@ -70,8 +70,18 @@ def student_t(n: int):
     return lambda: bm.StudentTMixture(n_components=2, random_state=0), X[:, None]
 
 
+def gaussian_5d(n: int):
+    rng = np.random.default_rng(7)
+    means = rng.normal(scale=4.0, size=(4, 5))
+    a = rng.normal(size=(4, 5, 5))
+    covariances = a @ a.transpose(0, 2, 1) / 5 + 0.5 * np.eye(5)
+    X, _ = make_mixture(n, [0.2, 0.3, 0.25, 0.25], means, covariances, random_state=7)
+    return lambda: bm.GaussianMixture(n_components=4, covariance_type="full", random_state=0), X
+
+
 WORKLOADS = {
     "Gaussian 2-D K=3": gaussian,
+    "Gaussian 5-D K=4": gaussian_5d,
     "Poisson 2-D K=2": poisson,
     "Bernoulli 5 items K=2": bernoulli,
     "Student-t 1-D K=2": student_t,
@@ -137,14 +147,27 @@ def report(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--runs",
+        nargs="+",
+        default=None,
+        help="workload:N pairs, e.g. 'Gaussian 5-D K=4:100000' (results in laplace_runs.*)",
+    )
     args = parser.parse_args(argv)
     sizes = [1_000] if args.quick else [1_000, 10_000, 100_000]
+    if args.runs:
+        plan = [(run.rsplit(":", 1)[0], int(float(run.rsplit(":", 1)[1]))) for run in args.runs]
+    else:
+        plan = [(name, n) for name in WORKLOADS if name != "Gaussian 5-D K=4" for n in sizes]
     rows = []
-    for name in WORKLOADS:
-        for n in sizes:
-            rows.append(run_one(name, n))
-            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-    suffix = "_quick" if args.quick else ""
+    for name, n in plan:
+        rows.append(run_one(name, n))
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+        if args.runs:  # long runs: keep what is done
+            RESULTS.mkdir(exist_ok=True)
+            (RESULTS / "laplace_runs.json").write_text(json.dumps(rows, indent=1))
+            (RESULTS / "laplace_runs.md").write_text(report(rows))
+    suffix = "_runs" if args.runs else "_quick" if args.quick else ""
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"laplace{suffix}.json").write_text(json.dumps(rows, indent=1))
     (RESULTS / f"laplace{suffix}.md").write_text(report(rows))
