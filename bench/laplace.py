@@ -4,6 +4,8 @@ Usage::
 
     python bench/laplace.py            # N = 1e3, 1e4, 1e5; results in bench/results/laplace.md
     python bench/laplace.py --quick    # N = 1e3 only (checks the harness)
+    python bench/laplace.py --runs "Gaussian 5-D K=4:1e6"   # single long runs, one
+                                       # row each, accumulated in bench/results/laplace_runs.md
 
 For each workload and N, one data set (fixed seed) is fitted twice in this process, each
 model freshly constructed with ``random_state=0``: ``fit(method="laplace")`` (4000
@@ -17,7 +19,7 @@ Monte Carlo error of a posterior mean is about 0.02 sd for both (ESS of a few th
 
 Workloads: a 2-D Gaussian mixture, K=3, full covariances (the fused kernel); 2-D Poisson,
 K=2; Bernoulli latent classes, 5 items, K=2; 1-D Student-t, K=2 (its degrees of freedom
-have a skewed posterior).
+have a skewed posterior); a 5-D Gaussian mixture, K=4, full covariances (``--runs`` only).
 """
 
 from __future__ import annotations
@@ -159,16 +161,20 @@ def main(argv: list[str] | None = None) -> int:
         plan = [(run.rsplit(":", 1)[0], int(float(run.rsplit(":", 1)[1]))) for run in args.runs]
     else:
         plan = [(name, n) for name in WORKLOADS if name != "Gaussian 5-D K=4" for n in sizes]
+    RESULTS.mkdir(exist_ok=True)
+    suffix = "_runs" if args.runs else "_quick" if args.quick else ""
     rows = []
+    if args.runs and (RESULTS / "laplace_runs.json").exists():
+        # single runs accumulate: a new run replaces the row of the same workload and N
+        done = {(name, n) for name, n in plan}
+        previous = json.loads((RESULTS / "laplace_runs.json").read_text())
+        rows = [row for row in previous if (row["workload"], row["n"]) not in done]
     for name, n in plan:
         rows.append(run_one(name, n))
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
         if args.runs:  # long runs: keep what is done
-            RESULTS.mkdir(exist_ok=True)
             (RESULTS / "laplace_runs.json").write_text(json.dumps(rows, indent=1))
             (RESULTS / "laplace_runs.md").write_text(report(rows))
-    suffix = "_runs" if args.runs else "_quick" if args.quick else ""
-    RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"laplace{suffix}.json").write_text(json.dumps(rows, indent=1))
     (RESULTS / f"laplace{suffix}.md").write_text(report(rows))
     print(report(rows))
