@@ -175,7 +175,8 @@ class MixtureModel(ABC):
     ``_n_parameters``           free parameters (BIC, AIC)
     ``_scalar_parameters``      flattening to labelled scalars; optional
     ``_nuts_target``            a fused log density + gradient for nutpie; optional
-    ``_fast_pointwise``         a compiled mixture log density; optional
+    ``_fast_pointwise``         a compiled mixture log density and responsibilities;
+                                optional
     ``_far_log_prob``           exact terms of the log densities of rows far out in the
                                 tails (:class:`~bayesmix.stats.FarTerms`), for their
                                 responsibilities; optional
@@ -342,9 +343,12 @@ class MixtureModel(ABC):
         """Run family-specific checks of the training data (counts, binary values, ...)."""
         return None
 
-    # Optional: ``fast_pointwise(X, weights, *params, out=out) -> bool``, a compiled
-    # mixture log density that fills ``out`` (draws, N) when it is the faster way
-    # (:func:`bayesmix.stats.pointwise_log_likelihood`); None uses ``component_log_prob``.
+    # Optional: ``fast_pointwise(X, weights, *params, out=out, responsibilities=False)
+    # -> bool``, a compiled mixture log density that fills ``out`` (draws, N) when it is
+    # the faster way (:func:`bayesmix.stats.pointwise_log_likelihood`), or with
+    # ``responsibilities`` adds the responsibilities summed over the draws to ``out``
+    # (N, K) (:func:`bayesmix.stats.posterior_responsibilities`); None uses
+    # ``component_log_prob``.
     _fast_pointwise: Any = None
 
     # Optional: ``far_log_prob(X, *params) -> FarTerms | None``, the component log
@@ -1830,6 +1834,7 @@ class MixtureModel(ABC):
             *draws,
             component_log_prob=self.component_log_prob,
             far_log_prob=self._far_log_prob,
+            fast_pointwise=self._fast_pointwise,
         )
 
     def predict(self, X: Any) -> np.ndarray:
@@ -1996,7 +2001,11 @@ def _chunk_prediction(
     check(MixtureData(values=X, obs=np.arange(X.shape[0]), features=features))
     if kind == "proba":
         return posterior_responsibilities(
-            X, *draws, component_log_prob=component_log_prob, far_log_prob=far_log_prob
+            X,
+            *draws,
+            component_log_prob=component_log_prob,
+            far_log_prob=far_log_prob,
+            fast_pointwise=fast_pointwise,
         )
     if kind == "density":
         return posterior_log_density(

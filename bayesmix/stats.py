@@ -166,13 +166,17 @@ def posterior_responsibilities(
     *params: np.ndarray,
     component_log_prob: ComponentLogProb,
     far_log_prob: FarLogProb | None = None,
+    fast_pointwise: FastPointwise | None = None,
 ) -> np.ndarray:
     """Return ``p(z_n = k | x_n)`` averaged over draws, shape ``(n_samples, n_components)``.
 
     Draws are processed in blocks, so memory does not grow with the number of draws.
     Arguments as in :func:`draw_log_prob`; ``far_log_prob(X, *params)``, if given, returns
     the :class:`FarTerms` of the rows the family computes exactly far out (or None), and
-    their responsibilities come from those terms.
+    their responsibilities come from those terms. ``fast_pointwise(X, weights, *params,
+    out=out, responsibilities=True)``, if given, may add the responsibilities summed over
+    the draws to ``out`` itself (a family's compiled kernel) and returns whether it did;
+    the rows it leaves NaN (far out) are computed here.
 
     Returns
     -------
@@ -188,11 +192,21 @@ def posterior_responsibilities(
         component gives them probability zero, or a log density is NaN.
     """
     total = np.zeros((X.shape[0], weights.shape[1]))
-    starts, size = _draw_blocks(X, weights)
-    for start in starts:
-        block = slice(start, start + size)
-        sub = tuple(p[block] for p in params)
-        total += _block_responsibilities(X, weights[block], sub, component_log_prob, far_log_prob)
+    rows = np.arange(X.shape[0])
+    if fast_pointwise is not None and fast_pointwise(
+        X, weights, *params, out=total, responsibilities=True
+    ):
+        rows = np.flatnonzero(~np.isfinite(total).all(axis=1))
+        total[rows] = 0.0
+    if rows.size:
+        X_rows = X if rows.size == X.shape[0] else X[rows]
+        starts, size = _draw_blocks(X_rows, weights)
+        for start in starts:
+            block = slice(start, start + size)
+            sub = tuple(p[block] for p in params)
+            total[rows] += _block_responsibilities(
+                X_rows, weights[block], sub, component_log_prob, far_log_prob, rows
+            )
     return total / weights.shape[0]
 
 
@@ -202,8 +216,12 @@ def _block_responsibilities(
     params: tuple[np.ndarray, ...],
     component_log_prob: ComponentLogProb,
     far_log_prob: FarLogProb | None,
+    rows: np.ndarray,
 ) -> np.ndarray:
-    """Return the responsibilities of one block of draws summed over its draws, (N, K)."""
+    """Return the responsibilities of one block of draws summed over its draws, (N, K).
+
+    ``X`` are the data's rows ``rows`` (their positions, for the error message).
+    """
     weighted = draw_log_prob(
         X, weights, *params, component_log_prob=component_log_prob, centre=True
     )
@@ -217,7 +235,7 @@ def _block_responsibilities(
             log_w = np.log(weights)
         resp[:, far.rows], undefined[:, far.rows] = _far_responsibilities(far, log_w)
     if undefined.any():
-        raise undefined_rows_error(np.flatnonzero(undefined.any(axis=0)), "The responsibilities")
+        raise undefined_rows_error(rows[undefined.any(axis=0)], "The responsibilities")
     return resp.sum(axis=0)
 
 

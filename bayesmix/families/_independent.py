@@ -255,15 +255,27 @@ class _IndependentFeaturesMixture(MixtureModel):
         setattr(self, f"{self._param}_", point[self._param])
 
     def _fast_pointwise(
-        self, X: np.ndarray, weights: np.ndarray, param: np.ndarray, out: np.ndarray
+        self,
+        X: np.ndarray,
+        weights: np.ndarray,
+        param: np.ndarray,
+        out: np.ndarray,
+        *,
+        responsibilities: bool = False,
     ) -> bool:
-        """Fill the pointwise log-likelihood of many draws with the exponential-family kernel."""
-        if not kernel_pays_off(out.size):
+        """Fill the pointwise log-likelihood (or responsibilities) of many draws on the kernel."""
+        if not kernel_pays_off(weights.shape[0] * X.shape[0]):
             return False
         from bayesmix.nuts import expfam
 
         return expfam.pointwise(
-            X, weights, param, out, cumulant=self._cumulant, row_constant=self._row_constant
+            X,
+            weights,
+            param,
+            out,
+            cumulant=self._cumulant,
+            row_constant=self._row_constant,
+            responsibilities=responsibilities,
         )
 
     def _nuts_target(self, data: MixtureData, priors: dict[str, Prior]) -> Any:

@@ -990,13 +990,23 @@ class NegativeBinomialMixture(MixtureModel):
         rates: np.ndarray,
         dispersion: np.ndarray,
         out: np.ndarray,
+        *,
+        responsibilities: bool = False,
     ) -> bool:
-        """Fill the pointwise log-likelihood of many draws with the negative binomial kernel."""
-        if not kernel_pays_off(out.size):
+        """Fill the pointwise log-likelihood (or responsibilities) of many draws on the kernel."""
+        if not kernel_pays_off(weights.shape[0] * X.shape[0]):
             return False
         from bayesmix.nuts import negbin
 
-        return negbin.pointwise(X, weights, rates, dispersion, out, row_constant=count_row_constant)
+        return negbin.pointwise(
+            X,
+            weights,
+            rates,
+            dispersion,
+            out,
+            row_constant=count_row_constant,
+            responsibilities=responsibilities,
+        )
 
     def _nuts_target(self, data: MixtureData, priors: dict[str, Prior]) -> Any:
         """Return the fused negative binomial kernel (:mod:`bayesmix.nuts.negbin`) if it applies.

@@ -160,13 +160,15 @@ def _fast_pointwise(
     scales: np.ndarray,
     dof: np.ndarray,
     out: np.ndarray,
+    *,
+    responsibilities: bool = False,
 ) -> bool:
-    """Fill the pointwise log-likelihood of many draws with the location-scale kernel."""
-    if not kernel_pays_off(out.size):
+    """Fill the pointwise log-likelihood (or responsibilities) of many draws on the kernel."""
+    if not kernel_pays_off(weights.shape[0] * X.shape[0]):
         return False
     from bayesmix.families.gaussian._nuts_kernel import pointwise_t
 
-    return pointwise_t(X, weights, means, scales, dof, out)
+    return pointwise_t(X, weights, means, scales, dof, out, responsibilities=responsibilities)
 
 
 def t_log_density(

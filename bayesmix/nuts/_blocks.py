@@ -27,6 +27,7 @@ __all__ = [
     "block_log_densities",
     "block_total",
     "digamma",
+    "emit_block",
     "finish_block",
     "finite_or_minus_inf",
     "log_block",
@@ -329,6 +330,46 @@ def block_log_densities(wlp, top, inv_norm, scale, n_components, n):  # pragma: 
     log_block(inv_norm, scale, n)
     for b in range(n):
         top[b] -= inv_norm[b]
+
+
+# A row whose largest weighted log density lies outside +-2^20 has lost digits in the
+# differences its responsibilities are made of: :func:`emit_block` leaves it to the
+# family's NumPy densities (with their exact terms for rows far out).
+_RESPONSIBILITY_RANGE = 2.0**20
+
+
+@numba.njit(nogil=True, inline="always", fastmath=FASTMATH)
+def emit_block(
+    wlp, top, inv_norm, scale, n, start, s, row_const, out, responsibilities
+):  # pragma: no cover - compiled
+    """Write a filled block of draw ``s`` into ``out``: log densities or responsibilities.
+
+    ``responsibilities`` False: ``out`` (S, N) gets each row's ``log sum_k exp wlp[k, b]``
+    plus its constant ``row_const`` (size 0: none). True: ``out`` (N, K) accumulates
+    the rows' responsibilities over the draws; a row whose largest weighted log density
+    is not within +-2^20 (or not finite) gets NaN, for the caller to recompute.
+    ``wlp``, ``top``, ``inv_norm`` and ``scale`` are overwritten.
+    """
+    n_components = wlp.shape[0]
+    if responsibilities:
+        finish_block(wlp, top, inv_norm, scale, n_components, n)
+        for b in range(n):
+            row = out[start + b]
+            if abs(top[b]) <= _RESPONSIBILITY_RANGE:
+                r = inv_norm[b]
+                for k in range(n_components):
+                    row[k] += wlp[k, b] * r
+            else:
+                row[0] = np.nan
+    else:
+        block_log_densities(wlp, top, inv_norm, scale, n_components, n)
+        out_s = out[s]
+        if row_const.shape[0] > 0:
+            for b in range(n):
+                out_s[start + b] = top[b] + row_const[start + b]
+        else:
+            for b in range(n):
+                out_s[start + b] = top[b]
 
 
 # -- the kernels' data ---------------------------------------------------------------

@@ -42,7 +42,14 @@ from scipy.special import gammaln
 
 from bayesmix._numba_cache import njit
 
-__all__ = ["LOG_SCALE_KINDS", "REAL_KINDS", "log_scale_prior", "prior_table", "real_prior"]
+__all__ = [
+    "LOG_SCALE_KINDS",
+    "REAL_KINDS",
+    "dirichlet_data",
+    "log_scale_prior",
+    "prior_table",
+    "real_prior",
+]
 
 # Prior families of a real parameter, and their parameters (PyMC's names) in table order.
 REAL_KINDS = {"Normal": 0, "StudentT": 1}
@@ -208,3 +215,21 @@ def prior_table(prior: Any, kinds: Mapping[str, int], shape: tuple[int, ...]) ->
         values[key] = table[row]
     table[3] = _constant(name, values)
     return kinds[name], table
+
+
+def dirichlet_data(prior: Any, n_components: int) -> tuple[np.ndarray, float] | None:
+    """Return the weights' Dirichlet concentrations and constant, or None if not a Dirichlet.
+
+    The constant is the Dirichlet's normaliser plus the simplex transform's ``log K``.
+    """
+    if getattr(prior, "distribution", None) != "Dirichlet" or set(prior.params) - {"a"}:
+        return None
+    try:
+        a = np.broadcast_to(
+            np.asarray(prior.params.get("a", 1.0), dtype=np.float64), (n_components,)
+        ).copy()
+    except ValueError:
+        return None
+    if not np.all(np.isfinite(a)) or not np.all(a > 0):
+        return None
+    return a, float(gammaln(a.sum()) - gammaln(a).sum() + math.log(n_components))

@@ -20,7 +20,7 @@ import numpy as np
 from bayesmix.nuts import _nutpie_internals
 from bayesmix.nuts.laplace import Affine
 
-__all__ = ["CallbackTarget", "IndependentFeaturesTarget"]
+__all__ = ["CallbackTarget", "IndependentFeaturesTarget", "row_constants"]
 
 
 class CallbackTarget:
@@ -120,6 +120,13 @@ class IndependentFeaturesTarget(CallbackTarget):
 
     def _row_const(self, X: np.ndarray) -> np.ndarray:
         """Return the rows' constants ``c(x_n)``, or (0,) when the family has none."""
-        if self.row_constant is None or X.shape[0] == 0:
-            return np.zeros(0)
-        return np.ascontiguousarray(self.row_constant(X), dtype=np.float64).reshape(-1)
+        return row_constants(self.row_constant, X)
+
+
+def row_constants(
+    row_constant: Callable[[np.ndarray], np.ndarray] | None, X: np.ndarray
+) -> np.ndarray:
+    """Return the rows' constants ``c(x_n)`` as the kernels take them: (N,), or (0,) for none."""
+    if row_constant is None or X.shape[0] == 0:
+        return np.zeros(0)
+    return np.ascontiguousarray(row_constant(X), dtype=np.float64).reshape(-1)

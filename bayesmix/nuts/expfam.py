@@ -49,7 +49,7 @@ from typing import Any
 
 import numba
 import numpy as np
-from scipy.special import betaln, gammaln
+from scipy.special import betaln
 
 from bayesmix._numba_cache import cfunc, njit
 from bayesmix.nuts import _nutpie_internals
@@ -58,23 +58,22 @@ from bayesmix.nuts._blocks import (
     FASTMATH,
     as_observations,
     as_weights,
-    block_log_densities,
     block_total,
+    emit_block,
     finite_or_minus_inf,
     simplex_gradient,
     simplex_weights,
     transpose_block,
 )
 from bayesmix.nuts._nutpie_internals import _C_EXPAND, _C_LOGP, _as_pointer
-from bayesmix.nuts._priors import LOG_SCALE_KINDS, log_scale_prior, prior_table
-from bayesmix.nuts._target import IndependentFeaturesTarget
+from bayesmix.nuts._priors import LOG_SCALE_KINDS, dirichlet_data, log_scale_prior, prior_table
+from bayesmix.nuts._target import IndependentFeaturesTarget, row_constants
 from bayesmix.nuts.laplace import Affine
 
 __all__ = [
     "CUMULANTS",
     "ExpFamTarget",
     "build",
-    "dirichlet_data",
     "logp_dlogp",
     "pointwise",
 ]
@@ -229,11 +228,13 @@ def constrained_values(x, n_components, cumulant):  # pragma: no cover - compile
 
 
 @njit(nogil=True, fastmath=FASTMATH)
-def _pointwise(X, row_const, logc, eta, out):  # pragma: no cover - compiled
+def _pointwise(X, row_const, logc, eta, out, responsibilities):  # pragma: no cover - compiled
     """Write ``out[s, n] = log sum_k exp(logc[s, k] + sum_d eta[s, k, d] x_nd) + c(x_n)``.
 
     ``logc`` (S, K) are ``log pi_k - sum_d A(eta_kd)`` per draw; ``row_const`` (N,) or
-    (0,). Rows in blocks, every draw per block (the block stays in cache).
+    (0,). With ``responsibilities``, ``out`` (N, K) accumulates the responsibilities
+    instead (:func:`bayesmix.nuts._blocks.emit_block`). Rows in blocks, every draw per
+    block (the block stays in cache).
     """
     n_draws, n_components = logc.shape
     n_samples, n_features = X.shape
@@ -242,16 +243,12 @@ def _pointwise(X, row_const, logc, eta, out):  # pragma: no cover - compiled
     top = np.empty(BLOCK)
     inv_norm = np.empty(BLOCK)
     scale = np.empty(BLOCK)
-    constant = row_const.shape[0] > 0
     for start in range(0, n_samples, BLOCK):
         n = min(BLOCK, n_samples - start)
         transpose_block(X, start, n, xb)
         for s in range(n_draws):
             _linear_block(wlp, logc[s], eta[s], xb, n)
-            block_log_densities(wlp, top, inv_norm, scale, n_components, n)
-            out_s = out[s]
-            for b in range(n):
-                out_s[start + b] = top[b] + row_const[start + b] if constant else top[b]
+            emit_block(wlp, top, inv_norm, scale, n, start, s, row_const, out, responsibilities)
 
 
 def pointwise(
@@ -262,15 +259,18 @@ def pointwise(
     *,
     cumulant: str,
     row_constant: Callable[[np.ndarray], np.ndarray] | None = None,
+    responsibilities: bool = False,
 ) -> bool:
     """Write ``log p(x_n | theta^s)`` of every draw into ``out`` (S, N) with the kernel.
 
     ``weights`` (S, K) and ``param`` (S, K, D) (rates or probabilities) are draws;
-    ``row_constant`` gives ``c(x_n)``. Returns False (``out`` untouched) for parameters
-    on the boundary of their support (a rate of 0, a probability of 0 or 1: EM
-    estimates), which the family's NumPy density handles. Families call it as their
-    :attr:`bayesmix.model.MixtureModel._fast_pointwise` for many values
-    (:func:`bayesmix._numeric.kernel_pays_off`).
+    ``row_constant`` gives ``c(x_n)``. With ``responsibilities``, add each row's
+    responsibilities summed over the draws to ``out`` (N, K) instead; a row the kernel
+    leaves to NumPy gets NaN (:func:`bayesmix.nuts._blocks.emit_block`). Returns False
+    (``out`` untouched) for parameters on the boundary of their support (a rate of 0, a
+    probability of 0 or 1: EM estimates), which the family's NumPy density handles.
+    Families call it as their :attr:`bayesmix.model.MixtureModel._fast_pointwise` for
+    many values (:func:`bayesmix._numeric.kernel_pays_off`).
     """
     weights = np.asarray(weights, dtype=np.float64)
     param = np.asarray(param, dtype=np.float64)
@@ -283,11 +283,9 @@ def pointwise(
         eta = np.log(param) - np.log1p(-param)
         a = -np.log1p(-param)  # log(1 + exp(eta))
     X = as_observations(X, param.shape[-1])
-    row_const = np.zeros(0)
-    if row_constant is not None and X.shape[0] > 0:
-        row_const = np.ascontiguousarray(row_constant(X), dtype=np.float64)
+    row_const = row_constants(None if responsibilities else row_constant, X)
     logc = np.ascontiguousarray(np.log(weights) - a.sum(axis=-1))
-    _pointwise(X, row_const, logc, np.ascontiguousarray(eta), out)
+    _pointwise(X, row_const, logc, np.ascontiguousarray(eta), out, responsibilities)
     return True
 
 
@@ -390,24 +388,6 @@ def _prior_on_eta(prior: Any, cumulant: str, shape: tuple[int, ...]) -> tuple | 
     table = np.zeros((4, alpha.size))
     table[0], table[1], table[3] = alpha, alpha + beta, -betaln(alpha, beta)
     return _LOGIT_BETA, table
-
-
-def dirichlet_data(prior: Any, n_components: int) -> tuple[np.ndarray, float] | None:
-    """Return the weights' Dirichlet concentrations and constant, or None if not a Dirichlet.
-
-    The constant is the Dirichlet's normaliser plus the simplex transform's ``log K``.
-    """
-    if getattr(prior, "distribution", None) != "Dirichlet" or set(prior.params) - {"a"}:
-        return None
-    try:
-        a = np.broadcast_to(
-            np.asarray(prior.params.get("a", 1.0), dtype=np.float64), (n_components,)
-        ).copy()
-    except ValueError:
-        return None
-    if not np.all(np.isfinite(a)) or not np.all(a > 0):
-        return None
-    return a, float(gammaln(a.sum()) - gammaln(a).sum() + math.log(n_components))
 
 
 def _prior_data(

@@ -58,18 +58,17 @@ from bayesmix.nuts._blocks import (
     FASTMATH,
     as_observations,
     as_weights,
-    block_log_densities,
     block_total,
     digamma,
+    emit_block,
     finite_or_minus_inf,
     simplex_gradient,
     simplex_weights,
     transpose_block,
 )
 from bayesmix.nuts._nutpie_internals import _C_EXPAND, _C_LOGP, _as_pointer
-from bayesmix.nuts._priors import LOG_SCALE_KINDS, log_scale_prior, prior_table
-from bayesmix.nuts._target import IndependentFeaturesTarget
-from bayesmix.nuts.expfam import dirichlet_data
+from bayesmix.nuts._priors import LOG_SCALE_KINDS, dirichlet_data, log_scale_prior, prior_table
+from bayesmix.nuts._target import IndependentFeaturesTarget, row_constants
 from bayesmix.nuts.laplace import Affine
 
 __all__ = ["NegBinTarget", "build", "levels", "logp_dlogp", "pointwise"]
@@ -109,11 +108,11 @@ def levels(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 @njit(nogil=True, fastmath=FASTMATH)
-def _tables(values, starts, eta, alpha, table, dpsi):  # pragma: no cover - compiled
+def _tables(values, starts, eta, alpha, table, dpsi, derivative):  # pragma: no cover
     """Fill ``table[k, j] = G(u_j; alpha) + u_j eta`` and ``dpsi[k, j]`` (psi difference).
 
-    ``dpsi[k, j] = psi(u_j + alpha) - psi(alpha)``; ``eta``, ``alpha`` (K, D);
-    ``table``, ``dpsi`` (K, M).
+    ``dpsi[k, j] = psi(u_j + alpha) - psi(alpha)``, only with ``derivative`` (``dpsi``
+    may then be (K, 0)); ``eta``, ``alpha`` (K, D); ``table``, ``dpsi`` (K, M).
     """
     n_components, n_features = eta.shape
     for k in range(n_components):
@@ -121,7 +120,7 @@ def _tables(values, starts, eta, alpha, table, dpsi):  # pragma: no cover - comp
             a = alpha[k, i]
             h = eta[k, i]
             lg_a = math.lgamma(a)
-            psi_a = digamma(a)
+            psi_a = digamma(a) if derivative else 0.0
             prev = 0.0
             g = 0.0
             p = 0.0
@@ -130,16 +129,42 @@ def _tables(values, starts, eta, alpha, table, dpsi):  # pragma: no cover - comp
                 gap = u - prev
                 if u == math.floor(u) and prev == math.floor(prev) and 0.0 <= gap <= _MAX_RUN:
                     v = a + prev
-                    for _ in range(int(gap)):
-                        g += math.log(v)
-                        p += 1.0 / v
-                        v += 1.0
+                    if derivative:
+                        for _ in range(int(gap)):
+                            g += math.log(v)
+                            p += 1.0 / v
+                            v += 1.0
+                    else:
+                        for _ in range(int(gap)):
+                            g += math.log(v)
+                            v += 1.0
                 else:
                     g = math.lgamma(u + a) - lg_a
-                    p = digamma(u + a) - psi_a
+                    if derivative:
+                        p = digamma(u + a) - psi_a
                 prev = u
                 table[k, j] = g + u * h
-                dpsi[k, j] = p
+                if derivative:
+                    dpsi[k, j] = p
+
+
+@njit(nogil=True, fastmath=FASTMATH, inline="always")
+def _draw_terms(log_weights, log_mu, mu, alpha, eta, log1p_ratio, logc):  # pragma: no cover
+    """Fill one draw's ``eta``, ``log(1 + mu / alpha)`` (K D,) and ``logc`` (K,).
+
+    ``eta = log mu - log(alpha + mu)`` and ``logc[k] = log pi_k - sum_d alpha log(1 + mu
+    / alpha)``; ``log_mu``, ``mu``, ``alpha``: (K D,), component-major.
+    """
+    n_components = logc.shape[0]
+    n_features = mu.shape[0] // n_components
+    for k in range(n_components):
+        c = log_weights[k]
+        for i in range(n_features):
+            j = k * n_features + i
+            eta[j] = log_mu[j] - math.log(alpha[j] + mu[j])
+            log1p_ratio[j] = math.log1p(mu[j] / alpha[j])
+            c -= alpha[j] * log1p_ratio[j]
+        logc[k] = c
 
 
 @njit(nogil=True, fastmath=FASTMATH, inline="always")
@@ -221,24 +246,15 @@ def logp_dlogp(
         g_logw[k] = a[k]
     logp += log_scale_prior(kinds[0], rates_prior, rho, g_rho)
     logp += log_scale_prior(kinds[1], dispersion_prior, log_alpha, g_a)
-    mu = np.empty(kd)
-    alpha = np.empty(kd)
+    mu = np.exp(rho)
+    alpha = np.exp(log_alpha)
     eta = np.empty(kd)
     log1p_ratio = np.empty(kd)
     logc = np.empty(k_)
-    for k in range(k_):
-        s = log_weights[k]
-        for i in range(d_):
-            j = k * d_ + i
-            mu[j] = math.exp(rho[j])
-            alpha[j] = math.exp(log_alpha[j])
-            eta[j] = rho[j] - math.log(alpha[j] + mu[j])
-            log1p_ratio[j] = math.log1p(mu[j] / alpha[j])
-            s -= alpha[j] * log1p_ratio[j]
-        logc[k] = s
+    _draw_terms(log_weights, rho, mu, alpha, eta, log1p_ratio, logc)
     table = np.empty((k_, m_))
     dpsi = np.empty((k_, m_))
-    _tables(values, starts, eta.reshape((k_, d_)), alpha.reshape((k_, d_)), table, dpsi)
+    _tables(values, starts, eta.reshape((k_, d_)), alpha.reshape((k_, d_)), table, dpsi, True)
     hist = np.zeros((k_, m_))
     logp += _pass(index, w, row_const, logc, table, hist)
     for k in range(k_):
@@ -272,43 +288,46 @@ def constrained_values(x, n_components, n_features):  # pragma: no cover - compi
 
 @njit(nogil=True, fastmath=FASTMATH)
 def _pointwise(
-    index, values, starts, row_const, log_weights, rates, dispersion, out
+    index,
+    values,
+    starts,
+    row_const,
+    log_weights,
+    log_rates,
+    rates,
+    dispersion,
+    out,
+    responsibilities,
 ):  # pragma: no cover - compiled
-    """Write ``out[s, n] = log p(x_n | theta^s)`` for draws of (K,) weights, (K, D) parameters.
+    """Write ``out[s, n] = log p(x_n | theta^s)`` for draws of weights and parameters.
 
-    Each draw tabulates its distinct counts (:func:`_tables`), then one pass over the rows.
+    ``log_weights`` (S, K); ``log_rates``, ``rates``, ``dispersion`` (S, K D),
+    component-major. Each draw tabulates its distinct counts (:func:`_tables`), then one
+    pass over the rows. With ``responsibilities``, ``out`` (N, K) accumulates the
+    responsibilities instead (:func:`bayesmix.nuts._blocks.emit_block`).
     """
     n_draws, n_components = log_weights.shape
     n_samples, n_features = index.shape
-    m_ = values.shape[0]
-    table = np.empty((n_components, m_))
-    dpsi = np.empty((n_components, m_))
-    eta = np.empty((n_components, n_features))
+    table = np.empty((n_components, values.shape[0]))
+    no_dpsi = np.empty((n_components, 0))
+    eta = np.empty(n_components * n_features)
+    log1p_ratio = np.empty(n_components * n_features)
     logc = np.empty(n_components)
     ib = np.empty((n_features, BLOCK), dtype=np.int64)
     wlp = np.empty((n_components, BLOCK))
     top = np.empty(BLOCK)
     inv_norm = np.empty(BLOCK)
     scale = np.empty(BLOCK)
-    constant = row_const.shape[0] > 0
+    shape = (n_components, n_features)
     for s in range(n_draws):
-        mu = rates[s]
         alpha = dispersion[s]
-        for k in range(n_components):
-            c = log_weights[s, k]
-            for i in range(n_features):
-                eta[k, i] = math.log(mu[k, i]) - math.log(alpha[k, i] + mu[k, i])
-                c -= alpha[k, i] * math.log1p(mu[k, i] / alpha[k, i])
-            logc[k] = c
-        _tables(values, starts, eta, alpha, table, dpsi)
-        out_s = out[s]
+        _draw_terms(log_weights[s], log_rates[s], rates[s], alpha, eta, log1p_ratio, logc)
+        _tables(values, starts, eta.reshape(shape), alpha.reshape(shape), table, no_dpsi, False)
         for start in range(0, n_samples, BLOCK):
             n = min(BLOCK, n_samples - start)
             transpose_block(index, start, n, ib)
             _gather_block(wlp, logc, table, ib, n)
-            block_log_densities(wlp, top, inv_norm, scale, n_components, n)
-            for b in range(n):
-                out_s[start + b] = top[b] + row_const[start + b] if constant else top[b]
+            emit_block(wlp, top, inv_norm, scale, n, start, s, row_const, out, responsibilities)
 
 
 def pointwise(
@@ -319,13 +338,16 @@ def pointwise(
     out: np.ndarray,
     *,
     row_constant: Callable[[np.ndarray], np.ndarray] | None = None,
+    responsibilities: bool = False,
 ) -> bool:
     """Write ``log p(x_n | theta^s)`` of every draw into ``out`` (S, N) with the kernel.
 
     ``weights`` (S, K), ``rates`` and ``dispersion`` (S, K, D) are draws; ``row_constant``
-    gives ``-sum_d log x_nd!``. Returns False (``out`` untouched) for rates of 0 (EM
-    estimates) and for dispersions above ``1e3`` (the NumPy density's Stirling series
-    keeps the Poisson limit exact). The family calls it as its
+    gives ``-sum_d log x_nd!``. With ``responsibilities``, add each row's
+    responsibilities summed over the draws to ``out`` (N, K) instead; a row the kernel
+    leaves to NumPy gets NaN (:func:`bayesmix.nuts._blocks.emit_block`). Returns False
+    (``out`` untouched) for rates of 0 (EM estimates) and for dispersions above ``1e3``
+    (the NumPy density's Stirling series keeps the Poisson limit exact). The family calls it as its
     :attr:`bayesmix.model.MixtureModel._fast_pointwise` for many values
     (:func:`bayesmix._numeric.kernel_pays_off`).
     """
@@ -337,11 +359,22 @@ def pointwise(
         return False
     X = as_observations(X, rates.shape[-1])
     values, starts, index = levels(X)
-    row_const = np.zeros(0)
-    if row_constant is not None and X.shape[0] > 0:
-        row_const = np.ascontiguousarray(row_constant(X), dtype=np.float64)
+    row_const = row_constants(None if responsibilities else row_constant, X)
+    n_draws = weights.shape[0]
     log_weights = np.ascontiguousarray(np.log(weights))
-    _pointwise(index, values, starts, row_const, log_weights, rates, dispersion, out)
+    rates = rates.reshape(n_draws, -1)
+    _pointwise(
+        index,
+        values,
+        starts,
+        row_const,
+        log_weights,
+        np.log(rates),
+        rates,
+        dispersion.reshape(n_draws, -1),
+        out,
+        responsibilities,
+    )
     return True
 
 

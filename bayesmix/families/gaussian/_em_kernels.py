@@ -49,6 +49,7 @@ import numba
 import numpy as np
 
 from bayesmix._numba_cache import njit
+from bayesmix.nuts._blocks import emit_block
 
 __all__ = [
     "FALL_BACK",
@@ -686,13 +687,15 @@ def diag_m_step(
 
 
 @njit(nogil=True, fastmath=_FASTMATH, error_model="numpy")
-def mixture_log_density(X, log_weights, means, chol, out):  # pragma: no cover - compiled
+def mixture_log_density(X, log_weights, means, chol, out, responsibilities):  # pragma: no cover
     """Write ``log sum_k pi_k N(x_n | m_k, L_k L_k^T)`` for every draw and observation.
 
     The label-summed log density of :func:`bayesmix.stats.pointwise_log_likelihood` for
     Gaussian components, in blocks of observations (no (S, N, K) array): forward
     substitution ``L_k z = x_n - m_k`` and a log-sum-exp over the components with the
-    kernels' vectorised exponential.
+    kernels' vectorised exponential. With ``responsibilities``, ``out`` (N, K)
+    accumulates the responsibilities over the draws instead
+    (:func:`bayesmix.nuts._blocks.emit_block`: NaN for a row left to NumPy).
 
     Parameters
     ----------
@@ -702,8 +705,9 @@ def mixture_log_density(X, log_weights, means, chol, out):  # pragma: no cover -
     means : numpy.ndarray of shape (n_draws, n_components, n_features)
     chol : numpy.ndarray of shape (n_draws, n_components, n_features, n_features)
         Lower Cholesky factors of the covariances; only the lower triangle is read.
-    out : numpy.ndarray of shape (n_draws, n_samples)
-        Filled in place.
+    out : numpy.ndarray of shape (n_draws, n_samples), or (n_samples, n_components)
+        Filled in place (added to, for the responsibilities).
+    responsibilities : bool
     """
     n_samples, n_features = X.shape
     n_draws, n_components = log_weights.shape
@@ -723,9 +727,9 @@ def mixture_log_density(X, log_weights, means, chol, out):  # pragma: no cover -
     wlp = np.empty((n_components, _BLOCK))
     maha = np.empty(_BLOCK)
     top = np.empty(_BLOCK)
-    norm = np.empty(_BLOCK)
-    poly = np.empty(_BLOCK)
-    t_float = np.empty(_BLOCK)
+    inv_norm = np.empty(_BLOCK)
+    scale = np.empty(_BLOCK)
+    no_const = np.zeros(0)
     for start in range(0, n_samples, _BLOCK):
         n = min(_BLOCK, n_samples - start)
         _load_block(X, start, n, xb)
@@ -752,8 +756,4 @@ def mixture_log_density(X, log_weights, means, chol, out):  # pragma: no cover -
                 row = wlp[k]
                 for b in range(n):
                     row[b] = c - 0.5 * maha[b]
-            _exp_sum_block(wlp, top, norm, poly, t_float, n_components, n)
-            for b in range(n):
-                t = top[b]
-                # -inf where no component has a density (then exp gave NaN).
-                out[s, start + b] = t + math.log(norm[b]) if math.isfinite(t) else t
+            emit_block(wlp, top, inv_norm, scale, n, start, s, no_const, out, responsibilities)

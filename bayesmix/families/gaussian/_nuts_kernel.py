@@ -75,8 +75,8 @@ from bayesmix.nuts._blocks import FASTMATH as _FASTMATH
 from bayesmix.nuts._blocks import (
     as_observations,
     as_weights,
-    block_log_densities,
     digamma,
+    emit_block,
     finish_block,
     finite_or_minus_inf,
     log_block,
@@ -95,6 +95,7 @@ from bayesmix.nuts._nutpie_internals import (
 from bayesmix.nuts._priors import (
     LOG_SCALE_KINDS,
     REAL_KINDS,
+    dirichlet_data,
     log_scale_prior,
     prior_table,
     real_prior,
@@ -655,12 +656,14 @@ def constrained_values(x, n_components, n_features, code, n_dof):  # pragma: no 
 
 
 @njit(nogil=True, fastmath=_FASTMATH)
-def _pointwise_t(X, logc, means, chol, dof, out):  # pragma: no cover - compiled
+def _pointwise_t(X, logc, means, chol, dof, out, responsibilities):  # pragma: no cover
     """Write ``out[s, n] = log sum_k exp(logc[s, k] - (nu + D) / 2 log(1 + q / nu))``.
 
     ``q = |L_sk^-1 (x_n - mu_sk)|^2`` with the lower Cholesky factors ``chol`` (S, K, D, D)
     of the scale matrices; ``logc`` (S, K) the log weights plus the t's normalising terms;
-    ``dof`` (S, K). Rows in blocks, every draw per block (the block stays in cache).
+    ``dof`` (S, K). With ``responsibilities``, ``out`` (N, K) accumulates the
+    responsibilities instead (:func:`bayesmix.nuts._blocks.emit_block`). Rows in blocks,
+    every draw per block (the block stays in cache).
     """
     n_draws, n_components = logc.shape
     n_samples, n_features = X.shape
@@ -670,6 +673,7 @@ def _pointwise_t(X, logc, means, chol, dof, out):  # pragma: no cover - compiled
     top = np.empty(_BLOCK)
     inv_norm = np.empty(_BLOCK)
     scale = np.empty(_BLOCK)
+    no_const = np.zeros(0)
     for start in range(0, n_samples, _BLOCK):
         n = min(_BLOCK, n_samples - start)
         transpose_block(X, start, n, xb)
@@ -703,10 +707,7 @@ def _pointwise_t(X, logc, means, chol, dof, out):  # pragma: no cover - compiled
                 c = logc[s, k]
                 for b in range(n):
                     row[b] = c - half * row[b]
-            block_log_densities(wlp, top, inv_norm, scale, n_components, n)
-            out_s = out[s]
-            for b in range(n):
-                out_s[start + b] = top[b]
+            emit_block(wlp, top, inv_norm, scale, n, start, s, no_const, out, responsibilities)
 
 
 def pointwise_t(
@@ -716,12 +717,17 @@ def pointwise_t(
     scales: np.ndarray,
     dof: np.ndarray,
     out: np.ndarray,
+    *,
+    responsibilities: bool = False,
 ) -> bool:
     """Write ``log p(x_n | theta^s)`` of Student-t mixture draws into ``out`` (S, N).
 
     ``weights`` (S, K), ``means`` (S, K, D), ``scales`` (S, K, D, D), ``dof`` (S, K).
-    Returns False (``out`` untouched) for weights of 0; rows whose value is not finite
-    here (beyond the floats' range) are recomputed by the family's overflow-safe density
+    With ``responsibilities``, add each row's responsibilities summed over the draws to
+    ``out`` (N, K) instead; a row the kernel leaves to NumPy gets NaN
+    (:func:`bayesmix.nuts._blocks.emit_block`). Returns False (``out`` untouched) for
+    weights of 0; rows whose value is not finite here (beyond the floats' range) are
+    recomputed by the family's overflow-safe density
     (:func:`bayesmix.stats.pointwise_log_likelihood`). A scale matrix that is not
     positive definite raises ``numpy.linalg.LinAlgError``. The family calls it as its
     :attr:`bayesmix.model.MixtureModel._fast_pointwise` for many values
@@ -750,6 +756,7 @@ def pointwise_t(
         chol,
         dof,
         out,
+        responsibilities,
     )
     return True
 
@@ -888,15 +895,6 @@ def _param(prior: Any, name: str, default: float | None) -> np.ndarray | None:
     if value is None:
         return None
     return np.asarray(value, dtype=np.float64)
-
-
-def _broadcast(value: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | None:
-    if value is None:
-        return None
-    try:
-        return np.ascontiguousarray(np.broadcast_to(value, shape), dtype=np.float64).copy()
-    except ValueError:
-        return None
 
 
 @dataclass(frozen=True)
@@ -1254,15 +1252,15 @@ def _prior_data(
     expected |= {"dof"} if dof else set()
     if set(priors) != expected:
         return None
-    weights = priors["weights"]
-    if getattr(weights, "distribution", None) != "Dirichlet" or set(weights.params) - {"a"}:
+    dirichlet = dirichlet_data(priors["weights"], k)
+    if dirichlet is None:
         return None
-    a = _broadcast(_param(weights, "a", 1.0), (k,))
+    a = dirichlet[0]
     sigma_shape = {"full": (k, d), "diag": (k, d), "tied": (d,), "spherical": (k,)}
     means = prior_table(priors["means"], REAL_KINDS, (k, d))
     sigma = prior_table(priors["sigma"], LOG_SCALE_KINDS, sigma_shape[covariance_type])
     dof_table = prior_table(priors["dof"], LOG_SCALE_KINDS, (k,)) if dof else (-1, np.zeros((4, 0)))
-    if a is None or means is None or sigma is None or dof_table is None:
+    if means is None or sigma is None or dof_table is None:
         return None
     eta = 1.0
     if needs_corr:
@@ -1273,7 +1271,7 @@ def _prior_data(
         if value is None or value.ndim != 0:
             return None
         eta = float(value)
-    if not (np.all(np.isfinite(a)) and np.all(a > 0) and math.isfinite(eta) and eta > 0):
+    if not (math.isfinite(eta) and eta > 0):
         return None
     return {
         "weights_a": a,

@@ -214,18 +214,29 @@ def _use_gaussian_kernel(n_values: int) -> bool:
 
 
 def fast_pointwise(
-    X: np.ndarray, weights: np.ndarray, means: np.ndarray, covariances: np.ndarray, out: np.ndarray
+    X: np.ndarray,
+    weights: np.ndarray,
+    means: np.ndarray,
+    covariances: np.ndarray,
+    out: np.ndarray,
+    *,
+    responsibilities: bool = False,
 ) -> bool:
     """Write ``log p(x_n | theta^s)`` into ``out`` with the numba kernel, when that is faster.
 
-    Returns False (``out`` untouched) when NumPy is the faster way
-    (:func:`bayesmix.stats.pointwise_log_likelihood` then uses :func:`gaussian_log_prob`).
+    With ``responsibilities``, add each row's responsibilities summed over the draws to
+    ``out`` (N, K) instead (NaN for a row the kernel leaves to NumPy). Returns False
+    (``out`` untouched) when NumPy is the faster way
+    (:func:`bayesmix.stats.pointwise_log_likelihood` then uses :func:`gaussian_log_prob`),
+    and for the responsibilities of draws with a weight of 0 (NumPy gives them exactly 0).
 
     About 20x faster than the NumPy blocks (one pass, no (draws, N, K, D) temporaries);
     the Cholesky factors are computed here, so a covariance that is not positive definite
     raises ``numpy.linalg.LinAlgError`` as in :func:`gaussian_log_prob`.
     """
     if not _use_gaussian_kernel(weights.shape[0] * X.shape[0]):
+        return False
+    if responsibilities and not (weights > 0.0).all():
         return False
     from bayesmix.families.gaussian import _em_kernels
 
@@ -238,6 +249,7 @@ def fast_pointwise(
         np.ascontiguousarray(means, dtype=np.float64),
         chol,
         out,
+        responsibilities,
     )
     return True
 
