@@ -595,7 +595,9 @@ def _check_em(model: Any, idata: xr.DataTree, layout: _Layout) -> EMResult:
         raise _fail(field, f"not an EM result ({type(err).__name__}: {err})") from None
     for key, want in (
         ("family", type(model)._family),
-        ("covariance_type", getattr(model, "covariance_type", None)),
+        # EM works in the shape that holds the model's covariance type (an mclust model's
+        # storage type; scikit-learn's names are their own).
+        ("covariance_type", getattr(model, "_storage_type", None)),
         ("objective", getattr(model, "objective", "ml")),
     ):
         if getattr(em, key) != want:

@@ -93,6 +93,8 @@ def _fit_both(
     X: pd.DataFrame, k: int, method: str, args: argparse.Namespace, console: Any
 ) -> tuple[Any, Any]:
     family, spec = _family(args), _spec(args, k)
+    for needed in {"both": "nuts"}.get(method, method), "em":
+        family(**spec)._check_method(needed)  # before the EM fit: no work is lost
     em = nuts = None
     if method in ("em", "both", "laplace"):
         start = time.perf_counter()
@@ -625,8 +627,11 @@ def _add_data_options(parser: argparse.ArgumentParser, components_help: str) -> 
     parser.add_argument(
         "--covariance",
         default="full",
-        choices=["full", "tied", "diag", "spherical"],
-        help="covariance type of the gaussian and student-t families (default: full)",
+        help=(
+            "covariance type of the gaussian and student-t families: full, tied, diag, "
+            "spherical, or for the gaussian one of mclust's models (EII ... VVV; E, V for "
+            "one feature), which are fitted with --method em (default: full)"
+        ),
     )
     parser.add_argument(
         "--family",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from numbers import Integral, Real
 from typing import Any, Literal
 
@@ -42,6 +42,7 @@ from bayesmix.nuts import jax as _jax
 __all__ = [
     "choose_k",
     "classification_entropy",
+    "classification_log_likelihood",
     "elpd_difference",
     "loo_problems",
     "nonempty_components",
@@ -66,6 +67,28 @@ def classification_entropy(
     with np.errstate(divide="ignore", invalid="ignore"):
         terms = np.where(r > 0, r * np.log(r), 0.0).sum(axis=1)
     return float(-(terms.sum() if sample_weight is None else sample_weight @ terms))
+
+
+def classification_log_likelihood(
+    responsibilities: np.ndarray, sample_weight: np.ndarray | None = None
+) -> float:
+    """Return ``sum_n w_n log max_k r_nk``, the log-probability of the MAP classification (<= 0).
+
+    ICL is ``BIC - 2`` times this (Biernacki, Celeux & Govaert 2000, with the labels
+    set to the most probable component; mclust's ``icl``). ``w_n = 1`` without
+    ``sample_weight`` (frequency weights).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bayesmix.selection import classification_log_likelihood
+    >>> float(classification_log_likelihood(np.array([[0.5, 0.5], [1.0, 0.0]])))
+    -0.6931471805599453
+    """
+    r = np.asarray(responsibilities, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        terms = np.log(r.max(axis=1))
+    return float(terms.sum() if sample_weight is None else sample_weight @ terms)
 
 
 def elpd_difference(
@@ -390,7 +413,7 @@ def _fit_one_k(
         "log_likelihood": loglik,
         "n_parameters": em._n_parameters(data.n_features),
         "bic": bic,
-        "icl": bic + 2.0 * classification_entropy(em.predict_proba(data.values), weights),
+        "icl": bic - 2.0 * classification_log_likelihood(em.predict_proba(data.values), weights),
         "em_problems": "; ".join(em_problems),
     }
     _log.info("K=%d: EM log-likelihood %.3f, BIC %.2f", k, loglik, bic)
@@ -458,7 +481,7 @@ def select_k(
     ks: Iterable[int] = range(1, 7),
     *,
     method: Literal["both", "em", "nuts"] = "both",
-    covariance_type: Literal["full", "tied", "diag", "spherical"] = "full",
+    covariance_type: str | Sequence[str] = "full",
     model: type[MixtureModel] | str = "gaussian",
     draws: int = 1000,
     tune: int = 1000,
@@ -490,8 +513,13 @@ def select_k(
     method : {"both", "em", "nuts"}, default="both"
         ``"em"``: BIC and ICL of the EM fits only (fast); ``"nuts"`` or ``"both"``: also
         the PSIS-LOO expected log predictive density of NUTS fits (arviz-stats).
-    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
-        For the Gaussian and Student-t families.
+    covariance_type : str or sequence of str, default="full"
+        For the Gaussian and Student-t families: one covariance type (any the model
+        accepts, e.g. the Gaussian's mclust models ``"VEV"``), or several, or
+        ``"all"`` (every type the model has for the data: mclust's fourteen models, or
+        ``E`` and ``V`` for one feature, for the Gaussian). With several, every
+        (covariance type, K) is fitted by EM and BIC and ICL choose among all of them,
+        as mclust's ``mclustBIC`` does (``method="em"`` is then required).
     model : class or str, default="gaussian"
         The mixture family: any bayesmix model class (``bm.PoissonMixture``, ...) or its
         name in the family registry (``"poisson"``; see ``bayesmix.families.FAMILIES``).
@@ -520,8 +548,10 @@ def select_k(
     -------
     pandas.DataFrame
         One row per K (column ``n_components``): ``log_likelihood`` (EM, summed),
-        ``n_parameters``, ``bic`` and ``icl`` (lower is better; ICL = BIC + 2 x the
-        classification entropy, Biernacki, Celeux & Govaert 2000), ``em_problems`` (why
+        ``n_parameters`` (mclust's counts for the Gaussian), ``bic`` and ``icl`` (lower
+        is better; ICL = BIC - 2 sum_n log max_k r_nk, the term of the most probable
+        labels: Biernacki, Celeux & Govaert 2000, computed as mclust's ``icl``, so
+        both are mclust's values with the sign flipped), ``em_problems`` (why
         the EM fit is not usable, ``""`` when it is), and with NUTS ``elpd_loo``, ``se``,
         ``p_loo``, ``max_pareto_k`` and ``n_bad_pareto_k``, the sampler's
         ``divergences``, ``max_rhat``, ``min_ess_bulk``, ``min_ess_tail`` and
@@ -533,6 +563,10 @@ def select_k(
         ``df.attrs["best"]`` maps each criterion to its chosen K, ``None`` when no fit
         is usable; ``df.attrs["reason"]`` maps it to a sentence saying why (and which K
         were skipped, with their problems); ``df.attrs["rule"]`` states the rule.
+
+        With several covariance types: one row per (type, K), a ``covariance_type``
+        column first, the ranks over all rows, and ``df.attrs["best"]`` maps ``"bic"``
+        and ``"icl"`` to the chosen ``(covariance_type, K)``.
 
     Warns
     -----
@@ -559,6 +593,23 @@ def select_k(
     """
     model = _model_class(model)
     ks = [int(k) for k in ks]
+    if not isinstance(covariance_type, str) or covariance_type == "all":
+        if method != "em":
+            raise InvalidParameterError(
+                f"select_k over several covariance types (covariance_type="
+                f"{covariance_type!r}) compares the BIC and ICL of EM fits, as mclust does; "
+                f"got method={method!r}. Pass method='em', or one covariance type for LOO."
+            )
+        return _select_grid(
+            X,
+            ks,
+            covariance_type,
+            model=model,
+            random_state=random_state,
+            progressbar=progressbar,
+            sample_weight=sample_weight,
+            **model_kwargs,
+        )
     specs = []
     for k in ks:
         spec = {"n_components": k, "random_state": random_state}
@@ -653,6 +704,92 @@ def select_k(
     return table
 
 
+GRID_RULE = (
+    "BIC and ICL choose the (covariance type, K) with the lowest value among the usable "
+    "EM fits: those for which EM gave no ConvergenceWarning (did not converge, an empty "
+    "component, a collapsed covariance, a degenerate component, failed restarts)."
+)
+
+
+def _select_grid(
+    X: Any,
+    ks: list[int],
+    covariance_types: str | Sequence[str],
+    *,
+    model: type[MixtureModel],
+    random_state: int | None,
+    progressbar: bool,
+    sample_weight: Any,
+    **model_kwargs: Any,
+) -> pd.DataFrame:
+    """:func:`select_k` over (covariance type, K): EM fits, BIC and ICL (mclust's grid)."""
+    if "covariance_type" not in model._param_names():
+        raise InvalidParameterError(
+            f"{model.__name__} has no covariance_type, so select_k cannot compare "
+            f"covariance types; got covariance_type={covariance_types!r}. Leave it out."
+        )
+    data = check_data(X, n_components=max(ks), allow_bool=model._accepts_bool, ks=ks)
+    weights = check_sample_weight(sample_weight, data.n_samples)
+    if isinstance(covariance_types, str):  # "all"
+        types = list(model._covariance_types(data.n_features))
+    else:
+        types = list(dict.fromkeys(covariance_types))
+        if not types:
+            raise InvalidParameterError(
+                "covariance_type is an empty sequence; pass at least one type, or 'all'."
+            )
+    specs = []
+    for covariance_type in types:
+        for k in ks:
+            spec = {"n_components": k, "random_state": random_state}
+            spec["covariance_type"] = covariance_type
+            candidate = model(**spec, **model_kwargs)
+            candidate._check_params()  # every fit's arguments, before any fit
+            candidate._check_data(data)
+            specs.append(spec)
+    rows = []
+    for index, spec in enumerate(specs):
+        label = f"{spec['covariance_type']}, K={spec['n_components']}"
+        shown = (
+            _progress.task(f"select_k: {label} ({index + 1} of {len(specs)})")
+            if progressbar
+            else contextlib.nullcontext()
+        )
+        with shown:
+            row, _, _ = _fit_one_k(model, spec, data, weights, nuts=None, **model_kwargs)
+        rows.append({"covariance_type": spec["covariance_type"], **row})
+    table = pd.DataFrame(rows)
+    table["rank_bic"] = _rank(table["bic"], ascending=True)
+    table["rank_icl"] = _rank(table["icl"], ascending=True)
+    best, reason = {}, {}
+    usable = table.loc[_problems(table, "em_problems") == ""]
+    for criterion in CRITERIA[:2]:
+        if len(usable):
+            row = usable.loc[usable[criterion].idxmin()]
+            best[criterion] = (str(row["covariance_type"]), int(row["n_components"]))
+            reason[criterion] = (
+                f"{best[criterion][0]} with K={best[criterion][1]}: the lowest "
+                f"{criterion.upper()} ({row[criterion]:.2f}) of the usable EM fits"
+            )
+        else:
+            best[criterion] = None
+            reason[criterion] = "no usable EM fit"
+        _log.info("select_k, %s: %s", criterion, reason[criterion])
+    table.attrs["best"] = best
+    table.attrs["reason"] = reason
+    table.attrs["rule"] = " ".join([GRID_RULE, NO_USABLE_RULE])
+    table.attrs["covariance_type"] = types
+    if best["bic"] is None:
+        warnings.warn(
+            "select_k: no (covariance type, K) has a usable EM fit, so BIC and ICL choose "
+            "none (None in table.attrs['best']). Try fewer K, more n_init or max_iter, or "
+            "objective='map' (a prior keeps covariances from collapsing).",
+            ConvergenceWarning,
+            skip_file_prefixes=(PACKAGE_DIR,),
+        )
+    return table
+
+
 def plot_select_k(table: pd.DataFrame, *, fig: Figure | None = None) -> Figure:
     """Plot the criteria of :func:`select_k` against K.
 
@@ -660,6 +797,10 @@ def plot_select_k(table: pd.DataFrame, *, fig: Figure | None = None) -> Figure:
     standard errors (higher is better). The chosen K of each criterion is circled; a
     red cross marks a fit that failed the checks (``em_problems``, ``loo_problems``), which
     no criterion chooses.
+
+    A table over several covariance types (a ``covariance_type`` column) is drawn as
+    mclust's BIC plot: one line per type over K, BIC left and ICL right, the chosen
+    (type, K) circled.
 
     Parameters
     ----------
@@ -672,6 +813,8 @@ def plot_select_k(table: pd.DataFrame, *, fig: Figure | None = None) -> Figure:
     -------
     matplotlib.figure.Figure
     """
+    if "covariance_type" in table:
+        return _plot_grid(table, fig)
     has_loo = "elpd_loo" in table
     if fig is None:
         fig = Figure(figsize=(9.0 if has_loo else 5.0, 3.6), layout="constrained")
@@ -701,6 +844,47 @@ def plot_select_k(table: pd.DataFrame, *, fig: Figure | None = None) -> Figure:
         ax.errorbar(k, table["elpd_loo"], yerr=2 * table["se"], marker="o", capsize=3)
         mark(ax, "elpd_loo", "loo_problems", best.get("loo"))
         ax.set(xlabel="number of components K", ylabel="LOO elpd (higher is better)", xticks=k)
+    return fig
+
+
+def _plot_grid(table: pd.DataFrame, fig: Figure | None) -> Figure:
+    """Draw mclust's BIC plot of a :func:`select_k` table over (covariance type, K)."""
+    if fig is None:
+        fig = Figure(figsize=(10.0, 4.0), layout="constrained")
+    else:
+        fig.clear()
+    axes = fig.subplots(1, 2, sharex=True)
+    best = table.attrs.get("best", {})
+    types = list(dict.fromkeys(table["covariance_type"]))
+    markers = "osD^v<>pPX*hH8d"
+    bad = (_problems(table, "em_problems") != "").to_numpy()
+    for ax, criterion in zip(axes, ("bic", "icl"), strict=True):
+        for index, name in enumerate(types):
+            rows = table[table["covariance_type"] == name]
+            ax.plot(
+                rows["n_components"],
+                rows[criterion],
+                marker=markers[index % len(markers)],
+                color=f"C{index % 10}",
+                linestyle="-" if index < 10 else "--",
+                label=name,
+            )
+        if bad.any():
+            ax.plot(
+                table.loc[bad, "n_components"], table.loc[bad, criterion], "x", color="red", ms=10
+            )
+        chosen = best.get(criterion)
+        if chosen is not None:
+            row = table[
+                (table["covariance_type"] == chosen[0]) & (table["n_components"] == chosen[1])
+            ]
+            ax.plot(row["n_components"], row[criterion], "o", ms=16, mfc="none", mec="k")
+        ax.set(
+            xlabel="number of components K",
+            ylabel=f"{criterion.upper()} (lower is better)",
+            xticks=sorted(set(table["n_components"])),
+        )
+    axes[1].legend(title="covariance", loc="center left", bbox_to_anchor=(1.02, 0.5))
     return fig
 
 

@@ -23,6 +23,7 @@ from pymc.distributions.transforms import Ordered, Transform
 from bayesmix._numeric import column_moments
 from bayesmix._params import Interval, Options
 from bayesmix._validation import MixtureData
+from bayesmix.families.gaussian.covariance_models import STORAGE
 from bayesmix.families.gaussian.densities import scalar_parameters
 from bayesmix.families.gaussian.em import COVARIANCE_TYPES
 from bayesmix.model import MixtureModel
@@ -117,6 +118,20 @@ class _LocationScaleMixture(MixtureModel):
         "reg_covar": [Interval(Real, 0, None)],
     }
 
+    @classmethod
+    def _covariance_types(cls, n_features: int) -> tuple[str, ...]:
+        """Every covariance type of this family for ``n_features`` (``select_k``'s "all")."""
+        return COVARIANCE_TYPES
+
+    @property
+    def _storage_type(self) -> str:
+        """The scikit-learn covariance type whose shapes hold ``covariance_type``'s covariances.
+
+        ``covariance_type`` itself for scikit-learn's names, else the storage of the
+        mclust model (:data:`bayesmix.families.gaussian.covariance_models.STORAGE`).
+        """
+        return STORAGE.get(self.covariance_type, self.covariance_type)
+
     def _nuts_target(self, data: MixtureData, priors: dict[str, Prior]) -> Any:
         """Return the fused numba log density + gradient if it applies.
 
@@ -130,7 +145,7 @@ class _LocationScaleMixture(MixtureModel):
 
         target = _nuts_kernel.build(
             {
-                "covariance_type": self.covariance_type,
+                "covariance_type": self._storage_type,
                 "n_components": self.n_components,
                 "n_features": data.n_features,
                 "priors": priors,
@@ -149,7 +164,7 @@ class _LocationScaleMixture(MixtureModel):
         return target
 
     def _min_samples(self, n_features: int) -> tuple[int, str]:
-        if self.covariance_type == "full" and n_features > 1:
+        if self._storage_type == "full" and n_features > 1:
             return (
                 self.n_components * (n_features + 1),
                 "n_components x (n_features + 1) for full covariances, so that every "
@@ -164,10 +179,10 @@ class _LocationScaleMixture(MixtureModel):
             "diag": ("component", "feature"),
             "tied": ("feature",),
             "spherical": ("component",),
-        }[self.covariance_type]
+        }[self._storage_type]
         dims = {"weights": ("component",), "means": ("component", "feature"), "sigma": sigma}
-        if n_features > 1 and self.covariance_type in ("full", "tied"):
-            batch = ("component",) if self.covariance_type == "full" else ()
+        if n_features > 1 and self._storage_type in ("full", "tied"):
+            batch = ("component",) if self._storage_type == "full" else ()
             dims["corr_chol"] = (*batch, "feature", "feature_bis")
         return dims
 
@@ -175,7 +190,7 @@ class _LocationScaleMixture(MixtureModel):
         loc, scale = column_moments(data.values, data.sample_weight)
         if data.n_samples == 1:
             scale = np.ones(data.n_features)
-        sigma_scale = 2.0 * (scale.mean() if self.covariance_type == "spherical" else scale)
+        sigma_scale = 2.0 * (scale.mean() if self._storage_type == "spherical" else scale)
         priors = {
             "weights": Prior("Dirichlet", a=1.0),
             "means": Prior("Normal", mu=loc.tolist(), sigma=(3.0 * scale).tolist()),
@@ -208,7 +223,7 @@ class _LocationScaleMixture(MixtureModel):
             weights,
             means,
             matrices,
-            covariance_type=self.covariance_type,
+            covariance_type=self._storage_type,
             components=components,
             features=features,
             matrix_name=self._matrix_var,
@@ -258,7 +273,7 @@ class _LocationScaleMixture(MixtureModel):
     def _cholesky(self, rvs: dict[str, Any], k: int, d: int) -> Any:
         """Cholesky factors (K, D, D) of the component covariances from the free variables."""
         sigma = rvs["sigma"]
-        match self.covariance_type:
+        match self._storage_type:
             case "full" | "tied":
                 corr = rvs["corr_chol"] if d > 1 else pt.ones((d, d))
                 chol = sigma[..., :, None] * corr
@@ -273,8 +288,8 @@ class _LocationScaleMixture(MixtureModel):
     ) -> dict[str, np.ndarray]:
         """Weights, means, the (K, D, D) matrices and their ``sigma`` / ``corr_chol``."""
         sd = np.sqrt(np.diagonal(matrices, axis1=-2, axis2=-1))  # (K, D)
-        sigma = sd[0] if self.covariance_type == "tied" else sd
-        if self.covariance_type == "spherical":
+        sigma = sd[0] if self._storage_type == "tied" else sd
+        if self._storage_type == "spherical":
             sigma = sd[:, 0]
         point = {
             "weights": weights,
@@ -284,7 +299,7 @@ class _LocationScaleMixture(MixtureModel):
         }
         if "corr_chol" in self._rv_shapes(n_features):
             corr = _correlation_cholesky(matrices)
-            point["corr_chol"] = corr if self.covariance_type == "full" else corr[0]
+            point["corr_chol"] = corr if self._storage_type == "full" else corr[0]
         return point
 
     def _jitter_start(
@@ -311,7 +326,7 @@ class _LocationScaleMixture(MixtureModel):
 
     def _sklearn_covariances(self, cov: np.ndarray) -> np.ndarray:
         """Convert full (K, D, D) covariances to scikit-learn's shape for this type."""
-        match self.covariance_type:
+        match self._storage_type:
             case "full":
                 return cov
             case "tied":

@@ -27,9 +27,9 @@ over the model's covariances (:func:`m_step_objective` returns ``F``). Closed fo
 fixed-point iterations that decrease ``F`` at every step for VEI, VEE and VEV (the
 same paper; they alternate the volumes and the common shape or matrix); for EVE and VVE
 (a common orientation with varying shapes) the volumes and shapes in closed form given
-the orientation, and the orientation by the majorise-minimise step of Browne and
-McNicholas (2014) given them (Kiers 2002: the concave part of ``tr(W D Psi D')`` over
-orthogonal ``D`` is majorised by its tangent, minimised by an SVD).
+the orientation, and the orientation given them by sweeps of exact plane rotations
+(Flury and Gautschi 1986), where mclust uses the majorise-minimise step of Browne and
+McNicholas (2014), which converges to the same minimum more slowly.
 
 Parameter counts are mclust's ``nVarParams`` (mclust 6.1, ``R/mclust.R``), so that BIC
 and ICL are comparable with mclust's.
@@ -40,9 +40,9 @@ Celeux, G. and Govaert, G. (1995). Gaussian parsimonious clustering models. Patt
 Recognition 28(5), 781-793.
 Browne, R. P. and McNicholas, P. D. (2014). Estimating common principal components in
 high dimensions. Advances in Data Analysis and Classification 8(2), 217-226.
-Kiers, H. A. L. (2002). Setting up alternating least squares and iterative majorization
-algorithms for solving various matrix optimization problems. Computational Statistics
-and Data Analysis 41(1), 157-170.
+Flury, B. N. and Gautschi, W. (1986). An algorithm for simultaneous orthogonal
+transformation of several positive definite symmetric matrices to nearly diagonal form.
+SIAM Journal on Scientific and Statistical Computing 7(1), 169-184.
 Scrucca, L., Fop, M., Murphy, T. B. and Raftery, A. E. (2016). mclust 5: clustering,
 classification and density estimation using Gaussian finite mixture models. The R
 Journal 8(1), 289-317.
@@ -59,6 +59,7 @@ from bayesmix.exceptions import InvalidParameterError
 __all__ = [
     "ALIASES",
     "MODELS",
+    "STORAGE",
     "CovarianceModel",
     "compose",
     "decompose",
@@ -66,6 +67,7 @@ __all__ = [
     "m_step_objective",
     "n_variance_parameters",
     "resolve",
+    "storage",
 ]
 
 
@@ -115,6 +117,28 @@ MODELS = {
 
 ALIASES = {"spherical": "VII", "diag": "VVI", "tied": "EEE", "full": "VVV"}
 
+# The scikit-learn covariance type whose array shape holds a model's covariances: the
+# simplest of the four whose parameters include the model's (every shared or diagonal
+# structure is kept as values, not as a smaller array).
+STORAGE = {
+    "E": "tied",
+    "V": "spherical",
+    "EII": "spherical",
+    "VII": "spherical",
+    "EEI": "diag",
+    "VEI": "diag",
+    "EVI": "diag",
+    "VVI": "diag",
+    "EEE": "tied",
+    "VEE": "full",
+    "EVE": "full",
+    "VVE": "full",
+    "EEV": "full",
+    "VEV": "full",
+    "EVV": "full",
+    "VVV": "full",
+}
+
 # The fixed-point M-steps stop when F changes by less than this, relative.
 _TOL = 1e-12
 _MAX_ITER = 1000
@@ -132,15 +156,38 @@ def resolve(name: str, n_features: int) -> CovarianceModel:
     key = ALIASES.get(name, name)
     if key not in MODELS:
         raise InvalidParameterError(
-            f"covariance model {name!r} is not one of mclust's models "
+            f"covariance_type={name!r} is not one of mclust's models "
             f"({', '.join(MODELS)}) or scikit-learn's names ({', '.join(ALIASES)})."
         )
     if (len(key) == 1) != (n_features == 1):
         expected = "'E' or 'V'" if n_features == 1 else "a three-letter name such as 'VVV'"
         raise InvalidParameterError(
-            f"covariance model {name!r} does not fit {n_features} feature(s): expected {expected}."
+            f"covariance_type={name!r} does not fit {n_features} feature(s): expected "
+            f"{expected} (mclust's names), or one of scikit-learn's {', '.join(ALIASES)}."
         )
     return MODELS[key]
+
+
+def storage(name: str, n_features: int) -> tuple[str, str | None]:
+    """Return the scikit-learn type that stores model ``name``, and the constraint on it.
+
+    The constraint is the mclust model the storage type's M-step must be projected on,
+    or None when the storage type is the model itself (``VII`` = ``spherical``, ``VVI`` =
+    ``diag``, ``EEE`` = ``tied``, ``VVV`` = ``full``, and the univariate ``E`` = ``tied``,
+    ``V`` = ``spherical``). scikit-learn's names are accepted for any number of features.
+
+    Examples
+    --------
+    >>> from bayesmix.families.gaussian.covariance_models import storage
+    >>> storage("VEV", 3), storage("VVI", 3), storage("full", 1)
+    (('full', 'VEV'), ('diag', None), ('full', None))
+    """
+    if name in ALIASES:
+        return name, None
+    model = resolve(name, n_features)
+    kind = STORAGE[model.name]
+    own = model.name in ("E", "V") or ALIASES[kind] == model.name
+    return kind, None if own else model.name
 
 
 def n_variance_parameters(name: str, n_features: int, n_components: int) -> int:
@@ -171,7 +218,8 @@ def n_variance_parameters(name: str, n_features: int, n_components: int) -> int:
         "EVV": 1 - g + g * d * (d + 1) // 2,
         "VVV": g * d * (d + 1) // 2,
     }
-    return counts[resolve(name, n_features).name]
+    # scikit-learn's names count for any number of features (VVV in 1-D is V's count).
+    return counts[ALIASES[name] if name in ALIASES else resolve(name, n_features).name]
 
 
 def compose(volume: np.ndarray, orientation: np.ndarray, shape: np.ndarray) -> np.ndarray:
@@ -347,14 +395,15 @@ def _common_orientation(W: np.ndarray, nk: np.ndarray, tol: float, *, equal_volu
 
     Alternates (1) given ``D``, with ``m_k = diag(D' W_k D)``: ``A_k = m_k / |m_k|^(1/d)``
     and ``lambda_k = |m_k|^(1/d) / n_k`` (VVE) or ``lambda = sum_k |m_k|^(1/d) / n``
-    (EVE); (2) given them, one majorise-minimise step for ``D``: with ``Psi_k =
-    diag(1 / (lambda_k A_k))`` and ``omega_k`` the largest eigenvalue of ``W_k``,
-    ``G = sum_k (omega_k I - W_k) D Psi_k = U S V'`` and ``D <- U V'``. Neither step
-    increases F.
+    (EVE); (2) given them, with ``Psi_k = diag(1 / (lambda_k A_k))``, one sweep of plane
+    rotations of ``D``'s column pairs, each the exact minimiser of
+    ``sum_k tr(D' W_k D Psi_k)`` over its angle (the Jacobi-type sweep of Flury and
+    Gautschi 1986 for common principal components, with the weights fixed). Neither step
+    increases F. (Browne and McNicholas's majorise-minimise step for ``D`` decreases F
+    too, but needed about 20 times as many iterations to the same F here.)
     """
     k, d = W.shape[0], W.shape[1]
     n = nk.sum()
-    omega = np.linalg.eigvalsh(W)[:, -1]
     _, D = np.linalg.eigh(W.sum(axis=0))
     previous = np.inf
     for _ in range(_MAX_ITER):
@@ -367,7 +416,27 @@ def _common_orientation(W: np.ndarray, nk: np.ndarray, tol: float, *, equal_volu
         if abs(previous - objective) <= tol * abs(objective):
             break
         previous = objective
-        G = np.einsum("k,ij,kj->ij", omega, D, psi) - np.einsum("kil,lj,kj->ij", W, D, psi)
-        U, _, Vt = np.linalg.svd(G)
-        D = U @ Vt
+        _rotation_sweep(D, W, psi)
     return compose(volume, np.broadcast_to(D, (k, d, d)), shape)
+
+
+def _rotation_sweep(D: np.ndarray, W: np.ndarray, psi: np.ndarray) -> None:
+    r"""Rotate every pair of columns of ``D`` (in place) to minimise ``sum_k tr(D' W_k D Psi_k)``.
+
+    Rotating columns ``i, j`` by ``theta`` changes the sum by
+    :math:`P \cos 2\theta + Q \sin 2\theta` plus a constant, with
+    :math:`P = \frac12 \sum_k (\psi_{ki} - \psi_{kj})(a_k - b_k)`,
+    :math:`Q = \sum_k (\psi_{ki} - \psi_{kj}) e_k` and :math:`a_k, b_k, e_k` the entries
+    :math:`d_i' W_k d_i, d_j' W_k d_j, d_i' W_k d_j`: the minimum is at
+    :math:`2\theta = \operatorname{atan2}(-Q, -P)`.
+    """
+    d = D.shape[0]
+    for i in range(d - 1):
+        for j in range(i + 1, d):
+            di, dj = D[:, i].copy(), D[:, j].copy()
+            wi, wj = W @ di, W @ dj  # (K, d)
+            a, b, e = wi @ di, wj @ dj, wi @ dj
+            g = psi[:, i] - psi[:, j]
+            theta = 0.5 * np.arctan2(-(g @ e), -0.5 * (g @ (a - b)))
+            c, s = np.cos(theta), np.sin(theta)
+            D[:, i], D[:, j] = c * di + s * dj, c * dj - s * di

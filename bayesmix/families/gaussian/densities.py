@@ -13,6 +13,7 @@ import numpy as np
 
 from bayesmix._numeric import kernel_pays_off
 from bayesmix.exceptions import InvalidParameterError
+from bayesmix.families.gaussian.covariance_models import n_variance_parameters
 
 __all__ = [
     "fast_pointwise",
@@ -255,15 +256,14 @@ def fast_pointwise(
 
 
 def n_parameters(n_components: int, n_features: int, covariance_type: str) -> int:
-    """Return the number of free parameters of a Gaussian mixture (as scikit-learn counts)."""
+    """Return the number of free parameters of a Gaussian mixture.
+
+    Weights, means and the covariances' parameters as mclust counts them
+    (:func:`~bayesmix.families.gaussian.covariance_models.n_variance_parameters`), which
+    for scikit-learn's four names are scikit-learn's counts.
+    """
     k, d = n_components, n_features
-    cov = {
-        "full": k * d * (d + 1) // 2,
-        "tied": d * (d + 1) // 2,
-        "diag": k * d,
-        "spherical": k,
-    }[covariance_type]
-    return cov + k * d + k - 1
+    return n_variance_parameters(covariance_type, d, k) + k * d + k - 1
 
 
 def free_covariance_entries(

@@ -110,6 +110,7 @@ from bayesmix.em.loop import (
 )
 from bayesmix.em.loop import _warn_degenerate as _warn_degenerate_fit
 from bayesmix.exceptions import ConvergenceWarning, FitError, InvalidParameterError
+from bayesmix.families.gaussian import covariance_models
 
 __all__ = [
     "COVARIANCE_TYPES",
@@ -839,6 +840,7 @@ def m_step(
     reg_covar: float,
     *,
     prior: ConjugatePrior | None = None,
+    model: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     r"""Estimate the mixture parameters from the responsibilities (M-step).
 
@@ -868,6 +870,12 @@ def m_step(
     the log posterior is monotone. ``reg_covar`` is still added to the diagonal (use 0 to
     get the exact posterior mode).
 
+    **mclust's covariance models** (``model``, see :func:`_project`): the covariances of
+    ``covariance_type`` (the model's storage type) are replaced by the model's M-step
+    (:func:`bayesmix.families.gaussian.covariance_models.m_step_covariances`) of the same
+    counts and scatter matrices, which maximises the same expected complete-data
+    objective over the model's covariances.
+
     Parameters
     ----------
     X : numpy.ndarray of shape (n_samples, n_features)
@@ -880,6 +888,10 @@ def m_step(
         Non-negative ridge added to the diagonal of every covariance.
     prior : ConjugatePrior or None, default=None
         Conjugate prior for the posterior-mode M-step; ``None`` for maximum likelihood.
+    model : str or None, default=None
+        An mclust covariance model stored as ``covariance_type``
+        (:func:`bayesmix.families.gaussian.covariance_models.storage`), or None for
+        ``covariance_type`` itself.
 
     Returns
     -------
@@ -897,7 +909,13 @@ def m_step(
     n_components = resp.shape[1]
     if prior is not None:
         _check_prior(prior, covariance_type, n_features)
-        return _m_step_map(X, resp, covariance_type, reg_covar, prior)
+        weights, means, covariances = _m_step_map(X, resp, covariance_type, reg_covar, prior)
+        nk = column_sums(resp)
+        return (
+            weights,
+            means,
+            _project(covariances, nk, covariance_type, model, reg_covar, prior, n_features),
+        )
 
     nk = column_sums(resp) + 10.0 * _EPS
     means = (resp.T @ X) / nk[:, np.newaxis]
@@ -922,7 +940,82 @@ def m_step(
         covariances = variances if covariance_type == "diag" else variances.mean(axis=1)
 
     weights = nk / nk.sum()
-    return weights, means, covariances
+    return (
+        weights,
+        means,
+        _project(covariances, nk, covariance_type, model, reg_covar, prior, n_features),
+    )
+
+
+def _model_counts(
+    nk: np.ndarray, covariance_type: str, prior: ConjugatePrior | None, n_features: int
+) -> np.ndarray:
+    """Return the counts ``n'_k`` with which the storage type's M-step is ``W'_k / n'_k``.
+
+    Maximum likelihood: ``n_k``. Posterior mode (:func:`m_step`): the exponent of
+    ``|Sigma_k|`` in the expected complete-data log posterior, ``nu + n_k + D + 2``
+    (``full``), ``nu + n_k + 3`` (``diag``) or ``(nu + (n_k + 1) D + 2) / D``
+    (``spherical``); ``W'_k`` is then the prior scale plus ``B_k``.
+    """
+    if prior is None:
+        return nk
+    nu = float(prior.dof)
+    return {
+        "full": nu + nk + n_features + 2.0,
+        "diag": nu + nk + 3.0,
+        "spherical": (nu + (nk + 1.0) * n_features + 2.0) / n_features,
+    }[covariance_type]
+
+
+def _project(
+    covariances: np.ndarray,
+    nk: np.ndarray,
+    covariance_type: str,
+    model: str | None,
+    reg_covar: float,
+    prior: ConjugatePrior | None,
+    n_features: int,
+) -> np.ndarray:
+    r"""Return the M-step covariances of mclust's ``model``, stored as ``covariance_type``.
+
+    The storage type's M-step (``covariances``, with ``reg_covar`` on the diagonal) is
+    :math:`W'_k / n'_k` (:func:`_model_counts`); for every model stored in that shape the
+    expected complete-data objective of the covariances is :math:`-\frac12 \sum_k n'_k
+    \log|\Sigma_k| + \operatorname{tr}(\Sigma_k^{-1} W'_k)` (only the diagonal of
+    :math:`W'_k` matters for diagonal models, only its trace for spherical ones), whose
+    maximiser over the model is
+    :func:`~bayesmix.families.gaussian.covariance_models.m_step_covariances` of
+    :math:`(n', W')`. Components with (almost) no responsibility keep the storage
+    type's value: they carry no information about shared parameters, and the EM loop
+    re-initialises them.
+    """
+    if model is None:
+        return covariances
+    counts = _model_counts(np.asarray(nk, dtype=np.float64), covariance_type, prior, n_features)
+    live = nk >= _EMPTY_MASS
+    if not live.any():
+        return covariances
+    eye = np.eye(n_features)
+    if covariance_type == "full":
+        matrices = covariances - reg_covar * eye
+    elif covariance_type == "diag":
+        matrices = (covariances - reg_covar)[:, :, np.newaxis] * eye
+    else:  # spherical: the same trace as the scatter (all a spherical model depends on)
+        matrices = (covariances - reg_covar)[:, np.newaxis, np.newaxis] * eye
+    scatter = counts[:, np.newaxis, np.newaxis] * matrices
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # A singular scatter (a component on too few points) gives non-finite values,
+        # which compute_precision_cholesky reports as a collapsed component.
+        fitted = covariance_models.m_step_covariances(model, counts[live], scatter[live])
+    fitted.reshape(fitted.shape[0], -1)[:, :: n_features + 1] += reg_covar
+    out = np.array(covariances, dtype=np.float64, copy=True)
+    if covariance_type == "full":
+        out[live] = fitted
+    elif covariance_type == "diag":
+        out[live] = np.diagonal(fitted, axis1=1, axis2=2)
+    else:
+        out[live] = fitted[:, 0, 0]
+    return out
 
 
 # ---------------------------------------------------------------------------------------
@@ -1012,6 +1105,7 @@ def _fused_m_step(
     prior: ConjugatePrior | None,
     rcond: float = _FUSED_RCOND,
     resolution: float = _FUSED_RESOLUTION,
+    model: str | None = None,
 ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None:
     """Compute the M-step of :func:`m_step` from the sums of :func:`_fused_statistics`.
 
@@ -1021,6 +1115,7 @@ def _fused_m_step(
     :func:`bayesmix.families.gaussian._em_kernels.full_m_step`). Sums taken about the
     new means (``s1`` zero up to rounding) cannot cancel: pass ``rcond=0`` and
     ``resolution=0``, and None then means that a covariance has no Cholesky factor.
+    ``model`` projects the covariances on an mclust model as :func:`m_step` does.
     """
     kernels = _kernels()
     n_features = centres.shape[1]
@@ -1060,6 +1155,14 @@ def _fused_m_step(
         precisions_cholesky = (
             precisions_cholesky[0] if covariance_type == "tied" else precisions_cholesky[:, 0]
         )
+    if model is not None:
+        covariances = _project(
+            covariances, nk, covariance_type, model, reg_covar, prior, n_features
+        )
+        try:
+            precisions_cholesky = compute_precision_cholesky(covariances, covariance_type)
+        except FitError:
+            return None
     return (weights, means, covariances), precisions_cholesky
 
 
@@ -1072,6 +1175,7 @@ def _fused_iteration(
     covariance_type: str,
     reg_covar: float,
     prior: ConjugatePrior | None,
+    model: str | None = None,
 ) -> tuple[float, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None:
     """One EM iteration in one pass over the data.
 
@@ -1090,7 +1194,7 @@ def _fused_iteration(
     # Twice the threshold: the NumPy path decides about components near it.
     if not np.isfinite(objective) or np.any(nk < 2.0 * _EMPTY_MASS):
         return None
-    update = _fused_m_step(nk, s1, s2, centres, covariance_type, reg_covar, prior)
+    update = _fused_m_step(nk, s1, s2, centres, covariance_type, reg_covar, prior, model=model)
     if update is None:
         return None
     return float(objective), nk, *update
@@ -1214,6 +1318,7 @@ def _initial_parameters(
     reinit: _Reinit,
     sample_weight: np.ndarray | None = None,
     partition: str = "k-means++",
+    model: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Start from a partition (:func:`~bayesmix.em.init.initial_labels`): its M-step.
 
@@ -1235,7 +1340,9 @@ def _initial_parameters(
     labels, sq_distances = initial_labels(X, n_components, rng, partition, sample_weight)
     resp = np.zeros((X.shape[0], n_components), dtype=np.float64)
     resp[np.arange(X.shape[0]), labels] = 1.0 if sample_weight is None else sample_weight
-    weights, means, covariances = m_step(X, resp, covariance_type, reg_covar, prior=prior)
+    weights, means, covariances = m_step(
+        X, resp, covariance_type, reg_covar, prior=prior, model=model
+    )
     empty = np.flatnonzero(np.bincount(labels, minlength=n_components) == 0).tolist()
     if empty and (covariance_type == "tied" or reinit.covariance is not None):
         locations = _pick_locations(X, -sq_distances, len(empty))
@@ -1402,6 +1509,7 @@ def _run_em(
     restart_name: str = "EM",
     engine: str = "numpy",
     sample_weight: np.ndarray | None = None,
+    model: str | None = None,
 ) -> _Restart:
     """Iterate E- and M-steps from the given parameters (through :func:`em.loop.converge`).
 
@@ -1432,6 +1540,7 @@ def _run_em(
                 covariance_type=covariance_type,
                 reg_covar=reg_covar,
                 prior=prior,
+                model=model,
             )
             if fused
             else None
@@ -1459,7 +1568,7 @@ def _run_em(
         if sample_weight is not None:
             resp *= sample_weight[:, np.newaxis]
         nk = column_sums(resp)
-        new = m_step(X, resp, covariance_type, reg_covar, prior=prior)
+        new = m_step(X, resp, covariance_type, reg_covar, prior=prior, model=model)
         empty = np.flatnonzero(nk < _EMPTY_MASS).tolist()
         n_reinit_before = state["n_reinit"]
         if empty:
@@ -1592,13 +1701,17 @@ def _collapsed_components(
     return np.flatnonzero(ratios <= _COLLAPSE_RTOL).tolist()
 
 
-def _min_points(n_features: int, covariance_type: str) -> int:
+def _min_points(n_features: int, covariance_type: str, model: str | None = None) -> int:
     """Effective points a component needs for its covariance to be regular without a ridge.
 
     ``D + 1`` for a full covariance (``D + 1`` points in general position span ``D``
     dimensions about their mean), 2 for a diagonal or spherical one (two distinct values
-    per feature), 0 for ``"tied"`` (the pooled covariance uses every point).
+    per feature), 0 for ``"tied"`` (the pooled covariance uses every point). An mclust
+    ``model`` stored as ``"full"`` whose shape or orientation is shared (all but EVV)
+    takes those from every component, so that two points fix the rest.
     """
+    if model is not None and covariance_type == "full" and model != "EVV":
+        return 2
     return {"full": n_features + 1, "diag": 2, "spherical": 2}.get(covariance_type, 0)
 
 
@@ -1609,6 +1722,7 @@ def _degenerate_components(
     covariance_type: str,
     *,
     min_ratio: float | None = None,
+    model: str | None = None,
 ) -> dict[int, str]:
     """Return ``{component: what was found}`` for the degenerate components of a fit.
 
@@ -1621,14 +1735,14 @@ def _degenerate_components(
     as component 0).
     """
     min_ratio = _DEGENERATE_VARIANCE if min_ratio is None else min_ratio
-    needed = _min_points(n_features, covariance_type)
+    needed = _min_points(n_features, covariance_type, model)
     found: dict[int, list[str]] = {}
     for k, points in enumerate(effective_points):
         # Up to 0.1%: a component on exactly D + 1 points, less rounding, is regular.
         if _EMPTY_MASS <= points < needed * (1.0 - 1e-3):
             found.setdefault(k, []).append(
                 f"{points:.3g} effective points, fewer than the {needed} that a "
-                f"{covariance_type} covariance in {n_features}-D needs"
+                f"{model or covariance_type} covariance in {n_features}-D needs"
             )
     for k, ratio in enumerate(ratios):
         if covariance_type != "tied" and effective_points[k] < _EMPTY_MASS:
@@ -1654,10 +1768,11 @@ def _check_fit_arguments(
     """Raise :class:`InvalidParameterError` (a ``ValueError``) for arguments of :func:`fit_em`.
 
     The checks every family's EM shares (:func:`bayesmix.em.loop._check_arguments`), the
-    covariance type and the ridge.
+    covariance type (a scikit-learn name or an mclust model for ``X``'s features) and the
+    ridge.
     """
     _check_arguments(X, n_components, n_init, max_iter, tol, objective, init)
-    _check_covariance_type(covariance_type)
+    covariance_models.storage(covariance_type, X.shape[1])
     if not reg_covar >= 0.0:
         raise InvalidParameterError(f"reg_covar must be non-negative, got {reg_covar}.")
 
@@ -1672,6 +1787,7 @@ def _warn_degenerate(
     stacklevel: int = 3,
     sample_weight: np.ndarray | None = None,
     n_init: int = 1,
+    model: str | None = None,
 ) -> None:
     """Warn about empty components and (maximum likelihood) collapsed or degenerate ones.
 
@@ -1711,7 +1827,7 @@ def _warn_degenerate(
             stacklevel=stacklevel,
         )
     found = _degenerate_findings(
-        X, best, covariance_type, reg_covar, scatter, sample_weight, exclude=collapsed
+        X, best, covariance_type, reg_covar, scatter, sample_weight, exclude=collapsed, model=model
     )
     _warn_degenerate_fit(found, "EM", n_init, _DEGENERATE_ADVICE, stacklevel=stacklevel + 1)
 
@@ -1725,6 +1841,7 @@ def _degenerate_findings(
     sample_weight: np.ndarray | None = None,
     *,
     exclude: list[int] = (),
+    model: str | None = None,
 ) -> dict[int, str]:
     """:func:`_degenerate_components` of a maximum-likelihood run on ``X``, less ``exclude``.
 
@@ -1734,7 +1851,7 @@ def _degenerate_findings(
         X, run.params["covariances"], covariance_type, reg_covar, scatter, sample_weight
     )
     points = run.weights * _total_weight(X, sample_weight)
-    found = _degenerate_components(points, ratios, X.shape[1], covariance_type)
+    found = _degenerate_components(points, ratios, X.shape[1], covariance_type, model=model)
     return {k: what for k, what in found.items() if k not in exclude}
 
 
@@ -1768,8 +1885,14 @@ def fit_em(
         Data, already validated (2-D, finite, float64). It is not modified.
     n_components : int
         Number of mixture components ``K``.
-    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
-        Covariance parameterisation, as in scikit-learn.
+    covariance_type : str, default="full"
+        Covariance parameterisation: scikit-learn's ``"full"``, ``"tied"``, ``"diag"``,
+        ``"spherical"``, or one of mclust's models (``"EII"`` ... ``"VVV"``; ``"E"``,
+        ``"V"`` for one feature; :mod:`bayesmix.families.gaussian.covariance_models`).
+        An mclust model's covariances are returned in the shape of its storage type
+        (:func:`~bayesmix.families.gaussian.covariance_models.storage`: e.g. ``"EEI"``
+        as ``"diag"``, ``"VEV"`` as ``"full"``), as are ``init_params``' and the result's
+        ``covariance_type``.
     n_init : int, default=1
         Number of restarts.
     max_iter : int, default=100
@@ -1837,6 +1960,7 @@ def fit_em(
         X, n_components, covariance_type, n_init, max_iter, tol, reg_covar, objective, init
     )
     n_features = X.shape[1]
+    covariance_type, model = covariance_models.storage(covariance_type, n_features)
     engine = _ENGINE
     if engine == "fused" and (
         X.shape[0] < _FUSED_MIN_SAMPLES or _kernels() is None or sample_weight is not None
@@ -1870,7 +1994,7 @@ def fit_em(
             weights, means, covariances = (a.copy() for a in start)
             return weights, _params(means, covariances, start_precisions_cholesky.copy())
         weights, means, covariances = _initial_parameters(
-            X, n_components, covariance_type, reg_covar, rng, prior, reinit, w, partition
+            X, n_components, covariance_type, reg_covar, rng, prior, reinit, w, partition, model
         )
         try:
             precisions_cholesky = compute_precision_cholesky(covariances, covariance_type)
@@ -1896,6 +2020,7 @@ def fit_em(
             restart_name=name,
             engine=engine,
             sample_weight=w,
+            model=model,
         )
 
     def check_result(best: _Restart, stacklevel: int) -> None:
@@ -1909,6 +2034,7 @@ def fit_em(
             stacklevel=stacklevel + 1,
             sample_weight=w,
             n_init=n_init,
+            model=model,
         )
 
     degenerate = (
@@ -1921,6 +2047,7 @@ def fit_em(
             reg_covar=reg_covar,
             scatter=scatter,
             sample_weight=w,
+            model=model,
         )
     )
 
@@ -2080,8 +2207,10 @@ def chunked_steps(
     vanishing weight (the in-memory EM moves it to a poorly fitted sample instead, which
     needs the whole data in memory). ``objective="map"`` builds mclust's conjugate prior
     (:func:`default_prior`) from the exact data mean and scatter (two passes).
+    ``covariance_type`` may be an mclust model (as in :func:`fit_em`); the steps then work
+    in its storage type, which is also the returned ``EMSteps.covariance_type``.
     """
-    _check_covariance_type(covariance_type)
+    covariance_type, model = covariance_models.storage(covariance_type, n_features)
     prior = None
     if objective == "map":
         moments = data_pass(_moment_sums)
@@ -2098,7 +2227,14 @@ def chunked_steps(
         empty = nk < 2.0 * _EMPTY_MASS
         if not empty.any():
             update = _fused_m_step(
-                nk, stats["s1"], stats["s2"], centres, covariance_type, reg_covar, prior
+                nk,
+                stats["s1"],
+                stats["s2"],
+                centres,
+                covariance_type,
+                reg_covar,
+                prior,
+                model=model,
             )
             if update is not None:
                 (new_weights, means, covariances), precisions_cholesky = update
@@ -2120,7 +2256,7 @@ def chunked_steps(
             second["nk"], second["s1"], second["s2"], empty, covariance_type
         )
         update = _fused_m_step(
-            nk2, s1, s2, new_centres, covariance_type, reg_covar, prior, 0.0, 0.0
+            nk2, s1, s2, new_centres, covariance_type, reg_covar, prior, 0.0, 0.0, model
         )
         if update is None:
             raise FitError(
@@ -2149,7 +2285,7 @@ def chunked_steps(
         X, w = rows(sample_indices(n_samples, rng))
         reinit = _make_reinit(X, n_components, covariance_type, reg_covar, prior, None, w)
         weights, means, covariances = _initial_parameters(
-            X, n_components, covariance_type, reg_covar, rng, prior, reinit, w, partition
+            X, n_components, covariance_type, reg_covar, rng, prior, reinit, w, partition, model
         )
         precisions_cholesky = compute_precision_cholesky(covariances, covariance_type)
         return weights, _params(means, covariances, precisions_cholesky)
@@ -2165,7 +2301,7 @@ def chunked_steps(
         objective=objective,
         covariance_type=covariance_type,
         degenerate=(
-            _chunked_degenerate(data_pass, n_features, covariance_type, reg_covar)
+            _chunked_degenerate(data_pass, n_features, covariance_type, reg_covar, model)
             if objective == "ml"
             else None
         ),
@@ -2174,7 +2310,11 @@ def chunked_steps(
 
 
 def _chunked_degenerate(
-    data_pass: Callable[[Callable], dict], n_features: int, covariance_type: str, reg_covar: float
+    data_pass: Callable[[Callable], dict],
+    n_features: int,
+    covariance_type: str,
+    reg_covar: float,
+    model: str | None = None,
 ) -> Callable[[np.ndarray, dict, float], dict[int, str]]:
     """Return the degenerate-fit check of chunked EM (``EMSteps.degenerate``).
 
@@ -2190,7 +2330,9 @@ def _chunked_degenerate(
             scatter = data_pass(functools.partial(_moment_sums, centre=mean))["scatter"]
             data_cov.append(scatter / moments["weight"])
         ratios = _ratios_to(data_cov[0], params["covariances"], covariance_type, reg_covar)
-        return _degenerate_components(weights * total_weight, ratios, n_features, covariance_type)
+        return _degenerate_components(
+            weights * total_weight, ratios, n_features, covariance_type, model=model
+        )
 
     return degenerate
 

@@ -28,7 +28,9 @@ import pytensor.tensor as pt
 from bayesmix._params import Options
 from bayesmix._validation import MixtureData
 from bayesmix.em.chunked import EMSteps
+from bayesmix.exceptions import InvalidParameterError
 from bayesmix.families._location_scale import _LocationScaleMixture, mahalanobis_terms
+from bayesmix.families.gaussian.covariance_models import ALIASES, MODELS, storage
 from bayesmix.families.gaussian.densities import (
     fast_pointwise,
     gaussian_far_log_prob,
@@ -36,6 +38,7 @@ from bayesmix.families.gaussian.densities import (
     n_parameters,
 )
 from bayesmix.families.gaussian.em import (
+    COVARIANCE_TYPES,
     OBJECTIVES,
     EMResult,
     chunked_steps,
@@ -49,6 +52,10 @@ _log = logging.getLogger("bayesmix")
 __all__ = ["GaussianMixture", "mahalanobis_terms", "mixture_logp", "mixture_random"]
 
 _LOG_2PI = float(np.log(2.0 * np.pi))
+# The covariance types NUTS and Laplace sample: scikit-learn's four names, the mclust
+# models they are, and the univariate ones (held as tied and spherical).
+_SAMPLED_TYPES = frozenset({*ALIASES, *ALIASES.values(), "E", "V"})
+_EM_ONLY_TYPES = frozenset(MODELS) - _SAMPLED_TYPES
 
 
 def mixture_logp(value: Any, weights: Any, means: Any, chol: Any) -> Any:
@@ -120,11 +127,21 @@ class GaussianMixture(_LocationScaleMixture):
     ----------
     n_components : int, default=2
         Number of mixture components K.
-    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+    covariance_type : str, default="full"
         ``full``: each component has its own covariance (scales ``sigma`` with an LKJ
         prior on the correlations ``corr_chol``); ``tied``: one covariance shared by
         all components; ``diag``: each component has its own diagonal covariance;
-        ``spherical``: each component has a single variance.
+        ``spherical``: each component has a single variance. Or one of mclust's
+        covariance models ``Sigma_k = lambda_k D_k A_k D_k'`` (volume, orientation,
+        shape each Equal, Variable or the Identity; Celeux & Govaert 1995): ``"EII"``,
+        ``"VII"``, ``"EEI"``, ``"VEI"``, ``"EVI"``, ``"VVI"``, ``"EEE"``, ``"VEE"``,
+        ``"EVE"``, ``"VVE"``, ``"EEV"``, ``"VEV"``, ``"EVV"``, ``"VVV"``, and ``"E"``,
+        ``"V"`` for one feature (:mod:`bayesmix.families.gaussian.covariance_models`).
+        ``spherical``, ``diag``, ``tied`` and ``full`` are VII, VVI, EEE and VVV. The
+        other ten are fitted by EM only so far (``method="em"``), with mclust's M-steps
+        and parameter counts, so that BIC is comparable with mclust's; their
+        ``covariances_`` have the shape of the smallest of the four names that holds
+        them (EII as ``spherical``, EEI / VEI / EVI as ``diag``, the rest as ``full``).
     priors : dict of str to Prior, optional
         Priors keyed by random variable: ``weights`` (Dirichlet), ``means`` (Normal or
         StudentT), ``sigma`` (HalfNormal, ...), ``corr_chol`` (LKJCorr, full and tied
@@ -165,7 +182,8 @@ class GaussianMixture(_LocationScaleMixture):
         Posterior mean or estimate of the component means.
     covariances_ : ndarray
         Posterior mean or estimate of the covariances, shaped as in scikit-learn:
-        ``full`` (K, D, D), ``tied`` (D, D), ``diag`` (K, D), ``spherical`` (K,).
+        ``full`` (K, D, D), ``tied`` (D, D), ``diag`` (K, D), ``spherical`` (K,) (an
+        mclust model: the shape of the type that holds it, see ``covariance_type``).
     idata : xarray.DataTree
         The result: ``posterior`` (``weights``, ``means``, ``covariances``, ``sigma``,
         ``corr_chol``), ``log_likelihood`` (``x``, per observation), ``observed_data``,
@@ -208,6 +226,7 @@ class GaussianMixture(_LocationScaleMixture):
     _matrix_var = "covariances"
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         **_LocationScaleMixture._parameter_constraints,
+        "covariance_type": [Options(*COVARIANCE_TYPES, *MODELS)],
         "objective": [Options(*OBJECTIVES)],
     }
 
@@ -215,7 +234,7 @@ class GaussianMixture(_LocationScaleMixture):
         self,
         *,
         n_components: int = 2,
-        covariance_type: Literal["full", "tied", "diag", "spherical"] = "full",
+        covariance_type: str = "full",
         priors: dict[str, Prior] | None = None,
         n_init: int = 5,
         init: Literal["emem", "k-means++", "random"] = "emem",
@@ -244,6 +263,24 @@ class GaussianMixture(_LocationScaleMixture):
 
     def _n_parameters(self, n_features: int) -> int:
         return n_parameters(self.n_components, n_features, self.covariance_type)
+
+    @classmethod
+    def _covariance_types(cls, n_features: int) -> tuple[str, ...]:
+        """Return mclust's models for ``n_features``: the fourteen, or ``E`` and ``V`` for one."""
+        return tuple(name for name in MODELS if (len(name) == 1) == (n_features == 1))
+
+    def _check_data(self, data: MixtureData) -> None:
+        storage(self.covariance_type, data.n_features)  # the model fits the features
+
+    def _check_method(self, method: str) -> None:
+        # Unknown names are left to the constructor's checks.
+        if method != "em" and self.covariance_type in _EM_ONLY_TYPES:
+            raise InvalidParameterError(
+                f"covariance_type={self.covariance_type!r} is an mclust covariance model "
+                f"that is fitted by EM only so far; got method={method!r}. Use "
+                f"fit(X, method='em'), or for a posterior one of {sorted(_SAMPLED_TYPES)} "
+                "(scikit-learn's four names and the mclust models they are)."
+            )
 
     # -- the PyMC model ------------------------------------------------------------------
 
