@@ -93,8 +93,6 @@ def _fit_both(
     X: pd.DataFrame, k: int, method: str, args: argparse.Namespace, console: Any
 ) -> tuple[Any, Any]:
     family, spec = _family(args), _spec(args, k)
-    for needed in {"both": "nuts"}.get(method, method), "em":
-        family(**spec)._check_method(needed)  # before the EM fit: no work is lost
     em = nuts = None
     if method in ("em", "both", "laplace"):
         start = time.perf_counter()
@@ -630,7 +628,7 @@ def _add_data_options(parser: argparse.ArgumentParser, components_help: str) -> 
         help=(
             "covariance type of the gaussian and student-t families: full, tied, diag, "
             "spherical, or for the gaussian one of mclust's models (EII ... VVV; E, V for "
-            "one feature), which are fitted with --method em (default: full)"
+            "one feature) (default: full)"
         ),
     )
     parser.add_argument(

@@ -162,7 +162,6 @@ class MixtureModel(ABC):
     ``_default_priors``         data-scaled defaults (use ``data.sample_weight``)
     ``_allowed_priors``         the distributions each prior key accepts
     ``_check_data``             family data checks (counts, 0/1, ...); optional
-    ``_check_method``           the fit methods the model's settings support; optional
     ``_build``                  the ``pm.Model``: labels summed out, observed ``x`` (dims
                                 obs, feature) with a pointwise log-likelihood
     ``component_log_prob``     NumPy ``log p(x_n | theta_k)`` of flat draws
@@ -273,10 +272,6 @@ class MixtureModel(ABC):
     @abstractmethod
     def _n_parameters(self, n_features: int) -> int:
         """Return the number of free parameters (as scikit-learn counts them)."""
-
-    def _check_method(self, method: str) -> None:
-        """Raise before any work if this model's settings cannot be fitted by ``method``."""
-        return None  # every method, unless a family says otherwise
 
     def _start_from_em(self, em: AnyEMResult, n_features: int) -> dict[str, np.ndarray]:
         """Return the NUTS start: the EM point, moved inside the support if on its edge."""
@@ -637,7 +632,6 @@ class MixtureModel(ABC):
             validate_params(
                 {"method": _FIT_CONSTRAINTS["method"]}, {"method": y}, f"{type(self).__name__}.fit"
             )
-        self._check_method(method)
         if method == "nuts" and nuts_sampler in _jax.JAX_SAMPLERS:
             _jax.require(nuts_sampler)  # the optional extra, before any work
         if _dask.is_chunked(X):

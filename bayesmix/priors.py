@@ -28,6 +28,7 @@ _STRUCTURAL_PARAMS = frozenset({"n", "shape", "size", "dims", "observed", "trans
 _MODEL_SUPPLIED: dict[str, dict[str, Any]] = {
     "Dirichlet": {"a": np.asarray(1.0)},
     "LKJCorr": {"n": 2},
+    "ZeroSumNormal": {"support_shape": (2,)},
 }
 # Parameters that PyMC takes only as scalars (not broadcast to the variable's shape).
 _SCALAR_PARAMS: dict[str, frozenset[str]] = {"LKJCorr": frozenset({"eta"})}

@@ -321,7 +321,9 @@ class _LocationScaleMixture(MixtureModel):
         jittered["means"] = means
         weights = start["weights"] * np.exp(rng.uniform(-0.05, 0.05, start["weights"].shape))
         jittered["weights"] = weights / weights.sum()
-        jittered["sigma"] = start["sigma"] * np.exp(rng.uniform(-0.05, 0.05, start["sigma"].shape))
+        if "sigma" in start:
+            scale = np.exp(rng.uniform(-0.05, 0.05, start["sigma"].shape))
+            jittered["sigma"] = start["sigma"] * scale
         return jittered
 
     def _sklearn_covariances(self, cov: np.ndarray) -> np.ndarray:

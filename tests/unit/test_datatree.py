@@ -287,8 +287,9 @@ EDITS = {
     "an unknown covariance type": (
         lambda t: _set_json(t, "params", lambda p: p.__setitem__("covariance_type", "banana")),
         "attribute 'params' (the constructor arguments): GaussianMixture: covariance_type "
-        "must be one of ['full', 'tied', 'diag', 'spherical']; got 'banana'. Try the default, "
-        "covariance_type='full'. It was edited",
+        "must be one of ['full', 'tied', 'diag', 'spherical', 'E', 'V', 'EII', 'VII', 'EEI', "
+        "'VEI', 'EVI', 'VVI', 'EEE', 'VEE', 'EVE', 'VVE', 'EEV', 'VEV', 'EVV', 'VVV']; got "
+        "'banana'. Try the default, covariance_type='full'. It was edited",
     ),
     # the EM result
     "em_result that is not JSON": (

@@ -34,8 +34,30 @@ McNicholas (2014), which converges to the same minimum more slowly.
 Parameter counts are mclust's ``nVarParams`` (mclust 6.1, ``R/mclust.R``), so that BIC
 and ICL are comparable with mclust's.
 
+**The Bayesian parameterisation** (NUTS and Laplace; :func:`free_parameters`). Free
+variables, one per component where the model's letter is V, shared where it is E:
+``log_volume`` (:math:`\log\lambda`, real), ``log_shape`` (:math:`\log A`, a real
+vector that sums to zero, so :math:`|A| = 1`: PyMC's ``ZeroSumNormal``; absent for the
+identity shape) and ``orientation_cayley``, a D x D matrix whose strictly lower triangle
+holds the Cayley parameters of the orientation (absent for the identity orientation):
+with :math:`S` the skew-symmetric matrix of those entries,
+:math:`D = (I - S)(I + S)^{-1}` (:func:`cayley`), a smooth one-to-one map from
+:math:`\mathbb{R}^{d(d-1)/2}` onto the rotations without the eigenvalue -1 (Cayley
+1846; as a parameterisation of rotations for MCMC, Jauch, Hoff and Dunson 2020). The
+diagonal and upper triangle of the variable do not enter the covariances: they are
+independent draws from their prior, which keeps them proper (they cost NUTS nothing).
+Identifiability: the covariances are identified; their decomposition is identified up
+to the order of the axes (permuting the shape's entries with the orientation's columns)
+and their signs (flipping two columns of the orientation), discrete symmetries whose
+copies of a posterior mode are far apart. The chains start at the EM estimate's
+decomposition, its columns signed so that the rotation is as close to the identity as
+signs allow (:func:`cayley_parameters`), and stay in that copy. Report the covariances,
+volumes and sorted shapes, which are invariant.
+
 References
 ----------
+Jauch, M., Hoff, P. D. and Dunson, D. B. (2020). Random orthogonal matrices and the
+Cayley transform. Bernoulli 26(2), 1560-1586.
 Celeux, G. and Govaert, G. (1995). Gaussian parsimonious clustering models. Pattern
 Recognition 28(5), 781-793.
 Browne, R. P. and McNicholas, P. D. (2014). Estimating common principal components in
@@ -61,8 +83,11 @@ __all__ = [
     "MODELS",
     "STORAGE",
     "CovarianceModel",
+    "cayley",
+    "cayley_parameters",
     "compose",
     "decompose",
+    "free_parameters",
     "m_step_covariances",
     "m_step_objective",
     "n_variance_parameters",
@@ -243,6 +268,76 @@ def decompose(covariances: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     eigenvalues, vectors = eigenvalues[:, ::-1], vectors[:, :, ::-1]
     volume = np.exp(np.log(eigenvalues).mean(axis=1))
     return volume, vectors, eigenvalues / volume[:, None]
+
+
+def cayley(parameters: np.ndarray) -> np.ndarray:
+    """Return the rotations ``(I - S)(I + S)^-1`` of matrices (..., d, d).
+
+    ``S`` is skew-symmetric with the strictly lower triangle of ``parameters`` (the rest
+    of ``parameters`` is not used).
+    """
+    lower = np.tril(np.asarray(parameters, dtype=np.float64), -1)
+    skew = lower - np.swapaxes(lower, -1, -2)
+    eye = np.eye(skew.shape[-1])
+    # (I - S) and (I + S)^-1 commute: a solve, never an inverse.
+    return np.linalg.solve(eye + skew, eye - skew)
+
+
+def cayley_parameters(orientation: np.ndarray) -> np.ndarray:
+    """Return Cayley parameters (strictly lower triangle, zeros elsewhere) of orthogonal matrices.
+
+    The columns' signs, which no covariance sees, are chosen first: a non-negative
+    diagonal, then the column with the smallest diagonal entry flipped if needed for a
+    rotation (determinant +1). ``cayley(cayley_parameters(D))`` is ``D`` up to those signs.
+    """
+    D = np.array(orientation, dtype=np.float64, copy=True)
+    signs = np.where(np.diagonal(D, axis1=-2, axis2=-1) < 0, -1.0, 1.0)
+    negative = np.linalg.det(D * signs[..., None, :]) < 0
+    weakest = np.argmin(np.abs(np.diagonal(D, axis1=-2, axis2=-1)), axis=-1)
+    flip = np.where(negative[..., None], np.arange(D.shape[-1]) == weakest[..., None], False)
+    D *= np.where(flip, -signs, signs)[..., None, :]
+    eye = np.eye(D.shape[-1])
+    # S = (I - D)(I + D)^-1, the Cayley map's own inverse.
+    return np.tril(np.linalg.solve(eye + D, eye - D), -1)
+
+
+def free_parameters(name: str, covariances: np.ndarray) -> dict[str, np.ndarray]:
+    """Return the Bayesian parameterisation's free variables of covariances (K, d, d).
+
+    ``log_volume`` (K,) or () for an equal volume; ``log_shape`` (K, d) or (d,), absent
+    for the identity shape; ``orientation_cayley`` (K, d, d) or (d, d), the Cayley
+    parameters of the orientation (:func:`cayley_parameters`), absent for the identity
+    orientation. The
+    covariances must follow the model (an EM estimate of it): shared parts are taken
+    from the first component, and for a common orientation the shapes are the diagonals
+    of ``D' Sigma_k D``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bayesmix.families.gaussian.covariance_models import free_parameters
+    >>> cov = np.array([np.diag([4.0, 1.0]), np.diag([1.0, 4.0])])
+    >>> {key: value.round(3).tolist() for key, value in free_parameters("EVI", cov).items()}
+    {'log_volume': 0.693, 'log_shape': [[0.693, -0.693], [-0.693, 0.693]]}
+    """
+    covariances = np.asarray(covariances, dtype=np.float64)
+    model = resolve(name, covariances.shape[-1])
+    volume, vectors, shape = decompose(covariances)
+    log_volume = np.log(volume)
+    if model.orientation == "I":
+        diagonal = np.diagonal(covariances, axis1=1, axis2=2)
+        shape, vectors = diagonal / volume[:, None], None
+    elif model.orientation == "E":
+        vectors = vectors[0]
+        shape = np.einsum("ij,kil,lj->kj", vectors, covariances, vectors) / volume[:, None]
+    out = {"log_volume": log_volume if model.volume == "V" else log_volume[0]}
+    if model.shape != "I":
+        log_shape = np.log(shape)
+        log_shape -= log_shape.mean(axis=-1, keepdims=True)  # exactly zero-sum
+        out["log_shape"] = log_shape if model.shape == "V" else log_shape[0]
+    if vectors is not None:
+        out["orientation_cayley"] = cayley_parameters(vectors)
+    return out
 
 
 def m_step_objective(covariances: np.ndarray, nk: np.ndarray, scatter: np.ndarray) -> float:

@@ -28,9 +28,14 @@ import pytensor.tensor as pt
 from bayesmix._params import Options
 from bayesmix._validation import MixtureData
 from bayesmix.em.chunked import EMSteps
-from bayesmix.exceptions import InvalidParameterError
 from bayesmix.families._location_scale import _LocationScaleMixture, mahalanobis_terms
-from bayesmix.families.gaussian.covariance_models import ALIASES, MODELS, storage
+from bayesmix.families.gaussian.covariance_models import (
+    ALIASES,
+    MODELS,
+    CovarianceModel,
+    free_parameters,
+    storage,
+)
 from bayesmix.families.gaussian.densities import (
     fast_pointwise,
     gaussian_far_log_prob,
@@ -54,8 +59,15 @@ __all__ = ["GaussianMixture", "mahalanobis_terms", "mixture_logp", "mixture_rand
 _LOG_2PI = float(np.log(2.0 * np.pi))
 # The covariance types NUTS and Laplace sample: scikit-learn's four names, the mclust
 # models they are, and the univariate ones (held as tied and spherical).
-_SAMPLED_TYPES = frozenset({*ALIASES, *ALIASES.values(), "E", "V"})
-_EM_ONLY_TYPES = frozenset(MODELS) - _SAMPLED_TYPES
+# The mclust models held as free volume, shape and orientation variables in the Bayesian
+# model (covariance_models' parameterisation); the others are scikit-learn's four types
+# (sigma and corr_chol) and the univariate E and V (held as tied and spherical).
+_DECOMPOSED_TYPES = frozenset(MODELS) - {*ALIASES.values(), "E", "V"}
+_DECOMPOSED_PRIORS = {
+    "log_volume": frozenset({"Normal", "StudentT"}),
+    "log_shape": frozenset({"ZeroSumNormal"}),
+    "orientation_cayley": frozenset({"Normal", "StudentT"}),
+}
 
 
 def mixture_logp(value: Any, weights: Any, means: Any, chol: Any) -> Any:
@@ -137,16 +149,21 @@ class GaussianMixture(_LocationScaleMixture):
         ``"VII"``, ``"EEI"``, ``"VEI"``, ``"EVI"``, ``"VVI"``, ``"EEE"``, ``"VEE"``,
         ``"EVE"``, ``"VVE"``, ``"EEV"``, ``"VEV"``, ``"EVV"``, ``"VVV"``, and ``"E"``,
         ``"V"`` for one feature (:mod:`bayesmix.families.gaussian.covariance_models`).
-        ``spherical``, ``diag``, ``tied`` and ``full`` are VII, VVI, EEE and VVV. The
-        other ten are fitted by EM only so far (``method="em"``), with mclust's M-steps
-        and parameter counts, so that BIC is comparable with mclust's; their
-        ``covariances_`` have the shape of the smallest of the four names that holds
-        them (EII as ``spherical``, EEI / VEI / EVI as ``diag``, the rest as ``full``).
+        ``spherical``, ``diag``, ``tied`` and ``full`` are VII, VVI, EEE and VVV. EM uses
+        mclust's M-steps and parameter counts (BIC is mclust's with the sign flipped);
+        NUTS and Laplace sample the other ten as ``log_volume``, ``log_shape`` (zero
+        sum) and ``orientation_cayley`` (the Cayley parameters of the orientation), one
+        per component where the letter is V, shared where it is E (see
+        :mod:`bayesmix.families.gaussian.covariance_models`). Their ``covariances_`` have
+        the shape of the smallest of the four names that holds them (EII as
+        ``spherical``, EEI / VEI / EVI as ``diag``, the rest as ``full``).
     priors : dict of str to Prior, optional
         Priors keyed by random variable: ``weights`` (Dirichlet), ``means`` (Normal or
         StudentT), ``sigma`` (HalfNormal, ...), ``corr_chol`` (LKJCorr, full and tied
-        with more than one feature). Merged over the defaults (see Notes); the dict is
-        never modified.
+        with more than one feature); for the other mclust models ``log_volume`` (Normal
+        or StudentT), ``log_shape`` (ZeroSumNormal) and ``orientation_cayley`` (Normal or
+        StudentT) instead of ``sigma`` and ``corr_chol``. Merged over the defaults (see
+        Notes); the dict is never modified.
     n_init : int, default=5
         Number of EM restarts run to convergence; the best is kept.
     init : {"emem", "k-means++", "random"}, default="emem"
@@ -201,7 +218,10 @@ class GaussianMixture(_LocationScaleMixture):
     Default priors, scaled by the data mean ``m`` and standard deviation ``s`` of each
     feature: ``weights ~ Dirichlet(1)``, ``means ~ Normal(m, 3 s)``,
     ``sigma ~ HalfNormal(2 s)`` (the mean ``s`` for ``spherical``),
-    ``corr_chol ~ LKJCorr(eta=2)``. For one feature, the means are ordered.
+    ``corr_chol ~ LKJCorr(eta=2)``. For one feature, the means are ordered. The other
+    mclust models: ``log_volume ~ Normal(v, 2)`` with ``v`` the log-volume of
+    ``cov(X) / K^(2/D)`` (mclust's prior scale), ``log_shape ~ ZeroSumNormal(1)``,
+    ``orientation_cayley ~ Normal(0, 1)``.
 
     Components are labelled by increasing mean of the first feature (the EM estimate
     is sorted that way and every posterior draw is relabelled to it).
@@ -272,15 +292,83 @@ class GaussianMixture(_LocationScaleMixture):
     def _check_data(self, data: MixtureData) -> None:
         storage(self.covariance_type, data.n_features)  # the model fits the features
 
-    def _check_method(self, method: str) -> None:
-        # Unknown names are left to the constructor's checks.
-        if method != "em" and self.covariance_type in _EM_ONLY_TYPES:
-            raise InvalidParameterError(
-                f"covariance_type={self.covariance_type!r} is an mclust covariance model "
-                f"that is fitted by EM only so far; got method={method!r}. Use "
-                f"fit(X, method='em'), or for a posterior one of {sorted(_SAMPLED_TYPES)} "
-                "(scikit-learn's four names and the mclust models they are)."
+    # -- mclust's models as volume, shape and orientation -------------------------------
+
+    @property
+    def _decomposed(self) -> CovarianceModel | None:
+        """The mclust model sampled as volume, shape and orientation, or None."""
+        return (
+            MODELS.get(self.covariance_type) if self.covariance_type in _DECOMPOSED_TYPES else None
+        )
+
+    def _rv_shapes(self, n_features: int) -> dict[str, tuple[str, ...]]:
+        model = self._decomposed
+        if model is None:
+            return super()._rv_shapes(n_features)
+
+        def dims(letter: str, own: tuple[str, ...]) -> tuple[str, ...]:
+            return ("component", *own) if letter == "V" else own
+
+        shapes = {
+            "weights": ("component",),
+            "means": ("component", "feature"),
+            "log_volume": dims(model.volume, ()),
+        }
+        if model.shape != "I":
+            shapes["log_shape"] = dims(model.shape, ("feature",))
+        if model.orientation != "I":
+            shapes["orientation_cayley"] = dims(model.orientation, ("feature", "feature_bis"))
+        return shapes
+
+    def _default_priors(self, data: MixtureData) -> dict[str, Prior]:
+        priors = super()._default_priors(data)
+        if self._decomposed is None:
+            return priors
+        # Centred on the volume of mclust's prior scale cov(X) / K^(2/D), two orders of
+        # magnitude either side; shapes within a factor of e or so; Cayley parameters
+        # t = tan(angle / 2) of about one (angles mostly within +-127 degrees of the axes).
+        weights = data.sample_weight
+        centred = data.values - np.average(data.values, axis=0, weights=weights)
+        cov = (centred.T * (1.0 if weights is None else weights)) @ centred
+        cov /= data.n_samples if weights is None else weights.sum()
+        eigenvalues = np.linalg.eigvalsh(cov)
+        eigenvalues = np.maximum(eigenvalues, 1e-12 * max(eigenvalues.max(), 1e-300))
+        centre = np.log(eigenvalues).mean() - 2.0 / data.n_features * np.log(self.n_components)
+        priors["log_volume"] = Prior("Normal", mu=float(centre), sigma=2.0)
+        priors["log_shape"] = Prior("ZeroSumNormal", sigma=1.0)
+        priors["orientation_cayley"] = Prior("Normal", mu=0.0, sigma=1.0)
+        return {name: priors[name] for name in self._rv_shapes(data.n_features)}
+
+    def _allowed_priors(self) -> dict[str, frozenset[str]]:
+        return super()._allowed_priors() | _DECOMPOSED_PRIORS
+
+    def _cholesky(self, rvs: dict[str, Any], k: int, d: int) -> Any:
+        model = self._decomposed
+        if model is None:
+            return super()._cholesky(rvs, k, d)
+        volume = pt.broadcast_to(pt.exp(rvs["log_volume"]), (k,))
+        shape = pt.broadcast_to(
+            pt.exp(rvs["log_shape"]) if "log_shape" in rvs else pt.ones(d), (k, d)
+        )
+        eigenvalues = volume[:, None] * shape
+        if "orientation_cayley" not in rvs:
+            return pt.sqrt(eigenvalues)[:, :, None] * pt.eye(d)
+        lower = pt.tril(pt.broadcast_to(rvs["orientation_cayley"], (k, d, d)), -1)
+        skew = lower - lower.mT
+        eye = pt.eye(d)
+        # covariance_models.cayley: (I - S)(I + S)^-1.
+        orientation = pt.linalg.solve(eye + skew, eye - skew)
+        covariances = (orientation * eigenvalues[:, None, :]) @ orientation.mT
+        return pt.linalg.cholesky(covariances)
+
+    def _nuts_target(self, data: MixtureData, priors: dict[str, Prior]) -> Any:
+        if self._decomposed is not None:
+            _log.info(
+                "covariance_type=%r is sampled from its PyMC model (no fused kernel yet)",
+                self.covariance_type,
             )
+            return None
+        return super()._nuts_target(data, priors)
 
     # -- the PyMC model ------------------------------------------------------------------
 
@@ -338,4 +426,7 @@ class GaussianMixture(_LocationScaleMixture):
     def _point_from_em(self, em: EMResult, n_features: int) -> dict[str, np.ndarray]:
         """Every posterior variable at the EM estimate (constrained space)."""
         cov = full_covariances(em.covariances, em.covariance_type, self.n_components, n_features)
+        if self._decomposed is not None:
+            parts = free_parameters(self.covariance_type, cov)
+            return {"weights": em.weights, "means": em.means, "covariances": cov, **parts}
         return self._matrix_point(em.weights, em.means, cov, n_features)

@@ -264,12 +264,18 @@ def test_select_k_all_models_of_one_feature():
 # --- errors --------------------------------------------------------------------------------
 
 
-def test_nuts_of_an_em_only_model_fails_before_any_work():
+def test_a_fit_of_a_covariance_model_saves_and_loads(tmp_path):
     X = bm.datasets.load_iris()
-    with pytest.raises(InvalidParameterError, match="method='em'"):
-        bm.GaussianMixture(covariance_type="VEV").fit(X, method="nuts")
-    with pytest.raises(InvalidParameterError, match="method='em'"):
-        bm.GaussianMixture(covariance_type="EEI").fit(X, method="laplace")
+    fit = bm.GaussianMixture(n_components=2, covariance_type="VEV", random_state=0)
+    fit.fit(X, method="em")
+    assert {"log_volume", "log_shape", "orientation_cayley"} <= set(
+        fit.idata["posterior"].data_vars
+    )
+    fit.save(tmp_path / "vev.nc")
+    loaded = bm.load(tmp_path / "vev.nc")
+    assert loaded.covariance_type == "VEV"
+    np.testing.assert_array_equal(loaded.covariances_, fit.covariances_)
+    np.testing.assert_array_equal(loaded.predict_proba(X), fit.predict_proba(X))
 
 
 def test_a_model_must_fit_the_number_of_features():
