@@ -432,8 +432,15 @@ _SELECT_TABLES = {
 }
 
 
-def _reported_k(table: pd.DataFrame) -> tuple[int | None, str]:
+def _covariance_grid(value: str) -> str | list[str]:
+    """``--covariance`` of ``select``: one type, ``all``, or a comma-separated list."""
+    return value.split(",") if "," in value else value
+
+
+def _reported_k(table: pd.DataFrame) -> tuple[Any, str]:
     """Return the K whose fits the ``select`` report shows, and the criterion that chose it.
+
+    Over several covariance types, the chosen ``(covariance type, K)``.
 
     LOO's choice when there is one (it judges the posterior the report shows), else BIC's.
     """
@@ -449,6 +456,7 @@ def _select(args: argparse.Namespace) -> int:
     from bayesmix.report import check_out_dir
 
     out = check_out_dir(args.out)  # before any work: a fit is never lost to a bad --out
+    covariance = _covariance_grid(args.covariance)
     console = _console()
     X = _read_csv(args, console)
     console.print(f"Comparing K in {args.components} ({args.method}) ...")
@@ -456,19 +464,23 @@ def _select(args: argparse.Namespace) -> int:
         X,
         ks=args.components,
         method=args.method,
-        covariance_type=args.covariance,
+        covariance_type=covariance,
         model=_family(args),
         random_state=args.seed,
         **({} if args.method == "em" else _sampler_kwargs(args)),
     )
-    indexed = table.set_index("n_components")
+    grid = "covariance_type" in table
+    indexed = table.set_index(["covariance_type", "n_components"] if grid else "n_components")
     for column in ("em_problems", "loo_problems"):
         if column in indexed:
             indexed[column] = np.where(indexed[column] == "", "yes", "no")
     for title, names in _SELECT_TABLES.items():
         columns = [c for c in names if c in indexed]
         if columns:
-            shown = indexed[columns].rename(columns=names).rename_axis("K")
+            shown = indexed[columns].rename(columns=names)
+            if grid:
+                shown.index = [f"{name} K={k}" for name, k in shown.index]
+            shown = shown.rename_axis("covariance, K" if grid else "K")
             _print_table(console, shown, title)
     console.print(f"Rule: {table.attrs['rule']}", markup=False, style="dim")
     for criterion, reason in table.attrs["reason"].items():
@@ -484,7 +496,11 @@ def _select(args: argparse.Namespace) -> int:
             markup=False,
         )
         return 1
-    console.print(f"The report shows the fits for K={chosen} (chosen by {by}).", markup=False)
+    shown_model = f"K={chosen}"
+    if grid:  # (covariance type, K): the report shows that model's fits
+        args.covariance, chosen = chosen
+        shown_model = f"covariance {args.covariance}, K={chosen}"
+    console.print(f"The report shows the fits for {shown_model} (chosen by {by}).", markup=False)
     em, nuts = _fit_both(X, chosen, args.method, args, console)
     report = bm.write_report(
         args.out,
@@ -628,7 +644,8 @@ def _add_data_options(parser: argparse.ArgumentParser, components_help: str) -> 
         help=(
             "covariance type of the gaussian and student-t families: full, tied, diag, "
             "spherical, or for the gaussian one of mclust's models (EII ... VVV; E, V for "
-            "one feature) (default: full)"
+            "one feature); select also takes several, comma-separated, or 'all' (mclust's "
+            "grid of models and K, with --method em) (default: full)"
         ),
     )
     parser.add_argument(

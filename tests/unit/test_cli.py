@@ -197,6 +197,29 @@ def test_select_with_no_usable_fit_writes_the_table_and_exits_1(tmp_path, capsys
     assert not (out / "report.html").exists()
 
 
+def test_select_over_covariance_models_reports_the_chosen_model(data_csv, tmp_path, capsys):
+    out = tmp_path / "grid"
+    args = ["select", str(data_csv), "-k", "1..3", "--covariance", "EII,VVV", "--out", str(out)]
+    assert main([*args, "--method", "em"]) == 0
+    printed = capsys.readouterr().out
+    table = bm.select_k(
+        pd.read_csv(data_csv),
+        ks=[1, 2, 3],
+        covariance_type=["EII", "VVV"],
+        method="em",
+        random_state=0,
+        progressbar=False,
+    )
+    name, k = table.attrs["best"]["bic"]
+    assert f"covariance {name}, K={k} (chosen by BIC)" in printed
+    fit = bm.load(out / "fit.nc")
+    assert (fit.covariance_type, fit.n_components) == (name, k)
+    assert len(pd.read_csv(out / "select_k.csv")) == 6
+    # Several types need EM (BIC and ICL, as mclust): a clear error otherwise.
+    assert main([*args[:-1], str(tmp_path / "nuts")]) == 2
+    assert "method='em'" in capsys.readouterr().err
+
+
 def test_demo_runs_end_to_end(tmp_path, mocked_sample, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--draws", "20", "--tune", "20", "--chains", "2", "--out", str(out)]) == 0
