@@ -2130,6 +2130,92 @@ def _chunk_sums(
     return {"log_likelihood": total, "weight": weight, "nk": column_sums(resp), "s1": s1, "s2": s2}
 
 
+def missing_patterns(X: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Group the rows of ``X`` by which features are observed (not NaN).
+
+    Returns ``(observed, rows)`` pairs: a boolean mask of the observed features (D,) and
+    the indices of the rows with that pattern, so that the work per pattern is vectorised.
+    """
+    observed = ~np.isnan(X)
+    patterns, inverse = np.unique(observed, axis=0, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.cumsum(np.bincount(inverse.reshape(-1), minlength=len(patterns)))[:-1]
+    return list(zip(patterns, np.split(order, bounds), strict=True))
+
+
+def _missing_chunk_sums(
+    X: np.ndarray,
+    w: np.ndarray | None,
+    weights: np.ndarray,
+    means: np.ndarray,
+    covariances: np.ndarray,
+    covariance_type: str,
+    centres: np.ndarray,
+) -> dict:
+    r"""Return the sums of :func:`_chunk_sums` for rows with missing values (NaN).
+
+    Every row contributes the marginal density of its observed coordinates ``o``,
+    :math:`\mathcal{N}(x_o; \mu_{k,o}, \Sigma_{k,oo})`, and to the sufficient statistics
+    their expectations given ``x_o`` and the component (Ghahramani & Jordan 1994): the
+    missing coordinates ``m`` replaced by :math:`\hat{x}_m = \mu_{k,m} + \Sigma_{k,mo}
+    \Sigma_{k,oo}^{-1} (x_o - \mu_{k,o})`, and ``s2`` increased by the conditional
+    covariance :math:`\Sigma_{k,mm} - \Sigma_{k,mo} \Sigma_{k,oo}^{-1} \Sigma_{k,om}`
+    times the row's responsibility. Rows are processed by pattern
+    (:func:`missing_patterns`): one Cholesky factor per pattern and component. A row with
+    no observed value must not occur (the data checks refuse it).
+    """
+    n_samples, n_features = X.shape
+    n_components = means.shape[0]
+    cov = full_covariances(covariances, covariance_type, n_components, n_features)
+    log_prob = np.empty((n_samples, n_components))
+    filled = np.broadcast_to(X, (n_components, n_samples, n_features)).copy()
+    conditional = []  # (rows, missing mask, (K, m, m) conditional covariances)
+    for observed, rows in missing_patterns(X):
+        missing = ~observed
+        x_obs = X[np.ix_(rows, observed)]
+        blocks = np.empty((n_components, missing.sum(), missing.sum()))
+        for k in range(n_components):
+            chol = linalg.cholesky(cov[k][np.ix_(observed, observed)], lower=True)
+            diff = x_obs - means[k, observed]
+            z = linalg.solve_triangular(chol, diff.T, lower=True)
+            log_prob[rows, k] = (
+                -0.5 * np.sum(z * z, axis=0)
+                - np.log(np.diagonal(chol)).sum()
+                - 0.5 * observed.sum() * math.log(2.0 * math.pi)
+            )
+            if missing.any():
+                cross = cov[k][np.ix_(missing, observed)]
+                solved = linalg.solve_triangular(chol, cross.T, lower=True)  # L^-1 S_om
+                shift = solved.T @ z  # S_mo S_oo^-1 (x_o - mu_o)
+                filled[k][np.ix_(rows, missing)] = means[k, missing] + shift.T
+                blocks[k] = cov[k][np.ix_(missing, missing)] - solved.T @ solved
+        if missing.any():
+            conditional.append((rows, missing, blocks))
+    with np.errstate(divide="ignore"):
+        weighted = log_prob + np.log(weights)
+    log_norm = logsumexp(weighted, axis=1)
+    resp = np.exp(weighted - log_norm[:, np.newaxis])
+    if w is None:
+        total, weight = float(np.sum(log_norm)), float(n_samples)
+    else:
+        resp *= w[:, np.newaxis]
+        total, weight = float(w @ log_norm), float(w.sum())
+    matrices = covariance_type in ("full", "tied")
+    s1 = np.empty((n_components, n_features))
+    s2 = np.empty(
+        (n_components, n_features, n_features) if matrices else (n_components, n_features)
+    )
+    for k in range(n_components):
+        diff = filled[k] - centres[k]
+        r = resp[:, k, np.newaxis] * diff
+        s1[k] = r.sum(axis=0)
+        extra = np.zeros((n_features, n_features))
+        for rows, missing, blocks in conditional:
+            extra[np.ix_(missing, missing)] += resp[rows, k].sum() * blocks[k]
+        s2[k] = r.T @ diff + extra if matrices else np.sum(r * diff, axis=0) + np.diagonal(extra)
+    return {"log_likelihood": total, "weight": weight, "nk": column_sums(resp), "s1": s1, "s2": s2}
+
+
 def _chunk_statistics(
     X: np.ndarray,
     w: np.ndarray | None,
@@ -2138,8 +2224,15 @@ def _chunk_statistics(
     *,
     covariance_type: str,
 ) -> dict:
-    """E-step statistics of one chunk about the current means (the fused kernel if it can)."""
+    """E-step statistics of one chunk about the current means (the fused kernel if it can).
+
+    A chunk with missing values (NaN) takes :func:`_missing_chunk_sums`.
+    """
     means = np.ascontiguousarray(params["means"], dtype=np.float64)
+    if np.isnan(X).any():
+        return _missing_chunk_sums(
+            X, w, weights, means, params["covariances"], covariance_type, means
+        )
     if w is None and _kernels() is not None:
         total, nk, s1, s2 = _fused_statistics(
             _kernel_data(np.asarray(X, dtype=np.float64)),
@@ -2159,10 +2252,27 @@ def _chunk_statistics(
 
 
 def _moment_sums(X: np.ndarray, w: np.ndarray | None, centre: np.ndarray | None = None) -> dict:
-    """``sum w``, ``sum w x`` and, about ``centre``, the scatter ``sum w (x - c)(x - c)^T``."""
+    """``sum w``, ``sum w x`` and, about ``centre``, the scatter ``sum w (x - c)(x - c)^T``.
+
+    With missing values (NaN), ``sum`` is that of the observed values over ``count`` (their
+    weights, per feature), and a missing value adds nothing to the scatter (it is taken
+    at the centre): the data scale of the MAP prior and of the degeneracy check.
+    """
+    if np.isnan(X).any():
+        observed = ~np.isnan(X)
+        weight = np.ones(X.shape[0]) if w is None else w
+        if centre is None:
+            return {
+                "weight": float(weight.sum()),
+                "sum": weight @ np.where(observed, X, 0.0),
+                "count": weight @ observed,
+            }
+        diff = np.where(observed, X - centre, 0.0)
+        return {"scatter": (diff.T * weight) @ diff}
     if centre is None:
         weight = float(X.shape[0] if w is None else w.sum())
-        return {"weight": weight, "sum": X.sum(axis=0) if w is None else w @ X}
+        total = X.sum(axis=0) if w is None else w @ X
+        return {"weight": weight, "sum": total, "count": np.full(X.shape[1], weight)}
     diff = X - centre
     return {"scatter": diff.T @ diff if w is None else (diff.T * w) @ diff}
 
@@ -2214,7 +2324,7 @@ def chunked_steps(
     prior = None
     if objective == "map":
         moments = data_pass(_moment_sums)
-        mean = moments["sum"] / moments["weight"]
+        mean = moments["sum"] / moments["count"]
         scatter = data_pass(functools.partial(_moment_sums, centre=mean))["scatter"]
         scale = _scale_from_scatter(scatter, moments["weight"], n_components, covariance_type)
         prior = _conjugate_prior(mean, scale, 0.01, n_features + 2.0, covariance_type)
@@ -2283,6 +2393,8 @@ def chunked_steps(
         rows, n_samples: int, rng: np.random.Generator, partition: str = "k-means++"
     ) -> tuple:
         X, w = rows(sample_indices(n_samples, rng))
+        if np.isnan(X).any():  # the start only: missing values at their column's mean
+            X = np.where(np.isnan(X), np.nanmean(X, axis=0), X)
         reinit = _make_reinit(X, n_components, covariance_type, reg_covar, prior, None, w)
         weights, means, covariances = _initial_parameters(
             X, n_components, covariance_type, reg_covar, rng, prior, reinit, w, partition, model
@@ -2326,7 +2438,7 @@ def _chunked_degenerate(
     def degenerate(weights: np.ndarray, params: dict, total_weight: float) -> dict[int, str]:
         if not data_cov:
             moments = data_pass(_moment_sums)
-            mean = moments["sum"] / moments["weight"]
+            mean = moments["sum"] / moments["count"]
             scatter = data_pass(functools.partial(_moment_sums, centre=mean))["scatter"]
             data_cov.append(scatter / moments["weight"])
         ratios = _ratios_to(data_cov[0], params["covariances"], covariance_type, reg_covar)
