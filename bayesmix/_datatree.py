@@ -746,7 +746,10 @@ def _check_data(model: Any, idata: xr.DataTree, layout: _Layout) -> MixtureData:
         raise _fail(field, "no rows, expected the training data")
     values = x.transpose("obs", "feature").to_numpy()
     values = _numbers(field, values)
-    bad = _first(~np.isfinite(values))
+    invalid = ~np.isfinite(values)
+    if model._models_missing:  # NaN: the missing values of a missing="model" fit
+        invalid &= ~np.isnan(values)
+    bad = _first(invalid)
     if bad is not None:
         obs = np.asarray(x["obs"].to_numpy()[bad[0]]).item()
         raise _fail(

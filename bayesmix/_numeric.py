@@ -32,6 +32,7 @@ __all__ = [
     "column_sums",
     "features_dot",
     "logsumexp",
+    "missing_patterns",
 ]
 
 
@@ -136,7 +137,19 @@ def column_moments(
     (array([ 2., 10.]), array([1., 0.]))
     >>> column_moments(np.array([[1e-300], [3e-300]]))[1]
     array([1.e-300])
+
+    Missing values (NaN) are left out, column by column.
     """
+    if np.isnan(a).any():
+        observed = ~np.isnan(a)
+        weight = np.ones(a.shape[0]) if sample_weight is None else sample_weight
+        w = weight[:, np.newaxis] * observed
+        total = w.sum(axis=0)
+        mean = (w * np.where(observed, a, 0.0)).sum(axis=0) / total
+        centred = np.where(observed, a - mean, 0.0)
+        unit = np.abs(centred).max(axis=0)
+        unit = np.where((unit > 0) & np.isfinite(unit), unit, 1.0)
+        return mean, unit * np.sqrt((w * (centred / unit) ** 2).sum(axis=0) / total)
     with np.errstate(over="ignore"):  # a mean beyond the floats: inf, and NaN below
         mean = column_means(a, sample_weight)
     centred = a - mean
@@ -162,3 +175,16 @@ def column_ranges(a: np.ndarray) -> np.ndarray:
     array([3., 0.])
     """
     return np.ptp(np.ascontiguousarray(a.T), axis=1)
+
+
+def missing_patterns(X: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Group the rows of ``X`` by which features are observed (not NaN).
+
+    Returns ``(observed, rows)`` pairs: a boolean mask of the observed features (D,) and
+    the indices of the rows with that pattern, so that the work per pattern is vectorised.
+    """
+    observed = ~np.isnan(X)
+    patterns, inverse = np.unique(observed, axis=0, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.cumsum(np.bincount(inverse.reshape(-1), minlength=len(patterns)))[:-1]
+    return list(zip(patterns, np.split(order, bounds), strict=True))

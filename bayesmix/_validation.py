@@ -166,6 +166,7 @@ def check_data(
     for_fit: bool = True,
     allow_bool: bool = False,
     ks: Iterable[int] | None = None,
+    allow_missing: bool = False,
 ) -> MixtureData:
     """Validate ``X`` and return a float64 copy with its axis labels.
 
@@ -184,6 +185,9 @@ def check_data(
     ks : iterable of int, optional
         The numbers of components of the fits to come (default: ``n_components``), for
         the label check below.
+    allow_missing : bool, default=False
+        Accept missing values (NaN; a model with ``missing="model"``), but not a row or a
+        column with every value missing, nor infinite values.
 
     Returns
     -------
@@ -271,11 +275,14 @@ def check_data(
             f"Found array with 0 feature(s) (shape={values.shape}) while a minimum of 1 is "
             "required: X has no columns. Pass at least one feature."
         )
-    if not np.all(np.isfinite(values)):
+    if allow_missing:
+        _check_missing(values, features, for_fit)
+    elif not np.all(np.isfinite(values)):
         rows = np.flatnonzero(~np.all(np.isfinite(values), axis=1))
         raise DataError(
             f"X contains NaN or infinite values in {rows.size} row(s) (first at position "
-            f"{rows[0]}). Drop or impute them before fitting."
+            f"{rows[0]}). Drop or impute them before fitting, or, for the Gaussian "
+            "mixture, pass missing='model' to model the missing values (NaN)."
         )
     if n_components is not None and values.shape[0] < n_components:
         raise DataError(
@@ -284,7 +291,11 @@ def check_data(
         )
     if for_fit and values.shape[0] > 1:
         with np.errstate(over="ignore"):  # a range beyond the floats is inf, not 0
-            ranges = column_ranges(values)
+            ranges = (
+                np.nanmax(values, axis=0) - np.nanmin(values, axis=0)
+                if allow_missing
+                else column_ranges(values)
+            )
         constant = [features[j] for j in np.flatnonzero(ranges == 0)]
     else:
         constant = []
@@ -298,6 +309,29 @@ def check_data(
         for message in suspicious_columns(values, features, ks):
             warnings.warn(message, DataWarning, skip_file_prefixes=(PACKAGE_DIR,))
     return MixtureData(values=values, obs=obs, features=features)
+
+
+def _check_missing(values: np.ndarray, features: list[str], for_fit: bool) -> None:
+    """Raise ``DataError`` for infinite values, rows with no value and (fit) such columns."""
+    infinite = np.flatnonzero(np.isinf(values).any(axis=1))
+    if infinite.size:
+        raise DataError(
+            f"X contains infinite values in {infinite.size} row(s) (first at position "
+            f"{infinite[0]}); missing values are NaN, infinite ones are not allowed. "
+            "Replace them with NaN if they stand for missing values, or drop them."
+        )
+    missing = np.isnan(values)
+    empty = np.flatnonzero(missing.all(axis=1))
+    if empty.size:
+        raise DataError(
+            f"X has {empty.size} row(s) with every value missing (first at position "
+            f"{empty[0]}); a row must have at least one observed value. Drop those rows."
+        )
+    columns = [features[j] for j in np.flatnonzero(missing.all(axis=0))] if for_fit else []
+    if columns:
+        raise DataError(
+            f"columns {columns} have every value missing; they carry no information. Drop them."
+        )
 
 
 def _check_dense_real(X: Any) -> None:

@@ -162,6 +162,7 @@ class MixtureModel(ABC):
     ``_default_priors``         data-scaled defaults (use ``data.sample_weight``)
     ``_allowed_priors``         the distributions each prior key accepts
     ``_check_data``             family data checks (counts, 0/1, ...); optional
+    ``_check_method``           whether a fit method applies to the data; optional
     ``_build``                  the ``pm.Model``: labels summed out, observed ``x`` (dims
                                 obs, feature) with a pointwise log-likelihood
     ``component_log_prob``     NumPy ``log p(x_n | theta_k)`` of flat draws
@@ -273,6 +274,10 @@ class MixtureModel(ABC):
     def _n_parameters(self, n_features: int) -> int:
         """Return the number of free parameters (as scikit-learn counts them)."""
 
+    def _check_method(self, method: str, data: MixtureData) -> None:
+        """Raise before any work if ``method`` cannot fit these data with these settings."""
+        return None  # every method, unless a family says otherwise
+
     def _start_from_em(self, em: AnyEMResult, n_features: int) -> dict[str, np.ndarray]:
         """Return the NUTS start: the EM point, moved inside the support if on its edge."""
         return self._point_from_em(em, n_features)
@@ -342,6 +347,11 @@ class MixtureModel(ABC):
     def _check_data(self, data: MixtureData) -> None:
         """Run family-specific checks of the training data (counts, binary values, ...)."""
         return None
+
+    @property
+    def _models_missing(self) -> bool:
+        """Whether missing values (NaN) are modelled (a family's ``missing="model"``)."""
+        return getattr(self, "missing", "raise") == "model"
 
     # Optional: ``fast_pointwise(X, weights, *params, out=out, responsibilities=False)
     # -> bool``, a compiled mixture log density that fills ``out`` (draws, N) when it is
@@ -479,7 +489,12 @@ class MixtureModel(ABC):
     def _prepare(self, X: Any, sample_weight: Any = None) -> tuple[MixtureData, dict[str, Prior]]:
         """Validate parameters, data and weights and resolve the priors; no side effects."""
         self._check_params()
-        data = check_data(X, n_components=self.n_components, allow_bool=self._accepts_bool)
+        data = check_data(
+            X,
+            n_components=self.n_components,
+            allow_bool=self._accepts_bool,
+            allow_missing=self._models_missing,
+        )
         weights = check_sample_weight(sample_weight, data.n_samples)
         if weights is not None:
             data = dataclasses.replace(data, sample_weight=weights)
@@ -641,6 +656,7 @@ class MixtureModel(ABC):
                 X, method, sample_weight, warm_start, draws=draws, random_seed=random_seed, **nuts
             )
         data, priors = self._prepare(X, sample_weight)
+        self._check_method(method, data)
         rng = np.random.default_rng(self.random_state)
         started = time.perf_counter()
         start = self._warm_start(warm_start, data.n_features)
@@ -1753,7 +1769,9 @@ class MixtureModel(ABC):
         fit was to named columns.
         """
         self._check_fitted()
-        data = check_data(X, for_fit=False, allow_bool=self._accepts_bool)
+        data = check_data(
+            X, for_fit=False, allow_bool=self._accepts_bool, allow_missing=self._models_missing
+        )
         if data.n_features != self.n_features_in_:
             if np.ndim(X) == 1 and self.n_features_in_ > 1:
                 raise DataError(

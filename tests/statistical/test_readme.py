@@ -82,7 +82,7 @@ def test_the_cli_block_runs_in_order_as_written(tmp_path):
     block = next(b for b in _blocks("bash") if b.startswith("bayesmix demo"))
     commands = [line.split("#")[0].strip() for line in block.splitlines() if line.strip()]
     assert [c.split()[1] for c in commands] == [
-        "demo", "simulate", "fit", "select", "fit", "simulate", "fit", "fit",
+        "demo", "simulate", "fit", "select", "select", "fit", "simulate", "fit", "fit",
     ]  # fmt: skip
     rng = np.random.default_rng(0)
     own = pd.DataFrame(
@@ -117,6 +117,16 @@ def test_the_cli_block_runs_in_order_as_written(tmp_path):
     assert np.abs(z).max() < 3, z
     chosen = pd.read_csv(tmp_path / "select" / "select_k.csv")
     assert set(chosen["n_components"]) == set(range(1, 7))
+    # mclust's grid: every (model, K) of the command, and the report of BIC's choice.
+    grid = pd.read_csv(tmp_path / "mclust" / "select_k.csv")
+    assert len(grid) == 14 * 4
+    usable = grid[grid["em_problems"].fillna("") == ""]
+    best = usable.loc[usable["bic"].idxmin()]
+    shown = bm.load(tmp_path / "mclust" / "fit.nc")
+    assert (shown.covariance_type, shown.n_components) == (
+        best["covariance_type"],
+        best["n_components"],
+    )
     # The clusters overlap, so BIC need not find all three: check it against
     # scikit-learn's BIC on the same file instead.
     from sklearn.mixture import GaussianMixture as SkGaussianMixture

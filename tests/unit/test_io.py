@@ -29,6 +29,7 @@ NON_DEFAULT = {
     "reg_covar": 1e-4,
     "random_state": 7,
     "objective": "map",
+    "missing": "model",
 }
 
 

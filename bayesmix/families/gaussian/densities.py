@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from bayesmix._numeric import kernel_pays_off
+from bayesmix._numeric import kernel_pays_off, missing_patterns
 from bayesmix.exceptions import InvalidParameterError
 from bayesmix.families.gaussian.covariance_models import n_variance_parameters
 
@@ -135,7 +135,22 @@ def gaussian_log_prob(X: np.ndarray, means: np.ndarray, covariances: np.ndarray)
     Returns
     -------
     ndarray of shape (n_draws, n_samples, n_components)
+
+    Rows with missing values (NaN) get the marginal density of their observed
+    coordinates: the same computation on those coordinates' means and covariance
+    blocks, per pattern of missingness (a row with no observed value gets 0, the log
+    density of nothing).
     """
+    if np.isnan(X).any():
+        out = np.zeros((means.shape[0], X.shape[0], means.shape[1]))
+        for observed, rows in missing_patterns(X):
+            if observed.any():
+                out[:, rows, :] = gaussian_log_prob(
+                    X[np.ix_(rows, observed)],
+                    means[..., observed],
+                    covariances[..., observed, :][..., observed],
+                )
+        return out
     chol = np.linalg.cholesky(covariances)
     scaled, exponent = scaled_squared_mahalanobis(X, means, chol)
     log_det = 2.0 * np.log(np.diagonal(chol, axis1=-2, axis2=-1)).sum(axis=-1)  # (S, K)

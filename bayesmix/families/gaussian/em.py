@@ -97,7 +97,7 @@ import numpy as np
 from scipy import linalg
 from scipy.special import gammaln, multigammaln
 
-from bayesmix._numeric import column_means, column_sums, logsumexp
+from bayesmix._numeric import column_means, column_sums, logsumexp, missing_patterns
 from bayesmix.em.chunked import EMSteps, sample_indices
 from bayesmix.em.init import initial_labels, kmeans_plusplus
 from bayesmix.em.loop import (
@@ -2130,19 +2130,6 @@ def _chunk_sums(
     return {"log_likelihood": total, "weight": weight, "nk": column_sums(resp), "s1": s1, "s2": s2}
 
 
-def missing_patterns(X: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Group the rows of ``X`` by which features are observed (not NaN).
-
-    Returns ``(observed, rows)`` pairs: a boolean mask of the observed features (D,) and
-    the indices of the rows with that pattern, so that the work per pattern is vectorised.
-    """
-    observed = ~np.isnan(X)
-    patterns, inverse = np.unique(observed, axis=0, return_inverse=True)
-    order = np.argsort(inverse, kind="stable")
-    bounds = np.cumsum(np.bincount(inverse.reshape(-1), minlength=len(patterns)))[:-1]
-    return list(zip(patterns, np.split(order, bounds), strict=True))
-
-
 def _missing_chunk_sums(
     X: np.ndarray,
     w: np.ndarray | None,
@@ -2161,8 +2148,8 @@ def _missing_chunk_sums(
     \Sigma_{k,oo}^{-1} (x_o - \mu_{k,o})`, and ``s2`` increased by the conditional
     covariance :math:`\Sigma_{k,mm} - \Sigma_{k,mo} \Sigma_{k,oo}^{-1} \Sigma_{k,om}`
     times the row's responsibility. Rows are processed by pattern
-    (:func:`missing_patterns`): one Cholesky factor per pattern and component. A row with
-    no observed value must not occur (the data checks refuse it).
+    (:func:`bayesmix._numeric.missing_patterns`): one Cholesky factor per pattern and
+    component. A row with no observed value must not occur (the data checks refuse it).
     """
     n_samples, n_features = X.shape
     n_components = means.shape[0]

@@ -25,9 +25,11 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
+from bayesmix._numeric import column_moments, missing_patterns
 from bayesmix._params import Options
 from bayesmix._validation import MixtureData
-from bayesmix.em.chunked import EMSteps
+from bayesmix.em.chunked import EMSteps, fit_chunked, in_memory_pass
+from bayesmix.exceptions import InvalidParameterError
 from bayesmix.families._location_scale import _LocationScaleMixture, mahalanobis_terms
 from bayesmix.families.gaussian.covariance_models import (
     ALIASES,
@@ -190,6 +192,15 @@ class GaussianMixture(_LocationScaleMixture):
         mclust's conjugate regularising prior (Fraley & Raftery 2007), which keeps
         covariances positive definite on degenerate data. For ``method="nuts"`` it
         only changes the EM start and reference labelling.
+    missing : {"raise", "model"}, default="raise"
+        Missing values (NaN) in ``X``: ``"raise"`` refuses them (a ``DataError``);
+        ``"model"`` treats them as missing at random and integrates them out: each row's
+        likelihood is the marginal density of its observed coordinates, and EM's E-step
+        takes the conditional expectations of the missing ones (Ghahramani & Jordan
+        1994), rows grouped by their pattern of missing values. ``predict``,
+        ``predict_proba`` and ``score_samples`` then accept rows with missing values too.
+        So far ``method="em"`` only (NUTS and Laplace raise before any work); a row or
+        column with every value missing is a ``DataError``.
 
     Attributes
     ----------
@@ -248,6 +259,7 @@ class GaussianMixture(_LocationScaleMixture):
         **_LocationScaleMixture._parameter_constraints,
         "covariance_type": [Options(*COVARIANCE_TYPES, *MODELS)],
         "objective": [Options(*OBJECTIVES)],
+        "missing": [Options("raise", "model")],
     }
 
     def __init__(
@@ -263,6 +275,7 @@ class GaussianMixture(_LocationScaleMixture):
         reg_covar: float = 1e-6,
         random_state: int | None = None,
         objective: Literal["ml", "map"] = "ml",
+        missing: Literal["raise", "model"] = "raise",
     ) -> None:
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -274,6 +287,7 @@ class GaussianMixture(_LocationScaleMixture):
         self.reg_covar = reg_covar
         self.random_state = random_state
         self.objective = objective
+        self.missing = missing
 
     # -- specification -------------------------------------------------------------------
 
@@ -291,6 +305,78 @@ class GaussianMixture(_LocationScaleMixture):
 
     def _check_data(self, data: MixtureData) -> None:
         storage(self.covariance_type, data.n_features)  # the model fits the features
+
+    # -- missing values -------------------------------------------------------------------
+
+    def impute(
+        self, X: Any, *, n_imputations: int | None = None, random_state: int | None = None
+    ) -> np.ndarray:
+        r"""Fill the missing values (NaN) of ``X`` from the fitted mixture.
+
+        For a row with observed coordinates ``o`` and missing ``m``, under each posterior
+        draw (at most 1000, evenly thinned; the estimate for an EM fit) the missing
+        values given the observed ones are a mixture of Gaussians: component ``k`` with
+        probability :math:`p(z = k \mid x_o)` (the responsibilities of the observed
+        coordinates) and, given it, :math:`\mathcal{N}(\mu_{k,m} + \Sigma_{k,mo}
+        \Sigma_{k,oo}^{-1} (x_o - \mu_{k,o}), \Sigma_{k,mm} - \Sigma_{k,mo}
+        \Sigma_{k,oo}^{-1} \Sigma_{k,om})`.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows with missing values (NaN); observed values are returned unchanged.
+        n_imputations : int, optional
+            Return that many multiple imputations instead of the mean: each from a
+            posterior draw (in turn), a component drawn from the responsibilities and the
+            missing values from its conditional Gaussian (Rubin's multiple imputation).
+        random_state : int, optional
+            Seeds the multiple imputations.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_features), or (n_imputations, n_samples, n_features)
+            With ``n_imputations=None`` the conditional posterior mean of every missing
+            value (the mean over draws of the mixture's conditional mean).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import bayesmix as bm
+        >>> X = bm.datasets.load_faithful().to_numpy()
+        >>> gm = bm.GaussianMixture(n_components=2, missing="model", random_state=0)
+        >>> gm = gm.fit(X, method="em")
+        >>> gm.impute(np.array([[4.5, np.nan]])).round(1)
+        array([[ 4.5, 81.1]])
+        """
+        values, (weights, means, covariances) = self._draws_for(X, max_draws=1000)
+        n_draws = weights.shape[0]
+        rng = np.random.default_rng(random_state)
+        if n_imputations is None:
+            out = values.copy()
+        else:
+            out = np.broadcast_to(values, (n_imputations, *values.shape)).copy()
+            chosen = np.arange(n_imputations) % n_draws
+        for observed, rows in missing_patterns(values):
+            missing = ~observed
+            if not missing.any():
+                continue
+            cond_mean, cond_cov, log_resp = _conditional_gaussians(
+                values[np.ix_(rows, observed)], weights, means, covariances, observed
+            )  # (S, K, n, m), (S, K, m, m), (S, n, K)
+            resp = np.exp(log_resp)
+            if n_imputations is None:
+                filled = np.einsum("snk,sknm->nm", resp, cond_mean) / n_draws
+                out[np.ix_(rows, missing)] = filled
+                continue
+            chol = np.linalg.cholesky(cond_cov)
+            for i, s in enumerate(chosen):
+                labels = (rng.random((rows.size, 1)) > np.cumsum(resp[s], axis=1)).sum(axis=1)
+                labels = np.minimum(labels, self.n_components - 1)
+                noise = rng.standard_normal((rows.size, missing.sum()))
+                draw = cond_mean[s, labels, np.arange(rows.size)]
+                draw += np.einsum("nij,nj->ni", chol[s, labels], noise)
+                out[i][np.ix_(rows, missing)] = draw
+        return out
 
     # -- mclust's models as volume, shape and orientation -------------------------------
 
@@ -328,7 +414,8 @@ class GaussianMixture(_LocationScaleMixture):
         # magnitude either side; shapes within a factor of e or so; Cayley parameters
         # t = tan(angle / 2) of about one (angles mostly within +-127 degrees of the axes).
         weights = data.sample_weight
-        centred = data.values - np.average(data.values, axis=0, weights=weights)
+        # A missing value (NaN) adds nothing: it is taken at the column's mean.
+        centred = np.nan_to_num(data.values - column_moments(data.values, weights)[0])
         cov = (centred.T * (1.0 if weights is None else weights)) @ centred
         cov /= data.n_samples if weights is None else weights.sum()
         eigenvalues = np.linalg.eigvalsh(cov)
@@ -388,9 +475,34 @@ class GaussianMixture(_LocationScaleMixture):
 
     # -- EM ------------------------------------------------------------------------------
 
+    def _check_method(self, method: str, data: MixtureData) -> None:
+        if method != "em" and np.isnan(data.values).any():
+            raise InvalidParameterError(
+                f"X has missing values (NaN), which method={method!r} does not model yet; "
+                "use fit(X, method='em') (missing='model' fits EM on the observed values), "
+                "or drop or impute the rows with missing values for a posterior."
+            )
+
     def _run_em(
         self, data: MixtureData, rng: np.random.Generator, priors: dict[str, Prior]
     ) -> EMResult:
+        if np.isnan(data.values).any():
+            # Missing values: the EM of sufficient statistics, whose E-step integrates
+            # them out (em._missing_chunk_sums), over the data in memory.
+            X, w = data.values, data.sample_weight
+            data_pass = in_memory_pass(X, w)
+            result = fit_chunked(
+                self._em_steps(priors, data.n_features, data_pass),
+                data_pass,
+                lambda rows: (X, w) if rows is None else (X[rows], None if w is None else w[rows]),
+                data.n_samples,
+                n_init=self.n_init,
+                max_iter=self.max_iter,
+                tol=self.tol,
+                rng=rng,
+                init=self.init,
+            )
+            return self._order_em(result)
         result = fit_em(
             data.values,
             self.n_components,
@@ -430,3 +542,38 @@ class GaussianMixture(_LocationScaleMixture):
             parts = free_parameters(self.covariance_type, cov)
             return {"weights": em.weights, "means": em.means, "covariances": cov, **parts}
         return self._matrix_point(em.weights, em.means, cov, n_features)
+
+
+def _conditional_gaussians(
+    x_obs: np.ndarray,
+    weights: np.ndarray,
+    means: np.ndarray,
+    covariances: np.ndarray,
+    observed: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Conditional means and covariances of the missing coordinates, and the responsibilities.
+
+    ``x_obs`` (n, o) are rows' observed coordinates (mask ``observed``); the parameters
+    are draws (S, K, ...). Returns the conditional means (S, K, n, m), the conditional
+    covariances (S, K, m, m) and the log responsibilities of the observed coordinates
+    (S, n, K). Solves with the observed block's Cholesky factor, no inverse.
+    """
+    missing = ~observed
+    cov_oo = covariances[..., observed, :][..., observed]
+    cov_mo = covariances[..., missing, :][..., observed]
+    chol = np.linalg.cholesky(cov_oo)  # (S, K, o, o)
+    diff = x_obs[None, None] - means[..., None, observed]  # (S, K, n, o)
+    z = np.linalg.solve(chol, np.swapaxes(diff, -1, -2))  # L^-1 (x - mu)': (S, K, o, n)
+    cross = np.linalg.solve(chol, np.swapaxes(cov_mo, -1, -2))  # L^-1 S_om: (S, K, o, m)
+    cond_mean = means[..., missing][..., None, :] + np.swapaxes(
+        np.swapaxes(cross, -1, -2) @ z, -1, -2
+    )
+    cond_cov = covariances[..., missing, :][..., missing] - np.swapaxes(cross, -1, -2) @ cross
+    log_det = 2.0 * np.log(np.diagonal(chol, axis1=-2, axis2=-1)).sum(axis=-1)  # (S, K)
+    log_density = -0.5 * (
+        np.sum(z * z, axis=-2) + (log_det + observed.sum() * _LOG_2PI)[..., None]
+    )  # (S, K, n)
+    with np.errstate(divide="ignore"):
+        joint = np.log(weights)[..., None] + log_density
+    log_resp = joint - np.logaddexp.reduce(joint, axis=1, keepdims=True)
+    return cond_mean, cond_cov, np.swapaxes(log_resp, -1, -2)

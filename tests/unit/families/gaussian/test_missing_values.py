@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
+import bayesmix as bm
 from bayesmix.em.chunked import fit_chunked, in_memory_pass
+from bayesmix.exceptions import DataError, InvalidParameterError
 from bayesmix.families.gaussian import em
 
 WEIGHTS = np.array([0.3, 0.7])
@@ -122,3 +124,145 @@ def test_em_with_missing_values_never_decreases_the_likelihood(covariance_type):
     mask[mask.all(axis=1), 1] = False
     result = _fit(np.where(mask, np.nan, X), covariance_type)
     assert np.all(np.diff(result.lower_bounds) >= -1e-10)
+
+
+# --- GaussianMixture(missing="model") ------------------------------------------------------
+
+
+def _masked(rng, X, rate=0.2):
+    mask = rng.random(X.shape) < rate
+    mask[mask.all(axis=1), 0] = False
+    return np.where(mask, np.nan, X)
+
+
+def test_fit_with_missing_values_is_closer_to_the_full_data_fit_than_listwise_deletion():
+    rng = np.random.default_rng(4)
+    X = _simulate(rng)
+    masked = _masked(rng, X, 0.25)
+    settings = {"n_components": 3, "covariance_type": "VEV", "random_state": 0}
+    full = bm.GaussianMixture(**settings).fit(X, method="em")
+    model = bm.GaussianMixture(**settings, missing="model").fit(masked, method="em")
+    listwise = bm.GaussianMixture(**settings).fit(
+        masked[~np.isnan(masked).any(axis=1)], method="em"
+    )
+
+    def error(fit):
+        return (
+            np.abs(fit.means_ - full.means_).max()
+            + np.abs(fit.covariances_ - full.covariances_).max()
+        )
+
+    assert error(model) < error(listwise)
+    assert np.all(np.isfinite(model.idata["log_likelihood"]["x"].values))
+
+
+def test_without_missing_values_the_fit_is_todays():
+    X = _simulate(np.random.default_rng(5), n=300)
+    today = bm.GaussianMixture(n_components=3, random_state=0).fit(X, method="em")
+    model = bm.GaussianMixture(n_components=3, random_state=0, missing="model").fit(X, method="em")
+    np.testing.assert_array_equal(model.means_, today.means_)
+    np.testing.assert_array_equal(model.covariances_, today.covariances_)
+    assert model.em_.log_likelihood == today.em_.log_likelihood
+
+
+def test_predictions_of_rows_with_missing_values_are_the_marginal_ones():
+    rng = np.random.default_rng(6)
+    X = _simulate(rng, n=300)
+    fit = bm.GaussianMixture(n_components=3, random_state=0, missing="model").fit(
+        _masked(rng, X), method="em"
+    )
+    rows = np.array([[0.5, np.nan, 1.0], [np.nan, np.nan, -2.0], [4.0, 1.0, 2.0]])
+    expected_log = []
+    expected_resp = []
+    for row in rows:
+        observed = ~np.isnan(row)
+        terms = np.array(
+            [
+                np.log(fit.weights_[k])
+                + stats.multivariate_normal(
+                    fit.means_[k, observed], fit.covariances_[k][np.ix_(observed, observed)]
+                ).logpdf(row[observed])
+                for k in range(3)
+            ]
+        )
+        total = np.logaddexp.reduce(terms)
+        expected_log.append(total)
+        expected_resp.append(np.exp(terms - total))
+    np.testing.assert_allclose(fit.score_samples(rows), expected_log, rtol=1e-10)
+    np.testing.assert_allclose(fit.predict_proba(rows), expected_resp, atol=1e-10)
+
+
+def test_a_fit_with_missing_values_saves_and_loads(tmp_path):
+    rng = np.random.default_rng(7)
+    X = _masked(rng, _simulate(rng, n=200))
+    fit = bm.GaussianMixture(n_components=3, random_state=0, missing="model").fit(X, method="em")
+    fit.save(tmp_path / "missing.nc")
+    loaded = bm.load(tmp_path / "missing.nc")
+    np.testing.assert_array_equal(loaded.predict_proba(X), fit.predict_proba(X))
+
+
+def test_missing_values_errors(monkeypatch):
+    X = _simulate(np.random.default_rng(8), n=100)
+    masked = X.copy()
+    masked[0, 1] = np.nan
+    with pytest.raises(DataError, match="missing='model'"):
+        bm.GaussianMixture(n_components=2).fit(masked, method="em")
+    gm = bm.GaussianMixture(n_components=2, missing="model")
+    empty_row = masked.copy()
+    empty_row[3] = np.nan
+    with pytest.raises(DataError, match="every value missing"):
+        gm.fit(empty_row, method="em")
+    empty_column = masked.copy()
+    empty_column[:, 2] = np.nan
+    with pytest.raises(DataError, match="columns"):
+        gm.fit(empty_column, method="em")
+    infinite = masked.copy()
+    infinite[5, 0] = np.inf
+    with pytest.raises(DataError, match="infinite"):
+        gm.fit(infinite, method="em")
+
+    # NUTS does not model them yet: an error before EM runs.
+    def no_em(*args, **kwargs):
+        raise AssertionError("EM ran")
+
+    monkeypatch.setattr("bayesmix.families.gaussian.model.fit_chunked", no_em)
+    with pytest.raises(InvalidParameterError, match="method='em'"):
+        gm.fit(masked, method="nuts")
+
+
+def _conditional_mean(fit, row):
+    """E[x_m | x_o] under the EM estimate, from scipy's densities and explicit formulas."""
+    observed = ~np.isnan(row)
+    terms, means = [], []
+    for k in range(fit.n_components):
+        mu, cov = fit.means_[k], fit.covariances_[k]
+        o, m = observed, ~observed
+        terms.append(
+            np.log(fit.weights_[k])
+            + stats.multivariate_normal(mu[o], cov[np.ix_(o, o)]).logpdf(row[o])
+        )
+        means.append(mu[m] + cov[np.ix_(m, o)] @ np.linalg.solve(cov[np.ix_(o, o)], row[o] - mu[o]))
+    resp = np.exp(np.array(terms) - np.logaddexp.reduce(terms))
+    return resp @ np.array(means)
+
+
+def test_impute_gives_the_conditional_mean_and_multiple_imputations_around_it():
+    rng = np.random.default_rng(9)
+    X = _simulate(rng, n=400)
+    fit = bm.GaussianMixture(n_components=3, random_state=0, missing="model").fit(
+        _masked(rng, X), method="em"
+    )
+    rows = np.array([[0.5, np.nan, 1.0], [np.nan, np.nan, -2.0], [4.0, 1.0, 2.0]])
+    original = rows.copy()
+    imputed = fit.impute(rows)
+    np.testing.assert_array_equal(rows, original)  # the input is not modified
+    np.testing.assert_array_equal(imputed[~np.isnan(rows)], rows[~np.isnan(rows)])
+    for row, filled in zip(rows[:2], imputed[:2], strict=True):
+        np.testing.assert_allclose(filled[np.isnan(row)], _conditional_mean(fit, row), rtol=1e-10)
+    draws = fit.impute(rows, n_imputations=4000, random_state=0)
+    assert draws.shape == (4000, 3, 3)
+    spread = draws.std(axis=0)
+    error = np.abs(draws.mean(axis=0) - imputed)
+    assert np.all(error <= 4.0 * spread / np.sqrt(4000) + 1e-12)
+    assert np.all(spread[np.isnan(rows)] > 0)
+    assert np.all(spread[~np.isnan(rows)] == 0)
