@@ -361,3 +361,30 @@ def scalar_parameters(
         labels.append(f"{matrix_name}[{components[c]}, {features[i]}, {features[j]}]")
         columns.append(covariances[:, c, i, j])
     return variables, labels, np.stack(columns, axis=-1)
+
+
+def conditional_gaussians(
+    x_obs: np.ndarray, means: np.ndarray, covariances: np.ndarray, observed: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Log densities of observed coordinates, and the missing ones' conditional Gaussians.
+
+    ``x_obs`` (n, o) are rows' observed coordinates (mask ``observed`` of the features);
+    the parameters are draws (S, K, ...). Returns ``log N(x_o | mu_k,o, Sigma_k,oo)``
+    (S, K, n), the conditional means of the missing coordinates (S, K, n, m) and their
+    conditional covariances (S, K, m, m). Solves with the observed block's Cholesky
+    factor, no inverse.
+    """
+    missing = ~observed
+    cov_oo = covariances[..., observed, :][..., observed]
+    cov_mo = covariances[..., missing, :][..., observed]
+    chol = np.linalg.cholesky(cov_oo)  # (S, K, o, o)
+    diff = x_obs[None, None] - means[..., None, observed]  # (S, K, n, o)
+    z = np.linalg.solve(chol, np.swapaxes(diff, -1, -2))  # L^-1 (x - mu)': (S, K, o, n)
+    cross = np.linalg.solve(chol, np.swapaxes(cov_mo, -1, -2))  # L^-1 S_om: (S, K, o, m)
+    cond_mean = means[..., missing][..., None, :] + np.swapaxes(
+        np.swapaxes(cross, -1, -2) @ z, -1, -2
+    )
+    cond_cov = covariances[..., missing, :][..., missing] - np.swapaxes(cross, -1, -2) @ cross
+    log_det = 2.0 * np.log(np.diagonal(chol, axis1=-2, axis2=-1)).sum(axis=-1)  # (S, K)
+    log_density = -0.5 * (np.sum(z * z, axis=-2) + (log_det + observed.sum() * _LOG_2PI)[..., None])
+    return log_density, cond_mean, cond_cov

@@ -111,6 +111,7 @@ from bayesmix.em.loop import (
 from bayesmix.em.loop import _warn_degenerate as _warn_degenerate_fit
 from bayesmix.exceptions import ConvergenceWarning, FitError, InvalidParameterError
 from bayesmix.families.gaussian import covariance_models
+from bayesmix.families.gaussian.densities import conditional_gaussians
 
 __all__ = [
     "COVARIANCE_TYPES",
@@ -2159,25 +2160,13 @@ def _missing_chunk_sums(
     conditional = []  # (rows, missing mask, (K, m, m) conditional covariances)
     for observed, rows in missing_patterns(X):
         missing = ~observed
-        x_obs = X[np.ix_(rows, observed)]
-        blocks = np.empty((n_components, missing.sum(), missing.sum()))
-        for k in range(n_components):
-            chol = linalg.cholesky(cov[k][np.ix_(observed, observed)], lower=True)
-            diff = x_obs - means[k, observed]
-            z = linalg.solve_triangular(chol, diff.T, lower=True)
-            log_prob[rows, k] = (
-                -0.5 * np.sum(z * z, axis=0)
-                - np.log(np.diagonal(chol)).sum()
-                - 0.5 * observed.sum() * math.log(2.0 * math.pi)
-            )
-            if missing.any():
-                cross = cov[k][np.ix_(missing, observed)]
-                solved = linalg.solve_triangular(chol, cross.T, lower=True)  # L^-1 S_om
-                shift = solved.T @ z  # S_mo S_oo^-1 (x_o - mu_o)
-                filled[k][np.ix_(rows, missing)] = means[k, missing] + shift.T
-                blocks[k] = cov[k][np.ix_(missing, missing)] - solved.T @ solved
+        log_density, cond_mean, cond_cov = conditional_gaussians(
+            X[np.ix_(rows, observed)], means[None], cov[None], observed
+        )
+        log_prob[rows] = log_density[0].T
         if missing.any():
-            conditional.append((rows, missing, blocks))
+            filled[np.ix_(np.arange(n_components), rows, missing)] = cond_mean[0]
+            conditional.append((rows, missing, cond_cov[0]))
     with np.errstate(divide="ignore"):
         weighted = log_prob + np.log(weights)
     log_norm = logsumexp(weighted, axis=1)

@@ -39,6 +39,7 @@ from bayesmix.families.gaussian.covariance_models import (
     storage,
 )
 from bayesmix.families.gaussian.densities import (
+    conditional_gaussians,
     fast_pointwise,
     gaussian_far_log_prob,
     gaussian_log_prob,
@@ -360,10 +361,14 @@ class GaussianMixture(_LocationScaleMixture):
             missing = ~observed
             if not missing.any():
                 continue
-            cond_mean, cond_cov, log_resp = _conditional_gaussians(
-                values[np.ix_(rows, observed)], weights, means, covariances, observed
-            )  # (S, K, n, m), (S, K, m, m), (S, n, K)
-            resp = np.exp(log_resp)
+            log_density, cond_mean, cond_cov = conditional_gaussians(
+                values[np.ix_(rows, observed)], means, covariances, observed
+            )  # (S, K, n), (S, K, n, m), (S, K, m, m)
+            with np.errstate(divide="ignore"):
+                joint = np.log(weights)[..., None] + log_density
+            resp = np.swapaxes(
+                np.exp(joint - np.logaddexp.reduce(joint, axis=1, keepdims=True)), 1, 2
+            )
             if n_imputations is None:
                 filled = np.einsum("snk,sknm->nm", resp, cond_mean) / n_draws
                 out[np.ix_(rows, missing)] = filled
@@ -542,38 +547,3 @@ class GaussianMixture(_LocationScaleMixture):
             parts = free_parameters(self.covariance_type, cov)
             return {"weights": em.weights, "means": em.means, "covariances": cov, **parts}
         return self._matrix_point(em.weights, em.means, cov, n_features)
-
-
-def _conditional_gaussians(
-    x_obs: np.ndarray,
-    weights: np.ndarray,
-    means: np.ndarray,
-    covariances: np.ndarray,
-    observed: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Conditional means and covariances of the missing coordinates, and the responsibilities.
-
-    ``x_obs`` (n, o) are rows' observed coordinates (mask ``observed``); the parameters
-    are draws (S, K, ...). Returns the conditional means (S, K, n, m), the conditional
-    covariances (S, K, m, m) and the log responsibilities of the observed coordinates
-    (S, n, K). Solves with the observed block's Cholesky factor, no inverse.
-    """
-    missing = ~observed
-    cov_oo = covariances[..., observed, :][..., observed]
-    cov_mo = covariances[..., missing, :][..., observed]
-    chol = np.linalg.cholesky(cov_oo)  # (S, K, o, o)
-    diff = x_obs[None, None] - means[..., None, observed]  # (S, K, n, o)
-    z = np.linalg.solve(chol, np.swapaxes(diff, -1, -2))  # L^-1 (x - mu)': (S, K, o, n)
-    cross = np.linalg.solve(chol, np.swapaxes(cov_mo, -1, -2))  # L^-1 S_om: (S, K, o, m)
-    cond_mean = means[..., missing][..., None, :] + np.swapaxes(
-        np.swapaxes(cross, -1, -2) @ z, -1, -2
-    )
-    cond_cov = covariances[..., missing, :][..., missing] - np.swapaxes(cross, -1, -2) @ cross
-    log_det = 2.0 * np.log(np.diagonal(chol, axis1=-2, axis2=-1)).sum(axis=-1)  # (S, K)
-    log_density = -0.5 * (
-        np.sum(z * z, axis=-2) + (log_det + observed.sum() * _LOG_2PI)[..., None]
-    )  # (S, K, n)
-    with np.errstate(divide="ignore"):
-        joint = np.log(weights)[..., None] + log_density
-    log_resp = joint - np.logaddexp.reduce(joint, axis=1, keepdims=True)
-    return cond_mean, cond_cov, np.swapaxes(log_resp, -1, -2)
