@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sys
 
 import numpy as np
@@ -32,7 +33,9 @@ __all__ = [
     "column_sums",
     "features_dot",
     "logsumexp",
+    "missing_digest",
     "missing_patterns",
+    "observed_values",
 ]
 
 
@@ -188,3 +191,26 @@ def missing_patterns(X: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     order = np.argsort(inverse, kind="stable")
     bounds = np.cumsum(np.bincount(inverse.reshape(-1), minlength=len(patterns)))[:-1]
     return list(zip(patterns, np.split(order, bounds), strict=True))
+
+
+def missing_digest(X: np.ndarray) -> str | None:
+    """Return a digest of where ``X`` is NaN (None without missing values).
+
+    A compiled model whose likelihood is built per pattern of missing values
+    (:func:`missing_patterns`) depends on it, not only on the data's shape.
+    """
+    mask = np.isnan(X)
+    if not mask.any():
+        return None
+    return hashlib.sha1(np.packbits(mask).tobytes() + repr(mask.shape).encode()).hexdigest()
+
+
+def observed_values(X: np.ndarray) -> np.ndarray:
+    """Return ``X`` with its missing values (NaN) set to 0 (``X`` itself if it has none).
+
+    What a PyMC model holds as its data (``pm.Data`` refuses NaN); the likelihood then
+    knows the pattern of missing values (:func:`missing_patterns`) and never reads those
+    entries.
+    """
+    mask = np.isnan(X)
+    return np.where(mask, 0.0, X) if mask.any() else X

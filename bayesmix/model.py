@@ -33,6 +33,7 @@ import xarray as xr
 from bayesmix import _datatree
 from bayesmix import dask as _dask
 from bayesmix import laplace as _laplace
+from bayesmix._numeric import missing_digest, observed_values
 from bayesmix._params import (
     POSITIVE_INT,
     SEED,
@@ -1226,8 +1227,8 @@ class MixtureModel(ABC):
                     )
         timings["nuts"] = time.perf_counter() - clock  # compile (unless cached) + sample
         clock = time.perf_counter()
-        if "observed_data" not in idata.children:
-            idata["observed_data"] = _datatree.observed_data_group(data)
+        # The data as given (PyMC's copy of the model data has missing values at 0).
+        idata["observed_data"] = _datatree.observed_data_group(data)
         self._relabel(idata, em, data)
         if log_likelihood:
             idata["log_likelihood"] = self._log_likelihood_group(idata, data)
@@ -1490,6 +1491,7 @@ class MixtureModel(ABC):
             tuple(data.features),
             resolved,
             data.sample_weight is not None,  # the model has the weights' potential
+            missing_digest(data.values),  # a likelihood per pattern of missing values
         )
 
     def _log_likelihood_group(self, idata: xr.DataTree, data: MixtureData) -> xr.Dataset:
@@ -2036,7 +2038,7 @@ def _chunk_prediction(
 
 def _model_data(data: MixtureData) -> dict[str, np.ndarray]:
     """Values of the PyMC model's ``pm.Data`` (observations, and weights if any)."""
-    values = {"x_data": data.values}
+    values = {"x_data": observed_values(data.values)}
     if data.sample_weight is not None:
         values["w_data"] = data.sample_weight
     return values

@@ -59,8 +59,11 @@ def mocked_sample(monkeypatch):
     monkeypatch.setattr(_nutpie, "sample_nutpie", fake_nutpie)
     # The fake draws from the PyMC model's prior, so the fit must build it (with nutpie and
     # the fused kernel it would not need one).
+    from bayesmix.families import FAMILIES
     from bayesmix.model import MixtureModel
 
+    for name in FAMILIES:  # the classes are imported on first access
+        FAMILIES[name]
     classes = [MixtureModel]
     while classes:
         cls = classes.pop()

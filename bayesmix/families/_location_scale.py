@@ -12,6 +12,7 @@ estimate, relabelling, flattening), so that neither family subclasses the other.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from numbers import Real
 from typing import Any, ClassVar
 
@@ -20,7 +21,7 @@ import pymc as pm
 import pytensor.tensor as pt
 from pymc.distributions.transforms import Ordered, Transform
 
-from bayesmix._numeric import column_moments
+from bayesmix._numeric import column_moments, missing_patterns, observed_values
 from bayesmix._params import Interval, Options
 from bayesmix._validation import MixtureData
 from bayesmix.families.gaussian.covariance_models import STORAGE
@@ -29,7 +30,7 @@ from bayesmix.families.gaussian.em import COVARIANCE_TYPES
 from bayesmix.model import MixtureModel
 from bayesmix.priors import Prior
 
-__all__ = ["mahalanobis_terms"]
+__all__ = ["mahalanobis_terms", "marginal_logp"]
 
 _log = logging.getLogger("bayesmix")
 
@@ -74,6 +75,37 @@ def mahalanobis_terms(value: Any, means: Any, chol: Any) -> tuple[int, Any, Any]
         mahalanobis = mahalanobis + z[i] ** 2
         log_det = log_det + pt.log(chol[..., i, i])
     return n_features, mahalanobis, log_det
+
+
+def marginal_logp(logp: Callable[..., Any], patterns: list) -> Callable[..., Any]:
+    """Return ``logp`` taken over the observed coordinates of each row (PyTensor).
+
+    ``logp(value, weights, means, chol, *rest)`` is a location-scale mixture's log density
+    (:func:`bayesmix.families.gaussian.model.mixture_logp`); ``patterns`` are the
+    ``(observed, rows)`` pairs of :func:`bayesmix._numeric.missing_patterns` of the data.
+    The rows of a pattern get the same density on their observed coordinates ``o``: the
+    means ``mu_{k,o}`` and the Cholesky factor of the block ``Sigma_{k,oo}`` (a Gaussian's
+    or a Student-t's marginal; the other parameters unchanged), so the missing values are
+    integrated out and never read. A complete pattern is ``logp`` itself.
+    """
+
+    def marginal(value: Any, weights: Any, means: Any, chol: Any, *rest: Any) -> Any:
+        out = pt.zeros(value.shape[:-1])
+        matrices = None
+        for observed, rows in patterns:
+            if observed.all():
+                part = logp(value[rows], weights, means, chol, *rest)
+            else:
+                kept = np.flatnonzero(observed)
+                if matrices is None:
+                    matrices = chol @ chol.mT
+                block = pt.linalg.cholesky(matrices[..., kept[:, None], kept])
+                values = pt.specify_shape(value[rows][:, kept], (None, kept.size))
+                part = logp(values, weights, means[..., kept], block, *rest)
+            out = pt.set_subtensor(out[rows], part)
+        return out
+
+    return marginal
 
 
 class _OrderedComponents(Transform):
@@ -267,7 +299,11 @@ class _LocationScaleMixture(MixtureModel):
             pm.Deterministic(
                 self._matrix_var, chol @ chol.mT, dims=("component", "feature", "feature_bis")
             )
-            self._likelihood(rvs, chol, pm.Data("x_data", data.values, dims=("obs", "feature")))
+            observed = pm.Data("x_data", observed_values(data.values), dims=("obs", "feature"))
+            if np.isnan(data.values).any():
+                self._likelihood(rvs, chol, observed, patterns=missing_patterns(data.values))
+            else:
+                self._likelihood(rvs, chol, observed)
         return model
 
     def _cholesky(self, rvs: dict[str, Any], k: int, d: int) -> Any:
@@ -338,6 +374,13 @@ class _LocationScaleMixture(MixtureModel):
             case "spherical":
                 return np.diagonal(cov, axis1=-2, axis2=-1).mean(axis=-1)
 
-    def _likelihood(self, rvs: dict[str, Any], chol: Any, observed: Any) -> Any:
-        """Add the observed variable ``x`` (the family's mixture, labels summed out)."""
+    def _likelihood(
+        self, rvs: dict[str, Any], chol: Any, observed: Any, patterns: list | None = None
+    ) -> Any:
+        """Add the observed variable ``x`` (the family's mixture, labels summed out).
+
+        With missing values, ``patterns`` (:func:`bayesmix._numeric.missing_patterns`)
+        and ``observed`` holds 0 where a value is missing: the likelihood is then
+        :func:`marginal_logp` of the family's.
+        """
         raise NotImplementedError

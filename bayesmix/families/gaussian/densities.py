@@ -244,13 +244,14 @@ def fast_pointwise(
     ``out`` (N, K) instead (NaN for a row the kernel leaves to NumPy). Returns False
     (``out`` untouched) when NumPy is the faster way
     (:func:`bayesmix.stats.pointwise_log_likelihood` then uses :func:`gaussian_log_prob`),
-    and for the responsibilities of draws with a weight of 0 (NumPy gives them exactly 0).
+    and for the responsibilities of draws with a weight of 0 (NumPy gives them exactly 0),
+    and for rows with missing values (NaN: :func:`gaussian_log_prob` takes their marginals).
 
     About 20x faster than the NumPy blocks (one pass, no (draws, N, K, D) temporaries);
     the Cholesky factors are computed here, so a covariance that is not positive definite
     raises ``numpy.linalg.LinAlgError`` as in :func:`gaussian_log_prob`.
     """
-    if not _use_gaussian_kernel(weights.shape[0] * X.shape[0]):
+    if not _use_gaussian_kernel(weights.shape[0] * X.shape[0]) or np.isnan(X).any():
         return False
     if responsibilities and not (weights > 0.0).all():
         return False

@@ -29,8 +29,11 @@ from bayesmix._numeric import column_moments, missing_patterns
 from bayesmix._params import Options
 from bayesmix._validation import MixtureData
 from bayesmix.em.chunked import EMSteps, fit_chunked, in_memory_pass
-from bayesmix.exceptions import InvalidParameterError
-from bayesmix.families._location_scale import _LocationScaleMixture, mahalanobis_terms
+from bayesmix.families._location_scale import (
+    _LocationScaleMixture,
+    mahalanobis_terms,
+    marginal_logp,
+)
 from bayesmix.families.gaussian.covariance_models import (
     ALIASES,
     MODELS,
@@ -200,8 +203,9 @@ class GaussianMixture(_LocationScaleMixture):
         takes the conditional expectations of the missing ones (Ghahramani & Jordan
         1994), rows grouped by their pattern of missing values. ``predict``,
         ``predict_proba`` and ``score_samples`` then accept rows with missing values too.
-        So far ``method="em"`` only (NUTS and Laplace raise before any work); a row or
-        column with every value missing is a ``DataError``.
+        NUTS and Laplace sample the same marginal likelihood (the PyMC model, per pattern
+        of missing values; not the fused kernel); a row or column with every value
+        missing is a ``DataError``. Data in Dask chunks must be complete.
 
     Attributes
     ----------
@@ -460,18 +464,27 @@ class GaussianMixture(_LocationScaleMixture):
                 self.covariance_type,
             )
             return None
+        if np.isnan(data.values).any():
+            _log.info("X has missing values: sampling the PyMC model (no fused kernel for them)")
+            return None
         return super()._nuts_target(data, priors)
 
     # -- the PyMC model ------------------------------------------------------------------
 
-    def _likelihood(self, rvs: dict[str, Any], chol: Any, observed: Any) -> Any:
-        """Add the observed variable ``x``: the mixture with the labels summed out."""
+    def _likelihood(
+        self, rvs: dict[str, Any], chol: Any, observed: Any, patterns: list | None = None
+    ) -> Any:
+        """Add the observed variable ``x``: the mixture with the labels summed out.
+
+        With missing values (``patterns``), each row's marginal density of its observed
+        coordinates (:func:`bayesmix.families._location_scale.marginal_logp`).
+        """
         return pm.CustomDist(
             "x",
             rvs["weights"],
             rvs["means"],
             chol,
-            logp=mixture_logp,
+            logp=mixture_logp if patterns is None else marginal_logp(mixture_logp, patterns),
             random=mixture_random,
             signature="(k),(k,d),(k,d,d)->(d)",
             observed=observed,
@@ -479,14 +492,6 @@ class GaussianMixture(_LocationScaleMixture):
         )
 
     # -- EM ------------------------------------------------------------------------------
-
-    def _check_method(self, method: str, data: MixtureData) -> None:
-        if method != "em" and np.isnan(data.values).any():
-            raise InvalidParameterError(
-                f"X has missing values (NaN), which method={method!r} does not model yet; "
-                "use fit(X, method='em') (missing='model' fits EM on the observed values), "
-                "or drop or impute the rows with missing values for a posterior."
-            )
 
     def _run_em(
         self, data: MixtureData, rng: np.random.Generator, priors: dict[str, Prior]

@@ -1,7 +1,7 @@
-"""Missing values (NaN) in the Gaussian EM: marginal densities and conditional statistics.
+"""Missing values (NaN) in the Gaussian mixture: marginal densities, EM, the PyMC model.
 
-Issue 20, part 2 (work in progress): the E-step of rows with missing coordinates, used by
-the chunked EM, which so far is reached through ``chunked_steps`` and ``fit_chunked``.
+Issue 20: the E-step of rows with missing coordinates (the chunked EM's statistics), the
+fit, predictions and imputation, and the PyMC model's marginal likelihood (NUTS, Laplace).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from scipy import integrate, stats
 
 import bayesmix as bm
 from bayesmix.em.chunked import fit_chunked, in_memory_pass
-from bayesmix.exceptions import DataError, InvalidParameterError
+from bayesmix.exceptions import DataError
 from bayesmix.families.gaussian import em
 
 WEIGHTS = np.array([0.3, 0.7])
@@ -201,7 +201,7 @@ def test_a_fit_with_missing_values_saves_and_loads(tmp_path):
     np.testing.assert_array_equal(loaded.predict_proba(X), fit.predict_proba(X))
 
 
-def test_missing_values_errors(monkeypatch):
+def test_missing_values_errors():
     X = _simulate(np.random.default_rng(8), n=100)
     masked = X.copy()
     masked[0, 1] = np.nan
@@ -220,14 +220,6 @@ def test_missing_values_errors(monkeypatch):
     infinite[5, 0] = np.inf
     with pytest.raises(DataError, match="infinite"):
         gm.fit(infinite, method="em")
-
-    # NUTS does not model them yet: an error before EM runs.
-    def no_em(*args, **kwargs):
-        raise AssertionError("EM ran")
-
-    monkeypatch.setattr("bayesmix.families.gaussian.model.fit_chunked", no_em)
-    with pytest.raises(InvalidParameterError, match="method='em'"):
-        gm.fit(masked, method="nuts")
 
 
 def _conditional_mean(fit, row):
@@ -266,3 +258,77 @@ def test_impute_gives_the_conditional_mean_and_multiple_imputations_around_it():
     assert np.all(error <= 4.0 * spread / np.sqrt(4000) + 1e-12)
     assert np.all(spread[np.isnan(rows)] > 0)
     assert np.all(spread[~np.isnan(rows)] == 0)
+
+
+# -- the PyMC model (NUTS, Laplace) ------------------------------------------------------
+
+
+def _model_values(model, point):
+    """The model's constrained variables and deterministics at a point of its value space."""
+    outs = model.unobserved_value_vars
+    fn = model.compile_fn(outs, inputs=model.value_vars, mode="FAST_COMPILE")
+    return dict(zip([out.name for out in outs], fn(point), strict=True))
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical", "VEV", "EEI"])
+def test_the_pymc_model_integrates_out_the_missing_values(covariance_type):
+    # Each row's term of the PyMC model is the marginal mixture density of its observed
+    # coordinates, scipy's, at a random point; the gradient is finite (no NaN leaks in).
+    rng = np.random.default_rng(10)
+    X = _masked(rng, _simulate(rng, n=40), rate=0.3)
+    model = bm.GaussianMixture(
+        n_components=2, covariance_type=covariance_type, missing="model"
+    ).build_model(X)
+    point = {
+        key: value + 0.2 * rng.standard_normal(np.shape(value))
+        for key, value in model.initial_point().items()
+    }
+    pointwise = model.compile_logp(
+        vars=[model["x"]], sum=False, jacobian=False, mode="FAST_COMPILE"
+    )
+    values = _model_values(model, point)
+    weights, means, covariances = values["weights"], values["means"], values["covariances"]
+    expected = []
+    for row in X:
+        o = ~np.isnan(row)
+        terms = [
+            np.log(weights[k])
+            + stats.multivariate_normal(means[k][o], covariances[k][np.ix_(o, o)]).logpdf(row[o])
+            for k in range(2)
+        ]
+        expected.append(np.logaddexp.reduce(terms))
+    assert np.isnan(X).any(axis=1).sum() > 10
+    np.testing.assert_allclose(pointwise(point)[0], expected, rtol=0, atol=1e-10)
+    assert np.isfinite(model.compile_dlogp(mode="FAST_COMPILE")(point)).all()
+
+
+def test_the_compiled_model_is_keyed_by_the_pattern_of_missing_values():
+    # nutpie's compiled models are reused across data of one structure: the positions of
+    # the missing values are part of it (the likelihood is built per pattern).
+    rng = np.random.default_rng(11)
+    X = _simulate(rng, n=50)
+    gm = bm.GaussianMixture(n_components=2, missing="model")
+    complete, priors = gm._prepare(X)
+    keys = []
+    for rows in ([0, 1], [0, 1], [0, 2]):
+        masked = X + rng.normal(scale=0.01, size=X.shape)  # new values, same structure
+        masked[rows, 1] = np.nan
+        data, _ = gm._prepare(masked)
+        keys.append(gm._structure_key(data, priors))
+    assert keys[0] == keys[1]
+    assert keys[0] != keys[2]
+    assert gm._structure_key(complete, priors) not in keys
+
+
+@pytest.mark.filterwarnings("ignore::bayesmix.exceptions.SamplerWarning")  # prior draws
+@pytest.mark.filterwarnings("ignore::bayesmix.ConvergenceWarning")
+def test_nuts_with_missing_values_samples_the_model_and_keeps_the_data(mocked_sample):
+    # Plumbing (the sampler mocked): the posterior and pointwise log-likelihood are finite
+    # and the observed data are the data as given, NaN where they are missing.
+    rng = np.random.default_rng(12)
+    X = _masked(rng, _simulate(rng, n=60), rate=0.2)
+    fit = bm.GaussianMixture(n_components=2, missing="model", random_state=0)
+    fit.fit(X, method="nuts", draws=20, tune=10, chains=2, progressbar=False)
+    np.testing.assert_array_equal(fit.idata["observed_data"]["x"].to_numpy(), X)
+    assert np.isfinite(fit.idata["log_likelihood"]["x"].to_numpy()).all()
+    assert np.isfinite(fit.predict_proba(X)).all()
