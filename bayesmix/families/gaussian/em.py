@@ -473,7 +473,14 @@ class ConjugatePrior:
 
 
 def _data_scatter(X: np.ndarray, sample_weight: np.ndarray | None = None) -> np.ndarray:
-    """Return the scatter matrix ``sum_n w_n (x_n - xbar)(x_n - xbar)^T`` of the data."""
+    """Return the scatter matrix ``sum_n w_n (x_n - xbar)(x_n - xbar)^T`` of the data.
+
+    A missing value (NaN) is left out of its column's mean and adds nothing to the
+    scatter (:func:`_moment_sums`).
+    """
+    if np.isnan(X).any():
+        sums = _moment_sums(X, sample_weight)
+        return _moment_sums(X, sample_weight, sums["sum"] / sums["count"])["scatter"]
     diff = X - column_means(X, sample_weight)
     return diff.T @ diff if sample_weight is None else (diff.T * sample_weight) @ diff
 
@@ -1818,7 +1825,8 @@ def _warn_degenerate(
             else f"The covariance of component(s) {collapsed}"
         )
         warnings.warn(
-            f"{what} (covariance_type={covariance_type!r}) collapsed onto duplicated points or "
+            f"{what} (covariance_type={model or covariance_type!r}) collapsed onto duplicated "
+            "points or "
             f"a lower-dimensional subspace and is positive definite only through "
             f"reg_covar={reg_covar:g}: the likelihood is unbounded there and this "
             'maximum-likelihood estimate is degenerate. Use objective="map", fewer '

@@ -25,7 +25,7 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from bayesmix._numeric import column_moments, missing_patterns
+from bayesmix._numeric import missing_patterns
 from bayesmix._params import Options
 from bayesmix._validation import MixtureData
 from bayesmix.em.chunked import EMSteps, fit_chunked, in_memory_pass
@@ -52,6 +52,7 @@ from bayesmix.families.gaussian.em import (
     COVARIANCE_TYPES,
     OBJECTIVES,
     EMResult,
+    _prior_scale,
     chunked_steps,
     fit_em,
     full_covariances,
@@ -63,8 +64,6 @@ _log = logging.getLogger("bayesmix")
 __all__ = ["GaussianMixture", "mahalanobis_terms", "mixture_logp", "mixture_random"]
 
 _LOG_2PI = float(np.log(2.0 * np.pi))
-# The covariance types NUTS and Laplace sample: scikit-learn's four names, the mclust
-# models they are, and the univariate ones (held as tied and spherical).
 # The mclust models held as free volume, shape and orientation variables in the Bayesian
 # model (covariance_models' parameterisation); the others are scikit-learn's four types
 # (sigma and corr_chol) and the univariate E and V (held as tied and spherical).
@@ -422,14 +421,12 @@ class GaussianMixture(_LocationScaleMixture):
         # Centred on the volume of mclust's prior scale cov(X) / K^(2/D), two orders of
         # magnitude either side; shapes within a factor of e or so; Cayley parameters
         # t = tan(angle / 2) of about one (angles mostly within +-127 degrees of the axes).
-        weights = data.sample_weight
-        # A missing value (NaN) adds nothing: it is taken at the column's mean.
-        centred = np.nan_to_num(data.values - column_moments(data.values, weights)[0])
-        cov = (centred.T * (1.0 if weights is None else weights)) @ centred
-        cov /= data.n_samples if weights is None else weights.sum()
-        eigenvalues = np.linalg.eigvalsh(cov)
+        scale = _prior_scale(
+            data.values, self.n_components, "full", sample_weight=data.sample_weight
+        )
+        eigenvalues = np.linalg.eigvalsh(scale)
         eigenvalues = np.maximum(eigenvalues, 1e-12 * max(eigenvalues.max(), 1e-300))
-        centre = np.log(eigenvalues).mean() - 2.0 / data.n_features * np.log(self.n_components)
+        centre = np.log(eigenvalues).mean()
         priors["log_volume"] = Prior("Normal", mu=float(centre), sigma=2.0)
         priors["log_shape"] = Prior("ZeroSumNormal", sigma=1.0)
         priors["orientation_cayley"] = Prior("Normal", mu=0.0, sigma=1.0)
