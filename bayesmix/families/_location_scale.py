@@ -23,6 +23,9 @@ from pymc.distributions.transforms import Ordered, Transform
 from bayesmix._numeric import column_moments
 from bayesmix._params import Interval, Options
 from bayesmix._validation import MixtureData
+from bayesmix.em.chunked import fit_chunked, in_memory_pass
+from bayesmix.em.loop import EMResult
+from bayesmix.exceptions import InvalidParameterError
 from bayesmix.families.gaussian.covariance_models import STORAGE
 from bayesmix.families.gaussian.densities import scalar_parameters
 from bayesmix.families.gaussian.em import COVARIANCE_TYPES
@@ -162,6 +165,38 @@ class _LocationScaleMixture(MixtureModel):
                 {name: prior.distribution for name, prior in priors.items()},
             )
         return target
+
+    # -- missing values (missing="model") -------------------------------------------------
+
+    def _check_method(self, method: str, data: MixtureData) -> None:
+        if method != "em" and np.isnan(data.values).any():
+            raise InvalidParameterError(
+                f"X has missing values (NaN), which method={method!r} does not model yet; "
+                "use fit(X, method='em') (missing='model' fits EM on the observed values), "
+                "or drop or impute the rows with missing values for a posterior."
+            )
+
+    def _fit_missing_em(
+        self, data: MixtureData, rng: np.random.Generator, priors: dict[str, Prior]
+    ) -> EMResult:
+        """EM of data with missing values (NaN): the chunked EM over the data in memory.
+
+        The family's :meth:`_em_steps`, whose E-step integrates the missing values out.
+        """
+        X, w = data.values, data.sample_weight
+        data_pass = in_memory_pass(X, w)
+        result = fit_chunked(
+            self._em_steps(priors, data.n_features, data_pass),
+            data_pass,
+            lambda rows: (X, w) if rows is None else (X[rows], None if w is None else w[rows]),
+            data.n_samples,
+            n_init=self.n_init,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            rng=rng,
+            init=self.init,
+        )
+        return self._order_em(result)
 
     def _min_samples(self, n_features: int) -> tuple[int, str]:
         if self._storage_type == "full" and n_features > 1:
