@@ -335,3 +335,23 @@ def test_a_fit_with_missing_values_saves_and_loads(tmp_path):
     loaded = bm.load(tmp_path / "missing.nc")
     assert loaded.missing == "model"
     np.testing.assert_array_equal(loaded.predict_proba(X), fit.predict_proba(X))
+
+
+def test_sums_about_other_centres_with_missing_values_are_the_recentred_sums():
+    # The CM-step's second pass (sums about the new means) sees the missing values too:
+    # it equals moving the sums by the algebra of _recentre (s2's conditional covariances
+    # do not depend on the centre).
+    from bayesmix.families.gaussian.em import _recentre
+
+    rng = np.random.default_rng(8)
+    X = _masked(rng, rng.standard_t(4, size=(80, 2)), 0.3)
+    params = {"means": MEANS, "covariances": SCALES, "dof": DOF}
+    new = {**params, "means": MEANS + np.array([[0.3, -0.2], [1.0, 0.5]])}
+    about_old = student_t._t_chunk_sums(X, None, WEIGHTS, params, covariance_type="full")
+    about_new = student_t._t_chunk_sums(
+        X, None, WEIGHTS, params, covariance_type="full", centres=new["means"]
+    )
+    moved = _recentre(about_old, params, new, covariance_type="full", mass="su")
+    for key in ("s1", "s2"):
+        np.testing.assert_allclose(about_new[key], moved[key], rtol=1e-10, atol=1e-10)
+    assert np.isfinite(about_new["s2"]).all()
