@@ -585,6 +585,7 @@ def _t_chunk_sums(
     (:func:`_missing_t_e_step`, see the module docstring).
     """
     n_components, n_features = params["means"].shape
+    # Also the check of the scales: FitError for one that is not positive definite.
     precisions_cholesky = compute_precision_cholesky(params["covariances"], covariance_type)
     if np.isnan(X).any():
         log_prob, delta, n_observed, filled, conditional = _missing_t_e_step(
@@ -622,7 +623,7 @@ def _t_chunk_sums(
                 s2[k][np.ix_(missing, missing)] += block
             else:
                 s2[k][missing] += np.diagonal(block)
-    per_row = n_features if isinstance(n_observed, int) else n_observed[:, 0]
+    per_row = n_observed if isinstance(n_observed, int) else n_observed[:, 0]
     return {
         "log_likelihood": total,
         "weight": weight,

@@ -355,3 +355,23 @@ def test_sums_about_other_centres_with_missing_values_are_the_recentred_sums():
     for key in ("s1", "s2"):
         np.testing.assert_allclose(about_new[key], moved[key], rtol=1e-10, atol=1e-10)
     assert np.isfinite(about_new["s2"]).all()
+
+
+@pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
+def test_diagonal_types_with_missing_values_take_the_diagonal_of_the_full_sums(covariance_type):
+    # Diagonal scale matrices held as "full": the same E-step, whose s2 diagonal is the
+    # diagonal types' s2 (sum r u (x - c)^2 plus the conditional variances).
+    rng = np.random.default_rng(9)
+    X = _masked(rng, rng.standard_t(4, size=(80, 3)), 0.3)
+    variances = np.array([[1.0, 2.0, 0.5], [0.7, 0.7, 0.7]])
+    if covariance_type == "spherical":
+        variances = np.array([[1.3] * 3, [0.6] * 3])
+    held = variances if covariance_type == "diag" else variances[:, 0]
+    means = np.array([[0.0, 1.0, -1.0], [2.0, 0.0, 1.0]])
+    diagonal = {"means": means, "covariances": held, "dof": DOF}
+    full = {**diagonal, "covariances": np.stack([np.diag(v) for v in variances])}
+    ours = student_t._t_chunk_sums(X, None, WEIGHTS, diagonal, covariance_type=covariance_type)
+    reference = student_t._t_chunk_sums(X, None, WEIGHTS, full, covariance_type="full")
+    for key in ("log_likelihood", "nk", "su", "s1", "a"):
+        np.testing.assert_allclose(ours[key], reference[key], rtol=1e-12)
+    np.testing.assert_allclose(ours["s2"], np.diagonal(reference["s2"], axis1=1, axis2=2))
