@@ -375,3 +375,16 @@ def test_diagonal_types_with_missing_values_take_the_diagonal_of_the_full_sums(c
     for key in ("log_likelihood", "nk", "su", "s1", "a"):
         np.testing.assert_allclose(ours[key], reference[key], rtol=1e-12)
     np.testing.assert_allclose(ours["s2"], np.diagonal(reference["s2"], axis1=1, axis2=2))
+
+
+def test_integer_weights_with_missing_values_equal_repeated_rows():
+    rng = np.random.default_rng(10)
+    X = _masked(rng, rng.standard_t(4, size=(40, 2)), 0.3)
+    w = rng.integers(1, 4, size=40).astype(float)
+    params = {"means": MEANS, "covariances": SCALES, "dof": DOF}
+    weighted = student_t._t_chunk_sums(X, w, WEIGHTS, params, covariance_type="full")
+    repeated = student_t._t_chunk_sums(
+        np.repeat(X, w.astype(int), axis=0), None, WEIGHTS, params, covariance_type="full"
+    )
+    for key, value in repeated.items():
+        np.testing.assert_allclose(weighted[key], value, rtol=1e-12, atol=1e-12)
