@@ -179,7 +179,7 @@ class _LocationScaleMixture(MixtureModel):
     def _fit_missing_em(
         self, data: MixtureData, rng: np.random.Generator, priors: dict[str, Prior]
     ) -> EMResult:
-        """EM of data with missing values (NaN): the chunked EM over the data in memory.
+        """Fit EM to data with missing values (NaN): the chunked EM over the data in memory.
 
         The family's :meth:`_em_steps`, whose E-step integrates the missing values out.
         """
