@@ -24,6 +24,8 @@ from pymc.distributions.transforms import Ordered, Transform
 from bayesmix._numeric import column_moments, missing_patterns, observed_values
 from bayesmix._params import Interval, Options
 from bayesmix._validation import MixtureData
+from bayesmix.em.chunked import fit_chunked, in_memory_pass
+from bayesmix.em.loop import EMResult
 from bayesmix.families.gaussian.covariance_models import STORAGE
 from bayesmix.families.gaussian.densities import scalar_parameters
 from bayesmix.families.gaussian.em import COVARIANCE_TYPES
@@ -171,8 +173,12 @@ class _LocationScaleMixture(MixtureModel):
         degrees of freedom, Student-t ones. It implements every prior family these
         families accept (Normal or StudentT means, any of the scales' and the degrees of
         freedom's families, LKJCorr with a scalar eta) in PyMC's canonical parameters;
-        for other parameterisations None, and the PyMC model is compiled.
+        for other parameterisations, and for data with missing values, None, and the
+        PyMC model is compiled.
         """
+        if np.isnan(data.values).any():
+            _log.info("X has missing values: sampling the PyMC model (no fused kernel for them)")
+            return None
         from bayesmix.families.gaussian import _nuts_kernel
 
         target = _nuts_kernel.build(
@@ -194,6 +200,30 @@ class _LocationScaleMixture(MixtureModel):
                 {name: prior.distribution for name, prior in priors.items()},
             )
         return target
+
+    # -- missing values (missing="model") -------------------------------------------------
+
+    def _fit_missing_em(
+        self, data: MixtureData, rng: np.random.Generator, priors: dict[str, Prior]
+    ) -> EMResult:
+        """Fit EM to data with missing values (NaN): the chunked EM over the data in memory.
+
+        The family's :meth:`_em_steps`, whose E-step integrates the missing values out.
+        """
+        X, w = data.values, data.sample_weight
+        data_pass = in_memory_pass(X, w)
+        result = fit_chunked(
+            self._em_steps(priors, data.n_features, data_pass),
+            data_pass,
+            lambda rows: (X, w) if rows is None else (X[rows], None if w is None else w[rows]),
+            data.n_samples,
+            n_init=self.n_init,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            rng=rng,
+            init=self.init,
+        )
+        return self._order_em(result)
 
     def _min_samples(self, n_features: int) -> tuple[int, str]:
         if self._storage_type == "full" and n_features > 1:

@@ -372,7 +372,27 @@ def conditional_gaussians(
     ``x_obs`` (n, o) are rows' observed coordinates (mask ``observed`` of the features);
     the parameters are draws (S, K, ...). Returns ``log N(x_o | mu_k,o, Sigma_k,oo)``
     (S, K, n), the conditional means of the missing coordinates (S, K, n, m) and their
-    conditional covariances (S, K, m, m). Solves with the observed block's Cholesky
+    conditional covariances (S, K, m, m) (:func:`conditional_terms`).
+    """
+    mahalanobis, log_det, cond_mean, cond_cov = conditional_terms(
+        x_obs, means, covariances, observed
+    )
+    log_density = -0.5 * (mahalanobis + (log_det + observed.sum() * _LOG_2PI)[..., None])
+    return log_density, cond_mean, cond_cov
+
+
+def conditional_terms(
+    x_obs: np.ndarray, means: np.ndarray, covariances: np.ndarray, observed: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Return the observed block's distances and the missing coordinates' conditional moments.
+
+    ``x_obs`` (n, o) are rows' observed coordinates (mask ``observed`` of the features);
+    the parameters are draws (S, K, ...). Returns the squared Mahalanobis distances
+    ``(x_o - mu_k,o)' Sigma_k,oo^-1 (x_o - mu_k,o)`` (S, K, n), ``log |Sigma_k,oo|``
+    (S, K), the conditional means ``mu_k,m + Sigma_k,mo Sigma_k,oo^-1 (x_o - mu_k,o)``
+    of the missing coordinates (S, K, n, m) and their conditional covariances
+    ``Sigma_k,mm - Sigma_k,mo Sigma_k,oo^-1 Sigma_k,om`` (S, K, m, m): what a Gaussian
+    and a Student-t component need alike. Solves with the observed block's Cholesky
     factor, no inverse.
     """
     missing = ~observed
@@ -387,5 +407,4 @@ def conditional_gaussians(
     )
     cond_cov = covariances[..., missing, :][..., missing] - np.swapaxes(cross, -1, -2) @ cross
     log_det = 2.0 * np.log(np.diagonal(chol, axis1=-2, axis2=-1)).sum(axis=-1)  # (S, K)
-    log_density = -0.5 * (np.sum(z * z, axis=-2) + (log_det + observed.sum() * _LOG_2PI)[..., None])
-    return log_density, cond_mean, cond_cov
+    return np.sum(z * z, axis=-2), log_det, cond_mean, cond_cov

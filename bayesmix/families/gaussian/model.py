@@ -28,7 +28,7 @@ import pytensor.tensor as pt
 from bayesmix._numeric import missing_patterns
 from bayesmix._params import Options
 from bayesmix._validation import MixtureData
-from bayesmix.em.chunked import EMSteps, fit_chunked, in_memory_pass
+from bayesmix.em.chunked import EMSteps
 from bayesmix.families._location_scale import (
     _LocationScaleMixture,
     mahalanobis_terms,
@@ -461,9 +461,6 @@ class GaussianMixture(_LocationScaleMixture):
                 self.covariance_type,
             )
             return None
-        if np.isnan(data.values).any():
-            _log.info("X has missing values: sampling the PyMC model (no fused kernel for them)")
-            return None
         return super()._nuts_target(data, priors)
 
     # -- the PyMC model ------------------------------------------------------------------
@@ -496,20 +493,7 @@ class GaussianMixture(_LocationScaleMixture):
         if np.isnan(data.values).any():
             # Missing values: the EM of sufficient statistics, whose E-step integrates
             # them out (em._missing_chunk_sums), over the data in memory.
-            X, w = data.values, data.sample_weight
-            data_pass = in_memory_pass(X, w)
-            result = fit_chunked(
-                self._em_steps(priors, data.n_features, data_pass),
-                data_pass,
-                lambda rows: (X, w) if rows is None else (X[rows], None if w is None else w[rows]),
-                data.n_samples,
-                n_init=self.n_init,
-                max_iter=self.max_iter,
-                tol=self.tol,
-                rng=rng,
-                init=self.init,
-            )
-            return self._order_em(result)
+            return self._fit_missing_em(data, rng, priors)
         result = fit_em(
             data.values,
             self.n_components,
