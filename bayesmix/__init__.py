@@ -41,6 +41,7 @@ if TYPE_CHECKING:
         plot_trace,
     )
     from bayesmix.priors import Prior
+    from bayesmix.regression import MixtureRegression
     from bayesmix.report import write_report
     from bayesmix.selection import (
         nonempty_components,
@@ -62,6 +63,7 @@ _LAZY = {
     "plot_responsibilities": "bayesmix.plots",
     "plot_trace": "bayesmix.plots",
     "Prior": "bayesmix.priors",
+    "MixtureRegression": "bayesmix.regression",
     "write_report": "bayesmix.report",
     "nonempty_components": "bayesmix.selection",
     "overfitted_mixture": "bayesmix.selection",
@@ -104,6 +106,7 @@ __all__ = [
     "ConvergenceWarning",
     "DataError",
     "DataWarning",
+    "MixtureRegression",
     "NotFittedError",
     "Prior",
     "PriorError",

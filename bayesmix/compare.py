@@ -248,10 +248,7 @@ def _aligned_parameters(
         The permutation applied to ``point`` (see :func:`_align_point`).
     """
     post = mcmc_fit.idata["posterior"]
-    names = {
-        "components": post["component"].to_numpy().tolist(),
-        "features": [str(f) for f in post["feature"].to_numpy()],
-    }
+    names = mcmc_fit._scalar_names(post)
     n_chains, n_draws = post.sizes["chain"], post.sizes["draw"]
     flat = _posterior_draws(mcmc_fit)  # (chain x draw, ...), chains one after the other
     variables, labels, values = mcmc_fit._scalar_parameters(flat, **names)

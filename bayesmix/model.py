@@ -189,6 +189,8 @@ class MixtureModel(ABC):
     ``_posterior_supports``     the support of each posterior variable, checked when a
                                 fit is loaded (default: weights on the simplex, the
                                 rest finite)
+    ``_response``               the family as the component of a mixture of
+                                regressions (a :class:`bayesmix._glm.Response`); optional
     ==========================  ==========================================================
 
     Everything else (validation, the EM loop, NUTS, Laplace coordinates, relabelling,
@@ -197,6 +199,8 @@ class MixtureModel(ABC):
     """
 
     _family: str = ""
+    # The observed variable of the PyMC model and of the log_likelihood group.
+    _observed: str = "x"
     # Posterior variables that parameterise each component's density, in the order that
     # ``component_log_prob`` takes them (component axis first after chain and draw).
     _component_vars: tuple[str, ...] = ()
@@ -318,7 +322,7 @@ class MixtureModel(ABC):
         (symmetric matrices) override this.
         """
         dims = self._posterior_dims(len(features))
-        labels_of = {"component": components, "feature": features, "feature_bis": features}
+        labels_of = {"component": components, **self._feature_dims(features)}
         variables, labels, columns = [], [], []
         for name, values in zip(self._summary_vars, draws, strict=True):
             var_dims = dims.get(name, ["component"])
@@ -330,6 +334,17 @@ class MixtureModel(ABC):
                 labels.append(f"{name}[{text}]")
                 columns.append(values[(slice(None), *index)])
         return variables, labels, np.stack(columns, axis=-1)
+
+    def _feature_dims(self, features: list[Any]) -> dict[str, list[Any]]:
+        """Labels of the posterior dims other than ``component``, from ``features``."""
+        return {"feature": features, "feature_bis": features}
+
+    def _scalar_names(self, post: xr.DataTree) -> dict[str, list[Any]]:
+        """Return the ``components`` and ``features`` of :meth:`_scalar_parameters`."""
+        return {
+            "components": post["component"].to_numpy().tolist(),
+            "features": [str(f) for f in post["feature"].to_numpy()],
+        }
 
     def _posterior_dims(self, n_features: int) -> dict[str, list[str]]:
         """Dims of every posterior variable (free and deterministic)."""
@@ -506,8 +521,7 @@ class MixtureModel(ABC):
     def _resolve_priors(self, data: MixtureData) -> dict[str, Prior]:
         """Return the user's priors over the data-scaled defaults, shapes checked (K, D)."""
         dims = self._rv_shapes(data.n_features)
-        sizes = {"component": self.n_components, "feature": data.n_features}
-        sizes["feature_bis"] = data.n_features
+        sizes = {dim: len(values) for dim, values in self._coords(data).items() if dim != "obs"}
         return resolve_priors(
             self._default_priors(data),
             self.priors,
@@ -541,7 +555,8 @@ class MixtureModel(ABC):
         if data.sample_weight is not None:
             with model:
                 weights = pm.Data("w_data", data.sample_weight, dims=("obs",))
-                pointwise = pm.logp(model["x"], model["x_data"])
+                observed = model[self._observed]
+                pointwise = pm.logp(observed, model.rvs_to_values[observed])
                 pm.Potential("sample_weight", ((weights - 1.0) * pointwise).sum())
         return model
 
@@ -1092,8 +1107,12 @@ class MixtureModel(ABC):
 
     def _var_dims(self, n_features: int) -> dict[str, list[str]]:
         dims = self._posterior_dims(n_features)
-        dims["x"] = ["obs", "feature"]
+        dims[self._observed] = ["obs", "feature"]
         return dims
+
+    def _observed_data_group(self, data: MixtureData) -> xr.Dataset:
+        """Return the ``observed_data`` group of a fit to ``data``."""
+        return _datatree.observed_data_group(data)
 
     def _pointwise(self, X: np.ndarray, draws: tuple[np.ndarray, ...]) -> np.ndarray:
         """``log p(x_n | theta^s)`` of flat draws (weights, *component params)."""
@@ -1118,7 +1137,7 @@ class MixtureModel(ABC):
         # data are not stored (idata.attrs["data_source"] says where they are).
         if isinstance(data, MixtureData):
             idata["log_likelihood"] = self._log_likelihood_group(idata, data)
-            idata["observed_data"] = _datatree.observed_data_group(data)
+            idata["observed_data"] = self._observed_data_group(data)
         idata["em_stats"] = xr.Dataset(
             {
                 "lower_bound": ("iteration", np.asarray(em.lower_bounds)),
@@ -1228,7 +1247,7 @@ class MixtureModel(ABC):
         timings["nuts"] = time.perf_counter() - clock  # compile (unless cached) + sample
         clock = time.perf_counter()
         # The data as given (PyMC's copy of the model data has missing values at 0).
-        idata["observed_data"] = _datatree.observed_data_group(data)
+        idata["observed_data"] = self._observed_data_group(data)
         self._relabel(idata, em, data)
         if log_likelihood:
             idata["log_likelihood"] = self._log_likelihood_group(idata, data)
@@ -1414,7 +1433,7 @@ class MixtureModel(ABC):
             dims=self._posterior_dims(data.n_features),
         )
         if not chunked:
-            idata["observed_data"] = _datatree.observed_data_group(data)
+            idata["observed_data"] = self._observed_data_group(data)
         # Relabelling scales the locations by the data's spread: the sample's, if chunked.
         self._relabel(idata, em, model_data if chunked else data)
         if log_likelihood and not chunked:
@@ -1501,7 +1520,7 @@ class MixtureModel(ABC):
         draws = tuple(a.reshape(n_chains * n_draws, *a.shape[2:]) for a in self._param_draws(idata))
         pointwise = self._pointwise(data.values, draws)
         return xr.Dataset(
-            {"x": (("chain", "draw", "obs"), pointwise.reshape(n_chains, n_draws, -1))},
+            {self._observed: (("chain", "draw", "obs"), pointwise.reshape(n_chains, n_draws, -1))},
             coords={"chain": post["chain"], "draw": post["draw"], "obs": data.obs},
         )
 
@@ -1672,7 +1691,7 @@ class MixtureModel(ABC):
             result = pm.sample_posterior_predictive(
                 self.idata,
                 model=model,
-                var_names=["x"],
+                var_names=[self._observed],
                 random_seed=random_seed,
                 progressbar=False,
                 extend_inferencedata=False,
@@ -1720,12 +1739,9 @@ class MixtureModel(ABC):
 
     def _scalar_labels(self) -> list[str]:
         """Return the labels of the distinct scalar parameters (``_scalar_parameters``)."""
-        post = self.idata["posterior"]
         one_draw = tuple(a[:1] for a in self.posterior_arrays(max_draws=1).values())
         _, labels, _ = self._scalar_parameters(
-            one_draw,
-            components=post["component"].to_numpy().tolist(),
-            features=[str(f) for f in post["feature"].to_numpy()],
+            one_draw, **self._scalar_names(self.idata["posterior"])
         )
         return labels
 

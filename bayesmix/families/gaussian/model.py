@@ -25,6 +25,7 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
+from bayesmix._glm import Response
 from bayesmix._numeric import missing_patterns
 from bayesmix._params import Options
 from bayesmix._validation import MixtureData
@@ -129,6 +130,31 @@ def mixture_random(
     factor = np.take_along_axis(chol, z[..., None, None, None], axis=-3)[..., 0, :, :]
     eps = rng.standard_normal((*batch, n_features))
     return mu + np.einsum("...ij,...j->...i", factor, eps)
+
+
+def _normal_log_prob(y: np.ndarray, eta: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    z = (y - eta) / scale
+    return -0.5 * z * z - np.log(scale) - 0.5 * _LOG_2PI
+
+
+def _normal_pt_log_prob(y: Any, eta: Any, scale: Any) -> Any:
+    z = (y - eta) / scale
+    return -0.5 * z * z - pt.log(scale) - 0.5 * _LOG_2PI
+
+
+#: The Gaussian response of a mixture of regressions (:class:`bayesmix.MixtureRegression`):
+#: ``y | x, z = k ~ Normal(x' beta_k, scales_k)``, the identity link.
+RESPONSE = Response(
+    name="gaussian",
+    link="identity",
+    log_prob=_normal_log_prob,
+    pt_log_prob=_normal_pt_log_prob,
+    mean=lambda eta: eta,
+    variance=np.ones_like,
+    draw=lambda rng, eta, scale: rng.normal(eta, scale),
+    check=lambda y: None,  # any finite response
+    scale="scales",
+)
 
 
 class GaussianMixture(_LocationScaleMixture):
@@ -253,6 +279,7 @@ class GaussianMixture(_LocationScaleMixture):
     """
 
     _family = "gaussian"
+    _response = RESPONSE
     _component_vars = ("means", "covariances")
     component_log_prob = staticmethod(gaussian_log_prob)
     _fast_pointwise = staticmethod(fast_pointwise)

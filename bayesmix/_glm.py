@@ -1,0 +1,193 @@
+r"""Generalised linear models for the components of a mixture of regressions.
+
+A family that can be the component of :class:`bayesmix.MixtureRegression` describes its
+response distribution by a :class:`Response` (in the family's own module): its canonical
+link, its log density in NumPy and in PyTensor, how it draws, which responses it accepts,
+and whether it has a scale. This module holds the family-agnostic maths: the weighted
+maximum-likelihood fit of one component (the M-step of EM), for every canonical link.
+
+With the canonical link the log density is :math:`\log f(y \mid \eta, \phi) = (y \eta -
+b(\eta)) / \phi + c(y, \phi)` with :math:`\eta = x^T \beta`, so for weights :math:`r_n`
+the weighted log-likelihood is concave in :math:`\beta`, its gradient is
+:math:`X^T R (y - b'(\eta)) / \phi` and its Hessian :math:`-X^T R\, \mathrm{diag}(b''(\eta))
+X / \phi`: Newton's method is Fisher scoring is IRLS (McCullagh & Nelder 1989, sec. 2.5).
+The Gaussian (identity link) is the one-step case, weighted least squares.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import linalg
+
+from bayesmix.exceptions import DataError, FitError
+
+__all__ = ["Response", "check_design", "weighted_fit"]
+
+# Newton's iterations of one weighted fit stop when the largest step of a coefficient is
+# below this (relative to the coefficient's size, at least 1), ...
+_NEWTON_TOL = 1e-12
+# ... or after this many.
+_NEWTON_MAX_ITER = 100
+
+
+@dataclass(frozen=True)
+class Response:
+    """The response distribution of a component of a mixture of regressions.
+
+    Attributes
+    ----------
+    name : str
+        The family's registry name.
+    link : str
+        The canonical link: ``"identity"``, ``"log"`` or ``"logit"``.
+    log_prob : callable
+        ``log_prob(y, eta, scale)``: NumPy log density of ``y`` given the linear predictor
+        ``eta`` (and the scale, None for families without one), broadcasting.
+    pt_log_prob : callable
+        The same in PyTensor (the PyMC model's likelihood).
+    mean : callable
+        ``b'(eta)``, the mean of the response (the inverse link).
+    variance : callable
+        ``b''(eta)``, the variance function at ``eta`` (times the scale).
+    draw : callable
+        ``draw(rng, eta, scale)``: responses drawn given the linear predictor.
+    check : callable
+        ``check(y)`` raises :class:`~bayesmix.exceptions.DataError` for responses outside
+        the distribution's support.
+    scale : str or None
+        Name of the per-component scale parameter (``"scales"``: a Gaussian's standard
+        deviation), or None.
+    """
+
+    name: str
+    link: str
+    log_prob: Callable[[np.ndarray, np.ndarray, np.ndarray | None], np.ndarray]
+    pt_log_prob: Callable[[Any, Any, Any], Any]
+    mean: Callable[[np.ndarray], np.ndarray]
+    variance: Callable[[np.ndarray], np.ndarray]
+    draw: Callable[[np.random.Generator, np.ndarray, np.ndarray | None], np.ndarray]
+    check: Callable[[np.ndarray], None]
+    scale: str | None = None
+
+    def link_function(self, mu: np.ndarray) -> np.ndarray:
+        """Return ``g(mu)``, the linear predictor of a mean (``mu`` inside the support)."""
+        match self.link:
+            case "identity":
+                return mu
+            case "log":
+                return np.log(mu)
+            case "logit":
+                return np.log(mu) - np.log1p(-mu)
+        raise ValueError(f"unknown link {self.link!r}")
+
+
+def weighted_fit(
+    X: np.ndarray,
+    y: np.ndarray,
+    weights: np.ndarray,
+    response: Response,
+    start: np.ndarray | None = None,
+) -> tuple[np.ndarray, bool]:
+    """Return the coefficients maximising ``sum_n w_n log f(y_n | x_n' beta)``, and convergence.
+
+    Weighted least squares for the identity link (exact, by a QR factorisation of
+    ``sqrt(W) X``, no normal equations); Newton's method (IRLS) from ``start`` (default:
+    the intercept-free zero, or the previous M-step's coefficients) for the others, each
+    step halved until the weighted log-likelihood does not decrease, until the largest
+    relative step is below 1e-12.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_predictors)
+    y : ndarray of shape (n_samples,)
+    weights : ndarray of shape (n_samples,)
+        Non-negative (responsibilities times frequency weights).
+    response : Response
+    start : ndarray of shape (n_predictors,), optional
+
+    Returns
+    -------
+    coefficients : ndarray of shape (n_predictors,)
+    converged : bool
+        False when Newton's method stopped at its iteration limit (the coefficients
+        diverge, as for separated binary data).
+
+    Raises
+    ------
+    FitError
+        If the weighted design has less than full rank (a component on too few points).
+    """
+    root = np.sqrt(weights)
+    if response.link == "identity":
+        q, r = linalg.qr(root[:, None] * X, mode="economic", check_finite=False)
+        _check_rank(r)
+        return linalg.solve_triangular(r, q.T @ (root * y), check_finite=False), True
+    _check_rank(linalg.qr(root[:, None] * X, mode="r", check_finite=False)[0])
+    beta = np.zeros(X.shape[1]) if start is None else np.array(start, dtype=np.float64)
+
+    def objective(b: np.ndarray) -> float:
+        return float(weights @ response.log_prob(y, X @ b, None))
+
+    current = objective(beta)
+    for _ in range(_NEWTON_MAX_ITER):
+        eta = X @ beta
+        gradient = X.T @ (weights * (y - response.mean(eta)))
+        hessian = (X.T * (weights * response.variance(eta))) @ X
+        try:
+            factor = linalg.cho_factor(hessian, check_finite=False)
+            step = linalg.cho_solve(factor, gradient, check_finite=False)
+        except linalg.LinAlgError:  # a flat direction (fitted means at the boundary)
+            step = linalg.lstsq(hessian, gradient, check_finite=False)[0]
+        size = 1.0
+        while size > 1e-10:
+            trial = beta + size * step
+            value = objective(trial)
+            if value >= current:
+                break
+            size *= 0.5
+        else:
+            return beta, True  # no ascent left at rounding level
+        beta, current = trial, value
+        if np.max(np.abs(size * step) / np.maximum(np.abs(beta), 1.0)) < _NEWTON_TOL:
+            return beta, True
+    return beta, False
+
+
+def _check_rank(r: np.ndarray) -> None:
+    """Raise a FitError if the triangular factor of the weighted design is singular."""
+    diagonal = np.abs(np.diagonal(r))
+    if diagonal.size and diagonal.min() <= 1e-10 * max(diagonal.max(), 1e-300):
+        raise FitError(
+            "a component's weighted design matrix has less than full rank: the component "
+            "holds too few points to estimate its coefficients"
+        )
+
+
+def check_design(X: np.ndarray, names: list[str], intercept: bool) -> None:
+    """Raise a DataError for a constant predictor (besides the intercept) or collinear ones.
+
+    ``X`` is the design (with the intercept column first when ``intercept``).
+    """
+    start = 1 if intercept else 0
+    spread = np.ptp(X[:, start:], axis=0) if X.shape[0] else np.zeros(X.shape[1] - start)
+    constant = [names[start + j] for j in np.flatnonzero(spread == 0.0)]
+    if constant:
+        raise DataError(
+            f"the predictor(s) {constant} are constant: with the intercept they carry no "
+            "information and make the coefficients unidentifiable. Drop them."
+        )
+    scaled = X / np.maximum(np.abs(X).max(axis=0), 1e-300)
+    singular = np.linalg.svd(scaled, compute_uv=False)
+    if singular.size and singular.min() <= 1e-10 * singular.max():
+        _, _, vt = np.linalg.svd(scaled, full_matrices=False)
+        involved = [names[j] for j in np.flatnonzero(np.abs(vt[-1]) > 1e-6)]
+        raise DataError(
+            f"the predictors {involved} are perfectly collinear (one is a linear "
+            "combination of the others"
+            + (" and the intercept" if intercept else "")
+            + "), so their coefficients are not identified. Drop one of them."
+        )

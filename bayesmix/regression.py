@@ -1,0 +1,732 @@
+r"""Mixtures of regressions: sub-populations that follow different regression lines.
+
+Model (``family="gaussian"``; the other families change the response and its link)::
+
+    pi        ~ Dirichlet(a * 1_K)
+    beta_k    ~ Normal(m, s)                      coefficients, shape (K, P)
+    sigma_k   ~ HalfNormal(tau)                   scales (Gaussian only)
+    y_n | x_n, z_n = k ~ Normal(x_n' beta_k, sigma_k)
+    log p(y_n | x_n) = logsumexp_k [log pi_k + log f(y_n | x_n' beta_k, sigma_k)]
+
+The component of each observation is marginalised out, as in the mixture families. The
+response distribution and its canonical link come from the family registry
+(:data:`bayesmix.families.FAMILIES`: a family that can be a regression component has a
+``_response``, a :class:`bayesmix._glm.Response`): Gaussian (identity), Poisson (log),
+Bernoulli (logit).
+
+EM (Leisch 2004, flexmix; DeSarbo & Cron 1988): the E-step gives the responsibilities
+``r_nk`` of the components for each observation, the M-step fits each component's
+regression by weighted maximum likelihood with weights ``r_nk`` (weighted least squares
+for the Gaussian, then ``sigma_k^2 = sum_n r_nk (y_n - x_n' beta_k)^2 / sum_n r_nk``; IRLS
+for the others, :func:`bayesmix._glm.weighted_fit`) and ``pi_k = sum_n r_nk / N``. NUTS
+samples the posterior from the EM estimate and relabels every draw to the EM labelling
+(matching the coefficients, standardised by the predictors' and the response's spread).
+
+The data are held as one matrix, the response then the design (intercept first), so
+that the engines of the mixture families (EM restarts, NUTS, Laplace, relabelling, the
+DataTree) serve the regression unchanged: ``observed_data`` has ``x`` (obs, feature),
+whose ``feature`` coordinate is the response's name then the predictors', and ``y``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any, ClassVar, Literal, Self
+
+import numpy as np
+import pandas as pd
+import pymc as pm
+import pytensor.tensor as pt
+import xarray as xr
+
+from bayesmix._glm import Response, check_design, weighted_fit
+from bayesmix._numeric import column_moments, features_dot
+from bayesmix._params import validated
+from bayesmix._validation import MixtureData, check_data, check_sample_weight
+from bayesmix.em.init import initial_responsibilities
+from bayesmix.em.loop import (
+    _EMPTY_MASS,
+    EMResult,
+    _fit_restarts,
+    _iterate,
+    _log_responsibilities,
+    _ml_weights,
+    _Restart,
+    _restart_plan,
+)
+from bayesmix.exceptions import DataError, FitError, InvalidParameterError
+from bayesmix.families import FAMILIES
+from bayesmix.model import MixtureModel
+from bayesmix.priors import Prior
+
+__all__ = ["MixtureRegression"]
+
+_log = logging.getLogger("bayesmix")
+
+_INIT_SMOOTHING = 0.1
+# A Gaussian component's scale is kept at least this fraction of the response's spread
+# (a component through as many points as coefficients has scale 0: the likelihood is
+# unbounded there); a component that ends at it is degenerate.
+_SCALE_FLOOR = 1e-6
+_SCALE_PRIORS = frozenset(
+    {
+        "HalfNormal",
+        "HalfStudentT",
+        "HalfCauchy",
+        "Exponential",
+        "Gamma",
+        "InverseGamma",
+        "LogNormal",
+    }
+)
+
+
+class _Inputs:
+    """The predictors and the response of one call (internal: the base class takes one X)."""
+
+    def __init__(self, X: Any, y: Any) -> None:
+        self.X = X
+        self.y = y
+
+
+def _response_values(y: Any, n_samples: int, response: Response) -> tuple[np.ndarray, str]:
+    """Return ``y`` as a float64 vector and its name, checked against the family."""
+    name = str(y.name) if isinstance(y, pd.Series) and y.name is not None else "y"
+    if isinstance(y, pd.DataFrame):
+        if y.shape[1] != 1:
+            raise DataError(f"y must be one column; got a DataFrame with {y.shape[1]} columns.")
+        name, y = str(y.columns[0]), y.iloc[:, 0]
+    try:
+        values = np.array(y, dtype=np.float64, copy=True)
+    except (TypeError, ValueError) as err:
+        raise DataError(
+            f"y must be numeric; could not convert {type(y).__name__} to float ({err})."
+        ) from None
+    if values.ndim == 2 and values.shape[1] == 1:
+        values = values[:, 0]
+    if values.ndim != 1:
+        raise DataError(f"y must be a vector (n_samples,); got shape {values.shape}.")
+    if values.shape[0] != n_samples:
+        raise DataError(
+            f"X has {n_samples} rows but y has {values.shape[0]}; they must be the same "
+            "observations, one response per row of X."
+        )
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        raise DataError(
+            f"y has {bad.size} NaN or infinite value(s) (first at position {bad[0]}); a "
+            "mixture of regressions needs every response. Drop those rows."
+        )
+    response.check(values)
+    return values, name
+
+
+class MixtureRegression(MixtureModel):
+    r"""Bayesian mixture of regressions: each latent component has its own regression.
+
+    The component of each observation is marginalised out; NUTS samples the weights and
+    every component's coefficients (and scale), starting from the EM estimate, and every
+    draw is relabelled to the EM labelling. EM (``method="em"``) gives the maximum-
+    likelihood estimate, as R's flexmix does.
+
+    Parameters
+    ----------
+    n_components : int, default=2
+        Number of components (regression lines) K.
+    family : str, default="gaussian"
+        The response distribution of a component, from the family registry:
+        ``"gaussian"`` (identity link, a scale per component), ``"poisson"`` (log link)
+        or ``"bernoulli"`` (logit link), when those families provide one.
+    fit_intercept : bool, default=True
+        Add an intercept column (named ``"Intercept"``) in front of the predictors.
+    priors : dict of str to Prior, optional
+        Priors keyed by random variable: ``weights`` (Dirichlet), ``coefficients``
+        (Normal or StudentT, dims (component, predictor)), ``scales`` (Gaussian:
+        HalfNormal, ...). Merged over the defaults (see Notes); never modified.
+    n_init : int, default=5
+        EM restarts run to convergence; the best is kept.
+    init : {"emem", "k-means++", "random"}, default="emem"
+        How the EM restarts start: partitions of the standardised (predictors,
+        response), as for the mixture families (``"emem"``: the best of 40 short runs).
+    max_iter : int, default=500
+        Maximum number of EM iterations per restart.
+    tol : float, default=1e-6
+        EM stops when the mean log-likelihood changes by less than ``tol``.
+    random_state : int or None, default=None
+        Seeds EM and, unless ``fit`` gets ``random_seed``, the sampler.
+
+    Attributes
+    ----------
+    weights_ : ndarray of shape (n_components,)
+        Posterior mean (NUTS) or estimate (EM) of the mixing proportions.
+    coefficients_ : ndarray of shape (n_components, n_predictors)
+        Posterior mean or estimate of every component's coefficients, in the order of
+        ``predictor_names_`` (the intercept first).
+    scales_ : ndarray of shape (n_components,)
+        Gaussian: the residual standard deviation of every component.
+    predictor_names_ : list of str
+        The design's columns: ``"Intercept"`` (unless ``fit_intercept=False``) and the
+        predictors.
+    response_name_ : str
+    idata : xarray.DataTree
+        ``posterior`` (``weights``, ``coefficients`` dims (component, predictor),
+        ``scales``), ``log_likelihood`` (``y``, per observation), ``observed_data``,
+        ``sample_stats`` (NUTS) or ``em_stats`` (EM).
+    em_ : bayesmix.em.loop.EMResult
+    priors_ : dict of str to Prior
+    n_features_in_ : int
+        Number of predictors (columns of ``X``).
+    feature_names_in_ : list of str
+
+    Notes
+    -----
+    Default priors, on the scale of the data (``sd`` of each predictor ``x_j`` and of the
+    response ``y``; for the log and logit links the response scale is 1): slopes
+    ``Normal(0, 2.5 s_y / s_j)`` (rstanarm's weakly informative default); the intercept
+    ``Normal(g(mean y), 2.5 s_y sqrt(1 + sum_j (mean x_j / s_j)^2))``, the spread those
+    slopes imply for the intercept of predictors that are not centred; ``scales ~
+    HalfNormal(s_y)``; ``weights ~ Dirichlet(1)``.
+
+    Components are labelled by increasing intercept (or first coefficient).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import bayesmix as bm
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.uniform(0, 10, 300)
+    >>> z = rng.random(300) < 0.4
+    >>> y = np.where(z, 1.0 + 2.0 * x, 8.0 - 0.5 * x) + rng.normal(0, 0.5, 300)
+    >>> fit = bm.MixtureRegression(n_components=2, random_state=0).fit(x, y, method="em")
+    >>> fit.coefficients_.round(1)  # true lines 1 + 2 x and 8 - 0.5 x
+    array([[ 0.9,  2. ],
+           [ 7.9, -0.5]])
+    >>> fit.weights_.round(2)
+    array([0.38, 0.62])
+    """
+
+    _family = "regression"
+    _observed = "y"
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        **MixtureModel._parameter_constraints,
+        "family": [str],
+        "fit_intercept": ["boolean"],
+    }
+
+    def __init__(
+        self,
+        *,
+        n_components: int = 2,
+        family: str = "gaussian",
+        fit_intercept: bool = True,
+        priors: dict[str, Prior] | None = None,
+        n_init: int = 5,
+        init: Literal["emem", "k-means++", "random"] = "emem",
+        max_iter: int = 500,
+        tol: float = 1e-6,
+        random_state: int | None = None,
+    ) -> None:
+        self.n_components = n_components
+        self.family = family
+        self.fit_intercept = fit_intercept
+        self.priors = priors
+        self.n_init = n_init
+        self.init = init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.random_state = random_state
+
+    # -- the component family --------------------------------------------------------------
+
+    @property
+    def _response(self) -> Response:
+        """The component family's response distribution (from the registry)."""
+        known = [name for name in FAMILIES if getattr(FAMILIES[name], "_response", None)]
+        response = (
+            getattr(FAMILIES[self.family], "_response", None) if self.family in FAMILIES else None
+        )
+        if response is None:
+            raise InvalidParameterError(
+                f"family={self.family!r} cannot be the component of a mixture of "
+                f"regressions; expected one of {sorted(known)}."
+            )
+        return response
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        self._response  # noqa: B018  (raises for a family without a response)
+
+    @property
+    def _component_vars(self) -> tuple[str, ...]:  # type: ignore[override]
+        scale = self._response.scale
+        return ("coefficients",) if scale is None else ("coefficients", scale)
+
+    # -- data --------------------------------------------------------------------------------
+
+    def _prepare(self, X: Any, sample_weight: Any = None) -> tuple[MixtureData, dict[str, Prior]]:
+        self._check_params()
+        data = self._regression_data(X, for_fit=True)
+        weights = check_sample_weight(sample_weight, data.n_samples)
+        if weights is not None:
+            data = MixtureData(data.values, data.obs, data.features, weights)
+        if data.n_samples < self.n_components:
+            raise DataError(
+                f"X has {data.n_samples} samples but n_components={self.n_components}; a "
+                "mixture needs at least one sample per component. Use fewer components."
+            )
+        return data, self._resolve_priors(data)
+
+    def _regression_data(self, inputs: Any, *, for_fit: bool) -> MixtureData:
+        """Validate (X, y) and return them as one matrix: the response, then the design."""
+        if not isinstance(inputs, _Inputs):
+            raise DataError(
+                "a MixtureRegression takes the predictors and the response: fit(X, y), "
+                "predict_proba(X, y), score_samples(X, y)."
+            )
+        predictors = check_data(inputs.X, for_fit=False)
+        response = self._response
+        y, name = _response_values(inputs.y, predictors.n_samples, response)
+        names = (["Intercept"] if self.fit_intercept else []) + predictors.features
+        design = predictors.values
+        if self.fit_intercept:
+            design = np.column_stack([np.ones(predictors.n_samples), design])
+        if for_fit:
+            if name in names:
+                raise DataError(
+                    f"the response and a predictor are both named {name!r}; rename one."
+                )
+            check_design(design, names, self.fit_intercept)
+        else:
+            self._check_predictors(predictors.features, inputs.X)
+            name = self.response_name_
+            names = self.predictor_names_
+        return MixtureData(np.column_stack([y, design]), predictors.obs, [name, *names])
+
+    def _check_predictors(self, features: list[str], X: Any) -> None:
+        """Raise a DataError if X's predictors are not those of the fit."""
+        self._check_fitted()
+        if len(features) != self.n_features_in_:
+            raise DataError(
+                f"X has {len(features)} predictor(s), but {type(self).__name__} was fitted "
+                f"with {self.n_features_in_} ({self.feature_names_in_})."
+            )
+        if isinstance(X, pd.DataFrame) and features != list(self.feature_names_in_):
+            raise DataError(
+                f"X has columns {features}; the fit's predictors are "
+                f"{list(self.feature_names_in_)}. Pass those columns, in that order."
+            )
+
+    def _check_X(self, X: Any) -> MixtureData:
+        self._check_fitted()
+        return self._regression_data(X, for_fit=False)
+
+    def _coords(self, data: Any) -> dict[str, Any]:
+        coords = super()._coords(data)
+        features = list(data.features)
+        del coords["feature_bis"]
+        coords["predictor"] = features[1:]
+        return coords
+
+    def _feature_dims(self, features: list[Any]) -> dict[str, list[Any]]:
+        return {"predictor": features}
+
+    def _scalar_names(self, post: xr.DataTree) -> dict[str, list[Any]]:
+        return {
+            "components": post["component"].to_numpy().tolist(),
+            "features": [str(f) for f in post["predictor"].to_numpy()],
+        }
+
+    def _var_dims(self, n_features: int) -> dict[str, list[str]]:
+        dims = self._posterior_dims(n_features)
+        dims[self._observed] = ["obs"]
+        return dims
+
+    def _observed_data_group(self, data: MixtureData) -> xr.Dataset:
+        group = super()._observed_data_group(data)
+        return group.assign(y=("obs", data.values[:, 0]))
+
+    # -- specification -----------------------------------------------------------------------
+
+    def _rv_shapes(self, n_features: int) -> dict[str, tuple[str, ...]]:
+        shapes = {"weights": ("component",), "coefficients": ("component", "predictor")}
+        if self._response.scale is not None:
+            shapes[self._response.scale] = ("component",)
+        return shapes
+
+    def _posterior_supports(self) -> dict[str, str]:
+        supports = {"weights": "simplex"}
+        if self._response.scale is not None:
+            supports[self._response.scale] = "positive"
+        return supports
+
+    def _n_parameters(self, n_features: int) -> int:
+        k, p = self.n_components, len(self.predictor_names_)
+        return k * p + (k if self._response.scale is not None else 0) + k - 1
+
+    def _default_priors(self, data: MixtureData) -> dict[str, Prior]:
+        response = self._response
+        mean, sd = column_moments(data.values, data.sample_weight)
+        y_mean, y_sd = mean[0], sd[0]
+        x_mean, x_sd = mean[1:], sd[1:]
+        if self.fit_intercept:
+            x_mean, x_sd = x_mean[1:], x_sd[1:]
+        if response.link == "identity":
+            spread, centre = y_sd, y_mean
+        else:  # the log and logit scales: unit spread, centred on the link of the mean
+            spread = 1.0
+            low = 0.5 / max(data.n_samples, 1)
+            top = np.inf if response.link == "log" else 1.0 - low
+            centre = float(response.link_function(np.clip(y_mean, low, top)))
+        slopes = 2.5 * spread / x_sd
+        mu, sigma = np.zeros(len(data.features) - 1), np.empty(len(data.features) - 1)
+        if self.fit_intercept:
+            mu[0] = centre
+            sigma[0] = 2.5 * spread * np.sqrt(1.0 + np.sum((x_mean / x_sd) ** 2))
+            sigma[1:] = slopes
+        else:
+            sigma[:] = slopes
+        priors = {
+            "weights": Prior("Dirichlet", a=1.0),
+            "coefficients": Prior("Normal", mu=mu.tolist(), sigma=sigma.tolist()),
+        }
+        if response.scale is not None:
+            priors[response.scale] = Prior("HalfNormal", sigma=float(y_sd))
+        return priors
+
+    def _allowed_priors(self) -> dict[str, frozenset[str]]:
+        allowed = {
+            "weights": frozenset({"Dirichlet"}),
+            "coefficients": frozenset({"Normal", "StudentT"}),
+        }
+        if self._response.scale is not None:
+            allowed[self._response.scale] = _SCALE_PRIORS
+        return allowed
+
+    def _fitted_attributes(self, point: dict[str, np.ndarray]) -> None:
+        self.coefficients_ = point["coefficients"]
+        if self._response.scale is not None:
+            setattr(self, f"{self._response.scale}_", point[self._response.scale])
+
+    def _set_fitted(self, data: Any, priors: dict[str, Prior], em: Any, idata: Any) -> None:
+        super()._set_fitted(data, priors, em, idata)
+        features = list(data.features)
+        self.response_name_ = features[0]
+        self.predictor_names_ = features[1:]
+        self.feature_names_in_ = features[2:] if self.fit_intercept else features[1:]
+        self.n_features_in_ = len(self.feature_names_in_)
+
+    # -- densities -----------------------------------------------------------------------------
+
+    def component_log_prob(self, X: np.ndarray, *params: np.ndarray) -> np.ndarray:  # type: ignore[override]
+        """Return ``log f(y_n | x_n' beta_k, scale_k)`` of shape (n_draws, n_samples, K).
+
+        ``X`` is the response then the design (as ``idata.observed_data.x``); ``params``
+        the coefficients (draws, K, P) and, for the Gaussian, the scales (draws, K).
+        """
+        coefficients, *scale = params
+        eta = features_dot(X[:, 1:], coefficients)  # (S, N, K)
+        scales = scale[0][:, None, :] if scale else None
+        return self._response.log_prob(X[None, :, 0, None], eta, scales)
+
+    def _relabel_locations(self, params: dict[str, np.ndarray], data: MixtureData) -> np.ndarray:
+        """Coefficients in units of the response's spread per predictor's spread."""
+        sd = column_moments(data.values, data.sample_weight)[1]
+        y_scale = sd[0] if self._response.link == "identity" and sd[0] > 0 else 1.0
+        x_scale = np.where(sd[1:] > 0, sd[1:], 1.0)
+        return params["coefficients"] * x_scale / y_scale
+
+    # -- the PyMC model ----------------------------------------------------------------------
+
+    def _build(self, data: MixtureData, priors: dict[str, Prior]) -> pm.Model:
+        k, p = self.n_components, data.n_features - 1
+        response = self._response
+        with pm.Model(coords=self._coords(data)) as model:
+            values = pm.Data("x_data", data.values, dims=("obs", "feature"))
+            weights = priors["weights"].create_variable("weights", shape=(k,), dims=("component",))
+            coefficients = priors["coefficients"].create_variable(
+                "coefficients", shape=(k, p), dims=("component", "predictor")
+            )
+            params = [weights, coefficients]
+            if response.scale is not None:
+                params.append(
+                    priors[response.scale].create_variable(
+                        response.scale, shape=(k,), dims=("component",)
+                    )
+                )
+            signature = "(k),(k,p),(k),(p)->()" if response.scale else "(k),(k,p),(p)->()"
+            pm.CustomDist(
+                self._observed,
+                *params,
+                values[:, 1:],
+                logp=functools.partial(_mixture_logp, response),
+                random=functools.partial(_mixture_random, response),
+                signature=signature,
+                observed=values[:, 0],
+                dims=("obs",),
+            )
+        return model
+
+    # -- EM ------------------------------------------------------------------------------------
+
+    def _run_em(
+        self, data: MixtureData, rng: np.random.Generator, priors: dict[str, Prior]
+    ) -> EMResult:
+        return self._order_em(_fit_regression_em(self, data, rng))
+
+    def _order_em(self, em: EMResult) -> EMResult:
+        # A canonical labelling: by increasing first coefficient (the intercept).
+        return em.reordered(np.lexsort(em.params["coefficients"].T[::-1]))
+
+    def _point_from_em(self, em: EMResult, n_features: int) -> dict[str, np.ndarray]:
+        return {"weights": em.weights, **em.params}
+
+    # -- predictions ---------------------------------------------------------------------------
+
+    def fit(self, X: Any, y: Any, **kwargs: Any) -> Self:  # type: ignore[override]
+        """Fit the mixture of regressions of ``y`` on ``X``: NUTS (default), EM or Laplace.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_predictors) or (n_samples,)
+            The predictors (a DataFrame's column names name the coefficients).
+        y : array-like of shape (n_samples,)
+            The response.
+        **kwargs
+            ``method``, ``sample_weight``, ``draws``, ``tune``, ``chains`` and the other
+            options of :meth:`bayesmix.GaussianMixture.fit`.
+
+        Returns
+        -------
+        self
+        """
+        return super().fit(_Inputs(X, y), **kwargs)
+
+    def build_model(self, X: Any, y: Any, sample_weight: Any = None) -> pm.Model:  # type: ignore[override]
+        """Return the PyMC model of ``y`` given ``X`` without fitting anything.
+
+        Its observed variable ``y`` has one log-likelihood term per observation, the
+        components summed out.
+        """
+        data, priors = self._prepare(_Inputs(X, y), sample_weight)
+        return self._model(data, priors)
+
+    def predict_proba(self, X: Any, y: Any) -> np.ndarray:  # type: ignore[override]
+        """Return the posterior probability of each component for each (x, y) pair.
+
+        The responsibilities ``p(z_n = k | x_n, y_n)``, averaged over posterior draws;
+        they need the response.
+        """
+        return super().predict_proba(_Inputs(X, y))
+
+    def score_samples(self, X: Any, y: Any) -> np.ndarray:  # type: ignore[override]
+        """Return ``log p(y_n | x_n)``, the log predictive density of each response."""
+        return super().score_samples(_Inputs(X, y))
+
+    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:  # type: ignore[override]
+        """Return the mean log predictive density of ``y`` given ``X`` (not R^2)."""
+        values = self.score_samples(X, y)
+        weights = check_sample_weight(sample_weight, values.shape[0])
+        if weights is None:
+            return float(values.mean())
+        return float(weights @ values / weights.sum())
+
+    def bic(self, X: Any, y: Any, sample_weight: Any = None) -> float:  # type: ignore[override]
+        """Return the BIC of the estimate: ``-2 log L + n_parameters log n`` (lower is better)."""
+        return super().bic(_Inputs(X, y), sample_weight=sample_weight)
+
+    def aic(self, X: Any, y: Any, sample_weight: Any = None) -> float:  # type: ignore[override]
+        """Return the AIC of the estimate: ``-2 log L + 2 n_parameters`` (lower is better)."""
+        return super().aic(_Inputs(X, y), sample_weight=sample_weight)
+
+    def _design(self, X: Any) -> np.ndarray:
+        """Return the design matrix of new predictors (intercept first), checked."""
+        self._check_fitted()
+        predictors = check_data(X, for_fit=False)
+        self._check_predictors(predictors.features, X)
+        if not self.fit_intercept:
+            return predictors.values
+        return np.column_stack([np.ones(predictors.n_samples), predictors.values])
+
+    def predict(self, X: Any) -> np.ndarray:  # type: ignore[override]
+        """Return the predictive mean ``E[y | x] = sum_k pi_k g^-1(x' beta_k)`` of each row.
+
+        Averaged over the posterior draws (at most 1000, evenly thinned); at the estimate
+        for an EM fit. :meth:`predict_components` gives each component's line with its
+        posterior interval.
+        """
+        return self.predict_components(X)["mean"].to_numpy()
+
+    @validated({"prob": [float]})
+    def predict_components(self, X: Any, *, prob: float = 0.94) -> xr.Dataset:
+        """Return the mixture's and every component's predictive mean, with intervals.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_predictors)
+        prob : float, default=0.94
+            Probability of the equal-tailed posterior intervals.
+
+        Returns
+        -------
+        xarray.Dataset
+            ``mean`` (obs): ``E[y | x]``, the posterior mean of ``sum_k pi_k mu_k(x)``;
+            ``component_mean`` (obs, component): the posterior mean of ``mu_k(x) =
+            g^-1(x' beta_k)``; ``component_lower`` and ``component_upper``: its
+            ``prob`` interval (equal to the mean for an EM fit).
+        """
+        if not 0.0 < prob < 1.0:
+            raise InvalidParameterError(f"prob must be in (0, 1); got {prob!r}.")
+        design = self._design(X)
+        draws = self.posterior_arrays(max_draws=1000)
+        means = self._response.mean(np.einsum("np,skp->snk", design, draws["coefficients"]))
+        mixture = np.einsum("snk,sk->sn", means, draws["weights"])
+        tail = 0.5 * (1.0 - prob)
+        lower, upper = np.quantile(means, [tail, 1.0 - tail], axis=0)
+        dims = ("obs", "component")
+        return xr.Dataset(
+            {
+                "mean": ("obs", mixture.mean(axis=0)),
+                "component_mean": (dims, means.mean(axis=0)),
+                "component_lower": (dims, lower),
+                "component_upper": (dims, upper),
+            },
+            coords={"component": np.arange(self.n_components)},
+            attrs={"prob": prob},
+        )
+
+
+def _mixture_logp(response: Response, value: Any, weights: Any, *rest: Any) -> Any:
+    """``log p(y_n | x_n)`` with the components summed out (PyTensor)."""
+    coefficients, *scale, design = rest
+    # x_n' beta_k unrolled over the (static) predictors: elementwise in (observation,
+    # component), whatever batch dimensions PyMC gives the parameters.
+    eta = 0.0
+    for j in range(coefficients.type.shape[-1]):
+        eta = eta + design[..., j, None] * coefficients[..., j]
+    component = response.pt_log_prob(value[..., None], eta, scale[0] if scale else None)
+    return pt.logsumexp(pt.log(weights) + component, axis=-1)
+
+
+def _mixture_random(response: Response, weights, *rest, rng=None, size=None) -> np.ndarray:
+    """Draw responses by the generative story: a component, then its regression (NumPy).
+
+    Parameters may carry batch dimensions (the observations, prior draws); ``size`` is
+    the batch shape of the draws.
+    """
+    rng = np.random.default_rng(rng)
+    coefficients, *scale, design = rest
+    k, p = coefficients.shape[-2:]
+    shapes = [weights.shape[:-1], coefficients.shape[:-2], design.shape[:-1]]
+    batch = tuple(size) if size is not None else np.broadcast_shapes(*shapes)
+    weights = np.broadcast_to(weights, (*batch, k))
+    coefficients = np.broadcast_to(coefficients, (*batch, k, p))
+    design = np.broadcast_to(design, (*batch, p))
+    cdf = np.cumsum(weights / weights.sum(axis=-1, keepdims=True), axis=-1)
+    labels = np.minimum((rng.random(batch)[..., None] > cdf).sum(axis=-1), k - 1)
+    beta = np.take_along_axis(coefficients, labels[..., None, None], axis=-2)[..., 0, :]
+    eta = np.einsum("...p,...p->...", design, beta)
+    chosen = None
+    if scale:
+        scales = np.broadcast_to(scale[0], (*batch, k))
+        chosen = np.take_along_axis(scales, labels[..., None], axis=-1)[..., 0]
+    return response.draw(rng, eta, chosen)
+
+
+def _fit_regression_em(
+    model: MixtureRegression, data: MixtureData, rng: np.random.Generator
+) -> EMResult:
+    """EM of a mixture of regressions: weighted fits of every component, restarts."""
+    response = model._response
+    k = model.n_components
+    y, design = data.values[:, 0], data.values[:, 1:]
+    w = data.sample_weight
+    n_samples = float(data.n_samples if w is None else w.sum())
+    y_sd = float(column_moments(data.values[:, :1], w)[1][0])
+    floor = _SCALE_FLOOR * (y_sd if y_sd > 0 else 1.0)
+    # The partitions of the starts: standardised predictors and response.
+    start_features = data.values[:, (2 if model.fit_intercept else 1) :]
+    start_features = np.column_stack([start_features, y])
+    centre, spread = column_moments(start_features, w)
+    start_features = (start_features - centre) / np.where(spread > 0, spread, 1.0)
+
+    def log_prob(params: dict) -> np.ndarray:
+        coefficients = params["coefficients"][None]
+        scale = params[response.scale][None] if response.scale else ()
+        scales = (scale,) if response.scale else ()
+        return model.component_log_prob(data.values, coefficients, *scales)[0]
+
+    def e_step(weights: np.ndarray, params: dict) -> tuple[float, float, np.ndarray, None]:
+        log_norm, log_resp = _log_responsibilities(log_prob(params), weights)
+        log_likelihood = float(np.mean(log_norm) if w is None else w @ log_norm / n_samples)
+        resp = np.exp(log_resp)
+        return log_likelihood, log_likelihood, resp if w is None else resp * w[:, None], None
+
+    def update(resp: np.ndarray, _cache, weights: np.ndarray, params: dict | None):
+        nk = resp.sum(axis=0)
+        coefficients = np.zeros((k, design.shape[1]))
+        scales = np.ones(k)
+        for j in range(k):
+            if nk[j] < _EMPTY_MASS and params is not None:
+                coefficients[j] = params["coefficients"][j]
+                if response.scale:
+                    scales[j] = params[response.scale][j]
+                continue
+            start = None if params is None else params["coefficients"][j]
+            coefficients[j], converged = weighted_fit(design, y, resp[:, j], response, start)
+            if not converged:
+                _log.info("component %d: the weighted fit did not converge", j)
+            if response.scale:
+                residual = y - design @ coefficients[j]
+                scales[j] = max(np.sqrt(resp[:, j] @ residual**2 / nk[j]), floor)
+        if not np.all(np.isfinite(coefficients)):
+            raise FitError("the weighted fit of a component is not finite")
+        params = {"coefficients": coefficients}
+        if response.scale:
+            params[response.scale] = scales
+        return _ml_weights(nk), params
+
+    def start(partition: str) -> tuple[np.ndarray, dict]:
+        resp = initial_responsibilities(start_features, k, rng, _INIT_SMOOTHING, w, partition)
+        if w is not None:
+            resp *= w[:, None]
+        return update(resp, None, np.full(k, 1.0 / k), None)
+
+    def run(
+        weights: np.ndarray, params: dict, iterations: int, tolerance: float, name: str
+    ) -> _Restart:
+        return _iterate(
+            e_step, update, weights, params, max_iter=iterations, tol=tolerance, name=name
+        )
+
+    def degenerate(run: _Restart) -> dict[int, str]:
+        found = {}
+        counts = run.weights * n_samples
+        for j in np.flatnonzero(counts < design.shape[1] + 1):
+            found[int(j)] = f"holds {counts[j]:.3g} observations for {design.shape[1]} coefficients"
+        if response.scale:
+            for j in np.flatnonzero(run.params[response.scale] <= floor * (1 + 1e-9)):
+                found[int(j)] = "has a residual scale of 0 (it interpolates its points)"
+        return found
+
+    label = f"{response.name} regression EM"
+    return _fit_restarts(
+        _restart_plan(
+            start,
+            run,
+            init=model.init,
+            n_init=model.n_init,
+            max_iter=model.max_iter,
+            tol=model.tol,
+            label=label,
+            degenerate=degenerate,
+        ),
+        n_init=model.n_init,
+        max_iter=model.max_iter,
+        tol=model.tol,
+        family="regression",
+        objective="ml",
+        stacklevel=6,
+        label=label,
+        degenerate=degenerate,
+    )

@@ -1,0 +1,177 @@
+"""MixtureRegression (issue 19): densities, M-steps, EM, the PyMC model, errors.
+
+References are independent of the code under test: scipy's densities summed over the
+enumerated labels, PyMC's ``pm.Mixture`` of the component regressions, statsmodels'
+weighted fits.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pymc as pm
+import pytest
+import statsmodels.api as sm
+from scipy import stats
+
+import bayesmix as bm
+from bayesmix._glm import weighted_fit
+from bayesmix.exceptions import DataError, InvalidParameterError
+from bayesmix.families import FAMILIES
+
+WEIGHTS = np.array([0.4, 0.6])
+COEFFICIENTS = np.array([[1.0, 2.0, -0.5], [8.0, -0.5, 0.3]])
+SCALES = np.array([0.5, 1.2])
+
+
+def _simulate(rng, n=300, coefficients=COEFFICIENTS, scales=SCALES, weights=WEIGHTS):
+    X = np.column_stack([rng.uniform(0, 10, n), rng.normal(0, 2, n)])
+    labels = rng.choice(len(weights), size=n, p=weights)
+    design = np.column_stack([np.ones(n), X])
+    eta = np.einsum("np,np->n", design, coefficients[labels])
+    return X, eta + rng.normal(0, scales[labels]), labels
+
+
+def _enumerated(X, y, weights, coefficients, scales):
+    """log p(y_n | x_n) = log sum_k pi_k N(y_n | x_n' beta_k, sigma_k), by scipy."""
+    design = np.column_stack([np.ones(len(y)), X])
+    terms = [
+        np.log(weights[k]) + stats.norm(design @ coefficients[k], scales[k]).logpdf(y)
+        for k in range(len(weights))
+    ]
+    return np.logaddexp.reduce(terms, axis=0)
+
+
+def _model_values(model, point):
+    outs = model.unobserved_value_vars
+    fn = model.compile_fn(outs, inputs=model.value_vars, mode="FAST_COMPILE")
+    return dict(zip([out.name for out in outs], fn(point), strict=True))
+
+
+def test_numpy_density_equals_the_enumerated_label_model():
+    rng = np.random.default_rng(0)
+    X, y, _ = _simulate(rng, n=50)
+    fit = bm.MixtureRegression(n_components=2, random_state=0).fit(X, y, method="em")
+    point = {"coefficients": COEFFICIENTS[None], "scales": SCALES[None]}
+    values = np.column_stack([y, np.ones(len(y)), X])
+    component = fit.component_log_prob(values, point["coefficients"], point["scales"])[0]
+    total = np.logaddexp.reduce(np.log(WEIGHTS) + component, axis=1)
+    np.testing.assert_allclose(total, _enumerated(X, y, WEIGHTS, COEFFICIENTS, SCALES), atol=1e-10)
+
+
+def test_pymc_model_equals_the_enumerated_model_and_pm_mixture():
+    rng = np.random.default_rng(1)
+    X, y, _ = _simulate(rng, n=40)
+    model = bm.MixtureRegression(n_components=2).build_model(X, y)
+    point = {
+        key: value + 0.3 * rng.standard_normal(np.shape(value))
+        for key, value in model.initial_point().items()
+    }
+    values = _model_values(model, point)
+    weights, coefficients, scales = values["weights"], values["coefficients"], values["scales"]
+    pointwise = model.compile_logp(vars=[model["y"]], sum=False, mode="FAST_COMPILE")(point)[0]
+    expected = _enumerated(X, y, weights, coefficients, scales)
+    np.testing.assert_allclose(pointwise, expected, rtol=0, atol=1e-8)
+    # PyMC's own mixture of the component regressions.
+    design = np.column_stack([np.ones(len(y)), X])
+    mixture = pm.Mixture.dist(
+        w=weights,
+        comp_dists=[pm.Normal.dist(mu=design @ coefficients[k], sigma=scales[k]) for k in range(2)],
+    )
+    np.testing.assert_allclose(pointwise, pm.logp(mixture, y).eval(), rtol=0, atol=1e-8)
+
+
+def test_the_gaussian_m_step_is_statsmodels_weighted_least_squares():
+    rng = np.random.default_rng(2)
+    X, y, _ = _simulate(rng, n=80)
+    design = sm.add_constant(X)
+    weights = rng.uniform(0.05, 1.0, len(y))
+    response = FAMILIES["gaussian"]._response
+    beta, converged = weighted_fit(design, y, weights, response)
+    reference = sm.WLS(y, design, weights=weights).fit().params
+    assert converged
+    np.testing.assert_allclose(beta, reference, rtol=1e-8, atol=1e-10)
+
+
+def test_em_recovers_the_lines_and_never_decreases_the_likelihood():
+    rng = np.random.default_rng(3)
+    X, y, labels = _simulate(rng, n=600)
+    fit = bm.MixtureRegression(n_components=2, random_state=0).fit(X, y, method="em")
+    # Components ordered by intercept, as the truth is.
+    np.testing.assert_allclose(fit.coefficients_, COEFFICIENTS, atol=0.25)
+    np.testing.assert_allclose(fit.scales_, SCALES, atol=0.15)
+    np.testing.assert_allclose(fit.weights_, np.bincount(labels) / len(labels), atol=0.03)
+    trace = fit.idata["em_stats"]["lower_bound"].to_numpy()
+    assert np.all(np.diff(trace) >= -1e-10)
+    # The stored log-likelihood is the enumerated model's at the estimate.
+    expected = _enumerated(X, y, fit.weights_, fit.coefficients_, fit.scales_)
+    np.testing.assert_allclose(fit.idata["log_likelihood"]["y"].to_numpy()[0, 0], expected)
+    np.testing.assert_allclose(fit.score_samples(X, y), expected)
+    n_parameters = 2 * 3 + 2 + 1
+    np.testing.assert_allclose(fit.bic(X, y), -2 * expected.sum() + n_parameters * np.log(600))
+
+
+def test_em_at_the_maximum_the_m_step_is_a_fixed_point():
+    # At convergence, weighted least squares with the responsibilities gives back the
+    # coefficients (statsmodels, independently of the EM code).
+    rng = np.random.default_rng(4)
+    X, y, _ = _simulate(rng, n=400)
+    fit = bm.MixtureRegression(n_components=2, random_state=0, tol=1e-12).fit(X, y, method="em")
+    resp = fit.predict_proba(X, y)
+    design = sm.add_constant(X)
+    for k in range(2):
+        reference = sm.WLS(y, design, weights=resp[:, k]).fit().params
+        np.testing.assert_allclose(fit.coefficients_[k], reference, atol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore::bayesmix.ConvergenceWarning")  # prior draws
+def test_dataframes_name_the_coefficients_and_predictions(mocked_sample):
+    rng = np.random.default_rng(5)
+    X, y, _ = _simulate(rng, n=120)
+    frame = pd.DataFrame(X, columns=["dose", "age"])
+    response = pd.Series(y, name="growth")
+    fit = bm.MixtureRegression(n_components=2, random_state=0)
+    with pytest.warns(bm.SamplerWarning):  # prior draws as a "posterior"
+        fit.fit(frame, response, draws=30, chains=2, progressbar=False)
+    post = fit.idata["posterior"]
+    assert list(post["predictor"].to_numpy()) == ["Intercept", "dose", "age"]
+    assert post["coefficients"].dims == ("chain", "draw", "component", "predictor")
+    assert post["scales"].dims == ("chain", "draw", "component")
+    assert fit.idata["log_likelihood"]["y"].dims == ("chain", "draw", "obs")
+    np.testing.assert_array_equal(fit.idata["observed_data"]["y"].to_numpy(), y)
+    assert fit.feature_names_in_ == ["dose", "age"]
+    assert fit.n_features_in_ == 2
+    assert fit.response_name_ == "growth"
+    # predict: the posterior mean of sum_k pi_k x' beta_k, from the draws.
+    draws = fit.posterior_arrays()
+    design = np.column_stack([np.ones(len(y)), X])
+    expected = np.einsum("sk,np,skp->n", draws["weights"], design, draws["coefficients"])
+    np.testing.assert_allclose(fit.predict(frame), expected / draws["weights"].shape[0])
+    components = fit.predict_components(frame, prob=0.9)
+    assert components["component_mean"].shape == (len(y), 2)
+    assert np.all(components["component_lower"] <= components["component_upper"])
+    with pytest.raises(DataError, match="dose"):
+        fit.predict(frame[["age", "dose"]])
+
+
+def test_bad_input_fails_before_any_work():
+    rng = np.random.default_rng(6)
+    X, y, _ = _simulate(rng, n=60)
+    model = bm.MixtureRegression(n_components=2)
+    bad_y = y.copy()
+    bad_y[3] = np.nan
+    with pytest.raises(DataError, match="NaN"):
+        model.fit(X, bad_y, method="em")
+    with pytest.raises(DataError, match="60 rows but y has 59"):
+        model.fit(X, y[:-1], method="em")
+    constant = np.column_stack([X, np.full(60, 3.0)])
+    with pytest.raises(DataError, match="constant"):
+        model.fit(constant, y, method="em")
+    collinear = np.column_stack([X, 2.0 * X[:, 0] - X[:, 1]])
+    with pytest.raises(DataError, match="collinear"):
+        model.fit(collinear, y, method="em")
+    with pytest.raises(InvalidParameterError, match="student-t"):
+        bm.MixtureRegression(family="student-t").fit(X, y, method="em")
+    same = pd.DataFrame(X, columns=["y", "x"])
+    with pytest.raises(DataError, match="both named"):
+        model.fit(same, pd.Series(y, name="y"), method="em")
