@@ -37,6 +37,7 @@ if TYPE_CHECKING:
         plot_components,
         plot_ppc,
         plot_rank,
+        plot_regression,
         plot_responsibilities,
         plot_trace,
     )
@@ -60,6 +61,7 @@ _LAZY = {
     "plot_components": "bayesmix.plots",
     "plot_ppc": "bayesmix.plots",
     "plot_rank": "bayesmix.plots",
+    "plot_regression": "bayesmix.plots",
     "plot_responsibilities": "bayesmix.plots",
     "plot_trace": "bayesmix.plots",
     "Prior": "bayesmix.priors",
@@ -121,6 +123,7 @@ __all__ = [
     "plot_components",
     "plot_ppc",
     "plot_rank",
+    "plot_regression",
     "plot_responsibilities",
     "plot_select_k",
     "plot_trace",

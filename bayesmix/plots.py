@@ -50,6 +50,7 @@ __all__ = [
     "plot_components",
     "plot_ppc",
     "plot_rank",
+    "plot_regression",
     "plot_responsibilities",
     "plot_trace",
 ]
@@ -1061,6 +1062,112 @@ def _discrete_ppc(fit: Any, n_draws: int) -> Figure:
         axis.set(xlabel=label, ylabel="frequency")
     axes[0, 0].legend(fontsize="small")
     fig.suptitle("posterior predictive check")
+    return fig
+
+
+def plot_regression(
+    fit: Any,
+    X: Any = None,
+    y: Any = None,
+    *,
+    ax: Axes | None = None,
+    prob: float = 0.94,
+    n_grid: int = 200,
+) -> Figure:
+    """Draw a mixture of regressions (:class:`bayesmix.MixtureRegression`).
+
+    One predictor: the data coloured by their most probable component, each
+    component's mean line ``g^-1(x' beta_k)`` (posterior mean, gid ``"bayesmix-mean"``)
+    with its equal-tailed ``prob`` band (``"bayesmix-band"``), and the EM estimate's
+    line dashed (``"bayesmix-em"``) for a posterior fit. More predictors: every
+    component's coefficients, posterior mean and ``prob`` interval, the EM estimate
+    marked (a forest plot).
+
+    Parameters
+    ----------
+    fit : MixtureRegression
+        A fitted mixture of regressions.
+    X, y : array-like, optional
+        The data to draw (default: the training data).
+    ax : matplotlib Axes, optional
+    prob : float, default=0.94
+    n_grid : int, default=200
+        Points of the predictor's grid for the lines.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    prob = _check_prob(prob, "prob")
+    if not hasattr(fit, "predict_components"):
+        raise InvalidParameterError(
+            f"plot_regression draws a MixtureRegression; got {type(fit).__name__}. "
+            "Use plot_components for a mixture."
+        )
+    _check_fitted(fit, "fit")
+    if (X is None) != (y is None):
+        raise InvalidParameterError("pass both X and y, or neither (the training data).")
+    if X is None:
+        observed = fit.idata["observed_data"]
+        values = observed["x"].transpose("obs", "feature").to_numpy()
+        X, y = values[:, 2 if fit.fit_intercept else 1 :], observed["y"].to_numpy()
+    X = np.asarray(X, dtype=np.float64)
+    X = X[:, None] if X.ndim == 1 else X
+    y = np.asarray(y, dtype=np.float64)
+    labels = fit.predict_proba(X, y).argmax(axis=1)
+    has_em = getattr(fit, "em_", None) is not None and _has_draws(fit)
+    if X.shape[1] == 1:
+        fig, ax = _new_axes(ax)
+        for k in range(fit.n_components):
+            chosen = labels == k
+            ax.scatter(X[chosen, 0], y[chosen], s=10, alpha=0.6, color=component_color(k))
+        grid = np.linspace(X[:, 0].min(), X[:, 0].max(), n_grid)
+        lines = fit.predict_components(grid[:, None], prob=prob)
+        design = np.column_stack([np.ones(n_grid), grid]) if fit.fit_intercept else grid[:, None]
+        for k in range(fit.n_components):
+            color = component_color(k)
+            ax.plot(
+                grid,
+                lines["component_mean"][:, k],
+                color=color,
+                gid=GID_MEAN,
+                label=f"component {k}",
+            )
+            if _has_draws(fit):
+                ax.fill_between(
+                    grid,
+                    lines["component_lower"][:, k],
+                    lines["component_upper"][:, k],
+                    color=color,
+                    alpha=0.25,
+                    gid=GID_BAND,
+                )
+            if has_em:
+                em_line = fit._response.mean(design @ fit.em_.params["coefficients"][k])
+                ax.plot(grid, em_line, color=color, linestyle="--", gid=GID_EM)
+        ax.set_xlabel(fit.feature_names_in_[0])
+        ax.set_ylabel(fit.response_name_)
+        ax.legend(loc="best", fontsize="small")
+        return fig
+    draws = fit.posterior_arrays()["coefficients"]  # (S, K, P)
+    names = fit.predictor_names_
+    fig, ax = _new_axes(ax, figsize=(6, 0.5 + 0.35 * len(names) * fit.n_components))
+    tail = 0.5 * (1.0 - prob)
+    low, high = np.quantile(draws, [tail, 1.0 - tail], axis=0)
+    mean = draws.mean(axis=0)
+    rows = np.arange(len(names))
+    for k in range(fit.n_components):
+        offset = rows * (fit.n_components + 1) + k
+        color = component_color(k)
+        ax.hlines(offset, low[k], high[k], color=color, gid=GID_BAND)
+        ax.plot(mean[k], offset, "o", color=color, gid=GID_MEAN, label=f"component {k}")
+        if has_em:
+            ax.plot(fit.em_.params["coefficients"][k], offset, "x", color="black", gid=GID_EM)
+    ax.set_yticks(rows * (fit.n_components + 1) + 0.5 * (fit.n_components - 1), names)
+    ax.invert_yaxis()
+    ax.axvline(0.0, color="grey", linewidth=0.5)
+    ax.set_xlabel("coefficient")
+    ax.legend(loc="best", fontsize="small")
     return fig
 
 

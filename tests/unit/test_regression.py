@@ -175,3 +175,37 @@ def test_bad_input_fails_before_any_work():
     same = pd.DataFrame(X, columns=["y", "x"])
     with pytest.raises(DataError, match="both named"):
         model.fit(same, pd.Series(y, name="y"), method="em")
+
+
+@pytest.mark.filterwarnings("ignore::bayesmix.SamplerWarning")  # prior draws
+@pytest.mark.filterwarnings("ignore::bayesmix.ConvergenceWarning")
+def test_plot_regression_draws_lines_bands_and_em(mocked_sample):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    rng = np.random.default_rng(7)
+    X, y, _ = _simulate(rng, n=100)
+    one = X[:, :1]
+    em = bm.MixtureRegression(n_components=2, random_state=0).fit(one, y, method="em")
+    fig = bm.plot_regression(em)
+    assert isinstance(fig, Figure)
+    ax = fig.axes[0]
+    means = [line for line in ax.lines if line.get_gid() == "bayesmix-mean"]
+    assert len(means) == 2
+    # The lines are the estimate's: intercept + slope x at the grid's ends.
+    for k, line in enumerate(means):
+        x_grid, y_grid = line.get_data()
+        np.testing.assert_allclose(y_grid, em.coefficients_[k, 0] + em.coefficients_[k, 1] * x_grid)
+    assert not [line for line in ax.lines if line.get_gid() == "bayesmix-em"]  # EM is the fit
+    nuts = bm.MixtureRegression(n_components=2, random_state=0)
+    nuts.fit(one, y, draws=20, chains=2, progressbar=False)
+    ax = bm.plot_regression(nuts).axes[0]
+    assert len([line for line in ax.lines if line.get_gid() == "bayesmix-em"]) == 2
+    assert len([c for c in ax.collections if c.get_gid() == "bayesmix-band"]) == 2
+    two = bm.MixtureRegression(n_components=2, random_state=0).fit(X, y, method="em")
+    forest = bm.plot_regression(two, X, y).axes[0]
+    assert [t.get_text() for t in forest.get_yticklabels()] == ["Intercept", "x0", "x1"]
+    with pytest.raises(InvalidParameterError, match="MixtureRegression"):
+        bm.plot_regression(bm.GaussianMixture().fit(X, method="em"))
