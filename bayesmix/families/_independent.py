@@ -58,7 +58,13 @@ import pymc as pm
 import pytensor.tensor as pt
 from scipy.special import gammaln
 
-from bayesmix._numeric import column_moments, column_sums, features_dot, kernel_pays_off
+from bayesmix._numeric import (
+    column_moments,
+    column_sums,
+    features_dot,
+    kernel_pays_off,
+    observed_values,
+)
 from bayesmix._params import Options
 from bayesmix._validation import MixtureData
 from bayesmix.em.chunked import EMSteps, sample_indices
@@ -121,7 +127,7 @@ def _count_far_terms(X: np.ndarray, log_ratio: np.ndarray, constant: Callable) -
         return None
     x = X[rows]
     exponent = np.clip(np.frexp(np.nanmax(x, axis=1))[1].astype(np.int64), 0, 1023)
-    u = np.ldexp(filled(x), -exponent[:, None])  # (n, D), below 2; a missing value adds 0
+    u = np.ldexp(observed_values(x), -exponent[:, None])  # (n, D), below 2; a missing value adds 0
     floored = np.maximum(log_ratio, _LOG_FLOOR)  # finite, so 0 * log 0 = 0
     linear = features_dot(u, floored)
     out = np.array(constant(rows), dtype=np.float64)
@@ -137,15 +143,6 @@ def _count_far_terms(X: np.ndarray, log_ratio: np.ndarray, constant: Callable) -
 
 
 # -- missing values (NaN): a missing feature drops out of its row's product ---------------
-
-
-def filled(X: np.ndarray) -> np.ndarray:
-    """Return ``X`` with its missing values (NaN) at 0; ``X`` itself if it has none.
-
-    0 is in every feature's support, so the terms of the filled entries are finite; they are
-    then left out of the sums (:func:`observed_sum`) or multiplied by 0.
-    """
-    return np.where(np.isnan(X), 0.0, X) if np.isnan(X).any() else X
 
 
 def observed_sum(X: np.ndarray, terms: np.ndarray) -> np.ndarray:
@@ -178,7 +175,8 @@ def feature_statistics(
     """Return ``n_k`` (K,), the observed counts ``n_kd`` and the sums ``s_kd`` (K, D).
 
     ``resp`` (N, K) are the (weighted) responsibilities, ``X`` the data with missing values
-    at 0 (:func:`filled`) and ``observed`` their mask as floats (None: no missing value).
+    at 0 (:func:`bayesmix._numeric.observed_values`) and ``observed`` their mask as floats
+    (None: no missing value).
     ``n_kd = sum_n r_nk m_nd`` is ``n_k[:, None]`` (K, 1) without missing values, so that
     the M-steps are exactly the complete-data ones.
     """
@@ -192,32 +190,43 @@ def observed_mask(X: np.ndarray) -> np.ndarray | None:
     return (~np.isnan(X)).astype(np.float64) if np.isnan(X).any() else None
 
 
-def missing_entries(value: Any) -> tuple[Any, Any]:
-    """Return the missing entries (NaN) of a PyTensor ``value`` and ``value`` with them at 0.
+def missing_mask(values: np.ndarray) -> Any:
+    """Return the missing entries (NaN) of the model's data as a constant, or None.
 
-    The per-entry log densities of the filled value are finite, and so are their gradients;
-    :func:`sum_observed` then leaves the missing entries out of the sum over features.
+    The PyMC model holds its data with the missing values at 0
+    (:func:`bayesmix._numeric.observed_values`; ``pm.Data`` refuses NaN), so the log
+    density knows them from this constant; a compiled model is reused only for data with
+    the same pattern (its structure key has :func:`bayesmix._numeric.missing_digest`).
     """
-    missing = pt.isnan(value)
-    return missing, pt.where(missing, 0.0, value)
+    missing = np.isnan(values)
+    return pt.as_tensor(missing) if missing.any() else None
 
 
-def sum_observed(missing: Any, terms: Any) -> Any:
-    """Sum the per-entry log densities ``terms`` (..., N, K, D) over the observed features."""
-    return pt.where(missing, 0.0, terms).sum(axis=-1)
+def with_missing(logp: Callable[..., Any], values: np.ndarray) -> Callable[..., Any]:
+    """Return the mixture ``logp`` of a ``pm.CustomDist``, told the missing entries of ``values``.
 
-
-def observed_data(name: str, values: np.ndarray, dims: tuple[str, ...]) -> Any:
-    """Return ``pm.Data(name, values, dims=dims)`` holding ``values`` with their NaN.
-
-    ``pm.Data`` refuses NaN (for PyMC they would ask for automatic imputation); the missing
-    values of ``missing="model"`` are data the log density leaves out, so the container is
-    made with them at 0 and then given the values.
+    ``logp`` itself without missing values (today's graph, exactly).
     """
-    data = pm.Data(name, filled(values), dims=dims)
-    if np.isnan(values).any():
-        data.set_value(values)
-    return data
+    missing = missing_mask(values)
+    return logp if missing is None else functools.partial(logp, missing=missing)
+
+
+def sum_features(terms: Any, missing: Any | None) -> Any:
+    """Sum per-entry log densities ``terms`` (..., N, K, D) over the observed features.
+
+    ``missing`` (N, D) (or None: every feature) marks the entries left out; their terms
+    must be finite (the data hold 0 there, :func:`feature_values`) so that no gradient is
+    NaN.
+    """
+    if missing is None:
+        return terms.sum(axis=-1)
+    return pt.where(missing[..., None, :], 0.0, terms).sum(axis=-1)
+
+
+def feature_values(value: Any, missing: Any | None) -> Any:
+    """Return ``value`` (..., N, D) as (..., N, 1, D), with its missing entries at 0."""
+    x = value[..., None, :]
+    return x if missing is None else pt.where(missing[..., None, :], 0.0, x)
 
 
 def kernel_on_complete_rows(
@@ -383,10 +392,10 @@ class _IndependentFeaturesMixture(MixtureModel):
                 "x",
                 weights,
                 params,
-                logp=type(self)._logp,
+                logp=with_missing(type(self)._logp, data.values),
                 random=type(self)._random,
                 signature="(k),(k,d)->(d)",
-                observed=observed_data("x_data", data.values, ("obs", "feature")),
+                observed=pm.Data("x_data", observed_values(data.values), dims=("obs", "feature")),
                 dims=("obs", "feature"),
             )
         return model
@@ -623,7 +632,7 @@ def _fit_discrete(
     w = sample_weight
     n_samples = float(X.shape[0] if w is None else w.sum())
     rng = np.random.default_rng(random_state)
-    observed, X_sums, X_start = observed_mask(X), filled(X), impute_for_start(X, w)
+    observed, X_sums, X_start = observed_mask(X), observed_values(X), impute_for_start(X, w)
 
     def e_step(weights: np.ndarray, params: dict) -> tuple[float, float, np.ndarray, None]:
         log_norm, log_resp = _log_responsibilities(log_prob(params[name]), weights)
@@ -739,7 +748,7 @@ def _discrete_statistics(
     else:
         resp *= w[:, np.newaxis]
         total, weight = float(w @ log_norm), float(w.sum())
-    nk, counts, sums = feature_statistics(resp, filled(X), observed_mask(X))
+    nk, counts, sums = feature_statistics(resp, observed_values(X), observed_mask(X))
     return {
         "log_likelihood": total,
         "weight": weight,
@@ -781,7 +790,7 @@ def _discrete_steps(
         if w is not None:
             resp *= w[:, np.newaxis]
         start = np.full(n_components, 1.0 / n_components)
-        return m_step(*feature_statistics(resp, filled(X), observed_mask(X)), start, None)
+        return m_step(*feature_statistics(resp, observed_values(X), observed_mask(X)), start, None)
 
     return EMSteps(
         family=family,

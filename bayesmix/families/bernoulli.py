@@ -14,7 +14,7 @@ import numpy as np
 import pytensor.tensor as pt
 from scipy.special import betaln, xlog1py, xlogy
 
-from bayesmix._numeric import features_dot
+from bayesmix._numeric import features_dot, observed_values
 from bayesmix._threads import single_blas_thread
 from bayesmix._validation import MixtureData
 from bayesmix.em.loop import (
@@ -30,9 +30,8 @@ from bayesmix.families._independent import (
     _fit_discrete,
     _IndependentFeaturesMixture,
     _resolve_prior,
-    filled,
-    missing_entries,
-    sum_observed,
+    feature_values,
+    sum_features,
 )
 from bayesmix.priors import Prior
 
@@ -59,7 +58,7 @@ def bernoulli_log_prob(X: np.ndarray, probs: np.ndarray) -> np.ndarray:
         log_p = np.maximum(np.log(probs), _LOG_FLOOR)  # finite, so 0 * log 0 = 0
         log_q = np.maximum(np.log1p(-probs), _LOG_FLOOR)
     # The ones and the zeros among the observed values (a missing value is neither).
-    ones = filled(X)
+    ones = observed_values(X)
     zeros = 1.0 - X if ones is X else (~np.isnan(X)) - ones
     out = features_dot(ones, log_p) + features_dot(zeros, log_q)
     edge = (probs == 0) | (probs == 1)
@@ -223,13 +222,13 @@ def fit_bernoulli_em(
     )
 
 
-def bernoulli_mixture_logp(value: Any, weights: Any, probs: Any) -> Any:
+def bernoulli_mixture_logp(value: Any, weights: Any, probs: Any, *, missing: Any = None) -> Any:
     """Return ``log sum_k pi_k prod_d p_kd^x (1 - p_kd)^(1 - x)`` per observation (PyTensor).
 
-    A missing value (NaN) drops out of the product (finite gradients).
+    ``missing`` (N, D), if given, marks missing values, which drop out of the product.
     """
-    missing, x = missing_entries(value[..., None, :])
-    component = sum_observed(missing, x * pt.log(probs) + (1.0 - x) * pt.log1p(-probs))
+    x = feature_values(value, missing)
+    component = sum_features(x * pt.log(probs) + (1.0 - x) * pt.log1p(-probs), missing)
     return pt.logsumexp(pt.log(weights) + component, axis=-1)
 
 

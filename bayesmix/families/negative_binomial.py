@@ -76,7 +76,7 @@ import pytensor.tensor as pt
 from scipy import sparse
 from scipy.special import digamma, gammaln, polygamma
 
-from bayesmix._numeric import column_moments, features_dot, kernel_pays_off
+from bayesmix._numeric import column_moments, features_dot, kernel_pays_off, observed_values
 from bayesmix._params import Options
 from bayesmix._threads import single_blas_thread
 from bayesmix._validation import MixtureData, check_sample_weight
@@ -105,14 +105,13 @@ from bayesmix.families._independent import (
     _component_params,
     _count_far_terms,
     count_row_constant,
-    filled,
+    feature_values,
     impute_for_start,
     kernel_on_complete_rows,
-    missing_entries,
-    observed_data,
     observed_mask,
     observed_sum,
-    sum_observed,
+    sum_features,
+    with_missing,
 )
 from bayesmix.model import MixtureModel
 from bayesmix.priors import Prior
@@ -249,7 +248,7 @@ def _log_prob(
         log_rates = np.log(rates)
     # log(mu / (alpha + mu)), finite (0 * log 0 = 0 for a zero rate; fixed below).
     log_odds = np.maximum(log_rates - np.log(dispersion + rates), _LOG_FLOOR)
-    out = features_dot(filled(X), log_odds)
+    out = features_dot(observed_values(X), log_odds)
     out -= observed_sum(X, dispersion * np.log1p(rates / dispersion))
     out -= log_factorials[None, :, None]
     for d, (values, inverse) in enumerate(levels):
@@ -327,7 +326,8 @@ def _negative_binomial_far_log_prob(
         out = -observed_sum(X[rows], dispersion * np.log1p(rates / dispersion))
         out = np.broadcast_to(out, shape).copy()
         for d in range(X.shape[1]):
-            x = filled(X[rows])[None, :, None, d]  # (1, n, 1) against dispersions (S, 1, K)
+            # (1, n, 1) against dispersions (S, 1, K); a missing value at 0 adds nothing.
+            x = observed_values(X[rows])[None, :, None, d]
             alpha = dispersion[:, None, :, d]
             large = x >= _LARGE_COUNT
             small = np.where(large, 0.0, x)
@@ -335,29 +335,31 @@ def _negative_binomial_far_log_prob(
                 large,
                 _log_rising_factorial(np.where(large, x, _LARGE_COUNT), alpha),
                 _log_rising(small, alpha) - gammaln(small + 1.0),
-            )  # 0 for a missing value (filled at 0)
+            )
         return out
 
     return _count_far_terms(X, log_odds, constant)
 
 
-def negative_binomial_mixture_logp(value: Any, weights: Any, rates: Any, dispersion: Any) -> Any:
+def negative_binomial_mixture_logp(
+    value: Any, weights: Any, rates: Any, dispersion: Any, *, missing: Any = None
+) -> Any:
     """Return ``log sum_k pi_k prod_d NB(x_nd | mu_kd, alpha_kd)`` per observation (PyTensor).
 
     The log-density of ``pm.CustomDist`` (``value`` (..., N, D) against weights (..., K)
     and rates, dispersions (..., K, D)). The gamma-function difference is evaluated
     directly, as ``pm.NegativeBinomial`` does: exact to ~1e-12 for the dispersions NUTS
     visits under the default prior (the NumPy density is accurate up to the Poisson limit).
-    A missing value (NaN) drops out of the product (finite gradients).
+    ``missing`` (N, D), if given, marks missing values, which drop out of the product.
     """
-    missing, x = missing_entries(value[..., None, :])  # (..., N, 1, D) against (..., K, D)
-    component = sum_observed(
-        missing,
+    x = feature_values(value, missing)  # (..., N, 1, D) against (..., K, D)
+    component = sum_features(
         pt.gammaln(x + dispersion)
         - pt.gammaln(dispersion)
         - pt.gammaln(x + 1.0)
         - dispersion * pt.log1p(rates / dispersion)
         + x * (pt.log(rates) - pt.log(dispersion + rates)),
+        missing,
     )
     return pt.logsumexp(pt.log(weights) + component, axis=-1)
 
@@ -1010,10 +1012,10 @@ class NegativeBinomialMixture(MixtureModel):
                 weights,
                 rates,
                 dispersion,
-                logp=negative_binomial_mixture_logp,
+                logp=with_missing(negative_binomial_mixture_logp, data.values),
                 random=negative_binomial_mixture_random,
                 signature="(k),(k,d),(k,d)->(d)",
-                observed=observed_data("x_data", data.values, ("obs", "feature")),
+                observed=pm.Data("x_data", observed_values(data.values), dims=("obs", "feature")),
                 dims=("obs", "feature"),
             )
         return model

@@ -14,7 +14,7 @@ import numpy as np
 import pytensor.tensor as pt
 from scipy.special import gammaln, xlogy
 
-from bayesmix._numeric import column_moments, features_dot
+from bayesmix._numeric import column_moments, features_dot, observed_values
 from bayesmix._threads import single_blas_thread
 from bayesmix._validation import MixtureData
 from bayesmix.em.loop import (
@@ -35,10 +35,9 @@ from bayesmix.families._independent import (
     _IndependentFeaturesMixture,
     _resolve_prior,
     count_row_constant,
-    filled,
-    missing_entries,
+    feature_values,
     observed_sum,
-    sum_observed,
+    sum_features,
 )
 from bayesmix.priors import Prior
 
@@ -69,7 +68,7 @@ def poisson_log_prob(X: np.ndarray, rates: np.ndarray) -> np.ndarray:
     if np.any(X >= _LARGE_COUNT):
         out = _large_count_log_prob(X, rates, log_rates)
     else:
-        counts = filled(X)  # a missing value: 0, whose terms are 0 but for -lambda
+        counts = observed_values(X)  # a missing value: 0, whose terms are 0 but for -lambda
         out = (
             features_dot(counts, log_rates)
             - observed_sum(X, rates)
@@ -97,7 +96,7 @@ def _large_count_log_prob(X: np.ndarray, rates: np.ndarray, log_rates: np.ndarra
     (NaN) add nothing.
     """
     missing = np.isnan(X)[None, :, None, :]
-    x = filled(X)[None, :, None, :]  # (1, N, 1, D) against rates (S, 1, K, D)
+    x = observed_values(X)[None, :, None, :]  # (1, N, 1, D) against rates (S, 1, K, D)
     lam = rates[:, None, :, :]
     large = x >= _LARGE_COUNT
     small = np.where(large, 0.0, x)
@@ -266,13 +265,13 @@ def fit_poisson_em(
     )
 
 
-def poisson_mixture_logp(value: Any, weights: Any, rates: Any) -> Any:
+def poisson_mixture_logp(value: Any, weights: Any, rates: Any, *, missing: Any = None) -> Any:
     """Return ``log sum_k pi_k prod_d Poisson(x_nd | lambda_kd)`` per observation (PyTensor).
 
-    A missing value (NaN) drops out of the product (finite gradients).
+    ``missing`` (N, D), if given, marks missing values, which drop out of the product.
     """
-    missing, x = missing_entries(value[..., None, :])  # (..., N, 1, D) against (..., K, D)
-    component = sum_observed(missing, x * pt.log(rates) - rates - pt.gammaln(x + 1.0))
+    x = feature_values(value, missing)  # (..., N, 1, D) against rates (..., K, D)
+    component = sum_features(x * pt.log(rates) - rates - pt.gammaln(x + 1.0), missing)
     return pt.logsumexp(pt.log(weights) + component, axis=-1)
 
 
