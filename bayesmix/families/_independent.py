@@ -190,25 +190,17 @@ def observed_mask(X: np.ndarray) -> np.ndarray | None:
     return (~np.isnan(X)).astype(np.float64) if np.isnan(X).any() else None
 
 
-def missing_mask(values: np.ndarray) -> Any:
-    """Return the missing entries (NaN) of the model's data as a constant, or None.
-
-    The PyMC model holds its data with the missing values at 0
-    (:func:`bayesmix._numeric.observed_values`; ``pm.Data`` refuses NaN), so the log
-    density knows them from this constant; a compiled model is reused only for data with
-    the same pattern (its structure key has :func:`bayesmix._numeric.missing_digest`).
-    """
-    missing = np.isnan(values)
-    return pt.as_tensor(missing) if missing.any() else None
-
-
 def with_missing(logp: Callable[..., Any], values: np.ndarray) -> Callable[..., Any]:
     """Return the mixture ``logp`` of a ``pm.CustomDist``, told the missing entries of ``values``.
 
+    The PyMC model holds its data with the missing values (NaN) at 0
+    (:func:`bayesmix._numeric.observed_values`; ``pm.Data`` refuses NaN), so ``logp`` gets
+    them as a constant ``missing=`` (N, D); a compiled model is reused only for data with
+    the same pattern (its structure key has :func:`bayesmix._numeric.missing_digest`).
     ``logp`` itself without missing values (today's graph, exactly).
     """
-    missing = missing_mask(values)
-    return logp if missing is None else functools.partial(logp, missing=missing)
+    missing = np.isnan(values)
+    return functools.partial(logp, missing=pt.as_tensor(missing)) if missing.any() else logp
 
 
 def sum_features(terms: Any, missing: Any | None) -> Any:

@@ -413,6 +413,8 @@ def _finite_posterior(fit: bm.MixtureModel) -> bool:
     return all(np.all(np.isfinite(posterior[name].values)) for name in posterior.data_vars)
 
 
+# Short smoke runs: their ESS and Pareto k warnings are expected.
+@pytest.mark.filterwarnings("ignore::bayesmix.exceptions.SamplerWarning")
 @pytest.mark.parametrize("family", FAMILIES)
 def test_laplace_with_missing_values_runs_on_the_pymc_model(family, caplog):
     rng = np.random.default_rng(12)
@@ -427,6 +429,8 @@ def test_laplace_with_missing_values_runs_on_the_pymc_model(family, caplog):
     assert np.isnan(fit.idata["observed_data"]["x"].values).sum() == np.isnan(X).sum()
 
 
+# Short smoke runs: their ESS and Pareto k warnings are expected.
+@pytest.mark.filterwarnings("ignore::bayesmix.exceptions.SamplerWarning")
 def test_nuts_with_missing_values_and_sample_weight_runs():
     rng = np.random.default_rng(13)
     X = _mcar(rng, _simulate("poisson", rng, n=120), 0.2)
