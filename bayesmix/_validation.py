@@ -281,8 +281,8 @@ def check_data(
         rows = np.flatnonzero(~np.all(np.isfinite(values), axis=1))
         raise DataError(
             f"X contains NaN or infinite values in {rows.size} row(s) (first at position "
-            f"{rows[0]}). Drop or impute them before fitting, or, for the Gaussian and "
-            "Student-t mixtures, pass missing='model' to model the missing values (NaN)."
+            f"{rows[0]}). Drop or impute them before fitting, or, for a mixture, pass "
+            "missing='model' to integrate the missing values (NaN) out."
         )
     if n_components is not None and values.shape[0] < n_components:
         raise DataError(

@@ -34,6 +34,15 @@ rates or probabilities then stay at the prior mode, and from that iteration on t
 Dirichlet term of the objective is the :math:`\operatorname{Dirichlet}(a)` density of the
 remaining weights, so the objective can jump at an annihilation; between annihilations it
 never decreases. For :math:`a \ge 1` no component is switched off.
+
+**Missing values** (``missing="model"``; NaN entries, missing at random). A missing
+feature drops out of its row's product: the row's component log density sums its observed
+features only, which is the complete-data density summed over every value of the missing
+ones. The M-steps are per feature, over the observed entries: with the mask
+:math:`m_{nd}` (1 where :math:`x_{nd}` is observed), :math:`n_{kd} = \sum_n r_{nk} m_{nd}`
+and :math:`s_{kd} = \sum_n r_{nk} m_{nd} x_{nd}` take the places of :math:`n_k` and
+:math:`s_{kd}` in the formulas above (the weights keep :math:`n_k`). Without missing
+values :math:`n_{kd} = n_k`, and the fit is that of complete data exactly.
 """
 
 from __future__ import annotations
@@ -46,9 +55,16 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pymc as pm
+import pytensor.tensor as pt
 from scipy.special import gammaln
 
-from bayesmix._numeric import column_sums, features_dot, kernel_pays_off
+from bayesmix._numeric import (
+    column_moments,
+    column_sums,
+    features_dot,
+    kernel_pays_off,
+    observed_values,
+)
 from bayesmix._params import Options
 from bayesmix._validation import MixtureData
 from bayesmix.em.chunked import EMSteps, sample_indices
@@ -101,7 +117,8 @@ def _count_far_terms(X: np.ndarray, log_ratio: np.ndarray, constant: Callable) -
     term is ``s sum_d (x_d / s) log_ratio_kd``, finite however large the counts.
     ``log_ratio`` (S, K, D) may be ``-inf`` (a zero rate): those components get ``c = -inf``
     for the rows with a positive count in that feature. ``constant(rows)`` returns ``c``
-    (S, n, K) of the rows.
+    (S, n, K) of the rows (over their observed features: a missing value (NaN) adds
+    nothing).
     """
     from bayesmix.stats import FarTerms
 
@@ -109,8 +126,8 @@ def _count_far_terms(X: np.ndarray, log_ratio: np.ndarray, constant: Callable) -
     if rows.size == 0:
         return None
     x = X[rows]
-    exponent = np.clip(np.frexp(x.max(axis=1))[1].astype(np.int64), 0, 1023)
-    u = np.ldexp(x, -exponent[:, None])  # (n, D), below 2
+    exponent = np.clip(np.frexp(np.nanmax(x, axis=1))[1].astype(np.int64), 0, 1023)
+    u = np.ldexp(observed_values(x), -exponent[:, None])  # (n, D), below 2; a missing value adds 0
     floored = np.maximum(log_ratio, _LOG_FLOOR)  # finite, so 0 * log 0 = 0
     linear = features_dot(u, floored)
     out = np.array(constant(rows), dtype=np.float64)
@@ -123,6 +140,117 @@ def _count_far_terms(X: np.ndarray, log_ratio: np.ndarray, constant: Callable) -
         linear=linear,
         constant=out,
     )
+
+
+# -- missing values (NaN): a missing feature drops out of its row's product ---------------
+
+
+def observed_sum(X: np.ndarray, terms: np.ndarray) -> np.ndarray:
+    """Return ``sum_d m_nd terms_skd`` over the observed features ``m_nd`` of every row.
+
+    ``terms`` (S, K, D) are per-feature terms free of the data (``lambda_kd`` of the Poisson,
+    the dispersion term of the negative binomial). Without missing values the plain sum
+    ``terms.sum(-1)`` of shape (S, 1, K) (broadcasting against (S, N, K)), exactly as
+    before; else (S, N, K).
+    """
+    if not np.isnan(X).any():
+        return terms.sum(axis=-1)[:, None, :]
+    return features_dot((~np.isnan(X)).astype(np.float64), terms)
+
+
+def impute_for_start(X: np.ndarray, sample_weight: np.ndarray | None) -> np.ndarray:
+    """Return ``X`` with its missing values at their column's (weighted) mean: EM's start only.
+
+    The starting partition (k-means++ or random rows) needs complete rows; ``X`` itself
+    when it has no missing value.
+    """
+    if not np.isnan(X).any():
+        return X
+    return np.where(np.isnan(X), column_moments(X, sample_weight)[0], X)
+
+
+def feature_statistics(
+    resp: np.ndarray, X: np.ndarray, observed: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return ``n_k`` (K,), the observed counts ``n_kd`` and the sums ``s_kd`` (K, D).
+
+    ``resp`` (N, K) are the (weighted) responsibilities, ``X`` the data with missing values
+    at 0 (:func:`bayesmix._numeric.observed_values`) and ``observed`` their mask as floats
+    (None: no missing value).
+    ``n_kd = sum_n r_nk m_nd`` is ``n_k[:, None]`` (K, 1) without missing values, so that
+    the M-steps are exactly the complete-data ones.
+    """
+    nk = column_sums(resp)
+    counts = nk[:, np.newaxis] if observed is None else resp.T @ observed
+    return nk, counts, resp.T @ X
+
+
+def observed_mask(X: np.ndarray) -> np.ndarray | None:
+    """Return the mask of the observed entries of ``X`` as floats, or None if it has no NaN."""
+    return (~np.isnan(X)).astype(np.float64) if np.isnan(X).any() else None
+
+
+def with_missing(logp: Callable[..., Any], values: np.ndarray) -> Callable[..., Any]:
+    """Return the mixture ``logp`` of a ``pm.CustomDist``, told the missing entries of ``values``.
+
+    The PyMC model holds its data with the missing values (NaN) at 0
+    (:func:`bayesmix._numeric.observed_values`; ``pm.Data`` refuses NaN), so ``logp`` gets
+    them as a constant ``missing=`` (N, D); a compiled model is reused only for data with
+    the same pattern (its structure key has :func:`bayesmix._numeric.missing_digest`).
+    ``logp`` itself without missing values (today's graph, exactly).
+    """
+    missing = np.isnan(values)
+    return functools.partial(logp, missing=pt.as_tensor(missing)) if missing.any() else logp
+
+
+def sum_features(terms: Any, missing: Any | None) -> Any:
+    """Sum per-entry log densities ``terms`` (..., N, K, D) over the observed features.
+
+    ``missing`` (N, D) (or None: every feature) marks the entries left out; their terms
+    must be finite (the data hold 0 there, :func:`feature_values`) so that no gradient is
+    NaN.
+    """
+    if missing is None:
+        return terms.sum(axis=-1)
+    return pt.where(missing[..., None, :], 0.0, terms).sum(axis=-1)
+
+
+def feature_values(value: Any, missing: Any | None) -> Any:
+    """Return ``value`` (..., N, D) as (..., N, 1, D), with its missing entries at 0."""
+    x = value[..., None, :]
+    return x if missing is None else pt.where(missing[..., None, :], 0.0, x)
+
+
+def kernel_on_complete_rows(
+    kernel: Callable[[np.ndarray, np.ndarray], bool],
+    X: np.ndarray,
+    out: np.ndarray,
+    *,
+    responsibilities: bool,
+) -> bool:
+    """Run a fused ``kernel(X, out) -> bool`` on the rows of ``X`` without missing values.
+
+    The kernels take complete rows; the rows with NaN get NaN in ``out``, which
+    :func:`bayesmix.stats.pointwise_log_likelihood` and
+    :func:`~bayesmix.stats.posterior_responsibilities` compute with the family's NumPy
+    density (NaN-aware). ``out`` is (S, N) (log densities) or (N, K) (responsibilities,
+    added to).
+    """
+    incomplete = np.isnan(X).any(axis=1)
+    if not incomplete.any():
+        return kernel(X, out)
+    complete = np.flatnonzero(~incomplete)
+    shape = (complete.size, out.shape[1]) if responsibilities else (out.shape[0], complete.size)
+    part = np.zeros(shape)
+    if complete.size and not kernel(X[complete], part):
+        return False
+    if responsibilities:
+        out[complete] += part
+        out[incomplete] = np.nan
+    else:
+        out[:, complete] = part
+        out[:, incomplete] = np.nan
+    return True
 
 
 def _draw_labels(
@@ -153,20 +281,30 @@ def _component_params(
     return np.take_along_axis(params, z[..., None, None], axis=-2)[..., 0, :], rng
 
 
-def _check_counts(X: np.ndarray, family: str) -> None:
-    """Raise :class:`DataError` unless ``X`` holds finite non-negative integers (EM input)."""
-    if not (np.all(np.isfinite(X)) and np.all(X >= 0.0) and np.all(np.floor(X) == X)):
+def _check_counts(X: np.ndarray, family: str, missing: str = "raise") -> None:
+    """Raise :class:`DataError` unless ``X`` holds finite non-negative integers (EM input).
+
+    With ``missing="model"`` NaN (a missing value) is allowed too.
+    """
+    entries = X[~np.isnan(X)] if missing == "model" else X
+    counts = np.all(np.isfinite(entries)) and np.all(entries >= 0.0)
+    if not (counts and np.all(np.floor(entries) == entries)):
+        allowed = " (or NaN, missing)" if missing == "model" else ""
         raise DataError(
-            f"A {family} mixture needs counts: X must hold finite non-negative integers, but "
-            "it has negative, fractional or non-finite entries. Use another family for "
-            "continuous data."
+            f"A {family} mixture needs counts: X must hold finite non-negative integers"
+            f"{allowed}, but it has negative, fractional or non-finite entries. Use another "
+            "family for continuous data."
         )
 
 
 def _check_count_data(data: MixtureData, family: str) -> None:
-    """Raise :class:`DataError` naming the first entry of ``data`` that is not a count."""
+    """Raise :class:`DataError` naming the first entry of ``data`` that is not a count.
+
+    Missing values (NaN) have passed :func:`bayesmix._validation.check_data` (a model with
+    ``missing="model"``) and are not checked here.
+    """
     values = data.values
-    bad = (values < 0) | (values != np.round(values))
+    bad = ((values < 0) | (values != np.round(values))) & ~np.isnan(values)
     if bad.any():
         row, col = np.argwhere(bad)[0]
         negative = "Negative values in data: " if (values < 0).any() else ""
@@ -195,6 +333,7 @@ class _IndependentFeaturesMixture(MixtureModel):
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         **MixtureModel._parameter_constraints,
         "objective": [Options(*_OBJECTIVES)],
+        "missing": [Options("raise", "model")],
     }
 
     def __init__(
@@ -208,6 +347,7 @@ class _IndependentFeaturesMixture(MixtureModel):
         tol: float = 1e-6,
         random_state: int | None = None,
         objective: Literal["ml", "map"] = "ml",
+        missing: Literal["raise", "model"] = "raise",
     ) -> None:
         self.n_components = n_components
         self.priors = priors
@@ -217,6 +357,7 @@ class _IndependentFeaturesMixture(MixtureModel):
         self.tol = tol
         self.random_state = random_state
         self.objective = objective
+        self.missing = missing
 
     @property
     def _component_vars(self) -> tuple[str, ...]:  # type: ignore[override]
@@ -243,10 +384,10 @@ class _IndependentFeaturesMixture(MixtureModel):
                 "x",
                 weights,
                 params,
-                logp=type(self)._logp,
+                logp=with_missing(type(self)._logp, data.values),
                 random=type(self)._random,
                 signature="(k),(k,d)->(d)",
-                observed=pm.Data("x_data", data.values, dims=("obs", "feature")),
+                observed=pm.Data("x_data", observed_values(data.values), dims=("obs", "feature")),
                 dims=("obs", "feature"),
             )
         return model
@@ -268,23 +409,31 @@ class _IndependentFeaturesMixture(MixtureModel):
             return False
         from bayesmix.nuts import expfam
 
-        return expfam.pointwise(
-            X,
-            weights,
-            param,
-            out,
-            cumulant=self._cumulant,
-            row_constant=self._row_constant,
-            responsibilities=responsibilities,
-        )
+        def kernel(rows: np.ndarray, into: np.ndarray) -> bool:
+            return expfam.pointwise(
+                rows,
+                weights,
+                param,
+                into,
+                cumulant=self._cumulant,
+                row_constant=self._row_constant,
+                responsibilities=responsibilities,
+            )
+
+        return kernel_on_complete_rows(kernel, X, out, responsibilities=responsibilities)
 
     def _nuts_target(self, data: MixtureData, priors: dict[str, Prior]) -> Any:
         """Return the fused exponential-family kernel (:mod:`bayesmix.nuts.expfam`) if it applies.
 
         It covers every prior family these mixtures accept for the defaults' parameters;
-        for other parameterisations None, and the PyMC model is compiled instead.
+        for other parameterisations, and for data with missing values (NaN), None, and the
+        PyMC model is compiled instead.
         """
         from bayesmix.nuts import expfam
+
+        if np.isnan(data.values).any():
+            logger.info("X has missing values (NaN): the PyMC model, not the fused kernel")
+            return None
 
         target = expfam.build(
             param=self._param,
@@ -321,6 +470,7 @@ class _IndependentFeaturesMixture(MixtureModel):
             sample_weight=data.sample_weight,
             objective=self.objective,
             prior=prior,
+            missing=self.missing,
         )
         return self._order_em(result)
 
@@ -463,8 +613,10 @@ def _fit_discrete(
 ) -> EMResult:
     """EM for a mixture with conditionally independent features (Poisson, Bernoulli).
 
-    ``component_m_step(nk, sums)`` returns the component parameters (K, D) from the
-    expected counts ``n_k`` and the weighted sums ``s_kd``; ``log_prior(values)`` is the log
+    ``component_m_step(counts, sums)`` returns the component parameters (K, D) from the
+    expected counts of observed values ``n_kd`` ((K, 1): ``n_k``, without missing values)
+    and the weighted sums ``s_kd`` (:func:`feature_statistics`; ``X`` may have missing
+    values, NaN, which ``log_prob`` leaves out); ``log_prior(values)`` is the log
     prior of the component parameters (None for maximum likelihood), ``concentration`` the
     Dirichlet concentration of the weights. ``sample_weight`` (frequency weights)
     multiplies the responsibilities in every sufficient statistic and the log-likelihood.
@@ -472,6 +624,7 @@ def _fit_discrete(
     w = sample_weight
     n_samples = float(X.shape[0] if w is None else w.sum())
     rng = np.random.default_rng(random_state)
+    observed, X_sums, X_start = observed_mask(X), observed_values(X), impute_for_start(X, w)
 
     def e_step(weights: np.ndarray, params: dict) -> tuple[float, float, np.ndarray, None]:
         log_norm, log_resp = _log_responsibilities(log_prob(params[name]), weights)
@@ -493,10 +646,10 @@ def _fit_discrete(
     )
 
     def update(resp: np.ndarray, _cache, weights: np.ndarray, params: dict | None):
-        return m_step(column_sums(resp), resp.T @ X, weights, params)
+        return m_step(*feature_statistics(resp, X_sums, observed), weights, params)
 
     def start(partition: str) -> tuple[np.ndarray, dict]:
-        resp = initial_responsibilities(X, n_components, rng, _INIT_SMOOTHING, w, partition)
+        resp = initial_responsibilities(X_start, n_components, rng, _INIT_SMOOTHING, w, partition)
         if w is not None:
             resp *= w[:, np.newaxis]
         return update(resp, None, np.full(n_components, 1.0 / n_components), None)
@@ -523,6 +676,7 @@ def _fit_discrete(
 
 def _discrete_m_step(
     nk: np.ndarray,
+    counts: np.ndarray,
     sums: np.ndarray,
     weights: np.ndarray,
     params: dict | None,
@@ -533,15 +687,18 @@ def _discrete_m_step(
     log_prior: Callable[[np.ndarray], float] | None,
     concentration: float | None,
 ) -> tuple[np.ndarray, dict]:
-    """Return the M-step from the expected counts ``nk`` (K,) and the weighted sums (K, D).
+    """Return the M-step from the expected counts and the weighted sums (K, D).
 
-    Maximum likelihood: an empty component keeps its previous parameters. MAP: the
-    Dirichlet posterior-mode weights, which may switch a component off.
+    ``nk`` (K,) are the expected counts of the components (their weights), ``counts``
+    those of the observed values per feature, (K, D), or (K, 1) without missing values
+    (:func:`feature_statistics`). Maximum likelihood: an empty component, or feature of a
+    component with no observed value, keeps its previous parameters. MAP: the Dirichlet
+    posterior-mode weights, which may switch a component off.
     """
-    values = component_m_step(nk, sums)
+    values = component_m_step(counts, sums)
     if log_prior is None:
         new_weights = _ml_weights(nk)
-        empty = nk < _EMPTY_MASS
+        empty = np.broadcast_to(counts < _EMPTY_MASS, values.shape)
         if params is not None and np.any(empty):
             values[empty] = params[name][empty]
     else:
@@ -567,7 +724,12 @@ def _discrete_statistics(
     name: str,
     component_log_prob: Callable[[np.ndarray, np.ndarray], np.ndarray],
 ) -> dict:
-    """E-step statistics of one chunk: log-likelihood, weight, ``nk`` and ``sum r x``."""
+    """E-step statistics of one chunk: log-likelihood, weight, ``nk`` and ``sum r x``.
+
+    With missing values (NaN): ``n_missing`` counts them and ``counts`` are the expected
+    counts of the observed values per feature (:func:`feature_statistics`; ``nk`` repeated
+    over the features for a chunk without missing values), summed over the chunks.
+    """
     X = np.asarray(X, dtype=np.float64)
     log_norm, log_resp = _log_responsibilities(
         component_log_prob(X, params[name][None])[0], weights
@@ -578,11 +740,14 @@ def _discrete_statistics(
     else:
         resp *= w[:, np.newaxis]
         total, weight = float(w @ log_norm), float(w.sum())
+    nk, counts, sums = feature_statistics(resp, observed_values(X), observed_mask(X))
     return {
         "log_likelihood": total,
         "weight": weight,
-        "nk": column_sums(resp),
-        "sums": resp.T @ X,
+        "nk": nk,
+        "sums": sums,
+        "counts": np.broadcast_to(counts, sums.shape).copy(),
+        "n_missing": float(np.isnan(X).sum()),
     }
 
 
@@ -611,11 +776,13 @@ def _discrete_steps(
         rows, n_samples: int, rng: np.random.Generator, partition: str = "k-means++"
     ) -> tuple:
         X, w = rows(sample_indices(n_samples, rng))
-        resp = initial_responsibilities(X, n_components, rng, _INIT_SMOOTHING, w, partition)
+        resp = initial_responsibilities(
+            impute_for_start(X, w), n_components, rng, _INIT_SMOOTHING, w, partition
+        )
         if w is not None:
             resp *= w[:, np.newaxis]
         start = np.full(n_components, 1.0 / n_components)
-        return m_step(column_sums(resp), resp.T @ X, start, None)
+        return m_step(*feature_statistics(resp, observed_values(X), observed_mask(X)), start, None)
 
     return EMSteps(
         family=family,
@@ -623,7 +790,11 @@ def _discrete_steps(
             _discrete_statistics, name=name, component_log_prob=component_log_prob
         ),
         m_step=lambda stats, weights, params, _pass: m_step(
-            stats["nk"], stats["sums"], weights, params
+            stats["nk"],
+            stats["counts"] if stats["n_missing"] > 0 else stats["nk"][:, np.newaxis],
+            stats["sums"],
+            weights,
+            params,
         ),
         initialise=initialise,
         log_prior=None

@@ -14,7 +14,7 @@ import numpy as np
 import pytensor.tensor as pt
 from scipy.special import betaln, xlog1py, xlogy
 
-from bayesmix._numeric import features_dot
+from bayesmix._numeric import features_dot, observed_values
 from bayesmix._threads import single_blas_thread
 from bayesmix._validation import MixtureData
 from bayesmix.em.loop import (
@@ -30,6 +30,8 @@ from bayesmix.families._independent import (
     _fit_discrete,
     _IndependentFeaturesMixture,
     _resolve_prior,
+    feature_values,
+    sum_features,
 )
 from bayesmix.priors import Prior
 
@@ -42,7 +44,8 @@ def bernoulli_log_prob(X: np.ndarray, probs: np.ndarray) -> np.ndarray:
     Parameters
     ----------
     X : ndarray of shape (n_samples, n_features)
-        Zeros and ones (as floats).
+        Zeros and ones (as floats); NaN where a value is missing: it drops out of the
+        sum (a row's density is that of its observed features).
     probs : ndarray of shape (n_draws, n_components, n_features)
         Success probabilities; exactly 0 or 1 is allowed (an EM estimate on the
         boundary) and gives ``-inf`` only to the samples it excludes (``0 log 0 = 0``).
@@ -54,22 +57,30 @@ def bernoulli_log_prob(X: np.ndarray, probs: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore"):
         log_p = np.maximum(np.log(probs), _LOG_FLOOR)  # finite, so 0 * log 0 = 0
         log_q = np.maximum(np.log1p(-probs), _LOG_FLOOR)
-    out = features_dot(X, log_p) + features_dot(1.0 - X, log_q)
+    # The ones and the zeros among the observed values (a missing value is neither).
+    ones = observed_values(X)
+    zeros = 1.0 - X if ones is X else (~np.isnan(X)) - ones
+    out = features_dot(ones, log_p) + features_dot(zeros, log_q)
     edge = (probs == 0) | (probs == 1)
     if edge.any():
-        excluded = features_dot(X, (probs == 0).astype(float)) + features_dot(
-            1.0 - X, (probs == 1).astype(float)
+        excluded = features_dot(ones, (probs == 0).astype(float)) + features_dot(
+            zeros, (probs == 1).astype(float)
         )
         out[excluded > 0] = -np.inf
     return out
 
 
-def _check_binary(X: np.ndarray) -> None:
-    """Raise :class:`DataError` unless every entry of ``X`` is 0 or 1."""
-    if not np.all((X == 0.0) | (X == 1.0)):
+def _check_binary(X: np.ndarray, missing: str = "raise") -> None:
+    """Raise :class:`DataError` unless every entry of ``X`` is 0 or 1 (or NaN, if modelled)."""
+    allowed = (X == 0.0) | (X == 1.0)
+    if missing == "model":
+        allowed |= np.isnan(X)
+    if not np.all(allowed):
+        extra = " (or NaN, missing)" if missing == "model" else ""
         raise DataError(
             "A Bernoulli mixture (latent class analysis) needs binary data: every entry of X "
-            "must be 0 or 1. Recode the answers as 0/1 indicators (one column per category)."
+            f"must be 0 or 1{extra}. Recode the answers as 0/1 indicators (one column per "
+            "category)."
         )
 
 
@@ -78,15 +89,16 @@ def _bernoulli_terms(
 ) -> tuple:
     """Return the component M-step, the log prior and the Dirichlet concentration.
 
-    The last two are None for maximum likelihood.
+    The M-step takes the expected counts of observed values ``n_kd`` ((K, D), or (K, 1))
+    and the sums ``s_kd``. The last two are None for maximum likelihood.
     """
     if objective == "map":
         resolved = _resolve_prior(prior, "Bernoulli", ("a", "b"), n_components, n_features)
         a, b = resolved["a"], resolved["b"]
         log_norm_beta = -float(np.sum(betaln(a, b)))
 
-        def component_m_step(nk: np.ndarray, sums: np.ndarray) -> np.ndarray:
-            denominator = np.maximum(nk[:, np.newaxis] + a + b - 2.0, 10.0 * _EPS)
+        def component_m_step(counts: np.ndarray, sums: np.ndarray) -> np.ndarray:
+            denominator = np.maximum(counts + a + b - 2.0, 10.0 * _EPS)
             return np.clip((sums + a - 1.0) / denominator, 0.0, 1.0)
 
         def log_prior(probs: np.ndarray) -> float:
@@ -95,8 +107,8 @@ def _bernoulli_terms(
         concentration = resolved["weights"]
     else:
 
-        def component_m_step(nk: np.ndarray, sums: np.ndarray) -> np.ndarray:
-            return np.clip(sums / (nk + 10.0 * _EPS)[:, np.newaxis], 0.0, 1.0)
+        def component_m_step(counts: np.ndarray, sums: np.ndarray) -> np.ndarray:
+            return np.clip(sums / (counts + 10.0 * _EPS), 0.0, 1.0)
 
         log_prior, concentration = None, None
     return component_m_step, log_prior, concentration
@@ -115,6 +127,7 @@ def fit_bernoulli_em(
     prior: Mapping | None = None,
     sample_weight: np.ndarray | None = None,
     init: str = "k-means++",
+    missing: str = "raise",
 ) -> EMResult:
     r"""Fit a latent class model (mixture of independent Bernoullis) with EM.
 
@@ -156,6 +169,10 @@ def fit_bernoulli_em(
         ``"emem"``: ``8 * n_init`` short runs (to a change below 1e-3, at most 50
         iterations) from both kinds, the best ``n_init`` run to convergence (the
         estimators' default).
+    missing : {"raise", "model"}, default="raise"
+        ``"model"``: NaN entries of ``X`` are missing values, left out of their rows'
+        densities and of the M-step of their item (see the module docstring of
+        :mod:`bayesmix.families._independent`); rows must not be all NaN.
 
     Returns
     -------
@@ -179,7 +196,7 @@ def fit_bernoulli_em(
     """
     X = np.asarray(X, dtype=np.float64)
     _check_arguments(X, n_components, n_init, max_iter, tol, objective, init)
-    _check_binary(X)
+    _check_binary(X, missing)
     n_features = X.shape[1]
 
     component_m_step, log_prior, concentration = _bernoulli_terms(
@@ -205,10 +222,13 @@ def fit_bernoulli_em(
     )
 
 
-def bernoulli_mixture_logp(value: Any, weights: Any, probs: Any) -> Any:
-    """Return ``log sum_k pi_k prod_d p_kd^x (1 - p_kd)^(1 - x)`` per observation (PyTensor)."""
-    x = value[..., None, :]
-    component = (x * pt.log(probs) + (1.0 - x) * pt.log1p(-probs)).sum(axis=-1)
+def bernoulli_mixture_logp(value: Any, weights: Any, probs: Any, *, missing: Any = None) -> Any:
+    """Return ``log sum_k pi_k prod_d p_kd^x (1 - p_kd)^(1 - x)`` per observation (PyTensor).
+
+    ``missing`` (N, D), if given, marks missing values, which drop out of the product.
+    """
+    x = feature_values(value, missing)
+    component = sum_features(x * pt.log(probs) + (1.0 - x) * pt.log1p(-probs), missing)
     return pt.logsumexp(pt.log(weights) + component, axis=-1)
 
 
@@ -247,6 +267,15 @@ class BernoulliMixture(_IndependentFeaturesMixture):
     objective : {"ml", "map"}, default="ml"
         What EM maximises: the likelihood (as poLCA), or the posterior density under
         the Beta prior (with ``Beta(a, b)``, ``a, b > 1``, estimates stay off 0 and 1).
+    missing : {"raise", "model"}, default="raise"
+        Missing values (NaN) in ``X``: ``"raise"`` refuses them (a ``DataError``);
+        ``"model"`` treats them as missing at random: a missing item drops out of its
+        row's product (the items are independent within a class), so a row's likelihood
+        is the density of its observed items, and EM's M-step is per item over the
+        observed answers. NUTS and Laplace sample that likelihood (the PyMC model, not
+        the fused kernel). ``predict``, ``predict_proba`` and ``score_samples`` then
+        accept rows with missing values too. A row or column with every value missing is
+        a ``DataError``.
 
     Attributes
     ----------
@@ -291,7 +320,7 @@ class BernoulliMixture(_IndependentFeaturesMixture):
 
     def _check_data(self, data: MixtureData) -> None:
         values = data.values
-        bad = (values != 0) & (values != 1)
+        bad = (values != 0) & (values != 1) & ~np.isnan(values)  # NaN: missing="model"
         if bad.any():
             row, col = np.argwhere(bad)[0]
             negative = "Negative values in data: " if (values < 0).any() else ""

@@ -22,6 +22,11 @@ the Poisson limit. A negative binomial is a Gamma mixture of Poissons, so a nega
 binomial *mixture* separates sub-populations whose counts are over-dispersed even within
 a sub-population.
 
+**Missing values** (``missing="model"``, NaN): a missing count drops out of its row's
+product, and every per-feature step below runs over the observed counts of its feature:
+:math:`n_k` becomes :math:`n_{kd} = \sum_n c_{nk} m_{nd}` (:math:`m_{nd}` = 1 where
+:math:`x_{nd}` is observed) and the histograms skip the missing values.
+
 **EM** (maximum likelihood; no MAP objective). With :math:`c_{nk} = w_n r_{nk}` (the
 responsibilities times the sample weights), :math:`n_k = \sum_n c_{nk}` and
 :math:`s_{kd} = \sum_n c_{nk} x_{nd}`, the expected complete-data log-likelihood is
@@ -63,7 +68,7 @@ import itertools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pymc as pm
@@ -71,7 +76,8 @@ import pytensor.tensor as pt
 from scipy import sparse
 from scipy.special import digamma, gammaln, polygamma
 
-from bayesmix._numeric import column_means, features_dot, kernel_pays_off
+from bayesmix._numeric import column_moments, features_dot, kernel_pays_off, observed_values
+from bayesmix._params import Options
 from bayesmix._threads import single_blas_thread
 from bayesmix._validation import MixtureData, check_sample_weight
 from bayesmix.em.chunked import EMSteps, sample_indices
@@ -99,6 +105,13 @@ from bayesmix.families._independent import (
     _component_params,
     _count_far_terms,
     count_row_constant,
+    feature_values,
+    impute_for_start,
+    kernel_on_complete_rows,
+    observed_mask,
+    observed_sum,
+    sum_features,
+    with_missing,
 )
 from bayesmix.model import MixtureModel
 from bayesmix.priors import Prior
@@ -184,7 +197,10 @@ def _levels(X: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def _log_factorials(X: np.ndarray) -> np.ndarray:
-    """Return ``sum_d log x_nd!`` over the counts below 2^40 (:func:`_log_rising_factorial`)."""
+    """Return ``sum_d log x_nd!`` over the counts below 2^40 (:func:`_log_rising_factorial`).
+
+    A missing value (NaN) adds nothing.
+    """
     return np.where(X < _LARGE_COUNT, gammaln(X + 1.0), 0.0).sum(axis=1)
 
 
@@ -222,7 +238,8 @@ def _log_prob(
 
     A count of 2^40 or more has its log factorial in :func:`_log_rising_factorial`, not in
     ``log_factorials``, so that no digits are lost (and nothing overflows) however large
-    it is.
+    it is. A missing value (NaN, a distinct value of its feature in ``levels``) adds
+    nothing.
     """
     rates, dispersion = np.broadcast_arrays(
         np.asarray(rates, np.float64), np.asarray(dispersion, np.float64)
@@ -231,8 +248,8 @@ def _log_prob(
         log_rates = np.log(rates)
     # log(mu / (alpha + mu)), finite (0 * log 0 = 0 for a zero rate; fixed below).
     log_odds = np.maximum(log_rates - np.log(dispersion + rates), _LOG_FLOOR)
-    out = features_dot(X, log_odds)
-    out -= (dispersion * np.log1p(rates / dispersion)).sum(axis=-1)[:, None, :]
+    out = features_dot(observed_values(X), log_odds)
+    out -= observed_sum(X, dispersion * np.log1p(rates / dispersion))
     out -= log_factorials[None, :, None]
     for d, (values, inverse) in enumerate(levels):
         # log Gamma(x + alpha) - log Gamma(alpha) once per distinct count: (S, V, K).
@@ -242,6 +259,7 @@ def _log_prob(
             rising[:, large, :] = _log_rising_factorial(
                 values[None, large, None], dispersion[:, None, :, d]
             )
+        rising[:, np.isnan(values), :] = 0.0  # a missing value
         out += rising[:, inverse, :]
     zero = rates == 0.0
     if zero.any():
@@ -264,7 +282,8 @@ def negative_binomial_log_prob(
     Parameters
     ----------
     X : numpy.ndarray of shape (n_samples, n_features)
-        Non-negative integer counts (as floats).
+        Non-negative integer counts (as floats); NaN where a value is missing: it drops
+        out of the sum (a row's density is that of its observed features).
     rates : numpy.ndarray of shape (n_draws, n_components, n_features)
         The means ``mu >= 0``.
     dispersion : numpy.ndarray of shape (n_draws, n_components, n_features)
@@ -304,10 +323,11 @@ def _negative_binomial_far_log_prob(
 
     def constant(rows: np.ndarray) -> np.ndarray:
         shape = (rates.shape[0], rows.size, rates.shape[1])
-        out = -(dispersion * np.log1p(rates / dispersion)).sum(axis=-1)[:, None, :]
+        out = -observed_sum(X[rows], dispersion * np.log1p(rates / dispersion))
         out = np.broadcast_to(out, shape).copy()
         for d in range(X.shape[1]):
-            x = X[rows][None, :, None, d]  # (1, n, 1) against dispersions (S, 1, K)
+            # (1, n, 1) against dispersions (S, 1, K); a missing value at 0 adds nothing.
+            x = observed_values(X[rows])[None, :, None, d]
             alpha = dispersion[:, None, :, d]
             large = x >= _LARGE_COUNT
             small = np.where(large, 0.0, x)
@@ -321,22 +341,26 @@ def _negative_binomial_far_log_prob(
     return _count_far_terms(X, log_odds, constant)
 
 
-def negative_binomial_mixture_logp(value: Any, weights: Any, rates: Any, dispersion: Any) -> Any:
+def negative_binomial_mixture_logp(
+    value: Any, weights: Any, rates: Any, dispersion: Any, *, missing: Any = None
+) -> Any:
     """Return ``log sum_k pi_k prod_d NB(x_nd | mu_kd, alpha_kd)`` per observation (PyTensor).
 
     The log-density of ``pm.CustomDist`` (``value`` (..., N, D) against weights (..., K)
     and rates, dispersions (..., K, D)). The gamma-function difference is evaluated
     directly, as ``pm.NegativeBinomial`` does: exact to ~1e-12 for the dispersions NUTS
     visits under the default prior (the NumPy density is accurate up to the Poisson limit).
+    ``missing`` (N, D), if given, marks missing values, which drop out of the product.
     """
-    x = value[..., None, :]  # (..., N, 1, D) against (..., K, D)
-    component = (
+    x = feature_values(value, missing)  # (..., N, 1, D) against (..., K, D)
+    component = sum_features(
         pt.gammaln(x + dispersion)
         - pt.gammaln(dispersion)
         - pt.gammaln(x + 1.0)
         - dispersion * pt.log1p(rates / dispersion)
-        + x * (pt.log(rates) - pt.log(dispersion + rates))
-    ).sum(axis=-1)
+        + x * (pt.log(rates) - pt.log(dispersion + rates)),
+        missing,
+    )
     return pt.logsumexp(pt.log(weights) + component, axis=-1)
 
 
@@ -461,11 +485,14 @@ class _NBStatistics:
 
     The distinct counts of each feature, a sparse one-hot matrix of each sample's count
     among them (so that the weighted histograms ``H_kdv`` are one sparse product per
-    feature), ``sum_d log x_nd!`` and the sample weights.
+    feature), ``sum_d log x_nd!``, the sample weights and the mask of the observed values
+    (None without missing values; a missing value, NaN, is a distinct value of its
+    feature whose histogram column the M-step leaves out).
     """
 
     def __init__(self, X: np.ndarray, sample_weight: np.ndarray | None) -> None:
         self.X = X
+        self.observed = observed_mask(X)
         self.levels = _levels(X)
         self.log_factorials = _log_factorials(X)
         self.sample_weight = sample_weight
@@ -511,37 +538,57 @@ def _m_step(
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Weights and rates in closed form, then every dispersion by its 1-D root (ECM).
 
-    ``weighted`` are the responsibilities times the sample weights, (N, K).
+    ``weighted`` are the responsibilities times the sample weights, (N, K). With missing
+    values, the histograms' NaN columns are left out and each feature has its expected
+    count of observed values.
     """
     hists = stats.histograms(weighted)
     values = [values for values, _ in stats.levels]
-    return _m_step_from_histograms(values, hists, weighted.sum(axis=0), old)
+    counts = None
+    if stats.observed is not None:
+        counts = weighted.T @ stats.observed
+        kept = [~np.isnan(level) for level in values]
+        values = [level[keep] for level, keep in zip(values, kept, strict=True)]
+        hists = [hist[:, keep] for hist, keep in zip(hists, kept, strict=True)]
+    return _m_step_from_histograms(values, hists, weighted.sum(axis=0), old, counts)
 
 
 def _m_step_from_histograms(
-    levels: list[np.ndarray], hists: list[np.ndarray], nk: np.ndarray, old: dict | None
+    levels: list[np.ndarray],
+    hists: list[np.ndarray],
+    nk: np.ndarray,
+    old: dict | None,
+    counts: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Return the ECM steps of :func:`_m_step` from the weighted histograms.
 
-    ``hists[d]`` (K, V_d) counts the distinct counts ``levels[d]``; ``nk`` are the
-    expected counts.
+    ``hists[d]`` (K, V_d) counts the distinct (observed) counts ``levels[d]``; ``nk`` are
+    the expected counts of the components; ``counts`` (K, D) those of the observed values
+    of every feature (None: no missing value, ``nk`` for every feature). Each feature's
+    steps use its own.
     """
     n_components, n_features = nk.shape[0], len(levels)
     rates = np.empty((n_components, n_features))
     dispersion = np.empty((n_components, n_features))
     for d, (values, hist) in enumerate(zip(levels, hists, strict=True)):
-        mu = (hist @ values) / (nk + 10.0 * _EPS)
-        start = _moment_dispersion(values, hist, nk, mu) if old is None else old["dispersion"][:, d]
-        alpha = _solve_dispersion(values, hist, nk, mu, start)
+        n_d = nk if counts is None else counts[:, d]
+        mu = (hist @ values) / (n_d + 10.0 * _EPS)
+        if old is None:
+            start = _moment_dispersion(values, hist, n_d, mu)
+        else:
+            start = old["dispersion"][:, d]
+        alpha = _solve_dispersion(values, hist, n_d, mu, start)
         if old is not None:  # never lower the objective (a second root of the score)
-            before = _profile_objective(values, hist, nk, mu, start)
-            after = _profile_objective(values, hist, nk, mu, alpha)
+            before = _profile_objective(values, hist, n_d, mu, start)
+            after = _profile_objective(values, hist, n_d, mu, alpha)
             # Beyond rounding only: near convergence the two differ by less than it.
             worse = after < before - _SAFEGUARD_RTOL * (1.0 + np.abs(before))
             alpha = np.where(worse, start, alpha)
         rates[:, d], dispersion[:, d] = mu, alpha
-    empty = nk < _EMPTY_MASS
-    if old is not None and np.any(empty):  # an empty component keeps its parameters
+    # An empty component (or a feature of it with no observed value) keeps its parameters.
+    observed = nk[:, np.newaxis] if counts is None else counts
+    empty = np.broadcast_to(observed < _EMPTY_MASS, rates.shape)
+    if old is not None and np.any(empty):
         rates[empty] = old["rates"][empty]
         dispersion[empty] = old["dispersion"][empty]
     return _ml_weights(nk), {"rates": rates, "dispersion": dispersion}
@@ -584,7 +631,10 @@ class _DistinctCounts:
 
 
 def _distinct_counts(X: np.ndarray, w: np.ndarray | None) -> dict:
-    return {"levels": _DistinctCounts(tuple(np.unique(column) for column in X.T))}
+    """Return the distinct observed counts of every feature of a chunk (NaN left out)."""
+    return {
+        "levels": _DistinctCounts(tuple(np.unique(column[~np.isnan(column)]) for column in X.T))
+    }
 
 
 def _nb_chunk_statistics(
@@ -598,7 +648,9 @@ def _nb_chunk_statistics(
     """Return the E-step statistics of one chunk: the weighted histograms of the counts.
 
     ``hists`` is (K, sum_d V_d): feature ``d``'s histogram over the data set's distinct
-    counts ``levels[d]`` in its own block of columns.
+    counts ``levels[d]`` in its own block of columns. Missing values (NaN) are left out of
+    the histograms; ``n_missing`` counts them and ``counts`` (K, D) are the expected
+    counts of the observed values (``nk`` for every feature without missing values).
     """
     local = _levels(X)
     log_prob = _log_prob(
@@ -612,8 +664,11 @@ def _nb_chunk_statistics(
         resp *= w[:, np.newaxis]
         positive = w > 0.0  # a zero weight ignores even an impossible row
         total, weight = float(w[positive] @ log_norm[positive]), float(w.sum())
+    observed = observed_mask(X)
     blocks = []
     for d, (column, values) in enumerate(zip(X.T, levels, strict=True)):
+        kept = slice(None) if observed is None else observed[:, d] > 0
+        column = column[kept]
         index = np.minimum(np.searchsorted(values, column), values.size - 1)
         unseen = values[index] != column
         if unseen.any():
@@ -622,13 +677,17 @@ def _nb_chunk_statistics(
                 "collected the distinct counts did not see: the data changed during the fit."
             )
         blocks.append(
-            np.array([np.bincount(index, weights=r, minlength=values.size) for r in resp.T])
+            np.array([np.bincount(index, weights=r[kept], minlength=values.size) for r in resp.T])
         )
+    nk = resp.sum(axis=0)
+    counts = np.broadcast_to(nk[:, np.newaxis], (nk.size, X.shape[1]))
     return {
         "log_likelihood": total,
         "weight": weight,
-        "nk": resp.sum(axis=0),
+        "nk": nk,
         "hists": np.concatenate(blocks, axis=1),
+        "counts": counts.copy() if observed is None else resp.T @ observed,
+        "n_missing": float(np.isnan(X).sum()),
     }
 
 
@@ -644,14 +703,17 @@ def chunked_nb_steps(n_components: int, data_pass: Callable[[Callable], dict]) -
 
     def m_step(stats: dict, weights: np.ndarray, params: dict, data_pass) -> tuple:
         hists = [stats["hists"][:, a:b] for a, b in itertools.pairwise(sizes)]
-        return _m_step_from_histograms(list(levels), hists, np.asarray(stats["nk"]), params)
+        counts = stats["counts"] if stats["n_missing"] > 0 else None
+        return _m_step_from_histograms(list(levels), hists, np.asarray(stats["nk"]), params, counts)
 
     def initialise(
         rows, n_samples: int, rng: np.random.Generator, partition: str = "k-means++"
     ) -> tuple:
         X, w = rows(sample_indices(n_samples, rng))
         stats = _NBStatistics(X, w)
-        resp = initial_responsibilities(X, n_components, rng, _INIT_SMOOTHING, w, partition)
+        resp = initial_responsibilities(
+            impute_for_start(X, w), n_components, rng, _INIT_SMOOTHING, w, partition
+        )
         return _m_step(stats, stats.weighted(resp), None)
 
     return EMSteps(
@@ -674,6 +736,7 @@ def fit_negative_binomial_em(
     random_state: int | np.random.Generator | None = None,
     sample_weight: np.ndarray | None = None,
     init: str = "k-means++",
+    missing: str = "raise",
 ) -> EMResult:
     r"""Fit a mixture of independent negative binomials by maximum likelihood (ECM).
 
@@ -709,6 +772,10 @@ def fit_negative_binomial_em(
         ``"emem"``: ``8 * n_init`` short runs (to a change below 1e-3, at most 50
         iterations) from both kinds, the best ``n_init`` run to convergence (the
         estimators' default).
+    missing : {"raise", "model"}, default="raise"
+        ``"model"``: NaN entries of ``X`` are missing values, left out of their rows'
+        densities and of the steps of their feature (see the module docstring); rows must
+        not be all NaN.
 
     Returns
     -------
@@ -745,13 +812,14 @@ def fit_negative_binomial_em(
     """
     X = np.asarray(X, dtype=np.float64)
     _check_arguments(X, n_components, n_init, max_iter, tol, "ml", init)
-    _check_counts(X, "negative binomial")
+    _check_counts(X, "negative binomial", missing)
     stats = _NBStatistics(X, check_sample_weight(sample_weight, X.shape[0]))
     rng = np.random.default_rng(random_state)
+    X_start = impute_for_start(X, stats.sample_weight)
 
     def start(partition: str) -> tuple[np.ndarray, dict]:
         resp = initial_responsibilities(
-            X, n_components, rng, _INIT_SMOOTHING, stats.sample_weight, partition
+            X_start, n_components, rng, _INIT_SMOOTHING, stats.sample_weight, partition
         )
         return _m_step(stats, stats.weighted(resp), None)
 
@@ -820,6 +888,15 @@ class NegativeBinomialMixture(MixtureModel):
     max_iter : int, default=500
     tol : float, default=1e-6
     random_state : int or None, default=None
+    missing : {"raise", "model"}, default="raise"
+        Missing values (NaN) in ``X``: ``"raise"`` refuses them (a ``DataError``);
+        ``"model"`` treats them as missing at random: a missing count drops out of its
+        row's product (the features are independent within a component), so a row's
+        likelihood is the density of its observed counts, and EM's steps per feature
+        (rate, dispersion) run over the observed counts. NUTS and Laplace sample that
+        likelihood (the PyMC model, not the fused kernel). ``predict``, ``predict_proba``
+        and ``score_samples`` then accept rows with missing values too. A row or column
+        with every value missing is a ``DataError``.
 
     Attributes
     ----------
@@ -866,6 +943,10 @@ class NegativeBinomialMixture(MixtureModel):
     _component_vars = ("rates", "dispersion")
     component_log_prob = staticmethod(negative_binomial_log_prob)
     _far_log_prob = staticmethod(_negative_binomial_far_log_prob)
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        **MixtureModel._parameter_constraints,
+        "missing": [Options("raise", "model")],
+    }
 
     def __init__(
         self,
@@ -877,6 +958,7 @@ class NegativeBinomialMixture(MixtureModel):
         max_iter: int = 500,
         tol: float = 1e-6,
         random_state: int | None = None,
+        missing: Literal["raise", "model"] = "raise",
     ) -> None:
         self.n_components = n_components
         self.priors = priors
@@ -885,6 +967,7 @@ class NegativeBinomialMixture(MixtureModel):
         self.max_iter = max_iter
         self.tol = tol
         self.random_state = random_state
+        self.missing = missing
 
     def _check_data(self, data: MixtureData) -> None:
         _check_count_data(data, "negative binomial")
@@ -900,7 +983,8 @@ class NegativeBinomialMixture(MixtureModel):
         return self.n_components - 1 + 2 * self.n_components * n_features
 
     def _default_priors(self, data: MixtureData) -> dict[str, Prior]:
-        mean = np.maximum(column_means(data.values, data.sample_weight), 1e-3)
+        # Over the observed counts (column_moments leaves missing values out).
+        mean = np.maximum(column_moments(data.values, data.sample_weight)[0], 1e-3)
         return {
             "weights": Prior("Dirichlet", a=1.0),
             "rates": Prior("Gamma", alpha=1.0, beta=(1.0 / mean).tolist()),
@@ -928,10 +1012,10 @@ class NegativeBinomialMixture(MixtureModel):
                 weights,
                 rates,
                 dispersion,
-                logp=negative_binomial_mixture_logp,
+                logp=with_missing(negative_binomial_mixture_logp, data.values),
                 random=negative_binomial_mixture_random,
                 signature="(k),(k,d),(k,d)->(d)",
-                observed=pm.Data("x_data", data.values, dims=("obs", "feature")),
+                observed=pm.Data("x_data", observed_values(data.values), dims=("obs", "feature")),
                 dims=("obs", "feature"),
             )
         return model
@@ -948,6 +1032,7 @@ class NegativeBinomialMixture(MixtureModel):
             tol=self.tol,
             random_state=rng,
             sample_weight=data.sample_weight,
+            missing=self.missing,
         )
         return self._order_em(result)
 
@@ -998,23 +1083,31 @@ class NegativeBinomialMixture(MixtureModel):
             return False
         from bayesmix.nuts import negbin
 
-        return negbin.pointwise(
-            X,
-            weights,
-            rates,
-            dispersion,
-            out,
-            row_constant=count_row_constant,
-            responsibilities=responsibilities,
-        )
+        def kernel(rows: np.ndarray, into: np.ndarray) -> bool:
+            return negbin.pointwise(
+                rows,
+                weights,
+                rates,
+                dispersion,
+                into,
+                row_constant=count_row_constant,
+                responsibilities=responsibilities,
+            )
+
+        return kernel_on_complete_rows(kernel, X, out, responsibilities=responsibilities)
 
     def _nuts_target(self, data: MixtureData, priors: dict[str, Prior]) -> Any:
         """Return the fused negative binomial kernel (:mod:`bayesmix.nuts.negbin`) if it applies.
 
         It covers every prior family this mixture accepts, in PyMC's canonical
-        parameters; for other parameterisations None, and the PyMC model is compiled.
+        parameters; for other parameterisations, and for data with missing values (NaN),
+        None, and the PyMC model is compiled.
         """
         from bayesmix.nuts import negbin
+
+        if np.isnan(data.values).any():
+            logger.info("X has missing values (NaN): the PyMC model, not the fused kernel")
+            return None
 
         target = negbin.build(
             n_components=self.n_components,

@@ -14,7 +14,7 @@ import numpy as np
 import pytensor.tensor as pt
 from scipy.special import gammaln, xlogy
 
-from bayesmix._numeric import column_means, features_dot
+from bayesmix._numeric import column_moments, features_dot, observed_values
 from bayesmix._threads import single_blas_thread
 from bayesmix._validation import MixtureData
 from bayesmix.em.loop import (
@@ -35,6 +35,9 @@ from bayesmix.families._independent import (
     _IndependentFeaturesMixture,
     _resolve_prior,
     count_row_constant,
+    feature_values,
+    observed_sum,
+    sum_features,
 )
 from bayesmix.priors import Prior
 
@@ -47,12 +50,13 @@ def poisson_log_prob(X: np.ndarray, rates: np.ndarray) -> np.ndarray:
     ``x log(lambda) - lambda - log(x!)`` with ``0 log 0 = 0``: a zero rate (an EM
     estimate) gives ``-inf`` only to samples with a positive count in that feature.
     Finite for every count whose log density is a float (counts of 2^40 or more are
-    evaluated by :func:`_large_count_log_prob`), ``-inf`` beyond, never NaN.
+    evaluated by :func:`_large_count_log_prob`), ``-inf`` beyond, never NaN. A missing
+    value (NaN) drops out: the sum is over the row's observed features.
 
     Parameters
     ----------
     X : ndarray of shape (n_samples, n_features)
-        Non-negative integer counts (as floats).
+        Non-negative integer counts (as floats); NaN where a value is missing.
     rates : ndarray of shape (n_draws, n_components, n_features)
 
     Returns
@@ -64,10 +68,11 @@ def poisson_log_prob(X: np.ndarray, rates: np.ndarray) -> np.ndarray:
     if np.any(X >= _LARGE_COUNT):
         out = _large_count_log_prob(X, rates, log_rates)
     else:
+        counts = observed_values(X)  # a missing value: 0, whose terms are 0 but for -lambda
         out = (
-            features_dot(X, log_rates)
-            - rates.sum(axis=-1)[:, None, :]
-            - gammaln(X + 1.0).sum(axis=1)[None, :, None]
+            features_dot(counts, log_rates)
+            - observed_sum(X, rates)
+            - gammaln(counts + 1.0).sum(axis=1)[None, :, None]
         )
     zero = rates == 0
     if zero.any():
@@ -87,9 +92,11 @@ def _large_count_log_prob(X: np.ndarray, rates: np.ndarray, log_rates: np.ndarra
     1) / 2 - log(2 pi) / 2 - 1 / (12 (x + 1))``: the terms of size ``x log x`` cancel
     analytically, so nothing overflows to ``inf - inf`` and no digits are lost when the
     rate is near the count (``log(lambda / (x + 1))`` is then a ``log1p``). The result is
-    ``-inf`` only where the log density is below the most negative float.
+    ``-inf`` only where the log density is below the most negative float. Missing values
+    (NaN) add nothing.
     """
-    x = X[None, :, None, :]  # (1, N, 1, D) against rates (S, 1, K, D)
+    missing = np.isnan(X)[None, :, None, :]
+    x = observed_values(X)[None, :, None, :]  # (1, N, 1, D) against rates (S, 1, K, D)
     lam = rates[:, None, :, :]
     large = x >= _LARGE_COUNT
     small = np.where(large, 0.0, x)
@@ -106,7 +113,7 @@ def _large_count_log_prob(X: np.ndarray, rates: np.ndarray, log_rates: np.ndarra
             - 1.0 / (12.0 * (big + 1.0))
         )
     terms = np.where(large, stirling, terms)
-    return terms.sum(axis=-1)
+    return np.where(missing, 0.0, terms).sum(axis=-1)
 
 
 def _poisson_far_log_prob(X: np.ndarray, rates: np.ndarray) -> Any:
@@ -116,7 +123,7 @@ def _poisson_far_log_prob(X: np.ndarray, rates: np.ndarray) -> Any:
     n_draws, n_components = rates.shape[:2]
 
     def constant(rows: np.ndarray) -> np.ndarray:
-        return np.broadcast_to(-rates.sum(axis=-1)[:, None, :], (n_draws, rows.size, n_components))
+        return np.broadcast_to(-observed_sum(X[rows], rates), (n_draws, rows.size, n_components))
 
     return _count_far_terms(X, log_rates, constant)
 
@@ -126,15 +133,16 @@ def _poisson_terms(
 ) -> tuple:
     """Return the component M-step, the log prior and the Dirichlet concentration.
 
-    The last two are None for maximum likelihood.
+    The M-step takes the expected counts of observed values ``n_kd`` ((K, D), or (K, 1))
+    and the sums ``s_kd``. The last two are None for maximum likelihood.
     """
     if objective == "map":
         resolved = _resolve_prior(prior, "Poisson", ("alpha", "beta"), n_components, n_features)
         alpha, beta = resolved["alpha"], resolved["beta"]
         log_norm_gamma = float(np.sum(alpha * np.log(beta) - gammaln(alpha)))
 
-        def component_m_step(nk: np.ndarray, sums: np.ndarray) -> np.ndarray:
-            return (sums + alpha - 1.0) / (nk[:, np.newaxis] + beta)
+        def component_m_step(counts: np.ndarray, sums: np.ndarray) -> np.ndarray:
+            return (sums + alpha - 1.0) / (counts + beta)
 
         def log_prior(rates: np.ndarray) -> float:
             return log_norm_gamma + float(np.sum(xlogy(alpha - 1.0, rates) - beta * rates))
@@ -142,8 +150,8 @@ def _poisson_terms(
         concentration = resolved["weights"]
     else:
 
-        def component_m_step(nk: np.ndarray, sums: np.ndarray) -> np.ndarray:
-            return sums / (nk + 10.0 * _EPS)[:, np.newaxis]
+        def component_m_step(counts: np.ndarray, sums: np.ndarray) -> np.ndarray:
+            return sums / (counts + 10.0 * _EPS)
 
         log_prior, concentration = None, None
     return component_m_step, log_prior, concentration
@@ -162,6 +170,7 @@ def fit_poisson_em(
     prior: Mapping | None = None,
     sample_weight: np.ndarray | None = None,
     init: str = "k-means++",
+    missing: str = "raise",
 ) -> EMResult:
     r"""Fit a mixture of independent Poissons by maximum likelihood or posterior mode (EM).
 
@@ -203,6 +212,10 @@ def fit_poisson_em(
         ``"emem"``: ``8 * n_init`` short runs (to a change below 1e-3, at most 50
         iterations) from both kinds, the best ``n_init`` run to convergence (the
         estimators' default).
+    missing : {"raise", "model"}, default="raise"
+        ``"model"``: NaN entries of ``X`` are missing values, left out of their rows'
+        densities and of the M-step of their feature (see the module docstring of
+        :mod:`bayesmix.families._independent`); rows must not be all NaN.
 
     Returns
     -------
@@ -226,7 +239,7 @@ def fit_poisson_em(
     """
     X = np.asarray(X, dtype=np.float64)
     _check_arguments(X, n_components, n_init, max_iter, tol, objective, init)
-    _check_counts(X, "Poisson")
+    _check_counts(X, "Poisson", missing)
     n_features = X.shape[1]
 
     component_m_step, log_prior, concentration = _poisson_terms(
@@ -252,10 +265,13 @@ def fit_poisson_em(
     )
 
 
-def poisson_mixture_logp(value: Any, weights: Any, rates: Any) -> Any:
-    """Return ``log sum_k pi_k prod_d Poisson(x_nd | lambda_kd)`` per observation (PyTensor)."""
-    x = value[..., None, :]  # (..., N, 1, D) against rates (..., K, D)
-    component = (x * pt.log(rates) - rates - pt.gammaln(x + 1.0)).sum(axis=-1)
+def poisson_mixture_logp(value: Any, weights: Any, rates: Any, *, missing: Any = None) -> Any:
+    """Return ``log sum_k pi_k prod_d Poisson(x_nd | lambda_kd)`` per observation (PyTensor).
+
+    ``missing`` (N, D), if given, marks missing values, which drop out of the product.
+    """
+    x = feature_values(value, missing)  # (..., N, 1, D) against rates (..., K, D)
+    component = sum_features(x * pt.log(rates) - rates - pt.gammaln(x + 1.0), missing)
     return pt.logsumexp(pt.log(weights) + component, axis=-1)
 
 
@@ -293,6 +309,15 @@ class PoissonMixture(_IndependentFeaturesMixture):
     objective : {"ml", "map"}, default="ml"
         What EM maximises: the likelihood, or the posterior density under the
         (conjugate) default priors.
+    missing : {"raise", "model"}, default="raise"
+        Missing values (NaN) in ``X``: ``"raise"`` refuses them (a ``DataError``);
+        ``"model"`` treats them as missing at random: a missing count drops out of its
+        row's product (the features are independent within a component), so a row's
+        likelihood is the density of its observed counts, and EM's M-step is per
+        feature over the observed counts. NUTS and Laplace sample that likelihood (the
+        PyMC model, not the fused kernel). ``predict``, ``predict_proba`` and
+        ``score_samples`` then accept rows with missing values too. A row or column with
+        every value missing is a ``DataError``.
 
     Attributes
     ----------
@@ -339,7 +364,8 @@ class PoissonMixture(_IndependentFeaturesMixture):
         _check_count_data(data, "Poisson")
 
     def _default_priors(self, data: MixtureData) -> dict[str, Prior]:
-        mean = np.maximum(column_means(data.values, data.sample_weight), 1e-3)
+        # Over the observed counts (column_moments leaves missing values out).
+        mean = np.maximum(column_moments(data.values, data.sample_weight)[0], 1e-3)
         return {
             "weights": Prior("Dirichlet", a=1.0),
             "rates": Prior("Gamma", alpha=1.0, beta=(1.0 / mean).tolist()),

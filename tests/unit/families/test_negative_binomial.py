@@ -422,6 +422,7 @@ def test_constructor_stores_arguments_unchanged():
         "max_iter": 10,
         "tol": 1e-4,
         "random_state": 4,
+        "missing": "raise",
     }
     assert model.priors is priors
     with pytest.raises(TypeError):
