@@ -63,6 +63,7 @@ from bayesmix._numeric import (
     column_sums,
     features_dot,
     kernel_pays_off,
+    logsumexp,
     observed_values,
 )
 from bayesmix._params import Options
@@ -281,6 +282,46 @@ def _component_params(
     return np.take_along_axis(params, z[..., None, None], axis=-2)[..., 0, :], rng
 
 
+def impute_features(
+    model: MixtureModel,
+    X: Any,
+    random: Callable[..., np.ndarray],
+    *,
+    n_imputations: int | None,
+    random_state: int | None,
+) -> np.ndarray:
+    r"""Fill the missing values (NaN) of ``X`` from a fitted independent-feature mixture.
+
+    The features are independent within a component, so given the observed ones a
+    missing value is a mixture of the components' distributions for its feature,
+    weighted by the responsibilities of the observed features :math:`p(z = k \mid
+    x_o)`: its conditional mean is :math:`\sum_k p(z = k \mid x_o)\, m_{kd}` (``m`` the
+    first component variable: the rates, probabilities or negative-binomial means),
+    averaged over the posterior draws (at most 1000). With ``n_imputations``, each
+    imputation takes a posterior draw in turn, a component from the responsibilities and
+    the missing values from it (``random(weights, *params, rng=, size=)``, the family's
+    generative draw with the responsibilities as the weights).
+    """
+    values, (weights, *params) = model._draws_for(X, max_draws=1000)
+    missing = np.isnan(values)
+    with np.errstate(divide="ignore"):
+        joint = np.log(weights)[:, None, :] + model.component_log_prob(values, *params)
+    resp = np.exp(joint - logsumexp(joint, axis=2, keepdims=True))  # (S, N, K)
+    n_draws = weights.shape[0]
+    if n_imputations is None:
+        out = values.copy()
+        filled = np.einsum("snk,skd->nd", resp, params[0]) / n_draws
+        out[missing] = filled[missing]
+        return out
+    rng = np.random.default_rng(random_state)
+    out = np.broadcast_to(values, (n_imputations, *values.shape)).copy()
+    for i in range(n_imputations):
+        s = i % n_draws
+        draw = random(resp[s], *(p[s] for p in params), rng=rng, size=(values.shape[0],))
+        out[i][missing] = draw[missing]
+    return out
+
+
 def _check_counts(X: np.ndarray, family: str, missing: str = "raise") -> None:
     """Raise :class:`DataError` unless ``X`` holds finite non-negative integers (EM input).
 
@@ -394,6 +435,32 @@ class _IndependentFeaturesMixture(MixtureModel):
 
     def _fitted_attributes(self, point: dict[str, np.ndarray]) -> None:
         setattr(self, f"{self._param}_", point[self._param])
+
+    def impute(
+        self, X: Any, *, n_imputations: int | None = None, random_state: int | None = None
+    ) -> np.ndarray:
+        """Fill the missing values (NaN) of ``X`` from the fitted mixture.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows with missing values; observed values are returned unchanged.
+        n_imputations : int, optional
+            Return that many multiple imputations instead of the conditional mean: each
+            from a posterior draw (in turn), a component drawn from the responsibilities
+            of the row's observed features, and the missing values drawn from it.
+        random_state : int, optional
+            Seeds the multiple imputations.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_features), or (n_imputations, n_samples, n_features)
+            With ``n_imputations=None``, the conditional posterior mean of every missing
+            value (:func:`impute_features`): not an integer in general.
+        """
+        return impute_features(
+            self, X, self._random, n_imputations=n_imputations, random_state=random_state
+        )
 
     def _fast_pointwise(
         self,

@@ -106,6 +106,7 @@ from bayesmix.families._independent import (
     _count_far_terms,
     count_row_constant,
     feature_values,
+    impute_features,
     impute_for_start,
     kernel_on_complete_rows,
     observed_mask,
@@ -1067,6 +1068,23 @@ class NegativeBinomialMixture(MixtureModel):
     def _fitted_attributes(self, point: dict[str, np.ndarray]) -> None:
         self.rates_ = point["rates"]
         self.dispersion_ = point["dispersion"]
+
+    def impute(
+        self, X: Any, *, n_imputations: int | None = None, random_state: int | None = None
+    ) -> np.ndarray:
+        """Fill the missing values (NaN) of ``X`` from the fitted mixture.
+
+        As :meth:`bayesmix.PoissonMixture.impute`: the conditional posterior mean
+        ``sum_k p(z = k | x_o) mu_kd`` of every missing count, or with ``n_imputations``
+        multiple imputations drawn from a component's negative binomials.
+        """
+        return impute_features(
+            self,
+            X,
+            negative_binomial_mixture_random,
+            n_imputations=n_imputations,
+            random_state=random_state,
+        )
 
     def _fast_pointwise(
         self,

@@ -469,3 +469,25 @@ def test_online_em_takes_batches_with_missing_values():
     assert np.all(np.isfinite(online.rates_))
     np.testing.assert_allclose(online.rates_, batch.rates_, rtol=0.1)
     np.testing.assert_allclose(online.weights_, batch.weights_, atol=0.05)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_impute_gives_the_conditional_mean_and_draws_around_it(family):
+    rng = np.random.default_rng(16)
+    fit = _em(family, _mcar(rng, _simulate(family, rng, n=400), 0.2), missing="model")
+    params = {name: getattr(fit, f"{name}_") for name in fit._component_vars}
+    rows = ROWS[family]
+    terms = _observed_terms(family, rows, fit.weights_, params)
+    resp = np.exp(terms - special.logsumexp(terms, axis=1, keepdims=True))
+    expected = np.where(np.isnan(rows), resp @ params[fit._component_vars[0]], rows)
+    np.testing.assert_allclose(fit.impute(rows), expected, rtol=1e-10)
+    draws = fit.impute(rows, n_imputations=4000, random_state=0)
+    assert draws.shape == (4000, *rows.shape)
+    observed = ~np.isnan(rows)
+    assert np.all(draws[:, observed] == rows[observed])
+    assert np.all(draws == np.round(draws))
+    assert np.all(draws >= 0)
+    # Monte Carlo mean of the imputations: within 5 standard errors of the conditional mean.
+    spread = draws.std(axis=0) / np.sqrt(draws.shape[0])
+    missing = np.isnan(rows)
+    assert np.all(np.abs(draws.mean(axis=0) - expected)[missing] <= 5 * spread[missing] + 1e-12)
