@@ -190,6 +190,12 @@ class MixtureRegression(MixtureModel):
 
     Components are labelled by increasing intercept (or first coefficient).
 
+    A mixture of logistic regressions (``family="bernoulli"``) with one binary response
+    per observation identifies the mixture's probability curve ``sum_k pi_k
+    expit(x' beta_k)`` but not its components (Follmann & Lambert 1991), and a component
+    whose responses its predictors separate has no finite maximum-likelihood estimate:
+    read its coefficients with care.
+
     Examples
     --------
     >>> import numpy as np

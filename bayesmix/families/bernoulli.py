@@ -12,8 +12,9 @@ from typing import Any
 
 import numpy as np
 import pytensor.tensor as pt
-from scipy.special import betaln, xlog1py, xlogy
+from scipy.special import betaln, expit, xlog1py, xlogy
 
+from bayesmix._glm import Response
 from bayesmix._numeric import features_dot, observed_values
 from bayesmix._threads import single_blas_thread
 from bayesmix._validation import MixtureData
@@ -238,6 +239,38 @@ def bernoulli_mixture_random(weights, probs, rng=None, size=None) -> np.ndarray:
     return (rng.random(chosen.shape) < chosen).astype(np.float64)
 
 
+def _bernoulli_regression_log_prob(y: np.ndarray, eta: np.ndarray, scale: Any) -> np.ndarray:
+    return y * eta - np.logaddexp(0.0, eta)
+
+
+def _bernoulli_regression_pt_log_prob(y: Any, eta: Any, scale: Any) -> Any:
+    return y * eta - pt.softplus(eta)
+
+
+def _check_binary_response(y: np.ndarray) -> None:
+    bad = np.flatnonzero((y != 0.0) & (y != 1.0))
+    if bad.size:
+        raise DataError(
+            f"a Bernoulli (logistic) regression needs a 0/1 response; y has {bad.size} "
+            f"other value(s), the first {y[bad[0]]!r} at position {bad[0]}. Encode the two "
+            "outcomes as 0 and 1."
+        )
+
+
+#: The Bernoulli response of a mixture of regressions (:class:`bayesmix.MixtureRegression`):
+#: ``y | x, z = k ~ Bernoulli(expit(x' beta_k))``, the logit link.
+RESPONSE = Response(
+    name="bernoulli",
+    link="logit",
+    log_prob=_bernoulli_regression_log_prob,
+    pt_log_prob=_bernoulli_regression_pt_log_prob,
+    mean=expit,
+    variance=lambda eta: expit(eta) * expit(-eta),
+    draw=lambda rng, eta, scale: (rng.random(np.shape(eta)) < expit(eta)).astype(np.float64),
+    check=_check_binary_response,
+)
+
+
 class BernoulliMixture(_IndependentFeaturesMixture):
     r"""Bayesian latent class model: a finite mixture of independent Bernoulli features.
 
@@ -311,6 +344,7 @@ class BernoulliMixture(_IndependentFeaturesMixture):
     _param = "probs"
     _param_support = "unit_interval"  # EM estimates are often exactly 0 or 1
     _accepts_bool = True
+    _response = RESPONSE
     _logp = staticmethod(bernoulli_mixture_logp)
     _random = staticmethod(bernoulli_mixture_random)
     component_log_prob = staticmethod(bernoulli_log_prob)

@@ -14,6 +14,7 @@ import numpy as np
 import pytensor.tensor as pt
 from scipy.special import gammaln, xlogy
 
+from bayesmix._glm import Response
 from bayesmix._numeric import column_moments, features_dot, observed_values
 from bayesmix._threads import single_blas_thread
 from bayesmix._validation import MixtureData
@@ -22,7 +23,7 @@ from bayesmix.em.loop import (
     EMResult,
     _check_arguments,
 )
-from bayesmix.exceptions import InvalidParameterError
+from bayesmix.exceptions import DataError, InvalidParameterError
 from bayesmix.families._independent import (
     _BOUNDARY,
     _LARGE_COUNT,
@@ -281,6 +282,39 @@ def poisson_mixture_random(weights, rates, rng=None, size=None) -> np.ndarray:
     return rng.poisson(chosen).astype(np.float64)
 
 
+def _poisson_regression_log_prob(y: np.ndarray, eta: np.ndarray, scale: Any) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        return y * eta - np.exp(eta) - gammaln(y + 1.0)
+
+
+def _poisson_regression_pt_log_prob(y: Any, eta: Any, scale: Any) -> Any:
+    return y * eta - pt.exp(eta) - pt.gammaln(y + 1.0)
+
+
+def _check_count_response(y: np.ndarray) -> None:
+    bad = np.flatnonzero((y < 0) | (y != np.round(y)))
+    if bad.size:
+        raise DataError(
+            f"a Poisson regression needs counts (non-negative integers) as the response; y "
+            f"has {bad.size} other value(s), the first {y[bad[0]]!r} at position {bad[0]}. "
+            "Use family='gaussian' for a real-valued response."
+        )
+
+
+#: The Poisson response of a mixture of regressions (:class:`bayesmix.MixtureRegression`):
+#: ``y | x, z = k ~ Poisson(exp(x' beta_k))``, the log link.
+RESPONSE = Response(
+    name="poisson",
+    link="log",
+    log_prob=_poisson_regression_log_prob,
+    pt_log_prob=_poisson_regression_pt_log_prob,
+    mean=np.exp,
+    variance=np.exp,
+    draw=lambda rng, eta, scale: rng.poisson(np.exp(eta)).astype(np.float64),
+    check=_check_count_response,
+)
+
+
 class PoissonMixture(_IndependentFeaturesMixture):
     r"""Bayesian finite mixture of independent Poisson counts.
 
@@ -351,6 +385,7 @@ class PoissonMixture(_IndependentFeaturesMixture):
     plot_kind = "counts"
     _param = "rates"
     _param_support = "nonnegative"  # an EM rate is 0 where a component has no counts
+    _response = RESPONSE
     _logp = staticmethod(poisson_mixture_logp)
     _random = staticmethod(poisson_mixture_random)
     component_log_prob = staticmethod(poisson_log_prob)

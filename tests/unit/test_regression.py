@@ -209,3 +209,102 @@ def test_plot_regression_draws_lines_bands_and_em(mocked_sample):
     assert [t.get_text() for t in forest.get_yticklabels()] == ["Intercept", "x0", "x1"]
     with pytest.raises(InvalidParameterError, match="MixtureRegression"):
         bm.plot_regression(bm.GaussianMixture().fit(X, method="em"))
+
+
+# -- GLM components (log and logit links) --------------------------------------------------
+
+GLM_COEFFICIENTS = {
+    "poisson": np.array([[0.2, 0.25, -0.1], [2.0, -0.15, 0.2]]),
+    "bernoulli": np.array([[-2.0, 0.6, 0.5], [2.5, -0.5, -0.4]]),
+}
+
+
+def _simulate_glm(family, rng, n=400):
+    X = np.column_stack([rng.uniform(0, 10, n), rng.normal(0, 2, n)])
+    labels = rng.choice(2, size=n, p=WEIGHTS)
+    eta = np.einsum("np,np->n", np.column_stack([np.ones(n), X]), GLM_COEFFICIENTS[family][labels])
+    if family == "poisson":
+        return X, rng.poisson(np.exp(eta)).astype(float), labels
+    return X, (rng.random(n) < 1.0 / (1.0 + np.exp(-eta))).astype(float), labels
+
+
+def _glm_logpmf(family, y, eta):
+    if family == "poisson":
+        return stats.poisson.logpmf(y, np.exp(eta))
+    return stats.bernoulli.logpmf(y, 1.0 / (1.0 + np.exp(-eta)))
+
+
+@pytest.mark.parametrize("family", ["poisson", "bernoulli"])
+def test_glm_pymc_model_equals_the_enumerated_model_and_pm_mixture(family):
+    rng = np.random.default_rng(8)
+    X, y, _ = _simulate_glm(family, rng, n=40)
+    model = bm.MixtureRegression(n_components=2, family=family).build_model(X, y)
+    point = {
+        key: value + 0.2 * rng.standard_normal(np.shape(value))
+        for key, value in model.initial_point().items()
+    }
+    values = _model_values(model, point)
+    weights, coefficients = values["weights"], values["coefficients"]
+    design = np.column_stack([np.ones(len(y)), X])
+    terms = [
+        np.log(weights[k]) + _glm_logpmf(family, y, design @ coefficients[k]) for k in range(2)
+    ]
+    expected = np.logaddexp.reduce(terms, axis=0)
+    pointwise = model.compile_logp(vars=[model["y"]], sum=False, mode="FAST_COMPILE")(point)[0]
+    np.testing.assert_allclose(pointwise, expected, rtol=0, atol=1e-8)
+    dist = pm.Poisson if family == "poisson" else pm.Bernoulli
+    link = np.exp if family == "poisson" else (lambda eta: 1.0 / (1.0 + np.exp(-eta)))
+    mixture = pm.Mixture.dist(
+        w=weights, comp_dists=[dist.dist(link(design @ coefficients[k])) for k in range(2)]
+    )
+    np.testing.assert_allclose(pointwise, pm.logp(mixture, y).eval(), rtol=0, atol=1e-8)
+    # The NumPy density of the fitted model's class, at the same point.
+    fit = bm.MixtureRegression(n_components=2, family=family, random_state=0)
+    component = fit.component_log_prob(np.column_stack([y, design]), coefficients[None])[0]
+    np.testing.assert_allclose(
+        np.logaddexp.reduce(np.log(weights) + component, axis=1), expected, atol=1e-10
+    )
+
+
+@pytest.mark.parametrize("family", ["poisson", "bernoulli"])
+def test_glm_m_step_is_statsmodels_weighted_glm(family):
+    rng = np.random.default_rng(9)
+    X, y, _ = _simulate_glm(family, rng, n=150)
+    design = sm.add_constant(X)
+    weights = rng.uniform(0.05, 1.0, len(y))
+    beta, converged = weighted_fit(design, y, weights, FAMILIES[family]._response)
+    glm_family = sm.families.Poisson() if family == "poisson" else sm.families.Binomial()
+    reference = sm.GLM(y, design, family=glm_family, freq_weights=weights).fit(tol=1e-14).params
+    assert converged
+    np.testing.assert_allclose(beta, reference, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("family", ["poisson", "bernoulli"])
+def test_glm_em_recovers_the_coefficients_and_never_decreases_the_likelihood(family):
+    rng = np.random.default_rng(10)
+    X, y, _ = _simulate_glm(family, rng, n=1500)
+    fit = bm.MixtureRegression(n_components=2, family=family, random_state=0).fit(X, y, method="em")
+    assert not hasattr(fit, "scales_")
+    design = np.column_stack([np.ones(len(y)), X])
+    if family == "poisson":
+        np.testing.assert_allclose(fit.coefficients_, GLM_COEFFICIENTS[family], atol=0.15)
+    else:
+        # One binary response per observation identifies only the mixture's probability
+        # curve sum_k pi_k expit(x' beta_k), not its components (Follmann & Lambert 1991).
+        truth = WEIGHTS @ (1.0 / (1.0 + np.exp(-(GLM_COEFFICIENTS[family] @ design.T))))
+        assert np.mean(np.abs(fit.predict(X) - truth)) < 0.05
+    trace = fit.idata["em_stats"]["lower_bound"].to_numpy()
+    assert np.all(np.diff(trace) >= -1e-10)
+    predicted = fit.predict(X)
+    assert np.all(predicted > 0)
+    if family == "bernoulli":
+        assert np.all(predicted < 1)
+
+
+def test_glm_responses_outside_the_support_fail_before_any_work():
+    rng = np.random.default_rng(11)
+    X, y, _ = _simulate_glm("poisson", rng, n=50)
+    with pytest.raises(DataError, match="counts"):
+        bm.MixtureRegression(family="poisson").fit(X, y + 0.5, method="em")
+    with pytest.raises(DataError, match="0/1"):
+        bm.MixtureRegression(family="bernoulli").fit(X, y, method="em")
