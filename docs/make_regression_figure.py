@@ -25,9 +25,7 @@ def main() -> None:
     responder = rng.random(300) < 0.4
     outcome = np.where(responder, 1.0 + 2.0 * dose, 8.0 - 0.5 * dose)
     outcome += rng.normal(0, np.where(responder, 0.5, 1.0))
-    fit = bm.MixtureRegression(n_components=2, random_state=0).fit(
-        dose, outcome, progressbar=False
-    )
+    fit = bm.MixtureRegression(n_components=2, random_state=0).fit(dose, outcome, progressbar=False)
     fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
     bm.plot_regression(fit, ax=ax)
     ax.set_xlabel("dose")
