@@ -23,9 +23,16 @@ from typing import Any
 import numpy as np
 from scipy import linalg
 
+from bayesmix._numeric import logsumexp
 from bayesmix.exceptions import DataError, FitError
 
-__all__ = ["Response", "check_design", "weighted_fit"]
+__all__ = [
+    "Response",
+    "check_design",
+    "log_softmax_weights",
+    "weighted_fit",
+    "weighted_multinomial_fit",
+]
 
 # Newton's iterations of one weighted fit stop when the largest step of a coefficient is
 # below this (relative to the coefficient's size, at least 1), ...
@@ -155,6 +162,92 @@ def weighted_fit(
         if np.max(np.abs(size * step) / np.maximum(np.abs(beta), 1.0)) < _NEWTON_TOL:
             return beta, True
     return beta, False
+
+
+def log_softmax_weights(Z: np.ndarray, concomitant: np.ndarray) -> np.ndarray:
+    """Return ``log softmax_k(z_n' gamma_k)``, the log mixing proportions of every row.
+
+    ``Z`` (N, C) and ``concomitant`` (..., K, C); the result has shape (..., N, K).
+    """
+    eta = np.einsum("nc,...kc->...nk", Z, concomitant)
+    return eta - logsumexp(eta, axis=-1, keepdims=True)
+
+
+def weighted_multinomial_fit(
+    Z: np.ndarray, targets: np.ndarray, start: np.ndarray | None = None
+) -> tuple[np.ndarray, bool]:
+    r"""Return ``gamma`` maximising ``sum_n sum_k t_nk log softmax_k(z_n' gamma_k)``, converged.
+
+    The M-step of the concomitant variables (flexmix's ``FLXPmultinom``): a multinomial
+    logistic regression on soft labels ``t_nk`` (responsibilities times frequency
+    weights). Newton's method on the identified parameters (``gamma_0 = 0``), each step
+    halved until the objective does not decrease; the result is returned with every
+    covariate's coefficients summing to zero over the components, the representative
+    that a symmetric prior on ``gamma`` centres on (the likelihood is flat along
+    ``gamma_k + c``).
+
+    Parameters
+    ----------
+    Z : ndarray of shape (n_samples, n_covariates)
+    targets : ndarray of shape (n_samples, n_components)
+    start : ndarray of shape (n_components, n_covariates), optional
+
+    Returns
+    -------
+    gamma : ndarray of shape (n_components, n_covariates)
+    converged : bool
+        False when Newton's method stopped at its iteration limit (the coefficients
+        diverge: covariates that separate the components).
+    """
+    n_components, n_covariates = targets.shape[1], Z.shape[1]
+    totals = targets.sum(axis=1)
+    free = np.zeros((n_components - 1, n_covariates))
+    if start is not None:
+        free = np.asarray(start[1:] - start[0], dtype=np.float64)
+
+    def full(b: np.ndarray) -> np.ndarray:
+        return np.vstack([np.zeros((1, n_covariates)), b])
+
+    def objective(b: np.ndarray) -> float:
+        return float(np.sum(targets * log_softmax_weights(Z, full(b))))
+
+    def centred(b: np.ndarray) -> np.ndarray:
+        gamma = full(b)
+        return gamma - gamma.mean(axis=0)
+
+    current = objective(free)
+    size_free = free.size
+    for _ in range(_NEWTON_MAX_ITER):
+        p = np.exp(log_softmax_weights(Z, full(free)))[:, 1:]  # (N, K - 1)
+        gradient = ((targets[:, 1:] - totals[:, None] * p).T @ Z).reshape(-1)
+        hessian = np.zeros((size_free, size_free))
+        for k in range(n_components - 1):
+            for m in range(n_components - 1):
+                weight = totals * p[:, k] * ((k == m) - p[:, m])
+                block = (Z.T * weight) @ Z
+                hessian[
+                    k * n_covariates : (k + 1) * n_covariates,
+                    m * n_covariates : (m + 1) * n_covariates,
+                ] = block
+        try:
+            factor = linalg.cho_factor(hessian, check_finite=False)
+            step = linalg.cho_solve(factor, gradient, check_finite=False)
+        except linalg.LinAlgError:
+            step = linalg.lstsq(hessian, gradient, check_finite=False)[0]
+        step = step.reshape(free.shape)
+        size = 1.0
+        while size > 1e-10:
+            trial = free + size * step
+            value = objective(trial)
+            if value >= current:
+                break
+            size *= 0.5
+        else:
+            return centred(free), True
+        free, current = trial, value
+        if np.max(np.abs(size * step) / np.maximum(np.abs(free), 1.0)) < _NEWTON_TOL:
+            return centred(free), True
+    return centred(free), False
 
 
 def _check_rank(r: np.ndarray) -> None:

@@ -337,6 +337,14 @@ def summary_table(idata: xr.DataTree, kind: str, var_names: tuple[str, ...]) -> 
                 )
                 rows[f"{name}[{labels}]"] = float(da.values[index])
         return pd.DataFrame({"estimate": pd.Series(rows, dtype=np.float64)})
-    return azs.summary(
-        idata, var_names=var_names, kind=kind, ci_prob=0.94, ci_kind="hdi", round_to="none"
+    # One variable at a time: arviz-stats 1.x mislabels the entries of a variable whose
+    # dims are not in the order shared with the others (a mixture of regressions'
+    # concomitant (covariate, component) next to (component, ...) variables).
+    return pd.concat(
+        [
+            azs.summary(
+                idata, var_names=[name], kind=kind, ci_prob=0.94, ci_kind="hdi", round_to="none"
+            )
+            for name in var_names
+        ]
     )

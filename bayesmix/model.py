@@ -326,6 +326,12 @@ class MixtureModel(ABC):
         variables, labels, columns = [], [], []
         for name, values in zip(self._summary_vars, draws, strict=True):
             var_dims = dims.get(name, ["component"])
+            # Draws come component first (_datatree.posterior_draws); labels follow the
+            # posterior's own order of dims, as arviz_stats.summary's.
+            drawn = ["component", *(d for d in var_dims if d != "component")]
+            if "component" in var_dims and drawn != var_dims:
+                order = [drawn.index(d) + 1 for d in var_dims]
+                values = np.transpose(values, [0, *order])
             for index in np.ndindex(values.shape[1:]):
                 text = ", ".join(
                     str(labels_of[dim][i]) for dim, i in zip(var_dims, index, strict=True)

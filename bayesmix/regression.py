@@ -40,8 +40,14 @@ import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
 
-from bayesmix._glm import Response, check_design, weighted_fit
-from bayesmix._numeric import column_moments, features_dot
+from bayesmix._glm import (
+    Response,
+    check_design,
+    log_softmax_weights,
+    weighted_fit,
+    weighted_multinomial_fit,
+)
+from bayesmix._numeric import column_moments, features_dot, logsumexp
 from bayesmix._params import validated
 from bayesmix._validation import MixtureData, check_data, check_sample_weight
 from bayesmix.em.init import initial_responsibilities
@@ -82,12 +88,25 @@ _SCALE_PRIORS = frozenset(
 )
 
 
-class _Inputs:
-    """The predictors and the response of one call (internal: the base class takes one X)."""
+# The columns of the concomitant variables in the data matrix carry this prefix.
+_CONCOMITANT = "concomitant:"
 
-    def __init__(self, X: Any, y: Any) -> None:
+
+class _Inputs:
+    """The predictors, response and covariates of one call (the base class takes one X)."""
+
+    def __init__(self, X: Any, y: Any, Z: Any = None) -> None:
         self.X = X
         self.y = y
+        self.Z = Z
+
+
+def _split_features(features: list[str]) -> tuple[list[str], list[str]]:
+    """Return the predictors (the design's columns) and the covariates of a data matrix."""
+    rest = [str(f) for f in features[1:]]
+    predictors = [f for f in rest if not f.startswith(_CONCOMITANT)]
+    covariates = [f.removeprefix(_CONCOMITANT) for f in rest if f.startswith(_CONCOMITANT)]
+    return predictors, covariates
 
 
 def _response_values(y: Any, n_samples: int, response: Response) -> tuple[np.ndarray, str]:
@@ -140,10 +159,19 @@ class MixtureRegression(MixtureModel):
         or ``"bernoulli"`` (logit link), when those families provide one.
     fit_intercept : bool, default=True
         Add an intercept column (named ``"Intercept"``) in front of the predictors.
+    concomitant : bool, default=False
+        Model the mixing proportions by covariates ``Z`` (``fit(X, y, Z)``; flexmix's
+        concomitant variables): ``P(z_n = k | w_n) = softmax_k(w_n' gamma_k)`` with
+        ``w_n = (1, Z_n)``. ``gamma`` is identified up to a constant per covariate; the
+        posterior variable ``concomitant`` (dims covariate, component) is its zero-sum
+        representative (a ``ZeroSumNormal`` prior), and ``weights`` the population's
+        average proportions. EM's M-step for ``gamma`` is a multinomial logistic
+        regression on the responsibilities (Newton).
     priors : dict of str to Prior, optional
-        Priors keyed by random variable: ``weights`` (Dirichlet), ``coefficients``
-        (Normal or StudentT, dims (component, predictor)), ``scales`` (Gaussian:
-        HalfNormal, ...). Merged over the defaults (see Notes); never modified.
+        Priors keyed by random variable: ``weights`` (Dirichlet; not with concomitant
+        variables), ``coefficients`` (Normal or StudentT, dims (component, predictor)),
+        ``scales`` (Gaussian: HalfNormal, ...), ``concomitant`` (ZeroSumNormal, dims
+        (covariate, component)). Merged over the defaults (see Notes); never modified.
     n_init : int, default=5
         EM restarts run to convergence; the best is kept.
     init : {"emem", "k-means++", "random"}, default="emem"
@@ -165,6 +193,10 @@ class MixtureRegression(MixtureModel):
         ``predictor_names_`` (the intercept first).
     scales_ : ndarray of shape (n_components,)
         Gaussian: the residual standard deviation of every component.
+    concomitant_ : ndarray of shape (n_components, n_covariates)
+        With ``concomitant=True``: ``gamma`` (zero-sum over the components), in the order
+        of ``covariate_names_`` (``"Intercept"`` first).
+    covariate_names_ : list of str
     predictor_names_ : list of str
         The design's columns: ``"Intercept"`` (unless ``fit_intercept=False``) and the
         predictors.
@@ -186,7 +218,8 @@ class MixtureRegression(MixtureModel):
     ``Normal(0, 2.5 s_y / s_j)`` (rstanarm's weakly informative default); the intercept
     ``Normal(g(mean y), 2.5 s_y sqrt(1 + sum_j (mean x_j / s_j)^2))``, the spread those
     slopes imply for the intercept of predictors that are not centred; ``scales ~
-    HalfNormal(s_y)``; ``weights ~ Dirichlet(1)``.
+    HalfNormal(s_y)``; ``weights ~ Dirichlet(1)``; ``concomitant ~ ZeroSumNormal`` with the
+    same scales on the log-odds scale (``2.5 / s_w`` for a covariate ``w``).
 
     Components are labelled by increasing intercept (or first coefficient).
 
@@ -218,6 +251,7 @@ class MixtureRegression(MixtureModel):
         **MixtureModel._parameter_constraints,
         "family": [str],
         "fit_intercept": ["boolean"],
+        "concomitant": ["boolean"],
     }
 
     def __init__(
@@ -226,6 +260,7 @@ class MixtureRegression(MixtureModel):
         n_components: int = 2,
         family: str = "gaussian",
         fit_intercept: bool = True,
+        concomitant: bool = False,
         priors: dict[str, Prior] | None = None,
         n_init: int = 5,
         init: Literal["emem", "k-means++", "random"] = "emem",
@@ -236,6 +271,7 @@ class MixtureRegression(MixtureModel):
         self.n_components = n_components
         self.family = family
         self.fit_intercept = fit_intercept
+        self.concomitant = concomitant
         self.priors = priors
         self.n_init = n_init
         self.init = init
@@ -266,7 +302,8 @@ class MixtureRegression(MixtureModel):
     @property
     def _component_vars(self) -> tuple[str, ...]:  # type: ignore[override]
         scale = self._response.scale
-        return ("coefficients",) if scale is None else ("coefficients", scale)
+        names = ("coefficients",) if scale is None else ("coefficients", scale)
+        return (*names, "concomitant") if self.concomitant else names
 
     # -- data --------------------------------------------------------------------------------
 
@@ -307,7 +344,47 @@ class MixtureRegression(MixtureModel):
             self._check_predictors(predictors.features, inputs.X)
             name = self.response_name_
             names = self.predictor_names_
-        return MixtureData(np.column_stack([y, design]), predictors.obs, [name, *names])
+        columns = [y[:, None], design]
+        features = [name, *names]
+        if self.concomitant:
+            covariates = self._covariate_design(inputs.Z, predictors.n_samples, for_fit)
+            columns.append(covariates.values)
+            features += [_CONCOMITANT + f for f in covariates.features]
+        elif inputs.Z is not None:
+            raise DataError(
+                "Z (covariates of the mixing proportions) was given but concomitant=False; "
+                "pass MixtureRegression(concomitant=True) to model the proportions by Z, "
+                "or leave Z out."
+            )
+        return MixtureData(np.column_stack(columns), predictors.obs, features)
+
+    def _covariate_design(self, Z: Any, n_samples: int, for_fit: bool) -> MixtureData:
+        """Validate Z and return its design: an intercept, then the covariates."""
+        if Z is None:
+            raise DataError(
+                "concomitant=True models the mixing proportions by covariates Z: pass them, "
+                "fit(X, y, Z=Z) (and Z= to the predictions), or use concomitant=False."
+            )
+        covariates = check_data(Z, for_fit=False)
+        if covariates.n_samples != n_samples:
+            raise DataError(
+                f"X has {n_samples} rows but Z has {covariates.n_samples}; they must be the "
+                "same observations."
+            )
+        names = ["Intercept", *covariates.features]
+        design = np.column_stack([np.ones(n_samples), covariates.values])
+        if for_fit:
+            check_design(design, names, True)
+        elif covariates.features != self.covariate_names_[1:]:
+            if len(covariates.features) != len(self.covariate_names_) - 1 or isinstance(
+                Z, pd.DataFrame
+            ):
+                raise DataError(
+                    f"Z has columns {covariates.features}; the fit's covariates are "
+                    f"{self.covariate_names_[1:]}. Pass those columns, in that order."
+                )
+            names = list(self.covariate_names_)
+        return MixtureData(design, covariates.obs, names)
 
     def _check_predictors(self, features: list[str], X: Any) -> None:
         """Raise a DataError if X's predictors are not those of the fit."""
@@ -329,19 +406,21 @@ class MixtureRegression(MixtureModel):
 
     def _coords(self, data: Any) -> dict[str, Any]:
         coords = super()._coords(data)
-        features = list(data.features)
         del coords["feature_bis"]
-        coords["predictor"] = features[1:]
+        coords["predictor"], covariates = _split_features(list(data.features))
+        if self.concomitant:
+            coords["covariate"] = covariates
         return coords
 
     def _feature_dims(self, features: list[Any]) -> dict[str, list[Any]]:
-        return {"predictor": features}
+        predictors, covariates = _split_features(["response", *features])
+        return {"predictor": predictors, "covariate": covariates}
 
     def _scalar_names(self, post: xr.DataTree) -> dict[str, list[Any]]:
-        return {
-            "components": post["component"].to_numpy().tolist(),
-            "features": [str(f) for f in post["predictor"].to_numpy()],
-        }
+        features = [str(f) for f in post["predictor"].to_numpy()]
+        if "covariate" in post.coords:
+            features += [_CONCOMITANT + str(f) for f in post["covariate"].to_numpy()]
+        return {"components": post["component"].to_numpy().tolist(), "features": features}
 
     def _var_dims(self, n_features: int) -> dict[str, list[str]]:
         dims = self._posterior_dims(n_features)
@@ -355,10 +434,18 @@ class MixtureRegression(MixtureModel):
     # -- specification -----------------------------------------------------------------------
 
     def _rv_shapes(self, n_features: int) -> dict[str, tuple[str, ...]]:
-        shapes = {"weights": ("component",), "coefficients": ("component", "predictor")}
+        shapes: dict[str, tuple[str, ...]] = {}
+        if not self.concomitant:  # else the weights are a deterministic (the average)
+            shapes["weights"] = ("component",)
+        shapes["coefficients"] = ("component", "predictor")
         if self._response.scale is not None:
             shapes[self._response.scale] = ("component",)
+        if self.concomitant:  # zero-sum over the components (identified)
+            shapes["concomitant"] = ("covariate", "component")
         return shapes
+
+    def _posterior_dims(self, n_features: int) -> dict[str, list[str]]:
+        return {"weights": ["component"], **super()._posterior_dims(n_features)}
 
     def _posterior_supports(self) -> dict[str, str]:
         supports = {"weights": "simplex"}
@@ -368,13 +455,15 @@ class MixtureRegression(MixtureModel):
 
     def _n_parameters(self, n_features: int) -> int:
         k, p = self.n_components, len(self.predictor_names_)
-        return k * p + (k if self._response.scale is not None else 0) + k - 1
+        proportions = (k - 1) * (len(self.covariate_names_) if self.concomitant else 1)
+        return k * p + (k if self._response.scale is not None else 0) + proportions
 
     def _default_priors(self, data: MixtureData) -> dict[str, Prior]:
         response = self._response
         mean, sd = column_moments(data.values, data.sample_weight)
+        n_predictors = len(_split_features(list(data.features))[0])
         y_mean, y_sd = mean[0], sd[0]
-        x_mean, x_sd = mean[1:], sd[1:]
+        x_mean, x_sd = mean[1 : 1 + n_predictors], sd[1 : 1 + n_predictors]
         if self.fit_intercept:
             x_mean, x_sd = x_mean[1:], x_sd[1:]
         if response.link == "identity":
@@ -385,17 +474,22 @@ class MixtureRegression(MixtureModel):
             top = np.inf if response.link == "log" else 1.0 - low
             centre = float(response.link_function(np.clip(y_mean, low, top)))
         slopes = 2.5 * spread / x_sd
-        mu, sigma = np.zeros(len(data.features) - 1), np.empty(len(data.features) - 1)
+        mu, sigma = np.zeros(n_predictors), np.empty(n_predictors)
         if self.fit_intercept:
             mu[0] = centre
-            sigma[0] = 2.5 * spread * np.sqrt(1.0 + np.sum((x_mean / x_sd) ** 2))
+            sigma[0] = _intercept_spread(2.5 * spread, x_mean, x_sd)
             sigma[1:] = slopes
         else:
             sigma[:] = slopes
-        priors = {
-            "weights": Prior("Dirichlet", a=1.0),
-            "coefficients": Prior("Normal", mu=mu.tolist(), sigma=sigma.tolist()),
-        }
+        priors = {"coefficients": Prior("Normal", mu=mu.tolist(), sigma=sigma.tolist())}
+        if self.concomitant:
+            # On the log-odds scale of the proportions (unit spread), as the slopes of a
+            # logistic regression: 2.5 / sd(w_j), the intercept as above.
+            w_mean, w_sd = mean[2 + n_predictors :], sd[2 + n_predictors :]
+            gamma = [_intercept_spread(2.5, w_mean, w_sd), *(2.5 / w_sd)]
+            priors["concomitant"] = Prior("ZeroSumNormal", sigma=[[float(g)] for g in gamma])
+        else:
+            priors["weights"] = Prior("Dirichlet", a=1.0)
         if response.scale is not None:
             priors[response.scale] = Prior("HalfNormal", sigma=float(y_sd))
         return priors
@@ -404,6 +498,7 @@ class MixtureRegression(MixtureModel):
         allowed = {
             "weights": frozenset({"Dirichlet"}),
             "coefficients": frozenset({"Normal", "StudentT"}),
+            "concomitant": frozenset({"ZeroSumNormal"}),
         }
         if self._response.scale is not None:
             allowed[self._response.scale] = _SCALE_PRIORS
@@ -413,13 +508,18 @@ class MixtureRegression(MixtureModel):
         self.coefficients_ = point["coefficients"]
         if self._response.scale is not None:
             setattr(self, f"{self._response.scale}_", point[self._response.scale])
+        if self.concomitant:
+            self.concomitant_ = point["concomitant"]
 
     def _set_fitted(self, data: Any, priors: dict[str, Prior], em: Any, idata: Any) -> None:
         super()._set_fitted(data, priors, em, idata)
-        features = list(data.features)
+        features = [str(f) for f in data.features]
         self.response_name_ = features[0]
-        self.predictor_names_ = features[1:]
-        self.feature_names_in_ = features[2:] if self.fit_intercept else features[1:]
+        self.predictor_names_, covariates = _split_features(features)
+        if self.concomitant:
+            self.covariate_names_ = covariates
+        names = self.predictor_names_
+        self.feature_names_in_ = names[1:] if self.fit_intercept else names
         self.n_features_in_ = len(self.feature_names_in_)
 
     # -- densities -----------------------------------------------------------------------------
@@ -430,44 +530,97 @@ class MixtureRegression(MixtureModel):
         ``X`` is the response then the design (as ``idata.observed_data.x``); ``params``
         the coefficients (draws, K, P) and, for the Gaussian, the scales (draws, K).
         """
-        coefficients, *scale = params
-        eta = features_dot(X[:, 1:], coefficients)  # (S, N, K)
-        scales = scale[0][:, None, :] if scale else None
-        return self._response.log_prob(X[None, :, 0, None], eta, scales)
+        named = dict(zip(self._component_vars, params, strict=True))
+        coefficients = named["coefficients"]
+        n_predictors = coefficients.shape[-1]
+        eta = features_dot(X[:, 1 : 1 + n_predictors], coefficients)  # (S, N, K)
+        scale = named.get(self._response.scale or "")
+        scales = None if scale is None else scale[:, None, :]
+        out = self._response.log_prob(X[None, :, 0, None], eta, scales)
+        if self.concomitant:  # the row's log mixing proportions (the weights are 1 then)
+            out = out + log_softmax_weights(X[:, 1 + n_predictors :], named["concomitant"])
+        return out
+
+    def _density_draws(self, draws: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+        """Return the draws that the mixture densities take.
+
+        With concomitant variables, unit weights: each row's proportions are in
+        :meth:`component_log_prob`.
+        """
+        if not self.concomitant:
+            return draws
+        return (np.ones_like(draws[0]), *draws[1:])
+
+    def _pointwise(self, X: np.ndarray, draws: tuple[np.ndarray, ...]) -> np.ndarray:
+        return super()._pointwise(X, self._density_draws(draws))
+
+    def _draws_for(
+        self, X: Any, max_draws: int | None = None
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+        values, draws = super()._draws_for(X, max_draws)
+        return values, self._density_draws(draws)
 
     def _relabel_locations(self, params: dict[str, np.ndarray], data: MixtureData) -> np.ndarray:
         """Coefficients in units of the response's spread per predictor's spread."""
+        coefficients = params["coefficients"]
         sd = column_moments(data.values, data.sample_weight)[1]
         y_scale = sd[0] if self._response.link == "identity" and sd[0] > 0 else 1.0
-        x_scale = np.where(sd[1:] > 0, sd[1:], 1.0)
-        return params["coefficients"] * x_scale / y_scale
+        x_sd = sd[1 : 1 + coefficients.shape[-1]]
+        return coefficients * np.where(x_sd > 0, x_sd, 1.0) / y_scale
 
     # -- the PyMC model ----------------------------------------------------------------------
 
     def _build(self, data: MixtureData, priors: dict[str, Prior]) -> pm.Model:
-        k, p = self.n_components, data.n_features - 1
+        k = self.n_components
+        predictors, covariates = _split_features(list(data.features))
+        p, c = len(predictors), len(covariates)
         response = self._response
         with pm.Model(coords=self._coords(data)) as model:
             values = pm.Data("x_data", data.values, dims=("obs", "feature"))
-            weights = priors["weights"].create_variable("weights", shape=(k,), dims=("component",))
-            coefficients = priors["coefficients"].create_variable(
-                "coefficients", shape=(k, p), dims=("component", "predictor")
+            params = []
+            if not self.concomitant:
+                params.append(
+                    priors["weights"].create_variable("weights", shape=(k,), dims=("component",))
+                )
+            params.append(
+                priors["coefficients"].create_variable(
+                    "coefficients", shape=(k, p), dims=("component", "predictor")
+                )
             )
-            params = [weights, coefficients]
             if response.scale is not None:
                 params.append(
                     priors[response.scale].create_variable(
                         response.scale, shape=(k,), dims=("component",)
                     )
                 )
-            signature = "(k),(k,p),(k),(p)->()" if response.scale else "(k),(k,p),(p)->()"
+            params.append(values[:, 1 : 1 + p])
+            if self.concomitant:
+                gamma = priors["concomitant"].create_variable(
+                    "concomitant", shape=(c, k), dims=("covariate", "component")
+                )
+                covariate_values = values[:, 1 + p :]
+                params[-1:-1] = [gamma.T]
+                params.append(covariate_values)
+                # The population's proportions: the average of the rows'.
+                eta = covariate_values @ gamma
+                pm.Deterministic(
+                    "weights", pt.special.softmax(eta, axis=-1).mean(axis=0), dims=("component",)
+                )
+            layout = (response.scale is not None, self.concomitant)
+            signature = ",".join(
+                ([] if self.concomitant else ["(k)"])
+                + ["(k,p)"]
+                + (["(k)"] if layout[0] else [])
+                + (["(k,c)"] if self.concomitant else [])
+                + ["(p)"]
+                + (["(c)"] if self.concomitant else [])
+            )
             pm.CustomDist(
                 self._observed,
                 *params,
-                values[:, 1:],
-                logp=functools.partial(_mixture_logp, response),
-                random=functools.partial(_mixture_random, response),
-                signature=signature,
+                logp=functools.partial(_mixture_logp, response, layout),
+                random=functools.partial(_mixture_random, response, layout),
+                signature=f"{signature}->()",
                 observed=values[:, 0],
                 dims=("obs",),
             )
@@ -485,11 +638,14 @@ class MixtureRegression(MixtureModel):
         return em.reordered(np.lexsort(em.params["coefficients"].T[::-1]))
 
     def _point_from_em(self, em: EMResult, n_features: int) -> dict[str, np.ndarray]:
-        return {"weights": em.weights, **em.params}
+        point = {"weights": em.weights, **em.params}
+        if self.concomitant:  # (covariate, component) in the posterior
+            point["concomitant"] = em.params["concomitant"].T
+        return point
 
     # -- predictions ---------------------------------------------------------------------------
 
-    def fit(self, X: Any, y: Any, **kwargs: Any) -> Self:  # type: ignore[override]
+    def fit(self, X: Any, y: Any, Z: Any = None, **kwargs: Any) -> Self:  # type: ignore[override]
         """Fit the mixture of regressions of ``y`` on ``X``: NUTS (default), EM or Laplace.
 
         Parameters
@@ -498,6 +654,11 @@ class MixtureRegression(MixtureModel):
             The predictors (a DataFrame's column names name the coefficients).
         y : array-like of shape (n_samples,)
             The response.
+        Z : array-like of shape (n_samples, n_covariates), optional
+            With ``concomitant=True``: the covariates of the mixing proportions,
+            ``P(z_n = k | w_n) = softmax_k(w_n' gamma_k)`` with ``w_n = (1, Z_n)``
+            (flexmix's concomitant variables; the posterior variable ``concomitant``,
+            dims (component, covariate), and ``weights`` the average proportions).
         **kwargs
             ``method``, ``sample_weight``, ``draws``, ``tune``, ``chains`` and the other
             options of :meth:`bayesmix.GaussianMixture.fit`.
@@ -506,44 +667,52 @@ class MixtureRegression(MixtureModel):
         -------
         self
         """
-        return super().fit(_Inputs(X, y), **kwargs)
+        return super().fit(_Inputs(X, y, Z), **kwargs)
 
-    def build_model(self, X: Any, y: Any, sample_weight: Any = None) -> pm.Model:  # type: ignore[override]
+    def build_model(  # type: ignore[override]
+        self, X: Any, y: Any, Z: Any = None, sample_weight: Any = None
+    ) -> pm.Model:
         """Return the PyMC model of ``y`` given ``X`` without fitting anything.
 
         Its observed variable ``y`` has one log-likelihood term per observation, the
         components summed out.
         """
-        data, priors = self._prepare(_Inputs(X, y), sample_weight)
+        data, priors = self._prepare(_Inputs(X, y, Z), sample_weight)
         return self._model(data, priors)
 
-    def predict_proba(self, X: Any, y: Any) -> np.ndarray:  # type: ignore[override]
+    def predict_proba(self, X: Any, y: Any, Z: Any = None) -> np.ndarray:  # type: ignore[override]
         """Return the posterior probability of each component for each (x, y) pair.
 
         The responsibilities ``p(z_n = k | x_n, y_n)``, averaged over posterior draws;
         they need the response.
         """
-        return super().predict_proba(_Inputs(X, y))
+        return super().predict_proba(_Inputs(X, y, Z))
 
-    def score_samples(self, X: Any, y: Any) -> np.ndarray:  # type: ignore[override]
+    def score_samples(self, X: Any, y: Any, Z: Any = None) -> np.ndarray:  # type: ignore[override]
         """Return ``log p(y_n | x_n)``, the log predictive density of each response."""
-        return super().score_samples(_Inputs(X, y))
+        return super().score_samples(_Inputs(X, y, Z))
 
-    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:  # type: ignore[override]
+    def score(  # type: ignore[override]
+        self, X: Any, y: Any, Z: Any = None, sample_weight: Any = None
+    ) -> float:
         """Return the mean log predictive density of ``y`` given ``X`` (not R^2)."""
-        values = self.score_samples(X, y)
+        values = self.score_samples(X, y, Z)
         weights = check_sample_weight(sample_weight, values.shape[0])
         if weights is None:
             return float(values.mean())
         return float(weights @ values / weights.sum())
 
-    def bic(self, X: Any, y: Any, sample_weight: Any = None) -> float:  # type: ignore[override]
+    def bic(  # type: ignore[override]
+        self, X: Any, y: Any, Z: Any = None, sample_weight: Any = None
+    ) -> float:
         """Return the BIC of the estimate: ``-2 log L + n_parameters log n`` (lower is better)."""
-        return super().bic(_Inputs(X, y), sample_weight=sample_weight)
+        return super().bic(_Inputs(X, y, Z), sample_weight=sample_weight)
 
-    def aic(self, X: Any, y: Any, sample_weight: Any = None) -> float:  # type: ignore[override]
+    def aic(  # type: ignore[override]
+        self, X: Any, y: Any, Z: Any = None, sample_weight: Any = None
+    ) -> float:
         """Return the AIC of the estimate: ``-2 log L + 2 n_parameters`` (lower is better)."""
-        return super().aic(_Inputs(X, y), sample_weight=sample_weight)
+        return super().aic(_Inputs(X, y, Z), sample_weight=sample_weight)
 
     def _design(self, X: Any) -> np.ndarray:
         """Return the design matrix of new predictors (intercept first), checked."""
@@ -554,29 +723,32 @@ class MixtureRegression(MixtureModel):
             return predictors.values
         return np.column_stack([np.ones(predictors.n_samples), predictors.values])
 
-    def predict(self, X: Any) -> np.ndarray:  # type: ignore[override]
+    def predict(self, X: Any, Z: Any = None) -> np.ndarray:  # type: ignore[override]
         """Return the predictive mean ``E[y | x] = sum_k pi_k g^-1(x' beta_k)`` of each row.
 
         Averaged over the posterior draws (at most 1000, evenly thinned); at the estimate
         for an EM fit. :meth:`predict_components` gives each component's line with its
         posterior interval.
         """
-        return self.predict_components(X)["mean"].to_numpy()
+        return self.predict_components(X, Z)["mean"].to_numpy()
 
     @validated({"prob": [float]})
-    def predict_components(self, X: Any, *, prob: float = 0.94) -> xr.Dataset:
+    def predict_components(self, X: Any, Z: Any = None, *, prob: float = 0.94) -> xr.Dataset:
         """Return the mixture's and every component's predictive mean, with intervals.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_predictors)
+        Z : array-like of shape (n_samples, n_covariates), optional
+            The covariates of the proportions (``concomitant=True`` only).
         prob : float, default=0.94
             Probability of the equal-tailed posterior intervals.
 
         Returns
         -------
         xarray.Dataset
-            ``mean`` (obs): ``E[y | x]``, the posterior mean of ``sum_k pi_k mu_k(x)``;
+            ``mean`` (obs): ``E[y | x]``, the posterior mean of ``sum_k pi_k mu_k(x)``
+            (``pi_k(w)`` with concomitant variables);
             ``component_mean`` (obs, component): the posterior mean of ``mu_k(x) =
             g^-1(x' beta_k)``; ``component_lower`` and ``component_upper``: its
             ``prob`` interval (equal to the mean for an EM fit).
@@ -586,7 +758,14 @@ class MixtureRegression(MixtureModel):
         design = self._design(X)
         draws = self.posterior_arrays(max_draws=1000)
         means = self._response.mean(np.einsum("np,skp->snk", design, draws["coefficients"]))
-        mixture = np.einsum("snk,sk->sn", means, draws["weights"])
+        if self.concomitant:
+            covariates = self._covariate_design(Z, design.shape[0], for_fit=False).values
+            proportions = np.exp(log_softmax_weights(covariates, draws["concomitant"]))
+            mixture = np.einsum("snk,snk->sn", means, proportions)
+        else:
+            if Z is not None:
+                raise DataError("Z was given but the fit has no concomitant variables.")
+            mixture = np.einsum("snk,sk->sn", means, draws["weights"])
         tail = 0.5 * (1.0 - prob)
         lower, upper = np.quantile(means, [tail, 1.0 - tail], axis=0)
         dims = ("obs", "component")
@@ -602,29 +781,72 @@ class MixtureRegression(MixtureModel):
         )
 
 
-def _mixture_logp(response: Response, value: Any, weights: Any, *rest: Any) -> Any:
-    """``log p(y_n | x_n)`` with the components summed out (PyTensor)."""
-    coefficients, *scale, design = rest
-    # x_n' beta_k unrolled over the (static) predictors: elementwise in (observation,
-    # component), whatever batch dimensions PyMC gives the parameters.
+def _intercept_spread(slope_spread: float, means: np.ndarray, sds: np.ndarray) -> float:
+    """Return the prior sd of an intercept given slopes of prior sd ``slope_spread / sd_j``.
+
+    An intercept at uncentred predictors is the centred one minus ``sum_j beta_j m_j``:
+    its sd is ``slope_spread * sqrt(1 + sum_j (m_j / sd_j)^2)``.
+    """
+    return float(slope_spread * np.sqrt(1.0 + np.sum((means / sds) ** 2)))
+
+
+def _unpack(layout: tuple[bool, bool], params: tuple) -> tuple:
+    """Split the CustomDist's parameters: weights, coefficients, scale, gamma, X, Z."""
+    has_scale, has_concomitant = layout
+    rest = list(params)
+    weights = None if has_concomitant else rest.pop(0)
+    coefficients = rest.pop(0)
+    scale = rest.pop(0) if has_scale else None
+    gamma = rest.pop(0) if has_concomitant else None
+    design = rest.pop(0)
+    covariates = rest.pop(0) if has_concomitant else None
+    return weights, coefficients, scale, gamma, design, covariates
+
+
+def _linear(design: Any, coefficients: Any) -> Any:
+    """Return ``x_n' beta_k``, unrolled over the (static) columns (PyTensor).
+
+    Elementwise in (observation, component), whatever batch dimensions PyMC gives the
+    parameters.
+    """
     eta = 0.0
     for j in range(coefficients.type.shape[-1]):
         eta = eta + design[..., j, None] * coefficients[..., j]
-    component = response.pt_log_prob(value[..., None], eta, scale[0] if scale else None)
-    return pt.logsumexp(pt.log(weights) + component, axis=-1)
+    return eta
 
 
-def _mixture_random(response: Response, weights, *rest, rng=None, size=None) -> np.ndarray:
+def _mixture_logp(response: Response, layout: tuple[bool, bool], value: Any, *params: Any) -> Any:
+    """``log p(y_n | x_n)`` with the components summed out (PyTensor)."""
+    weights, coefficients, scale, gamma, design, covariates = _unpack(layout, params)
+    component = response.pt_log_prob(value[..., None], _linear(design, coefficients), scale)
+    if gamma is None:
+        log_weights = pt.log(weights)
+    else:  # log softmax_k(z_n' gamma_k), the row's proportions
+        eta = _linear(covariates, gamma)
+        log_weights = eta - pt.logsumexp(eta, axis=-1, keepdims=True)
+    return pt.logsumexp(log_weights + component, axis=-1)
+
+
+def _mixture_random(
+    response: Response, layout: tuple[bool, bool], *params: Any, rng=None, size=None
+) -> np.ndarray:
     """Draw responses by the generative story: a component, then its regression (NumPy).
 
     Parameters may carry batch dimensions (the observations, prior draws); ``size`` is
     the batch shape of the draws.
     """
     rng = np.random.default_rng(rng)
-    coefficients, *scale, design = rest
+    weights, coefficients, scale, gamma, design, covariates = _unpack(layout, params)
     k, p = coefficients.shape[-2:]
-    shapes = [weights.shape[:-1], coefficients.shape[:-2], design.shape[:-1]]
+    shapes = [coefficients.shape[:-2], design.shape[:-1]]
+    if gamma is None:
+        shapes.append(weights.shape[:-1])
+    else:
+        shapes += [gamma.shape[:-2], covariates.shape[:-1]]
     batch = tuple(size) if size is not None else np.broadcast_shapes(*shapes)
+    if gamma is not None:
+        eta = np.einsum("...c,...kc->...k", covariates, gamma)
+        weights = np.exp(eta - logsumexp(eta, axis=-1, keepdims=True))
     weights = np.broadcast_to(weights, (*batch, k))
     coefficients = np.broadcast_to(coefficients, (*batch, k, p))
     design = np.broadcast_to(design, (*batch, p))
@@ -633,8 +855,8 @@ def _mixture_random(response: Response, weights, *rest, rng=None, size=None) -> 
     beta = np.take_along_axis(coefficients, labels[..., None, None], axis=-2)[..., 0, :]
     eta = np.einsum("...p,...p->...", design, beta)
     chosen = None
-    if scale:
-        scales = np.broadcast_to(scale[0], (*batch, k))
+    if scale is not None:
+        scales = np.broadcast_to(scale, (*batch, k))
         chosen = np.take_along_axis(scales, labels[..., None], axis=-1)[..., 0]
     return response.draw(rng, eta, chosen)
 
@@ -645,25 +867,27 @@ def _fit_regression_em(
     """EM of a mixture of regressions: weighted fits of every component, restarts."""
     response = model._response
     k = model.n_components
-    y, design = data.values[:, 0], data.values[:, 1:]
+    n_predictors = len(_split_features(list(data.features))[0])
+    y, design = data.values[:, 0], data.values[:, 1 : 1 + n_predictors]
+    covariates = data.values[:, 1 + n_predictors :]  # (N, 0) without concomitant variables
     w = data.sample_weight
     n_samples = float(data.n_samples if w is None else w.sum())
     y_sd = float(column_moments(data.values[:, :1], w)[1][0])
     floor = _SCALE_FLOOR * (y_sd if y_sd > 0 else 1.0)
     # The partitions of the starts: standardised predictors and response.
-    start_features = data.values[:, (2 if model.fit_intercept else 1) :]
+    start_features = design[:, 1:] if model.fit_intercept else design
     start_features = np.column_stack([start_features, y])
     centre, spread = column_moments(start_features, w)
     start_features = (start_features - centre) / np.where(spread > 0, spread, 1.0)
 
     def log_prob(params: dict) -> np.ndarray:
-        coefficients = params["coefficients"][None]
-        scale = params[response.scale][None] if response.scale else ()
-        scales = (scale,) if response.scale else ()
-        return model.component_log_prob(data.values, coefficients, *scales)[0]
+        draws = [params[name][None] for name in model._component_vars]
+        return model.component_log_prob(data.values, *draws)[0]
 
     def e_step(weights: np.ndarray, params: dict) -> tuple[float, float, np.ndarray, None]:
-        log_norm, log_resp = _log_responsibilities(log_prob(params), weights)
+        # With concomitant variables the rows' proportions are in log_prob.
+        row_weights = np.ones(k) if model.concomitant else weights
+        log_norm, log_resp = _log_responsibilities(log_prob(params), row_weights)
         log_likelihood = float(np.mean(log_norm) if w is None else w @ log_norm / n_samples)
         resp = np.exp(log_resp)
         return log_likelihood, log_likelihood, resp if w is None else resp * w[:, None], None
@@ -687,10 +911,19 @@ def _fit_regression_em(
                 scales[j] = max(np.sqrt(resp[:, j] @ residual**2 / nk[j]), floor)
         if not np.all(np.isfinite(coefficients)):
             raise FitError("the weighted fit of a component is not finite")
-        params = {"coefficients": coefficients}
+        new = {"coefficients": coefficients}
         if response.scale:
-            params[response.scale] = scales
-        return _ml_weights(nk), params
+            new[response.scale] = scales
+        if not model.concomitant:
+            return _ml_weights(nk), new
+        # The proportions' M-step: a multinomial logistic regression on the soft labels.
+        previous = None if params is None else params["concomitant"]
+        new["concomitant"], converged = weighted_multinomial_fit(covariates, resp, previous)
+        if not converged:
+            _log.info("the concomitant variables' fit did not converge (separation?)")
+        proportions = np.exp(log_softmax_weights(covariates, new["concomitant"]))
+        average = proportions.mean(axis=0) if w is None else w @ proportions / n_samples
+        return average, new
 
     def start(partition: str) -> tuple[np.ndarray, dict]:
         resp = initial_responsibilities(start_features, k, rng, _INIT_SMOOTHING, w, partition)

@@ -61,3 +61,41 @@ def test_nuts_recovers_two_regressions_and_agrees_with_em(family, seed):
         z = (values.mean(axis=0) - estimate) / values.std(axis=0)
         assert np.abs(z).max() <= 3.0, (name, z)
     assert inside / total >= 0.9, (inside, total)
+
+
+def test_nuts_with_concomitant_variables_recovers_the_proportions_model():
+    # Proportions softmax(w' gamma_k) by a covariate w; gamma is identified up to a
+    # constant per covariate, and the posterior is its zero-sum representative.
+    rng = np.random.default_rng(24)
+    n = 600
+    X = rng.uniform(0, 10, (n, 1))
+    Z = rng.normal(0, 1, (n, 1))
+    gamma = np.array([[0.0, 0.0], [0.4, 1.2]])
+    eta = np.column_stack([np.ones(n), Z]) @ gamma.T
+    proportions = np.exp(eta - np.logaddexp.reduce(eta, axis=1, keepdims=True))
+    labels = (rng.random(n)[:, None] > np.cumsum(proportions, axis=1)).sum(axis=1)
+    lines = TRUTH["gaussian"]["coefficients"][:, :2]
+    scales = TRUTH["gaussian"]["scales"]
+    design = np.column_stack([np.ones(n), X])
+    y = np.einsum("np,np->n", design, lines[labels]) + rng.normal(0, scales[labels])
+    settings = {"n_components": 2, "concomitant": True, "random_state": 0}
+    em = bm.MixtureRegression(**settings).fit(X, y, Z, method="em")
+    fit = bm.MixtureRegression(**settings).fit(X, y, Z, progressbar=False)
+    assert fit.idata.attrs["divergences"] == 0
+    post = fit.idata["posterior"]
+    rhat = azs.rhat(post.to_dataset()[["coefficients", "scales", "concomitant"]])
+    assert max(float(rhat[v].max()) for v in rhat.data_vars) <= 1.01
+    draws = fit.posterior_arrays()
+    truth = {
+        "coefficients": lines,
+        "scales": scales,
+        "concomitant": gamma - gamma.mean(axis=0),
+    }
+    inside, total = 0, 0
+    for name, true in truth.items():
+        low, high = np.quantile(draws[name], [0.03, 0.97], axis=0)
+        inside += int(np.sum((low <= true) & (true <= high)))
+        total += true.size
+        z = (draws[name].mean(axis=0) - getattr(em, f"{name}_")) / draws[name].std(axis=0)
+        assert np.abs(z).max() <= 3.0, (name, z)
+    assert inside / total >= 0.9, (inside, total)

@@ -12,7 +12,7 @@ import pandas as pd
 import pymc as pm
 import pytest
 import statsmodels.api as sm
-from scipy import stats
+from scipy import optimize, stats
 
 import bayesmix as bm
 from bayesmix._glm import weighted_fit
@@ -308,3 +308,145 @@ def test_glm_responses_outside_the_support_fail_before_any_work():
         bm.MixtureRegression(family="poisson").fit(X, y + 0.5, method="em")
     with pytest.raises(DataError, match="0/1"):
         bm.MixtureRegression(family="bernoulli").fit(X, y, method="em")
+
+
+# -- concomitant variables (covariates of the mixing proportions) ----------------------------
+
+GAMMA = np.array([[0.0, 0.0], [0.4, 1.2]])  # (component, [intercept, w]) before centring
+
+
+def _simulate_concomitant(rng, n=600):
+    X = rng.uniform(0, 10, (n, 1))
+    Z = rng.normal(0, 1, (n, 1))
+    eta = np.column_stack([np.ones(n), Z]) @ GAMMA.T
+    proportions = np.exp(eta - np.logaddexp.reduce(eta, axis=1, keepdims=True))
+    labels = (rng.random(n)[:, None] > np.cumsum(proportions, axis=1)).sum(axis=1)
+    design = np.column_stack([np.ones(n), X])
+    lines = COEFFICIENTS[:, :2]
+    y = np.einsum("np,np->n", design, lines[labels]) + rng.normal(0, SCALES[labels])
+    return X, y, Z, proportions
+
+
+def _enumerated_concomitant(X, y, Z, gamma, coefficients, scales):
+    design = np.column_stack([np.ones(len(y)), X])
+    eta = np.column_stack([np.ones(len(y)), Z]) @ gamma.T
+    log_pi = eta - np.logaddexp.reduce(eta, axis=1, keepdims=True)
+    terms = [
+        log_pi[:, k] + stats.norm(design @ coefficients[k], scales[k]).logpdf(y) for k in range(2)
+    ]
+    return np.logaddexp.reduce(terms, axis=0)
+
+
+def test_concomitant_pymc_model_and_numpy_density_equal_the_enumerated_model():
+    rng = np.random.default_rng(12)
+    X, y, Z, _ = _simulate_concomitant(rng, n=40)
+    model = bm.MixtureRegression(n_components=2, concomitant=True).build_model(X, y, Z)
+    assert "weights" not in [rv.name for rv in model.free_RVs]
+    point = {
+        key: value + 0.3 * rng.standard_normal(np.shape(value))
+        for key, value in model.initial_point().items()
+    }
+    values = _model_values(model, point)
+    gamma = values["concomitant"].T  # the posterior's dims are (covariate, component)
+    np.testing.assert_allclose(gamma.sum(axis=0), 0.0, atol=1e-12)  # zero-sum
+    coefficients, scales = values["coefficients"], values["scales"]
+    expected = _enumerated_concomitant(X, y, Z, gamma, coefficients, scales)
+    pointwise = model.compile_logp(vars=[model["y"]], sum=False, mode="FAST_COMPILE")(point)[0]
+    np.testing.assert_allclose(pointwise, expected, rtol=0, atol=1e-8)
+    eta = np.column_stack([np.ones(len(y)), Z]) @ gamma.T
+    average = np.exp(eta - np.logaddexp.reduce(eta, axis=1, keepdims=True)).mean(axis=0)
+    np.testing.assert_allclose(values["weights"], average, atol=1e-12)
+    fit = bm.MixtureRegression(n_components=2, concomitant=True)
+    matrix = np.column_stack([y, np.ones(len(y)), X, np.ones(len(y)), Z])
+    component = fit.component_log_prob(matrix, coefficients[None], scales[None], gamma[None])[0]
+    np.testing.assert_allclose(np.logaddexp.reduce(component, axis=1), expected, atol=1e-10)
+
+
+def test_concomitant_m_step_is_the_multinomial_logit():
+    from bayesmix._glm import weighted_multinomial_fit
+
+    rng = np.random.default_rng(13)
+    n = 300
+    Z = sm.add_constant(rng.normal(size=(n, 2)))
+    gamma = np.array([[0.0, 0.0, 0.0], [0.5, 1.0, -0.5], [-0.3, -0.8, 0.7]])
+    eta = Z @ gamma.T
+    proportions = np.exp(eta - np.logaddexp.reduce(eta, axis=1, keepdims=True))
+    labels = (rng.random(n)[:, None] > np.cumsum(proportions, axis=1)).sum(axis=1)
+    # Hard labels: statsmodels' multinomial logit (component 0 the reference).
+    fitted, converged = weighted_multinomial_fit(Z, np.eye(3)[labels])
+    reference = sm.MNLogit(labels, Z).fit(disp=0, method="newton", tol=1e-14).params.T
+    assert converged
+    np.testing.assert_allclose(fitted[1:] - fitted[0], reference, atol=1e-8)
+    np.testing.assert_allclose(fitted.sum(axis=0), 0.0, atol=1e-12)  # centred
+    # Soft labels (responsibilities times weights): the gradient of the objective,
+    # written here independently and differentiated numerically, vanishes there.
+    soft = rng.dirichlet(np.ones(3), size=n) * rng.uniform(0.5, 2.0, (n, 1))
+    fitted, _ = weighted_multinomial_fit(Z, soft)
+
+    def objective(flat):
+        eta = Z @ flat.reshape(3, 3).T
+        return np.sum(soft * (eta - np.logaddexp.reduce(eta, axis=1, keepdims=True)))
+
+    gradient = optimize.approx_fprime(fitted.reshape(-1), objective, 1e-6)
+    assert np.abs(gradient).max() < 1e-4
+
+
+def test_concomitant_em_recovers_the_proportions_model():
+    rng = np.random.default_rng(14)
+    X, y, Z, _ = _simulate_concomitant(rng, n=1500)
+    fit = bm.MixtureRegression(n_components=2, concomitant=True, random_state=0)
+    fit.fit(X, y, Z, method="em")
+    np.testing.assert_allclose(fit.coefficients_, COEFFICIENTS[:, :2], atol=0.2)
+    truth = GAMMA - GAMMA.mean(axis=0)  # the centred representative
+    np.testing.assert_allclose(fit.concomitant_, truth, atol=0.2)
+    post = fit.idata["posterior"]
+    # Zero-sum over the components (the identified parameterisation).
+    assert post["concomitant"].dims == ("chain", "draw", "covariate", "component")
+    assert list(post["covariate"].to_numpy()) == ["Intercept", "x0"]
+    assert fit.covariate_names_ == ["Intercept", "x0"]
+    # The stored log-likelihood is the enumerated model's at the estimate.
+    expected = _enumerated_concomitant(X, y, Z, fit.concomitant_, fit.coefficients_, fit.scales_)
+    np.testing.assert_allclose(fit.score_samples(X, y, Z), expected, atol=1e-10)
+    np.testing.assert_allclose(post["weights"].to_numpy()[0, 0], fit.weights_)
+    trace = fit.idata["em_stats"]["lower_bound"].to_numpy()
+    assert np.all(np.diff(trace) >= -1e-10)
+    n_parameters = 2 * 2 + 2 + 1 * 2
+    np.testing.assert_allclose(fit.bic(X, y, Z), -2 * expected.sum() + n_parameters * np.log(1500))
+    # Predictions weight the lines by each row's proportions.
+    eta = np.column_stack([np.ones(len(y)), Z]) @ fit.concomitant_.T
+    proportions = np.exp(eta - np.logaddexp.reduce(eta, axis=1, keepdims=True))
+    lines = np.column_stack([np.ones(len(y)), X]) @ fit.coefficients_.T
+    np.testing.assert_allclose(fit.predict(X, Z), np.sum(proportions * lines, axis=1))
+    assert "concomitant[x0, 1]" in fit.summary().index
+
+
+def test_concomitant_inputs_fail_before_any_work():
+    rng = np.random.default_rng(15)
+    X, y, Z, _ = _simulate_concomitant(rng, n=60)
+    with pytest.raises(DataError, match="concomitant=False"):
+        bm.MixtureRegression().fit(X, y, Z, method="em")
+    with pytest.raises(DataError, match="concomitant=True models"):
+        bm.MixtureRegression(concomitant=True).fit(X, y, method="em")
+    with pytest.raises(DataError, match="Z has 59"):
+        bm.MixtureRegression(concomitant=True).fit(X, y, Z[:-1], method="em")
+    with pytest.raises(DataError, match="constant"):
+        bm.MixtureRegression(concomitant=True).fit(X, y, np.ones((60, 1)), method="em")
+
+
+@pytest.mark.filterwarnings("ignore::bayesmix.SamplerWarning")  # prior draws
+@pytest.mark.filterwarnings("ignore::bayesmix.ConvergenceWarning")
+def test_concomitant_summary_labels_follow_the_posterior(mocked_sample):
+    # arviz-stats 1.x mislabels a (covariate, component) variable summarised next to
+    # (component, ...) ones; the summary takes one variable at a time.
+    rng = np.random.default_rng(16)
+    X, y, Z, _ = _simulate_concomitant(rng, n=80)
+    fit = bm.MixtureRegression(n_components=2, concomitant=True, random_state=0)
+    fit.fit(X, y, Z, draws=30, chains=2, progressbar=False)
+    post = fit.idata["posterior"]["concomitant"]
+    table = fit.summary()
+    for covariate in ("Intercept", "x0"):
+        for k in (0, 1):
+            expected = float(post.sel(covariate=covariate, component=k).mean())
+            np.testing.assert_allclose(
+                table.loc[f"concomitant[{covariate}, {k}]", "mean"], expected
+            )
