@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import tempfile
+import types
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -416,11 +417,13 @@ class _Layout:
 
     n_components: int
     features: list[str]
+    # Sizes of the other dims (the model's coords for these features), if any.
+    extra: dict[str, int] = dataclasses.field(default_factory=dict)
 
     @property
     def sizes(self) -> dict[str, int]:
         n = len(self.features)
-        return {"component": self.n_components, "feature": n, "feature_bis": n}
+        return {"component": self.n_components, "feature": n, "feature_bis": n, **self.extra}
 
     def shape(self, dims: tuple[str, ...] | list[str]) -> tuple[int, ...]:
         return tuple(self.sizes[dim] for dim in dims)
@@ -779,16 +782,17 @@ def _check_data(model: Any, idata: xr.DataTree, layout: _Layout) -> MixtureData:
 
 
 def _check_log_likelihood(
-    idata: xr.DataTree, post: xr.Dataset, data: MixtureData, layout: _Layout
+    idata: xr.DataTree, post: xr.Dataset, data: MixtureData, layout: _Layout, observed: str
 ) -> None:
-    """Check the pointwise log-likelihood group, when there is one."""
+    """Check the pointwise log-likelihood group (variable ``observed``), when there is one."""
     if "log_likelihood" not in idata.children:
         return
     group = idata["log_likelihood"].to_dataset()
-    field = "log_likelihood variable 'x'"
-    if "x" not in group.data_vars:
-        raise _fail("group 'log_likelihood'", "no variable 'x'")
-    x = group["x"]
+    name = observed  # the model's observed variable: x, or a regression's y
+    field = f"log_likelihood variable {name!r}"
+    if name not in group.data_vars:
+        raise _fail("group 'log_likelihood'", f"no variable {name!r}")
+    x = group[name]
     dims = ("chain", "draw", "obs")
     if sorted(map(str, x.dims)) != sorted(dims):
         raise _fail(field, f"dims {tuple(x.dims)}, expected {dims}")
@@ -847,15 +851,23 @@ def check_fit(cls: Any, idata: xr.DataTree) -> CheckedFit:
     except (BayesmixError, TypeError, ValueError) as err:
         raise _fail("attribute 'params' (the constructor arguments)", str(err)) from None
     post = idata["posterior"].to_dataset()
-    if "feature" not in post.dims:
+    # The data's columns: the posterior's feature dim, or (a model whose posterior has
+    # other dims, as a mixture of regressions') the observed data's.
+    source = post if "feature" in post.dims else None
+    if source is None and "observed_data" in idata.children:
+        source = idata["observed_data"].to_dataset()
+    if source is None or "feature" not in source.dims:
         raise _fail("posterior group", "no 'feature' dim, expected the features of the data")
-    layout = _Layout(model.n_components, [str(f) for f in post["feature"].to_numpy()])
+    features = [str(f) for f in source["feature"].to_numpy()]
+    coords = model._coords(types.SimpleNamespace(features=features))
+    extra = {dim: len(values) for dim, values in coords.items() if dim not in ("obs", "component")}
+    layout = _Layout(model.n_components, features, extra)
     priors = _check_priors(model, args.get("priors"), _json_attr(idata, "priors", dict), layout)
     posterior = _check_posterior(model, post, layout)
     em = _check_em(model, idata, layout)
     _check_em_point(model, idata, em, posterior, layout)
     _check_em_stats(idata, em)
     data = _check_data(model, idata, layout)
-    _check_log_likelihood(idata, post, data, layout)
+    _check_log_likelihood(idata, post, data, layout, model._observed)
     _check_other_attrs(idata)
     return CheckedFit(model=model, data=data, priors=priors, em=em)

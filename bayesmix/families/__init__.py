@@ -61,7 +61,13 @@ class _Registry(Mapping[str, type]):
 FAMILIES = _Registry()
 
 
+# Model classes that are not families but read them from the registry: loaded by name.
+_MODELS = {"MixtureRegression": "bayesmix.regression"}
+
+
 def class_named(class_name: str) -> Any:
     """Return the registered model class called ``class_name``, or None."""
+    if class_name in _MODELS:
+        return getattr(importlib.import_module(_MODELS[class_name]), class_name)
     name = FAMILIES.class_names().get(class_name)
     return None if name is None else FAMILIES[name]

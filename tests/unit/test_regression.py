@@ -450,3 +450,35 @@ def test_concomitant_summary_labels_follow_the_posterior(mocked_sample):
             np.testing.assert_allclose(
                 table.loc[f"concomitant[{covariate}, {k}]", "mean"], expected
             )
+
+
+@pytest.mark.parametrize(
+    "settings", [{}, {"concomitant": True}, {"family": "poisson"}], ids=["gaussian", "Z", "pois"]
+)
+def test_a_fit_saves_and_loads(settings, tmp_path):
+    rng = np.random.default_rng(17)
+    X, y, Z, _ = _simulate_concomitant(rng, n=150)
+    if settings.get("family") == "poisson":
+        y = np.round(np.abs(y))
+    args = (X, y, Z) if settings.get("concomitant") else (X, y)
+    fit = bm.MixtureRegression(n_components=2, random_state=0, **settings).fit(*args, method="em")
+    fit.save(tmp_path / "fit.nc")
+    loaded = bm.load(tmp_path / "fit.nc")
+    assert type(loaded) is bm.MixtureRegression
+    assert loaded.get_params() == fit.get_params()
+    np.testing.assert_array_equal(loaded.coefficients_, fit.coefficients_)
+    np.testing.assert_array_equal(loaded.predict_proba(*args), fit.predict_proba(*args))
+    assert loaded.predictor_names_ == fit.predictor_names_
+    np.testing.assert_array_equal(
+        loaded.idata["log_likelihood"]["y"], fit.idata["log_likelihood"]["y"]
+    )
+
+
+def test_a_damaged_saved_fit_names_the_field(tmp_path):
+    rng = np.random.default_rng(18)
+    X, y, _ = _simulate(rng, n=80)
+    fit = bm.MixtureRegression(n_components=2, random_state=0).fit(X, y, method="em")
+    fit.idata["posterior"]["scales"] = -fit.idata["posterior"]["scales"]
+    fit.save(tmp_path / "bad.nc")
+    with pytest.raises(bm.exceptions.LoadError, match="scales"):
+        bm.load(tmp_path / "bad.nc")
