@@ -90,13 +90,29 @@ def _describe(args: argparse.Namespace) -> str:
 
 
 def _fit_both(
-    X: pd.DataFrame, k: int, method: str, args: argparse.Namespace, console: Any
+    X: pd.DataFrame,
+    k: int,
+    method: str,
+    args: argparse.Namespace,
+    console: Any,
+    model: Any = None,
+    data: tuple = (),
 ) -> tuple[Any, Any]:
-    family, spec = _family(args), _spec(args, k)
+    """Fit EM and/or NUTS (or Laplace) and report on the way.
+
+    The ``--family`` mixture of ``X``, or ``model`` (a class taking ``n_components`` and
+    ``random_state``) of ``data`` (its fit's positional arguments: a mixture of
+    regressions' X, y, Z).
+    """
+    if model is None:
+        family, spec = _family(args), _spec(args, k)
+    else:
+        family, spec = model, {"n_components": k, "random_state": args.seed}
+    data = data or (X,)
     em = nuts = None
     if method in ("em", "both", "laplace"):
         start = time.perf_counter()
-        em = family(**spec).fit(X, method="em")
+        em = family(**spec).fit(*data, method="em")
         stats = em.idata["em_stats"].attrs
         console.print(
             f"EM: log-likelihood {stats['log_likelihood'] * len(X):.2f} after "
@@ -109,7 +125,7 @@ def _fit_both(
             "every chain started at the EM estimate ..."
         )
         start = time.perf_counter()
-        nuts = family(**spec).fit(X, method="nuts", **_sampler_kwargs(args))
+        nuts = family(**spec).fit(*data, method="nuts", **_sampler_kwargs(args))
         attrs = nuts.idata.attrs
         rhat = float(attrs.get("max_rhat", float("nan")))
         rhat_text = f"{rhat:.3f}" if rhat == rhat else "n/a (one chain)"
@@ -122,7 +138,7 @@ def _fit_both(
     if method == "laplace":
         console.print("Laplace + PSIS: the mode from the EM estimate, then the draws ...")
         start = time.perf_counter()
-        nuts = family(**spec).fit(X, method="laplace")
+        nuts = family(**spec).fit(*data, method="laplace")
         attrs = nuts.idata.attrs
         console.print(
             f"Laplace + PSIS: {time.perf_counter() - start:.1f} s; k-hat "
@@ -402,6 +418,8 @@ def _fit(args: argparse.Namespace) -> int:
     args.method = args.method or "both"
     X = _read_csv(args, console)
     k = _one_k(args)
+    if args.response is not None:
+        return _fit_regression(args, X, k, console)
     em, nuts = _fit_both(X, k, args.method, args, console)
     _show_fits(console, em, nuts, f"{Path(args.data).name}, K={k}, {_describe(args)}")
     report = bm.write_report(
@@ -410,6 +428,47 @@ def _fit(args: argparse.Namespace) -> int:
         nuts_fit=nuts,
         title=f"bayesmix fit: {Path(args.data).name}, K={k}",
         description=f"A {_describe(args)} fitted to {args.data}.",
+    )
+    return _finish(console, report)
+
+
+def _names(text: str | None) -> list[str]:
+    return [name.strip() for name in (text or "").split(",") if name.strip()]
+
+
+def _fit_regression(args: argparse.Namespace, frame: pd.DataFrame, k: int, console: Any) -> int:
+    """``fit --response``: a mixture of regressions of one column on others."""
+    import functools
+
+    import bayesmix as bm
+
+    concomitant = _names(args.concomitant)
+    predictors = _names(args.predictors) or [
+        c for c in frame.columns if c != args.response and c not in concomitant
+    ]
+    missing = [c for c in [args.response, *predictors, *concomitant] if c not in frame.columns]
+    if missing:
+        raise DataError(
+            f"columns {missing} are not in {Path(args.data).name}, whose columns are "
+            f"{list(frame.columns)}. Name them as in the header row."
+        )
+    data = (frame[predictors], frame[args.response])
+    if concomitant:
+        data += (frame[concomitant],)
+    model = functools.partial(
+        bm.MixtureRegression, family=args.family, concomitant=bool(concomitant)
+    )
+    em, nuts = _fit_both(frame, k, args.method, args, console, model=model, data=data)
+    what = f"mixture of {args.family} regressions of {args.response} on {predictors}"
+    if concomitant:
+        what += f", proportions by {concomitant}"
+    _show_fits(console, em, nuts, f"{Path(args.data).name}, K={k}")
+    report = bm.write_report(
+        args.out,
+        em_fit=em,
+        nuts_fit=nuts,
+        title=f"bayesmix fit: {Path(args.data).name}, K={k}",
+        description=f"A {what} fitted to {args.data}.",
     )
     return _finish(console, report)
 
@@ -701,6 +760,20 @@ def _parser() -> argparse.ArgumentParser:
         "--scheduler",
         help="Zarr / Parquet data: Dask scheduler, threads (default), processes, synchronous, "
         "or the address of a distributed scheduler (tcp://host:8786)",
+    )
+    fit.add_argument(
+        "--response",
+        help="fit a mixture of regressions of this column (--family gaussian, poisson or "
+        "bernoulli) on --predictors",
+    )
+    fit.add_argument(
+        "--predictors",
+        help="with --response: comma-separated predictor columns (default: the others)",
+    )
+    fit.add_argument(
+        "--concomitant",
+        help="with --response: comma-separated columns that the mixing proportions depend "
+        "on (concomitant variables)",
     )
     _add_sampler_options(fit)
     fit.add_argument("--out", required=True, help="report folder")

@@ -354,8 +354,12 @@ def compare_fits(em_fit: Any, mcmc_fit: Any, *, hdi_prob: float = HDI_PROB) -> p
         },
         index=pd.Index(labels, name="parameter"),
     )
-    X = _training_data(mcmc_fit)
-    ari = adjusted_rand_index(em_fit.predict(X), mcmc_fit.predict(X))
+    # What predict_proba and score_samples take of the training data (the data matrix,
+    # or a mixture of regressions' response, predictors and covariates).
+    X = mcmc_fit._training_inputs(_training_data(mcmc_fit))
+    ari = adjusted_rand_index(
+        em_fit.predict_proba(X).argmax(axis=1), mcmc_fit.predict_proba(X).argmax(axis=1)
+    )
     lpd_em = float(np.mean(em_fit.score_samples(X)))
     lpd_mcmc = float(np.mean(mcmc_fit.score_samples(X)))
     n_in = int(table["em_in_hdi"].sum())

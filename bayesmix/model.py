@@ -1116,6 +1116,14 @@ class MixtureModel(ABC):
         dims[self._observed] = ["obs", "feature"]
         return dims
 
+    def _training_inputs(self, values: np.ndarray) -> Any:
+        """Return what :meth:`predict_proba` and :meth:`score_samples` take of ``values``.
+
+        ``values`` is the data matrix of a fit (``idata.observed_data.x``); a mixture
+        takes it as it is.
+        """
+        return values
+
     def _observed_data_group(self, data: MixtureData) -> xr.Dataset:
         """Return the ``observed_data`` group of a fit to ``data``."""
         return _datatree.observed_data_group(data)

@@ -162,7 +162,8 @@ def _thinned_draws(fit: Any, n_draws: int) -> Draws | None:
 def _data(fit: Any, X: Any) -> tuple[np.ndarray, np.ndarray]:
     """Return the data to plot (training data when X is None) and its responsibilities."""
     values = _training_data(fit) if X is None else X
-    proba = fit.predict_proba(values)  # validates X
+    # Validates X; the training data as the fit takes them (a regression's y, X, Z).
+    proba = fit.predict_proba(fit._training_inputs(values) if X is None else values)
     values = np.asarray(values, dtype=np.float64)
     if values.ndim == 1:
         values = values[:, None]
@@ -1069,6 +1070,7 @@ def plot_regression(
     fit: Any,
     X: Any = None,
     y: Any = None,
+    Z: Any = None,
     *,
     ax: Axes | None = None,
     prob: float = 0.94,
@@ -1089,6 +1091,8 @@ def plot_regression(
         A fitted mixture of regressions.
     X, y : array-like, optional
         The data to draw (default: the training data).
+    Z : array-like, optional
+        Their covariates of the proportions (a fit with concomitant variables).
     ax : matplotlib Axes, optional
     prob : float, default=0.94
     n_grid : int, default=200
@@ -1107,14 +1111,16 @@ def plot_regression(
     _check_fitted(fit, "fit")
     if (X is None) != (y is None):
         raise InvalidParameterError("pass both X and y, or neither (the training data).")
-    if X is None:
-        observed = fit.idata["observed_data"]
-        values = observed["x"].transpose("obs", "feature").to_numpy()
-        X, y = values[:, 2 if fit.fit_intercept else 1 :], observed["y"].to_numpy()
+    if X is None:  # the training data: response, design, covariates' design
+        values = fit.idata["observed_data"]["x"].transpose("obs", "feature").to_numpy()
+        labels = fit.predict_proba(fit._training_inputs(values)).argmax(axis=1)
+        stop = 1 + len(fit.predictor_names_)
+        X, y = values[:, 2 if fit.fit_intercept else 1 : stop], values[:, 0]
+    else:
+        labels = fit.predict_proba(X, y, Z).argmax(axis=1)
     X = np.asarray(X, dtype=np.float64)
     X = X[:, None] if X.ndim == 1 else X
     y = np.asarray(y, dtype=np.float64)
-    labels = fit.predict_proba(X, y).argmax(axis=1)
     has_em = getattr(fit, "em_", None) is not None and _has_draws(fit)
     if X.shape[1] == 1:
         fig, ax = _new_axes(ax)

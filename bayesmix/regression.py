@@ -93,12 +93,22 @@ _CONCOMITANT = "concomitant:"
 
 
 class _Inputs:
-    """The predictors, response and covariates of one call (the base class takes one X)."""
+    """The predictors, response and covariates of one call (the base class takes one X).
 
-    def __init__(self, X: Any, y: Any, Z: Any = None) -> None:
+    Or (``matrix``) a fit's data matrix as stored: the response, the design and the
+    covariates' design, labelled by ``features``.
+    """
+
+    def __init__(self, X: Any, y: Any, Z: Any = None, matrix: MixtureData | None = None) -> None:
         self.X = X
         self.y = y
         self.Z = Z
+        self.matrix = matrix
+
+
+def _inputs(X: Any, y: Any, Z: Any) -> _Inputs:
+    """Return the inputs of a public method (an internal ``_Inputs`` passes through)."""
+    return X if isinstance(X, _Inputs) else _Inputs(X, y, Z)
 
 
 def _split_features(features: list[str]) -> tuple[list[str], list[str]]:
@@ -247,6 +257,8 @@ class MixtureRegression(MixtureModel):
 
     _family = "regression"
     _observed = "y"
+    #: Plots draw the regression lines (:func:`bayesmix.plot_regression`).
+    plot_kind = "regression"
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         **MixtureModel._parameter_constraints,
         "family": [str],
@@ -327,6 +339,8 @@ class MixtureRegression(MixtureModel):
                 "a MixtureRegression takes the predictors and the response: fit(X, y), "
                 "predict_proba(X, y), score_samples(X, y)."
             )
+        if inputs.matrix is not None:
+            return inputs.matrix
         predictors = check_data(inputs.X, for_fit=False)
         response = self._response
         y, name = _response_values(inputs.y, predictors.n_samples, response)
@@ -399,6 +413,13 @@ class MixtureRegression(MixtureModel):
                 f"X has columns {features}; the fit's predictors are "
                 f"{list(self.feature_names_in_)}. Pass those columns, in that order."
             )
+
+    def _training_inputs(self, values: np.ndarray) -> Any:
+        features = [self.response_name_, *self.predictor_names_]
+        if self.concomitant:
+            features += [_CONCOMITANT + name for name in self.covariate_names_]
+        matrix = MixtureData(values, np.arange(values.shape[0]), features)
+        return _Inputs(None, None, matrix=matrix)
 
     def _check_X(self, X: Any) -> MixtureData:
         self._check_fitted()
@@ -680,17 +701,17 @@ class MixtureRegression(MixtureModel):
         data, priors = self._prepare(_Inputs(X, y, Z), sample_weight)
         return self._model(data, priors)
 
-    def predict_proba(self, X: Any, y: Any, Z: Any = None) -> np.ndarray:  # type: ignore[override]
+    def predict_proba(self, X: Any, y: Any = None, Z: Any = None) -> np.ndarray:  # type: ignore[override]
         """Return the posterior probability of each component for each (x, y) pair.
 
         The responsibilities ``p(z_n = k | x_n, y_n)``, averaged over posterior draws;
         they need the response.
         """
-        return super().predict_proba(_Inputs(X, y, Z))
+        return super().predict_proba(_inputs(X, y, Z))
 
-    def score_samples(self, X: Any, y: Any, Z: Any = None) -> np.ndarray:  # type: ignore[override]
+    def score_samples(self, X: Any, y: Any = None, Z: Any = None) -> np.ndarray:  # type: ignore[override]
         """Return ``log p(y_n | x_n)``, the log predictive density of each response."""
-        return super().score_samples(_Inputs(X, y, Z))
+        return super().score_samples(_inputs(X, y, Z))
 
     def score(  # type: ignore[override]
         self, X: Any, y: Any, Z: Any = None, sample_weight: Any = None
@@ -740,7 +761,9 @@ class MixtureRegression(MixtureModel):
         ----------
         X : array-like of shape (n_samples, n_predictors)
         Z : array-like of shape (n_samples, n_covariates), optional
-            The covariates of the proportions (``concomitant=True`` only).
+            The covariates of the proportions (``concomitant=True`` only; left out, the
+            mixture's mean weights the components by ``weights``, the training rows'
+            average proportions).
         prob : float, default=0.94
             Probability of the equal-tailed posterior intervals.
 
@@ -758,11 +781,11 @@ class MixtureRegression(MixtureModel):
         design = self._design(X)
         draws = self.posterior_arrays(max_draws=1000)
         means = self._response.mean(np.einsum("np,skp->snk", design, draws["coefficients"]))
-        if self.concomitant:
+        if self.concomitant and Z is not None:
             covariates = self._covariate_design(Z, design.shape[0], for_fit=False).values
             proportions = np.exp(log_softmax_weights(covariates, draws["concomitant"]))
             mixture = np.einsum("snk,snk->sn", means, proportions)
-        else:
+        else:  # the population's proportions (with concomitant variables: Z left out)
             if Z is not None:
                 raise DataError("Z was given but the fit has no concomitant variables.")
             mixture = np.einsum("snk,sk->sn", means, draws["weights"])

@@ -33,6 +33,7 @@ from bayesmix.plots import (
     plot_components,
     plot_ppc,
     plot_rank,
+    plot_regression,
     plot_responsibilities,
     plot_trace,
 )
@@ -297,7 +298,14 @@ def _write_report_files(
     )
 
     body.append("<h2>Data and fitted components</h2>")
-    if stored or data_sample is not None:
+    if main.plot_kind == "regression" and stored:  # a mixture of regressions
+        path = _save_figure(plot_regression(main), out / "regression.png")
+        body.append(
+            _img(path, "Data by most probable component, each component's regression (EM dashed).")
+        )
+        path = _save_figure(plot_responsibilities(main), out / "responsibilities.png")
+        body.append(_img(path, "Classification uncertainty of the observations."))
+    elif stored or data_sample is not None:
         shown = "Data" if stored else f"A uniform sample of {len(data_sample)} rows"
         path = _save_figure(plot_components(main, data_sample), out / "components.png")
         body.append(_img(path, f"{shown} with the fitted mixture (draws faint, EM dashed)."))
@@ -305,7 +313,7 @@ def _write_report_files(
         body.append(_img(path, f"Classification uncertainty ({shown.lower()})."))
     else:
         body.append("<p>The fit does not store its data and no sample was given: no plots.</p>")
-    if stored:
+    if stored and main.plot_kind != "regression":
         path = _save_figure(plot_ppc(main, random_seed=0), out / "ppc.png")
         body.append(
             _img(path, "Posterior predictive check: density of the data (black) and replicates.")

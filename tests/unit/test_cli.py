@@ -586,3 +586,29 @@ def test_select_both_tables_fit_the_terminal_with_whole_headers(
     for name in ("bic", "icl", "elpd_loo", "elpd_diff", "dse", "max_rhat", "ess_bulk"):
         assert name in headers, (name, headers)
     assert {"divergent", "bad_k", "usable", "K"} <= headers
+
+
+def test_fit_a_mixture_of_regressions(tmp_path, capsys):
+    rng = np.random.default_rng(4)
+    n = 150
+    dose, age = rng.uniform(0, 10, n), rng.normal(50, 10, n)
+    responder = rng.random(n) < 1 / (1 + np.exp(-(age - 50) / 10))
+    outcome = np.where(responder, 1 + 2 * dose, 8 - 0.5 * dose) + rng.normal(0, 0.5, n)
+    frame = pd.DataFrame({"dose": dose, "age": age, "outcome": outcome})
+    path = tmp_path / "trial.csv"
+    frame.to_csv(path, index=False)
+    out = tmp_path / "report"
+    args = ["fit", str(path), "--response", "outcome", "--predictors", "dose"]
+    code = main([*args, "--concomitant", "age", "-k", "2", "--method", "em", "--out", str(out)])
+    assert code == 0
+    _assert_self_contained_report(out)
+    fitted = bm.load(out / "fit.nc")
+    # The same fit as the Python API's.
+    api = bm.MixtureRegression(n_components=2, concomitant=True, random_state=0)
+    api.fit(frame[["dose"]], frame["outcome"], frame[["age"]], method="em")
+    np.testing.assert_allclose(fitted.coefficients_, api.coefficients_)
+    np.testing.assert_allclose(fitted.concomitant_, api.concomitant_)
+    assert "coefficients[1, dose]" in capsys.readouterr().out
+    code = main([*args[:-1], "dosage", "-k", "2", "--method", "em", "--out", str(tmp_path / "x")])
+    assert code != 0
+    assert "dosage" in capsys.readouterr().err
