@@ -200,6 +200,8 @@ def weighted_multinomial_fit(
         diverge: covariates that separate the components).
     """
     n_components, n_covariates = targets.shape[1], Z.shape[1]
+    if n_components == 1:  # one component: the proportion is 1 whatever gamma
+        return np.zeros((1, n_covariates)), True
     totals = targets.sum(axis=1)
     free = np.zeros((n_components - 1, n_covariates))
     if start is not None:

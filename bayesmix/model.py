@@ -1116,6 +1116,24 @@ class MixtureModel(ABC):
         dims[self._observed] = ["obs", "feature"]
         return dims
 
+    def _selection_data(
+        self, X: Any, *, y: Any = None, Z: Any = None, ks: list[int]
+    ) -> tuple[MixtureData, Any]:
+        """Validate the data of :func:`bayesmix.select_k` once for every K.
+
+        Returns the data and what ``fit``, ``bic`` and ``predict_proba`` take of them
+        (a mixture: the matrix; a mixture of regressions: its response, predictors and
+        covariates).
+        """
+        if y is not None or Z is not None:
+            raise InvalidParameterError(
+                f"y and Z are the response and covariates of a mixture of regressions; "
+                f"{type(self).__name__} models X alone. Pass model=bm.MixtureRegression, or "
+                "leave y and Z out."
+            )
+        data = check_data(X, n_components=max(ks), allow_bool=self._accepts_bool, ks=ks)
+        return data, data.values
+
     def _training_inputs(self, values: np.ndarray) -> Any:
         """Return what :meth:`predict_proba` and :meth:`score_samples` take of ``values``.
 

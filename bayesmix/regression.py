@@ -73,8 +73,11 @@ _log = logging.getLogger("bayesmix")
 _INIT_SMOOTHING = 0.1
 # A Gaussian component's scale is kept at least this fraction of the response's spread
 # (a component through as many points as coefficients has scale 0: the likelihood is
-# unbounded there); a component that ends at it is degenerate.
+# unbounded there).
 _SCALE_FLOOR = 1e-6
+# A component whose residual scale is below this fraction of the response's spread is a
+# spurious maximum (the variance ratio 1e-6 of the Gaussian mixture's degeneracy check).
+_DEGENERATE_SCALE = 1e-3
 _SCALE_PRIORS = frozenset(
     {
         "HalfNormal",
@@ -414,6 +417,17 @@ class MixtureRegression(MixtureModel):
                 f"{list(self.feature_names_in_)}. Pass those columns, in that order."
             )
 
+    def _selection_data(
+        self, X: Any, *, y: Any = None, Z: Any = None, ks: list[int]
+    ) -> tuple[MixtureData, Any]:
+        if y is None:
+            raise InvalidParameterError(
+                "select_k of a MixtureRegression needs the response: select_k(X, ks, "
+                "model=bm.MixtureRegression, y=y) (and Z= with concomitant=True)."
+            )
+        data, _ = self._prepare(_Inputs(X, y, Z))
+        return data, _Inputs(None, None, matrix=data)
+
     def _training_inputs(self, values: np.ndarray) -> Any:
         features = [self.response_name_, *self.predictor_names_]
         if self.concomitant:
@@ -666,7 +680,7 @@ class MixtureRegression(MixtureModel):
 
     # -- predictions ---------------------------------------------------------------------------
 
-    def fit(self, X: Any, y: Any, Z: Any = None, **kwargs: Any) -> Self:  # type: ignore[override]
+    def fit(self, X: Any, y: Any = None, Z: Any = None, **kwargs: Any) -> Self:  # type: ignore[override]
         """Fit the mixture of regressions of ``y`` on ``X``: NUTS (default), EM or Laplace.
 
         Parameters
@@ -688,7 +702,7 @@ class MixtureRegression(MixtureModel):
         -------
         self
         """
-        return super().fit(_Inputs(X, y, Z), **kwargs)
+        return super().fit(_inputs(X, y, Z), **kwargs)
 
     def build_model(  # type: ignore[override]
         self, X: Any, y: Any, Z: Any = None, sample_weight: Any = None
@@ -724,16 +738,16 @@ class MixtureRegression(MixtureModel):
         return float(weights @ values / weights.sum())
 
     def bic(  # type: ignore[override]
-        self, X: Any, y: Any, Z: Any = None, sample_weight: Any = None
+        self, X: Any, y: Any = None, Z: Any = None, sample_weight: Any = None
     ) -> float:
         """Return the BIC of the estimate: ``-2 log L + n_parameters log n`` (lower is better)."""
-        return super().bic(_Inputs(X, y, Z), sample_weight=sample_weight)
+        return super().bic(_inputs(X, y, Z), sample_weight=sample_weight)
 
     def aic(  # type: ignore[override]
-        self, X: Any, y: Any, Z: Any = None, sample_weight: Any = None
+        self, X: Any, y: Any = None, Z: Any = None, sample_weight: Any = None
     ) -> float:
         """Return the AIC of the estimate: ``-2 log L + 2 n_parameters`` (lower is better)."""
-        return super().aic(_Inputs(X, y, Z), sample_weight=sample_weight)
+        return super().aic(_inputs(X, y, Z), sample_weight=sample_weight)
 
     def _design(self, X: Any) -> np.ndarray:
         """Return the design matrix of new predictors (intercept first), checked."""
@@ -967,8 +981,12 @@ def _fit_regression_em(
         for j in np.flatnonzero(counts < design.shape[1] + 1):
             found[int(j)] = f"holds {counts[j]:.3g} observations for {design.shape[1]} coefficients"
         if response.scale:
-            for j in np.flatnonzero(run.params[response.scale] <= floor * (1 + 1e-9)):
-                found[int(j)] = "has a residual scale of 0 (it interpolates its points)"
+            small = _DEGENERATE_SCALE * (y_sd if y_sd > 0 else 1.0)
+            for j in np.flatnonzero(run.params[response.scale] <= small):
+                found[int(j)] = (
+                    f"has a residual scale below {_DEGENERATE_SCALE:g} of the response's "
+                    "spread (it interpolates a few points: a spurious maximum)"
+                )
         return found
 
     label = f"{response.name} regression EM"

@@ -383,20 +383,25 @@ def _fit_one_k(
     weights: np.ndarray | None,
     *,
     nuts: dict[str, Any] | None,
+    inputs: Any = None,
     **model_kwargs: Any,
 ) -> tuple[dict[str, Any], np.ndarray | None, float]:
     """Fit one K by EM (and NUTS when ``nuts`` holds the sampler settings).
+
+    ``inputs`` is what the model's fit and predictions take of ``data``
+    (:meth:`~bayesmix.model.MixtureModel._selection_data`; default its values).
 
     Returns the table row (the EM figures and ``em_problems``; with NUTS the LOO figures
     and the sampler's diagnostics), the pointwise LOO elpd (``None`` without NUTS) and
     the Pareto k threshold of the LOO.
     """
     k = spec["n_components"]
+    inputs = data.values if inputs is None else inputs
     n_total = data.n_samples if weights is None else float(weights.sum())
     with warnings.catch_warnings(record=True) as caught:
         # Recorded in the table rather than warned about: a degenerate K is not chosen.
         warnings.simplefilter("always", ConvergenceWarning)
-        em = model(**spec, **model_kwargs).fit(data.values, method="em", sample_weight=weights)
+        em = model(**spec, **model_kwargs).fit(inputs, method="em", sample_weight=weights)
     em_problems: list[str] = []
     for w in caught:
         if issubclass(w.category, ConvergenceWarning):
@@ -407,13 +412,13 @@ def _fit_one_k(
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
     loglik = float(em.em_.log_likelihood * n_total)
-    bic = em.bic(data.values, sample_weight=weights)
+    bic = em.bic(inputs, sample_weight=weights)
     row: dict[str, Any] = {
         "n_components": k,
         "log_likelihood": loglik,
         "n_parameters": em._n_parameters(data.n_features),
         "bic": bic,
-        "icl": bic - 2.0 * classification_log_likelihood(em.predict_proba(data.values), weights),
+        "icl": bic - 2.0 * classification_log_likelihood(em.predict_proba(inputs), weights),
         "em_problems": "; ".join(em_problems),
     }
     _log.info("K=%d: EM log-likelihood %.3f, BIC %.2f", k, loglik, bic)
@@ -424,7 +429,7 @@ def _fit_one_k(
         # ConvergenceWarnings are those of the EM fit above.
         warnings.simplefilter("ignore", SamplerWarning)
         warnings.simplefilter("ignore", ConvergenceWarning)
-        fit = model(**spec, **model_kwargs).fit(data.values, sample_weight=weights, **nuts)
+        fit = model(**spec, **model_kwargs).fit(inputs, sample_weight=weights, **nuts)
     fit.compute_log_likelihood()  # stored already unless the fit is large
     loo = azs.loo(fit.idata)
     pareto_k = np.asarray(loo.pareto_k).ravel()
@@ -492,6 +497,8 @@ def select_k(
     random_state: int | None = None,
     progressbar: bool = True,
     sample_weight: Any = None,
+    y: Any = None,
+    Z: Any = None,
     **model_kwargs: Any,
 ) -> pd.DataFrame:
     """Fit a mixture for every K, rank the K by BIC, ICL and LOO, and choose one by each.
@@ -541,6 +548,9 @@ def select_k(
         Frequency weights of the rows of ``X``, passed to every fit: the log-likelihood,
         BIC, ICL and the LOO elpd (``sum_n w_n elpd_n``, its SE from the weighted
         pointwise values) are those of the data with each row repeated ``w_n`` times.
+    y, Z : array-like, optional
+        With ``model=bm.MixtureRegression``: the response and (``concomitant=True``) the
+        covariates of the proportions; ``X`` are then the predictors.
     **model_kwargs
         Further arguments of ``model`` (``priors``, ``n_init``, ...).
 
@@ -617,7 +627,8 @@ def select_k(
             spec["covariance_type"] = covariance_type
         model(**spec, **model_kwargs)._check_params()  # every K's arguments, before any fit
         specs.append(spec)
-    data = check_data(X, n_components=max(ks), allow_bool=model._accepts_bool, ks=ks)
+    largest = model(**{**specs[-1], "n_components": max(ks)}, **model_kwargs)
+    data, inputs = largest._selection_data(X, y=y, Z=Z, ks=ks)
     weights = check_sample_weight(sample_weight, data.n_samples)
     nuts = None
     if method != "em":
@@ -642,7 +653,7 @@ def select_k(
         )
         with shown:
             row, elpd_i, good_k[k] = _fit_one_k(
-                model, spec, data, weights, nuts=nuts, **model_kwargs
+                model, spec, data, weights, nuts=nuts, inputs=inputs, **model_kwargs
             )
         rows.append(row)
         if elpd_i is not None:

@@ -482,3 +482,38 @@ def test_a_damaged_saved_fit_names_the_field(tmp_path):
     fit.save(tmp_path / "bad.nc")
     with pytest.raises(bm.exceptions.LoadError, match="scales"):
         bm.load(tmp_path / "bad.nc")
+
+
+def test_select_k_compares_mixtures_of_regressions():
+    rng = np.random.default_rng(19)
+    X, y, Z, _ = _simulate_concomitant(rng, n=400)
+    table = bm.select_k(
+        X,
+        [1, 2, 3],
+        model=bm.MixtureRegression,
+        y=y,
+        method="em",
+        random_state=0,
+        progressbar=False,
+    )
+    assert table.attrs["best"]["bic"] == 2
+    # Each row's BIC is the fit's own.
+    for k, bic in zip(table["n_components"], table["bic"], strict=True):
+        fit = bm.MixtureRegression(n_components=k, random_state=0).fit(X, y, method="em")
+        np.testing.assert_allclose(bic, fit.bic(X, y))
+    with_z = bm.select_k(
+        X,
+        [1, 2],
+        model=bm.MixtureRegression,
+        y=y,
+        Z=Z,
+        concomitant=True,
+        method="em",
+        random_state=0,
+        progressbar=False,
+    )
+    assert with_z.attrs["best"]["bic"] == 2
+    with pytest.raises(InvalidParameterError, match="response"):
+        bm.select_k(X, [1, 2], model=bm.MixtureRegression, method="em", progressbar=False)
+    with pytest.raises(InvalidParameterError, match="y and Z"):
+        bm.select_k(X, [1, 2], y=y, method="em", progressbar=False)
