@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from bayesmix.plots import (
         plot_compare,
         plot_components,
+        plot_concomitant,
         plot_ppc,
         plot_rank,
         plot_regression,
@@ -59,6 +60,7 @@ _LAZY = {
     "load": "bayesmix.io",
     "plot_compare": "bayesmix.plots",
     "plot_components": "bayesmix.plots",
+    "plot_concomitant": "bayesmix.plots",
     "plot_ppc": "bayesmix.plots",
     "plot_rank": "bayesmix.plots",
     "plot_regression": "bayesmix.plots",
@@ -121,6 +123,7 @@ __all__ = [
     "overfitted_mixture",
     "plot_compare",
     "plot_components",
+    "plot_concomitant",
     "plot_ppc",
     "plot_rank",
     "plot_regression",

@@ -48,6 +48,7 @@ __all__ = [
     "PlotAccessor",
     "plot_compare",
     "plot_components",
+    "plot_concomitant",
     "plot_ppc",
     "plot_rank",
     "plot_regression",
@@ -1173,6 +1174,76 @@ def plot_regression(
     ax.invert_yaxis()
     ax.axvline(0.0, color="grey", linewidth=0.5)
     ax.set_xlabel("coefficient")
+    ax.legend(loc="best", fontsize="small")
+    return fig
+
+
+def plot_concomitant(
+    fit: Any,
+    covariate: str | None = None,
+    *,
+    ax: Axes | None = None,
+    prob: float = 0.94,
+    n_grid: int = 200,
+) -> Figure:
+    """Draw a mixture of regressions' proportions as functions of one covariate.
+
+    ``P(z = k | w) = softmax_k(w' gamma_k)`` over the training range of ``covariate``,
+    the other covariates at their training means: the posterior mean of each
+    component's probability (gid ``"bayesmix-mean"``) and its equal-tailed ``prob``
+    band (``"bayesmix-band"``); the estimate alone for an EM fit.
+
+    Parameters
+    ----------
+    fit : MixtureRegression
+        Fitted with ``concomitant=True``.
+    covariate : str, optional
+        A name in ``fit.covariate_names_`` (default: the first after the intercept).
+    ax : matplotlib Axes, optional
+    prob : float, default=0.94
+    n_grid : int, default=200
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    prob = _check_prob(prob, "prob")
+    _check_fitted(fit, "fit")
+    if not getattr(fit, "concomitant", False):
+        raise InvalidParameterError(
+            "plot_concomitant draws the proportions of a MixtureRegression fitted with "
+            f"concomitant=True; got {type(fit).__name__} without concomitant variables."
+        )
+    names = list(fit.covariate_names_)
+    covariate = names[1] if covariate is None else covariate
+    if covariate not in names[1:]:
+        raise InvalidParameterError(
+            f"covariate {covariate!r} is not one of the fit's covariates {names[1:]}."
+        )
+    values = fit.idata["observed_data"]["x"].transpose("obs", "feature").to_numpy()
+    design = values[:, values.shape[1] - len(names) :]  # the covariates' design
+    j = names.index(covariate)
+    grid = np.linspace(design[:, j].min(), design[:, j].max(), n_grid)
+    rows = np.tile(design.mean(axis=0), (n_grid, 1))
+    rows[:, j] = grid
+    gamma = fit.posterior_arrays(max_draws=1000)["concomitant"]  # (S, K, C)
+    eta = np.einsum("nc,skc->snk", rows, gamma)
+    proportions = np.exp(eta - logsumexp(eta, axis=-1, keepdims=True))
+    tail = 0.5 * (1.0 - prob)
+    low, high = np.quantile(proportions, [tail, 1.0 - tail], axis=0)
+    fig, ax = _new_axes(ax)
+    for k in range(fit.n_components):
+        color = component_color(k)
+        ax.plot(
+            grid,
+            proportions[:, :, k].mean(axis=0),
+            color=color,
+            gid=GID_MEAN,
+            label=f"component {k}",
+        )
+        if _has_draws(fit):
+            ax.fill_between(grid, low[:, k], high[:, k], color=color, alpha=0.25, gid=GID_BAND)
+    ax.set(xlabel=covariate, ylabel="P(component | covariates)", ylim=(0.0, 1.0))
     ax.legend(loc="best", fontsize="small")
     return fig
 

@@ -31,6 +31,7 @@ from bayesmix.exceptions import InvalidParameterError
 from bayesmix.plots import (
     plot_compare,
     plot_components,
+    plot_concomitant,
     plot_ppc,
     plot_rank,
     plot_regression,
@@ -303,6 +304,9 @@ def _write_report_files(
         body.append(
             _img(path, "Data by most probable component, each component's regression (EM dashed).")
         )
+        if getattr(main, "concomitant", False):
+            path = _save_figure(plot_concomitant(main), out / "concomitant.png")
+            body.append(_img(path, "The mixing proportions as a function of a covariate."))
         path = _save_figure(plot_responsibilities(main), out / "responsibilities.png")
         body.append(_img(path, "Classification uncertainty of the observations."))
     elif stored or data_sample is not None:

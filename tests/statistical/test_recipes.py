@@ -117,6 +117,7 @@ def test_there_are_notebooks():
         "01_mixtures_from_scratch.ipynb",
         "02_inspecting_the_posterior.ipynb",
         "03_choosing_k.ipynb",
+        "04_mixtures_of_regressions.ipynb",
     ]
 
 

@@ -517,3 +517,26 @@ def test_select_k_compares_mixtures_of_regressions():
         bm.select_k(X, [1, 2], model=bm.MixtureRegression, method="em", progressbar=False)
     with pytest.raises(InvalidParameterError, match="y and Z"):
         bm.select_k(X, [1, 2], y=y, method="em", progressbar=False)
+
+
+def test_plot_concomitant_draws_the_proportions():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    rng = np.random.default_rng(20)
+    X, y, Z, _ = _simulate_concomitant(rng, n=300)
+    fit = bm.MixtureRegression(n_components=2, concomitant=True, random_state=0)
+    fit.fit(X, y, Z, method="em")
+    ax = bm.plot_concomitant(fit).axes[0]
+    lines = [line for line in ax.lines if line.get_gid() == "bayesmix-mean"]
+    assert len(lines) == 2
+    grid, first = lines[0].get_data()
+    eta = np.column_stack([np.ones_like(grid), grid]) @ fit.concomitant_.T
+    expected = np.exp(eta - np.logaddexp.reduce(eta, axis=1, keepdims=True))
+    np.testing.assert_allclose(first, expected[:, 0], atol=1e-12)
+    np.testing.assert_allclose(lines[1].get_data()[1], expected[:, 1], atol=1e-12)
+    with pytest.raises(InvalidParameterError, match="not one of"):
+        bm.plot_concomitant(fit, "age")
+    plain = bm.MixtureRegression(n_components=2, random_state=0).fit(X, y, method="em")
+    with pytest.raises(InvalidParameterError, match="concomitant=True"):
+        bm.plot_concomitant(plain)
