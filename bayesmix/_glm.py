@@ -139,29 +139,50 @@ def weighted_fit(
     def objective(b: np.ndarray) -> float:
         return float(weights @ response.log_prob(y, X @ b, None))
 
-    current = objective(beta)
-    for _ in range(_NEWTON_MAX_ITER):
-        eta = X @ beta
+    def derivatives(b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        eta = X @ b
         gradient = X.T @ (weights * (y - response.mean(eta)))
-        hessian = (X.T * (weights * response.variance(eta))) @ X
+        return gradient, (X.T * (weights * response.variance(eta))) @ X
+
+    return newton_maximise(objective, derivatives, beta)
+
+
+def newton_maximise(
+    objective: Callable[[np.ndarray], float],
+    derivatives: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+    start: np.ndarray,
+) -> tuple[np.ndarray, bool]:
+    """Maximise a concave ``objective`` by Newton's method, each step halved until it climbs.
+
+    ``derivatives(x)`` returns the gradient (flat) and the negative Hessian at ``x``
+    (positive semi-definite; a singular one is solved by least squares). Stops when the
+    largest step is below 1e-12 relative to the parameter (at least 1), when no halving
+    climbs (an optimum at rounding level), or after 100 steps (not converged: the
+    parameters diverge, as for separated data).
+    """
+    x = np.array(start, dtype=np.float64)
+    current = objective(x)
+    for _ in range(_NEWTON_MAX_ITER):
+        gradient, information = derivatives(x)
         try:
-            factor = linalg.cho_factor(hessian, check_finite=False)
+            factor = linalg.cho_factor(information, check_finite=False)
             step = linalg.cho_solve(factor, gradient, check_finite=False)
         except linalg.LinAlgError:  # a flat direction (fitted means at the boundary)
-            step = linalg.lstsq(hessian, gradient, check_finite=False)[0]
+            step = linalg.lstsq(information, gradient, check_finite=False)[0]
+        step = step.reshape(x.shape)
         size = 1.0
         while size > 1e-10:
-            trial = beta + size * step
+            trial = x + size * step
             value = objective(trial)
             if value >= current:
                 break
             size *= 0.5
         else:
-            return beta, True  # no ascent left at rounding level
-        beta, current = trial, value
-        if np.max(np.abs(size * step) / np.maximum(np.abs(beta), 1.0)) < _NEWTON_TOL:
-            return beta, True
-    return beta, False
+            return x, True  # no ascent left at rounding level
+        x, current = trial, value
+        if np.max(np.abs(size * step) / np.maximum(np.abs(x), 1.0)) < _NEWTON_TOL:
+            return x, True
+    return x, False
 
 
 def log_softmax_weights(Z: np.ndarray, concomitant: np.ndarray) -> np.ndarray:
@@ -217,39 +238,20 @@ def weighted_multinomial_fit(
         gamma = full(b)
         return gamma - gamma.mean(axis=0)
 
-    current = objective(free)
-    size_free = free.size
-    for _ in range(_NEWTON_MAX_ITER):
-        p = np.exp(log_softmax_weights(Z, full(free)))[:, 1:]  # (N, K - 1)
+    def derivatives(b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        p = np.exp(log_softmax_weights(Z, full(b)))[:, 1:]  # (N, K - 1)
         gradient = ((targets[:, 1:] - totals[:, None] * p).T @ Z).reshape(-1)
-        hessian = np.zeros((size_free, size_free))
+        information = np.zeros((b.size, b.size))
         for k in range(n_components - 1):
             for m in range(n_components - 1):
                 weight = totals * p[:, k] * ((k == m) - p[:, m])
-                block = (Z.T * weight) @ Z
-                hessian[
-                    k * n_covariates : (k + 1) * n_covariates,
-                    m * n_covariates : (m + 1) * n_covariates,
-                ] = block
-        try:
-            factor = linalg.cho_factor(hessian, check_finite=False)
-            step = linalg.cho_solve(factor, gradient, check_finite=False)
-        except linalg.LinAlgError:
-            step = linalg.lstsq(hessian, gradient, check_finite=False)[0]
-        step = step.reshape(free.shape)
-        size = 1.0
-        while size > 1e-10:
-            trial = free + size * step
-            value = objective(trial)
-            if value >= current:
-                break
-            size *= 0.5
-        else:
-            return centred(free), True
-        free, current = trial, value
-        if np.max(np.abs(size * step) / np.maximum(np.abs(free), 1.0)) < _NEWTON_TOL:
-            return centred(free), True
-    return centred(free), False
+                rows = slice(k * n_covariates, (k + 1) * n_covariates)
+                columns = slice(m * n_covariates, (m + 1) * n_covariates)
+                information[rows, columns] = (Z.T * weight) @ Z
+        return gradient, information
+
+    free, converged = newton_maximise(objective, derivatives, free)
+    return centred(free), converged
 
 
 def _check_rank(r: np.ndarray) -> None:

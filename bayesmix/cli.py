@@ -419,15 +419,16 @@ def _fit(args: argparse.Namespace) -> int:
     X = _read_csv(args, console)
     k = _one_k(args)
     if args.response is not None:
-        return _fit_regression(args, X, k, console)
-    em, nuts = _fit_both(X, k, args.method, args, console)
-    _show_fits(console, em, nuts, f"{Path(args.data).name}, K={k}, {_describe(args)}")
+        em, nuts, what = _fit_regression(args, X, k, console)
+    else:
+        (em, nuts), what = _fit_both(X, k, args.method, args, console), _describe(args)
+    _show_fits(console, em, nuts, f"{Path(args.data).name}, K={k}, {what}")
     report = bm.write_report(
         args.out,
         em_fit=em,
         nuts_fit=nuts,
         title=f"bayesmix fit: {Path(args.data).name}, K={k}",
-        description=f"A {_describe(args)} fitted to {args.data}.",
+        description=f"A {what} fitted to {args.data}.",
     )
     return _finish(console, report)
 
@@ -436,8 +437,13 @@ def _names(text: str | None) -> list[str]:
     return [name.strip() for name in (text or "").split(",") if name.strip()]
 
 
-def _fit_regression(args: argparse.Namespace, frame: pd.DataFrame, k: int, console: Any) -> int:
-    """``fit --response``: a mixture of regressions of one column on others."""
+def _fit_regression(
+    args: argparse.Namespace, frame: pd.DataFrame, k: int, console: Any
+) -> tuple[Any, Any, str]:
+    """``fit --response``: a mixture of regressions of one column on others.
+
+    Returns the EM and NUTS (or Laplace) fits and what was fitted, in words.
+    """
     import functools
 
     import bayesmix as bm
@@ -462,15 +468,7 @@ def _fit_regression(args: argparse.Namespace, frame: pd.DataFrame, k: int, conso
     what = f"mixture of {args.family} regressions of {args.response} on {predictors}"
     if concomitant:
         what += f", proportions by {concomitant}"
-    _show_fits(console, em, nuts, f"{Path(args.data).name}, K={k}")
-    report = bm.write_report(
-        args.out,
-        em_fit=em,
-        nuts_fit=nuts,
-        title=f"bayesmix fit: {Path(args.data).name}, K={k}",
-        description=f"A {what} fitted to {args.data}.",
-    )
-    return _finish(console, report)
+    return em, nuts, what
 
 
 # The tables ``select`` prints, EM's and NUTS's, and their columns (the CSV has them

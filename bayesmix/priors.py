@@ -17,7 +17,20 @@ import pymc as pm
 
 from bayesmix.exceptions import PriorError
 
-__all__ = ["Prior", "resolve_priors", "stored_prior"]
+__all__ = ["SCALE_PRIORS", "Prior", "resolve_priors", "stored_prior"]
+
+#: The prior families of a positive scale (a standard deviation) that every model accepts.
+SCALE_PRIORS = frozenset(
+    {
+        "HalfNormal",
+        "HalfStudentT",
+        "HalfCauchy",
+        "Exponential",
+        "Gamma",
+        "InverseGamma",
+        "LogNormal",
+    }
+)
 
 # Parameters that must be strictly positive wherever they appear.
 _POSITIVE_PARAMS = frozenset({"sigma", "tau", "eta", "a", "lam", "alpha", "beta", "nu"})

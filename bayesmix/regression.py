@@ -64,7 +64,7 @@ from bayesmix.em.loop import (
 from bayesmix.exceptions import DataError, FitError, InvalidParameterError
 from bayesmix.families import FAMILIES
 from bayesmix.model import MixtureModel
-from bayesmix.priors import Prior
+from bayesmix.priors import SCALE_PRIORS, Prior
 
 __all__ = ["MixtureRegression"]
 
@@ -78,17 +78,6 @@ _SCALE_FLOOR = 1e-6
 # A component whose residual scale is below this fraction of the response's spread is a
 # spurious maximum (the variance ratio 1e-6 of the Gaussian mixture's degeneracy check).
 _DEGENERATE_SCALE = 1e-3
-_SCALE_PRIORS = frozenset(
-    {
-        "HalfNormal",
-        "HalfStudentT",
-        "HalfCauchy",
-        "Exponential",
-        "Gamma",
-        "InverseGamma",
-        "LogNormal",
-    }
-)
 
 
 # The columns of the concomitant variables in the data matrix carry this prefix.
@@ -536,7 +525,7 @@ class MixtureRegression(MixtureModel):
             "concomitant": frozenset({"ZeroSumNormal"}),
         }
         if self._response.scale is not None:
-            allowed[self._response.scale] = _SCALE_PRIORS
+            allowed[self._response.scale] = SCALE_PRIORS
         return allowed
 
     def _fitted_attributes(self, point: dict[str, np.ndarray]) -> None:

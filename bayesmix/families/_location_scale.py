@@ -26,11 +26,13 @@ from bayesmix._params import Interval, Options
 from bayesmix._validation import MixtureData
 from bayesmix.em.chunked import fit_chunked, in_memory_pass
 from bayesmix.em.loop import EMResult
+from bayesmix.exceptions import DataError
 from bayesmix.families.gaussian.covariance_models import STORAGE
 from bayesmix.families.gaussian.densities import scalar_parameters
 from bayesmix.families.gaussian.em import COVARIANCE_TYPES
 from bayesmix.model import MixtureModel
-from bayesmix.priors import Prior
+from bayesmix.priors import SCALE_PRIORS, Prior
+from bayesmix.stats import log_responsibilities
 
 __all__ = ["mahalanobis_terms", "marginal_logp"]
 
@@ -40,17 +42,7 @@ _log = logging.getLogger("bayesmix")
 _ALLOWED_PRIORS = {
     "weights": frozenset({"Dirichlet"}),
     "means": frozenset({"Normal", "StudentT"}),
-    "sigma": frozenset(
-        {
-            "HalfNormal",
-            "HalfStudentT",
-            "HalfCauchy",
-            "Exponential",
-            "Gamma",
-            "InverseGamma",
-            "LogNormal",
-        }
-    ),
+    "sigma": SCALE_PRIORS,
     "corr_chol": frozenset({"LKJCorr"}),
 }
 
@@ -77,6 +69,22 @@ def mahalanobis_terms(value: Any, means: Any, chol: Any) -> tuple[int, Any, Any]
         mahalanobis = mahalanobis + z[i] ** 2
         log_det = log_det + pt.log(chol[..., i, i])
     return n_features, mahalanobis, log_det
+
+
+def _check_conditionals(rows: np.ndarray, resp: np.ndarray, cond_mean: np.ndarray) -> None:
+    """Raise ``DataError`` for rows whose conditional distribution is not a number.
+
+    ``rows`` are the positions in ``X`` of one pattern's rows; ``resp`` (S, n, K) their
+    responsibilities, ``cond_mean`` (S, K, n, m) their conditional means.
+    """
+    bad = ~(np.isfinite(resp).all(axis=(0, 2)) & np.isfinite(cond_mean).all(axis=(0, 1, 3)))
+    if bad.any():
+        raise DataError(
+            f"the missing values of {bad.sum()} row(s) of X (first at position "
+            f"{rows[bad][0]}) cannot be imputed: their conditional distribution is beyond "
+            "the floats (observed values about 1e154 scale units or more from every "
+            "component). Check those rows, or rescale the data and refit."
+        )
 
 
 def marginal_logp(logp: Callable[..., Any], patterns: list) -> Callable[..., Any]:
@@ -202,6 +210,108 @@ class _LocationScaleMixture(MixtureModel):
         return target
 
     # -- missing values (missing="model") -------------------------------------------------
+
+    def impute(
+        self, X: Any, *, n_imputations: int | None = None, random_state: int | None = None
+    ) -> np.ndarray:
+        r"""Fill the missing values (NaN) of ``X`` from the fitted mixture.
+
+        For a row with observed coordinates ``o`` and missing ``m``, under each posterior
+        draw (at most 1000, evenly thinned; the estimate for an EM fit) the missing
+        values given the observed ones are a mixture: component ``k`` with probability
+        :math:`p(z = k \mid x_o)` (the responsibilities of the observed coordinates)
+        and, given it, its conditional distribution, whose mean is
+        :math:`\hat{x}_m = \mu_{k,m} + \Sigma_{k,mo} \Sigma_{k,oo}^{-1} (x_o -
+        \mu_{k,o})`. Gaussian components: :math:`\mathcal{N}(\hat{x}_m, \Sigma_{k,mm}
+        - \Sigma_{k,mo} \Sigma_{k,oo}^{-1} \Sigma_{k,om})`. Student-t components: the t
+        with :math:`\nu_k + p_o` degrees of freedom, location :math:`\hat{x}_m` and that
+        matrix times :math:`(\nu_k + \delta_o) / (\nu_k + p_o)`, :math:`\delta_o` the
+        squared Mahalanobis distance of :math:`x_o` (Liu & Rubin 1995).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows with missing values (NaN); observed values are returned unchanged.
+        n_imputations : int, optional
+            Return that many multiple imputations instead of the mean: each from a
+            posterior draw (in turn), a component drawn from the responsibilities and the
+            missing values from its conditional distribution (Rubin's multiple
+            imputation; for t components through a latent precision
+            :math:`\tau \sim \text{Gamma}((\nu_k + p_o) / 2, (\nu_k + \delta_o) / 2)`).
+        random_state : int, optional
+            Seeds the multiple imputations.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_features), or (n_imputations, n_samples, n_features)
+            With ``n_imputations=None`` the conditional posterior mean of every missing
+            value (the mean over draws of the mixture's conditional mean).
+
+        Raises
+        ------
+        bayesmix.exceptions.DataError
+            For rows whose conditional distribution is beyond the floats (observed
+            values about 1e154 scale units or more from every component).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import bayesmix as bm
+        >>> X = bm.datasets.load_faithful().to_numpy()
+        >>> gm = bm.GaussianMixture(n_components=2, missing="model", random_state=0)
+        >>> gm = gm.fit(X, method="em")
+        >>> gm.impute(np.array([[4.5, np.nan]])).round(1)
+        array([[ 4.5, 81.1]])
+        """
+        values, (weights, *params) = self._draws_for(X, max_draws=1000)
+        n_draws = weights.shape[0]
+        rng = np.random.default_rng(random_state)
+        if n_imputations is None:
+            out = values.copy()
+        else:
+            out = np.broadcast_to(values, (n_imputations, *values.shape)).copy()
+            chosen = np.arange(n_imputations) % n_draws
+        for observed, rows in missing_patterns(values):
+            missing = ~observed
+            if not missing.any():
+                continue
+            log_density, cond_mean, cond_cov, noise_scale = self._conditional(
+                values[np.ix_(rows, observed)], tuple(params), observed
+            )  # (S, K, n), (S, K, n, m), (S, K, m, m), a latent scale or None
+            with np.errstate(divide="ignore"):
+                weighted = np.swapaxes(np.log(weights)[..., None] + log_density, 1, 2)
+            with np.errstate(invalid="ignore"):
+                resp = np.exp(log_responsibilities(weighted))  # (S, n, K)
+            _check_conditionals(rows, resp, cond_mean)
+            if n_imputations is None:
+                filled = np.einsum("snk,sknm->nm", resp, cond_mean) / n_draws
+                out[np.ix_(rows, missing)] = filled
+                continue
+            chol = np.linalg.cholesky(cond_cov)
+            at = np.arange(rows.size)
+            for i, s in enumerate(chosen):
+                labels = (rng.random((rows.size, 1)) > np.cumsum(resp[s], axis=1)).sum(axis=1)
+                labels = np.minimum(labels, self.n_components - 1)
+                noise = rng.standard_normal((rows.size, missing.sum()))
+                if noise_scale is not None:
+                    noise *= noise_scale(rng, s, labels)[:, None]
+                draw = cond_mean[s, labels, at]
+                draw += np.einsum("nij,nj->ni", chol[s, labels], noise)
+                out[i][np.ix_(rows, missing)] = draw
+        return out
+
+    def _conditional(
+        self, observed_values: np.ndarray, params: tuple[np.ndarray, ...], observed: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Callable | None]:
+        """Return the terms of :meth:`impute` for one pattern of missing values.
+
+        ``observed_values`` (n, p_o) are the rows' observed coordinates and ``params``
+        the component parameters of the draws; returns the component log densities of
+        the observed coordinates (S, K, n), the conditional means (S, K, n, m), the
+        conditional covariances (S, K, m, m) and ``noise_scale(rng, s, labels)``, a
+        factor of the standard normal noise per row (a latent scale), or None.
+        """
+        raise NotImplementedError
 
     def _fit_missing_em(
         self, data: MixtureData, rng: np.random.Generator, priors: dict[str, Prior]

@@ -120,7 +120,7 @@ from bayesmix.em.loop import (
     _Restart,
     _restart_plan,
 )
-from bayesmix.exceptions import DataError, FitError, InvalidParameterError
+from bayesmix.exceptions import FitError, InvalidParameterError
 from bayesmix.families._location_scale import (
     _LocationScaleMixture,
     mahalanobis_terms,
@@ -142,7 +142,6 @@ from bayesmix.families.gaussian.em import (
     m_step,
 )
 from bayesmix.priors import Prior
-from bayesmix.stats import log_responsibilities
 
 __all__ = [
     "StudentTMixture",
@@ -841,22 +840,6 @@ def student_t_mixture_random(
     return mu + np.einsum("...ij,...j->...i", factor, eps)
 
 
-def _check_conditionals(rows: np.ndarray, resp: np.ndarray, cond_mean: np.ndarray) -> None:
-    """Raise ``DataError`` for rows whose conditional distribution is not a number.
-
-    ``rows`` are the positions in ``X`` of one pattern's rows; ``resp`` (S, n, K) their
-    responsibilities, ``cond_mean`` (S, K, n, m) their conditional means.
-    """
-    bad = ~(np.isfinite(resp).all(axis=(0, 2)) & np.isfinite(cond_mean).all(axis=(0, 1, 3)))
-    if bad.any():
-        raise DataError(
-            f"the missing values of {bad.sum()} row(s) of X (first at position "
-            f"{rows[bad][0]}) cannot be imputed: their conditional distribution is beyond "
-            "the floats (observed values about 1e154 scale units or more from every "
-            "component). Check those rows, or rescale the data and refit."
-        )
-
-
 def _valid_bounds(bounds: Any) -> bool:
     """Whether ``bounds`` are two numbers ``0 < low < high < inf`` (dof_bounds)."""
     if isinstance(bounds, str):
@@ -1001,96 +984,31 @@ class StudentTMixture(_LocationScaleMixture):
         self.dof_bounds = dof_bounds
         self.missing = missing
 
-    def impute(
-        self, X: Any, *, n_imputations: int | None = None, random_state: int | None = None
-    ) -> np.ndarray:
-        r"""Fill the missing values (NaN) of ``X`` from the fitted mixture.
+    def _conditional(
+        self, observed_values: np.ndarray, params: tuple[np.ndarray, ...], observed: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Callable]:
+        """Return the t components' terms of :meth:`impute` for one pattern.
 
-        For a row with observed coordinates ``o`` (``p_o`` of them) and missing ``m``,
-        under each posterior draw (at most 1000, evenly thinned; the estimate for an EM
-        fit) the missing values given the observed ones are a mixture of t distributions:
-        component ``k`` with probability :math:`p(z = k \mid x_o)` (the responsibilities of
-        the observed coordinates) and, given it, the t with :math:`\nu_k + p_o` degrees of
-        freedom, location :math:`\hat{x}_m = \mu_{k,m} + \Sigma_{k,mo} \Sigma_{k,oo}^{-1}
-        (x_o - \mu_{k,o})` and scale matrix :math:`\frac{\nu_k + \delta_o}{\nu_k + p_o}
-        (\Sigma_{k,mm} - \Sigma_{k,mo} \Sigma_{k,oo}^{-1} \Sigma_{k,om})`, with
-        :math:`\delta_o` the squared Mahalanobis distance of :math:`x_o` under
-        :math:`\Sigma_{k,oo}`. Its mean is :math:`\hat{x}_m`, as for a Gaussian.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Rows with missing values (NaN); observed values are returned unchanged.
-        n_imputations : int, optional
-            Return that many multiple imputations instead of the mean: each from a
-            posterior draw (in turn), a component drawn from the responsibilities and the
-            missing values from its conditional t (a latent precision
-            :math:`\tau \sim \text{Gamma}((\nu_k + p_o) / 2, (\nu_k + \delta_o) / 2)`,
-            then the conditional Gaussian with covariance divided by :math:`\tau`).
-        random_state : int, optional
-            Seeds the multiple imputations.
-
-        Returns
-        -------
-        ndarray of shape (n_samples, n_features), or (n_imputations, n_samples, n_features)
-            With ``n_imputations=None`` the conditional posterior mean of every missing
-            value (the mean over draws of the mixture's conditional mean).
-
-        Raises
-        ------
-        DataError
-            If ``X`` is not valid data for this fit (``missing="model"`` accepts NaN), or
-            the conditional distribution of some row cannot be computed in floating point
-            (observed values about 1e154 scale units or more from every location).
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> import bayesmix as bm
-        >>> X = bm.datasets.load_faithful().to_numpy()
-        >>> tm = bm.StudentTMixture(n_components=2, missing="model", random_state=0)
-        >>> tm = tm.fit(X, method="em")
-        >>> tm.impute(np.array([[4.5, np.nan]])).round(1)
-        array([[ 4.5, 81.1]])
+        Given the observed coordinates, component ``k``'s missing ones are a t with
+        ``nu_k + p_o`` degrees of freedom, location the conditional mean and scale matrix
+        ``(nu_k + delta_o) / (nu_k + p_o)`` times the conditional covariance (Liu & Rubin
+        1995): a draw is the conditional Gaussian with covariance divided by a latent
+        precision ``tau ~ Gamma((nu_k + p_o) / 2, (nu_k + delta_o) / 2)``.
         """
-        values, (weights, means, scales, dof) = self._draws_for(X, max_draws=1000)
-        n_draws = weights.shape[0]
-        rng = np.random.default_rng(random_state)
-        if n_imputations is None:
-            out = values.copy()
-        else:
-            out = np.broadcast_to(values, (n_imputations, *values.shape)).copy()
-            chosen = np.arange(n_imputations) % n_draws
-        for observed, rows in missing_patterns(values):
-            missing = ~observed
-            if not missing.any():
-                continue
-            p_o = int(observed.sum())
-            delta, log_det, cond_mean, cond_cov = conditional_terms(
-                values[np.ix_(rows, observed)], means, scales, observed
-            )  # (S, K, n), (S, K), (S, K, n, m), (S, K, m, m)
-            log_density = t_log_density(delta, log_det[..., None], dof[..., None], p_o)
-            with np.errstate(divide="ignore"):
-                weighted = np.swapaxes(np.log(weights)[..., None] + log_density, 1, 2)
-            with np.errstate(invalid="ignore"):
-                resp = np.exp(log_responsibilities(weighted))  # (S, n, K)
-            _check_conditionals(rows, resp, cond_mean)
-            if n_imputations is None:
-                filled = np.einsum("snk,sknm->nm", resp, cond_mean) / n_draws
-                out[np.ix_(rows, missing)] = filled
-                continue
-            chol = np.linalg.cholesky(cond_cov)
-            at = np.arange(rows.size)
-            for i, s in enumerate(chosen):
-                labels = (rng.random((rows.size, 1)) > np.cumsum(resp[s], axis=1)).sum(axis=1)
-                labels = np.minimum(labels, self.n_components - 1)
-                nu = dof[s, labels]
-                tau = rng.gamma(0.5 * (nu + p_o), 2.0 / (nu + delta[s, labels, at]))
-                noise = rng.standard_normal((rows.size, missing.sum())) / np.sqrt(tau)[:, None]
-                draw = cond_mean[s, labels, at]
-                draw += np.einsum("nij,nj->ni", chol[s, labels], noise)
-                out[i][np.ix_(rows, missing)] = draw
-        return out
+        means, scales, dof = params
+        p_o = int(observed.sum())
+        delta, log_det, cond_mean, cond_cov = conditional_terms(
+            observed_values, means, scales, observed
+        )  # (S, K, n), (S, K), (S, K, n, m), (S, K, m, m)
+        log_density = t_log_density(delta, log_det[..., None], dof[..., None], p_o)
+
+        def noise_scale(rng: np.random.Generator, s: int, labels: np.ndarray) -> np.ndarray:
+            nu = dof[s, labels]
+            at = np.arange(labels.size)
+            tau = rng.gamma(0.5 * (nu + p_o), 2.0 / (nu + delta[s, labels, at]))
+            return 1.0 / np.sqrt(tau)
+
+        return log_density, cond_mean, cond_cov, noise_scale
 
     def _rv_shapes(self, n_features: int) -> dict[str, tuple[str, ...]]:
         dims = super()._rv_shapes(n_features)

@@ -26,7 +26,6 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from bayesmix._glm import Response
-from bayesmix._numeric import missing_patterns
 from bayesmix._params import Options
 from bayesmix._validation import MixtureData
 from bayesmix.em.chunked import EMSteps
@@ -339,79 +338,20 @@ class GaussianMixture(_LocationScaleMixture):
 
     # -- missing values -------------------------------------------------------------------
 
-    def impute(
-        self, X: Any, *, n_imputations: int | None = None, random_state: int | None = None
-    ) -> np.ndarray:
-        r"""Fill the missing values (NaN) of ``X`` from the fitted mixture.
+    def _conditional(
+        self, observed_values: np.ndarray, params: tuple[np.ndarray, ...], observed: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Callable | None]:
+        """Return the Gaussian components' terms of :meth:`impute` for one pattern.
 
-        For a row with observed coordinates ``o`` and missing ``m``, under each posterior
-        draw (at most 1000, evenly thinned; the estimate for an EM fit) the missing
-        values given the observed ones are a mixture of Gaussians: component ``k`` with
-        probability :math:`p(z = k \mid x_o)` (the responsibilities of the observed
-        coordinates) and, given it, :math:`\mathcal{N}(\mu_{k,m} + \Sigma_{k,mo}
-        \Sigma_{k,oo}^{-1} (x_o - \mu_{k,o}), \Sigma_{k,mm} - \Sigma_{k,mo}
-        \Sigma_{k,oo}^{-1} \Sigma_{k,om})`.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Rows with missing values (NaN); observed values are returned unchanged.
-        n_imputations : int, optional
-            Return that many multiple imputations instead of the mean: each from a
-            posterior draw (in turn), a component drawn from the responsibilities and the
-            missing values from its conditional Gaussian (Rubin's multiple imputation).
-        random_state : int, optional
-            Seeds the multiple imputations.
-
-        Returns
-        -------
-        ndarray of shape (n_samples, n_features), or (n_imputations, n_samples, n_features)
-            With ``n_imputations=None`` the conditional posterior mean of every missing
-            value (the mean over draws of the mixture's conditional mean).
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> import bayesmix as bm
-        >>> X = bm.datasets.load_faithful().to_numpy()
-        >>> gm = bm.GaussianMixture(n_components=2, missing="model", random_state=0)
-        >>> gm = gm.fit(X, method="em")
-        >>> gm.impute(np.array([[4.5, np.nan]])).round(1)
-        array([[ 4.5, 81.1]])
+        Component ``k``'s missing coordinates given the observed ones are the
+        conditional Gaussian (:func:`bayesmix.families.gaussian.densities.
+        conditional_gaussians`): no latent scale.
         """
-        values, (weights, means, covariances) = self._draws_for(X, max_draws=1000)
-        n_draws = weights.shape[0]
-        rng = np.random.default_rng(random_state)
-        if n_imputations is None:
-            out = values.copy()
-        else:
-            out = np.broadcast_to(values, (n_imputations, *values.shape)).copy()
-            chosen = np.arange(n_imputations) % n_draws
-        for observed, rows in missing_patterns(values):
-            missing = ~observed
-            if not missing.any():
-                continue
-            log_density, cond_mean, cond_cov = conditional_gaussians(
-                values[np.ix_(rows, observed)], means, covariances, observed
-            )  # (S, K, n), (S, K, n, m), (S, K, m, m)
-            with np.errstate(divide="ignore"):
-                joint = np.log(weights)[..., None] + log_density
-            resp = np.swapaxes(
-                np.exp(joint - np.logaddexp.reduce(joint, axis=1, keepdims=True)), 1, 2
-            )
-            if n_imputations is None:
-                filled = np.einsum("snk,sknm->nm", resp, cond_mean) / n_draws
-                out[np.ix_(rows, missing)] = filled
-                continue
-            chol = np.linalg.cholesky(cond_cov)
-            for i, s in enumerate(chosen):
-                labels = (rng.random((rows.size, 1)) > np.cumsum(resp[s], axis=1)).sum(axis=1)
-                labels = np.minimum(labels, self.n_components - 1)
-                noise = rng.standard_normal((rows.size, missing.sum()))
-                draw = cond_mean[s, labels, np.arange(rows.size)]
-                draw += np.einsum("nij,nj->ni", chol[s, labels], noise)
-                out[i][np.ix_(rows, missing)] = draw
-        return out
+        means, covariances = params
+        log_density, cond_mean, cond_cov = conditional_gaussians(
+            observed_values, means, covariances, observed
+        )
+        return log_density, cond_mean, cond_cov, None
 
     # -- mclust's models as volume, shape and orientation -------------------------------
 
