@@ -1257,7 +1257,7 @@ class PlotAccessor:
     >>> gm = bm.GaussianMixture(random_state=0).fit(bm.datasets.load_faithful(), method="em")
     >>> fig = gm.plot.components()
     >>> sorted(name for name in dir(gm.plot) if not name.startswith("_"))[:3]
-    ['compare', 'components', 'ppc']
+    ['compare', 'components', 'concomitant']
     """
 
     def __init__(self, fit: Any) -> None:

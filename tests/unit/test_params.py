@@ -55,7 +55,7 @@ def test_public_functions_declare_their_arguments(func):
         for name, p in parameters.items()
         if p.default is not p.empty and p.kind is not p.VAR_KEYWORD and name not in constraints
     }
-    assert undeclared <= {"y", "sample_weight"}, undeclared
+    assert undeclared <= {"y", "Z", "sample_weight"}, undeclared  # data, checked as data
 
 
 @pytest.mark.parametrize(
