@@ -82,7 +82,7 @@ def test_the_cli_block_runs_in_order_as_written(tmp_path):
     block = next(b for b in _blocks("bash") if b.startswith("bayesmix demo"))
     commands = [line.split("#")[0].strip() for line in block.splitlines() if line.strip()]
     assert [c.split()[1] for c in commands] == [
-        "demo", "simulate", "fit", "select", "select", "fit", "simulate", "fit", "fit",
+        "demo", "simulate", "fit", "select", "select", "fit", "fit", "simulate", "fit", "fit",
     ]  # fmt: skip
     rng = np.random.default_rng(0)
     own = pd.DataFrame(
@@ -93,6 +93,12 @@ def test_the_cli_block_runs_in_order_as_written(tmp_path):
     )
     own.to_csv(tmp_path / "data.csv", index=False)
     own.to_parquet(tmp_path / "data.parquet")
+    # The mixture of regressions' file: two dose-response lines, responders older.
+    dose, age = rng.uniform(0, 10, 200), rng.normal(50, 10, 200)
+    responder = rng.random(200) < 1 / (1 + np.exp(-(age - 50) / 8))
+    outcome = np.where(responder, 1 + 2 * dose, 8 - 0.5 * dose) + rng.normal(0, 0.5, 200)
+    trial = pd.DataFrame({"dose": dose, "age": age, "outcome": outcome})
+    trial.to_csv(tmp_path / "trial.csv", index=False)
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True) as cluster:
         for command in commands:
             command = command.replace("-n 100000000", "-n 200000")
@@ -155,5 +161,11 @@ def test_the_cli_block_runs_in_order_as_written(tmp_path):
     np.testing.assert_allclose(
         _match(big.means_, np.array(truth["means"])), truth["means"], atol=0.05
     )
+    # The mixture of regressions: the two lines, the proportions rising with age.
+    reg = bm.load(tmp_path / "reg" / "fit.nc")
+    assert isinstance(reg, bm.MixtureRegression)
+    np.testing.assert_allclose(reg.coefficients_, [[1, 2], [8, -0.5]], atol=0.3)
+    age_slope = reg.idata["posterior"]["concomitant"].sel(covariate="age").mean(("chain", "draw"))
+    assert float(age_slope[0]) > 0 > float(age_slope[1])  # the responders' line is first
     parquet = bm.load(tmp_path / "report-pq" / "fit.nc")
     np.testing.assert_allclose(np.sort(parquet.means_[:, 0]), [-3, 0, 3], atol=0.4)
