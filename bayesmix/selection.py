@@ -431,10 +431,19 @@ def _fit_one_k(
         warnings.simplefilter("ignore", ConvergenceWarning)
         fit = model(**spec, **model_kwargs).fit(inputs, sample_weight=weights, **nuts)
     fit.compute_log_likelihood()  # stored already unless the fit is large
-    loo = azs.loo(fit.idata)
+    try:
+        loo = azs.loo(fit.idata)
+    except ValueError as err:
+        # PSIS cannot smooth a row whose largest log-likelihood values are all equal
+        # (a chain stuck on one value, found with an unseeded select_k): no LOO for this
+        # K, so it is not usable for LOO, rather than select_k failing.
+        _log.info("select_k: K=%d, PSIS-LOO failed: %s", k, err)
+        n_rows = data.n_samples
+        row |= {"elpd_loo": np.nan, "se": np.nan, "p_loo": np.nan, "max_pareto_k": np.inf}
+        row |= {"n_bad_pareto_k": n_rows} | _sampler_figures(fit)
+        return row, np.full(n_rows, np.nan), 0.7
     pareto_k = np.asarray(loo.pareto_k).ravel()
     elpd_i = np.asarray(loo.elpd_i).ravel()
-    attrs = fit.idata.attrs
     row |= {
         # Frequency weights: every copy of a row contributes its pointwise elpd.
         "elpd_loo": float(loo.elpd) if weights is None else float(weights @ elpd_i),
@@ -442,13 +451,20 @@ def _fit_one_k(
         "p_loo": float(loo.p),
         "max_pareto_k": float(np.nanmax(pareto_k)) if np.isfinite(pareto_k).any() else np.nan,
         "n_bad_pareto_k": int((~(pareto_k <= loo.good_k)).sum()),  # NaN k: bad
+    } | _sampler_figures(fit)
+    return row, elpd_i, float(loo.good_k)
+
+
+def _sampler_figures(fit: Any) -> dict[str, Any]:
+    """Return the sampler's diagnostics of a NUTS fit, as select_k's table has them."""
+    attrs = fit.idata.attrs
+    return {
         "divergences": int(attrs.get("divergences", 0)),
         "max_rhat": float(attrs.get("max_rhat", np.nan)),
         "min_ess_bulk": float(attrs.get("min_ess_bulk", np.nan)),
         "min_ess_tail": float(attrs.get("min_ess_tail", np.nan)),
         "collapsed_chains": len(collapsed_chains(fit.idata)),
     }
-    return row, elpd_i, float(loo.good_k)
 
 
 def _rank(values: pd.Series, *, ascending: bool) -> pd.Series:

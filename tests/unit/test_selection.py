@@ -64,6 +64,8 @@ def fake_nuts(mocked_sample, monkeypatch):
 
     def loo(idata):
         k = idata["posterior"].sizes["component"]
+        if "loo_error" in settings.get(k, {}):
+            raise ValueError(settings[k]["loo_error"])
         if "elpd_i" not in settings.get(k, {}):
             return settings.original_loo(idata)
         elpd_i = np.asarray(settings[k]["elpd_i"], dtype=float)
@@ -205,6 +207,21 @@ def test_loo_never_chooses_a_fit_that_fails_the_sampler_checks(X3, fake_nuts):
     assert reason.startswith("K=3")
     assert "K=4" in reason
     assert "R-hat" in reason
+
+
+def test_a_k_whose_loo_fails_is_not_usable_and_select_k_goes_on(X3, fake_nuts):
+    """An unseeded README select_k on Old Faithful met arviz-stats' PSIS error "All tail
+    values are the same" (a row whose largest log-likelihood draws are equal)."""
+    base = np.random.default_rng(4).normal(-4.0, 1.0, size=len(X3))
+    fake_nuts[2] = {"elpd_i": shifted(base, -60.0, 8.0, seed=5)}
+    fake_nuts[3] = {"elpd_i": base}
+    fake_nuts[4] = {"loo_error": "All tail values are the same"}
+    table = nuts_select(X3, [2, 3, 4])
+    assert table.attrs["best"]["loo"] == 3
+    rows = table.set_index("n_components")
+    assert np.isnan(rows.loc[4, "elpd_loo"])
+    assert "Pareto k" in rows.loc[4, "loo_problems"]
+    assert rows.loc[3, "loo_problems"] == ""
 
 
 @pytest.mark.parametrize(
