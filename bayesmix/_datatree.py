@@ -782,13 +782,12 @@ def _check_data(model: Any, idata: xr.DataTree, layout: _Layout) -> MixtureData:
 
 
 def _check_log_likelihood(
-    idata: xr.DataTree, post: xr.Dataset, data: MixtureData, layout: _Layout, observed: str
+    idata: xr.DataTree, post: xr.Dataset, data: MixtureData, layout: _Layout, name: str
 ) -> None:
-    """Check the pointwise log-likelihood group (variable ``observed``), when there is one."""
+    """Check the pointwise log-likelihood group (the model's observed variable ``name``)."""
     if "log_likelihood" not in idata.children:
         return
     group = idata["log_likelihood"].to_dataset()
-    name = observed  # the model's observed variable: x, or a regression's y
     field = f"log_likelihood variable {name!r}"
     if name not in group.data_vars:
         raise _fail("group 'log_likelihood'", f"no variable {name!r}")

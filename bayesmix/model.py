@@ -400,6 +400,17 @@ class MixtureModel(ABC):
         """
         return None
 
+    def _fused_target(self, data: MixtureData, priors: dict[str, Prior]) -> Any:
+        """Return the family's fused target (:meth:`_nuts_target`) for ``data``, or None.
+
+        The fused kernels take complete data only: with missing values (NaN) NUTS and
+        Laplace sample the PyMC model, whose likelihood integrates them out.
+        """
+        if np.isnan(data.values).any():
+            _log.info("X has missing values (NaN): the PyMC model, not the fused kernel")
+            return None
+        return self._nuts_target(data, priors)
+
     # -- specification -------------------------------------------------------------------
 
     @classmethod
@@ -1219,7 +1230,7 @@ class MixtureModel(ABC):
         log_likelihood: bool = True,
     ) -> xr.DataTree:
         clock = time.perf_counter()
-        target = self._nuts_target(data, priors) if nuts_sampler == "nutpie" else None
+        target = self._fused_target(data, priors) if nuts_sampler == "nutpie" else None
         # The PyMC model, compiled by nutpie or sampled by PyMC; none if nutpie samples
         # the family's fused kernel.
         model = self._model(data, priors) if target is None else None
@@ -1368,7 +1379,7 @@ class MixtureModel(ABC):
         """
         from bayesmix.nuts import distributed as _distributed
 
-        fused = self._nuts_target(sample, priors)
+        fused = self._fused_target(sample, priors)
         model = self._model(sample, priors) if fused is None else None
         start = self._free_start(em, data.n_features, model, fused)
         if model is not None:  # the PyMC model, compiled by PyTensor
@@ -1415,7 +1426,7 @@ class MixtureModel(ABC):
         chunked = isinstance(data, _dask.ChunkedData)
         data_pass = data.data_pass if chunked else in_memory_pass(data.values, data.sample_weight)
         batch = self._batch_log_likelihood(data_pass)
-        fused = None if chunked else self._nuts_target(data, priors)
+        fused = None if chunked else self._fused_target(data, priors)
         model = self._model(model_data if chunked else data, priors) if fused is None else None
         start = self._free_start(em, data.n_features, model, fused)
         if model is not None:  # the PyMC model, compiled by PyTensor

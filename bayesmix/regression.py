@@ -103,6 +103,11 @@ def _inputs(X: Any, y: Any, Z: Any) -> _Inputs:
     return X if isinstance(X, _Inputs) else _Inputs(X, y, Z)
 
 
+def _design_matrix(values: np.ndarray, intercept: bool) -> np.ndarray:
+    """Return ``values`` with a column of ones in front when ``intercept``."""
+    return np.column_stack([np.ones(values.shape[0]), values]) if intercept else values
+
+
 def _split_features(features: list[str]) -> tuple[list[str], list[str]]:
     """Return the predictors (the design's columns) and the covariates of a data matrix."""
     rest = [str(f) for f in features[1:]]
@@ -337,9 +342,7 @@ class MixtureRegression(MixtureModel):
         response = self._response
         y, name = _response_values(inputs.y, predictors.n_samples, response)
         names = (["Intercept"] if self.fit_intercept else []) + predictors.features
-        design = predictors.values
-        if self.fit_intercept:
-            design = np.column_stack([np.ones(predictors.n_samples), design])
+        design = _design_matrix(predictors.values, self.fit_intercept)
         if for_fit:
             if name in names:
                 raise DataError(
@@ -378,7 +381,7 @@ class MixtureRegression(MixtureModel):
                 "same observations."
             )
         names = ["Intercept", *covariates.features]
-        design = np.column_stack([np.ones(n_samples), covariates.values])
+        design = _design_matrix(covariates.values, True)
         if for_fit:
             check_design(design, names, True)
         elif covariates.features != self.covariate_names_[1:]:
@@ -743,9 +746,7 @@ class MixtureRegression(MixtureModel):
         self._check_fitted()
         predictors = check_data(X, for_fit=False)
         self._check_predictors(predictors.features, X)
-        if not self.fit_intercept:
-            return predictors.values
-        return np.column_stack([np.ones(predictors.n_samples), predictors.values])
+        return _design_matrix(predictors.values, self.fit_intercept)
 
     def predict(self, X: Any, Z: Any = None) -> np.ndarray:  # type: ignore[override]
         """Return the predictive mean ``E[y | x] = sum_k pi_k g^-1(x' beta_k)`` of each row.

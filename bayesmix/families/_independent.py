@@ -493,14 +493,10 @@ class _IndependentFeaturesMixture(MixtureModel):
         """Return the fused exponential-family kernel (:mod:`bayesmix.nuts.expfam`) if it applies.
 
         It covers every prior family these mixtures accept for the defaults' parameters;
-        for other parameterisations, and for data with missing values (NaN), None, and the
-        PyMC model is compiled instead.
+        for other parameterisations None, and the PyMC model is compiled instead (also
+        for data with missing values: :meth:`bayesmix.model.MixtureModel._fused_target`).
         """
         from bayesmix.nuts import expfam
-
-        if np.isnan(data.values).any():
-            logger.info("X has missing values (NaN): the PyMC model, not the fused kernel")
-            return None
 
         target = expfam.build(
             param=self._param,

@@ -181,12 +181,8 @@ class _LocationScaleMixture(MixtureModel):
         degrees of freedom, Student-t ones. It implements every prior family these
         families accept (Normal or StudentT means, any of the scales' and the degrees of
         freedom's families, LKJCorr with a scalar eta) in PyMC's canonical parameters;
-        for other parameterisations, and for data with missing values, None, and the
-        PyMC model is compiled.
+        for other parameterisations None, and the PyMC model is compiled.
         """
-        if np.isnan(data.values).any():
-            _log.info("X has missing values: sampling the PyMC model (no fused kernel for them)")
-            return None
         from bayesmix.families.gaussian import _nuts_kernel
 
         target = _nuts_kernel.build(
@@ -440,10 +436,8 @@ class _LocationScaleMixture(MixtureModel):
                 self._matrix_var, chol @ chol.mT, dims=("component", "feature", "feature_bis")
             )
             observed = pm.Data("x_data", observed_values(data.values), dims=("obs", "feature"))
-            if np.isnan(data.values).any():
-                self._likelihood(rvs, chol, observed, patterns=missing_patterns(data.values))
-            else:
-                self._likelihood(rvs, chol, observed)
+            patterns = missing_patterns(data.values) if np.isnan(data.values).any() else None
+            self._likelihood(rvs, chol, observed, patterns)
         return model
 
     def _cholesky(self, rvs: dict[str, Any], k: int, d: int) -> Any:

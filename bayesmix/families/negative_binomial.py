@@ -1118,14 +1118,11 @@ class NegativeBinomialMixture(MixtureModel):
         """Return the fused negative binomial kernel (:mod:`bayesmix.nuts.negbin`) if it applies.
 
         It covers every prior family this mixture accepts, in PyMC's canonical
-        parameters; for other parameterisations, and for data with missing values (NaN),
-        None, and the PyMC model is compiled.
+        parameters; for other parameterisations None, and the PyMC model is compiled
+        (also for data with missing values:
+        :meth:`bayesmix.model.MixtureModel._fused_target`).
         """
         from bayesmix.nuts import negbin
-
-        if np.isnan(data.values).any():
-            logger.info("X has missing values (NaN): the PyMC model, not the fused kernel")
-            return None
 
         target = negbin.build(
             n_components=self.n_components,
