@@ -11,10 +11,12 @@ from bayesmix._params import validated
 
 __all__ = [
     "load_carcinoma",
+    "load_co2_gnp",
     "load_discoveries",
     "load_faithful",
     "load_galaxies",
     "load_iris",
+    "load_patents",
     "load_warpbreaks",
 ]
 
@@ -334,3 +336,89 @@ def load_warpbreaks(
         index=X.index,
     )
     return X, groups
+
+
+def load_co2_gnp() -> pd.DataFrame:
+    """Load carbon dioxide emissions against gross national product, 28 countries (1996).
+
+    Per-capita gross national product and per-capita carbon dioxide emissions of 28
+    countries in 1996, as in the R package ``mixtools`` (``CO2data``). Most countries
+    follow one flat line (emissions barely change with GNP) and a few follow a steeper
+    one: the standard small example of a two-component mixture of linear regressions
+    (Hurn, Justel & Robert 2003; Benaglia et al. 2009). The ``mixtools`` vignette fits
+    ``regmixEM(CO2, GNP)`` with two components and reports a maximum log-likelihood of
+    -66.93977.
+
+    Returns
+    -------
+    pandas.DataFrame of shape (28, 2)
+        ``gnp``: gross national product per capita; ``co2``: estimated carbon dioxide
+        emission per capita (float64, in the units of ``mixtools``' ``CO2data``, its
+        ``GNP`` and ``CO2`` columns). The index, named ``country``, holds the
+        abbreviations of ``mixtools`` (e.g. ``"GRC"`` Greece, ``"CH"`` Switzerland), in
+        its order. The response is ``co2``: ``fit(X[["gnp"]], X["co2"])``.
+
+    Notes
+    -----
+    Source: M. Hurn, A. Justel and C. P. Robert (2003), "Estimating mixtures of
+    regressions", *Journal of Computational and Graphical Statistics* 12, 55-79. The
+    values are those of ``mixtools::CO2data`` (T. Benaglia, D. Chauveau, D. R. Hunter
+    and D. S. Young (2009), "mixtools: an R package for analyzing finite mixture
+    models", *Journal of Statistical Software* 32(6); the package is GPL >= 2), read
+    from its ``data/CO2data.RData``. Published national statistics (facts), shipped here
+    as a plain table.
+
+    Examples
+    --------
+    >>> import bayesmix as bm
+    >>> X = bm.datasets.load_co2_gnp()
+    >>> X.shape
+    (28, 2)
+    >>> X.loc["USA"].tolist()
+    [28.2, 20.8]
+    """
+    return _read_csv("co2_gnp.csv").set_index("country").astype("float64")
+
+
+def load_patents() -> pd.DataFrame:
+    """Load patent applications and R&D spending of 70 pharmaceutical companies (1976).
+
+    The number of patent applications, the R&D spending per sales and the logarithm of
+    the R&D spending of 70 pharmaceutical and biomedical companies in 1976, as in the R
+    package ``flexmix`` (``patent``). Wang, Cockburn & Puterman (1998) model the counts
+    as a mixture of three Poisson regressions on the log R&D spending whose mixing
+    proportions depend on the R&D spending per sales (a concomitant variable);
+    ``flexmix``'s vignette fits that model (``stepFlexmix(Patents ~ lgRD, k = 3,
+    concomitant = FLXPmultinom(~ RDS))``) and reports a maximum log-likelihood of
+    -197.6753 with 10 parameters (BIC 437.8355).
+
+    Returns
+    -------
+    pandas.DataFrame of shape (70, 3)
+        ``patents``: the number of patent applications (int64); ``rds``: R&D spending
+        per sales (float64); ``lgrd``: the logarithm of R&D spending in millions of
+        dollars (float64) -- ``flexmix``'s ``Patents``, ``RDS`` and ``lgRD``. The
+        index, named ``company``, holds the companies' names, in ``flexmix``'s order.
+
+    Notes
+    -----
+    Source: P. Wang, I. M. Cockburn and M. L. Puterman (1998), "Analysis of patent
+    data -- a mixed-Poisson-regression-model approach", *Journal of Business &
+    Economic Statistics* 16, 27-41, from the National Bureau of Economic Research R&D
+    Masterfile (B. H. Hall, C. Cummins, E. Laderman and J. Mundy (1988), Technical
+    Working Paper 72, NBER). The values are those of ``flexmix::patent`` (B. Grün and
+    F. Leisch; the package is GPL-2 | GPL-3), read from its ``data/patent.RData``
+    (company names without their padding). Published company statistics (facts),
+    shipped here as a plain table.
+
+    Examples
+    --------
+    >>> import bayesmix as bm
+    >>> X = bm.datasets.load_patents()
+    >>> X.shape
+    (70, 3)
+    >>> int(X["patents"].sum()), int(X["patents"].max())
+    (1642, 173)
+    """
+    frame = _read_csv("patents.csv").set_index("company")
+    return frame.astype({"patents": "int64", "rds": "float64", "lgrd": "float64"})

@@ -24,6 +24,13 @@ TIMEOUT = 600  # seconds, per recipe and per notebook
 
 REPORT = ["report.html", "summary.csv", "components.png", "ppc.png", "fit.nc"]
 NUTS_REPORT = [*REPORT, "compare.csv", "compare.png", "trace.png", "rank.png", "fit_em.nc"]
+# A mixture of regressions' report: its regression plots instead of the data plots.
+REGRESSION_REPORT = [
+    *(name for name in NUTS_REPORT if name not in ("components.png", "ppc.png")),
+    "responsibilities.png",
+    "published.csv",
+    "regression.png",
+]
 
 # recipe -> files it must write to --out
 RECIPES = {
@@ -46,6 +53,8 @@ RECIPES = {
         "fit_em.nc",
     ],
     "iris": [*REPORT, "covariance_types.csv", "bic_grid.csv", "bic_grid.png", "confusion.csv"],
+    "co2_regimes": [*REGRESSION_REPORT, "select_k.csv"],
+    "patents": [*REGRESSION_REPORT, "concomitant.png"],
 }
 
 

@@ -13,12 +13,17 @@ import bayesmix as bm
 
 LOADERS = [
     "load_carcinoma",
+    "load_co2_gnp",
     "load_discoveries",
     "load_faithful",
     "load_galaxies",
     "load_iris",
+    "load_patents",
     "load_warpbreaks",
 ]
+
+# loaders whose index is a named key of the rows, not 0..n-1
+KEYED = {"load_discoveries": "year", "load_co2_gnp": "country", "load_patents": "company"}
 
 
 def test_every_loader_is_exported():
@@ -31,7 +36,10 @@ def test_loaders_return_fresh_frames_without_missing_values(name):
     first = loader()
     assert isinstance(first, pd.DataFrame)
     assert not first.isna().any().any()
-    if name != "load_discoveries":  # its index is the year
+    if name in KEYED:
+        assert first.index.name == KEYED[name]
+        assert first.index.is_unique
+    else:
         assert first.index.equals(pd.RangeIndex(len(first)))
     first.iloc[0, 0] = -1.0  # a caller may modify its copy ...
     assert loader().iloc[0, 0] != -1.0  # ... without touching the next one
@@ -238,3 +246,29 @@ def test_carcinoma_reproduces_polca_log_likelihoods():
     # poLCA's ?carcinoma: log-likelihood -317.2568 (2 classes) and -293.705 (3 classes)
     assert _latent_class_log_likelihood(X, 2) == pytest.approx(-317.2568, abs=1e-3)
     assert _latent_class_log_likelihood(X, 3) == pytest.approx(-293.705, abs=1e-3)
+
+
+def test_co2_gnp():
+    """mixtools::CO2data (28 countries); rows checked against the .RData file's reading."""
+    X = bm.datasets.load_co2_gnp()
+    assert X.shape == (28, 2)
+    assert list(X.columns) == ["gnp", "co2"]
+    assert (X.dtypes == np.float64).all()
+    assert X.index[:3].tolist() == ["CAN", "MEX", "USA"]
+    assert X.index[-1] == "RUS"
+    assert X.loc["USA"].tolist() == [28.2, 20.8]
+    assert X.loc["CH"].tolist() == [44.35, 5.5]
+
+
+def test_patents():
+    """flexmix::patent (70 companies); rows checked against the .RData file's reading."""
+    X = bm.datasets.load_patents()
+    assert X.shape == (70, 3)
+    assert list(X.columns) == ["patents", "rds", "lgrd"]
+    assert X["patents"].dtype == np.int64
+    assert X.index[0] == "ABBOTT LABORATORIES"
+    assert X.iloc[0].tolist() == [42, 0.0549, 4.0869]
+    assert X.iloc[1].tolist() == [1, 0.0032, -2.0794]
+    assert (X["patents"] >= 0).all()
+    # lgRD is the log of R&D spending: positive spending, any sign of its log
+    assert X["lgrd"].min() < 0 < X["lgrd"].max()
