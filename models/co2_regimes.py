@@ -29,8 +29,9 @@ Run::
     python models/co2_regimes.py --smoke    # tiny settings, for the tests
 
 Outputs in ``--out`` (default ``models/out/co2_regimes``): ``published.csv`` (EM
-against mixtools' published estimates), ``select_k.csv``, ``regression.png``,
-``report.html`` with its figures, ``summary.csv``, ``compare.csv`` and the saved fits.
+against mixtools' published estimates), ``select_k.csv``, ``report.html`` with its
+figures (``regression.png``: each line's 94% band, EM's dashed), ``summary.csv``,
+``compare.csv`` and the saved fits.
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ import argparse
 import warnings
 from pathlib import Path
 
-import matplotlib
 import numpy as np
 import pandas as pd
 
@@ -86,7 +86,6 @@ def published_table(em: bm.MixtureRegression, n: int) -> pd.DataFrame:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    matplotlib.use("Agg")
     settings = (
         {"draws": 200, "tune": 200, "chains": 2}
         if args.smoke
@@ -115,8 +114,6 @@ def main(argv: list[str] | None = None) -> int:
     for warning in caught:
         if issubclass(warning.category, bm.SamplerWarning):
             print(f"warning: {warning.message}")
-    figure = bm.plot_regression(nuts)
-    figure.savefig(args.out / "regression.png", dpi=110, bbox_inches="tight")
     report = bm.write_report(
         args.out,
         em_fit=em,

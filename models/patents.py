@@ -42,8 +42,9 @@ Run::
     python models/patents.py --smoke    # tiny settings, for the tests
 
 Outputs in ``--out`` (default ``models/out/patents``): ``published.csv`` (EM against
-flexmix's published fit), ``regression.png``, ``concomitant.png``, ``report.html`` with
-its figures, ``summary.csv``, ``compare.csv`` and the saved fits.
+flexmix's published fit), ``report.html`` with its figures (``regression.png``,
+``concomitant.png``: the proportions against R&D per sales), ``summary.csv``,
+``compare.csv`` and the saved fits.
 """
 
 from __future__ import annotations
@@ -52,7 +53,6 @@ import argparse
 import warnings
 from pathlib import Path
 
-import matplotlib
 import numpy as np
 import pandas as pd
 
@@ -105,7 +105,6 @@ def published_table(em: bm.MixtureRegression, X, y, Z) -> pd.DataFrame:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    matplotlib.use("Agg")
     settings = (
         {"draws": 200, "tune": 200, "chains": 2}
         if args.smoke
@@ -135,10 +134,6 @@ def main(argv: list[str] | None = None) -> int:
     for warning in caught:
         if issubclass(warning.category, bm.SamplerWarning):
             print(f"warning: {warning.message}")
-    bm.plot_regression(nuts).savefig(args.out / "regression.png", dpi=110, bbox_inches="tight")
-    bm.plot_concomitant(nuts, "rds").savefig(
-        args.out / "concomitant.png", dpi=110, bbox_inches="tight"
-    )
     report = bm.write_report(
         args.out,
         em_fit=em,
