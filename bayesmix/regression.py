@@ -100,7 +100,16 @@ class _Inputs:
 
 def _inputs(X: Any, y: Any, Z: Any) -> _Inputs:
     """Return the inputs of a public method (an internal ``_Inputs`` passes through)."""
-    return X if isinstance(X, _Inputs) else _Inputs(X, y, Z)
+    if isinstance(X, _Inputs):
+        return X
+    if y is None:
+        raise DataError(
+            "A mixture of regressions needs the response: got y=None. Pass it as the "
+            "second argument, e.g. fit(X, y) or predict_proba(X, y), with X the predictors "
+            "(for a mixture of the columns of X themselves, use GaussianMixture or another "
+            "family's mixture)."
+        )
+    return _Inputs(X, y, Z)
 
 
 def _design_matrix(values: np.ndarray, intercept: bool) -> np.ndarray:

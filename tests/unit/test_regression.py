@@ -175,6 +175,8 @@ def test_bad_input_fails_before_any_work():
     same = pd.DataFrame(X, columns=["y", "x"])
     with pytest.raises(DataError, match="both named"):
         model.fit(same, pd.Series(y, name="y"), method="em")
+    with pytest.raises(DataError, match="needs the response: got y=None"):
+        model.fit(X, method="em")  # a mixture-of-columns habit: fit(X)
 
 
 @pytest.mark.filterwarnings("ignore::bayesmix.SamplerWarning")  # prior draws
