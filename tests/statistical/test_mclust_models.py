@@ -51,7 +51,9 @@ def _hdi(draws, prob=0.94):
     return lows[(best, *index)], highs[(best, *index)]
 
 
-@pytest.mark.parametrize("name", ["VEV", "EVE", "VEI"])
+@pytest.mark.parametrize(
+    "name", ["EII", "EEI", "VEI", "EVI", "VEE", "EVE", "VVE", "EEV", "VEV", "EVV"]
+)
 def test_nuts_recovers_a_simulated_covariance_model(name):
     sys.path.insert(0, str(Path(__file__).parents[1] / "unit" / "families" / "gaussian"))
     from test_covariance_models_em import _model_data
