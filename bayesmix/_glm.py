@@ -68,6 +68,9 @@ class Response:
     scale : str or None
         Name of the per-component scale parameter (``"scales"``: a Gaussian's standard
         deviation), or None.
+    kind : str
+        What the response's values are, for the posterior predictive check:
+        ``"continuous"``, ``"counts"`` or ``"binary"`` (as a mixture's ``plot_kind``).
     """
 
     name: str
@@ -79,6 +82,7 @@ class Response:
     draw: Callable[[np.random.Generator, np.ndarray, np.ndarray | None], np.ndarray]
     check: Callable[[np.ndarray], None]
     scale: str | None = None
+    kind: str = "continuous"
 
     def link_function(self, mu: np.ndarray) -> np.ndarray:
         """Return ``g(mu)``, the linear predictor of a mean (``mu`` inside the support)."""

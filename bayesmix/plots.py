@@ -991,8 +991,9 @@ def plot_ppc(fit: Any, *, n_draws: int = 50, random_seed: int | None = None, **k
 
     One panel per feature: the kernel density of the observed data (black) over those
     of up to ``n_draws`` data sets simulated from the posterior (for an EM fit, from
-    the estimate). Posterior predictive draws are sampled first if ``fit.idata`` has
-    none.
+    the estimate). For a mixture of regressions, one panel: its response ``y``, drawn
+    as its family's data are (a density, or frequencies of counts and of 0/1).
+    Posterior predictive draws are sampled first if ``fit.idata`` has none.
 
     Parameters
     ----------
@@ -1019,24 +1020,32 @@ def plot_ppc(fit: Any, *, n_draws: int = 50, random_seed: int | None = None, **k
         fit.sample_posterior_predictive(random_seed=random_seed)
     sizes = fit.idata["posterior_predictive"].sizes
     available = sizes["chain"] * sizes["draw"]
-    if fit.plot_kind in ("counts", "binary"):
+    if fit._data_kind in ("counts", "binary"):
         return _discrete_ppc(fit, min(n_draws, available))
-    kwargs.setdefault("cols", ["feature"])
+    name = fit._observed  # "x" (obs, feature); a mixture of regressions' response "y" (obs)
+    if "feature" in fit.idata["observed_data"][name].dims:
+        kwargs.setdefault("cols", ["feature"])
     return azp.plot_ppc_dist(
-        fit.idata, var_names=["x"], num_samples=min(n_draws, available), **kwargs
+        fit.idata, var_names=[name], num_samples=min(n_draws, available), **kwargs
     )
 
 
 def _discrete_ppc(fit: Any, n_draws: int) -> Figure:
     """Observed frequencies against replicated ones (median, 94% interval), per statistic."""
-    observed = fit.idata["observed_data"]["x"].transpose("obs", "feature").to_numpy()
-    replicated = fit.idata["posterior_predictive"]["x"].transpose("chain", "draw", "obs", "feature")
-    replicated = replicated.to_numpy().reshape(-1, *observed.shape)
+    name = fit._observed
+    observed = fit.idata["observed_data"][name]
+    replicated = fit.idata["posterior_predictive"][name]
+    if "feature" not in observed.dims:  # a mixture of regressions' response: one column
+        observed = observed.expand_dims(feature=[name], axis=-1)
+        replicated = replicated.expand_dims(feature=[name], axis=-1)
+    names = [str(f) for f in observed["feature"].to_numpy()]
+    observed = observed.transpose("obs", "feature").to_numpy()
+    replicated = replicated.transpose("chain", "draw", "obs", "feature").to_numpy()
+    replicated = replicated.reshape(-1, *observed.shape)
     replicated = replicated[thin_indices(replicated.shape[0], n_draws)]
-    if fit.plot_kind == "binary":
+    if fit._data_kind == "binary" and len(names) > 1:
         panels = [("positive items per observation", observed.sum(1), replicated.sum(2))]
     else:
-        names = _feature_names(fit)
         panels = [(names[d], observed[:, d], replicated[:, :, d]) for d in range(len(names))]
     fig, axes = plt.subplots(
         1, len(panels), figsize=(4.5 * len(panels), 3.6), squeeze=False, layout="constrained"

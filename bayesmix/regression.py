@@ -313,6 +313,11 @@ class MixtureRegression(MixtureModel):
             )
         return response
 
+    @property
+    def _data_kind(self) -> str:
+        """The response's kind: the posterior predictive check draws ``y`` by it."""
+        return self._response.kind
+
     def _check_params(self) -> None:
         super()._check_params()
         self._response  # noqa: B018  (raises for a family without a response)

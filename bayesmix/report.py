@@ -317,7 +317,7 @@ def _write_report_files(
         body.append(_img(path, f"Classification uncertainty ({shown.lower()})."))
     else:
         body.append("<p>The fit does not store its data and no sample was given: no plots.</p>")
-    if stored and main.plot_kind != "regression":
+    if stored:
         path = _save_figure(plot_ppc(main, random_seed=0), out / "ppc.png")
         body.append(
             _img(path, "Posterior predictive check: density of the data (black) and replicates.")

@@ -268,6 +268,7 @@ RESPONSE = Response(
     variance=lambda eta: expit(eta) * expit(-eta),
     draw=lambda rng, eta, scale: (rng.random(np.shape(eta)) < expit(eta)).astype(np.float64),
     check=_check_binary_response,
+    kind="binary",
 )
 
 

@@ -312,6 +312,7 @@ RESPONSE = Response(
     variance=np.exp,
     draw=lambda rng, eta, scale: rng.poisson(np.exp(eta)).astype(np.float64),
     check=_check_count_response,
+    kind="counts",
 )
 
 

@@ -26,7 +26,7 @@ REPORT = ["report.html", "summary.csv", "components.png", "ppc.png", "fit.nc"]
 NUTS_REPORT = [*REPORT, "compare.csv", "compare.png", "trace.png", "rank.png", "fit_em.nc"]
 # A mixture of regressions' report: its regression plots instead of the data plots.
 REGRESSION_REPORT = [
-    *(name for name in NUTS_REPORT if name not in ("components.png", "ppc.png")),
+    *(name for name in NUTS_REPORT if name != "components.png"),
     "responsibilities.png",
     "published.csv",
     "regression.png",

@@ -506,3 +506,34 @@ def test_compare_draws_at_most_max_panels(fit):
         ax.get_title() for ax in everything[:3]
     ]
     assert f"3 of {len(everything)} parameters" in few._suptitle.get_text()
+
+
+@pytest.mark.parametrize("family", ["gaussian", "poisson", "bernoulli"])
+def test_ppc_of_a_mixture_of_regressions_replicates_its_response(family, rng, tmp_path):
+    x = rng.uniform(0, 2, 120)
+    eta = np.where(rng.random(120) < 0.5, 0.5 + x, 2.0 - x)
+    y = {
+        "gaussian": eta + 0.3 * rng.normal(size=120),
+        "poisson": rng.poisson(np.exp(eta)).astype(float),
+        "bernoulli": (rng.random(120) < 1 / (1 + np.exp(-eta))).astype(float),
+    }[family]
+    em = bm.MixtureRegression(n_components=2, family=family, random_state=0)
+    em.fit(x, y, method="em")
+    drawn = bm.plot_ppc(em, random_seed=0)
+    replicated = em.idata["posterior_predictive"]["y"]
+    assert replicated.dims == ("chain", "draw", "obs")
+    assert replicated.sizes["obs"] == 120
+    if family == "gaussian":  # a density (ECDF) panel of y against its replicates
+        assert isinstance(drawn, azp.PlotCollection)
+        figure = drawn.get_viz("figure")
+        assert len([ax for ax in figure.axes if ax.has_data()]) == 1
+        drawn.savefig(tmp_path / "ppc.png")
+    else:  # observed frequencies of every value of y, against the replicates'
+        assert isinstance(drawn, plt.Figure)
+        (axis,) = drawn.axes
+        heights = [patch.get_height() for patch in axis.patches]
+        expected = np.bincount(y.astype(int)) / y.size
+        np.testing.assert_allclose(heights[: expected.size], expected)
+        assert axis.get_xlabel() == "y"
+        drawn.savefig(tmp_path / "ppc.png")
+    assert _is_png(tmp_path / "ppc.png")
