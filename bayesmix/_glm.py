@@ -1,10 +1,13 @@
 r"""Generalised linear models for the components of a mixture of regressions.
 
 A family that can be the component of :class:`bayesmix.MixtureRegression` describes its
-response distribution by a :class:`Response` (in the family's own module): its canonical
-link, its log density in NumPy and in PyTensor, how it draws, which responses it accepts,
-and whether it has a scale. This module holds the family-agnostic maths: the weighted
-maximum-likelihood fit of one component (the M-step of EM), for every canonical link.
+response distribution by a :class:`Response` (in the family's own module): its link, its
+log density in NumPy and in PyTensor, how it draws, which responses it accepts, and
+whether it has a scale (its default prior, its NUTS start). This module holds the
+family-agnostic maths: the weighted maximum-likelihood fit of one component (the M-step
+of EM) for every canonical link, and Newton's method (with bounds) that a response whose
+M-step is not a weighted GLM fit (a negative binomial's dispersion, estimated jointly with
+the coefficients: its own ``Response.weighted_fit``) maximises with.
 
 With the canonical link the log density is :math:`\log f(y \mid \eta, \phi) = (y \eta -
 b(\eta)) / \phi + c(y, \phi)` with :math:`\eta = x^T \beta`, so for weights :math:`r_n`
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import linalg
@@ -26,10 +29,15 @@ from scipy import linalg
 from bayesmix._numeric import logsumexp
 from bayesmix.exceptions import DataError, FitError
 
+if TYPE_CHECKING:
+    from bayesmix.priors import Prior
+
 __all__ = [
     "Response",
     "check_design",
+    "check_weighted_rank",
     "log_softmax_weights",
+    "newton_maximise",
     "weighted_fit",
     "weighted_multinomial_fit",
 ]
@@ -50,7 +58,8 @@ class Response:
     name : str
         The family's registry name.
     link : str
-        The canonical link: ``"identity"``, ``"log"`` or ``"logit"``.
+        The link: ``"identity"``, ``"log"`` or ``"logit"`` (canonical, unless
+        ``weighted_fit`` is given).
     log_prob : callable
         ``log_prob(y, eta, scale)``: NumPy log density of ``y`` given the linear predictor
         ``eta`` (and the scale, None for families without one), broadcasting.
@@ -59,7 +68,8 @@ class Response:
     mean : callable
         ``b'(eta)``, the mean of the response (the inverse link).
     variance : callable
-        ``b''(eta)``, the variance function at ``eta`` (times the scale).
+        ``b''(eta)``, the variance function at ``eta`` (times the scale): the IRLS
+        weights of :func:`weighted_fit` (not used when ``weighted_fit`` is given).
     draw : callable
         ``draw(rng, eta, scale)``: responses drawn given the linear predictor.
     check : callable
@@ -67,7 +77,23 @@ class Response:
         the distribution's support.
     scale : str or None
         Name of the per-component scale parameter (``"scales"``: a Gaussian's standard
-        deviation), or None.
+        deviation; ``"dispersion"``: a negative binomial's), or None.
+    scale_prior : callable or None
+        ``scale_prior(y_mean, y_sd)``: the default :class:`~bayesmix.priors.Prior` of the
+        scale given the (weighted) mean and sd of the response. Required with ``scale``.
+    scale_priors : frozenset of str
+        The prior families the scale accepts.
+    scale_start : callable or None
+        ``scale_start(scales)``: the NUTS and Laplace start of the scale from its EM
+        estimate (e.g. moved off a bound that is far in the prior's tail); None keeps it.
+    weighted_fit : callable or None
+        ``weighted_fit(X, y, weights, coefficients, scale)`` returns ``(coefficients,
+        scale, converged)``, the weighted maximum-likelihood fit of one component jointly
+        in its coefficients and scale, from the previous M-step's ``coefficients`` and
+        ``scale`` (None at the first). For a response whose M-step is not weighted least
+        squares or IRLS (a non-canonical link with a free dispersion). None: the
+        component's M-step is :func:`weighted_fit`, and a scale is the weighted residual
+        standard deviation (a Gaussian's).
     kind : str
         What the response's values are, for the posterior predictive check:
         ``"continuous"``, ``"counts"`` or ``"binary"`` (as a mixture's ``plot_kind``).
@@ -83,6 +109,16 @@ class Response:
     check: Callable[[np.ndarray], None]
     scale: str | None = None
     kind: str = "continuous"
+    scale_prior: Callable[[float, float], Prior] | None = None
+    scale_priors: frozenset[str] = frozenset()
+    scale_start: Callable[[np.ndarray], np.ndarray] | None = None
+    weighted_fit: (
+        Callable[
+            [np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, float | None],
+            tuple[np.ndarray, float, bool],
+        ]
+        | None
+    ) = None
 
     def link_function(self, mu: np.ndarray) -> np.ndarray:
         """Return ``g(mu)``, the linear predictor of a mean (``mu`` inside the support)."""
@@ -132,12 +168,12 @@ def weighted_fit(
     FitError
         If the weighted design has less than full rank (a component on too few points).
     """
-    root = np.sqrt(weights)
     if response.link == "identity":
+        root = np.sqrt(weights)
         q, r = linalg.qr(root[:, None] * X, mode="economic", check_finite=False)
         _check_rank(r)
         return linalg.solve_triangular(r, q.T @ (root * y), check_finite=False), True
-    _check_rank(linalg.qr(root[:, None] * X, mode="r", check_finite=False)[0])
+    check_weighted_rank(X, weights)
     beta = np.zeros(X.shape[1]) if start is None else np.array(start, dtype=np.float64)
 
     def objective(b: np.ndarray) -> float:
@@ -155,38 +191,85 @@ def newton_maximise(
     objective: Callable[[np.ndarray], float],
     derivatives: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
     start: np.ndarray,
+    bounds: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, bool]:
     """Maximise a concave ``objective`` by Newton's method, each step halved until it climbs.
 
     ``derivatives(x)`` returns the gradient (flat) and the negative Hessian at ``x``
     (positive semi-definite; a singular one is solved by least squares). Stops when the
-    largest step is below 1e-12 relative to the parameter (at least 1), when no halving
-    climbs (an optimum at rounding level), or after 100 steps (not converged: the
-    parameters diverge, as for separated data).
+    largest step is below 1e-12 relative to the parameter (at least 1); when no halving
+    climbs before the step is that small or 1e-10 of Newton's (an optimum at rounding
+    level); or after 100 steps (not converged: the parameters diverge, as for separated
+    data). The objective never decreases, so a function that is not concave is climbed
+    too if ``derivatives`` hands over a positive definite stand-in for its negative
+    Hessian.
+
+    ``bounds`` (lower, upper), flat arrays like ``start`` (``-inf`` / ``inf`` for none),
+    box the parameters: projected Newton (Bertsekas 1982). A parameter on its bound whose
+    gradient points outwards is held there (its row and column leave the Newton
+    system), and every trial point is clipped into the box, so that an optimum on a
+    bound is reached exactly.
+
+    Parameters
+    ----------
+    objective : callable
+        ``objective(x)``, a float.
+    derivatives : callable
+        ``derivatives(x)``: the gradient (flat) and the negative Hessian (or a positive
+        definite stand-in).
+    start : ndarray
+        The start (any shape; the gradient and the information are over its flat form).
+    bounds : tuple of ndarray, optional
+        Lower and upper bounds of the flat parameters.
+
+    Returns
+    -------
+    x : ndarray
+        The maximiser, of the shape of ``start``.
+    converged : bool
     """
     x = np.array(start, dtype=np.float64)
     current = objective(x)
     for _ in range(_NEWTON_MAX_ITER):
         gradient, information = derivatives(x)
-        try:
-            factor = linalg.cho_factor(information, check_finite=False)
-            step = linalg.cho_solve(factor, gradient, check_finite=False)
-        except linalg.LinAlgError:  # a flat direction (fitted means at the boundary)
-            step = linalg.lstsq(information, gradient, check_finite=False)[0]
-        step = step.reshape(x.shape)
+        if bounds is None:
+            step = _newton_step(information, gradient).reshape(x.shape)
+        else:
+            lower, upper = bounds
+            flat = x.reshape(-1)
+            held = ((flat <= lower) & (gradient < 0.0)) | ((flat >= upper) & (gradient > 0.0))
+            free = np.flatnonzero(~held)
+            step = np.zeros(x.size)
+            if free.size:
+                step[free] = _newton_step(information[np.ix_(free, free)], gradient[free])
+            step = step.reshape(x.shape)
         size = 1.0
-        while size > 1e-10:
+        # A step below the tolerance that does not climb is convergence: no more halving.
+        relative = np.max(np.abs(step) / np.maximum(np.abs(x), 1.0), initial=0.0)
+        while size > 1e-10 and size * relative >= _NEWTON_TOL:
             trial = x + size * step
+            if bounds is not None:
+                trial = np.clip(trial.reshape(-1), *bounds).reshape(x.shape)
             value = objective(trial)
             if value >= current:
                 break
             size *= 0.5
         else:
             return x, True  # no ascent left at rounding level
+        moved = size * step if bounds is None else trial - x
         x, current = trial, value
-        if np.max(np.abs(size * step) / np.maximum(np.abs(x), 1.0)) < _NEWTON_TOL:
+        if np.max(np.abs(moved) / np.maximum(np.abs(x), 1.0), initial=0.0) < _NEWTON_TOL:
             return x, True
     return x, False
+
+
+def _newton_step(information: np.ndarray, gradient: np.ndarray) -> np.ndarray:
+    """Return ``information^-1 gradient`` (least squares for a singular information)."""
+    try:
+        factor = linalg.cho_factor(information, check_finite=False)
+        return linalg.cho_solve(factor, gradient, check_finite=False)
+    except linalg.LinAlgError:  # a flat direction (fitted means at the boundary)
+        return linalg.lstsq(information, gradient, check_finite=False)[0]
 
 
 def log_softmax_weights(Z: np.ndarray, concomitant: np.ndarray) -> np.ndarray:
@@ -256,6 +339,12 @@ def weighted_multinomial_fit(
 
     free, converged = newton_maximise(objective, derivatives, free)
     return centred(free), converged
+
+
+def check_weighted_rank(X: np.ndarray, weights: np.ndarray) -> None:
+    """Raise a FitError if the weighted design ``sqrt(W) X`` has less than full rank."""
+    root = np.sqrt(weights)
+    _check_rank(linalg.qr(root[:, None] * X, mode="r", check_finite=False)[0])
 
 
 def _check_rank(r: np.ndarray) -> None:

@@ -761,8 +761,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     fit.add_argument(
         "--response",
-        help="fit a mixture of regressions of this column (--family gaussian, poisson or "
-        "bernoulli) on --predictors",
+        help="fit a mixture of regressions of this column (--family gaussian, poisson, "
+        "bernoulli or negative-binomial) on --predictors",
     )
     fit.add_argument(
         "--predictors",

@@ -215,6 +215,7 @@ class MixtureModel(ABC):
     def _data_kind(self) -> str:
         """What the observed values are (``plot_kind``'s three kinds): the PPC's drawing."""
         return self.plot_kind
+
     # What every constructor argument accepts (bayesmix._params), checked when the model
     # is fitted (the constructor stores its arguments and does no work). A family adds
     # its own arguments: {**MixtureModel._parameter_constraints, "name": [...]}.

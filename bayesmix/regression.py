@@ -9,16 +9,19 @@ Model (``family="gaussian"``; the other families change the response and its lin
     log p(y_n | x_n) = logsumexp_k [log pi_k + log f(y_n | x_n' beta_k, sigma_k)]
 
 The component of each observation is marginalised out, as in the mixture families. The
-response distribution and its canonical link come from the family registry
+response distribution and its link come from the family registry
 (:data:`bayesmix.families.FAMILIES`: a family that can be a regression component has a
 ``_response``, a :class:`bayesmix._glm.Response`): Gaussian (identity), Poisson (log),
-Bernoulli (logit).
+Bernoulli (logit), negative binomial (log; NB2 with a dispersion per component, the
+posterior variable ``dispersion``).
 
 EM (Leisch 2004, flexmix; DeSarbo & Cron 1988): the E-step gives the responsibilities
 ``r_nk`` of the components for each observation, the M-step fits each component's
 regression by weighted maximum likelihood with weights ``r_nk`` (weighted least squares
 for the Gaussian, then ``sigma_k^2 = sum_n r_nk (y_n - x_n' beta_k)^2 / sum_n r_nk``; IRLS
-for the others, :func:`bayesmix._glm.weighted_fit`) and ``pi_k = sum_n r_nk / N``. NUTS
+for the canonical links, :func:`bayesmix._glm.weighted_fit`; a response's own
+``weighted_fit`` otherwise: the negative binomial's Newton's method jointly in the
+coefficients and the log dispersion) and ``pi_k = sum_n r_nk / N``. NUTS
 samples the posterior from the EM estimate and relabels every draw to the EM labelling
 (matching the coefficients, standardised by the predictors' and the response's spread).
 
@@ -64,7 +67,7 @@ from bayesmix.em.loop import (
 from bayesmix.exceptions import DataError, FitError, InvalidParameterError
 from bayesmix.families import FAMILIES
 from bayesmix.model import MixtureModel
-from bayesmix.priors import SCALE_PRIORS, Prior
+from bayesmix.priors import Prior
 
 __all__ = ["MixtureRegression"]
 
@@ -171,8 +174,10 @@ class MixtureRegression(MixtureModel):
         Number of components (regression lines) K.
     family : str, default="gaussian"
         The response distribution of a component, from the family registry:
-        ``"gaussian"`` (identity link, a scale per component), ``"poisson"`` (log link)
-        or ``"bernoulli"`` (logit link), when those families provide one.
+        ``"gaussian"`` (identity link, a scale per component), ``"poisson"`` (log link),
+        ``"bernoulli"`` (logit link) or ``"negative-binomial"`` (log link, NB2: variance
+        ``mu + mu^2 / dispersion``, a dispersion per component; ``"negative_binomial"``
+        works too: a family's own name is accepted for its registry name).
     fit_intercept : bool, default=True
         Add an intercept column (named ``"Intercept"``) in front of the predictors.
     concomitant : bool, default=False
@@ -186,7 +191,8 @@ class MixtureRegression(MixtureModel):
     priors : dict of str to Prior, optional
         Priors keyed by random variable: ``weights`` (Dirichlet; not with concomitant
         variables), ``coefficients`` (Normal or StudentT, dims (component, predictor)),
-        ``scales`` (Gaussian: HalfNormal, ...), ``concomitant`` (ZeroSumNormal, dims
+        ``scales`` (Gaussian: HalfNormal, ...), ``dispersion`` (negative binomial: Gamma,
+        Exponential, LogNormal, HalfNormal), ``concomitant`` (ZeroSumNormal, dims
         (covariate, component)). Merged over the defaults (see Notes); never modified.
     n_init : int, default=5
         EM restarts run to convergence; the best is kept.
@@ -209,6 +215,9 @@ class MixtureRegression(MixtureModel):
         ``predictor_names_`` (the intercept first).
     scales_ : ndarray of shape (n_components,)
         Gaussian: the residual standard deviation of every component.
+    dispersion_ : ndarray of shape (n_components,)
+        Negative binomial: every component's dispersion (an EM estimate of ``1e6`` is
+        the Poisson limit).
     concomitant_ : ndarray of shape (n_components, n_covariates)
         With ``concomitant=True``: ``gamma`` (zero-sum over the components), in the order
         of ``covariate_names_`` (``"Intercept"`` first).
@@ -219,8 +228,8 @@ class MixtureRegression(MixtureModel):
     response_name_ : str
     idata : xarray.DataTree
         ``posterior`` (``weights``, ``coefficients`` dims (component, predictor),
-        ``scales``), ``log_likelihood`` (``y``, per observation), ``observed_data``,
-        ``sample_stats`` (NUTS) or ``em_stats`` (EM).
+        ``scales`` or ``dispersion``), ``log_likelihood`` (``y``, per observation),
+        ``observed_data``, ``sample_stats`` (NUTS) or ``em_stats`` (EM).
     em_ : bayesmix.em.loop.EMResult
     priors_ : dict of str to Prior
     n_features_in_ : int
@@ -234,8 +243,15 @@ class MixtureRegression(MixtureModel):
     ``Normal(0, 2.5 s_y / s_j)`` (rstanarm's weakly informative default); the intercept
     ``Normal(g(mean y), 2.5 s_y sqrt(1 + sum_j (mean x_j / s_j)^2))``, the spread those
     slopes imply for the intercept of predictors that are not centred; ``scales ~
-    HalfNormal(s_y)``; ``weights ~ Dirichlet(1)``; ``concomitant ~ ZeroSumNormal`` with the
-    same scales on the log-odds scale (``2.5 / s_w`` for a covariate ``w``).
+    HalfNormal(s_y)``; ``dispersion ~ Gamma(2, 0.1)`` (the
+    :class:`~bayesmix.NegativeBinomialMixture`'s default, see its Notes); ``weights ~
+    Dirichlet(1)``; ``concomitant ~ ZeroSumNormal`` with the same scales on the log-odds
+    scale (``2.5 / s_w`` for a covariate ``w``).
+
+    The negative binomial's M-step is not IRLS: its log link is not canonical once the
+    dispersion is free, so each component's coefficients and log dispersion are fitted
+    jointly by Newton's method, started from the Poisson fit (the family's
+    ``fit_negative_binomial_regression``).
 
     Components are labelled by increasing intercept (or first coefficient).
 
@@ -303,9 +319,9 @@ class MixtureRegression(MixtureModel):
     def _response(self) -> Response:
         """The component family's response distribution (from the registry)."""
         known = [name for name in FAMILIES if getattr(FAMILIES[name], "_response", None)]
-        response = (
-            getattr(FAMILIES[self.family], "_response", None) if self.family in FAMILIES else None
-        )
+        # The registry name, or the family's own (``_family``: underscores for hyphens).
+        named = [name for name in FAMILIES if self.family in _names_of(name)]
+        response = getattr(FAMILIES[named[0]], "_response", None) if named else None
         if response is None:
             raise InvalidParameterError(
                 f"family={self.family!r} cannot be the component of a mixture of "
@@ -532,7 +548,7 @@ class MixtureRegression(MixtureModel):
         else:
             priors["weights"] = Prior("Dirichlet", a=1.0)
         if response.scale is not None:
-            priors[response.scale] = Prior("HalfNormal", sigma=float(y_sd))
+            priors[response.scale] = response.scale_prior(float(y_mean), float(y_sd))
         return priors
 
     def _allowed_priors(self) -> dict[str, frozenset[str]]:
@@ -542,7 +558,7 @@ class MixtureRegression(MixtureModel):
             "concomitant": frozenset({"ZeroSumNormal"}),
         }
         if self._response.scale is not None:
-            allowed[self._response.scale] = SCALE_PRIORS
+            allowed[self._response.scale] = self._response.scale_priors
         return allowed
 
     def _fitted_attributes(self, point: dict[str, np.ndarray]) -> None:
@@ -569,7 +585,8 @@ class MixtureRegression(MixtureModel):
         """Return ``log f(y_n | x_n' beta_k, scale_k)`` of shape (n_draws, n_samples, K).
 
         ``X`` is the response then the design (as ``idata.observed_data.x``); ``params``
-        the coefficients (draws, K, P) and, for the Gaussian, the scales (draws, K).
+        the coefficients (draws, K, P) and, for the Gaussian, the scales (draws, K) (the
+        negative binomial: the dispersions).
         """
         named = dict(zip(self._component_vars, params, strict=True))
         coefficients = named["coefficients"]
@@ -682,6 +699,13 @@ class MixtureRegression(MixtureModel):
         point = {"weights": em.weights, **em.params}
         if self.concomitant:  # (covariate, component) in the posterior
             point["concomitant"] = em.params["concomitant"].T
+        return point
+
+    def _start_from_em(self, em: EMResult, n_features: int) -> dict[str, np.ndarray]:
+        point = self._point_from_em(em, n_features)
+        scale, start = self._response.scale, self._response.scale_start
+        if scale is not None and start is not None:
+            point[scale] = start(point[scale])
         return point
 
     # -- predictions ---------------------------------------------------------------------------
@@ -822,6 +846,11 @@ class MixtureRegression(MixtureModel):
         )
 
 
+def _names_of(registered: str) -> tuple[str, str | None]:
+    """Return a family's registry name and its own (``_family``), both accepted as ``family``."""
+    return registered, getattr(FAMILIES[registered], "_family", None)
+
+
 def _intercept_spread(slope_spread: float, means: np.ndarray, sds: np.ndarray) -> float:
     """Return the prior sd of an intercept given slopes of prior sd ``slope_spread / sd_j``.
 
@@ -944,12 +973,20 @@ def _fit_regression_em(
                     scales[j] = params[response.scale][j]
                 continue
             start = None if params is None else params["coefficients"][j]
-            coefficients[j], converged = weighted_fit(design, y, resp[:, j], response, start)
+            if response.weighted_fit is not None:  # coefficients and scale jointly
+                previous = None if params is None else params[response.scale][j]
+                coefficients[j], scale, converged = response.weighted_fit(
+                    design, y, resp[:, j], start, previous
+                )
+                if response.scale:
+                    scales[j] = scale
+            else:
+                coefficients[j], converged = weighted_fit(design, y, resp[:, j], response, start)
+                if response.scale:  # the weighted residual sd (a Gaussian's)
+                    residual = y - design @ coefficients[j]
+                    scales[j] = max(np.sqrt(resp[:, j] @ residual**2 / nk[j]), floor)
             if not converged:
                 _log.info("component %d: the weighted fit did not converge", j)
-            if response.scale:
-                residual = y - design @ coefficients[j]
-                scales[j] = max(np.sqrt(resp[:, j] @ residual**2 / nk[j]), floor)
         if not np.all(np.isfinite(coefficients)):
             raise FitError("the weighted fit of a component is not finite")
         new = {"coefficients": coefficients}
@@ -984,7 +1021,7 @@ def _fit_regression_em(
         counts = run.weights * n_samples
         for j in np.flatnonzero(counts < design.shape[1] + 1):
             found[int(j)] = f"holds {counts[j]:.3g} observations for {design.shape[1]} coefficients"
-        if response.scale:
+        if response.scale and response.weighted_fit is None:  # a residual sd near 0
             small = _DEGENERATE_SCALE * (y_sd if y_sd > 0 else 1.0)
             for j in np.flatnonzero(run.params[response.scale] <= small):
                 found[int(j)] = (

@@ -357,6 +357,21 @@ def _check_count_data(data: MixtureData, family: str) -> None:
         )
 
 
+def _check_count_response(y: np.ndarray, family: str) -> None:
+    """Raise :class:`DataError` unless the response ``y`` of a count regression holds counts.
+
+    The response check of the count families as components of a mixture of regressions
+    (:class:`bayesmix.MixtureRegression`; ``family`` names the regression in the message).
+    """
+    bad = np.flatnonzero((y < 0) | (y != np.round(y)))
+    if bad.size:
+        raise DataError(
+            f"a {family} regression needs counts (non-negative integers) as the response; "
+            f"y has {bad.size} other value(s), the first {y[bad[0]]!r} at position "
+            f"{bad[0]}. Use family='gaussian' for a real-valued response."
+        )
+
+
 class _IndependentFeaturesMixture(MixtureModel):
     """Shared machinery of the Poisson and Bernoulli mixtures (one parameter per feature)."""
 

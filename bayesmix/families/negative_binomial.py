@@ -1,7 +1,9 @@
 r"""The negative binomial mixture: over-dispersed counts, independent features within a component.
 
 One module holds the family: its component log density (NumPy and PyTensor), its
-generative draw, its EM and the model class. The model::
+generative draw, its EM, the model class and its response as the component of a mixture
+of regressions (:data:`RESPONSE`: NB2 with the log link and a dispersion per component,
+fitted by :func:`fit_negative_binomial_regression`). The model::
 
     pi         ~ Dirichlet(a * 1_K)
     mu_kd      ~ Gamma(1, 1 / mean_d)          (the rates: component means)
@@ -74,8 +76,9 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 from scipy import sparse
-from scipy.special import digamma, gammaln, polygamma
+from scipy.special import digamma, expit, gammaln, polygamma
 
+from bayesmix._glm import Response, check_weighted_rank, newton_maximise, weighted_fit
 from bayesmix._numeric import column_moments, features_dot, kernel_pays_off, observed_values
 from bayesmix._params import Options
 from bayesmix._threads import single_blas_thread
@@ -101,6 +104,7 @@ from bayesmix.families._independent import (
     _LARGE_COUNT,
     _LOG_FLOOR,
     _check_count_data,
+    _check_count_response,
     _check_counts,
     _component_params,
     _count_far_terms,
@@ -114,14 +118,18 @@ from bayesmix.families._independent import (
     sum_features,
     with_missing,
 )
+from bayesmix.families.poisson import RESPONSE as POISSON_RESPONSE
 from bayesmix.model import MixtureModel
 from bayesmix.priors import Prior
 
 logger = logging.getLogger("bayesmix")
 
 __all__ = [
+    "RESPONSE",
     "NegativeBinomialMixture",
     "fit_negative_binomial_em",
+    "fit_negative_binomial_regression",
+    "negative_binomial_log_pmf",
     "negative_binomial_log_prob",
     "negative_binomial_mixture_logp",
     "negative_binomial_mixture_random",
@@ -141,6 +149,11 @@ _NEWTON_TOL = 1e-12
 # A new dispersion is rejected if it lowers the expected complete-data log-likelihood by
 # more than this (relative): a real second root, not rounding.
 _SAFEGUARD_RTOL = 1e-10
+#: The default prior of every dispersion (of a mixture's features and of a mixture of
+#: regressions' components); see the Notes of :class:`NegativeBinomialMixture`.
+DISPERSION_PRIOR = Prior("Gamma", alpha=2.0, beta=0.1)
+# The prior families a rate or a dispersion accepts.
+_POSITIVE_PRIORS = frozenset({"Gamma", "Exponential", "LogNormal", "HalfNormal"})
 
 
 # ---------------------------------------------------------------------------------------
@@ -225,6 +238,65 @@ def _log_rising_factorial(x: np.ndarray, alpha: np.ndarray) -> np.ndarray:
         - (alpha - 1.0)
         + (_stirling_tail(x + alpha) - _stirling_tail(x + 1.0))
         - gammaln(alpha)
+    )
+
+
+def _log_coefficient(x: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Return ``log Gamma(x + alpha) - log Gamma(alpha) - log x!`` elementwise, for every count.
+
+    Counts of 2^40 or more by :func:`_log_rising_factorial` (no digits lost, nothing
+    overflows), the others by :func:`_log_rising` and ``log x!``; broadcasting.
+    """
+    x = np.asarray(x, np.float64)
+    large = x >= _LARGE_COUNT
+    small = np.where(large, 0.0, x)
+    out = _log_rising(small, alpha) - gammaln(small + 1.0)
+    if np.any(large):
+        out = np.where(large, _log_rising_factorial(np.where(large, x, _LARGE_COUNT), alpha), out)
+    return out
+
+
+def negative_binomial_log_pmf(
+    x: np.ndarray, log_mean: np.ndarray, dispersion: np.ndarray
+) -> np.ndarray:
+    r"""Return ``log NB(x | mu, alpha)`` elementwise, given ``log mu`` (broadcasting).
+
+    The density of the module docstring with :math:`t = \log\alpha` and :math:`s(z) =
+    \log(1 + e^z)`: :math:`\log\Gamma(x + \alpha) - \log\Gamma(\alpha) - \log x! - \alpha
+    s(\log\mu - t) - x\, s(t - \log\mu)`, finite for every linear predictor ``log mu``
+    whose mean overflows (a log-link regression's) and accurate up to the Poisson limit
+    (:func:`_log_coefficient`). :func:`negative_binomial_log_prob` is the same density of
+    feature vectors, tabulated per distinct count.
+
+    Parameters
+    ----------
+    x : array-like
+        Non-negative integer counts (as floats).
+    log_mean : array-like
+        ``log mu`` (a regression's linear predictor).
+    dispersion : array-like
+        ``alpha > 0``.
+
+    Returns
+    -------
+    ndarray
+        The broadcast shape of the three.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scipy.stats import nbinom
+    >>> out = negative_binomial_log_pmf(np.array([0.0, 3.0]), np.log(2.0), 0.5)
+    >>> bool(np.allclose(out, nbinom.logpmf([0, 3], 0.5, 0.5 / 2.5)))
+    True
+    """
+    log_mean = np.asarray(log_mean, np.float64)
+    dispersion = np.asarray(dispersion, np.float64)
+    log_dispersion = np.log(dispersion)
+    return (
+        _log_coefficient(x, dispersion)
+        - dispersion * np.logaddexp(0.0, log_mean - log_dispersion)
+        - np.asarray(x, np.float64) * np.logaddexp(0.0, log_dispersion - log_mean)
     )
 
 
@@ -329,14 +401,7 @@ def _negative_binomial_far_log_prob(
         for d in range(X.shape[1]):
             # (1, n, 1) against dispersions (S, 1, K); a missing value at 0 adds nothing.
             x = observed_values(X[rows])[None, :, None, d]
-            alpha = dispersion[:, None, :, d]
-            large = x >= _LARGE_COUNT
-            small = np.where(large, 0.0, x)
-            out += np.where(
-                large,
-                _log_rising_factorial(np.where(large, x, _LARGE_COUNT), alpha),
-                _log_rising(small, alpha) - gammaln(small + 1.0),
-            )
+            out += _log_coefficient(x, dispersion[:, None, :, d])
         return out
 
     return _count_far_terms(X, log_odds, constant)
@@ -354,15 +419,20 @@ def negative_binomial_mixture_logp(
     ``missing`` (N, D), if given, marks missing values, which drop out of the product.
     """
     x = feature_values(value, missing)  # (..., N, 1, D) against (..., K, D)
-    component = sum_features(
+    component = sum_features(_pt_log_pmf(x, pt.log(rates), dispersion), missing)
+    return pt.logsumexp(pt.log(weights) + component, axis=-1)
+
+
+def _pt_log_pmf(x: Any, log_mean: Any, dispersion: Any) -> Any:
+    """:func:`negative_binomial_log_pmf` in PyTensor (the gamma functions subtracted directly)."""
+    log_dispersion = pt.log(dispersion)
+    return (
         pt.gammaln(x + dispersion)
         - pt.gammaln(dispersion)
         - pt.gammaln(x + 1.0)
-        - dispersion * pt.log1p(rates / dispersion)
-        + x * (pt.log(rates) - pt.log(dispersion + rates)),
-        missing,
+        - dispersion * pt.softplus(log_mean - log_dispersion)
+        - x * pt.softplus(log_dispersion - log_mean)
     )
-    return pt.logsumexp(pt.log(weights) + component, axis=-1)
 
 
 def negative_binomial_mixture_random(
@@ -375,7 +445,8 @@ def negative_binomial_mixture_random(
     """Draw counts by the generative story: a label, then independent negative binomials.
 
     ``NB(mu, alpha)`` is drawn as NumPy's ``negative_binomial(alpha, alpha / (alpha + mu))``
-    (failures before the ``alpha``-th success: mean ``mu``, variance ``mu + mu^2 / alpha``).
+    (failures before the ``alpha``-th success: mean ``mu``, variance ``mu + mu^2 / alpha``;
+    :func:`_draw`).
     """
     rates, dispersion = np.broadcast_arrays(np.asarray(rates), np.asarray(dispersion))
     n_features = rates.shape[-1]
@@ -383,8 +454,12 @@ def negative_binomial_mixture_random(
     chosen, rng = _component_params(
         weights, np.concatenate([rates, dispersion], axis=-1), rng, size
     )
-    mu, alpha = chosen[..., :n_features], chosen[..., n_features:]
-    return rng.negative_binomial(alpha, alpha / (alpha + mu)).astype(np.float64)
+    return _draw(rng, chosen[..., :n_features], chosen[..., n_features:])
+
+
+def _draw(rng: np.random.Generator, mean: np.ndarray, dispersion: np.ndarray) -> np.ndarray:
+    """Draw ``NB(mu, alpha)`` as NumPy's ``negative_binomial(alpha, alpha / (alpha + mu))``."""
+    return rng.negative_binomial(dispersion, dispersion / (dispersion + mean)).astype(np.float64)
 
 
 # ---------------------------------------------------------------------------------------
@@ -475,9 +550,18 @@ def _moment_dispersion(
 ) -> np.ndarray:
     """Method-of-moments dispersion ``mu^2 / (var - mu)`` per component, inside the bounds."""
     var = (hist * (values[None, :] - rates[:, None]) ** 2).sum(axis=1) / (nk + 10.0 * _EPS)
-    excess = var - rates
+    return _dispersion_from_moments(rates**2, var - rates)
+
+
+def _dispersion_from_moments(square: np.ndarray, excess: np.ndarray) -> np.ndarray:
+    """Return the moment estimate ``alpha = mu^2 / (var - mu)`` inside the bounds.
+
+    From ``E[(x - mu)^2 - mu] = mu^2 / alpha``: ``square`` the (summed) ``mu^2``,
+    ``excess`` the (summed) variance beyond the mean. No excess is the Poisson limit.
+    """
+    square, excess = np.asarray(square, np.float64), np.asarray(excess, np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        alpha = np.where(excess > 0.0, rates**2 / excess, DISPERSION_BOUNDS[1])
+        alpha = np.where(excess > 0.0, square / excess, DISPERSION_BOUNDS[1])
     return np.clip(np.nan_to_num(alpha, nan=1.0), *DISPERSION_BOUNDS)
 
 
@@ -857,6 +941,182 @@ def fit_negative_binomial_em(
 
 
 # ---------------------------------------------------------------------------------------
+# The component of a mixture of regressions
+
+
+def _start_dispersion(dispersion: np.ndarray) -> np.ndarray:
+    """Return the NUTS start of EM dispersions: inside the support, off the Poisson limit."""
+    return np.clip(dispersion, _BOUNDARY, _START_MAX_DISPERSION)
+
+
+def fit_negative_binomial_regression(
+    X: np.ndarray,
+    y: np.ndarray,
+    weights: np.ndarray,
+    coefficients: np.ndarray | None = None,
+    dispersion: float | None = None,
+) -> tuple[np.ndarray, float, bool]:
+    r"""Return the weighted maximum-likelihood negative binomial regression, and convergence.
+
+    Maximises :math:`\ell(\beta, \alpha) = \sum_n w_n \log NB(y_n \mid e^{x_n^T \beta},
+    \alpha)` (NB2: variance :math:`\mu + \mu^2 / \alpha`) jointly in :math:`\theta =
+    (\beta, t = \log\alpha)`: the M-step of a component of a mixture of regressions
+    (weights: its responsibilities times the sample weights). The log link is not
+    canonical once :math:`\alpha` is free, so this is no IRLS: Newton's method on
+    :math:`\theta` (:func:`bayesmix._glm.newton_maximise`, each step halved until
+    :math:`\ell` does not decrease, so an EM iteration never lowers the likelihood), with
+    :math:`t` boxed to :data:`DISPERSION_BOUNDS` (projected Newton: a component no more
+    dispersed than a Poisson ends exactly at the upper bound, the Poisson limit, as in
+    the mixture's EM). With :math:`p_n = \mu_n / (\mu_n + \alpha)` and :math:`q_n = 1 -
+    p_n`, the derivatives per observation are
+
+    .. math::
+
+        \partial_\eta = y q - \alpha p, \quad
+        \partial_t = \alpha [\psi(y + \alpha) - \psi(\alpha) - \log(1 + \mu / \alpha)
+            + p - y q / \alpha],
+
+        \partial^2_\eta = -(y + \alpha) p q, \quad
+        \partial_\eta \partial_t = p\, \partial_\eta, \quad
+        \partial^2_t = \partial_t + \alpha^2 [\psi'(y + \alpha) - \psi'(\alpha)]
+            + \alpha p^2 + y q^2,
+
+    and the terms in :math:`y` and :math:`\alpha` alone are summed over the weighted
+    histogram of the distinct counts. :math:`\ell` is concave in :math:`\beta` but not
+    jointly: where the observed information is not positive definite, its
+    :math:`(t, t)` entry is raised until the Schur complement of the coefficients' block
+    is as large as it was negative (the coefficients' block, positive definite, is
+    kept), which keeps every step an ascent direction and Newton's quadratic
+    convergence where the information is positive definite (near a maximum).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_predictors)
+        The design.
+    y : ndarray of shape (n_samples,)
+        Counts.
+    weights : ndarray of shape (n_samples,)
+        Non-negative.
+    coefficients, dispersion : ndarray of shape (n_predictors,) and float, optional
+        The start (the previous M-step's). Without them: the weighted Poisson IRLS fit
+        and the moment estimate :math:`\sum w \mu^2 / \sum w [(y - \mu)^2 - \mu]` of
+        the dispersion at its means (the Poisson limit when there is no excess).
+
+    Returns
+    -------
+    coefficients : ndarray of shape (n_predictors,)
+    dispersion : float
+    converged : bool
+        False when Newton's method stopped at its iteration limit (coefficients that
+        diverge: a component of zero counts).
+
+    Raises
+    ------
+    FitError
+        If the weighted design has less than full rank.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.uniform(0, 2, 4000)
+    >>> X = np.column_stack([np.ones_like(x), x])
+    >>> mu = np.exp(0.5 + 0.8 * x)
+    >>> y = rng.negative_binomial(3.0, 3.0 / (3.0 + mu)).astype(float)
+    >>> beta, alpha, converged = fit_negative_binomial_regression(X, y, np.ones_like(y))
+    >>> beta.round(1), round(alpha, 0), converged
+    (array([0.5, 0.8]), 3.0, True)
+    """
+    check_weighted_rank(X, weights)
+    if coefficients is None or dispersion is None:
+        coefficients, _ = weighted_fit(X, y, weights, POISSON_RESPONSE)
+        mean = np.exp(X @ coefficients)
+        dispersion = float(
+            _dispersion_from_moments(weights @ mean**2, weights @ ((y - mean) ** 2 - mean))
+        )
+    values, inverse = np.unique(y, return_inverse=True)
+    hist = np.bincount(inverse, weights=weights, minlength=values.size)  # of the counts
+    n_predictors = X.shape[1]
+    low, high = np.log(DISPERSION_BOUNDS)
+    bounds = (
+        np.append(np.full(n_predictors, -np.inf), low),
+        np.append(np.full(n_predictors, np.inf), high),
+    )
+    start = np.append(coefficients, np.clip(np.log(dispersion), low, high))
+
+    def objective(theta: np.ndarray) -> float:
+        eta, t = X @ theta[:-1], theta[-1]
+        alpha = np.exp(t)
+        rest = alpha * np.logaddexp(0.0, eta - t) + y * np.logaddexp(0.0, t - eta)
+        return float(hist @ _log_coefficient(values, alpha) - weights @ rest)
+
+    def derivatives(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        eta, t = X @ theta[:-1], theta[-1]
+        alpha = np.exp(t)
+        p, q = expit(eta - t), expit(t - eta)
+        d_eta = y * q - alpha * p
+        d_t = alpha * (
+            hist @ _digamma_difference(values, alpha)
+            + weights @ (p - y * q / alpha - np.logaddexp(0.0, eta - t))
+        )
+        trigamma = polygamma(1, values + alpha) - polygamma(1, alpha)
+        d_tt = d_t + alpha**2 * (hist @ trigamma) + weights @ (alpha * p**2 + y * q**2)
+        information = np.empty((n_predictors + 1, n_predictors + 1))
+        block = (X.T * (weights * (y + alpha) * p * q)) @ X
+        cross = -X.T @ (weights * p * d_eta)
+        information[:-1, :-1] = block
+        information[:-1, -1] = information[-1, :-1] = cross
+        # Positive definite: the Schur complement of the (positive definite) block.
+        try:
+            explained = float(cross @ np.linalg.solve(block, cross))
+        except np.linalg.LinAlgError:  # fitted means at rounding level (a diverging fit)
+            explained = float(cross @ np.linalg.lstsq(block, cross, rcond=None)[0])
+        schur = -d_tt - explained
+        floor = 1e-10 * max(abs(d_tt), explained, 1e-300)
+        information[-1, -1] = explained + max(abs(schur), floor)
+        return np.append(X.T @ (weights * d_eta), d_t), information
+
+    theta, converged = newton_maximise(objective, derivatives, start, bounds)
+    dispersion = float(np.exp(theta[-1]))
+    if theta[-1] >= high:  # exactly the bound, not exp(log(bound))
+        dispersion = DISPERSION_BOUNDS[1]
+    elif theta[-1] <= low:
+        dispersion = DISPERSION_BOUNDS[0]
+    return theta[:-1], dispersion, converged
+
+
+def _regression_log_prob(y: np.ndarray, eta: np.ndarray, dispersion: np.ndarray) -> np.ndarray:
+    return negative_binomial_log_pmf(y, eta, dispersion)
+
+
+def _regression_pt_log_prob(y: Any, eta: Any, dispersion: Any) -> Any:
+    return _pt_log_pmf(y, eta, dispersion)
+
+
+#: The negative binomial response of a mixture of regressions
+#: (:class:`bayesmix.MixtureRegression`): ``y | x, z = k ~ NB(exp(x' beta_k),
+#: dispersion_k)`` (NB2, the log link), each component's dispersion its posterior variable
+#: ``dispersion`` with the mixture's default prior, and its M-step
+#: :func:`fit_negative_binomial_regression`.
+RESPONSE = Response(
+    name="negative-binomial",
+    link="log",
+    log_prob=_regression_log_prob,
+    pt_log_prob=_regression_pt_log_prob,
+    mean=np.exp,
+    variance=np.exp,  # the Poisson limit's (no IRLS: the M-step is weighted_fit below)
+    draw=lambda rng, eta, dispersion: _draw(rng, np.exp(eta), dispersion),
+    check=functools.partial(_check_count_response, family="negative binomial"),
+    scale="dispersion",
+    scale_prior=lambda y_mean, y_sd: DISPERSION_PRIOR,
+    scale_priors=_POSITIVE_PRIORS,
+    scale_start=_start_dispersion,
+    weighted_fit=fit_negative_binomial_regression,
+    kind="counts",
+)
+
+
+# ---------------------------------------------------------------------------------------
 # The model
 
 
@@ -941,6 +1201,7 @@ class NegativeBinomialMixture(MixtureModel):
 
     _family = "negative_binomial"
     plot_kind = "counts"
+    _response = RESPONSE
     _component_vars = ("rates", "dispersion")
     component_log_prob = staticmethod(negative_binomial_log_prob)
     _far_log_prob = staticmethod(_negative_binomial_far_log_prob)
@@ -989,11 +1250,11 @@ class NegativeBinomialMixture(MixtureModel):
         return {
             "weights": Prior("Dirichlet", a=1.0),
             "rates": Prior("Gamma", alpha=1.0, beta=(1.0 / mean).tolist()),
-            "dispersion": Prior("Gamma", alpha=2.0, beta=0.1),
+            "dispersion": DISPERSION_PRIOR,
         }
 
     def _allowed_priors(self) -> dict[str, frozenset[str]]:
-        positive = frozenset({"Gamma", "Exponential", "LogNormal", "HalfNormal"})
+        positive = _POSITIVE_PRIORS
         return {"weights": frozenset({"Dirichlet"}), "rates": positive, "dispersion": positive}
 
     def _posterior_supports(self) -> dict[str, str]:
@@ -1058,7 +1319,7 @@ class NegativeBinomialMixture(MixtureModel):
         return {
             "weights": weights / weights.sum(),
             "rates": np.maximum(em.params["rates"], _BOUNDARY),
-            "dispersion": np.clip(em.params["dispersion"], _BOUNDARY, _START_MAX_DISPERSION),
+            "dispersion": _start_dispersion(em.params["dispersion"]),
         }
 
     def _relabel_locations(self, params: dict[str, np.ndarray], data: MixtureData) -> np.ndarray:

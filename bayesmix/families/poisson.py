@@ -7,6 +7,7 @@ and the model class.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,12 +24,13 @@ from bayesmix.em.loop import (
     EMResult,
     _check_arguments,
 )
-from bayesmix.exceptions import DataError, InvalidParameterError
+from bayesmix.exceptions import InvalidParameterError
 from bayesmix.families._independent import (
     _BOUNDARY,
     _LARGE_COUNT,
     _LOG_FLOOR,
     _check_count_data,
+    _check_count_response,
     _check_counts,
     _component_params,
     _count_far_terms,
@@ -291,16 +293,6 @@ def _poisson_regression_pt_log_prob(y: Any, eta: Any, scale: Any) -> Any:
     return y * eta - pt.exp(eta) - pt.gammaln(y + 1.0)
 
 
-def _check_count_response(y: np.ndarray) -> None:
-    bad = np.flatnonzero((y < 0) | (y != np.round(y)))
-    if bad.size:
-        raise DataError(
-            f"a Poisson regression needs counts (non-negative integers) as the response; y "
-            f"has {bad.size} other value(s), the first {y[bad[0]]!r} at position {bad[0]}. "
-            "Use family='gaussian' for a real-valued response."
-        )
-
-
 #: The Poisson response of a mixture of regressions (:class:`bayesmix.MixtureRegression`):
 #: ``y | x, z = k ~ Poisson(exp(x' beta_k))``, the log link.
 RESPONSE = Response(
@@ -311,7 +303,7 @@ RESPONSE = Response(
     mean=np.exp,
     variance=np.exp,
     draw=lambda rng, eta, scale: rng.poisson(np.exp(eta)).astype(np.float64),
-    check=_check_count_response,
+    check=functools.partial(_check_count_response, family="Poisson"),
     kind="counts",
 )
 

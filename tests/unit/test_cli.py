@@ -612,3 +612,25 @@ def test_fit_a_mixture_of_regressions(tmp_path, capsys):
     code = main([*args[:-1], "dosage", "-k", "2", "--method", "em", "--out", str(tmp_path / "x")])
     assert code != 0
     assert "dosage" in capsys.readouterr().err
+
+
+def test_fit_a_mixture_of_negative_binomial_regressions(tmp_path, capsys):
+    rng = np.random.default_rng(5)
+    n = 300
+    dose = rng.uniform(0, 10, n)
+    responder = rng.random(n) < 0.4
+    mean = np.exp(np.where(responder, 0.2 + 0.25 * dose, 2.0 - 0.15 * dose))
+    dispersion = np.where(responder, 5.0, 2.0)
+    count = rng.negative_binomial(dispersion, dispersion / (dispersion + mean))
+    frame = pd.DataFrame({"dose": dose, "count": count})
+    path = tmp_path / "counts.csv"
+    frame.to_csv(path, index=False)
+    out = tmp_path / "report"
+    args = ["fit", str(path), "--response", "count", "--family", "negative-binomial"]
+    assert main([*args, "-k", "2", "--method", "em", "--out", str(out)]) == 0
+    fitted = bm.load(out / "fit.nc")
+    api = bm.MixtureRegression(n_components=2, family="negative-binomial", random_state=0)
+    api.fit(frame[["dose"]], frame["count"], method="em")
+    np.testing.assert_allclose(fitted.coefficients_, api.coefficients_)
+    np.testing.assert_allclose(fitted.dispersion_, api.dispersion_)
+    assert "dispersion[1]" in capsys.readouterr().out

@@ -508,13 +508,14 @@ def test_compare_draws_at_most_max_panels(fit):
     assert f"3 of {len(everything)} parameters" in few._suptitle.get_text()
 
 
-@pytest.mark.parametrize("family", ["gaussian", "poisson", "bernoulli"])
+@pytest.mark.parametrize("family", ["gaussian", "poisson", "bernoulli", "negative-binomial"])
 def test_ppc_of_a_mixture_of_regressions_replicates_its_response(family, rng, tmp_path):
     x = rng.uniform(0, 2, 120)
     eta = np.where(rng.random(120) < 0.5, 0.5 + x, 2.0 - x)
     y = {
         "gaussian": eta + 0.3 * rng.normal(size=120),
         "poisson": rng.poisson(np.exp(eta)).astype(float),
+        "negative-binomial": rng.negative_binomial(5, 5 / (5 + np.exp(eta))).astype(float),
         "bernoulli": (rng.random(120) < 1 / (1 + np.exp(-eta))).astype(float),
     }[family]
     em = bm.MixtureRegression(n_components=2, family=family, random_state=0)

@@ -2,10 +2,13 @@
 
 References are independent of the code under test: scipy's densities summed over the
 enumerated labels, PyMC's ``pm.Mixture`` of the component regressions, statsmodels'
-weighted fits.
+weighted fits, scipy's optimisers of the weighted likelihood written with scipy.stats.
 """
 
 from __future__ import annotations
+
+import dataclasses
+import functools
 
 import numpy as np
 import pandas as pd
@@ -15,9 +18,14 @@ import statsmodels.api as sm
 from scipy import optimize, stats
 
 import bayesmix as bm
+from bayesmix import regression
 from bayesmix._glm import weighted_fit
 from bayesmix.exceptions import DataError, InvalidParameterError
 from bayesmix.families import FAMILIES
+from bayesmix.families.negative_binomial import (
+    DISPERSION_BOUNDS,
+    fit_negative_binomial_regression,
+)
 
 WEIGHTS = np.array([0.4, 0.6])
 COEFFICIENTS = np.array([[1.0, 2.0, -0.5], [8.0, -0.5, 0.3]])
@@ -218,7 +226,11 @@ def test_plot_regression_draws_lines_bands_and_em(mocked_sample):
 GLM_COEFFICIENTS = {
     "poisson": np.array([[0.2, 0.25, -0.1], [2.0, -0.15, 0.2]]),
     "bernoulli": np.array([[-2.0, 0.6, 0.5], [2.5, -0.5, -0.4]]),
+    "negative-binomial": np.array([[0.2, 0.25, -0.1], [2.0, -0.15, 0.2]]),
 }
+# The negative binomial's dispersions (NB2: variance mu + mu^2 / dispersion).
+DISPERSIONS = np.array([5.0, 2.0])
+GLM_FAMILIES = ["poisson", "bernoulli", "negative-binomial"]
 
 
 def _simulate_glm(family, rng, n=400):
@@ -227,16 +239,29 @@ def _simulate_glm(family, rng, n=400):
     eta = np.einsum("np,np->n", np.column_stack([np.ones(n), X]), GLM_COEFFICIENTS[family][labels])
     if family == "poisson":
         return X, rng.poisson(np.exp(eta)).astype(float), labels
+    if family == "negative-binomial":
+        alpha = DISPERSIONS[labels]
+        return X, rng.negative_binomial(alpha, alpha / (alpha + np.exp(eta))).astype(float), labels
     return X, (rng.random(n) < 1.0 / (1.0 + np.exp(-eta))).astype(float), labels
 
 
-def _glm_logpmf(family, y, eta):
+def _glm_logpmf(family, y, eta, dispersion=None):
     if family == "poisson":
         return stats.poisson.logpmf(y, np.exp(eta))
+    if family == "negative-binomial":  # scipy's nbinom(n, p): n = alpha, p = alpha / (alpha + mu)
+        return stats.nbinom.logpmf(y, dispersion, dispersion / (dispersion + np.exp(eta)))
     return stats.bernoulli.logpmf(y, 1.0 / (1.0 + np.exp(-eta)))
 
 
-@pytest.mark.parametrize("family", ["poisson", "bernoulli"])
+def _pm_component(family, eta, dispersion=None):
+    if family == "poisson":
+        return pm.Poisson.dist(np.exp(eta))
+    if family == "negative-binomial":
+        return pm.NegativeBinomial.dist(mu=np.exp(eta), alpha=dispersion)
+    return pm.Bernoulli.dist(1.0 / (1.0 + np.exp(-eta)))
+
+
+@pytest.mark.parametrize("family", GLM_FAMILIES)
 def test_glm_pymc_model_equals_the_enumerated_model_and_pm_mixture(family):
     rng = np.random.default_rng(8)
     X, y, _ = _simulate_glm(family, rng, n=40)
@@ -247,22 +272,28 @@ def test_glm_pymc_model_equals_the_enumerated_model_and_pm_mixture(family):
     }
     values = _model_values(model, point)
     weights, coefficients = values["weights"], values["coefficients"]
+    dispersion = values.get("dispersion", [None, None])
     design = np.column_stack([np.ones(len(y)), X])
     terms = [
-        np.log(weights[k]) + _glm_logpmf(family, y, design @ coefficients[k]) for k in range(2)
+        np.log(weights[k]) + _glm_logpmf(family, y, design @ coefficients[k], dispersion[k])
+        for k in range(2)
     ]
     expected = np.logaddexp.reduce(terms, axis=0)
     pointwise = model.compile_logp(vars=[model["y"]], sum=False, mode="FAST_COMPILE")(point)[0]
     np.testing.assert_allclose(pointwise, expected, rtol=0, atol=1e-8)
-    dist = pm.Poisson if family == "poisson" else pm.Bernoulli
-    link = np.exp if family == "poisson" else (lambda eta: 1.0 / (1.0 + np.exp(-eta)))
     mixture = pm.Mixture.dist(
-        w=weights, comp_dists=[dist.dist(link(design @ coefficients[k])) for k in range(2)]
+        w=weights,
+        comp_dists=[
+            _pm_component(family, design @ coefficients[k], dispersion[k]) for k in range(2)
+        ],
     )
     np.testing.assert_allclose(pointwise, pm.logp(mixture, y).eval(), rtol=0, atol=1e-8)
     # The NumPy density of the fitted model's class, at the same point.
     fit = bm.MixtureRegression(n_components=2, family=family, random_state=0)
-    component = fit.component_log_prob(np.column_stack([y, design]), coefficients[None])[0]
+    params = [coefficients[None]]
+    if family == "negative-binomial":
+        params.append(dispersion[None])
+    component = fit.component_log_prob(np.column_stack([y, design]), *params)[0]
     np.testing.assert_allclose(
         np.logaddexp.reduce(np.log(weights) + component, axis=1), expected, atol=1e-10
     )
@@ -281,16 +312,29 @@ def test_glm_m_step_is_statsmodels_weighted_glm(family):
     np.testing.assert_allclose(beta, reference, rtol=1e-8, atol=1e-10)
 
 
-@pytest.mark.parametrize("family", ["poisson", "bernoulli"])
-def test_glm_em_recovers_the_coefficients_and_never_decreases_the_likelihood(family):
+@pytest.fixture(scope="module")
+def nb_em():
+    """An EM fit of a mixture of two negative binomial regressions (N = 1500)."""
     rng = np.random.default_rng(10)
-    X, y, _ = _simulate_glm(family, rng, n=1500)
-    fit = bm.MixtureRegression(n_components=2, family=family, random_state=0).fit(X, y, method="em")
+    X, y, labels = _simulate_glm("negative-binomial", rng, n=1500)
+    model = bm.MixtureRegression(n_components=2, family="negative-binomial", random_state=0)
+    return X, y, labels, model.fit(X, y, method="em")
+
+
+@pytest.mark.parametrize("family", GLM_FAMILIES)
+def test_glm_em_recovers_the_coefficients_and_never_decreases_the_likelihood(family, request):
+    if family == "negative-binomial":  # its recovery: test_negative_binomial_em_recovers_...
+        X, y, _, fit = request.getfixturevalue("nb_em")
+    else:
+        rng = np.random.default_rng(10)
+        X, y, _ = _simulate_glm(family, rng, n=1500)
+        model = bm.MixtureRegression(n_components=2, family=family, random_state=0)
+        fit = model.fit(X, y, method="em")
     assert not hasattr(fit, "scales_")
     design = np.column_stack([np.ones(len(y)), X])
     if family == "poisson":
         np.testing.assert_allclose(fit.coefficients_, GLM_COEFFICIENTS[family], atol=0.15)
-    else:
+    elif family == "bernoulli":
         # One binary response per observation identifies only the mixture's probability
         # curve sum_k pi_k expit(x' beta_k), not its components (Follmann & Lambert 1991).
         truth = WEIGHTS @ (1.0 / (1.0 + np.exp(-(GLM_COEFFICIENTS[family] @ design.T))))
@@ -303,13 +347,251 @@ def test_glm_em_recovers_the_coefficients_and_never_decreases_the_likelihood(fam
         assert np.all(predicted < 1)
 
 
-def test_glm_responses_outside_the_support_fail_before_any_work():
+def test_glm_responses_outside_the_support_fail_before_any_work(monkeypatch):
     rng = np.random.default_rng(11)
     X, y, _ = _simulate_glm("poisson", rng, n=50)
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("EM ran on responses outside the support")
+
+    monkeypatch.setattr(regression, "_fit_regression_em", no_work)
     with pytest.raises(DataError, match="counts"):
         bm.MixtureRegression(family="poisson").fit(X, y + 0.5, method="em")
     with pytest.raises(DataError, match="0/1"):
         bm.MixtureRegression(family="bernoulli").fit(X, y, method="em")
+    for bad in (y + 0.5, -y - 1.0):  # fractional, negative
+        with pytest.raises(DataError, match="negative binomial regression needs counts"):
+            bm.MixtureRegression(family="negative-binomial").fit(X, bad, method="em")
+        with pytest.raises(DataError, match="counts"):  # nor a model for NUTS
+            bm.MixtureRegression(family="negative-binomial").build_model(X, bad)
+
+
+# -- negative binomial components (NB2, log link, a dispersion per component) ----------------
+
+
+def _weighted_nb_objective(design, y, weights, theta):
+    """Minus sum_n w_n log NB(y_n | exp(x_n' beta), alpha) at theta = (beta, log alpha) (scipy)."""
+    alpha = np.exp(theta[-1])
+    mu = np.exp(design @ theta[:-1])
+    return -weights @ stats.nbinom.logpmf(y, alpha, alpha / (alpha + mu))
+
+
+@pytest.mark.parametrize("seed", [9, 3])
+def test_negative_binomial_m_step_is_the_weighted_maximum(seed):
+    # The M-step maximises the weighted likelihood jointly in the coefficients and the
+    # dispersion: L-BFGS-B on the same objective written with scipy.stats.nbinom.
+    rng = np.random.default_rng(seed)
+    X, y, _ = _simulate_glm("negative-binomial", rng, n=150)
+    design = sm.add_constant(X)
+    weights = rng.uniform(0.05, 1.0, len(y))
+    beta, dispersion, converged = fit_negative_binomial_regression(design, y, weights)
+    assert converged
+    ours = np.append(beta, np.log(dispersion))
+    reference = optimize.minimize(
+        lambda theta: _weighted_nb_objective(design, y, weights, theta),
+        np.zeros(4),
+        method="L-BFGS-B",
+        options={"gtol": 1e-12, "ftol": 1e-15, "maxiter": 10_000},
+    )
+    assert reference.success
+    np.testing.assert_allclose(ours, reference.x, rtol=0, atol=1e-6)
+    objective = _weighted_nb_objective(design, y, weights, ours)
+    assert abs(objective - reference.fun) <= 1e-8
+    # Unweighted: statsmodels' NB2 regression (its alpha is 1 / dispersion).
+    beta, dispersion, _ = fit_negative_binomial_regression(design, y, np.ones(len(y)))
+    nb2 = sm.NegativeBinomial(y, design).fit(disp=0, method="newton", tol=1e-14, maxiter=100)
+    np.testing.assert_allclose(beta, nb2.params[:-1], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(1.0 / dispersion, nb2.params[-1], rtol=0, atol=1e-5)
+    # From the previous M-step's estimate (EM's warm start): the same maximum.
+    again, dispersion_again, _ = fit_negative_binomial_regression(
+        design, y, np.ones(len(y)), beta + 0.1, 2.0 * dispersion
+    )
+    np.testing.assert_allclose(again, beta, rtol=0, atol=1e-8)
+    np.testing.assert_allclose(dispersion_again, dispersion, rtol=1e-8)
+    # Integer weights are repeated rows.
+    counts = rng.integers(0, 4, len(y))
+    weighted = fit_negative_binomial_regression(design, y, counts.astype(float))
+    repeated = fit_negative_binomial_regression(
+        np.repeat(design, counts, axis=0), np.repeat(y, counts), np.ones(counts.sum())
+    )
+    np.testing.assert_allclose(weighted[0], repeated[0], rtol=0, atol=1e-8)
+    np.testing.assert_allclose(weighted[1], repeated[1], rtol=1e-8)
+
+
+def test_negative_binomial_m_step_stops_at_the_poisson_limit():
+    # Counts less dispersed than a Poisson's: the likelihood rises towards the Poisson
+    # limit, and the dispersion ends exactly on its upper bound (as the mixture's EM).
+    rng = np.random.default_rng(12)
+    design = sm.add_constant(rng.uniform(0, 2, 200))
+    y = np.round(np.exp(design @ np.array([0.5, 0.8])))  # variance < mean
+    weights = rng.uniform(0.5, 1.0, len(y))
+    beta, dispersion, converged = fit_negative_binomial_regression(design, y, weights)
+    assert converged
+    assert dispersion == DISPERSION_BOUNDS[1]
+    at = np.append(beta, np.log(dispersion))
+    below = np.append(beta, np.log(dispersion / 10.0))
+    objective = functools.partial(_weighted_nb_objective, design, y, weights)
+    assert objective(at) < objective(below)
+    # The coefficients are the weighted Poisson fit's (the limit) to O(mu / dispersion).
+    poisson = sm.GLM(y, design, family=sm.families.Poisson(), freq_weights=weights)
+    np.testing.assert_allclose(beta, poisson.fit(tol=1e-14).params, atol=1e-4)
+
+
+def test_negative_binomial_pymc_model_with_concomitant_variables_equals_the_enumerated_model():
+    rng = np.random.default_rng(13)
+    X, y, _ = _simulate_glm("negative-binomial", rng, n=40)
+    Z = rng.normal(0, 1, (40, 1))
+    model = bm.MixtureRegression(
+        n_components=2, family="negative-binomial", concomitant=True
+    ).build_model(X, y, Z)
+    point = {
+        key: value + 0.3 * rng.standard_normal(np.shape(value))
+        for key, value in model.initial_point().items()
+    }
+    values = _model_values(model, point)
+    gamma, coefficients = values["concomitant"].T, values["coefficients"]
+    dispersion = values["dispersion"]
+    design = np.column_stack([np.ones(len(y)), X])
+    eta = np.column_stack([np.ones(len(y)), Z]) @ gamma.T
+    log_pi = eta - np.logaddexp.reduce(eta, axis=1, keepdims=True)
+    terms = [
+        log_pi[:, k] + _glm_logpmf("negative-binomial", y, design @ coefficients[k], dispersion[k])
+        for k in range(2)
+    ]
+    expected = np.logaddexp.reduce(terms, axis=0)
+    pointwise = model.compile_logp(vars=[model["y"]], sum=False, mode="FAST_COMPILE")(point)[0]
+    np.testing.assert_allclose(pointwise, expected, rtol=0, atol=1e-8)
+    fit = bm.MixtureRegression(n_components=2, family="negative-binomial", concomitant=True)
+    matrix = np.column_stack([y, design, np.ones(len(y)), Z])
+    component = fit.component_log_prob(matrix, coefficients[None], dispersion[None], gamma[None])[0]
+    np.testing.assert_allclose(np.logaddexp.reduce(component, axis=1), expected, atol=1e-10)
+
+
+def _enumerated_nb(design, y, theta):
+    """The mixture log-likelihood at theta = (log(pi_1 / pi_0), beta (2 x P), log alpha)."""
+    p = design.shape[1]
+    logit, beta, log_alpha = theta[0], theta[1 : 1 + 2 * p].reshape(2, p), theta[1 + 2 * p :]
+    log_pi = -np.logaddexp(0.0, np.array([logit, -logit]))
+    terms = [
+        log_pi[k] + _glm_logpmf("negative-binomial", y, design @ beta[k], np.exp(log_alpha[k]))
+        for k in range(2)
+    ]
+    return np.logaddexp.reduce(terms, axis=0).sum()
+
+
+def test_negative_binomial_em_recovers_the_coefficients_and_dispersions(nb_em):
+    # Tolerance from N: every parameter within 4 standard errors of the truth, the
+    # standard errors from the observed information of the enumerated-label likelihood
+    # (scipy, central differences) at the EM estimate (N = 1500: 0.08-0.25 for the
+    # intercepts, the log-odds of the weights and the log dispersions, 0.015-0.02 for the
+    # slopes; the errors are within 1.1 se).
+    X, y, _, fit = nb_em
+    design = np.column_stack([np.ones(len(y)), X])
+    estimate = np.concatenate(
+        [
+            [np.log(fit.weights_[1] / fit.weights_[0])],
+            fit.coefficients_.reshape(-1),
+            np.log(fit.dispersion_),
+        ]
+    )
+    truth = np.concatenate(
+        [
+            [np.log(WEIGHTS[1] / WEIGHTS[0])],
+            GLM_COEFFICIENTS["negative-binomial"].reshape(-1),
+            np.log(DISPERSIONS),
+        ]
+    )
+    h, size = 1e-4, estimate.size
+    steps = h * np.eye(size)
+    hessian = np.empty((size, size))
+    for i in range(size):
+        for j in range(i, size):
+            hessian[i, j] = hessian[j, i] = (
+                _enumerated_nb(design, y, estimate + steps[i] + steps[j])
+                - _enumerated_nb(design, y, estimate + steps[i] - steps[j])
+                - _enumerated_nb(design, y, estimate - steps[i] + steps[j])
+                + _enumerated_nb(design, y, estimate - steps[i] - steps[j])
+            ) / (4 * h * h)
+    se = np.sqrt(np.diag(np.linalg.inv(-hessian)))
+    assert np.all(se < 0.3)  # N = 1500 pins them down
+    assert np.all(np.abs(estimate - truth) <= 4 * se), (estimate - truth) / se
+    # The estimate is the maximum of the enumerated likelihood, up to EM's tolerance (1e-6
+    # in the mean log-likelihood): Newton's step from it is a small fraction of an se
+    # (at most 0.04 here).
+    gradient = optimize.approx_fprime(estimate, lambda t: _enumerated_nb(design, y, t), 1e-6)
+    assert np.all(np.abs(np.linalg.solve(-hessian, gradient)) < 0.1 * se)
+    # Stored log-likelihood, score_samples and BIC (+2 dispersions) are the enumerated model's.
+    terms = [
+        np.log(fit.weights_[k])
+        + _glm_logpmf("negative-binomial", y, design @ fit.coefficients_[k], fit.dispersion_[k])
+        for k in range(2)
+    ]
+    expected = np.logaddexp.reduce(terms, axis=0)
+    np.testing.assert_allclose(fit.idata["log_likelihood"]["y"].to_numpy()[0, 0], expected)
+    np.testing.assert_allclose(fit.score_samples(X, y), expected, rtol=1e-12)
+    n_parameters = 2 * 3 + 2 + 1
+    np.testing.assert_allclose(fit.bic(X, y), -2 * expected.sum() + n_parameters * np.log(1500))
+    np.testing.assert_allclose(fit.aic(X, y), -2 * expected.sum() + 2 * n_parameters)
+    # predict_proba: the responsibilities of the enumerated model.
+    np.testing.assert_allclose(
+        fit.predict_proba(X, y), np.exp(np.array(terms).T - expected[:, None])
+    )
+    # predict: the mixture mean sum_k pi_k exp(x' beta_k).
+    means = np.exp(design @ fit.coefficients_.T)
+    np.testing.assert_allclose(fit.predict(X), means @ fit.weights_)
+    assert fit.idata["posterior"]["dispersion"].dims == ("chain", "draw", "component")
+
+
+def test_negative_binomial_posterior_predictive_has_the_mixture_moments(nb_em):
+    # One replicate of N = 1500 responses at the EM estimate: its mean and variance are
+    # the mixture's, sum_k pi_k mu_k and sum_k pi_k (mu_k + mu_k^2 / alpha_k + mu_k^2) - m^2.
+    X, _, _, fit = nb_em
+    result = fit.sample_posterior_predictive(random_seed=0, extend_idata=False)
+    replicate = result["posterior_predictive"]["y"].to_numpy().reshape(-1)
+    assert replicate.shape == (1500,)
+    assert np.all(replicate >= 0)
+    assert np.all(replicate == np.round(replicate))
+    mu = np.exp(np.column_stack([np.ones(len(X)), X]) @ fit.coefficients_.T)  # (N, K)
+    mean = mu @ fit.weights_
+    variance = (mu + mu**2 / fit.dispersion_ + mu**2) @ fit.weights_ - mean**2
+    z = (replicate - mean).sum() / np.sqrt(variance.sum())
+    assert abs(z) < 4
+    np.testing.assert_allclose(np.sum((replicate - mean) ** 2), variance.sum(), rtol=0.2)
+
+
+@pytest.mark.filterwarnings("ignore::bayesmix.ConvergenceWarning")  # prior draws
+def test_negative_binomial_posterior_plumbing(mocked_sample):
+    rng = np.random.default_rng(14)
+    X, y, _ = _simulate_glm("negative-binomial", rng, n=120)
+    # The family's own name is accepted for its registry name.
+    fit = bm.MixtureRegression(n_components=2, family="negative_binomial", random_state=0)
+    assert fit._response is FAMILIES["negative-binomial"]._response
+    with pytest.warns(bm.SamplerWarning):  # prior draws as a "posterior"
+        fit.fit(X, y, draws=30, chains=2, progressbar=False)
+    post = fit.idata["posterior"]
+    assert post["dispersion"].dims == ("chain", "draw", "component")
+    assert np.all(post["dispersion"].to_numpy() > 0)
+    assert fit.dispersion_.shape == (2,)
+    assert fit.priors_["dispersion"] == bm.Prior("Gamma", alpha=2.0, beta=0.1)
+    # The NUTS start: an EM dispersion at the Poisson limit is moved into the prior's bulk.
+    limit = {**fit.em_.params, "dispersion": np.array([4.0, DISPERSION_BOUNDS[1]])}
+    start = fit._start_from_em(dataclasses.replace(fit.em_, params=limit), 2)
+    np.testing.assert_array_equal(start["dispersion"], [4.0, 1e3])
+    np.testing.assert_array_equal(start["coefficients"], fit.em_.params["coefficients"])
+    draws = fit.posterior_arrays()
+    design = np.column_stack([np.ones(len(y)), X])
+    means = np.exp(np.einsum("np,skp->snk", design, draws["coefficients"]))
+    expected = np.einsum("sk,snk->n", draws["weights"], means) / draws["weights"].shape[0]
+    np.testing.assert_allclose(fit.predict(X), expected)
+    components = fit.predict_components(X, prob=0.9)
+    np.testing.assert_allclose(components["component_mean"], means.mean(axis=0))
+    proba = fit.predict_proba(X, y)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert "dispersion[1]" in fit.summary().index
+    with pytest.raises(bm.exceptions.PriorError, match="dispersion"):
+        bm.MixtureRegression(
+            family="negative-binomial", priors={"dispersion": bm.Prior("HalfCauchy", beta=1.0)}
+        ).fit(X, y, method="em")
 
 
 # -- concomitant variables (covariates of the mixing proportions) ----------------------------
@@ -455,12 +737,14 @@ def test_concomitant_summary_labels_follow_the_posterior(mocked_sample):
 
 
 @pytest.mark.parametrize(
-    "settings", [{}, {"concomitant": True}, {"family": "poisson"}], ids=["gaussian", "Z", "pois"]
+    "settings",
+    [{}, {"concomitant": True}, {"family": "poisson"}, {"family": "negative-binomial"}],
+    ids=["gaussian", "Z", "pois", "nb"],
 )
 def test_a_fit_saves_and_loads(settings, tmp_path):
     rng = np.random.default_rng(17)
     X, y, Z, _ = _simulate_concomitant(rng, n=150)
-    if settings.get("family") == "poisson":
+    if settings.get("family") in ("poisson", "negative-binomial"):
         y = np.round(np.abs(y))
     args = (X, y, Z) if settings.get("concomitant") else (X, y)
     fit = bm.MixtureRegression(n_components=2, random_state=0, **settings).fit(*args, method="em")
@@ -519,6 +803,25 @@ def test_select_k_compares_mixtures_of_regressions():
         bm.select_k(X, [1, 2], model=bm.MixtureRegression, method="em", progressbar=False)
     with pytest.raises(InvalidParameterError, match="y and Z"):
         bm.select_k(X, [1, 2], y=y, method="em", progressbar=False)
+
+
+def test_select_k_compares_negative_binomial_regressions():
+    rng = np.random.default_rng(21)
+    X, y, _ = _simulate_glm("negative-binomial", rng, n=600)
+    table = bm.select_k(
+        X,
+        [1, 2],
+        model=bm.MixtureRegression,
+        y=y,
+        family="negative-binomial",
+        method="em",
+        random_state=0,
+        progressbar=False,
+    )
+    assert table.attrs["best"]["bic"] == 2
+    model = bm.MixtureRegression(n_components=2, family="negative-binomial", random_state=0)
+    fit = model.fit(X, y, method="em")
+    np.testing.assert_allclose(table["bic"].to_numpy()[1], fit.bic(X, y))
 
 
 def test_plot_concomitant_draws_the_proportions():

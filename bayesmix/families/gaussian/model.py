@@ -57,7 +57,7 @@ from bayesmix.families.gaussian.em import (
     fit_em,
     full_covariances,
 )
-from bayesmix.priors import Prior
+from bayesmix.priors import SCALE_PRIORS, Prior
 
 _log = logging.getLogger("bayesmix")
 
@@ -153,6 +153,8 @@ RESPONSE = Response(
     draw=lambda rng, eta, scale: rng.normal(eta, scale),
     check=lambda y: None,  # any finite response
     scale="scales",
+    scale_prior=lambda y_mean, y_sd: Prior("HalfNormal", sigma=float(y_sd)),
+    scale_priors=SCALE_PRIORS,
 )
 
 
