@@ -33,10 +33,12 @@ if TYPE_CHECKING:
     from bayesmix.priors import Prior
 
 __all__ = [
+    "Penalty",
     "Response",
     "check_design",
     "check_weighted_rank",
     "log_softmax_weights",
+    "map_residual_scale",
     "newton_maximise",
     "weighted_fit",
     "weighted_multinomial_fit",
@@ -94,6 +96,10 @@ class Response:
         squares or IRLS (a non-canonical link with a free dispersion). None: the
         component's M-step is :func:`weighted_fit`, and a scale is the weighted residual
         standard deviation (a Gaussian's).
+    map_scale_priors : frozenset of str
+        The scale's prior families that ``objective="map"`` takes (the MAP M-step's
+        closed form or Newton terms exist for them): a Gaussian's ``HalfNormal``, a
+        negative binomial's ``Gamma``.
     kind : str
         What the response's values are, for the posterior predictive check:
         ``"continuous"``, ``"counts"`` or ``"binary"`` (as a mixture's ``plot_kind``).
@@ -109,6 +115,7 @@ class Response:
     check: Callable[[np.ndarray], None]
     scale: str | None = None
     kind: str = "continuous"
+    map_scale_priors: frozenset[str] = frozenset()
     scale_prior: Callable[[float, float], Prior] | None = None
     scale_priors: frozenset[str] = frozenset()
     scale_start: Callable[[np.ndarray], np.ndarray] | None = None
@@ -132,12 +139,33 @@ class Response:
         raise ValueError(f"unknown link {self.link!r}")
 
 
+@dataclass(frozen=True)
+class Penalty:
+    r"""The log prior of one component's coefficients: the MAP M-step's extra terms.
+
+    ``Normal(mean_j, 1 / sqrt(precision_j))`` independently on every coefficient, i.e.
+    :math:`-\tfrac12 \sum_j \text{precision}_j (\beta_j - \text{mean}_j)^2` added to the
+    weighted log-likelihood (a ridge towards the prior mean), and the prior of the
+    component's scale (None: no scale, or maximum likelihood for it).
+    """
+
+    mean: np.ndarray
+    precision: np.ndarray
+    scale_prior: Prior | None = None
+
+    def log_density(self, beta: np.ndarray) -> float:
+        """Return the penalty at ``beta`` (the log prior up to a constant)."""
+        return -0.5 * float(self.precision @ (beta - self.mean) ** 2)
+
+
 def weighted_fit(
     X: np.ndarray,
     y: np.ndarray,
     weights: np.ndarray,
     response: Response,
     start: np.ndarray | None = None,
+    penalty: Penalty | None = None,
+    scale: float | None = None,
 ) -> tuple[np.ndarray, bool]:
     """Return the coefficients maximising ``sum_n w_n log f(y_n | x_n' beta)``, and convergence.
 
@@ -155,6 +183,15 @@ def weighted_fit(
         Non-negative (responsibilities times frequency weights).
     response : Response
     start : ndarray of shape (n_predictors,), optional
+    penalty : Penalty, optional
+        Maximise ``sum_n w_n log f(y_n | x_n' beta) + penalty.log_density(beta)`` instead
+        (the MAP M-step): for the identity link the augmented least squares of ridge
+        regression, rows ``sqrt(scale^2 precision_j) e_j`` with targets ``sqrt(scale^2
+        precision_j) mean_j`` below ``sqrt(W) X``; otherwise Newton's method on the
+        penalised objective.
+    scale : float, optional
+        The identity link's residual standard deviation (the current one), which weighs
+        the penalty against the sum of squares; required with ``penalty`` for it.
 
     Returns
     -------
@@ -170,21 +207,46 @@ def weighted_fit(
     """
     if response.link == "identity":
         root = np.sqrt(weights)
-        q, r = linalg.qr(root[:, None] * X, mode="economic", check_finite=False)
+        design, target = root[:, None] * X, root * y
+        if penalty is not None:
+            if scale is None:
+                raise ValueError("a penalised least-squares fit needs the current scale")
+            prior_rows = scale * np.sqrt(penalty.precision)
+            _check_rank(linalg.qr(design, mode="r", check_finite=False)[0])
+            design = np.vstack([design, np.diag(prior_rows)])
+            target = np.concatenate([target, prior_rows * penalty.mean])
+        q, r = linalg.qr(design, mode="economic", check_finite=False)
         _check_rank(r)
-        return linalg.solve_triangular(r, q.T @ (root * y), check_finite=False), True
+        return linalg.solve_triangular(r, q.T @ target, check_finite=False), True
     check_weighted_rank(X, weights)
     beta = np.zeros(X.shape[1]) if start is None else np.array(start, dtype=np.float64)
 
     def objective(b: np.ndarray) -> float:
-        return float(weights @ response.log_prob(y, X @ b, None))
+        value = float(weights @ response.log_prob(y, X @ b, None))
+        return value if penalty is None else value + penalty.log_density(b)
 
     def derivatives(b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         eta = X @ b
         gradient = X.T @ (weights * (y - response.mean(eta)))
-        return gradient, (X.T * (weights * response.variance(eta))) @ X
+        information = (X.T * (weights * response.variance(eta))) @ X
+        if penalty is not None:
+            gradient = gradient - penalty.precision * (b - penalty.mean)
+            information = information + np.diag(penalty.precision)
+        return gradient, information
 
     return newton_maximise(objective, derivatives, beta)
+
+
+def map_residual_scale(rss: float, mass: float, prior_sd: float) -> float:
+    r"""Return the residual sd maximising the weighted Normal likelihood times HalfNormal.
+
+    The posterior mode of :math:`s` in :math:`-m \log s - R / (2 s^2) - s^2 / (2
+    \tau^2)` (``mass`` :math:`m = \sum_n r_n`, ``rss`` :math:`R = \sum_n r_n e_n^2`, the
+    prior :math:`\operatorname{HalfNormal}(\tau)`): the positive root of :math:`s^4 +
+    m \tau^2 s^2 - R \tau^2 = 0`, :math:`s^2 = 2R / (m + \sqrt{m^2 + 4R/\tau^2})`
+    (the form without cancellation), which is :math:`R / m` as :math:`\tau \to \infty`.
+    """
+    return float(np.sqrt(2.0 * rss / (mass + np.sqrt(mass**2 + 4.0 * rss / prior_sd**2))))
 
 
 def newton_maximise(
@@ -282,7 +344,10 @@ def log_softmax_weights(Z: np.ndarray, concomitant: np.ndarray) -> np.ndarray:
 
 
 def weighted_multinomial_fit(
-    Z: np.ndarray, targets: np.ndarray, start: np.ndarray | None = None
+    Z: np.ndarray,
+    targets: np.ndarray,
+    start: np.ndarray | None = None,
+    prior_sd: np.ndarray | None = None,
 ) -> tuple[np.ndarray, bool]:
     r"""Return ``gamma`` maximising ``sum_n sum_k t_nk log softmax_k(z_n' gamma_k)``, converged.
 
@@ -299,6 +364,11 @@ def weighted_multinomial_fit(
     Z : ndarray of shape (n_samples, n_covariates)
     targets : ndarray of shape (n_samples, n_components)
     start : ndarray of shape (n_components, n_covariates), optional
+    prior_sd : ndarray of shape (n_covariates,), optional
+        Add the log density of a zero-sum normal prior with these standard deviations
+        (PyMC's ``ZeroSumNormal`` over the components, one per covariate): the MAP
+        M-step. On the identified parameters ``b_k = gamma_k - gamma_0`` its quadratic
+        form is ``b_c' (I - J / K) b_c / sigma_c^2`` per covariate ``c``.
 
     Returns
     -------
@@ -318,12 +388,19 @@ def weighted_multinomial_fit(
     def full(b: np.ndarray) -> np.ndarray:
         return np.vstack([np.zeros((1, n_covariates)), b])
 
-    def objective(b: np.ndarray) -> float:
-        return float(np.sum(targets * log_softmax_weights(Z, full(b))))
+    # The prior's precision on the flattened identified parameters (row k * C + c).
+    centring = np.eye(n_components - 1) - 1.0 / n_components
+    precision = None if prior_sd is None else np.kron(centring, np.diag(prior_sd**-2.0))
 
     def centred(b: np.ndarray) -> np.ndarray:
         gamma = full(b)
         return gamma - gamma.mean(axis=0)
+
+    def objective(b: np.ndarray) -> float:
+        value = float(np.sum(targets * log_softmax_weights(Z, full(b))))
+        if precision is not None:
+            value -= 0.5 * float(b.reshape(-1) @ precision @ b.reshape(-1))
+        return value
 
     def derivatives(b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         p = np.exp(log_softmax_weights(Z, full(b)))[:, 1:]  # (N, K - 1)
@@ -335,6 +412,9 @@ def weighted_multinomial_fit(
                 rows = slice(k * n_covariates, (k + 1) * n_covariates)
                 columns = slice(m * n_covariates, (m + 1) * n_covariates)
                 information[rows, columns] = (Z.T * weight) @ Z
+        if precision is not None:
+            gradient = gradient - precision @ b.reshape(-1)
+            information = information + precision
         return gradient, information
 
     free, converged = newton_maximise(objective, derivatives, free)

@@ -33,6 +33,7 @@ whose ``feature`` coordinate is the response's name then the predictors', and ``
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from typing import Any, ClassVar, Literal, Self
@@ -44,14 +45,16 @@ import pytensor.tensor as pt
 import xarray as xr
 
 from bayesmix._glm import (
+    Penalty,
     Response,
     check_design,
     log_softmax_weights,
+    map_residual_scale,
     weighted_fit,
     weighted_multinomial_fit,
 )
 from bayesmix._numeric import column_moments, features_dot, logsumexp
-from bayesmix._params import validated
+from bayesmix._params import Options, validated
 from bayesmix._validation import MixtureData, check_data, check_sample_weight
 from bayesmix.em.init import initial_responsibilities
 from bayesmix.em.loop import (
@@ -60,6 +63,7 @@ from bayesmix.em.loop import (
     _fit_restarts,
     _iterate,
     _log_responsibilities,
+    _map_weights,
     _ml_weights,
     _Restart,
     _restart_plan,
@@ -202,9 +206,19 @@ class MixtureRegression(MixtureModel):
     max_iter : int, default=500
         Maximum number of EM iterations per restart.
     tol : float, default=1e-6
-        EM stops when the mean log-likelihood changes by less than ``tol``.
+        EM stops when its objective (per observation) changes by less than ``tol``.
     random_state : int or None, default=None
         Seeds EM and, unless ``fit`` gets ``random_seed``, the sampler.
+    objective : {"ml", "map"}, default="ml"
+        What EM maximises: the likelihood, or the posterior density of the model's
+        priors (the mode NUTS's posterior sits around; it also keeps a component on
+        few points from a spurious maximum). ``"map"`` needs the priors its M-steps
+        are written for, which the defaults are: ``Normal`` coefficients (each
+        component's M-step a ridge regression, or penalised IRLS, towards the prior
+        mean), a ``HalfNormal`` Gaussian scale (a closed form), a ``Gamma`` negative
+        binomial dispersion (one more term of its Newton step), ``Dirichlet(a)``
+        weights (``(n_k + a - 1) / (N + K (a - 1))``), and ``ZeroSumNormal``
+        concomitant effects (penalised Newton).
 
     Attributes
     ----------
@@ -286,6 +300,7 @@ class MixtureRegression(MixtureModel):
         "family": [str],
         "fit_intercept": ["boolean"],
         "concomitant": ["boolean"],
+        "objective": [Options("ml", "map")],
     }
 
     def __init__(
@@ -301,6 +316,7 @@ class MixtureRegression(MixtureModel):
         max_iter: int = 500,
         tol: float = 1e-6,
         random_state: int | None = None,
+        objective: Literal["ml", "map"] = "ml",
     ) -> None:
         self.n_components = n_components
         self.family = family
@@ -312,6 +328,7 @@ class MixtureRegression(MixtureModel):
         self.max_iter = max_iter
         self.tol = tol
         self.random_state = random_state
+        self.objective = objective
 
     # -- the component family --------------------------------------------------------------
 
@@ -689,7 +706,7 @@ class MixtureRegression(MixtureModel):
     def _run_em(
         self, data: MixtureData, rng: np.random.Generator, priors: dict[str, Prior]
     ) -> EMResult:
-        return self._order_em(_fit_regression_em(self, data, rng))
+        return self._order_em(_fit_regression_em(self, data, rng, priors))
 
     def _order_em(self, em: EMResult) -> EMResult:
         # A canonical labelling: by increasing first coefficient (the intercept).
@@ -931,13 +948,124 @@ def _mixture_random(
     return response.draw(rng, eta, chosen)
 
 
+# Log densities (up to constants) of the scale priors that objective="map" takes.
+_SCALE_LOG_PRIORS = {
+    "HalfNormal": lambda x, p: -0.5 * (x / p["sigma"]) ** 2,
+    "Gamma": lambda x, p: (p["alpha"] - 1.0) * np.log(x) - p["beta"] * x,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class _MapTerms:
+    """The priors of a mixture of regressions as its MAP M-steps take them."""
+
+    penalties: tuple[Penalty, ...]  # one per component
+    scale_name: str | None  # the response's scale parameter
+    concentration: float | None  # the weights' symmetric Dirichlet (no concomitant)
+    concomitant_sd: np.ndarray | None  # (n_covariates,): the zero-sum normal's sd
+
+    def penalty(self, component: int) -> Penalty:
+        """Return the log prior terms of one component's M-step."""
+        return self.penalties[component]
+
+    def log_prior(self, weights: np.ndarray, params: dict) -> float:
+        """Return the log prior density at ``(weights, params)``, up to a constant."""
+        total = 0.0
+        for j, penalty in enumerate(self.penalties):
+            total += penalty.log_density(params["coefficients"][j])
+            prior = penalty.scale_prior
+            if prior is not None and self.scale_name is not None:
+                value = _SCALE_LOG_PRIORS[prior.distribution](
+                    params[self.scale_name][j], prior.params
+                )
+                total += float(value)
+        if self.concentration is not None:
+            with np.errstate(divide="ignore"):
+                logs = np.log(weights)
+            if self.concentration != 1.0:
+                total += (self.concentration - 1.0) * float(np.sum(logs[weights > 0]))
+        if self.concomitant_sd is not None:
+            total -= 0.5 * float(np.sum((params["concomitant"] / self.concomitant_sd) ** 2))
+        return total
+
+
+def _map_terms(
+    model: MixtureRegression, priors: dict[str, Prior], response: Response, n_predictors: int
+) -> _MapTerms:
+    """Check that the priors have MAP M-steps and return them (objective="map")."""
+    k = model.n_components
+    problems = []
+    coefficients = priors["coefficients"]
+    if coefficients.distribution != "Normal" or not {"mu", "sigma"} <= set(coefficients.params):
+        problems.append(f"coefficients ~ Normal(mu, sigma) (got {coefficients!r})")
+    scale_prior = priors.get(response.scale) if response.scale else None
+    if scale_prior is not None and (
+        scale_prior.distribution not in response.map_scale_priors
+        or scale_prior.distribution not in _SCALE_LOG_PRIORS
+        or "mu" in scale_prior.params  # Gamma(mu, sigma): not the shape-rate form
+    ):
+        allowed = ", ".join(sorted(response.map_scale_priors)) or "none"
+        problems.append(f"{response.scale} ~ {allowed} (got {scale_prior!r})")
+    concentration = concomitant_sd = None
+    if model.concomitant:
+        prior = priors["concomitant"]
+        if prior.distribution != "ZeroSumNormal":
+            problems.append(f"concomitant ~ ZeroSumNormal (got {prior!r})")
+        else:
+            sd = np.asarray(prior.params.get("sigma", 1.0), dtype=np.float64)
+            concomitant_sd = sd.reshape(-1) if sd.ndim else sd.reshape(1)
+    else:
+        prior = priors["weights"]
+        a = np.asarray(prior.params.get("a", 1.0), dtype=np.float64)
+        if prior.distribution != "Dirichlet" or np.ptp(a) > 0:
+            problems.append(f"weights ~ Dirichlet(a) with one concentration (got {prior!r})")
+        else:
+            concentration = float(a.reshape(-1)[0])
+    if problems:
+        raise InvalidParameterError(
+            'objective="map" has M-steps for these priors only: '
+            + "; ".join(problems)
+            + '. Use those priors or objective="ml".'
+        )
+    penalties = []
+    for j in range(k):
+        mu = np.asarray(coefficients.params["mu"], dtype=np.float64)
+        sigma = np.asarray(coefficients.params["sigma"], dtype=np.float64)
+        mu = np.broadcast_to(mu[j] if mu.ndim == 2 else mu, (n_predictors,))
+        sigma = np.broadcast_to(sigma[j] if sigma.ndim == 2 else sigma, (n_predictors,))
+        component_scale = None
+        if scale_prior is not None:
+            component_scale = Prior(
+                scale_prior.distribution,
+                **{
+                    name: float(np.broadcast_to(np.asarray(value, dtype=np.float64), (k,))[j])
+                    for name, value in scale_prior.params.items()
+                },
+            )
+        penalties.append(Penalty(mu.copy(), sigma**-2.0, component_scale))
+    return _MapTerms(tuple(penalties), response.scale, concentration, concomitant_sd)
+
+
+def _residual_scale(rss: float, mass: float, penalty: Penalty | None) -> float:
+    """Return the residual sd's M-step: ``sqrt(rss / mass)``, or HalfNormal's posterior mode."""
+    if penalty is None or penalty.scale_prior is None:
+        return float(np.sqrt(rss / mass))
+    return map_residual_scale(rss, mass, float(penalty.scale_prior.params["sigma"]))
+
+
 def _fit_regression_em(
-    model: MixtureRegression, data: MixtureData, rng: np.random.Generator
+    model: MixtureRegression,
+    data: MixtureData,
+    rng: np.random.Generator,
+    priors: dict[str, Prior],
 ) -> EMResult:
     """EM of a mixture of regressions: weighted fits of every component, restarts."""
     response = model._response
     k = model.n_components
     n_predictors = len(_split_features(list(data.features))[0])
+    terms = None
+    if model.objective == "map":
+        terms = _map_terms(model, priors, response, n_predictors)
     y, design = data.values[:, 0], data.values[:, 1 : 1 + n_predictors]
     covariates = data.values[:, 1 + n_predictors :]  # (N, 0) without concomitant variables
     w = data.sample_weight
@@ -959,8 +1087,11 @@ def _fit_regression_em(
         row_weights = np.ones(k) if model.concomitant else weights
         log_norm, log_resp = _log_responsibilities(log_prob(params), row_weights)
         log_likelihood = float(np.mean(log_norm) if w is None else w @ log_norm / n_samples)
+        objective = log_likelihood
+        if terms is not None:  # the log posterior (up to a constant), per observation
+            objective += terms.log_prior(weights, params) / n_samples
         resp = np.exp(log_resp)
-        return log_likelihood, log_likelihood, resp if w is None else resp * w[:, None], None
+        return objective, log_likelihood, resp if w is None else resp * w[:, None], None
 
     def update(resp: np.ndarray, _cache, weights: np.ndarray, params: dict | None):
         nk = resp.sum(axis=0)
@@ -973,18 +1104,28 @@ def _fit_regression_em(
                     scales[j] = params[response.scale][j]
                 continue
             start = None if params is None else params["coefficients"][j]
+            # MAP from the first iteration on (the starts' M-step is maximum likelihood).
+            penalty = None if terms is None or params is None else terms.penalty(j)
             if response.weighted_fit is not None:  # coefficients and scale jointly
                 previous = None if params is None else params[response.scale][j]
+                extra = {} if penalty is None else {"penalty": penalty}
                 coefficients[j], scale, converged = response.weighted_fit(
-                    design, y, resp[:, j], start, previous
+                    design, y, resp[:, j], start, previous, **extra
                 )
                 if response.scale:
                     scales[j] = scale
             else:
-                coefficients[j], converged = weighted_fit(design, y, resp[:, j], response, start)
+                # ECM: the coefficients given the current scale, then the scale.
+                current = (
+                    None if params is None or not response.scale else params[response.scale][j]
+                )
+                coefficients[j], converged = weighted_fit(
+                    design, y, resp[:, j], response, start, penalty, current
+                )
                 if response.scale:  # the weighted residual sd (a Gaussian's)
                     residual = y - design @ coefficients[j]
-                    scales[j] = max(np.sqrt(resp[:, j] @ residual**2 / nk[j]), floor)
+                    rss = float(resp[:, j] @ residual**2)
+                    scales[j] = max(_residual_scale(rss, nk[j], penalty), floor)
             if not converged:
                 _log.info("component %d: the weighted fit did not converge", j)
         if not np.all(np.isfinite(coefficients)):
@@ -993,10 +1134,15 @@ def _fit_regression_em(
         if response.scale:
             new[response.scale] = scales
         if not model.concomitant:
-            return _ml_weights(nk), new
+            if terms is None or params is None:
+                return _ml_weights(nk), new
+            return _map_weights(nk, terms.concentration, weights), new
         # The proportions' M-step: a multinomial logistic regression on the soft labels.
         previous = None if params is None else params["concomitant"]
-        new["concomitant"], converged = weighted_multinomial_fit(covariates, resp, previous)
+        prior_sd = None if terms is None or params is None else terms.concomitant_sd
+        new["concomitant"], converged = weighted_multinomial_fit(
+            covariates, resp, previous, prior_sd
+        )
         if not converged:
             _log.info("the concomitant variables' fit did not converge (separation?)")
         proportions = np.exp(log_softmax_weights(covariates, new["concomitant"]))
@@ -1046,7 +1192,7 @@ def _fit_regression_em(
         max_iter=model.max_iter,
         tol=model.tol,
         family="regression",
-        objective="ml",
+        objective=model.objective,
         stacklevel=6,
         label=label,
         degenerate=degenerate,

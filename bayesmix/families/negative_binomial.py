@@ -78,7 +78,13 @@ import pytensor.tensor as pt
 from scipy import sparse
 from scipy.special import digamma, expit, gammaln, polygamma
 
-from bayesmix._glm import Response, check_weighted_rank, newton_maximise, weighted_fit
+from bayesmix._glm import (
+    Penalty,
+    Response,
+    check_weighted_rank,
+    newton_maximise,
+    weighted_fit,
+)
 from bayesmix._numeric import column_moments, features_dot, kernel_pays_off, observed_values
 from bayesmix._params import Options
 from bayesmix._threads import single_blas_thread
@@ -955,6 +961,7 @@ def fit_negative_binomial_regression(
     weights: np.ndarray,
     coefficients: np.ndarray | None = None,
     dispersion: float | None = None,
+    penalty: Penalty | None = None,
 ) -> tuple[np.ndarray, float, bool]:
     r"""Return the weighted maximum-likelihood negative binomial regression, and convergence.
 
@@ -1001,6 +1008,10 @@ def fit_negative_binomial_regression(
         The start (the previous M-step's). Without them: the weighted Poisson IRLS fit
         and the moment estimate :math:`\sum w \mu^2 / \sum w [(y - \mu)^2 - \mu]` of
         the dispersion at its means (the Poisson limit when there is no excess).
+    penalty : bayesmix._glm.Penalty, optional
+        The MAP M-step: add the coefficients' normal log prior and, with a
+        ``Gamma(alpha, beta)`` ``penalty.scale_prior``, the dispersion's, :math:`(a - 1)
+        t - b e^t` (the density of :math:`\alpha`, without the Jacobian of the log).
 
     Returns
     -------
@@ -1043,12 +1054,16 @@ def fit_negative_binomial_regression(
         np.append(np.full(n_predictors, np.inf), high),
     )
     start = np.append(coefficients, np.clip(np.log(dispersion), low, high))
+    shape, rate = _gamma_prior(penalty)
 
     def objective(theta: np.ndarray) -> float:
         eta, t = X @ theta[:-1], theta[-1]
         alpha = np.exp(t)
         rest = alpha * np.logaddexp(0.0, eta - t) + y * np.logaddexp(0.0, t - eta)
-        return float(hist @ _log_coefficient(values, alpha) - weights @ rest)
+        value = float(hist @ _log_coefficient(values, alpha) - weights @ rest)
+        if penalty is not None:
+            value += penalty.log_density(theta[:-1]) + (shape - 1.0) * t - rate * alpha
+        return value
 
     def derivatives(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         eta, t = X @ theta[:-1], theta[-1]
@@ -1061,8 +1076,13 @@ def fit_negative_binomial_regression(
         )
         trigamma = polygamma(1, values + alpha) - polygamma(1, alpha)
         d_tt = d_t + alpha**2 * (hist @ trigamma) + weights @ (alpha * p**2 + y * q**2)
+        d_beta = X.T @ (weights * d_eta)
         information = np.empty((n_predictors + 1, n_predictors + 1))
         block = (X.T * (weights * (y + alpha) * p * q)) @ X
+        if penalty is not None:  # the log prior's derivatives
+            d_beta = d_beta - penalty.precision * (theta[:-1] - penalty.mean)
+            block = block + np.diag(penalty.precision)
+            d_t, d_tt = d_t + (shape - 1.0) - rate * alpha, d_tt - rate * alpha
         cross = -X.T @ (weights * p * d_eta)
         information[:-1, :-1] = block
         information[:-1, -1] = information[-1, :-1] = cross
@@ -1074,7 +1094,7 @@ def fit_negative_binomial_regression(
         schur = -d_tt - explained
         floor = 1e-10 * max(abs(d_tt), explained, 1e-300)
         information[-1, -1] = explained + max(abs(schur), floor)
-        return np.append(X.T @ (weights * d_eta), d_t), information
+        return np.append(d_beta, d_t), information
 
     theta, converged = newton_maximise(objective, derivatives, start, bounds)
     dispersion = float(np.exp(theta[-1]))
@@ -1083,6 +1103,14 @@ def fit_negative_binomial_regression(
     elif theta[-1] <= low:
         dispersion = DISPERSION_BOUNDS[0]
     return theta[:-1], dispersion, converged
+
+
+def _gamma_prior(penalty: Penalty | None) -> tuple[float, float]:
+    """Shape and rate of a MAP M-step's Gamma prior on the dispersion (1, 0: none)."""
+    if penalty is None or penalty.scale_prior is None:
+        return 1.0, 0.0
+    params = penalty.scale_prior.params
+    return float(params["alpha"]), float(params["beta"])
 
 
 def _regression_log_prob(y: np.ndarray, eta: np.ndarray, dispersion: np.ndarray) -> np.ndarray:
@@ -1112,6 +1140,7 @@ RESPONSE = Response(
     scale_priors=_POSITIVE_PRIORS,
     scale_start=_start_dispersion,
     weighted_fit=fit_negative_binomial_regression,
+    map_scale_priors=frozenset({"Gamma"}),
     kind="counts",
 )
 

@@ -155,6 +155,7 @@ RESPONSE = Response(
     scale="scales",
     scale_prior=lambda y_mean, y_sd: Prior("HalfNormal", sigma=float(y_sd)),
     scale_priors=SCALE_PRIORS,
+    map_scale_priors=frozenset({"HalfNormal"}),
 )
 
 
