@@ -33,6 +33,7 @@ __all__ = [
     "column_sums",
     "features_dot",
     "logsumexp",
+    "mean_filled",
     "missing_digest",
     "missing_patterns",
     "observed_values",
@@ -191,6 +192,27 @@ def missing_patterns(X: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     order = np.argsort(inverse, kind="stable")
     bounds = np.cumsum(np.bincount(inverse.reshape(-1), minlength=len(patterns)))[:-1]
     return list(zip(patterns, np.split(order, bounds), strict=True))
+
+
+def mean_filled(X: np.ndarray, sample_weight: np.ndarray | None = None) -> np.ndarray:
+    """Return ``X`` with its missing values (NaN) at their column's (weighted) mean.
+
+    What EM starts from (k-means++ or random rows need complete rows), in memory and on
+    chunked data alike; ``X`` itself when it has no missing value. The means are those of
+    the observed values (:func:`column_moments`), weighted by ``sample_weight``, so that
+    frequency weights start as the repeated rows do.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bayesmix._numeric import mean_filled
+    >>> mean_filled(np.array([[1.0, np.nan], [3.0, 4.0]]))
+    array([[1., 4.],
+           [3., 4.]])
+    """
+    if not np.isnan(X).any():
+        return X
+    return np.where(np.isnan(X), column_moments(X, sample_weight)[0], X)
 
 
 def missing_digest(X: np.ndarray) -> str | None:

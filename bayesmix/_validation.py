@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +20,7 @@ __all__ = [
     "check_data",
     "check_enough_samples",
     "check_sample_weight",
+    "check_values",
     "suspicious_columns",
 ]
 
@@ -275,15 +276,7 @@ def check_data(
             f"Found array with 0 feature(s) (shape={values.shape}) while a minimum of 1 is "
             "required: X has no columns. Pass at least one feature."
         )
-    if allow_missing:
-        _check_missing(values, features, for_fit)
-    elif not np.all(np.isfinite(values)):
-        rows = np.flatnonzero(~np.all(np.isfinite(values), axis=1))
-        raise DataError(
-            f"X contains NaN or infinite values in {rows.size} row(s) (first at position "
-            f"{rows[0]}). Drop or impute them before fitting, or, for a mixture, pass "
-            "missing='model' to integrate the missing values (NaN) out."
-        )
+    check_values(values, features, allow_missing=allow_missing, columns=for_fit)
     if n_components is not None and values.shape[0] < n_components:
         raise DataError(
             f"X has {values.shape[0]} samples but n_components={n_components}; a mixture "
@@ -311,26 +304,58 @@ def check_data(
     return MixtureData(values=values, obs=obs, features=features)
 
 
-def _check_missing(values: np.ndarray, features: list[str], for_fit: bool) -> None:
-    """Raise ``DataError`` for infinite values, rows with no value and (fit) such columns."""
-    infinite = np.flatnonzero(np.isinf(values).any(axis=1))
-    if infinite.size:
+def check_values(
+    values: np.ndarray,
+    features: list[str],
+    *,
+    allow_missing: bool,
+    columns: bool = True,
+    data: str = "X",
+    where: Callable[[int], str] | None = None,
+) -> None:
+    """Raise :class:`DataError` for values a mixture cannot take: NaN and inf, or missing rows.
+
+    Without ``allow_missing`` every value must be finite. With it (``missing="model"``),
+    NaN is a missing value, but infinite values, a row with every value missing and (with
+    ``columns``) a column with every value missing are refused. ``data`` names the block
+    of rows checked in the message (``"X"``, or a chunk of it) and ``where(i)`` its row
+    ``i`` (default ``"position i"``), so that in-memory and chunked data
+    (:mod:`bayesmix.dask`) get the same checks and messages.
+    """
+    where = where if where is not None else (lambda row: f"position {row}")
+    finite = np.isfinite(values)
+    if finite.all():
+        return
+    bad = np.isinf(values) if allow_missing else ~finite
+    if bad.any():
+        rows = np.flatnonzero(bad.any(axis=1))
+        col = features[int(np.flatnonzero(bad[rows[0]])[0])]
+        first = f"first at {where(int(rows[0]))}, column {col!r}"
+        if allow_missing:
+            raise DataError(
+                f"{data} contains infinite values in {rows.size} row(s) ({first}); missing "
+                "values are NaN, infinite ones are not allowed. Replace them with NaN if "
+                "they stand for missing values, or drop them."
+            )
         raise DataError(
-            f"X contains infinite values in {infinite.size} row(s) (first at position "
-            f"{infinite[0]}); missing values are NaN, infinite ones are not allowed. "
-            "Replace them with NaN if they stand for missing values, or drop them."
+            f"{data} contains NaN or infinite values in {rows.size} row(s) ({first}). Drop "
+            "or impute them before fitting, or, for a mixture, pass missing='model' to "
+            "integrate the missing values (NaN) out."
         )
-    missing = np.isnan(values)
+    missing = ~finite
     empty = np.flatnonzero(missing.all(axis=1))
     if empty.size:
         raise DataError(
-            f"X has {empty.size} row(s) with every value missing (first at position "
-            f"{empty[0]}); a row must have at least one observed value. Drop those rows."
+            f"{data} has {empty.size} row(s) with every value missing (first at "
+            f"{where(int(empty[0]))}); a row must have at least one observed value. Drop "
+            "those rows."
         )
-    columns = [features[j] for j in np.flatnonzero(missing.all(axis=0))] if for_fit else []
-    if columns:
+    unobserved = [features[j] for j in np.flatnonzero(missing.all(axis=0))] if columns else []
+    if unobserved:
+        scope = "" if data == "X" else f" in {data}"
         raise DataError(
-            f"columns {columns} have every value missing; they carry no information. Drop them."
+            f"columns {unobserved} have every value missing{scope}; they carry no "
+            "information. Drop them."
         )
 
 

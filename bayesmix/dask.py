@@ -10,11 +10,16 @@ threaded one by default, ``dask.config.set(scheduler="processes")``, or a
 :class:`distributed.Client` (created before the fit, or passed to it with ``with
 client:``/``client.as_current()``).
 
-Every chunk is checked in every pass (finite values, non-negative finite weights and the
-family's own checks such as counts or 0/1); a bad value raises
-:class:`~bayesmix.exceptions.DataError` naming the chunk and row. ``predict``,
-``predict_proba`` and ``score_samples`` on such input return lazy Dask arrays with the
-row chunks of ``X``; ``score``, ``bic`` and ``aic`` reduce in one pass.
+Every chunk is checked in every pass as ``fit`` checks data in memory
+(:func:`bayesmix._validation.check_values`: finite values, or with ``missing="model"``
+NaN for a missing value but no infinite value and no row with every value missing;
+non-negative finite weights; the family's own checks such as counts or 0/1); a bad value
+raises :class:`~bayesmix.exceptions.DataError` naming the chunk and row. Missing values
+need no other code here: the families' EM statistics integrate them out chunk by chunk
+(the in-memory ``missing="model"`` EM is the same statistics over one chunk).
+``predict``, ``predict_proba`` and ``score_samples`` on such input return lazy Dask
+arrays with the row chunks of ``X`` (every block checked the same way); ``score``,
+``bic`` and ``aic`` reduce in one pass.
 
 Needs the optional extra ``dask`` (``pip install "bayesmix[dask]"``).
 """
@@ -22,6 +27,8 @@ Needs the optional extra ``dask`` (``pip install "bayesmix[dask]"``).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -101,6 +108,8 @@ class ChunkedData:
     check_chunk: Any = None
     # True when every chunk was checked already (see ``persisted``): passes skip the checks.
     checked: bool = False
+    # Whether NaN is a missing value (a model with missing="model") rather than an error.
+    allow_missing: bool = False
 
     @property
     def n_samples(self) -> int:
@@ -124,9 +133,7 @@ class ChunkedData:
 
     def with_check(self, check_chunk: Any) -> ChunkedData:
         """Return these data with the family's chunk check."""
-        return ChunkedData(
-            self.array, self.features, self.sample_weight, self.source, check_chunk, self.checked
-        )
+        return dataclasses.replace(self, check_chunk=check_chunk)
 
     def persisted(self) -> ChunkedData:
         """Return these data held in memory (on the workers, with a distributed client).
@@ -137,15 +144,17 @@ class ChunkedData:
         """
         dask, _ = _import_dask()
         array, weight = dask.persist(self.array, self.sample_weight)
-        return ChunkedData(array, self.features, weight, self.source, None, checked=True)
+        return dataclasses.replace(
+            self, array=array, sample_weight=weight, check_chunk=None, checked=True
+        )
 
     def data_pass(self, fn: Any, split_every: int = SPLIT_EVERY) -> dict:
         """Apply ``fn(X_chunk, w_chunk)`` to every chunk and return the sum of the results.
 
         One pass over the data: each chunk's result (a dictionary of arrays and floats) is
         added up by a tree of tasks with at most ``split_every`` inputs each, so the
-        client receives one small dictionary. Every chunk is checked first (finite
-        values, valid weights, the family's check) unless the data are ``checked``.
+        client receives one small dictionary. Every chunk is checked first (its values
+        as in memory, valid weights, the family's check) unless the data are ``checked``.
         """
         dask, _ = _import_dask()
         blocks = self.array.to_delayed().ravel()
@@ -161,7 +170,14 @@ class ChunkedData:
         pure = not self.checked
         parts = [
             dask.delayed(_chunk_pass, pure=True)(
-                fn, block, weight, index, int(starts[index]), self.check_chunk, self.features
+                fn,
+                block,
+                weight,
+                index,
+                int(starts[index]),
+                self.check_chunk,
+                self.features,
+                self.allow_missing,
             )
             if not self.checked
             else dask.delayed(fn, pure=False)(block, weight)
@@ -179,7 +195,13 @@ class ChunkedData:
         return total
 
     def rows(self, indices: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
-        """Return the rows at the sorted ``indices`` (all rows for None) in memory, checked."""
+        """Return the rows at the sorted ``indices`` (all rows for None) in memory, checked.
+
+        As a fit checks data in memory; with ``allow_missing`` a column with no observed
+        value among these rows is refused too (EM's start needs its mean).
+        """
+        from bayesmix._validation import check_values
+
         dask, _ = _import_dask()
         array = self.array if indices is None else self.array[indices]
         weight = None
@@ -188,13 +210,13 @@ class ChunkedData:
         values, weight = dask.compute(array, weight)
         values = np.asarray(values, dtype=np.float64)
         positions = np.arange(values.shape[0]) if indices is None else indices
-        bad = ~np.isfinite(values)
-        if bad.any():
-            row, col = np.argwhere(bad)[0]
-            raise DataError(
-                f"{self._where(int(positions[row]))} has a NaN or infinite value in column "
-                f"{self.features[col]!r}. Remove or impute the missing values first."
-            )
+        check_values(
+            values,
+            self.features,
+            allow_missing=self.allow_missing,
+            data="X" if indices is None else f"the sample of {values.shape[0]} rows drawn from X",
+            where=lambda row: self._where(int(positions[row])),
+        )
         if weight is not None:
             weight = np.asarray(weight, dtype=np.float64)
             _check_weights(weight, lambda r: self._where(int(positions[r])))
@@ -215,11 +237,18 @@ class ChunkedData:
         """'chunk i (rows a-b), row r' for a global row index."""
         starts = self.row_starts
         index = int(np.searchsorted(starts, row, side="right") - 1)
-        return f"chunk {index} (rows {starts[index]}-{starts[index + 1] - 1}), row {row},"
+        return f"chunk {index} (rows {starts[index]}-{starts[index + 1] - 1}), row {row}"
 
     def map_rows(self, fn: Any, n_out: int | None, dtype: Any = np.float64) -> Any:
-        """Lazily apply ``fn`` to every chunk: (n_samples, n_out), or (n_samples,) for None."""
+        """Lazily apply ``fn`` to every chunk: (n_samples, n_out), or (n_samples,) for None.
+
+        Every chunk is checked first as in :meth:`data_pass` (unless ``checked``).
+        """
         array = self.array
+        if not self.checked:
+            fn = functools.partial(
+                _checked_block, fn, self.check_chunk, self.features, self.allow_missing
+            )
         if n_out is None:
             return array.map_blocks(fn, drop_axis=1, dtype=dtype)
         return array.map_blocks(fn, chunks=(array.chunks[0], (n_out,)), dtype=dtype)
@@ -251,30 +280,60 @@ def _as_data(values: np.ndarray, rows: np.ndarray, features: list[str]) -> Any:
     return MixtureData(values=values, obs=rows, features=features)
 
 
-def _chunk_pass(fn, X, w, index: int, start: int, check, features: list[str]) -> dict:
-    """Check one chunk and return ``fn(X, w)`` (a task of :meth:`ChunkedData.data_pass`)."""
+def _check_chunk(
+    X: Any, w: Any, index: int, start: int, check, features: list[str], allow_missing: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Check one chunk (its values, its weights, the family's check); return it as float64.
+
+    The values get the checks of in-memory data
+    (:func:`bayesmix._validation.check_values`; a column with no observed value is
+    allowed in one chunk), and every message names the chunk and the row.
+    """
+    from bayesmix._validation import check_values
+
     X = np.asarray(X, dtype=np.float64)
     stop = start + X.shape[0] - 1
-
-    def where(row: int) -> str:
-        return f"chunk {index} (rows {start}-{stop}), row {start + row},"
-
-    bad = ~np.isfinite(X)
-    if bad.any():
-        row, col = np.argwhere(bad)[0]
-        raise DataError(
-            f"{where(int(row))} column {features[col]!r} is {X[row, col]!r}: the data must be "
-            "finite. Remove or impute the missing values first."
-        )
+    chunk = f"chunk {index} (rows {start}-{stop})"
+    check_values(
+        X,
+        features,
+        allow_missing=allow_missing,
+        columns=False,
+        data=f"{chunk} of X",
+        where=lambda row: f"row {start + row}",
+    )
     if w is not None:
         w = np.asarray(w, dtype=np.float64)
-        _check_weights(w, where)
+        _check_weights(w, lambda row: f"{chunk}, row {start + row}")
     if check is not None:
         try:
             check(_as_data(X, np.arange(start, stop + 1), features))
         except DataError as err:
-            raise DataError(f"chunk {index} (rows {start}-{stop}): {err}") from err
+            raise DataError(f"{chunk}: {err}") from err
+    return X, w
+
+
+def _chunk_pass(
+    fn, X, w, index: int, start: int, check, features: list[str], allow_missing: bool = False
+) -> dict:
+    """Check one chunk and return ``fn(X, w)`` (a task of :meth:`ChunkedData.data_pass`)."""
+    X, w = _check_chunk(X, w, index, start, check, features, allow_missing)
     return fn(X, w)
+
+
+def _checked_block(
+    fn, check, features: list[str], allow_missing: bool, X: Any, block_info: Any = None
+) -> Any:
+    """Check one block and return ``fn(X)`` (a block of :meth:`ChunkedData.map_rows`).
+
+    Dask passes ``block_info``: where the block lies, which the messages name.
+    """
+    index, start = 0, 0
+    if block_info is not None and 0 in block_info:
+        index = int(block_info[0]["chunk-location"][0])
+        start = int(block_info[0]["array-location"][0][0])
+    X, _ = _check_chunk(X, None, index, start, check, features, allow_missing)
+    return fn(X)
 
 
 def _layout_checksum(chunks: tuple[int, ...], n_features: int) -> str:
@@ -327,10 +386,13 @@ def _check_parquet_files(path: Path) -> None:
             )
 
 
-def as_chunked(X: Any, sample_weight: Any = None, *, allow_bool: bool = False) -> ChunkedData:
+def as_chunked(
+    X: Any, sample_weight: Any = None, *, allow_bool: bool = False, allow_missing: bool = False
+) -> ChunkedData:
     """Validate chunked input and return it as :class:`ChunkedData`.
 
-    Nothing is computed but the row lengths of a DataFrame.
+    Nothing is computed but the row lengths of a DataFrame. ``allow_missing`` (a model
+    with ``missing="model"``) lets the chunks' checks take NaN as a missing value.
 
     Raises
     ------
@@ -413,7 +475,13 @@ def as_chunked(X: Any, sample_weight: Any = None, *, allow_bool: bool = False) -
         "chunk_layout_sha256": _layout_checksum(chunks, int(X.shape[1])),
         "weighted": weight is not None,
     }
-    return ChunkedData(array=X, features=features, sample_weight=weight, source=source)
+    return ChunkedData(
+        array=X,
+        features=features,
+        sample_weight=weight,
+        source=source,
+        allow_missing=allow_missing,
+    )
 
 
 def _align_weights(sample_weight: Any, X: Any, da: Any) -> Any:

@@ -628,7 +628,9 @@ class MixtureModel(ABC):
             NUTS). For large N, where the posterior is close to Gaussian, it is the
             fast posterior. On chunked data (Dask, Zarr, Parquet) ``"nuts"`` evaluates
             every gradient as one pass over the persisted chunks
-            (:mod:`bayesmix.nuts.distributed`; nutpie only).
+            (:mod:`bayesmix.nuts.distributed`; nutpie only; complete rows only, so a
+            model with ``missing="model"`` is refused there: ``"em"`` and ``"laplace"``
+            integrate missing values out on chunked data too).
         draws : int, optional
             NUTS: draws per chain (default 1000). Laplace: proposals and resampled
             draws (default 4000).
@@ -928,7 +930,18 @@ class MixtureModel(ABC):
                 "the JAX samplers."
             )
         self._check_params()
-        data = _dask.as_chunked(X, sample_weight, allow_bool=self._accepts_bool)
+        if method == "nuts" and self._models_missing:
+            raise InvalidParameterError(
+                "NUTS on chunked data (Dask, Zarr, Parquet) needs complete rows: each "
+                "gradient is a pass of the fused or compiled likelihood over the chunks, "
+                "which does not integrate missing values out; got missing='model'. Use "
+                "method='em' or method='laplace' (both integrate missing values, NaN, out "
+                "on chunked data), or load the data into memory (X.compute()) for NUTS "
+                "with missing='model'. If X has no missing values, pass missing='raise'."
+            )
+        data = _dask.as_chunked(
+            X, sample_weight, allow_bool=self._accepts_bool, allow_missing=self._models_missing
+        )
         if not 1 <= self.n_components <= data.n_samples:
             raise InvalidParameterError(
                 f"n_components must be between 1 and the number of samples "
@@ -1956,10 +1969,13 @@ class MixtureModel(ABC):
     def _chunked_rows(self, X: Any, sample_weight: Any = None) -> _dask.ChunkedData:
         """Validate chunked data for prediction (lazily: every chunk is checked when used)."""
         self._check_fitted()
-        data = _dask.as_chunked(X, sample_weight, allow_bool=self._accepts_bool)
+        data = _dask.as_chunked(
+            X, sample_weight, allow_bool=self._accepts_bool, allow_missing=self._models_missing
+        )
         if data.n_features != self.n_features_in_:
             raise DataError(self._feature_count_message(data.n_features))
-        return data
+        # Every chunk is checked as predict checks data in memory, and by the family.
+        return data.with_check(type(self)(**self.get_params(deep=False))._check_data)
 
     def _chunk_function(self, kind: str) -> Callable:
         """Return a picklable function of one chunk (responsibilities, density, plug-in)."""
@@ -1971,8 +1987,6 @@ class MixtureModel(ABC):
             _chunk_prediction,
             kind=kind,
             draws=draws,
-            features=list(self.feature_names_in_),
-            check=type(self)(**self.get_params(deep=False))._check_data,
             component_log_prob=self.component_log_prob,
             fast_pointwise=self._fast_pointwise,
             far_log_prob=self._far_log_prob,
@@ -2065,25 +2079,17 @@ def _chunk_prediction(
     *,
     kind: str,
     draws: tuple[np.ndarray, ...],
-    features: list[str],
-    check: Callable[[MixtureData], None],
     component_log_prob: Callable,
     fast_pointwise: Callable | None,
     far_log_prob: Callable | None = None,
 ) -> np.ndarray:
     """Return the responsibilities, log predictive density or plug-in log-likelihood.
 
-    ``kind`` is ``"proba"``, ``"density"`` or ``"plugin"``; one chunk of data, checked as
-    ``fit`` checks data.
+    ``kind`` is ``"proba"``, ``"density"`` or ``"plugin"``; one chunk of data, checked
+    already (:meth:`bayesmix.dask.ChunkedData.map_rows` and ``data_pass`` check every
+    chunk as ``predict`` checks data in memory; with ``missing="model"`` its rows may have
+    missing values, which the densities integrate out).
     """
-    X = np.asarray(X, dtype=np.float64)
-    if not np.all(np.isfinite(X)):
-        row, col = np.argwhere(~np.isfinite(X))[0]
-        raise DataError(
-            f"X has a NaN or infinite value in column {features[col]!r} (row {row} of a "
-            "chunk); the data must be finite."
-        )
-    check(MixtureData(values=X, obs=np.arange(X.shape[0]), features=features))
     if kind == "proba":
         return posterior_responsibilities(
             X,

@@ -59,11 +59,11 @@ import pytensor.tensor as pt
 from scipy.special import gammaln
 
 from bayesmix._numeric import (
-    column_moments,
     column_sums,
     features_dot,
     kernel_pays_off,
     logsumexp,
+    mean_filled,
     observed_values,
 )
 from bayesmix._params import Options
@@ -157,17 +157,6 @@ def observed_sum(X: np.ndarray, terms: np.ndarray) -> np.ndarray:
     if not np.isnan(X).any():
         return terms.sum(axis=-1)[:, None, :]
     return features_dot((~np.isnan(X)).astype(np.float64), terms)
-
-
-def impute_for_start(X: np.ndarray, sample_weight: np.ndarray | None) -> np.ndarray:
-    """Return ``X`` with its missing values at their column's (weighted) mean: EM's start only.
-
-    The starting partition (k-means++ or random rows) needs complete rows; ``X`` itself
-    when it has no missing value.
-    """
-    if not np.isnan(X).any():
-        return X
-    return np.where(np.isnan(X), column_moments(X, sample_weight)[0], X)
 
 
 def feature_statistics(
@@ -702,7 +691,7 @@ def _fit_discrete(
     w = sample_weight
     n_samples = float(X.shape[0] if w is None else w.sum())
     rng = np.random.default_rng(random_state)
-    observed, X_sums, X_start = observed_mask(X), observed_values(X), impute_for_start(X, w)
+    observed, X_sums, X_start = observed_mask(X), observed_values(X), mean_filled(X, w)
 
     def e_step(weights: np.ndarray, params: dict) -> tuple[float, float, np.ndarray, None]:
         log_norm, log_resp = _log_responsibilities(log_prob(params[name]), weights)
@@ -855,7 +844,7 @@ def _discrete_steps(
     ) -> tuple:
         X, w = rows(sample_indices(n_samples, rng))
         resp = initial_responsibilities(
-            impute_for_start(X, w), n_components, rng, _INIT_SMOOTHING, w, partition
+            mean_filled(X, w), n_components, rng, _INIT_SMOOTHING, w, partition
         )
         if w is not None:
             resp *= w[:, np.newaxis]

@@ -309,7 +309,8 @@ class BernoulliMixture(_IndependentFeaturesMixture):
         observed answers. NUTS and Laplace sample that likelihood (the PyMC model, not
         the fused kernel). ``predict``, ``predict_proba`` and ``score_samples`` then
         accept rows with missing values too. A row or column with every value missing is
-        a ``DataError``.
+        a ``DataError``. On chunked data (Dask, Zarr, Parquet) EM and Laplace take them
+        too, chunk by chunk; NUTS there needs complete rows.
 
     Attributes
     ----------

@@ -85,7 +85,13 @@ from bayesmix._glm import (
     newton_maximise,
     weighted_fit,
 )
-from bayesmix._numeric import column_moments, features_dot, kernel_pays_off, observed_values
+from bayesmix._numeric import (
+    column_moments,
+    features_dot,
+    kernel_pays_off,
+    mean_filled,
+    observed_values,
+)
 from bayesmix._params import Options
 from bayesmix._threads import single_blas_thread
 from bayesmix._validation import MixtureData, check_sample_weight
@@ -117,7 +123,6 @@ from bayesmix.families._independent import (
     count_row_constant,
     feature_values,
     impute_features,
-    impute_for_start,
     kernel_on_complete_rows,
     observed_mask,
     observed_sum,
@@ -803,7 +808,7 @@ def chunked_nb_steps(n_components: int, data_pass: Callable[[Callable], dict]) -
         X, w = rows(sample_indices(n_samples, rng))
         stats = _NBStatistics(X, w)
         resp = initial_responsibilities(
-            impute_for_start(X, w), n_components, rng, _INIT_SMOOTHING, w, partition
+            mean_filled(X, w), n_components, rng, _INIT_SMOOTHING, w, partition
         )
         return _m_step(stats, stats.weighted(resp), None)
 
@@ -906,7 +911,7 @@ def fit_negative_binomial_em(
     _check_counts(X, "negative binomial", missing)
     stats = _NBStatistics(X, check_sample_weight(sample_weight, X.shape[0]))
     rng = np.random.default_rng(random_state)
-    X_start = impute_for_start(X, stats.sample_weight)
+    X_start = mean_filled(X, stats.sample_weight)
 
     def start(partition: str) -> tuple[np.ndarray, dict]:
         resp = initial_responsibilities(
@@ -1186,7 +1191,9 @@ class NegativeBinomialMixture(MixtureModel):
         (rate, dispersion) run over the observed counts. NUTS and Laplace sample that
         likelihood (the PyMC model, not the fused kernel). ``predict``, ``predict_proba``
         and ``score_samples`` then accept rows with missing values too. A row or column
-        with every value missing is a ``DataError``.
+        with every value missing is a ``DataError``. On chunked data (Dask, Zarr,
+        Parquet) EM and Laplace take them too, chunk by chunk; NUTS there needs complete
+        rows.
 
     Attributes
     ----------

@@ -344,7 +344,8 @@ class PoissonMixture(_IndependentFeaturesMixture):
         feature over the observed counts. NUTS and Laplace sample that likelihood (the
         PyMC model, not the fused kernel). ``predict``, ``predict_proba`` and
         ``score_samples`` then accept rows with missing values too. A row or column with
-        every value missing is a ``DataError``.
+        every value missing is a ``DataError``. On chunked data (Dask, Zarr, Parquet) EM
+        and Laplace take them too, chunk by chunk; NUTS there needs complete rows.
 
     Attributes
     ----------

@@ -103,7 +103,7 @@ import pytensor.tensor as pt
 from scipy.optimize import brentq
 from scipy.special import digamma, gammaln
 
-from bayesmix._numeric import column_sums, kernel_pays_off, missing_patterns
+from bayesmix._numeric import column_sums, kernel_pays_off, mean_filled, missing_patterns
 from bayesmix._params import Hint, Options, Satisfies
 from bayesmix._threads import single_blas_thread
 from bayesmix._validation import MixtureData
@@ -769,8 +769,7 @@ def chunked_t_steps(
         rows, n_samples: int, rng: np.random.Generator, partition: str = "k-means++"
     ) -> tuple:
         X, w = rows(sample_indices(n_samples, rng))
-        if np.isnan(X).any():  # the start only: missing values at their column's mean
-            X = np.where(np.isnan(X), np.nanmean(X, axis=0), X)
+        X = mean_filled(X, w)  # the start only: missing values at their column's mean
         resp = initial_responsibilities(X, n_components, rng, 0.0, w, partition)
         if w is not None:
             resp *= w[:, np.newaxis]
@@ -894,8 +893,9 @@ class StudentTMixture(_LocationScaleMixture):
         pattern of missing values. ``predict``, ``predict_proba`` and ``score_samples``
         then accept rows with missing values too. NUTS and Laplace sample the same
         marginal likelihood (the PyMC model, per pattern of missing values; not the fused
-        kernel); a row or column with every value missing is a ``DataError``. Data in
-        Dask chunks must be complete.
+        kernel); a row or column with every value missing is a ``DataError``. On chunked
+        data (Dask, Zarr, Parquet) EM and Laplace take them too, chunk by chunk; NUTS
+        there needs complete rows.
 
     Attributes
     ----------

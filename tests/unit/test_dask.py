@@ -207,7 +207,9 @@ def test_nan_in_a_late_chunk_names_the_chunk_and_leaves_the_model_unfitted():
     X = _gaussian(rng, n=70_000)  # more rows than the starting sample: found by a pass
     X[69_990, 1] = np.nan
     model = bm.GaussianMixture(n_components=3, random_state=0)
-    with pytest.raises(DataError, match=r"chunk 7 \(rows 63000-69999\), row 69990"):
+    with pytest.raises(
+        DataError, match=r"chunk 7 \(rows 63000-69999\).*row 69990.*missing='model'"
+    ):
         model.fit(_chunked(X, 9_000), method="em")
     with pytest.raises(NotFittedError):
         _ = model.weights_
@@ -423,4 +425,26 @@ def test_local_cluster_equals_in_memory(cluster_client, cls, params, make):
     # rounding of the histogram totals (summed in another order) moves it by ~1e-10.
     _assert_same_fit(chunked, memory, 1e-8 if cls is bm.NegativeBinomialMixture else RTOL)
     labels = chunked.predict(_chunked(X)).compute()
+    np.testing.assert_array_equal(labels, memory.predict(X))
+
+
+def test_local_cluster_with_missing_values_equals_in_memory(cluster_client):
+    # missing="model" (issue 20): the chunk checks and the statistics that integrate the
+    # missing values out, pickled to two worker processes (this module's cluster).
+    rng = np.random.default_rng(19)
+    X = _gaussian(rng, n=300)
+    mask = rng.random(X.shape) < 0.15
+    mask[mask.all(axis=1), 0] = False
+    mask[100:200] = False  # chunks 1-2 without missing values
+    X[mask] = np.nan
+    w = rng.uniform(0.5, 2.0, X.shape[0])
+    chunks = (80, 20, 100, 100)
+    settings = {"n_components": 3, "random_state": 0, "max_iter": 25, "missing": "model"}
+    settings |= {"init": "k-means++", "n_init": 1}
+    memory = bm.GaussianMixture(**settings).fit(X, method="em", sample_weight=w)
+    chunked = bm.GaussianMixture(**settings).fit(
+        _chunked(X, chunks), method="em", sample_weight=da.from_array(w, chunks=(chunks,))
+    )
+    _assert_same_fit(chunked, memory)
+    labels = chunked.predict(_chunked(X, chunks)).compute()
     np.testing.assert_array_equal(labels, memory.predict(X))

@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_info
 
-from bayesmix._numeric import column_means, column_moments, column_ranges, column_sums
+from bayesmix._numeric import (
+    column_means,
+    column_moments,
+    column_ranges,
+    column_sums,
+    mean_filled,
+)
 from bayesmix._threads import one_blas_thread, single_blas_thread
 
 
@@ -54,6 +60,17 @@ def test_column_ranges_propagate_nan():
 
 def _blas_threads():
     return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+
+def test_mean_filled_with_integer_weights_fills_as_the_repeated_rows():
+    # EM's start (every family, in memory and on Dask): frequency weights start as the
+    # rows repeated would.
+    X = np.array([[1.0, np.nan], [3.0, 4.0], [np.nan, 10.0], [5.0, 6.0]])
+    w = np.array([2, 1, 3, 1])
+    repeated = mean_filled(np.repeat(X, w, axis=0))
+    np.testing.assert_allclose(np.repeat(mean_filled(X, w.astype(float)), w, axis=0), repeated)
+    complete = X[[1, 3]]
+    assert mean_filled(complete) is complete  # no copy without missing values
 
 
 def test_one_blas_thread_limits_and_restores():

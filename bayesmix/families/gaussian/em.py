@@ -97,7 +97,13 @@ import numpy as np
 from scipy import linalg
 from scipy.special import gammaln, multigammaln
 
-from bayesmix._numeric import column_means, column_sums, logsumexp, missing_patterns
+from bayesmix._numeric import (
+    column_means,
+    column_sums,
+    logsumexp,
+    mean_filled,
+    missing_patterns,
+)
 from bayesmix.em.chunked import EMSteps, sample_indices
 from bayesmix.em.init import initial_labels, kmeans_plusplus
 from bayesmix.em.loop import (
@@ -2200,6 +2206,29 @@ def _missing_chunk_sums(
     return {"log_likelihood": total, "weight": weight, "nk": column_sums(resp), "s1": s1, "s2": s2}
 
 
+def _sums_about(
+    X: np.ndarray,
+    w: np.ndarray | None,
+    weights: np.ndarray,
+    params: dict,
+    *,
+    covariance_type: str,
+    centres: np.ndarray,
+) -> dict:
+    """Return the sums of :func:`_chunk_sums` of one chunk at ``params``, about ``centres``.
+
+    A chunk with missing values (NaN) takes :func:`_missing_chunk_sums`.
+    """
+    means = np.ascontiguousarray(params["means"], dtype=np.float64)
+    if np.isnan(X).any():
+        return _missing_chunk_sums(
+            X, w, weights, means, params["covariances"], covariance_type, centres
+        )
+    return _chunk_sums(
+        X, w, weights, means, params["precisions_cholesky"], covariance_type, centres
+    )
+
+
 def _chunk_statistics(
     X: np.ndarray,
     w: np.ndarray | None,
@@ -2210,14 +2239,10 @@ def _chunk_statistics(
 ) -> dict:
     """E-step statistics of one chunk about the current means (the fused kernel if it can).
 
-    A chunk with missing values (NaN) takes :func:`_missing_chunk_sums`.
+    A chunk with missing values (NaN) or weights takes :func:`_sums_about`.
     """
     means = np.ascontiguousarray(params["means"], dtype=np.float64)
-    if np.isnan(X).any():
-        return _missing_chunk_sums(
-            X, w, weights, means, params["covariances"], covariance_type, means
-        )
-    if w is None and _kernels() is not None:
+    if w is None and not np.isnan(X).any() and _kernels() is not None:
         total, nk, s1, s2 = _fused_statistics(
             _kernel_data(np.asarray(X, dtype=np.float64)),
             weights,
@@ -2232,7 +2257,7 @@ def _chunk_statistics(
             "s1": s1,
             "s2": s2,
         }
-    return _chunk_sums(X, w, weights, means, params["precisions_cholesky"], covariance_type, means)
+    return _sums_about(X, w, weights, params, covariance_type=covariance_type, centres=means)
 
 
 def _moment_sums(X: np.ndarray, w: np.ndarray | None, centre: np.ndarray | None = None) -> dict:
@@ -2338,10 +2363,9 @@ def chunked_steps(
         new_centres = np.where(empty[:, None], centres, centres + stats["s1"] / safe[:, None])
         second = data_pass(
             functools.partial(
-                _chunk_sums,
+                _sums_about,
                 weights=weights,
-                means=centres,
-                precisions_cholesky=params["precisions_cholesky"],
+                params=params,
                 covariance_type=covariance_type,
                 centres=new_centres,
             )
@@ -2377,8 +2401,7 @@ def chunked_steps(
         rows, n_samples: int, rng: np.random.Generator, partition: str = "k-means++"
     ) -> tuple:
         X, w = rows(sample_indices(n_samples, rng))
-        if np.isnan(X).any():  # the start only: missing values at their column's mean
-            X = np.where(np.isnan(X), np.nanmean(X, axis=0), X)
+        X = mean_filled(X, w)  # the start only: missing values at their column's mean
         reinit = _make_reinit(X, n_components, covariance_type, reg_covar, prior, None, w)
         weights, means, covariances = _initial_parameters(
             X, n_components, covariance_type, reg_covar, rng, prior, reinit, w, partition, model

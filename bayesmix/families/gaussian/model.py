@@ -232,7 +232,8 @@ class GaussianMixture(_LocationScaleMixture):
         ``predict_proba`` and ``score_samples`` then accept rows with missing values too.
         NUTS and Laplace sample the same marginal likelihood (the PyMC model, per pattern
         of missing values; not the fused kernel); a row or column with every value
-        missing is a ``DataError``. Data in Dask chunks must be complete.
+        missing is a ``DataError``. On chunked data (Dask, Zarr, Parquet) EM and Laplace
+        take them too, chunk by chunk; NUTS there needs complete rows.
 
     Attributes
     ----------

@@ -70,6 +70,51 @@ def test_without_missing_values_the_sums_are_the_complete_data_sums():
         np.testing.assert_allclose(missing[key], value, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_the_second_pass_of_an_empty_component_integrates_the_missing_values_out(
+    covariance_type,
+):
+    # An empty component makes the M-step sum about the new means in a second pass
+    # (in memory and on Dask); with missing values that pass must be the marginal E-step
+    # too, not the complete-data sums (which were NaN: a FitError).
+    rng = np.random.default_rng(3)
+    X = np.concatenate([rng.normal(0.0, 1.0, (100, 2)), rng.normal(5.0, 1.0, (100, 2))])
+    X[rng.random(X.shape) < 0.15] = np.nan
+    X[np.isnan(X).all(axis=1), 0] = 0.0
+    data_pass = in_memory_pass(X)
+    steps = em.chunked_steps(
+        3, 2, covariance_type=covariance_type, reg_covar=1e-6, objective="ml", data_pass=data_pass
+    )
+    weights, params = steps.initialise(lambda idx: (X, None), 200, rng, "k-means++")
+    params["means"][2] = 1e6  # far from every row: no responsibility
+    params = em._params(
+        params["means"],
+        params["covariances"],
+        em.compute_precision_cholesky(params["covariances"], covariance_type),
+    )
+    stats = steps.statistics(X, None, weights, params)
+    assert stats["nk"][2] == 0.0
+    new_weights, new_params = steps.m_step(stats, weights, params, data_pass)
+    # The reference: the marginal sums about the new means, the M-step by hand.
+    nk = stats["nk"][:2]
+    means = params["means"][:2] + stats["s1"][:2] / nk[:, None]
+    about = em._missing_chunk_sums(
+        X,
+        None,
+        weights,
+        params["means"],
+        params["covariances"],
+        covariance_type,
+        np.concatenate([means, params["means"][2:]]),
+    )
+    scatter = about["s2"][:2] / nk.reshape(-1, *[1] * (about["s2"].ndim - 1))
+    ridge = 1e-6 * (np.eye(2) if covariance_type == "full" else np.ones(2))
+    np.testing.assert_allclose(new_params["means"][:2], means, rtol=1e-12)
+    np.testing.assert_allclose(new_params["covariances"][:2], scatter + ridge, rtol=1e-10)
+    np.testing.assert_array_equal(new_params["means"][2], params["means"][2])
+    assert new_weights[2] < 1e-12
+
+
 def _simulate(rng, n=900):
     labels = rng.integers(0, 3, n)
     means = np.array([[0.0, 0.0, 0.0], [5.0, 1.0, 2.0], [0.0, 5.0, -3.0]])
