@@ -80,6 +80,8 @@ def _spec(args: argparse.Namespace, k: int) -> dict[str, Any]:
     spec: dict[str, Any] = {"n_components": k, "random_state": args.seed}
     if "covariance_type" in _family(args)._param_names():
         spec["covariance_type"] = args.covariance
+    if "missing" in _family(args)._param_names():
+        spec["missing"] = args.missing
     return spec
 
 
@@ -706,6 +708,14 @@ def _add_data_options(parser: argparse.ArgumentParser, components_help: str) -> 
         ),
     )
     parser.add_argument(
+        "--missing",
+        default="raise",
+        choices=["raise", "model"],
+        help="missing values (empty cells, NaN): 'raise' refuses them (default); 'model' "
+        "fits each row's observed values, missing at random (EM, NUTS and Laplace in "
+        "memory; EM and Laplace on Zarr or Parquet data)",
+    )
+    parser.add_argument(
         "--family",
         default="gaussian",
         choices=list(FAMILIES),
@@ -846,6 +856,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return args.run(args)
     except (BayesmixError, ValueError, OSError) as err:
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        # The API's advice in the command line's words.
+        message = message.replace("pass missing='model'", "pass --missing model")
         print(f"bayesmix: error: {message}", file=sys.stderr)
         return 2
     finally:

@@ -337,6 +337,23 @@ def test_fit_takes_an_mclust_covariance_model(data_csv, tmp_path, capsys):
     np.testing.assert_allclose(fit.weights_, direct.fit(frame, method="em").weights_)
 
 
+def test_fit_with_missing_values_needs_missing_model(data_csv, tmp_path, capsys):
+    frame = pd.read_csv(data_csv)
+    holes = frame.copy()
+    holes.iloc[[3, 10, 17], 0] = np.nan
+    holes.iloc[[5, 12], 1] = np.nan
+    path = tmp_path / "holes.csv"
+    holes.to_csv(path, index=False)  # empty cells
+    args = ["fit", str(path), "-k", "2", "--method", "em", "--out"]
+    assert main([*args, str(tmp_path / "refused")]) == 2
+    assert "pass --missing model" in capsys.readouterr().err
+    assert main([*args, str(tmp_path / "fit"), "--missing", "model"]) == 0
+    fit = bm.load(tmp_path / "fit" / "fit.nc")
+    assert fit.missing == "model"
+    direct = bm.GaussianMixture(n_components=2, random_state=0, missing="model")
+    np.testing.assert_allclose(fit.means_, direct.fit(holes, method="em").means_, rtol=1e-10)
+
+
 def test_a_family_rejects_data_it_cannot_model(data_csv, capsys):
     code = main(["fit", str(data_csv), "-k", "2", "--family", "poisson", "--out", "unused"])
     assert code == 2
