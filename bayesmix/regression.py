@@ -99,10 +99,52 @@ class _Inputs:
     """
 
     def __init__(self, X: Any, y: Any, Z: Any = None, matrix: MixtureData | None = None) -> None:
-        self.X = X
-        self.y = y
-        self.Z = Z
+        self.X, self.y, self.Z = _named_columns(X, y, Z)
         self.matrix = matrix
+
+
+def _is_names(value: Any) -> bool:
+    """Whether ``value`` names columns: a string, or a non-empty list or tuple of them."""
+    if isinstance(value, str):
+        return True
+    return (
+        isinstance(value, list | tuple) and bool(value) and all(isinstance(v, str) for v in value)
+    )
+
+
+def _named_columns(X: Any, y: Any, Z: Any) -> tuple[Any, Any, Any]:
+    """Return ``(X, y, Z)`` with ``y`` and ``Z`` given as column names of ``X`` taken out of it.
+
+    ``fit(frame, "outcome", ["age"])``: the response and the covariates are columns of one
+    DataFrame (as in a flexmix formula); the predictors are the other columns.
+    """
+    named = {"y": y if isinstance(y, str) else None, "Z": Z if _is_names(Z) else None}
+    if not any(v is not None for v in named.values()):
+        return X, y, Z
+    if not isinstance(X, pd.DataFrame):
+        which = next(name for name, value in named.items() if value is not None)
+        raise DataError(
+            f"{which}={named[which]!r} names a column, but X is a {type(X).__name__}, not a "
+            "pandas DataFrame. Pass the values instead, or X as a DataFrame with that column."
+        )
+    taken: list[str] = []
+    for which, value in named.items():
+        if value is None:
+            continue
+        names = [value] if isinstance(value, str) else list(value)
+        unknown = [name for name in names if name not in X.columns]
+        if unknown:
+            raise DataError(
+                f"{which}={value!r}: {unknown} not among the columns of X, {list(X.columns)}."
+            )
+        taken += names
+    if len(set(taken)) < len(taken):
+        raise DataError(f"a column is named both as the response and as a covariate: {taken}.")
+    if named["y"] is not None:
+        y = X[named["y"]]
+    if named["Z"] is not None:
+        Z = X[[named["Z"]] if isinstance(named["Z"], str) else list(named["Z"])]
+    return X.drop(columns=taken), y, Z
 
 
 def _inputs(X: Any, y: Any, Z: Any) -> _Inputs:
@@ -734,13 +776,17 @@ class MixtureRegression(MixtureModel):
         ----------
         X : array-like of shape (n_samples, n_predictors) or (n_samples,)
             The predictors (a DataFrame's column names name the coefficients).
-        y : array-like of shape (n_samples,)
-            The response.
-        Z : array-like of shape (n_samples, n_covariates), optional
+        y : array-like of shape (n_samples,) or str
+            The response, or the name of a column of the DataFrame ``X`` (the predictors
+            are then its other columns).
+        Z : array-like of shape (n_samples, n_covariates), str or list of str, optional
             With ``concomitant=True``: the covariates of the mixing proportions,
             ``P(z_n = k | w_n) = softmax_k(w_n' gamma_k)`` with ``w_n = (1, Z_n)``
             (flexmix's concomitant variables; the posterior variable ``concomitant``,
-            dims (component, covariate), and ``weights`` the average proportions).
+            dims (component, covariate), and ``weights`` the average proportions). Or
+            the names of columns of the DataFrame ``X``: ``fit(frame, "y", ["age"])``
+            takes the response and the covariates out of ``frame`` and the predictors
+            are the remaining columns (the predictions take ``Z`` by name too).
         **kwargs
             ``method``, ``sample_weight``, ``draws``, ``tune``, ``chains`` and the other
             options of :meth:`bayesmix.GaussianMixture.fit`.
@@ -837,6 +883,7 @@ class MixtureRegression(MixtureModel):
         """
         if not 0.0 < prob < 1.0:
             raise InvalidParameterError(f"prob must be in (0, 1); got {prob!r}.")
+        X, _, Z = _named_columns(X, None, Z)
         design = self._design(X)
         draws = self.posterior_arrays(max_draws=1000)
         means = self._response.mean(np.einsum("np,skp->snk", design, draws["coefficients"]))

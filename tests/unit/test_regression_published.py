@@ -62,3 +62,28 @@ def test_poisson_lines_with_a_concomitant_reproduce_flexmix_patents():
     assert (proba > 1e-4).sum(axis=0)[order].tolist() == [63, 47, 48]
     # flexmix's prior (the mean posterior probability): 0.615, 0.184, 0.201
     np.testing.assert_allclose(proba.mean(axis=0)[order], [0.615, 0.184, 0.201], atol=1.5e-3)
+
+
+def test_response_and_covariates_by_column_name_equal_the_arrays():
+    """fit(frame, "patents", ["rds"]): one DataFrame, as in a flexmix formula."""
+    data = bm.datasets.load_patents()
+    spec = {"n_components": 3, "family": "poisson", "concomitant": True, "random_state": 0}
+    by_name = bm.MixtureRegression(**spec).fit(data, "patents", ["rds"], method="em")
+    by_value = bm.MixtureRegression(**spec).fit(
+        data[["lgrd"]], data["patents"], data[["rds"]], method="em"
+    )
+    assert by_name.feature_names_in_ == ["lgrd"]
+    assert by_name.covariate_names_ == ["Intercept", "rds"]
+    np.testing.assert_array_equal(by_name.coefficients_, by_value.coefficients_)
+    np.testing.assert_array_equal(
+        by_name.predict_proba(data, "patents", "rds"),
+        by_value.predict_proba(data[["lgrd"]], data["patents"], data[["rds"]]),
+    )
+    np.testing.assert_array_equal(
+        by_name.predict(data.drop(columns="patents"), "rds"),
+        by_value.predict(data[["lgrd"]], data[["rds"]]),
+    )
+    with pytest.raises(bm.DataError, match="not among the columns"):
+        bm.MixtureRegression(**spec).fit(data, "patent", ["rds"], method="em")
+    with pytest.raises(bm.DataError, match="not a pandas DataFrame"):
+        bm.MixtureRegression(**spec).fit(data.to_numpy(), "patents", method="em")
