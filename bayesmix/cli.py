@@ -237,7 +237,7 @@ def _demo(args: argparse.Namespace) -> int:
         f"[bold]Old Faithful[/bold]: {X.shape[0]} eruptions, columns {list(X.columns)}; "
         "a two-component Gaussian mixture with full covariances."
     )
-    args.family, args.covariance = "gaussian", "full"
+    args.family, args.covariance, args.missing = "gaussian", "full", "raise"
     em, nuts = _fit_both(X, 2, "both", args, console)
     _show_fits(console, em, nuts, "Old Faithful, K=2, full covariance")
     report = bm.write_report(
