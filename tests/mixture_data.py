@@ -37,3 +37,17 @@ def binary_array(rng: np.random.Generator, n: int = 1000) -> np.ndarray:
     z = rng.integers(0, 2, size=n)
     p = np.where(z[:, None] == 0, [0.9, 0.8, 0.1, 0.2], [0.1, 0.3, 0.8, 0.9])
     return (rng.uniform(size=p.shape) < p).astype(float)
+
+
+def assert_same_em(chunked, memory, rtol: float) -> None:
+    """Assert that two fitted models ran the same EM: weights, parameters, iterations, trace.
+
+    The check of the data-beyond-memory paths (Dask chunks against the same data in
+    memory, from the same start).
+    """
+    np.testing.assert_allclose(chunked.weights_, memory.weights_, rtol=rtol, atol=rtol)
+    for name, value in memory.em_.params.items():
+        np.testing.assert_allclose(chunked.em_.params[name], value, rtol=rtol, atol=rtol)
+    assert chunked.em_.n_iter == memory.em_.n_iter
+    np.testing.assert_allclose(chunked.em_.log_likelihood, memory.em_.log_likelihood, rtol=rtol)
+    np.testing.assert_allclose(chunked.em_.lower_bounds, memory.em_.lower_bounds, rtol=rtol)

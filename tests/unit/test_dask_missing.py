@@ -12,7 +12,7 @@ import itertools
 
 import numpy as np
 import pytest
-from mixture_data import binary_array, counts_array
+from mixture_data import assert_same_em, binary_array, counts_array
 
 import bayesmix as bm
 from bayesmix.exceptions import DataError, InvalidParameterError
@@ -54,12 +54,7 @@ def _chunked(X: np.ndarray) -> da.Array:
 
 
 def _assert_same_fit(chunked, memory, rtol=RTOL):
-    np.testing.assert_allclose(chunked.weights_, memory.weights_, rtol=rtol, atol=rtol)
-    for name, value in memory.em_.params.items():
-        np.testing.assert_allclose(chunked.em_.params[name], value, rtol=rtol, atol=rtol)
-    assert chunked.em_.n_iter == memory.em_.n_iter
-    np.testing.assert_allclose(chunked.em_.log_likelihood, memory.em_.log_likelihood, rtol=rtol)
-    np.testing.assert_allclose(chunked.em_.lower_bounds, memory.em_.lower_bounds, rtol=rtol)
+    assert_same_em(chunked, memory, rtol)
 
 
 CASES = [
