@@ -995,11 +995,13 @@ def _mixture_random(
     return response.draw(rng, eta, chosen)
 
 
-# Log densities (up to constants) of the scale priors that objective="map" takes.
+# Log densities (up to constants) of the scale priors that objective="map" takes, and
+# the parameterisation they need.
 _SCALE_LOG_PRIORS = {
     "HalfNormal": lambda x, p: -0.5 * (x / p["sigma"]) ** 2,
     "Gamma": lambda x, p: (p["alpha"] - 1.0) * np.log(x) - p["beta"] * x,
 }
+_SCALE_PRIOR_PARAMS = {"HalfNormal": {"sigma"}, "Gamma": {"alpha", "beta"}}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -1048,11 +1050,13 @@ def _map_terms(
     scale_prior = priors.get(response.scale) if response.scale else None
     if scale_prior is not None and (
         scale_prior.distribution not in response.map_scale_priors
-        or scale_prior.distribution not in _SCALE_LOG_PRIORS
-        or "mu" in scale_prior.params  # Gamma(mu, sigma): not the shape-rate form
+        or set(scale_prior.params) != _SCALE_PRIOR_PARAMS.get(scale_prior.distribution)
     ):
-        allowed = ", ".join(sorted(response.map_scale_priors)) or "none"
-        problems.append(f"{response.scale} ~ {allowed} (got {scale_prior!r})")
+        allowed = ", ".join(
+            f"{name}({', '.join(sorted(_SCALE_PRIOR_PARAMS[name]))})"
+            for name in sorted(response.map_scale_priors)
+        )
+        problems.append(f"{response.scale} ~ {allowed or 'none'} (got {scale_prior!r})")
     concentration = concomitant_sd = None
     if model.concomitant:
         prior = priors["concomitant"]

@@ -96,6 +96,8 @@ def test_map_with_flat_priors_is_maximum_likelihood():
         ("gaussian", {"coefficients": bm.Prior("StudentT", nu=3, mu=0, sigma=1)}, "coefficients"),
         ("gaussian", {"scales": bm.Prior("HalfCauchy", beta=1.0)}, "scales"),
         ("negative-binomial", {"dispersion": bm.Prior("Exponential", lam=0.1)}, "dispersion"),
+        ("negative-binomial", {"dispersion": bm.Prior("Gamma", mu=20, sigma=14)}, "alpha, beta"),
+        ("gaussian", {"scales": bm.Prior("HalfNormal", tau=1.0)}, r"HalfNormal\(sigma\)"),
     ],
 )
 def test_map_without_its_m_steps_priors_fails_before_em(family, priors, named, monkeypatch):
