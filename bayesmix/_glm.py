@@ -212,7 +212,7 @@ def weighted_fit(
             if scale is None:
                 raise ValueError("a penalised least-squares fit needs the current scale")
             prior_rows = scale * np.sqrt(penalty.precision)
-            _check_rank(linalg.qr(design, mode="r", check_finite=False)[0])
+            check_weighted_rank(X, weights)  # the prior rows would hide a rank deficit
             design = np.vstack([design, np.diag(prior_rows)])
             target = np.concatenate([target, prior_rows * penalty.mean])
         q, r = linalg.qr(design, mode="economic", check_finite=False)
