@@ -162,6 +162,7 @@ def test_chunked_log_density_equals_the_models_logp(rng, weighted):
 
 def test_chunked_gradient_keeps_one_chunks_temporaries():
     import jax
+    import pymc.sampling.jax  # noqa: F401  (turns on JAX's float64, as every fit does)
 
     n, k, d = 100_000, 3, 4
     X = np.random.default_rng(0).normal(size=(n, d))
