@@ -76,11 +76,31 @@ def logsumexp(a: np.ndarray, axis: int, keepdims: bool = False) -> np.ndarray:
     array([1.38629436,       -inf])
     """
     a = np.asarray(a, dtype=np.float64)
+    if a.ndim == 2 and axis in (1, -1) and 0 < a.shape[1] <= _NARROW:
+        out = _logsumexp_rows(a)
+        return out[:, np.newaxis] if keepdims else out
     top = np.max(a, axis=axis, keepdims=True)
     top[~np.isfinite(top)] = 0.0
     with np.errstate(divide="ignore", under="ignore"):
         out = np.log(np.sum(np.exp(a - top), axis=axis, keepdims=True)) + top
     return out if keepdims else np.squeeze(out, axis=axis)
+
+
+# Up to this many columns :func:`logsumexp` along the rows of a 2-D array takes the
+# maximum column by column and sums by a matrix-vector product (see the note above
+# :func:`column_sums`): 22 against 120 microseconds for a 2000 x 2 array.
+_NARROW = 32
+
+
+def _logsumexp_rows(a: np.ndarray) -> np.ndarray:
+    """``logsumexp(a, axis=1)`` of a C- or F-ordered 2-D array with few columns."""
+    top = a[:, 0].copy()
+    for k in range(1, a.shape[1]):
+        np.maximum(top, a[:, k], out=top)  # propagates NaN, as np.max does
+    top[~np.isfinite(top)] = 0.0
+    with np.errstate(divide="ignore", under="ignore"):
+        total = np.exp(a - top[:, np.newaxis]) @ np.ones(a.shape[1])
+        return np.log(total) + top
 
 
 # NumPy reduces a tall, narrow C-ordered array over its rows (``a.sum(axis=0)`` with a

@@ -296,6 +296,46 @@ def posterior_log_density(
     return logsumexp(per_draw, axis=0) - np.log(per_draw.shape[0])
 
 
+# A compiled pointwise kernel (which releases the GIL) runs in threads, each on a share
+# of the draws, when there are at least this many values to compute.
+_THREADED_VALUES = 1 << 20
+
+
+def _fast_in_threads(
+    fast_pointwise: FastPointwise,
+    X: np.ndarray,
+    weights: np.ndarray,
+    params: tuple[np.ndarray, ...],
+    out: np.ndarray,
+) -> bool:
+    """Run ``fast_pointwise`` into ``out`` (S, N), the draws split over the CPUs.
+
+    Returns what the kernel returns (whether it filled ``out``); every share must agree,
+    or the whole is left to NumPy.
+    """
+    n_draws = weights.shape[0]
+    n_threads = min(_cpu_count(), n_draws, max(1, out.size // _THREADED_VALUES))
+    if n_threads <= 1:
+        return bool(fast_pointwise(X, weights, *params, out=out))
+    from concurrent.futures import ThreadPoolExecutor
+
+    bounds = np.linspace(0, n_draws, n_threads + 1).astype(int)
+
+    def share(i: int) -> bool:
+        rows = slice(bounds[i], bounds[i + 1])
+        part = tuple(param[rows] for param in params)
+        return bool(fast_pointwise(X, weights[rows], *part, out=out[rows]))
+
+    with ThreadPoolExecutor(max_workers=n_threads) as pool:
+        return all(list(pool.map(share, range(n_threads))))
+
+
+def _cpu_count() -> int:
+    import os
+
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+
+
 def pointwise_log_likelihood(
     X: np.ndarray,
     weights: np.ndarray,
@@ -324,7 +364,7 @@ def pointwise_log_likelihood(
         Naming the rows whose log density is NaN (parameters that are not numbers).
     """
     out = np.empty((weights.shape[0], X.shape[0]))
-    if fast_pointwise is not None and fast_pointwise(X, weights, *params, out=out):
+    if fast_pointwise is not None and _fast_in_threads(fast_pointwise, X, weights, params, out):
         # A compiled kernel works at the data's scale: the rows where it gave no finite
         # value (far out) are recomputed by the family's overflow-safe densities.
         redo = np.flatnonzero(~np.isfinite(out).all(axis=0))
