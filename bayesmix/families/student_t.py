@@ -93,6 +93,7 @@ observed-data likelihood, which therefore never decreases either.
 from __future__ import annotations
 
 import functools
+import logging
 import math
 from collections.abc import Callable
 from typing import Any, ClassVar, Literal
@@ -101,7 +102,7 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 from scipy.optimize import brentq
-from scipy.special import digamma, gammaln
+from scipy.special import digamma, gammaln, zeta
 
 from bayesmix._numeric import column_sums, kernel_pays_off, mean_filled, missing_patterns
 from bayesmix._params import Hint, Options, Satisfies
@@ -142,6 +143,8 @@ from bayesmix.families.gaussian.em import (
     m_step,
 )
 from bayesmix.priors import Prior
+
+_log = logging.getLogger("bayesmix")
 
 __all__ = [
     "StudentTMixture",
@@ -321,11 +324,15 @@ def _expected_log_tau_minus_tau(
     return float(np.dot(resp_k, log_u_k - u_k)) + float(resp_k.sum()) * correction
 
 
-def _update_dof(expected: float, nk: float, bounds: tuple[float, float]) -> float:
+def _update_dof(
+    expected: float, nk: float, bounds: tuple[float, float], start: float | None = None
+) -> float:
     """Second CM-step: the degrees of freedom of one component (see the module docstring).
 
     ``expected`` is ``sum_n r_nk E[log tau_nk - tau_nk]``
     (:func:`_expected_log_tau_minus_tau`), ``nk`` is ``sum_n r_nk`` (both weighted).
+    ``start`` (the current value) starts a safeguarded Newton iteration
+    (:func:`_dof_root`); without it, or if that does not converge, Brent's method.
     """
     low, high = bounds
     if low == high:
@@ -347,25 +354,73 @@ def _update_dof(expected: float, nk: float, bounds: tuple[float, float]) -> floa
         return low
     if equation(high) >= 0.0:
         return high
+    if start is not None:
+        root = _dof_root(constant, low, high, start)
+        if root is not None:
+            return root
     return float(brentq(equation, low, high, xtol=1e-12, rtol=4.0 * _EPS, maxiter=200))
+
+
+def _dof_root(constant: float, low: float, high: float, start: float) -> float | None:
+    """Root of ``log(nu / 2) - psi(nu / 2) + constant`` in ``(low, high)``, by Newton's method.
+
+    The left-hand side is decreasing and convex in ``nu``, so from any point Newton's step
+    lands at or left of the root and the iterates then rise to it; a step that leaves the
+    bracket is replaced by bisection. Stops at Brent's tolerance (``1e-12 + 4 eps nu``);
+    None after 50 steps. Each step costs two scalar special functions, against about
+    ten evaluations for Brent's method: the dof update ran in every ECM iteration.
+    """
+    nu = min(max(start, low), high)
+    for _ in range(50):
+        half = 0.5 * nu
+        value = math.log(half) - float(digamma(half)) + constant
+        if value > 0.0:
+            low = nu
+        else:
+            high = nu
+        slope = 1.0 / nu - 0.5 * float(zeta(2.0, half))  # zeta(2, x) is the trigamma
+        new = nu - value / slope if slope < 0.0 else 0.5 * (low + high)
+        if not low < new < high:
+            new = 0.5 * (low + high)
+        if abs(new - nu) <= 1e-12 + 4.0 * _EPS * abs(new):
+            return new
+        nu = new
+    return None
+
+
+def _t_precision_statistics(
+    resp: np.ndarray, delta: np.ndarray, dof: np.ndarray, n_features: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``r u`` (N, K) and ``sum_n r_nk (log u_nk - u_nk)`` (K,), in NumPy.
+
+    ``u_nk = E[tau_nk | x_n, z_nk = 1] = (nu_k + D) / (nu_k + delta_nk)``; what
+    :func:`bayesmix.families._t_em_kernel.t_e_step` computes in its pass.
+    """
+    denominator = dof + delta
+    u = (dof + n_features) / denominator
+    with np.errstate(divide="ignore"):
+        log_u = np.log(dof + n_features) - np.log(denominator)
+    return resp * u, column_sums(resp * (log_u - u))
 
 
 def _t_cm_steps(
     X: np.ndarray,
     resp: np.ndarray,
-    delta: np.ndarray,
+    statistics: tuple[np.ndarray, np.ndarray],
     params: dict,
     *,
     covariance_type: str,
     reg_covar: float,
     dof_bounds: tuple[float, float],
 ) -> tuple[np.ndarray, dict]:
-    """Both conditional maximisations of the Student-t ECM (see the module docstring)."""
+    """Both conditional maximisations of the Student-t ECM (see the module docstring).
+
+    ``statistics`` is ``(r u, sum_n r (log u - u))`` (:func:`_t_precision_statistics`).
+    """
     n_features = X.shape[1]
     dof = params["dof"]
-    u = (dof + n_features) / (dof + delta)  # E[tau_nk | x_n, z_nk = 1]
+    weighted, log_u_minus_u = statistics
     nk = column_sums(resp)
-    weighted = resp * u
     # Gaussian M-step with weights r u: means sum r u x / sum r u, scatter / sum r u.
     _, means, covariances = m_step(X, weighted, covariance_type, 0.0)
     floored_nk = nk + 10.0 * _EPS
@@ -388,15 +443,36 @@ def _t_cm_steps(
         means[empty] = params["means"][empty]
         if covariance_type != "tied":
             covariances[empty] = params["covariances"][empty]
-    with np.errstate(divide="ignore"):
-        log_u = np.log(dof + n_features) - np.log(dof + delta)
     new_dof = dof.copy()
     for k in np.flatnonzero(~empty):
-        expected = _expected_log_tau_minus_tau(
-            resp[:, k], log_u[:, k], u[:, k], float(dof[k]), n_features
-        )
-        new_dof[k] = _update_dof(expected, float(nk[k]), dof_bounds)
+        half = 0.5 * (float(dof[k]) + n_features)
+        # sum_n r E[log tau - tau]: E[log tau] = log u + psi(h) - log h (see
+        # _expected_log_tau_minus_tau)
+        expected = float(log_u_minus_u[k]) + float(nk[k]) * (float(digamma(half)) - math.log(half))
+        new_dof[k] = _update_dof(expected, float(nk[k]), dof_bounds, float(dof[k]))
     return weights, {"means": means, "covariances": covariances, "dof": new_dof}
+
+
+# Inner loop of fit_student_t_em: "compiled" (the E-step of
+# bayesmix.families._t_em_kernel, one pass without (N, K) temporaries) or "numpy". A
+# private switch, so that tests can compare the two.
+_ENGINE = "compiled"
+# From this many rows fit_student_t_em uses the compiled E-step. Loading it from numba's
+# cache costs about 0.3-0.4 s in a process that has not loaded numba yet (a NUTS fit loads
+# it anyway); the NumPy step costs about 0.3 ms per ECM iteration at N = 2000, K = 2
+# against about 0.03 ms, and the emEM start runs about a thousand iterations.
+_KERNEL_MIN_SAMPLES = 1000
+
+
+@functools.cache
+def _kernel() -> Any:
+    """Return the module of the compiled E-step, or None without numba."""
+    try:
+        from bayesmix.families import _t_em_kernel
+    except ImportError as err:  # pragma: no cover - numba is a dependency of PyTensor
+        _log.warning("numba is not available (%s); the Student-t EM uses NumPy.", err)
+        return None
+    return _t_em_kernel
 
 
 @single_blas_thread
@@ -497,10 +573,44 @@ def fit_student_t_em(
     n_features = X.shape[1]
     rng = np.random.default_rng(random_state)
 
+    kernel = _kernel() if X.shape[0] >= _KERNEL_MIN_SAMPLES and _ENGINE == "compiled" else None
+    if kernel is not None:
+        X_c = np.ascontiguousarray(X)
+        if sample_weight is None:
+            row_weight, total_weight = np.zeros(0), float(X.shape[0])  # (0,): no weights
+        else:
+            row_weight = np.ascontiguousarray(sample_weight, dtype=np.float64)
+            total_weight = float(row_weight.sum())
+
     def e_step(weights: np.ndarray, params: dict):
         precisions_cholesky = compute_precision_cholesky(params["covariances"], covariance_type)
         full = full_covariances(precisions_cholesky, covariance_type, n_components, n_features)
-        log_prob, delta = _t_log_prob(X, params["means"], full, params["dof"])
+        dof = params["dof"]
+        if kernel is not None:
+            resp = np.empty((X.shape[0], n_components))
+            weighted, log_u_minus_u = np.empty_like(resp), np.empty(n_components)
+            with np.errstate(divide="ignore"):  # an empty component's weight is 0
+                log_const = np.log(weights) + t_log_density(
+                    0.0,
+                    -2.0 * np.log(np.diagonal(full, axis1=1, axis2=2)).sum(axis=1),
+                    dof,
+                    n_features,
+                )
+            total = kernel.t_e_step(
+                X_c,
+                np.ascontiguousarray(params["means"]),
+                np.ascontiguousarray(full),
+                log_const,
+                np.ascontiguousarray(dof, dtype=np.float64),
+                row_weight,
+                resp,
+                weighted,
+                log_u_minus_u,
+            )
+            if math.isfinite(total):  # else NumPy's step, which handles every case
+                log_likelihood = total / total_weight
+                return log_likelihood, log_likelihood, resp, (weighted, log_u_minus_u)
+        log_prob, delta = _t_log_prob(X, params["means"], full, dof)
         log_norm, log_resp = _log_responsibilities(log_prob, weights)
         resp = np.exp(log_resp)
         if sample_weight is None:
@@ -508,13 +618,14 @@ def fit_student_t_em(
         else:
             log_likelihood = float(sample_weight @ log_norm / sample_weight.sum())
             resp *= sample_weight[:, np.newaxis]
-        return log_likelihood, log_likelihood, resp, delta
+        statistics = _t_precision_statistics(resp, delta, dof, n_features)
+        return log_likelihood, log_likelihood, resp, statistics
 
-    def update(resp: np.ndarray, delta: np.ndarray, _weights: np.ndarray, params: dict):
+    def update(resp: np.ndarray, statistics: tuple, _weights: np.ndarray, params: dict):
         return _t_cm_steps(
             X,
             resp,
-            delta,
+            statistics,
             params,
             covariance_type=covariance_type,
             reg_covar=reg_covar,
@@ -762,7 +873,7 @@ def chunked_t_steps(
                 covariances[empty] = params["covariances"][empty]
         dof = params["dof"].copy()
         for k in np.flatnonzero(~empty):
-            dof[k] = _update_dof(float(stats["a"][k]), float(nk[k]), dof_bounds)
+            dof[k] = _update_dof(float(stats["a"][k]), float(nk[k]), dof_bounds, float(dof[k]))
         return floored / floored.sum(), {"means": means, "covariances": covariances, "dof": dof}
 
     def initialise(
