@@ -8,7 +8,12 @@ import pytest
 
 import bayesmix as bm
 from bayesmix.datasets import make_mixture
-from bayesmix.diagnostics import label_invariant_draws, label_switching, sampler_problems
+from bayesmix.diagnostics import (
+    label_invariant_draws,
+    label_switching,
+    sampler_problems,
+    summary_table,
+)
 from bayesmix.exceptions import ConvergenceWarning, SamplerWarning
 
 # The Gaussian family's summary variables, which its model passes to sampler_problems.
@@ -258,3 +263,19 @@ def test_a_problem_in_a_small_component_names_its_size(rng):
     assert len(why) == 1, problems
     assert "means[0, 0]" in why[0]
     assert "holds about 7 of the 82 observations" in why[0]
+
+
+@pytest.mark.parametrize("broken", [{}, {"walk": True}, {"shift": 1.0}])
+def test_figures_are_the_summary_tables_extremes(broken, rng):
+    """min ESS and max R-hat (computed once for all variables) are the summary table's,
+    also with a constant variable (its ESS and R-hat are NaN and skipped, as pandas does)."""
+    idata = _idata(rng, **broken)
+    posterior = idata["posterior"].to_dataset()
+    idata["posterior"] = posterior.assign(constant=posterior["weights"] * 0.0 + 1.0)
+    names = (*GAUSSIAN_VARS, "constant")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        table = summary_table(idata, "diagnostics", names)
+    figures, _ = sampler_problems(idata, names)
+    assert figures["min_ess_bulk"] == pytest.approx(table["ess_bulk"].min(), rel=1e-12)
+    assert figures["min_ess_tail"] == pytest.approx(table["ess_tail"].min(), rel=1e-12)
+    assert figures["max_rhat"] == pytest.approx(table["r_hat"].max(), rel=1e-12)

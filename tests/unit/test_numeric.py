@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from scipy import special
 from threadpoolctl import threadpool_info
 
 from bayesmix._numeric import (
@@ -9,6 +10,7 @@ from bayesmix._numeric import (
     column_moments,
     column_ranges,
     column_sums,
+    logsumexp,
     mean_filled,
 )
 from bayesmix._threads import one_blas_thread, single_blas_thread
@@ -86,3 +88,27 @@ def test_one_blas_thread_limits_and_restores():
 
     assert set(inside(1)) == {1}
     assert _blas_threads() == outside
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("shape", [(0, 3), (5, 1), (2000, 2), (40, 32), (40, 33), (3, 4, 5)])
+def test_logsumexp_equals_scipys_on_every_path(shape, order, rng):
+    """The row-wise path (2-D, up to 32 columns) and the general one agree with scipy,
+    with -inf rows, +inf, NaN and huge values, and keepdims."""
+    a = np.asarray(rng.normal(scale=300.0, size=shape), order=order)
+    if a.ndim == 2 and a.shape[0] >= 5:
+        a[0] = -np.inf  # every entry -inf: -inf
+        a[1, 0] = np.inf
+        a[2, -1] = np.nan
+        a[3] = 1e308  # the sum of the exponentials in the shifted form stays finite
+    before = a.copy()
+    for axis in range(-1, a.ndim):
+        if a.shape[axis] == 0:  # no maximum to shift by (as before the row-wise path)
+            continue
+        for keepdims in (False, True):
+            with np.errstate(all="ignore"):
+                expected = special.logsumexp(a, axis=axis, keepdims=keepdims)
+                got = logsumexp(a, axis=axis, keepdims=keepdims)
+            assert got.shape == expected.shape
+            np.testing.assert_allclose(got, expected, rtol=1e-14, equal_nan=True)
+    np.testing.assert_array_equal(a, before)

@@ -184,3 +184,33 @@ def test_logsumexp_matches_scipy(axis, keepdims, rng):
         equal_nan=True,
     )
     np.testing.assert_array_equal(a, before)
+
+
+def test_pointwise_kernel_in_threads_equals_one_thread(rng, monkeypatch):
+    """The draws split over threads give the one-thread result, and a share the kernel
+    declines (a draw with an empty component) sends the whole to NumPy."""
+    from bayesmix import stats
+
+    monkeypatch.setattr(densities, "_GAUSSIAN_KERNEL_MIN_VALUES", 0)
+    X = rng.normal(size=(300, 2))
+    weights, means, covariances = _draws(rng, 9, 3, 2)
+    monkeypatch.setattr(stats, "_THREADED_VALUES", 10**9)
+    one = pointwise_log_likelihood(X, weights, means, covariances, **GAUSS_FAST)
+    monkeypatch.setattr(stats, "_THREADED_VALUES", 1)
+    monkeypatch.setattr(stats, "_cpu_count", lambda: 4)
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(args[1].shape[0])
+        return densities.fast_pointwise(*args, **kwargs)
+
+    threaded = pointwise_log_likelihood(
+        X, weights, means, covariances, **{**GAUSS_FAST, "fast_pointwise": counted}
+    )
+    assert sorted(calls) == [2, 2, 2, 3]  # 9 draws over 4 threads
+    np.testing.assert_array_equal(threaded, one)
+    weights[8] = np.r_[0.0, 0.5, 0.5]  # the kernel declines the last share
+    with np.errstate(divide="ignore"):
+        expected = logsumexp(_reference(X, weights, means, covariances), axis=2)
+    got = pointwise_log_likelihood(X, weights, means, covariances, **GAUSS_FAST)
+    np.testing.assert_allclose(got, expected, rtol=1e-11)
