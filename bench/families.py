@@ -3,10 +3,16 @@
 Usage::
 
     python bench/families.py            # results in bench/results/families.{json,md}
+    python bench/families.py --seeds 3  # fewer sampler seeds (default 5)
     python bench/families.py --quick    # short chains, two workloads (checks the harness)
 
 One workload per family (issue 25), each fit in a fresh process, 2 chains x (1000 tune +
-1000 draws), the same data and the same priors (bayesmix's defaults) for every peer:
+1000 draws), the same data and the same priors (bayesmix's defaults) for every peer, and
+every peer run with each of several sampler seeds (0, 1, ...: bayesmix's
+``random_state``, nutpie's ``seed``) on the same data. One run says little where the
+posterior has a slowly mixing region (the Student-t's, the Bernoulli's): the min ESS of
+one peer on the same data ranged over 10x from seed to seed. The table gives the medians
+over the seeds and how many runs were clean (max R-hat <= 1.01, no divergences):
 
 - ``bayesmix``: ``Family(n_components=K).fit(X, method="nuts")`` timed whole (EM, the
   fused kernel or the PyMC model's compile, the Laplace map, sampling, relabelling and
@@ -18,11 +24,12 @@ One workload per family (issue 25), each fit in a fresh process, 2 chains x (100
 - ``plain-em``: the same model and sampler, both chains started without jitter at
   bayesmix's EM estimate (its time included): the hand-written model at its best.
 
-Metrics: total seconds, min bulk ESS over the component parameters and weights, max
-R-hat, divergences, min bulk ESS per total second; for bayesmix also the seconds of a
+Metrics per run: total seconds, min bulk ESS over the component parameters and weights,
+max R-hat, divergences, min bulk ESS per total second; for bayesmix also the seconds of a
 second fit of the same structure on new data in the same process (the first fit's extra
 time is the one-time load of the kernel or the compile of the PyMC model, with numba's
-and xarray's first-use costs). Every peer imports PyMC and nutpie before its clock.
+and xarray's first-use costs). Every peer imports PyMC and nutpie before its clock. The
+ratios compare the medians of ESS per second.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ sys.path.insert(0, str(HERE))
 from _table import markdown_table, run_meta, write_results  # noqa: E402  (a sibling module)
 from run import _diagnostics, _sampler_stats, make_data  # noqa: E402
 
+SEEDS = 5
 SETTINGS = {"draws": 1000, "tune": 1000, "chains": 2}
 QUICK_SETTINGS = {"draws": 200, "tune": 200, "chains": 2}
 PEERS = ("bayesmix", "plain", "plain-em")
@@ -105,19 +113,19 @@ WORKLOADS = {
 QUICK = ["Poisson, 1-D, K=3, N=2000", "Bernoulli, D=6, K=3, N=1000"]
 
 
-def _estimator(family: str, k: int, options: dict):
+def _estimator(family: str, k: int, options: dict, seed: int = 0):
     import bayesmix as bm
 
     if family == "gaussian":
         prior = bm.Prior("StudentT", **options["means_prior"])
-        return bm.GaussianMixture(n_components=k, random_state=0, priors={"means": prior})
+        return bm.GaussianMixture(n_components=k, random_state=seed, priors={"means": prior})
     cls = {
         "student_t": bm.StudentTMixture,
         "poisson": bm.PoissonMixture,
         "negative_binomial": bm.NegativeBinomialMixture,
         "bernoulli": bm.BernoulliMixture,
     }[family]
-    return cls(n_components=k, random_state=0)
+    return cls(n_components=k, random_state=seed)
 
 
 def _ess_rhat(posterior, names) -> dict:
@@ -134,7 +142,7 @@ def _ess_rhat(posterior, names) -> dict:
     }
 
 
-def run_bayesmix(X, family, k, options, names, settings, X_new=None) -> dict:
+def run_bayesmix(X, family, k, options, names, settings, X_new=None, seed=0) -> dict:
     """Fit in this (fresh) process, then (with ``X_new``) again on new data.
 
     The second fit has the same structure: what a user's next fit costs, with nothing
@@ -142,7 +150,7 @@ def run_bayesmix(X, family, k, options, names, settings, X_new=None) -> dict:
     """
     import nutpie  # noqa: F401  (imported before the clock, as the plain peers do)
 
-    estimator = _estimator(family, k, options)  # imports PyMC: before the clock
+    estimator = _estimator(family, k, options, seed)  # imports PyMC: before the clock
     start = time.perf_counter()
     estimator.fit(X, method="nuts", progressbar=False, **settings)
     total = time.perf_counter() - start
@@ -152,7 +160,7 @@ def run_bayesmix(X, family, k, options, names, settings, X_new=None) -> dict:
     result |= _ess_rhat(estimator.idata["posterior"], names)
     result |= _sampler_stats(estimator.idata["sample_stats"])
     if X_new is not None:
-        again = _estimator(family, k, options)
+        again = _estimator(family, k, options, seed)
         start = time.perf_counter()
         again.fit(X_new, method="nuts", progressbar=False, **settings)
         result["second_total_s"] = time.perf_counter() - start
@@ -236,7 +244,7 @@ def em_initial_points(X, family, k, options) -> dict:
     return points
 
 
-def run_plain(X, family, k, options, names, settings, em_start: bool) -> dict:
+def run_plain(X, family, k, options, names, settings, em_start: bool, seed: int = 0) -> dict:
     import nutpie
     from threadpoolctl import threadpool_limits
 
@@ -254,7 +262,7 @@ def run_plain(X, family, k, options, names, settings, em_start: bool) -> dict:
         compiled = nutpie.compile_pymc_model(model, backend="numba", **kwargs)
         compile_s = time.perf_counter() - start
         start = time.perf_counter()
-        idata = nutpie.sample(compiled, seed=0, progress_bar=False, **settings)
+        idata = nutpie.sample(compiled, seed=seed, progress_bar=False, **settings)
         sample_s = time.perf_counter() - start
     result = {"build_s": build, "em_s": em_s, "compile_s": compile_s, "sample_s": sample_s}
     result["total_s"] = build + em_s + compile_s + sample_s
@@ -289,11 +297,33 @@ def worker(spec: dict) -> dict:
     family, k, data, options, names = WORKLOADS[spec["workload"]]
     X = data(np.random.default_rng(0))
     settings = spec["settings"]
+    seed = spec.get("seed", 0)
     if spec["peer"] == "bayesmix":
         X_new = data(np.random.default_rng(1))
-        return run_bayesmix(X, family, k, options, names, settings, X_new)
+        return run_bayesmix(X, family, k, options, names, settings, X_new, seed)
     em_start = spec["peer"] == "plain-em"
-    return run_plain(X, family, k, options, names, settings, em_start)
+    return run_plain(X, family, k, options, names, settings, em_start, seed)
+
+
+def summarise(runs: list[dict]) -> dict:
+    """Medians over the seeds' runs, the range of ESS, and how many runs were clean."""
+    per_second = [run["min_ess_bulk"] / run["total_s"] for run in runs]
+    clean = [run["max_rhat"] <= 1.01 and run["divergences"] == 0 for run in runs]
+    summary = {
+        "total_s": float(np.median([run["total_s"] for run in runs])),
+        "min_ess_bulk": float(np.median([run["min_ess_bulk"] for run in runs])),
+        "ess_range": [min(r["min_ess_bulk"] for r in runs), max(r["min_ess_bulk"] for r in runs)],
+        "ess_per_s": float(np.median(per_second)),
+        "max_rhat": float(np.median([run["max_rhat"] for run in runs])),
+        "worst_rhat": max(run["max_rhat"] for run in runs),
+        "divergences": sum(run["divergences"] for run in runs),
+        "clean": int(sum(clean)),
+        "runs": len(runs),
+        "converged": bool(np.mean(clean) >= 0.5),
+    }
+    if "second_total_s" in runs[0]:
+        summary["second_total_s"] = float(np.median([run["second_total_s"] for run in runs]))
+    return summary
 
 
 def report(rows: list[dict], meta: dict) -> str:
@@ -302,38 +332,42 @@ def report(rows: list[dict], meta: dict) -> str:
         "bayesmix path",
         "bayesmix s",
         "second fit s",
-        "ESS",
-        "R-hat",
-        "plain s (R-hat)",
-        "plain from EM s (R-hat)",
+        "ESS (range)",
+        "clean runs",
+        "plain s, ESS (clean)",
+        "plain from EM s, ESS (clean)",
         "ESS/s vs plain from EM",
         "ESS/s vs plain",
     ]
 
     def ratio(ours: dict, peer: dict) -> str:
-        """Return the ratio of ESS per second, flagged if the peer's chains disagree."""
-        value = (ours["min_ess_bulk"] / ours["total_s"]) / (peer["min_ess_bulk"] / peer["total_s"])
-        return f"**{value:.1f}x**" if peer["max_rhat"] <= 1.01 else f"{value:.1f}x (not converged)"
+        """Ratio of median ESS per second; flagged if most of the peer's runs were not clean."""
+        value = ours["ess_per_s"] / peer["ess_per_s"]
+        return f"**{value:.1f}x**" if peer["converged"] else f"{value:.1f}x (mostly not clean)"
+
+    def peer_cell(peer: dict) -> str:
+        return f"{peer['total_s']:.1f}, {peer['min_ess_bulk']:.0f} ({peer['clean']}/{peer['runs']})"
 
     table = []
     for row in rows:
-        ours, plain, em = row["bayesmix"], row["plain"], row["plain-em"]
-
+        ours, plain, em = (summarise(row[peer]) for peer in PEERS)
+        low, high = ours["ess_range"]
         table.append(
             [
                 row["workload"],
-                ours["path"],
+                row["bayesmix"][0]["path"],
                 f"{ours['total_s']:.1f}",
                 f"{ours['second_total_s']:.1f}" if "second_total_s" in ours else "-",
-                f"{ours['min_ess_bulk']:.0f}",
-                f"{ours['max_rhat']:.3f}",
-                f"{plain['total_s']:.1f} ({plain['max_rhat']:.3f})",
-                f"{em['total_s']:.1f} ({em['max_rhat']:.3f})",
+                f"{ours['min_ess_bulk']:.0f} ({low:.0f}-{high:.0f})",
+                f"{ours['clean']}/{ours['runs']} (R-hat <= {ours['worst_rhat']:.3f})",
+                peer_cell(plain),
+                peer_cell(em),
                 ratio(ours, em),
                 ratio(ours, plain),
             ]
         )
     settings = meta["settings"]
+    seeds = meta.get("seeds", 1)
     lines = [
         "# Time to a posterior, every family",
         "",
@@ -341,17 +375,27 @@ def report(rows: list[dict], meta: dict) -> str:
         + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()),
         "",
         f"{settings['chains']} chains x ({settings['tune']} tune + {settings['draws']} draws), "
-        "every fit in a fresh process; ESS is the minimum bulk ESS over the weights and "
-        "the component parameters; second fit: the same structure on new data of the "
-        "same size in the same process (nothing left to compile or load); "
-        "`python bench/families.py`.",
+        f"every fit in a fresh process, each peer with the sampler seeds 0-{seeds - 1} on "
+        "the same data; seconds, ESS and ESS per second are medians over the seeds; ESS is "
+        "the minimum bulk ESS over the weights and the component parameters; a clean run "
+        "has max R-hat <= 1.01 and no divergences; second fit: the same structure on new "
+        "data of the same size in the same process (nothing left to compile or load); the "
+        "ratios compare median ESS per second; `python bench/families.py`.",
         "",
         *markdown_table(header, table),
         "",
-        "Divergences (bayesmix / plain / plain from EM): "
+        "Divergences over all seeds (bayesmix / plain / plain from EM): "
         + "; ".join(
-            f"{row['workload'].split(',')[0]} {row['bayesmix']['divergences']} / "
-            f"{row['plain']['divergences']} / {row['plain-em']['divergences']}"
+            f"{row['workload'].split(',')[0]} "
+            + " / ".join(str(sum(r["divergences"] for r in row[peer])) for peer in PEERS)
+            for row in rows
+        ),
+        "",
+        "Min bulk ESS per seed (bayesmix; plain; plain from EM):",
+        "",
+        *(
+            f"- {row['workload'].split(',')[0]}: "
+            + "; ".join(" ".join(f"{r['min_ess_bulk']:.0f}" for r in row[peer]) for peer in PEERS)
             for row in rows
         ),
         "",
@@ -362,6 +406,7 @@ def report(rows: list[dict], meta: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short chains, two workloads")
+    parser.add_argument("--seeds", type=int, default=SEEDS, help="sampler seeds per peer")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, default=None, help="where to write the results")
     args = parser.parse_args()
@@ -371,24 +416,32 @@ def main() -> None:
     settings = QUICK_SETTINGS if args.quick else SETTINGS
     names = QUICK if args.quick else list(WORKLOADS)
     meta = run_meta(["bayesmix", "pymc", "pytensor", "nutpie", "numba"]) | {"settings": settings}
+    meta["seeds"] = args.seeds
     rows = []
     env = dict(os.environ, PYTHONPATH=str(HERE))
     for name in names:
         row = {"workload": name}
         for peer in PEERS:
-            spec = {"workload": name, "peer": peer, "settings": settings}
-            print(f"{name}: {peer} ...", flush=True)
-            proc = subprocess.run(
-                [sys.executable, __file__, "--worker", json.dumps(spec)],
-                capture_output=True,
-                text=True,
-                env=env,
-            )
-            lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-            if proc.returncode != 0 or not lines:
-                raise RuntimeError(f"{name} / {peer} failed:\n{proc.stderr[-3000:]}")
-            row[peer] = json.loads(lines[-1][len("RESULT ") :])
-            print(f"  {row[peer]['total_s']:.1f} s", flush=True)
+            row[peer] = []
+            for seed in range(args.seeds):
+                spec = {"workload": name, "peer": peer, "settings": settings, "seed": seed}
+                print(f"{name}: {peer}, seed {seed} ...", flush=True)
+                proc = subprocess.run(
+                    [sys.executable, __file__, "--worker", json.dumps(spec)],
+                    capture_output=True,
+                    text=True,
+                    env=env,
+                )
+                lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+                if proc.returncode != 0 or not lines:
+                    raise RuntimeError(f"{name} / {peer} failed:\n{proc.stderr[-3000:]}")
+                result = json.loads(lines[-1][len("RESULT ") :])
+                row[peer].append(result)
+                print(
+                    f"  {result['total_s']:.1f} s, ESS {result['min_ess_bulk']:.0f}, "
+                    f"R-hat {result['max_rhat']:.3f}, {result['divergences']} divergences",
+                    flush=True,
+                )
         rows.append(row)
     kwargs = {} if args.folder is None else {"folder": args.folder}
     print(write_results("families", meta, rows, report, **kwargs))
