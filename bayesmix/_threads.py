@@ -10,7 +10,7 @@ from typing import Any
 
 from threadpoolctl import ThreadpoolController
 
-__all__ = ["one_blas_thread", "single_blas_thread"]
+__all__ = ["cpu_count", "one_blas_thread", "single_blas_thread"]
 
 
 @functools.cache
@@ -88,3 +88,12 @@ def single_blas_thread[**P, R](func: Callable[P, R]) -> Callable[P, R]:
             return func(*args, **kwargs)
 
     return wrapper
+
+
+def cpu_count() -> int:
+    """Return how many CPUs this process may run on (its affinity mask where the OS has one)."""
+    import os
+
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)

@@ -30,6 +30,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from bayesmix._numeric import logsumexp
+from bayesmix._threads import cpu_count
 from bayesmix.exceptions import DataError
 
 __all__ = [
@@ -314,7 +315,7 @@ def _fast_in_threads(
     or the whole is left to NumPy.
     """
     n_draws = weights.shape[0]
-    n_threads = min(_cpu_count(), n_draws, max(1, out.size // _THREADED_VALUES))
+    n_threads = min(cpu_count(), n_draws, max(1, out.size // _THREADED_VALUES))
     if n_threads <= 1:
         return bool(fast_pointwise(X, weights, *params, out=out))
     from concurrent.futures import ThreadPoolExecutor
@@ -328,12 +329,6 @@ def _fast_in_threads(
 
     with ThreadPoolExecutor(max_workers=n_threads) as pool:
         return all(list(pool.map(share, range(n_threads))))
-
-
-def _cpu_count() -> int:
-    import os
-
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
 
 
 def pointwise_log_likelihood(

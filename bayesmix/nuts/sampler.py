@@ -40,6 +40,7 @@ import xarray as xr
 from pymc.initial_point import make_initial_point_fn
 
 from bayesmix import _progress
+from bayesmix._threads import cpu_count
 from bayesmix.nuts import laplace as _laplace
 
 __all__ = ["clear_cache", "fused_free_variables", "laplace_map", "nudged", "sample_nutpie"]
@@ -289,7 +290,7 @@ def sample_nutpie(
         draws=draws,
         tune=tune,
         chains=chains,
-        cores=cores if cores is not None else min(chains, _cpu_count()),
+        cores=cores if cores is not None else min(chains, cpu_count()),
         target_accept=target_accept,
         random_seed=random_seed,
         progressbar=progressbar,
@@ -327,9 +328,3 @@ def run_nutpie(
         )
     finally:
         finish()
-
-
-def _cpu_count() -> int:
-    import os
-
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
