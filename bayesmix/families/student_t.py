@@ -298,8 +298,25 @@ def _t_log_prob(
     for k in range(n_components):
         y = (X - means[k]) @ precisions_cholesky[k]
         delta[:, k] = np.einsum("ij,ij->i", y, y)
-    log_det = -2.0 * np.sum(np.log(np.diagonal(precisions_cholesky, axis1=1, axis2=2)), axis=1)
-    return t_log_density(delta, log_det, dof, n_features), delta
+    return t_log_density(delta, _log_det_covariance(precisions_cholesky), dof, n_features), delta
+
+
+def _log_det_covariance(precisions_cholesky: np.ndarray) -> np.ndarray:
+    """``log |Sigma_k| = -2 sum log diag U_k`` of full precision factors (K, D, D): (K,)."""
+    return -2.0 * np.log(np.diagonal(precisions_cholesky, axis1=1, axis2=2)).sum(axis=1)
+
+
+def _log_tau_correction(dof_old: float | np.ndarray, n_features: int | np.ndarray) -> Any:
+    """``psi(h) - log h`` with ``h = (nu_old + D) / 2``: ``E[log tau] - log E[tau]``.
+
+    The E-step's gamma posterior of the latent precision ``tau`` has ``E[tau] = u`` and
+    ``E[log tau] = log u + psi(h) - log h``. A float for a scalar ``n_features``, else
+    one value per row (missing values: ``D`` is each row's number of observed values).
+    """
+    half = 0.5 * (dof_old + n_features)
+    if np.ndim(half) == 0:
+        return float(digamma(half)) - math.log(half)
+    return digamma(half) - np.log(half)
 
 
 def _expected_log_tau_minus_tau(
@@ -316,11 +333,9 @@ def _expected_log_tau_minus_tau(
     values, ``n_features`` is every row's number of observed values ``p_n`` (n,), and
     ``h_n = (nu_old + p_n) / 2``.
     """
+    correction = _log_tau_correction(dof_old, n_features)
     if not isinstance(n_features, int):
-        half_n = 0.5 * (dof_old + n_features)
-        return float(np.dot(resp_k, log_u_k - u_k + (digamma(half_n) - np.log(half_n))))
-    half = 0.5 * (dof_old + n_features)
-    correction = float(digamma(half)) - math.log(half)
+        return float(np.dot(resp_k, log_u_k - u_k + correction))
     return float(np.dot(resp_k, log_u_k - u_k)) + float(resp_k.sum()) * correction
 
 
@@ -445,10 +460,9 @@ def _t_cm_steps(
             covariances[empty] = params["covariances"][empty]
     new_dof = dof.copy()
     for k in np.flatnonzero(~empty):
-        half = 0.5 * (float(dof[k]) + n_features)
-        # sum_n r E[log tau - tau]: E[log tau] = log u + psi(h) - log h (see
-        # _expected_log_tau_minus_tau)
-        expected = float(log_u_minus_u[k]) + float(nk[k]) * (float(digamma(half)) - math.log(half))
+        # sum_n r E[log tau - tau], with E[log tau] = log u + psi(h) - log h
+        correction = _log_tau_correction(float(dof[k]), n_features)
+        expected = float(log_u_minus_u[k]) + float(nk[k]) * correction
         new_dof[k] = _update_dof(expected, float(nk[k]), dof_bounds, float(dof[k]))
     return weights, {"means": means, "covariances": covariances, "dof": new_dof}
 
@@ -591,10 +605,7 @@ def fit_student_t_em(
             weighted, log_u_minus_u = np.empty_like(resp), np.empty(n_components)
             with np.errstate(divide="ignore"):  # an empty component's weight is 0
                 log_const = np.log(weights) + t_log_density(
-                    0.0,
-                    -2.0 * np.log(np.diagonal(full, axis1=1, axis2=2)).sum(axis=1),
-                    dof,
-                    n_features,
+                    0.0, _log_det_covariance(full), dof, n_features
                 )
             total = kernel.t_e_step(
                 X_c,
