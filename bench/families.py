@@ -2,17 +2,20 @@
 
 Usage::
 
-    python bench/families.py            # results in bench/results/families.{json,md}
-    python bench/families.py --seeds 3  # fewer sampler seeds (default 5)
-    python bench/families.py --quick    # short chains, two workloads (checks the harness)
+    python bench/families.py               # results in bench/results/families.{json,md}
+    python bench/families.py --seeds 8     # fewer sampler seeds (default 20)
+    python bench/families.py --quick       # short chains, two workloads (checks the harness)
 
-One workload per family (issue 25), each fit in a fresh process, 2 chains x (1000 tune +
-1000 draws), the same data and the same priors (bayesmix's defaults) for every peer, and
-every peer run with each of several sampler seeds (0, 1, ...: bayesmix's
-``random_state``, nutpie's ``seed``) on the same data. One run says little where the
+One workload per family (issue 25), 2 chains x (1000 tune + 1000 draws), the same data
+and the same priors (bayesmix's defaults) for every peer. One run says little where the
 posterior has a slowly mixing region (the Student-t's, the Bernoulli's): the min ESS of
-one peer on the same data ranged over 10x from seed to seed. The table gives the medians
-over the seeds and how many runs were clean (max R-hat <= 1.01, no divergences):
+one peer on the same data ranges over 10x from sampler seed to sampler seed. So every
+peer runs the sampler seeds 0-19 (bayesmix's ``random_state``, nutpie's ``seed``) in
+four fresh processes (``--processes``): a process's first fit is timed whole, from
+nothing loaded or compiled, and its other seeds sample again in the same process. The
+seconds are the medians of the fresh fits, the ESS and the clean runs (max R-hat <=
+1.01, no divergences) are taken over all seeds, and ESS per second is the median ESS over
+the median seconds:
 
 - ``bayesmix``: ``Family(n_components=K).fit(X, method="nuts")`` timed whole (EM, the
   fused kernel or the PyMC model's compile, the Laplace map, sampling, relabelling and
@@ -24,12 +27,12 @@ over the seeds and how many runs were clean (max R-hat <= 1.01, no divergences):
 - ``plain-em``: the same model and sampler, both chains started without jitter at
   bayesmix's EM estimate (its time included): the hand-written model at its best.
 
-Metrics per run: total seconds, min bulk ESS over the component parameters and weights,
-max R-hat, divergences, min bulk ESS per total second; for bayesmix also the seconds of a
-second fit of the same structure on new data in the same process (the first fit's extra
+Metrics per run: seconds (fresh: ``total_s``, later seeds: ``warm_s``), min bulk ESS over
+the component parameters and weights, max R-hat, divergences; for bayesmix also the seconds
+of a second fit of the same structure on new data in the same process (the first fit's extra
 time is the one-time load of the kernel or the compile of the PyMC model, with numba's
 and xarray's first-use costs). Every peer imports PyMC and nutpie before its clock. The
-ratios compare the medians of ESS per second.
+ratios compare these ESS per second.
 """
 
 from __future__ import annotations
@@ -49,7 +52,8 @@ sys.path.insert(0, str(HERE))
 from _table import markdown_table, run_meta, write_results  # noqa: E402  (a sibling module)
 from run import _diagnostics, _sampler_stats, make_data  # noqa: E402
 
-SEEDS = 5
+SEEDS = 20
+PROCESSES = 4
 SETTINGS = {"draws": 1000, "tune": 1000, "chains": 2}
 QUICK_SETTINGS = {"draws": 200, "tune": 200, "chains": 2}
 PEERS = ("bayesmix", "plain", "plain-em")
@@ -142,31 +146,39 @@ def _ess_rhat(posterior, names) -> dict:
     }
 
 
-def run_bayesmix(X, family, k, options, names, settings, X_new=None, seed=0) -> dict:
-    """Fit in this (fresh) process, then (with ``X_new``) again on new data.
+def run_bayesmix(X, family, k, options, names, settings, X_new=None, seeds=(0,)) -> list[dict]:
+    """Fit in this (fresh) process with ``seeds[0]``, then again with the other seeds.
 
-    The second fit has the same structure: what a user's next fit costs, with nothing
-    left to compile or load.
+    The first fit's time is the time to a posterior (``total_s``). With ``X_new``, a
+    second fit of the same structure on new data follows it (``second_total_s``): what a
+    user's next fit costs, with nothing left to compile or load. The other seeds' fits
+    (on ``X``) add draws of the sampler's randomness: their ESS, R-hat and divergences,
+    and their ``warm_s``.
     """
     import nutpie  # noqa: F401  (imported before the clock, as the plain peers do)
 
-    estimator = _estimator(family, k, options, seed)  # imports PyMC: before the clock
-    start = time.perf_counter()
-    estimator.fit(X, method="nuts", progressbar=False, **settings)
-    total = time.perf_counter() - start
-    timings = json.loads(estimator.idata.attrs.get("timings", "{}"))
-    result = {"total_s": total} | {f"{key}_s": value for key, value in timings.items()}
-    result["path"] = "fused kernel" if "NUTS on the fused" in _LOG.text else "compiled PyMC"
-    result |= _ess_rhat(estimator.idata["posterior"], names)
-    result |= _sampler_stats(estimator.idata["sample_stats"])
-    if X_new is not None:
-        again = _estimator(family, k, options, seed)
+    runs = []
+    for index, seed in enumerate(seeds):
+        estimator = _estimator(family, k, options, seed)  # imports PyMC: before the clock
         start = time.perf_counter()
-        again.fit(X_new, method="nuts", progressbar=False, **settings)
-        result["second_total_s"] = time.perf_counter() - start
-        timings = json.loads(again.idata.attrs.get("timings", "{}"))
-        result["second_nuts_s"] = timings.get("nuts")
-    return result
+        estimator.fit(X, method="nuts", progressbar=False, **settings)
+        elapsed = time.perf_counter() - start
+        result = {"seed": seed, "total_s" if index == 0 else "warm_s": elapsed}
+        if index == 0:
+            timings = json.loads(estimator.idata.attrs.get("timings", "{}"))
+            result |= {f"{key}_s": value for key, value in timings.items()}
+            result["path"] = "fused kernel" if "NUTS on the fused" in _LOG.text else "compiled PyMC"
+        result |= _ess_rhat(estimator.idata["posterior"], names)
+        result |= _sampler_stats(estimator.idata["sample_stats"])
+        if index == 0 and X_new is not None:
+            again = _estimator(family, k, options, seed)
+            start = time.perf_counter()
+            again.fit(X_new, method="nuts", progressbar=False, **settings)
+            result["second_total_s"] = time.perf_counter() - start
+            timings = json.loads(again.idata.attrs.get("timings", "{}"))
+            result["second_nuts_s"] = timings.get("nuts")
+        runs.append(result)
+    return runs
 
 
 def plain_model(X, family, k, options):
@@ -244,10 +256,12 @@ def em_initial_points(X, family, k, options) -> dict:
     return points
 
 
-def run_plain(X, family, k, options, names, settings, em_start: bool, seed: int = 0) -> dict:
+def run_plain(X, family, k, options, names, settings, em_start: bool, seeds=(0,)) -> list[dict]:
+    """Build, compile and sample with ``seeds[0]`` (timed), then sample with the others."""
     import nutpie
     from threadpoolctl import threadpool_limits
 
+    runs = []
     with threadpool_limits(limits=1, user_api="blas"):
         start = time.perf_counter()
         model = plain_model(X, family, k, options)
@@ -261,18 +275,24 @@ def run_plain(X, family, k, options, names, settings, em_start: bool, seed: int 
         start = time.perf_counter()
         compiled = nutpie.compile_pymc_model(model, backend="numba", **kwargs)
         compile_s = time.perf_counter() - start
-        start = time.perf_counter()
-        idata = nutpie.sample(compiled, seed=seed, progress_bar=False, **settings)
-        sample_s = time.perf_counter() - start
-    result = {"build_s": build, "em_s": em_s, "compile_s": compile_s, "sample_s": sample_s}
-    result["total_s"] = build + em_s + compile_s + sample_s
-    posterior = idata["posterior"]
-    if family == "gaussian":
-        result |= _diagnostics(posterior)
-    else:
-        result |= _ess_rhat(posterior, names)
-    result |= _sampler_stats(idata["sample_stats"])
-    return result
+        for index, seed in enumerate(seeds):
+            start = time.perf_counter()
+            idata = nutpie.sample(compiled, seed=seed, progress_bar=False, **settings)
+            sample_s = time.perf_counter() - start
+            if index == 0:
+                result = {"build_s": build, "em_s": em_s, "compile_s": compile_s}
+                result |= {"sample_s": sample_s, "total_s": build + em_s + compile_s + sample_s}
+            else:
+                result = {"warm_s": sample_s}
+            result["seed"] = seed
+            posterior = idata["posterior"]
+            if family == "gaussian":
+                result |= _diagnostics(posterior)
+            else:
+                result |= _ess_rhat(posterior, names)
+            result |= _sampler_stats(idata["sample_stats"])
+            runs.append(result)
+    return runs
 
 
 class _Log:
@@ -297,32 +317,39 @@ def worker(spec: dict) -> dict:
     family, k, data, options, names = WORKLOADS[spec["workload"]]
     X = data(np.random.default_rng(0))
     settings = spec["settings"]
-    seed = spec.get("seed", 0)
+    seeds = spec.get("seeds", [0])
     if spec["peer"] == "bayesmix":
         X_new = data(np.random.default_rng(1))
-        return run_bayesmix(X, family, k, options, names, settings, X_new, seed)
+        return run_bayesmix(X, family, k, options, names, settings, X_new, seeds)
     em_start = spec["peer"] == "plain-em"
-    return run_plain(X, family, k, options, names, settings, em_start, seed)
+    return run_plain(X, family, k, options, names, settings, em_start, seeds)
 
 
 def summarise(runs: list[dict]) -> dict:
-    """Medians over the seeds' runs, the range of ESS, and how many runs were clean."""
-    per_second = [run["min_ess_bulk"] / run["total_s"] for run in runs]
+    """Medians over the fresh processes (seconds) and over every seed (ESS, clean runs).
+
+    ESS per second is the median ESS over the seeds divided by the median seconds of the
+    fresh-process fits: how long a posterior takes is a property of the process, how
+    large its ESS is a draw of the sampler's randomness.
+    """
+    fresh = [run for run in runs if "total_s" in run]
     clean = [run["max_rhat"] <= 1.01 and run["divergences"] == 0 for run in runs]
+    ess = [run["min_ess_bulk"] for run in runs]
     summary = {
-        "total_s": float(np.median([run["total_s"] for run in runs])),
-        "min_ess_bulk": float(np.median([run["min_ess_bulk"] for run in runs])),
-        "ess_range": [min(r["min_ess_bulk"] for r in runs), max(r["min_ess_bulk"] for r in runs)],
-        "ess_per_s": float(np.median(per_second)),
+        "total_s": float(np.median([run["total_s"] for run in fresh])),
+        "min_ess_bulk": float(np.median(ess)),
+        "ess_range": [min(ess), max(ess)],
         "max_rhat": float(np.median([run["max_rhat"] for run in runs])),
         "worst_rhat": max(run["max_rhat"] for run in runs),
         "divergences": sum(run["divergences"] for run in runs),
         "clean": int(sum(clean)),
         "runs": len(runs),
+        "processes": len(fresh),
         "converged": bool(np.mean(clean) >= 0.5),
     }
-    if "second_total_s" in runs[0]:
-        summary["second_total_s"] = float(np.median([run["second_total_s"] for run in runs]))
+    summary["ess_per_s"] = summary["min_ess_bulk"] / summary["total_s"]
+    if "second_total_s" in fresh[0]:
+        summary["second_total_s"] = float(np.median([run["second_total_s"] for run in fresh]))
     return summary
 
 
@@ -367,20 +394,23 @@ def report(rows: list[dict], meta: dict) -> str:
             ]
         )
     settings = meta["settings"]
-    seeds = meta.get("seeds", 1)
+    seeds, processes = meta.get("seeds", 1), meta.get("processes", 1)
     lines = [
         "# Time to a posterior, every family",
         "",
         f"{meta['date']}, {meta['machine']}, Python {meta['python']}; "
         + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()),
         "",
-        f"{settings['chains']} chains x ({settings['tune']} tune + {settings['draws']} draws), "
-        f"every fit in a fresh process, each peer with the sampler seeds 0-{seeds - 1} on "
-        "the same data; seconds, ESS and ESS per second are medians over the seeds; ESS is "
-        "the minimum bulk ESS over the weights and the component parameters; a clean run "
-        "has max R-hat <= 1.01 and no divergences; second fit: the same structure on new "
-        "data of the same size in the same process (nothing left to compile or load); the "
-        "ratios compare median ESS per second; `python bench/families.py`.",
+        f"{settings['chains']} chains x ({settings['tune']} tune + {settings['draws']} draws) "
+        f"on the same data, each peer with the sampler seeds 0-{seeds - 1} in {processes} "
+        "fresh processes: a process's first fit is timed whole (bayesmix: EM, kernel load, "
+        "Laplace map, sampling, post-processing; plain: build, compile, sampling), its "
+        "other seeds sample again in the same process. Seconds are the medians of the "
+        "fresh fits; ESS (the minimum bulk ESS over the weights and the component "
+        "parameters) and clean runs (max R-hat <= 1.01, no divergences) are over all "
+        "seeds; ESS/s is the median ESS over the median seconds; second fit: the same "
+        "structure on new data of the same size in the same process (nothing left to "
+        "compile or load); `python bench/families.py`.",
         "",
         *markdown_table(header, table),
         "",
@@ -395,7 +425,12 @@ def report(rows: list[dict], meta: dict) -> str:
         "",
         *(
             f"- {row['workload'].split(',')[0]}: "
-            + "; ".join(" ".join(f"{r['min_ess_bulk']:.0f}" for r in row[peer]) for peer in PEERS)
+            + "; ".join(
+                " ".join(
+                    f"{r['min_ess_bulk']:.0f}" for r in sorted(row[peer], key=lambda r: r["seed"])
+                )
+                for peer in PEERS
+            )
             for row in rows
         ),
         "",
@@ -407,6 +442,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short chains, two workloads")
     parser.add_argument("--seeds", type=int, default=SEEDS, help="sampler seeds per peer")
+    parser.add_argument(
+        "--processes", type=int, default=PROCESSES, help="fresh processes per peer (timed)"
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, default=None, help="where to write the results")
     args = parser.parse_args()
@@ -416,16 +454,18 @@ def main() -> None:
     settings = QUICK_SETTINGS if args.quick else SETTINGS
     names = QUICK if args.quick else list(WORKLOADS)
     meta = run_meta(["bayesmix", "pymc", "pytensor", "nutpie", "numba"]) | {"settings": settings}
-    meta["seeds"] = args.seeds
+    processes = max(1, min(args.processes, args.seeds))
+    meta["seeds"], meta["processes"] = args.seeds, processes
     rows = []
     env = dict(os.environ, PYTHONPATH=str(HERE))
     for name in names:
         row = {"workload": name}
         for peer in PEERS:
             row[peer] = []
-            for seed in range(args.seeds):
-                spec = {"workload": name, "peer": peer, "settings": settings, "seed": seed}
-                print(f"{name}: {peer}, seed {seed} ...", flush=True)
+            for process in range(processes):
+                seeds = list(range(process, args.seeds, processes))
+                spec = {"workload": name, "peer": peer, "settings": settings, "seeds": seeds}
+                print(f"{name}: {peer}, seeds {seeds} ...", flush=True)
                 proc = subprocess.run(
                     [sys.executable, __file__, "--worker", json.dumps(spec)],
                     capture_output=True,
@@ -435,11 +475,14 @@ def main() -> None:
                 lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
                 if proc.returncode != 0 or not lines:
                     raise RuntimeError(f"{name} / {peer} failed:\n{proc.stderr[-3000:]}")
-                result = json.loads(lines[-1][len("RESULT ") :])
-                row[peer].append(result)
+                results = json.loads(lines[-1][len("RESULT ") :])
+                row[peer].extend(results)
                 print(
-                    f"  {result['total_s']:.1f} s, ESS {result['min_ess_bulk']:.0f}, "
-                    f"R-hat {result['max_rhat']:.3f}, {result['divergences']} divergences",
+                    f"  {results[0]['total_s']:.1f} s; ESS "
+                    + ", ".join(f"{r['min_ess_bulk']:.0f}" for r in results)
+                    + "; R-hat "
+                    + ", ".join(f"{r['max_rhat']:.3f}" for r in results)
+                    + f"; {sum(r['divergences'] for r in results)} divergences",
                     flush=True,
                 )
         rows.append(row)

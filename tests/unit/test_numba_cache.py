@@ -271,3 +271,44 @@ def test_numba_config_is_restored(toy, tmp_path, monkeypatch):
         _numba_cache.cfunc("float64(float64)")(callbacks.bad)
     assert numba.config.CACHE_DIR == "/elsewhere/numba-cache"
     assert numba.config.CACHE_LOCATOR_CLASSES == ""
+
+
+def test_imports_are_parsed_once_per_source(toy, tmp_path, monkeypatch):
+    name, package = toy({"kernel": "from . import helper\n", "helper": "h = 1\n"})
+    module = f"{name}.kernel"
+    first = _fresh_cache_dir(module)
+    memo = tmp_path / "cache" / "imports"
+    files = sorted(memo.glob("*.json"))
+    assert len(files) == 3  # the package's __init__, kernel and helper
+    assert sorted(json.loads(files[0].read_text())) == json.loads(files[0].read_text())
+
+    def refuse(*args):
+        raise AssertionError("parsed a source whose imports are remembered")
+
+    monkeypatch.setattr(_numba_cache, "_parse_imports", refuse)
+    assert _fresh_cache_dir(module) == first  # served from the memo, same closure
+
+    # A changed file has a new key: it is parsed (here: refused), never served stale.
+    (package / "helper.py").write_text("from . import extra\n")
+    (package / "extra.py").write_text("e = 1\n")
+    with pytest.raises(AssertionError, match="parsed a source"):
+        _fresh_cache_dir(module)
+    monkeypatch.undo()
+    monkeypatch.setenv("BAYESMIX_CACHE_DIR", str(tmp_path / "cache"))
+    changed = _fresh_cache_dir(module)
+    assert changed != first
+
+    # The new helper's imports were parsed: extra.py is in the closure now.
+    (package / "extra.py").write_text("e = 2\n")
+    assert _fresh_cache_dir(module) != changed
+
+
+def test_unreadable_import_memo_is_parsed_again(toy, tmp_path):
+    name, _ = toy({"kernel": "from . import helper\n", "helper": "h = 1\n"})
+    module = f"{name}.kernel"
+    first = _fresh_cache_dir(module)
+    for path in (tmp_path / "cache" / "imports").glob("*.json"):
+        path.write_text("{not json")
+    assert _fresh_cache_dir(module) == first
+    for path in (tmp_path / "cache" / "imports").glob("*.json"):
+        json.loads(path.read_text())  # rewritten whole
