@@ -4,7 +4,7 @@ Usage::
 
     python bench/families.py               # results in bench/results/families.{json,md}
     python bench/families.py --seeds 8     # fewer sampler seeds (default 20)
-    python bench/families.py --quick       # short chains, two workloads (checks the harness)
+    python bench/families.py --quick       # short chains, two workloads, two seeds (harness)
 
 One workload per family (issue 25), 2 chains x (1000 tune + 1000 draws), the same data
 and the same priors (bayesmix's defaults) for every peer. One run says little where the
@@ -441,9 +441,14 @@ def report(rows: list[dict], meta: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short chains, two workloads")
-    parser.add_argument("--seeds", type=int, default=SEEDS, help="sampler seeds per peer")
     parser.add_argument(
-        "--processes", type=int, default=PROCESSES, help="fresh processes per peer (timed)"
+        "--seeds", type=int, default=None, help=f"sampler seeds per peer (default {SEEDS})"
+    )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        help=f"fresh processes per peer, each timed (default {PROCESSES})",
     )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, default=None, help="where to write the results")
@@ -454,8 +459,10 @@ def main() -> None:
     settings = QUICK_SETTINGS if args.quick else SETTINGS
     names = QUICK if args.quick else list(WORKLOADS)
     meta = run_meta(["bayesmix", "pymc", "pytensor", "nutpie", "numba"]) | {"settings": settings}
-    processes = max(1, min(args.processes, args.seeds))
-    meta["seeds"], meta["processes"] = args.seeds, processes
+    # --quick checks the harness: two seeds in two processes unless told otherwise.
+    seed_count = args.seeds or (2 if args.quick else SEEDS)
+    processes = max(1, min(args.processes or (2 if args.quick else PROCESSES), seed_count))
+    meta["seeds"], meta["processes"] = seed_count, processes
     rows = []
     env = dict(os.environ, PYTHONPATH=str(HERE))
     for name in names:
@@ -463,7 +470,7 @@ def main() -> None:
         for peer in PEERS:
             row[peer] = []
             for process in range(processes):
-                seeds = list(range(process, args.seeds, processes))
+                seeds = list(range(process, seed_count, processes))
                 spec = {"workload": name, "peer": peer, "settings": settings, "seeds": seeds}
                 print(f"{name}: {peer}, seeds {seeds} ...", flush=True)
                 proc = subprocess.run(
