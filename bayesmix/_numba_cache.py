@@ -228,16 +228,24 @@ def _usable_cache_dir(func: Callable[..., Any]) -> Path | None:
     except (ValueError, OSError) as error:
         _log.debug("not caching %r: %s", func, error)
         return None
-    primary = _cache_root() / "numba" / name
+    directory = _writable_dir(f"numba/{name}")
+    if directory is None:
+        _log.debug("not caching %r: no writable cache directory", func)
+    return directory
+
+
+def _writable_dir(relative: str) -> Path | None:
+    """Return ``<root>/<relative>`` if writable, else the same below :func:`_temp_root`."""
+    primary = _cache_root() / relative
     if _writable(primary):
         return primary
     fallback_root = _temp_root()
     if fallback_root is not None:
-        fallback = fallback_root / "numba" / name
+        fallback = fallback_root / relative
         if _writable(fallback):
-            _log.debug("numba cache %s is not writable; using %s", primary, fallback)
+            _log.debug("%s is not writable; using %s", primary, fallback)
             return fallback
-    _log.debug("numba cache %s is not writable, nor a temporary one: not caching", primary)
+    _log.debug("%s is not writable, nor a temporary one", primary)
     return None
 
 
@@ -339,13 +347,14 @@ def _import_closure(
     """Return ``(relative path, source)`` of the module and the modules it reaches."""
     found: dict[str, tuple[str, bytes]] = {}
     pending = [(module_name, origin)]
+    memo = _writable_dir("imports")  # once per closure, not once per file
     while pending:
         name, path = pending.pop()
         if name in found:
             continue
         source = path.read_bytes()
         found[name] = (path.relative_to(search_dir).as_posix(), source)
-        for imported in _imported_names(source, name, path.name == "__init__.py"):
+        for imported in _imported_names(source, name, path.name == "__init__.py", memo):
             if imported.partition(".")[0] != top or imported in found:
                 continue
             imported_path = _resolve(imported, search_dir)
@@ -363,18 +372,20 @@ def _resolve(module_name: str, search_dir: Path) -> Path | None:
     return None
 
 
-def _imported_names(source: bytes, module_name: str, is_package: bool) -> set[str]:
-    """Return :func:`_parse_imports` of ``source``, remembered on disk by its hash.
+def _imported_names(
+    source: bytes, module_name: str, is_package: bool, directory: Path | None
+) -> set[str]:
+    """Return :func:`_parse_imports` of ``source``, remembered in ``directory`` by its hash.
 
     Parsing the import closure of a kernel module took 0.1-0.15 s in every process
     (``ast.parse`` and a walk of every module it reaches); the names depend only on the
     source bytes, the module's name and whether it is a package, so they are kept in
-    ``<root>/imports/<sha256 of those>.json`` and read back in later processes.
+    ``<root>/imports/<sha256 of those>.json`` and read back in later processes. With
+    ``directory`` None (nothing writable) the source is parsed every time.
     """
     key = hashlib.sha256(
         b"\0".join([source, module_name.encode(), b"package" if is_package else b"module"])
     ).hexdigest()
-    directory = _imports_dir()
     if directory is not None:
         try:
             return set(json.loads((directory / f"{key}.json").read_text(encoding="utf-8")))
@@ -391,14 +402,6 @@ def _imported_names(source: bytes, module_name: str, is_package: bool) -> set[st
             with contextlib.suppress(OSError):
                 partial.unlink()
     return names
-
-
-def _imports_dir() -> Path | None:
-    """Return the writable directory of :func:`_imported_names`' files, or None."""
-    for root in (_cache_root(), _temp_root()):
-        if root is not None and _writable(root / "imports"):
-            return root / "imports"
-    return None
 
 
 def _parse_imports(source: bytes, module_name: str, is_package: bool) -> set[str]:

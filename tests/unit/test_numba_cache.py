@@ -285,6 +285,7 @@ def test_imports_are_parsed_once_per_source(toy, tmp_path, monkeypatch):
     def refuse(*args):
         raise AssertionError("parsed a source whose imports are remembered")
 
+    parse = _numba_cache._parse_imports
     monkeypatch.setattr(_numba_cache, "_parse_imports", refuse)
     assert _fresh_cache_dir(module) == first  # served from the memo, same closure
 
@@ -293,8 +294,7 @@ def test_imports_are_parsed_once_per_source(toy, tmp_path, monkeypatch):
     (package / "extra.py").write_text("e = 1\n")
     with pytest.raises(AssertionError, match="parsed a source"):
         _fresh_cache_dir(module)
-    monkeypatch.undo()
-    monkeypatch.setenv("BAYESMIX_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(_numba_cache, "_parse_imports", parse)
     changed = _fresh_cache_dir(module)
     assert changed != first
 
