@@ -106,10 +106,24 @@ def _log_prod(a, n, chunk):  # pragma: no cover - compiled
 
 @numba.njit(nogil=True, inline="always", error_model="numpy")
 def transpose_block(X, start, n, out):  # pragma: no cover - compiled
-    """Copy rows ``start:start + n`` of ``X`` (N, D) into ``out[:, :n]`` (D, block), by feature."""
-    for b in range(n):
-        for i in range(X.shape[1]):
-            out[i, b] = X[start + b, i]
+    """Copy rows ``start:start + n`` of ``X`` (N, D) into ``out[:, :n]`` (D, block), by feature.
+
+    ``X`` is C-contiguous. One feature at a time from the flat buffer (a constant stride
+    of ``D``, which LLVM turns into vector gathers; one feature is a plain copy): row by
+    row it took about 2.6 ns per row at D = 1 and 5.1 at D = 6, against 0.7 and 4.0.
+    """
+    n_features = X.shape[1]
+    flat = X.reshape(-1)
+    if n_features == 1:
+        row = out[0]
+        for b in range(n):
+            row[b] = flat[start + b]
+        return
+    base = start * n_features
+    for i in range(n_features):
+        row = out[i]
+        for b in range(n):
+            row[b] = flat[base + b * n_features + i]
 
 
 @numba.njit(nogil=True, inline="always", fastmath=FASTMATH, error_model="numpy")
