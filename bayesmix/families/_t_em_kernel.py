@@ -28,7 +28,7 @@ from bayesmix.nuts._blocks import BLOCK, FASTMATH, block_total, log_block, trans
 __all__ = ["t_e_step"]
 
 
-@njit(nogil=True, fastmath=FASTMATH, error_model="numpy")
+@njit(nogil=True, fastmath=FASTMATH)
 def t_e_step(
     X, means, prec_chol, log_const, dof, row_weight, resp, weighted, expected
 ):  # pragma: no cover - compiled

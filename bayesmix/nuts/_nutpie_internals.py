@@ -95,7 +95,7 @@ def _as_pointer(typingctx, address):  # pragma: no cover - compiled
     return numba.types.voidptr(address), codegen
 
 
-@njit(nogil=True, error_model="numpy")
+@njit(nogil=True)
 def affine_point(u, shift_address, factor_address):  # pragma: no cover - compiled
     """Return ``shift + factor @ u``, the map given by the addresses of its arrays."""
     dim = u.shape[0]
@@ -110,7 +110,7 @@ def affine_point(u, shift_address, factor_address):  # pragma: no cover - compil
     return x
 
 
-@njit(nogil=True, error_model="numpy")
+@njit(nogil=True)
 def affine_pull_back(grad, out, factor_address):  # pragma: no cover - compiled
     """Write ``factor^T @ grad`` (the gradient in ``u``) into ``out``."""
     dim = out.shape[0]
@@ -121,7 +121,7 @@ def affine_pull_back(grad, out, factor_address):  # pragma: no cover - compiled
             out[j] += factor[i, j] * grad[i]
 
 
-@njit(nogil=True, error_model="numpy")
+@njit(nogil=True)
 def model_point(x, shift_address, factor_address):  # pragma: no cover - compiled
     """Return the kernel's point for the sampler's ``x`` (no map if ``shift_address`` is 0).
 
@@ -132,7 +132,7 @@ def model_point(x, shift_address, factor_address):  # pragma: no cover - compile
     return affine_point(x, shift_address, factor_address)
 
 
-@njit(nogil=True, error_model="numpy")
+@njit(nogil=True)
 def pull_back(grad, out, factor_address):  # pragma: no cover - compiled
     """Write the gradient in the sampler's coordinates into ``out``.
 
@@ -482,8 +482,8 @@ def _expand_c(dim, expanded, u_, out_, user_data):  # pragma: no cover - compile
 def _callbacks() -> tuple[Any, Any]:
     """Return the wrapping callbacks ``(logp, expand)`` as numba ``CFunc`` objects (loaded once)."""
     return (
-        cfunc(_C_LOGP, nogil=True, error_model="numpy")(_logp_c),
-        cfunc(_C_EXPAND, nogil=True, error_model="numpy")(_expand_c),
+        cfunc(_C_LOGP, nogil=True)(_logp_c),
+        cfunc(_C_EXPAND, nogil=True)(_expand_c),
     )
 
 

@@ -83,7 +83,7 @@ _LOG_2PI = math.log(2.0 * math.pi)
 _LOG_PI = math.log(math.pi)
 
 
-@njit(nogil=True, fastmath={"contract"}, error_model="numpy")
+@njit(nogil=True, fastmath={"contract"})
 def real_prior(kind, table, value, grad):  # pragma: no cover - compiled
     """Add the prior's gradient in ``value`` to ``grad``; return its log density.
 
@@ -105,7 +105,7 @@ def real_prior(kind, table, value, grad):  # pragma: no cover - compiled
     return total
 
 
-@njit(nogil=True, fastmath={"contract"}, error_model="numpy")
+@njit(nogil=True, fastmath={"contract"})
 def log_scale_prior(kind, table, t, grad):  # pragma: no cover - compiled
     """Add the gradient in ``t = log x`` (Jacobian included) to ``grad``; return the log density.
 

@@ -90,7 +90,7 @@ _LOGIT_BETA = -1
 # -- the kernel ---------------------------------------------------------------------------
 
 
-@njit(nogil=True, fastmath=FASTMATH, error_model="numpy")
+@njit(nogil=True, fastmath=FASTMATH)
 def _cumulant(eta, code):  # pragma: no cover - compiled
     """Return ``A(eta)`` and ``A'(eta)`` elementwise (``code``: see :data:`CUMULANTS`)."""
     a = np.empty_like(eta)
@@ -108,7 +108,7 @@ def _cumulant(eta, code):  # pragma: no cover - compiled
     return a, da
 
 
-@njit(nogil=True, fastmath={"contract", "reassoc"}, error_model="numpy")
+@njit(nogil=True, fastmath={"contract", "reassoc"})
 def _accumulate(e, inv_norm, xb, n, sums, k):  # pragma: no cover - compiled
     """Add a block's ``r x`` to ``sums[k]``; return the sum of the responsibilities.
 
@@ -128,7 +128,7 @@ def _accumulate(e, inv_norm, xb, n, sums, k):  # pragma: no cover - compiled
     return s
 
 
-@njit(nogil=True, fastmath=FASTMATH, inline="always", error_model="numpy")
+@njit(nogil=True, fastmath=FASTMATH, inline="always")
 def _linear_block(wlp, logc, eta, xb, n):  # pragma: no cover - compiled
     """Fill ``wlp[k, b] = logc[k] + sum_d eta[k, d] xb[d, b]`` for a block of ``n`` rows."""
     for k in range(logc.shape[0]):
@@ -143,7 +143,7 @@ def _linear_block(wlp, logc, eta, xb, n):  # pragma: no cover - compiled
                 row[b] += h * xi[b]
 
 
-@njit(nogil=True, fastmath=FASTMATH, error_model="numpy")
+@njit(nogil=True, fastmath=FASTMATH)
 def _pass(X, w, row_const, logc, eta):  # pragma: no cover - compiled
     """One pass over the rows: ``(sum_n w_n log p(x_n), R (K,), T (K, D))``.
 
@@ -170,7 +170,7 @@ def _pass(X, w, row_const, logc, eta):  # pragma: no cover - compiled
     return total, resp_sum, sums
 
 
-@njit(nogil=True, fastmath=FASTMATH, error_model="numpy")
+@njit(nogil=True, fastmath=FASTMATH)
 def logp_dlogp(x, X, w, row_const, a, kind, table, const, cumulant):  # pragma: no cover
     """Return the joint log density (with Jacobians) and its gradient at ``x``.
 
@@ -219,7 +219,7 @@ def logp_dlogp(x, X, w, row_const, a, kind, table, const, cumulant):  # pragma: 
     return finite_or_minus_inf(logp, grad)
 
 
-@njit(nogil=True, fastmath=FASTMATH, error_model="numpy")
+@njit(nogil=True, fastmath=FASTMATH)
 def constrained_values(x, n_components, cumulant):  # pragma: no cover - compiled
     """Return the weights (K,) and the parameters ``A'(eta)`` (K D,) at ``x``."""
     _, weights = simplex_weights(x, n_components)
@@ -227,7 +227,7 @@ def constrained_values(x, n_components, cumulant):  # pragma: no cover - compile
     return weights, mean
 
 
-@njit(nogil=True, fastmath=FASTMATH, error_model="numpy")
+@njit(nogil=True, fastmath=FASTMATH)
 def _pointwise(X, row_const, logc, eta, out, responsibilities):  # pragma: no cover - compiled
     """Write ``out[s, n] = log sum_k exp(logc[s, k] + sum_d eta[s, k, d] x_nd) + c(x_n)``.
 
@@ -311,7 +311,7 @@ def pointwise(
 _U_SIZE = 15
 
 
-@njit(nogil=True, error_model="numpy")
+@njit(nogil=True)
 def _logp_record(x, user_data):  # pragma: no cover - compiled
     """``logp_dlogp`` at the kernel's point for ``x`` (the sampler's), from the record."""
     meta = numba.carray(user_data, (_U_SIZE,), np.int64)
@@ -363,9 +363,7 @@ def _expand_c(dim, expanded, x_, out_, user_data):  # pragma: no cover - compile
 @functools.cache
 def c_callbacks() -> tuple[Any, Any]:
     """Return nutpie's C callbacks ``(logp, expand)`` as numba ``CFunc`` objects (loaded once)."""
-    return cfunc(_C_LOGP, error_model="numpy")(_logp_c), cfunc(_C_EXPAND, error_model="numpy")(
-        _expand_c
-    )
+    return cfunc(_C_LOGP)(_logp_c), cfunc(_C_EXPAND)(_expand_c)
 
 
 # -- priors ---------------------------------------------------------------------------------

@@ -107,7 +107,7 @@ def levels(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 # -- the kernel ---------------------------------------------------------------------------
 
 
-@njit(nogil=True, fastmath=FASTMATH, error_model="numpy")
+@njit(nogil=True, fastmath=FASTMATH)
 def _tables(values, starts, eta, alpha, table, dpsi, derivative):  # pragma: no cover
     """Fill ``table[k, j] = G(u_j; alpha) + u_j eta`` and ``dpsi[k, j]`` (psi difference).
 
@@ -148,7 +148,7 @@ def _tables(values, starts, eta, alpha, table, dpsi, derivative):  # pragma: no 
                     dpsi[k, j] = p
 
 
-@njit(nogil=True, fastmath=FASTMATH, inline="always", error_model="numpy")
+@njit(nogil=True, fastmath=FASTMATH, inline="always")
 def _draw_terms(log_weights, log_mu, mu, alpha, eta, log1p_ratio, logc):  # pragma: no cover
     """Fill one draw's ``eta``, ``log(1 + mu / alpha)`` (K D,) and ``logc`` (K,).
 
@@ -167,7 +167,7 @@ def _draw_terms(log_weights, log_mu, mu, alpha, eta, log1p_ratio, logc):  # prag
         logc[k] = c
 
 
-@njit(nogil=True, fastmath=FASTMATH, inline="always", error_model="numpy")
+@njit(nogil=True, fastmath=FASTMATH, inline="always")
 def _gather_block(wlp, logc, table, ib, n):  # pragma: no cover - compiled
     """Fill ``wlp[k, b] = logc[k] + sum_d table[k, ib[d, b]]`` for a block of ``n`` rows."""
     for k in range(logc.shape[0]):
@@ -182,7 +182,7 @@ def _gather_block(wlp, logc, table, ib, n):  # pragma: no cover - compiled
                 row[b] += tk[ii[b]]
 
 
-@njit(nogil=True, fastmath=FASTMATH, error_model="numpy")
+@njit(nogil=True, fastmath=FASTMATH)
 def _pass(index, w, row_const, logc, table, hist):  # pragma: no cover - compiled
     """One pass over the rows: ``sum_n w_n log p(x_n)``; adds the histogram into ``hist``.
 
@@ -214,7 +214,7 @@ def _pass(index, w, row_const, logc, table, hist):  # pragma: no cover - compile
     return total
 
 
-@njit(nogil=True, fastmath=FASTMATH, error_model="numpy")
+@njit(nogil=True, fastmath=FASTMATH)
 def logp_dlogp(
     x, index, values, starts, w, row_const, a, kinds, rates_prior, dispersion_prior, const
 ):  # pragma: no cover - compiled
@@ -277,7 +277,7 @@ def logp_dlogp(
     return finite_or_minus_inf(logp, grad)
 
 
-@njit(nogil=True, fastmath=FASTMATH, error_model="numpy")
+@njit(nogil=True, fastmath=FASTMATH)
 def constrained_values(x, n_components, n_features):  # pragma: no cover - compiled
     """Return the weights (K,), the rates (K D,) and the dispersions (K D,) at ``x``."""
     _, weights = simplex_weights(x, n_components)
@@ -286,7 +286,7 @@ def constrained_values(x, n_components, n_features):  # pragma: no cover - compi
     return weights, np.exp(x[start : start + kd]), np.exp(x[start + kd : start + 2 * kd])
 
 
-@njit(nogil=True, fastmath=FASTMATH, error_model="numpy")
+@njit(nogil=True, fastmath=FASTMATH)
 def _pointwise(
     index,
     values,
@@ -403,7 +403,7 @@ def pointwise(
 _U_SIZE = 18
 
 
-@njit(nogil=True, error_model="numpy")
+@njit(nogil=True)
 def _logp_record(x, user_data):  # pragma: no cover - compiled
     """``logp_dlogp`` at the kernel's point for ``x`` (the sampler's), from the record."""
     meta = numba.carray(user_data, (_U_SIZE,), np.int64)
@@ -462,9 +462,7 @@ def _expand_c(dim, expanded, x_, out_, user_data):  # pragma: no cover - compile
 @functools.cache
 def c_callbacks() -> tuple[Any, Any]:
     """Return nutpie's C callbacks ``(logp, expand)`` as numba ``CFunc`` objects (loaded once)."""
-    return cfunc(_C_LOGP, error_model="numpy")(_logp_c), cfunc(_C_EXPAND, error_model="numpy")(
-        _expand_c
-    )
+    return cfunc(_C_LOGP)(_logp_c), cfunc(_C_EXPAND)(_expand_c)
 
 
 # -- priors ---------------------------------------------------------------------------------

@@ -216,6 +216,34 @@ _KERNEL_MODULE = """
 """
 
 
+_DIVIDING_MODULE = """
+    from bayesmix._numba_cache import cfunc, njit
+
+    @njit(nogil=True)
+    def ratio(x, y):
+        return x / y
+
+    @njit(error_model="python")
+    def strict_ratio(x, y):
+        return x / y
+
+    callback = cfunc("float64(float64, float64)")(lambda x, y: x / y)
+"""
+
+
+def test_kernels_compile_with_numpys_error_model_unless_told(toy):
+    # A division by zero gives inf / NaN (no ZeroDivisionError branch before each
+    # division, which keeps loops from vectorising); a kernel can still ask for Python's.
+    name, _ = toy({"kern": _DIVIDING_MODULE})
+    kern = importlib.import_module(f"{name}.kern")
+    assert kern.ratio(1.0, 0.0) == float("inf")
+    assert kern.ratio(2.0, 4.0) == 0.5
+    assert kern.callback.ctypes(-1.0, 0.0) == float("-inf")
+    with pytest.raises(ZeroDivisionError):
+        kern.strict_ratio(1.0, 0.0)
+    assert _numba_cache.ERROR_MODEL == "numpy"
+
+
 def test_unwritable_root_falls_back_to_a_temporary_directory(toy, tmp_path, monkeypatch):
     blocker = tmp_path / "a-file"
     blocker.write_text("")

@@ -135,7 +135,7 @@ def _exp_accumulate(row, top, norm, poly, t_float, n):  # pragma: no cover - com
         norm[b] += value
 
 
-@njit(nogil=True, fastmath=_FASTMATH, error_model="numpy")
+@njit(nogil=True, fastmath=_FASTMATH)
 def exp_nonpositive(x):  # pragma: no cover - compiled
     """Return ``exp(x)`` for a 1-D array of non-positive values (the kernels' exponential)."""
     n = x.shape[0]
@@ -247,7 +247,7 @@ def _finish_block(wlp, top, norm, poly, t_float, n_components, n):  # pragma: no
     return log_likelihood
 
 
-@njit(nogil=True, fastmath=_FASTMATH, error_model="numpy")
+@njit(nogil=True, fastmath=_FASTMATH)
 def full_pass(X, means, prec_chol, log_norm):  # pragma: no cover - compiled
     """Fused E-step and sufficient statistics for full precision Cholesky factors.
 
@@ -345,7 +345,7 @@ def full_pass(X, means, prec_chol, log_norm):  # pragma: no cover - compiled
     return total, nk, s1, s2
 
 
-@njit(nogil=True, fastmath=_FASTMATH, error_model="numpy")
+@njit(nogil=True, fastmath=_FASTMATH)
 def diag_pass(X, means, prec, log_norm):  # pragma: no cover - compiled
     """Fused E-step and sufficient statistics for diagonal precision factors.
 
@@ -488,7 +488,7 @@ def _precision_cholesky(cov, out):  # pragma: no cover - compiled
     return True
 
 
-@njit(nogil=True, fastmath=_FASTMATH, error_model="numpy")
+@njit(nogil=True, fastmath=_FASTMATH)
 def full_m_step(
     nk,
     s1,
@@ -593,7 +593,7 @@ def full_m_step(
     return weights, means, covariances, precisions, status
 
 
-@njit(nogil=True, fastmath=_FASTMATH, error_model="numpy")
+@njit(nogil=True, fastmath=_FASTMATH)
 def diag_m_step(
     nk,
     s1,
@@ -686,7 +686,7 @@ def diag_m_step(
     return weights, means, covariances, precisions, status
 
 
-@njit(nogil=True, fastmath=_FASTMATH, error_model="numpy")
+@njit(nogil=True, fastmath=_FASTMATH)
 def mixture_log_density(X, log_weights, means, chol, out, responsibilities):  # pragma: no cover
     """Write ``log sum_k pi_k N(x_n | m_k, L_k L_k^T)`` for every draw and observation.
 

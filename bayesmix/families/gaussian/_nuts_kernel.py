@@ -114,7 +114,7 @@ _LOG_PI = math.log(math.pi)
 
 
 # Reductions over a block with reassociation allowed, so that LLVM vectorises them.
-@njit(nogil=True, fastmath={"contract", "reassoc"}, error_model="numpy")
+@njit(nogil=True, fastmath={"contract", "reassoc"})
 def _accumulate_full(e, inv_norm, zk, rz, n, first, second, k):  # pragma: no cover
     """Add a block's ``r z`` and ``r z z^T`` (upper) to ``first[k]``, ``second[k]``.
 
@@ -144,7 +144,7 @@ def _accumulate_full(e, inv_norm, zk, rz, n, first, second, k):  # pragma: no co
     return s
 
 
-@njit(nogil=True, fastmath={"contract", "reassoc"}, error_model="numpy")
+@njit(nogil=True, fastmath={"contract", "reassoc"})
 def _accumulate_diag(e, inv_norm, zk, n, first, second, k):  # pragma: no cover
     """Add a block's ``r z`` and ``r z**2`` to ``first[k]``, ``second[k]``; as above."""
     n_features = zk.shape[0]
@@ -166,7 +166,7 @@ def _accumulate_diag(e, inv_norm, zk, n, first, second, k):  # pragma: no cover
     return s
 
 
-@njit(nogil=True, fastmath=_FASTMATH, inline="always", error_model="numpy")
+@njit(nogil=True, fastmath=_FASTMATH, inline="always")
 def _radial_block(row, qb, c, dof, k, n_features, n, sb, gb):  # pragma: no cover
     """Write a block's component log densities from the squared distances ``qb``.
 
@@ -195,7 +195,7 @@ def _radial_block(row, qb, c, dof, k, n_features, n, sb, gb):  # pragma: no cove
         gk[b] = 0.5 * (s * q * inv_nu - lq)
 
 
-@njit(nogil=True, fastmath=_FASTMATH, inline="always", error_model="numpy")
+@njit(nogil=True, fastmath=_FASTMATH, inline="always")
 def _radial_weights(e, inv_norm, dof, k, n, sb, gb, dof_sums):  # pragma: no cover
     """Student-t only: return ``sum_b r_b`` and add ``sum_b r_b g_b`` to ``dof_sums[k]``.
 
@@ -214,7 +214,7 @@ def _radial_weights(e, inv_norm, dof, k, n, sb, gb, dof_sums):  # pragma: no cov
     return acc
 
 
-@njit(nogil=True, fastmath=_FASTMATH, error_model="numpy")
+@njit(nogil=True, fastmath=_FASTMATH)
 def _full_pass(X, w, logc, means, chol, rdiag, dof):  # pragma: no cover - compiled
     """Likelihood pass for lower-triangular covariance factors ``chol`` (K, D, D).
 
@@ -281,7 +281,7 @@ def _full_pass(X, w, logc, means, chol, rdiag, dof):  # pragma: no cover - compi
     return total, resp_sum, first, second, dof_sums
 
 
-@njit(nogil=True, fastmath=_FASTMATH, error_model="numpy")
+@njit(nogil=True, fastmath=_FASTMATH)
 def _diag_pass(X, w, logc, means, rsd, dof):  # pragma: no cover - compiled
     """Likelihood pass for diagonal factors; ``rsd[k, i] = 1 / sigma_ki``; ``w``, ``dof`` as above.
 
@@ -334,7 +334,7 @@ def _diag_pass(X, w, logc, means, rsd, dof):  # pragma: no cover - compiled
     return total, resp_sum, first, second, dof_sums
 
 
-@njit(nogil=True, error_model="numpy")
+@njit(nogil=True)
 def _spiral_index(n_features):  # pragma: no cover - compiled
     """Position in the unconstrained vector of every strictly-lower entry of ``L``.
 
@@ -351,7 +351,7 @@ def _spiral_index(n_features):  # pragma: no cover - compiled
     return index
 
 
-@njit(nogil=True, fastmath=_FASTMATH, error_model="numpy")
+@njit(nogil=True, fastmath=_FASTMATH)
 def _layout(n_components, n_features, code):  # pragma: no cover - compiled
     """Offsets of the unconstrained blocks and sizes: (o_mu, o_sig, n_sig, o_corr, n_corr)."""
     o_mu = n_components - 1
@@ -372,7 +372,7 @@ def _layout(n_components, n_features, code):  # pragma: no cover - compiled
     return o_mu, o_sig, n_sig, o_corr, n_corr
 
 
-@njit(nogil=True, fastmath=_FASTMATH, error_model="numpy")
+@njit(nogil=True, fastmath=_FASTMATH)
 def _constrain(x, n_components, n_features, code):  # pragma: no cover - compiled
     """Constrained values at the unconstrained point ``x``.
 
@@ -414,7 +414,7 @@ def _constrain(x, n_components, n_features, code):  # pragma: no cover - compile
     return log_weights, weights, means, sigma, corr, norms
 
 
-@njit(nogil=True, fastmath=_FASTMATH, error_model="numpy")
+@njit(nogil=True, fastmath=_FASTMATH)
 def _factors(sigma, corr, n_components, n_features, code):  # pragma: no cover - compiled
     """Lower Cholesky factors (K, D, D) of the component covariances."""
     k_, d_ = n_components, n_features
@@ -436,7 +436,7 @@ def _factors(sigma, corr, n_components, n_features, code):  # pragma: no cover -
     return chol
 
 
-@njit(nogil=True, fastmath=_FASTMATH, error_model="numpy")
+@njit(nogil=True, fastmath=_FASTMATH)
 def logp_dlogp(
     x, X, w, a, kinds, means_prior, sigma_prior, dof_prior, eta, code
 ):  # pragma: no cover
@@ -631,7 +631,7 @@ def logp_dlogp(
     return finite_or_minus_inf(logp, grad)
 
 
-@njit(nogil=True, fastmath=_FASTMATH, error_model="numpy")
+@njit(nogil=True, fastmath=_FASTMATH)
 def constrained_values(x, n_components, n_features, code, n_dof):  # pragma: no cover
     """Return the weights, means, sigma, corr, the (K, D, D) matrices and the dof.
 
@@ -655,7 +655,7 @@ def constrained_values(x, n_components, n_features, code, n_dof):  # pragma: no 
     return weights, means, sigma, corr, cov, dof
 
 
-@njit(nogil=True, fastmath=_FASTMATH, error_model="numpy")
+@njit(nogil=True, fastmath=_FASTMATH)
 def _pointwise_t(X, logc, means, chol, dof, out, responsibilities):  # pragma: no cover
     """Write ``out[s, n] = log sum_k exp(logc[s, k] - (nu + D) / 2 log(1 + q / nu))``.
 
@@ -793,7 +793,7 @@ def pointwise_t(
 _U_SIZE = 17
 
 
-@njit(inline="always", error_model="numpy")
+@njit(inline="always")
 def _unpack(user_data):  # pragma: no cover - compiled
     """(X, w, a, kinds, means_prior, sigma_prior, dof_prior, eta, code) from the user data."""
     meta = numba.carray(user_data, (_U_SIZE,), np.int64)
@@ -809,7 +809,7 @@ def _unpack(user_data):  # pragma: no cover - compiled
     return X, w, a, kinds, means_prior, sigma_prior, dof_prior, eta, meta[_U_CODE]
 
 
-@njit(nogil=True, error_model="numpy")
+@njit(nogil=True)
 def _model_point(x, user_data):  # pragma: no cover - compiled
     """Return the kernel's point: ``x``, or ``shift + factor @ x`` if the record has a map."""
     meta = numba.carray(user_data, (_U_SIZE,), np.int64)
@@ -836,14 +836,14 @@ def _logp_c(dim, x_, out_, logp_, user_data):  # pragma: no cover - compiled
     return 0
 
 
-@njit(nogil=True, error_model="numpy")
+@njit(nogil=True)
 def _write(out, pos, values):  # pragma: no cover - compiled
     for j in range(values.size):
         out[pos + j] = values.flat[j]
     return pos + values.size
 
 
-@njit(nogil=True, error_model="numpy")
+@njit(nogil=True)
 def expand_into(x, out, n_components, n_features, code, n_dof):  # pragma: no cover
     """Write the stored variables at ``x`` into ``out`` in :attr:`FastGaussian.stored` order.
 
@@ -882,8 +882,8 @@ def _expand_c(dim, expanded, x_, out_, user_data):  # pragma: no cover - compile
 def c_callbacks() -> tuple[Any, Any]:
     """Return nutpie's C callbacks ``(logp, expand)`` as numba ``CFunc`` objects (loaded once)."""
     return (
-        cfunc(_C_LOGP, error_model="numpy")(_logp_c),
-        cfunc(_C_EXPAND, error_model="numpy")(_expand_c),
+        cfunc(_C_LOGP)(_logp_c),
+        cfunc(_C_EXPAND)(_expand_c),
     )
 
 
