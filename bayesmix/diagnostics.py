@@ -89,7 +89,8 @@ def sampler_problems(
                 "target_accept=0.95)) and tune, or use fewer components."
             )
             problems.append((SamplerWarning, message))
-    ess_bulk, ess_tail, r_hat = _convergence_figures(idata_checked["posterior"], var_names)
+    by_variable = _convergence_datasets(idata_checked["posterior"], var_names)
+    ess_bulk, ess_tail, r_hat = (_flat(figure, var_names) for figure in by_variable)
     figures["min_ess_bulk"] = _extreme(ess_bulk, np.min)
     figures["min_ess_tail"] = _extreme(ess_tail, np.min)
     needed = ESS_PER_CHAIN_MIN * n_chains
@@ -125,15 +126,13 @@ def sampler_problems(
             problems.append((ConvergenceWarning, message))
     figures["label_switching"] = switching = label_switching(idata)
     if problems and not sparse:
-        with np.errstate(invalid="ignore", divide="ignore"):  # constant draws give NaN
-            diag = summary_table(idata_checked, "diagnostics", var_names)
-        reason = _reason(idata, diag, switching)
+        reason = _reason(idata, by_variable[2], switching)
         if reason is not None:
             problems.append((ConvergenceWarning, reason))
     return figures, problems
 
 
-def _reason(idata: xr.DataTree, diag: pd.DataFrame, switching: float) -> str | None:
+def _reason(idata: xr.DataTree, r_hat: xr.Dataset, switching: float) -> str | None:
     """Why a fit has sampler problems, when the draws show it; the first cause that fits.
 
     1. Overlapping components: chains swapped labels in more than ``SWITCH_MIN`` of
@@ -181,9 +180,9 @@ def _reason(idata: xr.DataTree, diag: pd.DataFrame, switching: float) -> str | N
                 "(fit.plot.trace()), or use a prior that keeps that mode out."
             )
     n_obs = idata["observed_data"].sizes.get("obs") if "observed_data" in idata.children else None
-    if n_obs and "r_hat" in diag and diag["r_hat"].notna().any():
-        worst_row = str(diag["r_hat"].idxmax())
-        component = _component_of(worst_row, k)
+    worst = _worst_entry(r_hat)
+    if n_obs and worst is not None:
+        worst_row, component = worst
         if component is not None:
             held = float(post["weights"].mean(("chain", "draw")).values[component]) * n_obs
             if held < SMALL_COMPONENT:
@@ -198,12 +197,32 @@ def _reason(idata: xr.DataTree, diag: pd.DataFrame, switching: float) -> str | N
     return None
 
 
-def _component_of(row: str, n_components: int) -> int | None:
-    """Return the component of a summary row ``name[k, ...]`` (None when it has none)."""
-    if "[" not in row:
+def _worst_entry(r_hat: xr.Dataset) -> tuple[str, int | None] | None:
+    """Return the entry with the largest R-hat: its label and component (None if none).
+
+    The label is the summary table's (``name[coord, ...]``); the first entry wins a tie,
+    in the order of the variables and then of their entries, as ``idxmax`` on the table.
+    None when every R-hat is NaN.
+    """
+    found = None
+    for name, values in r_hat.data_vars.items():
+        array = values.to_numpy()
+        if array.size == 0 or np.isnan(array).all():
+            continue
+        index = np.unravel_index(np.nanargmax(array), array.shape)
+        if found is None or array[index] > found[0]:
+            found = (array[index], str(name), values, index)
+    if found is None:
         return None
-    first = row.split("[", 1)[1].split(",")[0].rstrip("]").strip()
-    return int(first) if first.isdigit() and int(first) < n_components else None
+    _, name, values, index = found
+    if not values.dims:
+        return name, None
+    labels = ", ".join(
+        str(values[dim].values[i]) if dim in values.coords else str(i)
+        for dim, i in zip(values.dims, index, strict=True)
+    )
+    component = int(index[values.dims.index("component")]) if "component" in values.dims else None
+    return f"{name}[{labels}]", component
 
 
 def _sparse_reason(idata: xr.DataTree) -> str:
@@ -309,10 +328,10 @@ def collapsed_chains(idata: xr.DataTree) -> list[int]:
     return np.flatnonzero(np.any(weights < COLLAPSE_RATIO * median, axis=1)).tolist()
 
 
-def _convergence_figures(
+def _convergence_datasets(
     posterior: xr.DataTree | xr.Dataset, var_names: tuple[str, ...]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Bulk ESS, tail ESS and rank R-hat of every scalar entry of ``var_names``, flattened.
+) -> tuple[xr.Dataset, xr.Dataset, xr.Dataset]:
+    """Bulk ESS, tail ESS and rank R-hat of every entry of ``var_names``, by variable.
 
     The figures of :func:`summary_table`'s ``"diagnostics"`` columns, computed once for all
     the variables (one :func:`arviz_stats.summary` per variable costs about twice as much).
@@ -320,15 +339,16 @@ def _convergence_figures(
     dataset = posterior.to_dataset() if isinstance(posterior, xr.DataTree) else posterior
     subset = dataset[list(var_names)]
     with np.errstate(invalid="ignore", divide="ignore"):  # constant draws give NaN
-        figures = (
+        return (
             azs.ess(subset, method="bulk"),
             azs.ess(subset, method="tail"),
             azs.rhat(subset),
         )
-    return tuple(
-        np.concatenate([np.ravel(result[name].to_numpy()) for name in var_names])
-        for result in figures
-    )
+
+
+def _flat(figure: xr.Dataset, var_names: tuple[str, ...]) -> np.ndarray:
+    """Return the values of ``var_names`` in ``figure``, flattened and concatenated in order."""
+    return np.concatenate([np.ravel(figure[name].to_numpy()) for name in var_names])
 
 
 def _extreme(values: np.ndarray, reduce: Callable[[np.ndarray], Any]) -> float:

@@ -3,12 +3,15 @@
 import warnings
 
 import arviz_base as azb
+import arviz_stats as azs
 import numpy as np
 import pytest
+import xarray as xr
 
 import bayesmix as bm
 from bayesmix.datasets import make_mixture
 from bayesmix.diagnostics import (
+    _worst_entry,
     label_invariant_draws,
     label_switching,
     sampler_problems,
@@ -279,3 +282,32 @@ def test_figures_are_the_summary_tables_extremes(broken, rng):
     assert figures["min_ess_bulk"] == pytest.approx(table["ess_bulk"].min(), rel=1e-12)
     assert figures["min_ess_tail"] == pytest.approx(table["ess_tail"].min(), rel=1e-12)
     assert figures["max_rhat"] == pytest.approx(table["r_hat"].max(), rel=1e-12)
+
+
+@pytest.mark.parametrize("broken", [{"walk": True}, {"shift": 1.0}])
+def test_worst_entry_is_the_summary_tables_worst_row(broken, rng):
+    """The small-component check names the summary table's row of largest R-hat (ArviZ's
+    labels), from the R-hat computed once with ESS (no second summary table)."""
+    idata = _idata(rng, **broken)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        table = summary_table(idata, "diagnostics", GAUSSIAN_VARS)
+    label, component = _worst_entry(azs.rhat(idata["posterior"].to_dataset()[list(GAUSSIAN_VARS)]))
+    assert label == str(table["r_hat"].idxmax())
+    assert component == int(label.split("[")[1].split(",")[0].rstrip("]"))
+
+
+def test_worst_entry_finds_the_component_by_its_dimension(rng):
+    # component is not the first dimension; the worst entry is (feature 1, component 2)
+    values = np.full((3, 4), 1.001)
+    values[1, 2] = 1.2
+    values[0, 0] = np.nan
+    r_hat = xr.Dataset(
+        {
+            "scalar": ((), 1.05),
+            "loadings": (("feature", "component"), values),
+        },
+        coords={"feature": ["a", "b", "c"]},
+    )
+    assert _worst_entry(r_hat) == ("loadings[b, 2]", 2)
+    assert _worst_entry(r_hat[["scalar"]]) == ("scalar", None)
+    assert _worst_entry(xr.Dataset({"x": (("component",), [np.nan, np.nan])})) is None
