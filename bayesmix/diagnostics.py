@@ -180,8 +180,8 @@ def _reason(idata: xr.DataTree, r_hat: xr.Dataset, switching: float) -> str | No
                 "(fit.plot.trace()), or use a prior that keeps that mode out."
             )
     n_obs = idata["observed_data"].sizes.get("obs") if "observed_data" in idata.children else None
-    worst = _worst_entry(r_hat)
-    if n_obs and worst is not None:
+    worst = _worst_entry(r_hat) if n_obs else None
+    if worst is not None:
         worst_row, component = worst
         if component is not None:
             held = float(post["weights"].mean(("chain", "draw")).values[component]) * n_obs
@@ -215,14 +215,22 @@ def _worst_entry(r_hat: xr.Dataset) -> tuple[str, int | None] | None:
     if found is None:
         return None
     _, name, values, index = found
+    component = int(index[values.dims.index("component")]) if "component" in values.dims else None
+    return _entry_label(name, values, index), component
+
+
+def _entry_label(name: str, values: xr.DataArray, index: tuple[int, ...]) -> str:
+    """ArviZ's label of entry ``index`` of variable ``name``: ``name[coord, ...]``.
+
+    A dimension without coordinates gives the position; a scalar is ``name``.
+    """
     if not values.dims:
-        return name, None
+        return name
     labels = ", ".join(
         str(values[dim].values[i]) if dim in values.coords else str(i)
         for dim, i in zip(values.dims, index, strict=True)
     )
-    component = int(index[values.dims.index("component")]) if "component" in values.dims else None
-    return f"{name}[{labels}]", component
+    return f"{name}[{labels}]"
 
 
 def _sparse_reason(idata: xr.DataTree) -> str:
@@ -384,10 +392,7 @@ def summary_table(idata: xr.DataTree, kind: str, var_names: tuple[str, ...]) -> 
         for name in var_names:
             da = idata["posterior"][name].isel(chain=0, draw=0)
             for index in np.ndindex(da.shape):
-                labels = ", ".join(
-                    str(da[dim].values[i]) for dim, i in zip(da.dims, index, strict=True)
-                )
-                rows[f"{name}[{labels}]"] = float(da.values[index])
+                rows[_entry_label(name, da, index)] = float(da.values[index])
         return pd.DataFrame({"estimate": pd.Series(rows, dtype=np.float64)})
     # One variable at a time: arviz-stats 1.x mislabels the entries of a variable whose
     # dims are not in the order shared with the others (a mixture of regressions'

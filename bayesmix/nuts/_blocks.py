@@ -19,6 +19,8 @@ from typing import Any
 import numba
 import numpy as np
 
+from bayesmix._numba_cache import ERROR_MODEL
+
 __all__ = [
     "BLOCK",
     "FASTMATH",
@@ -68,7 +70,7 @@ _C12 = 1.0 / 479001600.0
 _C13 = 1.0 / 6227020800.0
 
 
-@numba.njit(nogil=True, inline="always", fastmath=FASTMATH, error_model="numpy")
+@numba.njit(nogil=True, inline="always", fastmath=FASTMATH, error_model=ERROR_MODEL)
 def _sum(a, n):  # pragma: no cover - compiled
     """Return ``sum(a[:n])`` with four interleaved partial sums."""
     s0 = 0.0
@@ -86,7 +88,7 @@ def _sum(a, n):  # pragma: no cover - compiled
     return (s0 + s1) + (s2 + s3)
 
 
-@numba.njit(nogil=True, inline="always", fastmath=FASTMATH, error_model="numpy")
+@numba.njit(nogil=True, inline="always", fastmath=FASTMATH, error_model=ERROR_MODEL)
 def _log_prod(a, n, chunk):  # pragma: no cover - compiled
     """Return ``sum(log(a[:n]))`` as the log of products of ``chunk`` values (``a >= 1``)."""
     total = 0.0
@@ -104,7 +106,7 @@ def _log_prod(a, n, chunk):  # pragma: no cover - compiled
     return total
 
 
-@numba.njit(nogil=True, inline="always", error_model="numpy")
+@numba.njit(nogil=True, inline="always", error_model=ERROR_MODEL)
 def transpose_block(X, start, n, out):  # pragma: no cover - compiled
     """Copy rows ``start:start + n`` of ``X`` (N, D) into ``out[:, :n]`` (D, block), by feature.
 
@@ -126,7 +128,7 @@ def transpose_block(X, start, n, out):  # pragma: no cover - compiled
             row[b] = flat[base + b * n_features + i]
 
 
-@numba.njit(nogil=True, inline="always", fastmath=FASTMATH, error_model="numpy")
+@numba.njit(nogil=True, inline="always", fastmath=FASTMATH, error_model=ERROR_MODEL)
 def finish_block(wlp, top, inv_norm, scale, n_components, n):  # pragma: no cover
     """Exponentiate the weighted log densities of a block, shifted by their maximum.
 
@@ -180,7 +182,7 @@ def finish_block(wlp, top, inv_norm, scale, n_components, n):  # pragma: no cove
     return total
 
 
-@numba.njit(nogil=True, inline="always", fastmath=FASTMATH, error_model="numpy")
+@numba.njit(nogil=True, inline="always", fastmath=FASTMATH, error_model=ERROR_MODEL)
 def weigh_block(w, start, top, inv_norm, n):  # pragma: no cover - compiled
     """Weight a finished block by the frequency weights ``w[start:start + n]``.
 
@@ -213,7 +215,7 @@ _MANTISSA = 0x000FFFFFFFFFFFFF
 _LARGEST = 1.7976931348623157e308
 
 
-@numba.njit(nogil=True, inline="always", fastmath=FASTMATH, error_model="numpy")
+@numba.njit(nogil=True, inline="always", fastmath=FASTMATH, error_model=ERROR_MODEL)
 def log_block(a, exponent, n):  # pragma: no cover - compiled
     """Replace ``a[:n]`` (positive normal numbers) by their natural logarithms, vectorised.
 
@@ -240,7 +242,7 @@ def log_block(a, exponent, n):  # pragma: no cover - compiled
         a[b] = dk * _LN2_HI - ((hfsq - (s * (hfsq + t1 + t2) + dk * _LN2_LO)) - f)
 
 
-@numba.njit(nogil=True, inline="always", fastmath=FASTMATH, error_model="numpy")
+@numba.njit(nogil=True, inline="always", fastmath=FASTMATH, error_model=ERROR_MODEL)
 def simplex_weights(x, n_components):  # pragma: no cover - compiled
     """Return ``(log pi, pi)`` from the simplex coordinates ``x[:K - 1]``.
 
@@ -267,7 +269,7 @@ def simplex_weights(x, n_components):  # pragma: no cover - compiled
     return log_weights, weights
 
 
-@numba.njit(nogil=True, inline="always", fastmath=FASTMATH, error_model="numpy")
+@numba.njit(nogil=True, inline="always", fastmath=FASTMATH, error_model=ERROR_MODEL)
 def simplex_gradient(g_logw, weights, grad):  # pragma: no cover - compiled
     """Write the gradient in the simplex coordinates into ``grad[:K - 1]``.
 
@@ -283,7 +285,7 @@ def simplex_gradient(g_logw, weights, grad):  # pragma: no cover - compiled
         grad[j] = (g_logw[j] - weights[j] * g_sum) - last
 
 
-@numba.njit(nogil=True, inline="always", error_model="numpy")
+@numba.njit(nogil=True, inline="always", error_model=ERROR_MODEL)
 def finite_or_minus_inf(logp, grad):  # pragma: no cover - compiled
     """Return ``(logp, grad)``, or ``(-inf, grad)`` if either is not finite (nutpie rejects it)."""
     if not math.isfinite(logp):
@@ -294,7 +296,7 @@ def finite_or_minus_inf(logp, grad):  # pragma: no cover - compiled
     return logp, grad
 
 
-@numba.njit(nogil=True, inline="always", fastmath=FASTMATH, error_model="numpy")
+@numba.njit(nogil=True, inline="always", fastmath=FASTMATH, error_model=ERROR_MODEL)
 def digamma(x):  # pragma: no cover - compiled
     """Return the digamma function at ``x > 0`` (error below 1e-11, 1e-12 relative).
 
@@ -312,7 +314,7 @@ def digamma(x):  # pragma: no cover - compiled
     return result + math.log(x) - 0.5 / x - series
 
 
-@numba.njit(nogil=True, inline="always", fastmath=FASTMATH, error_model="numpy")
+@numba.njit(nogil=True, inline="always", fastmath=FASTMATH, error_model=ERROR_MODEL)
 def block_total(wlp, top, inv_norm, scale, n, w, start, row_const):  # pragma: no cover
     """Return a filled block's ``sum_b w_b (log p(x_b) + c(x_b))`` and its responsibilities.
 
@@ -333,7 +335,7 @@ def block_total(wlp, top, inv_norm, scale, n, w, start, row_const):  # pragma: n
     return total
 
 
-@numba.njit(nogil=True, inline="always", fastmath=FASTMATH, error_model="numpy")
+@numba.njit(nogil=True, inline="always", fastmath=FASTMATH, error_model=ERROR_MODEL)
 def block_log_densities(wlp, top, inv_norm, scale, n_components, n):  # pragma: no cover
     """Turn a block's weighted log densities into each row's ``log sum_k exp wlp[k, b]``.
 
@@ -352,7 +354,7 @@ def block_log_densities(wlp, top, inv_norm, scale, n_components, n):  # pragma: 
 _RESPONSIBILITY_RANGE = 2.0**20
 
 
-@numba.njit(nogil=True, inline="always", fastmath=FASTMATH, error_model="numpy")
+@numba.njit(nogil=True, inline="always", fastmath=FASTMATH, error_model=ERROR_MODEL)
 def emit_block(
     wlp, top, inv_norm, scale, n, start, s, row_const, out, responsibilities
 ):  # pragma: no cover - compiled

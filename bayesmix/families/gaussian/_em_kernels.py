@@ -48,7 +48,7 @@ import math
 import numba
 import numpy as np
 
-from bayesmix._numba_cache import njit
+from bayesmix._numba_cache import ERROR_MODEL, njit
 from bayesmix.nuts._blocks import emit_block
 
 __all__ = [
@@ -99,7 +99,7 @@ _C12 = 1.0 / 479001600.0
 _C13 = 1.0 / 6227020800.0
 
 
-@numba.njit(nogil=True, fastmath=_FASTMATH, error_model="numpy")
+@numba.njit(nogil=True, fastmath=_FASTMATH, error_model=ERROR_MODEL)
 def _exp_accumulate(row, top, norm, poly, t_float, n):  # pragma: no cover - compiled
     """Set ``row[:n] = exp(row[:n] - top[:n])`` and add it to ``norm[:n]``.
 
@@ -144,7 +144,7 @@ def exp_nonpositive(x):  # pragma: no cover - compiled
     return out
 
 
-@numba.njit(nogil=True, fastmath=_FASTMATH, error_model="numpy")
+@numba.njit(nogil=True, fastmath=_FASTMATH, error_model=ERROR_MODEL)
 def _sum(a, n):  # pragma: no cover - compiled
     """Return ``sum(a[:n])`` with four interleaved partial sums."""
     s0 = 0.0
@@ -162,7 +162,7 @@ def _sum(a, n):  # pragma: no cover - compiled
     return (s0 + s1) + (s2 + s3)
 
 
-@numba.njit(nogil=True, fastmath=_FASTMATH, error_model="numpy")
+@numba.njit(nogil=True, fastmath=_FASTMATH, error_model=ERROR_MODEL)
 def _dot(a, c, n):  # pragma: no cover - compiled
     """Return ``sum(a[:n] * c[:n])`` with four interleaved partial sums."""
     s0 = 0.0
@@ -180,7 +180,7 @@ def _dot(a, c, n):  # pragma: no cover - compiled
     return (s0 + s1) + (s2 + s3)
 
 
-@numba.njit(nogil=True, fastmath=_FASTMATH, error_model="numpy")
+@numba.njit(nogil=True, fastmath=_FASTMATH, error_model=ERROR_MODEL)
 def _log_prod(a, n, chunk):  # pragma: no cover - compiled
     """Return ``sum(log(a[:n]))`` as the log of products of ``chunk`` values (``a >= 1``)."""
     total = 0.0
@@ -198,7 +198,7 @@ def _log_prod(a, n, chunk):  # pragma: no cover - compiled
     return total
 
 
-@numba.njit(nogil=True, fastmath=_FASTMATH, error_model="numpy")
+@numba.njit(nogil=True, fastmath=_FASTMATH, error_model=ERROR_MODEL)
 def _load_block(X, start, n, xb):  # pragma: no cover - compiled
     """Copy rows ``start:start + n`` of ``X`` into ``xb`` transposed (features x block)."""
     for b in range(n):
@@ -206,7 +206,7 @@ def _load_block(X, start, n, xb):  # pragma: no cover - compiled
             xb[i, b] = X[start + b, i]
 
 
-@numba.njit(nogil=True, fastmath=_FASTMATH, error_model="numpy")
+@numba.njit(nogil=True, fastmath=_FASTMATH, error_model=ERROR_MODEL)
 def _exp_sum_block(wlp, top, norm, poly, t_float, n_components, n):  # pragma: no cover
     """Set ``top`` to the maximum over components and ``norm`` to ``sum_k exp(wlp - top)``.
 
@@ -226,7 +226,7 @@ def _exp_sum_block(wlp, top, norm, poly, t_float, n_components, n):  # pragma: n
         _exp_accumulate(wlp[k], top, norm, poly, t_float, n)
 
 
-@numba.njit(nogil=True, fastmath=_FASTMATH, error_model="numpy")
+@numba.njit(nogil=True, fastmath=_FASTMATH, error_model=ERROR_MODEL)
 def _finish_block(wlp, top, norm, poly, t_float, n_components, n):  # pragma: no cover
     """Turn the weighted log densities of a block into responsibilities (in place).
 
@@ -429,7 +429,7 @@ OK = 0
 FALL_BACK = 1
 
 
-@numba.njit(nogil=True, fastmath=_FASTMATH, error_model="numpy")
+@numba.njit(nogil=True, fastmath=_FASTMATH, error_model=ERROR_MODEL)
 def _shifts(nk, s1, centres, use_prior, kappa, prior_mean):  # pragma: no cover - compiled
     """Return the new means and ``delta = means - centres`` (see ``em.m_step``)."""
     n_components, n_features = centres.shape
@@ -451,14 +451,14 @@ def _shifts(nk, s1, centres, use_prior, kappa, prior_mean):  # pragma: no cover 
     return means, delta
 
 
-@numba.njit(nogil=True, fastmath=_FASTMATH, error_model="numpy")
+@numba.njit(nogil=True, fastmath=_FASTMATH, error_model=ERROR_MODEL)
 def _resolution(means, centres, k, i, factor):  # pragma: no cover - compiled
     """``(factor * eps * max(|mean|, |centre|))**2``: a variance at the rounding scale."""
     scale = factor * _EPS * max(abs(means[k, i]), abs(centres[k, i]))
     return scale * scale
 
 
-@numba.njit(nogil=True, fastmath=_FASTMATH, error_model="numpy")
+@numba.njit(nogil=True, fastmath=_FASTMATH, error_model=ERROR_MODEL)
 def _precision_cholesky(cov, out):  # pragma: no cover - compiled
     """Set ``out`` to ``L^-T`` where ``cov = L L^T``; return False if that fails."""
     n = cov.shape[0]
