@@ -499,8 +499,9 @@ def fused_target(
     target: Any, data: Mapping[str, np.ndarray], start: Mapping[str, np.ndarray]
 ) -> Target:
     """Return the :class:`Target` of a family's fused log density (its ``_nuts_target``)."""
-    shared = target.shared_data(data["x_data"])
-    shared.update((name, value) for name, value in data.items() if name != "x_data")
+    from bayesmix.nuts._target import kernel_data  # numba: only with a fused target
+
+    shared = kernel_data(target, data)
 
     def logp_dlogp(x: np.ndarray) -> tuple[float, np.ndarray]:
         value, grad = target.logp_dlogp(x, **shared)

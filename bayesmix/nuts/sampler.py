@@ -42,6 +42,7 @@ from pymc.initial_point import make_initial_point_fn
 from bayesmix import _progress
 from bayesmix._threads import cpu_count
 from bayesmix.nuts import laplace as _laplace
+from bayesmix.nuts._target import kernel_data
 
 __all__ = ["clear_cache", "fused_free_variables", "laplace_map", "nudged", "sample_nutpie"]
 
@@ -164,8 +165,7 @@ def _fused_compiled(target: Any, data: dict[str, np.ndarray], start: dict[str, n
     """Return nutpie's model on a family's fused log density + gradient ``target``."""
     clock = time.perf_counter()
     flat = target.unconstrain(start)
-    shared = target.shared_data(data["x_data"])
-    shared.update((name, value) for name, value in data.items() if name != "x_data")
+    shared = kernel_data(target, data)
     # The first call loads the kernel from numba's cache (or compiles it, the first time
     # ever) before the sampler's threads need it.
     logp, _ = target.logp_dlogp(flat, **shared)
