@@ -5,6 +5,8 @@ Usage::
     python bench/families.py               # results in bench/results/families.{json,md}
     python bench/families.py --seeds 8     # fewer sampler seeds (default 20)
     python bench/families.py --quick       # short chains, two workloads, two seeds (harness)
+    python bench/families.py --draws 4000 --only Student-t Bernoulli --peers bayesmix plain-em \
+        --stem families_4000               # longer chains: are the clean runs R-hat's noise?
 
 One workload per family (issue 25), 2 chains x (1000 tune + 1000 draws), the same data
 and the same priors (bayesmix's defaults) for every peer. One run says little where the
@@ -367,17 +369,21 @@ def report(rows: list[dict], meta: dict) -> str:
         "ESS/s vs plain",
     ]
 
-    def ratio(ours: dict, peer: dict) -> str:
+    def ratio(ours: dict, peer: dict | None) -> str:
         """Ratio of median ESS per second; flagged if most of the peer's runs were not clean."""
+        if peer is None:
+            return "-"
         value = ours["ess_per_s"] / peer["ess_per_s"]
         return f"**{value:.1f}x**" if peer["converged"] else f"{value:.1f}x (mostly not clean)"
 
-    def peer_cell(peer: dict) -> str:
+    def peer_cell(peer: dict | None) -> str:
+        if peer is None:
+            return "-"
         return f"{peer['total_s']:.1f}, {peer['min_ess_bulk']:.0f} ({peer['clean']}/{peer['runs']})"
 
     table = []
     for row in rows:
-        ours, plain, em = (summarise(row[peer]) for peer in PEERS)
+        ours, plain, em = (summarise(row[peer]) if peer in row else None for peer in PEERS)
         low, high = ours["ess_range"]
         table.append(
             [
@@ -417,7 +423,10 @@ def report(rows: list[dict], meta: dict) -> str:
         "Divergences over all seeds (bayesmix / plain / plain from EM): "
         + "; ".join(
             f"{row['workload'].split(',')[0]} "
-            + " / ".join(str(sum(r["divergences"] for r in row[peer])) for peer in PEERS)
+            + " / ".join(
+                str(sum(r["divergences"] for r in row[peer])) if peer in row else "-"
+                for peer in PEERS
+            )
             for row in rows
         ),
         "",
@@ -429,6 +438,8 @@ def report(rows: list[dict], meta: dict) -> str:
                 " ".join(
                     f"{r['min_ess_bulk']:.0f}" for r in sorted(row[peer], key=lambda r: r["seed"])
                 )
+                if peer in row
+                else "-"
                 for peer in PEERS
             )
             for row in rows
@@ -450,14 +461,24 @@ def main() -> None:
         default=None,
         help=f"fresh processes per peer, each timed (default {PROCESSES})",
     )
+    parser.add_argument("--draws", type=int, default=None, help="draws per chain (default 1000)")
+    parser.add_argument(
+        "--only", nargs="+", default=None, help="workloads whose names contain one of these"
+    )
+    parser.add_argument("--peers", nargs="+", choices=PEERS, default=list(PEERS))
+    parser.add_argument("--stem", default="families", help="results file name (default families)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, default=None, help="where to write the results")
     args = parser.parse_args()
     if args.worker:
         print("RESULT " + json.dumps(worker(json.loads(args.worker))))
         return
-    settings = QUICK_SETTINGS if args.quick else SETTINGS
+    settings = dict(QUICK_SETTINGS if args.quick else SETTINGS)
+    if args.draws:
+        settings["draws"] = args.draws
     names = QUICK if args.quick else list(WORKLOADS)
+    if args.only:
+        names = [name for name in names if any(part in name for part in args.only)]
     meta = run_meta(["bayesmix", "pymc", "pytensor", "nutpie", "numba"]) | {"settings": settings}
     # --quick checks the harness: two seeds in two processes unless told otherwise.
     seed_count = args.seeds or (2 if args.quick else SEEDS)
@@ -467,7 +488,7 @@ def main() -> None:
     env = dict(os.environ, PYTHONPATH=str(HERE))
     for name in names:
         row = {"workload": name}
-        for peer in PEERS:
+        for peer in (peer for peer in PEERS if peer in args.peers):
             row[peer] = []
             for process in range(processes):
                 seeds = list(range(process, seed_count, processes))
@@ -494,7 +515,7 @@ def main() -> None:
                 )
         rows.append(row)
     kwargs = {} if args.folder is None else {"folder": args.folder}
-    print(write_results("families", meta, rows, report, **kwargs))
+    print(write_results(args.stem, meta, rows, report, **kwargs))
 
 
 if __name__ == "__main__":
