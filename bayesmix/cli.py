@@ -644,11 +644,8 @@ def _add_sampler_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--target-accept",
         type=float,
-        default=None,
-        help=(
-            "NUTS target acceptance rate (default: the family's, 0.9; 0.95 for student_t); "
-            "raise it (0.95, 0.99) against divergences"
-        ),
+        default=0.9,
+        help="NUTS target acceptance rate (default 0.9); raise it (0.95, 0.99) against divergences",
     )
     parser.add_argument(
         "--nuts-sampler",

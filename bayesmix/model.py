@@ -114,7 +114,7 @@ _FIT_CONSTRAINTS: dict[str, list[Any]] = {
     "tune": POSITIVE_INT,
     "chains": POSITIVE_INT,
     "cores": [None, *POSITIVE_INT],
-    "target_accept": [None, *TARGET_ACCEPT],
+    "target_accept": TARGET_ACCEPT,
     "nuts_sampler": [Options(*NUTS_SAMPLERS)],
     "random_seed": SEED,
     "progressbar": ["boolean"],
@@ -388,9 +388,6 @@ class MixtureModel(ABC):
     # (N, K) (:func:`bayesmix.stats.posterior_responsibilities`); None uses
     # ``component_log_prob``.
     _fast_pointwise: Any = None
-    # NUTS's target acceptance rate when fit() is not given one (a family whose posterior
-    # needs smaller steps sets its own).
-    _target_accept: float = 0.9
 
     # Optional: ``far_log_prob(X, *params) -> FarTerms | None``, the component log
     # densities of the rows of X far out in the family's tails as exact polynomials in a
@@ -600,7 +597,7 @@ class MixtureModel(ABC):
         tune: int = 1000,
         chains: int = 4,
         cores: int | None = None,
-        target_accept: float | None = None,
+        target_accept: float = 0.9,
         nuts_sampler: Literal["nutpie", "pymc", "numpyro", "blackjax"] = "nutpie",
         random_seed: int | None = None,
         progressbar: bool = True,
@@ -642,9 +639,8 @@ class MixtureModel(ABC):
             ``"laplace"`` and ``"em"``).
         cores : int, optional
             Chains run in parallel; defaults to ``min(chains, number of CPUs)``.
-        target_accept : float, optional
-            NUTS target acceptance rate; raise it if there are divergences. Defaults to
-            the family's: 0.9, and 0.95 for :class:`StudentTMixture` (see there).
+        target_accept : float, default=0.9
+            NUTS target acceptance rate; raise it if there are divergences.
         nuts_sampler : {"nutpie", "pymc", "numpyro", "blackjax"}, default="nutpie"
             NUTS implementation. nutpie starts every chain exactly at the EM estimate
             and moves in Laplace coordinates; the others start each chain at a jittered
@@ -694,8 +690,6 @@ class MixtureModel(ABC):
             )
         if method == "nuts" and nuts_sampler in _jax.JAX_SAMPLERS:
             _jax.require(nuts_sampler)  # the optional extra, before any work
-        if target_accept is None:
-            target_accept = self._target_accept
         if _dask.is_chunked(X):
             nuts = {"tune": tune, "chains": chains, "cores": cores, "nuts_sampler": nuts_sampler}
             nuts |= {"target_accept": target_accept, "progressbar": progressbar}

@@ -489,7 +489,7 @@ def _rank(values: pd.Series, *, ascending: bool) -> pd.Series:
         "draws": POSITIVE_INT,
         "tune": POSITIVE_INT,
         "chains": POSITIVE_INT,
-        "target_accept": [None, *TARGET_ACCEPT],
+        "target_accept": TARGET_ACCEPT,
         "nuts_sampler": [Options(*NUTS_SAMPLERS)],
         "n_se": NONNEGATIVE,
         "random_state": SEED,
@@ -507,7 +507,7 @@ def select_k(
     draws: int = 1000,
     tune: int = 1000,
     chains: int = 4,
-    target_accept: float | None = None,
+    target_accept: float = 0.9,
     nuts_sampler: Literal["nutpie", "pymc", "numpyro", "blackjax"] = "nutpie",
     n_se: float = 2.0,
     random_state: int | None = None,
@@ -548,9 +548,8 @@ def select_k(
         name in the family registry (``"poisson"``; see ``bayesmix.families.FAMILIES``).
     draws, tune, chains : int
         Sampler settings of the NUTS fits.
-    target_accept : float, optional
+    target_accept : float, default=0.9
         NUTS target acceptance rate; raise it (0.95, 0.99) against divergences.
-        Defaults to the family's (``fit``'s default).
     nuts_sampler : {"nutpie", "pymc", "numpyro", "blackjax"}, default="nutpie"
         NUTS implementation of every fit (see ``fit``).
     n_se : float, default=2.0

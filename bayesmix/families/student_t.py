@@ -1044,13 +1044,6 @@ class StudentTMixture(_LocationScaleMixture):
     (mean 20, Juárez & Steel 2010). Components are labelled by increasing location
     of the first feature.
 
-    NUTS samples with ``target_accept=0.95`` unless ``fit`` is given another. The
-    posterior of the degrees of freedom can have a thin arm where the components trade
-    the outliers (one light-tailed, one heavy), and steps tuned for the main mass
-    diverge at its edges: on ``bench/families.py``'s Student-t workload (20 sampler
-    seeds) 0.9 gave divergences in 7 runs of 2 x 1000 draws and 12 of 2 x 4000, 0.95
-    in none and 2, at about 0.6x the ESS per draw.
-
     References
     ----------
     G. J. McLachlan and D. Peel, *Finite Mixture Models*, Wiley, 2000, chapter 7.
@@ -1077,7 +1070,6 @@ class StudentTMixture(_LocationScaleMixture):
     _fast_pointwise = staticmethod(_fast_pointwise)
     _matrix_var = "scales"
     _has_dof = True
-    _target_accept = 0.95  # the dof posterior's thin arm (see Notes)
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         **_LocationScaleMixture._parameter_constraints,
         "dof_bounds": [

@@ -151,7 +151,7 @@ BAD_INPUTS = [
         _X(),
         {"target_accept": 1.0},
         InvalidParameterError,
-        "target_accept must be None or a number in (0, 1); got 1.0",
+        "target_accept must be a number in (0, 1); got 1.0",
     ),
     ("random_seed<0", GM(), _X(), {"random_seed": -1}, InvalidParameterError, "got -1"),
     (
